@@ -1,0 +1,125 @@
+// Errors are data: every failure weightkit reports is a WeightkitError with a code from the closed ErrorCode
+// list and a `where` naming the file, tensor, byte offset or recipe position at fault. Importable everywhere;
+// imports nothing. Rendering (text, JSON, exit codes) belongs to src/cli.
+
+/** Every error code weightkit can produce. Grouped by the module that raises it. */
+export const ERROR_CODES = [
+  // safetensors layout (one per broken invariant)
+  'ST_FILE_TOO_SMALL', // file shorter than the 8-byte header length prefix
+  'ST_HEADER_TOO_SMALL', // declared header length < 2
+  'ST_HEADER_TOO_LARGE', // declared header length > 100 MB
+  'ST_HEADER_OUT_OF_FILE', // declared header length runs past the end of the file
+  'ST_HEADER_NOT_UTF8',
+  'ST_HEADER_NOT_JSON',
+  'ST_HEADER_NOT_OBJECT', // JSON is valid but not an object, or an entry is not an object
+  'ST_INVALID_ENTRY', // entry lacks dtype/shape/data_offsets or has extra/wrongly-typed keys
+  'ST_UNKNOWN_DTYPE',
+  'ST_INVALID_SHAPE', // not an array of non-negative safe integers, or numel overflows
+  'ST_INVALID_OFFSETS', // data_offsets not [begin, end] safe integers with begin <= end
+  'ST_OFFSET_OUT_OF_BOUNDS', // data_offsets past the end of the data area
+  'ST_SIZE_MISMATCH', // end - begin != numel * bits / 8
+  'ST_GAP', // a hole between consecutive tensors (or before the first)
+  'ST_OVERLAP', // two tensors share bytes
+  'ST_DATA_SIZE_MISMATCH', // data area is longer than the tensors cover
+  'ST_DUPLICATE_NAME',
+  'ST_INVALID_METADATA', // __metadata__ not a string -> string map
+  'ST_INDEX_INVALID', // model.safetensors.index.json malformed
+  'ST_SHARD_MISSING', // weight_map names a shard file that does not exist
+  'ST_SHARD_TENSOR_MISSING', // weight_map names a tensor its shard does not hold
+  'ST_SHARD_DUPLICATE', // the same tensor stored in two shards
+  // ONNX
+  'ONNX_PARSE', // truncated or malformed protobuf
+  'ONNX_UNSUPPORTED_DTYPE',
+  'ONNX_INVALID_TENSOR', // bad dims, missing data, typed field length mismatch
+  'ONNX_RAW_DATA_LENGTH', // raw_data length != numel * bytes
+  'ONNX_EXTERNAL_ESCAPE', // external data location outside the model folder
+  'ONNX_EXTERNAL_MISSING', // external data file does not exist
+  'ONNX_EXTERNAL_SHORT', // external data file shorter than offset + length
+  'ONNX_EXTERNAL_INVALID', // bad offset/length/location keys
+  'ONNX_DUPLICATE_INITIALIZER',
+  // checkpoint-level (any format)
+  'CKPT_NOT_FOUND', // path does not exist
+  'CKPT_UNKNOWN_FORMAT', // neither safetensors nor ONNX
+  'TENSOR_NOT_FOUND',
+  'TENSOR_SHAPE_MISMATCH',
+  'TENSOR_DTYPE_MISMATCH',
+  'TENSOR_ROW_RANGE', // invalid row range for a ranged read
+  'TENSOR_TOO_LARGE', // a single tensor beyond what one typed array can hold
+  'DTYPE_UNSUPPORTED', // a conversion that is not defined (e.g. to BOOL from float)
+  // output
+  'OUT_EXISTS',
+  'OUT_INVALID',
+  'IO_ERROR', // system-level read/write failure
+  // command line
+  'USAGE',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Where an error happened; every field optional, the renderer prints what is present. */
+export interface Where {
+  file?: string;
+  tensor?: string;
+  byteOffset?: number;
+  line?: number; // 1-based
+  col?: number; // 1-based
+  path?: string; // recipe path, e.g. "models[1].parameters.density"
+}
+
+export interface WeightkitErrorOptions {
+  where?: Where;
+  cause?: unknown;
+  hint?: string;
+}
+
+export class WeightkitError extends Error {
+  readonly code: ErrorCode;
+  readonly where: Where;
+  readonly hint?: string;
+  constructor(code: ErrorCode, message: string, options: WeightkitErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.where = options.where ?? {};
+    if (options.hint !== undefined) this.hint = options.hint;
+  }
+
+  toJSON(): { name: string; code: ErrorCode; message: string; where: Where; hint?: string } {
+    const out: { name: string; code: ErrorCode; message: string; where: Where; hint?: string } = {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      where: this.where,
+    };
+    if (this.hint !== undefined) out.hint = this.hint;
+    return out;
+  }
+}
+
+/** A checkpoint or data file that does not satisfy its format's invariants. */
+export class FormatError extends WeightkitError {}
+/** A recipe that fails to parse or validate. */
+export class RecipeError extends WeightkitError {}
+/** A plan that cannot be built from a valid recipe (shapes, missing tensors, output folder). */
+export class PlanError extends WeightkitError {}
+/** An evaluation that cannot run (data, model inputs). */
+export class EvalError extends WeightkitError {}
+/** Bad command-line or API arguments. */
+export class UsageError extends WeightkitError {}
+/** A system-level I/O failure (permissions, disk full) wrapped with the file it concerns. */
+export class IoError extends WeightkitError {}
+
+export function isWeightkitError(e: unknown): e is WeightkitError {
+  return e instanceof WeightkitError;
+}
+
+/** Wrap a Node system error (ENOENT, EACCES, ENOSPC ...) into a typed error naming the file. */
+export function wrapIoError(e: unknown, file: string, action: string): WeightkitError {
+  if (e instanceof WeightkitError) return e;
+  const errno = (e as { code?: unknown })?.code;
+  if (errno === 'ENOENT') {
+    return new IoError('CKPT_NOT_FOUND', `${action}: no such file or folder`, { where: { file }, cause: e });
+  }
+  const detail = e instanceof Error ? e.message : String(e);
+  return new IoError('IO_ERROR', `${action}: ${detail}`, { where: { file }, cause: e });
+}
