@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { SeededRandom } from '../../src/tensor/rng.js';
+import { MagnitudeSelector, applyMagnitudeMaskInto, topKMagnitude } from '../../src/tensor/select.js';
+
+function keptBySort(x: Float32Array, k: number): Set<number> {
+  // oracle: stable sort by |x| descending, ties by index
+  const idx = [...x.keys()].sort((a, b) => Math.abs(x[b]!) - Math.abs(x[a]!) || a - b);
+  return new Set(idx.slice(0, Math.max(0, Math.min(k, x.length))));
+}
+
+function keptByThreshold(x: Float32Array, k: number, chunk = x.length): Set<number> {
+  const t = topKMagnitude(x, k);
+  const out = new Float32Array(x.length);
+  const state = { tiesLeft: t.ties };
+  for (let s = 0; s < x.length; s += chunk) {
+    applyMagnitudeMaskInto(x.subarray(s, s + chunk), t, state, out.subarray(s, s + chunk));
+  }
+  const kept = new Set<number>(); // inputs have no zeros, so a kept element is a non-zero output
+  for (let i = 0; i < x.length; i++) if (out[i] !== 0) kept.add(i);
+  return kept;
+}
+
+describe('top-k magnitude selection', () => {
+  it('matches a sort on random data, for many k, with exact-k and index-ordered ties', () => {
+    const r = new SeededRandom(7);
+    const x = new Float32Array(5000);
+    // few distinct magnitudes so ties are common; no zeros so "kept" is observable
+    for (let i = 0; i < x.length; i++) x[i] = (r.int(40) + 1) * (r.next() < 0.5 ? -0.125 : 0.125);
+    for (const k of [1, 2, 17, 123, 2500, 4999]) {
+      const got = keptByThreshold(x, k);
+      expect(got.size).toBe(k);
+      expect([...got].sort((a, b) => a - b)).toEqual([...keptBySort(x, k)].sort((a, b) => a - b));
+    }
+  });
+
+  it('is independent of chunking', () => {
+    const r = new SeededRandom(3);
+    const x = Float32Array.from({ length: 4096 }, () => Math.round(r.normal() * 8) / 8 || 0.5);
+    const whole = keptByThreshold(x, 1000);
+    for (const chunk of [1, 7, 64, 1000]) expect(keptByThreshold(x, 1000, chunk)).toEqual(whole);
+  });
+
+  it('handles k <= 0, k >= n, NaN and continuous values', () => {
+    const x = new Float32Array([3, -1, NaN, 2, -5, 0.5]);
+    expect(topKMagnitude(x, 0).none).toBe(true);
+    expect(topKMagnitude(x, 6).all).toBe(true);
+    const t = topKMagnitude(x, 2);
+    const out = new Float32Array(6);
+    applyMagnitudeMaskInto(x, t, { tiesLeft: t.ties }, out);
+    expect(Array.from(out)).toEqual([3, 0, 0, 0, -5, 0]);
+  });
+
+  it('streams across several arrays (global top-k)', () => {
+    const a = new Float32Array([1, 9, 3]);
+    const b = new Float32Array([8, 2, 7]);
+    const s = new MagnitudeSelector();
+    s.addHigh(a);
+    s.addHigh(b);
+    if (s.resolveHigh(3)) {
+      s.addLow(a);
+      s.addLow(b);
+    }
+    const t = s.threshold();
+    const st = { tiesLeft: t.ties };
+    const oa = new Float32Array(3);
+    const ob = new Float32Array(3);
+    applyMagnitudeMaskInto(a, t, st, oa);
+    applyMagnitudeMaskInto(b, t, st, ob);
+    expect([...oa, ...ob]).toEqual([0, 9, 0, 8, 0, 7]);
+  });
+});
