@@ -1,0 +1,72 @@
+// The weightkit command line (yargs). The only module family that touches process streams and exit codes: every
+// command calls the same library functions the API exports, and every failure is rendered here, never thrown
+// to the user as a stack trace.
+
+import yargs, { type Argv } from 'yargs';
+import { UsageError } from '../errors.js';
+import { WEIGHTKIT_VERSION } from '../version.js';
+import { convertCommand } from './commands/convert.js';
+import { inspectCommand } from './commands/inspect.js';
+import { EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
+
+/** Where a command writes; tests pass collectors, the binary passes process streams. */
+export interface CliIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  /** stderr is a terminal (progress bars redraw) */
+  isTTY: boolean;
+}
+
+export const processIo: CliIo = {
+  stdout: (s) => void process.stdout.write(s),
+  stderr: (s) => void process.stderr.write(s),
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+export interface CommandContext {
+  io: CliIo;
+  /** set by a command that printed its own result and wants a specific exit code */
+  exitCode?: number;
+}
+
+export function buildParser(args: readonly string[], ctx: CommandContext): Argv {
+  let parser = yargs([...args])
+    .scriptName('weightkit')
+    .usage('weightkit <command> [options]\n\nA workbench for neural-network weights: safetensors and ONNX checkpoints.')
+    .version(WEIGHTKIT_VERSION)
+    .help()
+    .alias('h', 'help')
+    .strict()
+    .demandCommand(1, 'name a command (see weightkit --help)')
+    .recommendCommands()
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new UsageError('USAGE', msg ?? 'invalid arguments', { hint: 'run weightkit --help' });
+    });
+  parser = inspectCommand(parser, ctx);
+  parser = convertCommand(parser, ctx);
+  return parser;
+}
+
+/** Run the CLI with the given arguments; returns the process exit code. Never throws. */
+export async function main(args: readonly string[], io: CliIo = processIo): Promise<number> {
+  const ctx: CommandContext = { io };
+  const wantsJson = args.includes('--json');
+  try {
+    let output = '';
+    await buildParser(args, ctx).parseAsync([...args], {}, (err, _argv, out) => {
+      if (out) output = out;
+      if (err) throw err;
+    });
+    if (output) io.stdout(output.endsWith('\n') ? output : output + '\n');
+    return ctx.exitCode ?? EXIT_OK;
+  } catch (e) {
+    if (process.env.WEIGHTKIT_DEBUG && e instanceof Error && e.stack) io.stderr(e.stack + '\n');
+    if (wantsJson) io.stderr(JSON.stringify(errorJson(e)) + '\n');
+    else io.stderr(renderError(e));
+    const code = exitCodeFor(e);
+    return code === EXIT_INTERNAL ? EXIT_INTERNAL : EXIT_BAD_INPUT;
+  }
+}

@@ -1,0 +1,91 @@
+// Rendering for the terminal: errors (`error[CODE]: message` + `--> file (tensor 'x')`), aligned tables, and
+// human-readable sizes. The CLI is the only place that turns WeightkitErrors into text and exit codes.
+
+import { isWeightkitError, type WeightkitError } from '../errors.js';
+
+/** Exit codes: 0 ok, 1 internal error (a bug), 2 bad input (any WeightkitError). */
+export const EXIT_OK = 0;
+export const EXIT_INTERNAL = 1;
+export const EXIT_BAD_INPUT = 2;
+
+export function exitCodeFor(e: unknown): number {
+  return isWeightkitError(e) ? EXIT_BAD_INPUT : EXIT_INTERNAL;
+}
+
+function locationLine(e: WeightkitError): string | undefined {
+  const w = e.where;
+  const parts: string[] = [];
+  if (w.file !== undefined) {
+    let f = w.file;
+    if (w.line !== undefined) f += `:${w.line}${w.col !== undefined ? `:${w.col}` : ''}`;
+    parts.push(f);
+  }
+  const extra: string[] = [];
+  if (w.tensor !== undefined) extra.push(`tensor '${w.tensor}'`);
+  if (w.path !== undefined) extra.push(w.path);
+  if (w.byteOffset !== undefined) extra.push(`byte ${w.byteOffset}`);
+  if (parts.length === 0 && extra.length === 0) return undefined;
+  return `  --> ${[...parts, extra.length > 0 ? `(${extra.join(', ')})` : ''].filter(Boolean).join(' ')}`;
+}
+
+/** Human-readable text for an error; unknown errors are reported as internal bugs without a stack trace. */
+export function renderError(e: unknown): string {
+  if (isWeightkitError(e)) {
+    const lines = [`error[${e.code}]: ${e.message}`];
+    const loc = locationLine(e);
+    if (loc) lines.push(loc);
+    if (e.hint) lines.push(`  = help: ${e.hint}`);
+    return lines.join('\n') + '\n';
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return (
+    `error[INTERNAL]: ${msg}\n` +
+    `  = note: this is a bug in weightkit; please report it (set WEIGHTKIT_DEBUG=1 for a stack trace)\n`
+  );
+}
+
+export function errorJson(e: unknown): object {
+  if (isWeightkitError(e)) return { error: e.toJSON() };
+  return { error: { name: 'InternalError', code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) } };
+}
+
+/** Decimal units, as disk sizes are usually given (GB = 1e9 bytes). */
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
+  let v = n;
+  let u = -1;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} ${units[u]}`;
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** Short parameter count: 1.24B, 350M, 12.3K. */
+export function formatParams(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
+  return String(n);
+}
+
+/** Left-aligned columns (right-aligned where `right[i]`), two spaces apart, no trailing spaces. */
+export function table(rows: readonly (readonly string[])[], right: readonly boolean[] = []): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => (right[i] ? c.padStart(widths[i]!) : i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
