@@ -37,6 +37,7 @@ export const ERROR_CODES = [
   'ONNX_EXTERNAL_SHORT', // external data file shorter than offset + length
   'ONNX_EXTERNAL_INVALID', // bad offset/length/location keys
   'ONNX_DUPLICATE_INITIALIZER',
+  'ONNX_TOO_LARGE', // an inline (single-protobuf) model would exceed the 2 GB protobuf limit
   // checkpoint-level (any format)
   'CKPT_NOT_FOUND', // path does not exist
   'CKPT_UNKNOWN_FORMAT', // neither safetensors nor ONNX
