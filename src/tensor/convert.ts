@@ -6,6 +6,7 @@
 import { UsageError } from '../errors.js';
 import { DTYPE_INFO, allocData, type DType, type TensorData } from './dtype.js';
 import { makeTensor, type Tensor } from './tensor.js';
+import { simdKernels } from './wasm/simd.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // scalar helpers (also used to build tables and as test oracles)
@@ -113,18 +114,55 @@ function f8EncodeNumber(fmt: F8Format, dec: Float64Array, x: number): number {
 // tables (built lazily, once)
 
 let f16Table: Uint32Array | undefined;
+/** f16 bits -> f32 bits for all 65,536 patterns; NaN keeps its payload (shifted) and gets the quiet bit. */
 function getF16Table(): Uint32Array {
   if (!f16Table) {
-    f16Table = new Uint32Array(65536);
-    for (let h = 0; h < 65536; h++) f16Table[h] = f32Bits(f16BitsToNumber(h));
-    // keep NaN payloads deterministic and quiet
+    const t = new Uint32Array(65536);
     for (let h = 0; h < 65536; h++) {
-      if ((h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0) {
-        f16Table[h] = ((h & 0x8000) << 16) | 0x7fc00000 | ((h & 0x3ff) << 13);
-      }
+      t[h] =
+        (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0
+          ? ((h & 0x8000) << 16) | 0x7fc00000 | ((h & 0x3ff) << 13)
+          : f32Bits(f16BitsToNumber(h));
     }
+    f16Table = t;
   }
   return f16Table;
+}
+
+/**
+ * f32 -> f16 by f32 exponent (sign stripped), for |x| < 65520: h = (x - SUB[e] + RB[e] + lsb) >>> SH[e] where lsb is
+ * bit SH[e] of (x - SUB[e]). Normal f16 range: SUB rebiases the exponent (the carry of rounding may reach the next
+ * binade or Inf); subnormal range: x - SUB[e] is the mantissa with its implicit bit; below 2^-25: shift all away.
+ */
+interface F16EncTables {
+  readonly sub: Int32Array;
+  readonly sh: Int32Array;
+  readonly rb: Int32Array;
+}
+let f16Enc: F16EncTables | undefined;
+function getF16EncTables(): F16EncTables {
+  if (!f16Enc) {
+    const sub = new Int32Array(256);
+    const sh = new Int32Array(256);
+    const rb = new Int32Array(256);
+    for (let e = 0; e < 256; e++) {
+      let s: number;
+      if (e >= 113) {
+        sub[e] = 112 << 23;
+        s = 13;
+      } else if (e >= 102) {
+        sub[e] = (e - 1) << 23; // x - sub = mantissa | 0x800000
+        s = 126 - e; // 14..24
+      } else {
+        sub[e] = e === 0 ? 0 : (e - 1) << 23;
+        s = 25; // value < 2^24, + RB < 2^25: shifts to 0
+      }
+      sh[e] = s;
+      rb[e] = (1 << (s - 1)) - 1;
+    }
+    f16Enc = { sub, sh, rb };
+  }
+  return f16Enc;
 }
 
 const f8DecTables = new Map<F8Format, { f32: Float32Array; f64: Float64Array }>();
@@ -139,26 +177,56 @@ function getF8Dec(fmt: F8Format): { f32: Float32Array; f64: Float64Array } {
   return t;
 }
 
-/** f32 -> f8 via a 64K table indexed by the top 16 bits of the f32, plus an exact fix-up near ties. */
-const f8EncTables = new Map<F8Format, Uint8Array>();
-function getF8EncTable(fmt: F8Format): Uint8Array {
+/**
+ * f32 -> f8 by the top 16 bits p of the f32: every f32 with prefix p rounds to LO[p] if its low 16 bits are below
+ * THR[p], else to HI[p]. A prefix spans less than one f8 step, so it holds at most one rounding boundary; THR is
+ * where the exact encoder first changes code (ties included), 0x10000 when it never does.
+ */
+interface F8EncTables {
+  readonly thr: Int32Array;
+  readonly lo: Uint8Array;
+  readonly hi: Uint8Array;
+}
+const f8EncTables = new Map<F8Format, F8EncTables>();
+function getF8EncTables(fmt: F8Format): F8EncTables {
   let t = f8EncTables.get(fmt);
   if (!t) {
-    // For each top-16-bit prefix, the code for the smallest value with that prefix and for the largest. If they
-    // agree, every f32 with this prefix maps to that code; else mark 0xff... we store both via two tables.
-    t = new Uint8Array(65536 * 2);
     const dec = getF8Dec(fmt).f64;
+    const enc = (u: number): number => f8EncodeNumber(fmt, dec, bitsF32(u));
+    const thr = new Int32Array(65536);
+    const lo = new Uint8Array(65536);
+    const hi = new Uint8Array(65536);
     for (let p = 0; p < 65536; p++) {
-      t[2 * p] = f8EncodeNumber(fmt, dec, bitsF32(p << 16));
-      t[2 * p + 1] = f8EncodeNumber(fmt, dec, bitsF32((p << 16) | 0xffff));
+      const base = (p << 16) >>> 0;
+      const a = enc(base);
+      const b = enc(base + 0xffff);
+      lo[p] = a;
+      hi[p] = b;
+      if (a === b) {
+        thr[p] = 0x10000;
+        continue;
+      }
+      let l = 0; // enc(base + l) === a
+      let h = 0xffff; // enc(base + h) !== a
+      while (h - l > 1) {
+        const m = (l + h) >>> 1;
+        if (enc(base + m) === a) l = m;
+        else h = m;
+      }
+      thr[p] = h;
     }
+    t = { thr, lo, hi };
     f8EncTables.set(fmt, t);
   }
   return t;
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// array kernels
+// array kernels. The *Js loops are the reference and the fallback; the public functions hand arrays of at least
+// WASM_MIN_ELEMENTS to the wasm SIMD kernels when available (bit-identical, tested on every pattern).
+
+/** Below this many elements the JS loop wins (no copies through wasm memory). */
+export const WASM_MIN_ELEMENTS = 4096;
 
 function outF32(n: number, dst?: Float32Array): Float32Array {
   if (dst === undefined) return new Float32Array(n);
@@ -178,62 +246,189 @@ function outU8(n: number, dst?: Uint8Array): Uint8Array {
   return dst;
 }
 
-export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
+const u32View = (a: Float32Array, n: number): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, n);
+const i32View = (a: Float32Array, n: number): Int32Array => new Int32Array(a.buffer, a.byteOffset, n);
+
+// Loops are plain functions unrolled 8x (V8 keeps ~2 G elem/s for any arrays; a closure loop is only faster while its
+// arrays stay constant). Each takes exactly one array type per parameter so it stays monomorphic.
+
+function bf16ToF32Loop(s: Uint16Array, o: Uint32Array, n: number): void {
+  let i = 0;
+  for (const n8 = n - 7; i < n8; i += 8) {
+    o[i] = s[i]! << 16;
+    o[i + 1] = s[i + 1]! << 16;
+    o[i + 2] = s[i + 2]! << 16;
+    o[i + 3] = s[i + 3]! << 16;
+    o[i + 4] = s[i + 4]! << 16;
+    o[i + 5] = s[i + 5]! << 16;
+    o[i + 6] = s[i + 6]! << 16;
+    o[i + 7] = s[i + 7]! << 16;
+  }
+  for (; i < n; i++) o[i] = s[i]! << 16;
+}
+
+// s holds f32 bits as signed int32 so all arithmetic stays in int32; the Uint16Array store keeps the low 16 bits.
+function f32ToBf16Loop(s: Int32Array, o: Uint16Array, n: number): void {
+  let i = 0;
+  for (const n4 = n - 3; i < n4; i += 4) {
+    const a = s[i]!;
+    const b = s[i + 1]!;
+    const c = s[i + 2]!;
+    const d = s[i + 3]!;
+    o[i] = (a & 0x7fffffff) > 0x7f800000 ? (a >> 16) | 0x40 : (a + 0x7fff + ((a >> 16) & 1)) >> 16;
+    o[i + 1] = (b & 0x7fffffff) > 0x7f800000 ? (b >> 16) | 0x40 : (b + 0x7fff + ((b >> 16) & 1)) >> 16;
+    o[i + 2] = (c & 0x7fffffff) > 0x7f800000 ? (c >> 16) | 0x40 : (c + 0x7fff + ((c >> 16) & 1)) >> 16;
+    o[i + 3] = (d & 0x7fffffff) > 0x7f800000 ? (d >> 16) | 0x40 : (d + 0x7fff + ((d >> 16) & 1)) >> 16;
+  }
+  for (; i < n; i++) {
+    const a = s[i]!;
+    o[i] = (a & 0x7fffffff) > 0x7f800000 ? (a >> 16) | 0x40 : (a + 0x7fff + ((a >> 16) & 1)) >> 16;
+  }
+}
+
+function f16ToF32Loop(s: Uint16Array, o: Uint32Array, n: number, t: Uint32Array): void {
+  let i = 0;
+  for (const n8 = n - 7; i < n8; i += 8) {
+    o[i] = t[s[i]!]!;
+    o[i + 1] = t[s[i + 1]!]!;
+    o[i + 2] = t[s[i + 2]!]!;
+    o[i + 3] = t[s[i + 3]!]!;
+    o[i + 4] = t[s[i + 4]!]!;
+    o[i + 5] = t[s[i + 5]!]!;
+    o[i + 6] = t[s[i + 6]!]!;
+    o[i + 7] = t[s[i + 7]!]!;
+  }
+  for (; i < n; i++) o[i] = t[s[i]!]!;
+}
+
+function f32ToF16Loop(s: Int32Array, o: Uint16Array, n: number, sub: Int32Array, sh: Int32Array, rb: Int32Array): void {
+  for (let i = 0; i < n; i++) {
+    const u = s[i]!;
+    const a = u & 0x7fffffff;
+    let h: number;
+    if (a < 0x477ff000) {
+      const e = a >>> 23;
+      const x = a - sub[e]!;
+      const k = sh[e]!;
+      h = (x + rb[e]! + ((x >>> k) & 1)) >>> k;
+    } else {
+      h = a > 0x7f800000 ? 0x7e00 | ((a >>> 13) & 0x3ff) : 0x7c00;
+    }
+    o[i] = h | ((u >>> 16) & 0x8000);
+  }
+}
+
+function f8ToF32Loop(s: Uint8Array, o: Float32Array, n: number, t: Float32Array): void {
+  let i = 0;
+  for (const n4 = n - 3; i < n4; i += 4) {
+    o[i] = t[s[i]!]!;
+    o[i + 1] = t[s[i + 1]!]!;
+    o[i + 2] = t[s[i + 2]!]!;
+    o[i + 3] = t[s[i + 3]!]!;
+  }
+  for (; i < n; i++) o[i] = t[s[i]!]!;
+}
+
+function f32ToF8Loop(s: Int32Array, o: Uint8Array, n: number, thr: Int32Array, lo: Uint8Array, hi: Uint8Array): void {
+  for (let i = 0; i < n; i++) {
+    const u = s[i]!;
+    const p = u >>> 16;
+    o[i] = (u & 0xffff) < thr[p]! ? lo[p]! : hi[p]!;
+  }
+}
+
+/** bf16 -> f32 with the JS loop only (exact: a shift; NaN payloads, signalling or not, are kept bit for bit). */
+export function bf16ToF32Js(src: Uint16Array, dst?: Float32Array): Float32Array {
   const n = src.length;
   const out = outF32(n, dst);
-  const o = new Uint32Array(out.buffer, out.byteOffset, n);
-  for (let i = 0; i < n; i++) o[i] = src[i]! << 16;
+  bf16ToF32Loop(src, u32View(out, n), n);
+  return out;
+}
+
+/** f32 -> bf16 with the JS loop only. */
+export function f32ToBf16Js(src: Float32Array, dst?: Uint16Array): Uint16Array {
+  const n = src.length;
+  const out = outU16(n, dst);
+  f32ToBf16Loop(i32View(src, n), out, n);
+  return out;
+}
+
+/** f16 -> f32 with the JS table loop only. */
+export function f16ToF32Js(src: Uint16Array, dst?: Float32Array): Float32Array {
+  const n = src.length;
+  const out = outF32(n, dst);
+  f16ToF32Loop(src, u32View(out, n), n, getF16Table());
+  return out;
+}
+
+/** f32 -> f16 with the JS table loop only. */
+export function f32ToF16Js(src: Float32Array, dst?: Uint16Array): Uint16Array {
+  const n = src.length;
+  const out = outU16(n, dst);
+  const t = getF16EncTables();
+  f32ToF16Loop(i32View(src, n), out, n, t.sub, t.sh, t.rb);
+  return out;
+}
+
+export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
+  const n = src.length;
+  const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
+  if (k === undefined) return bf16ToF32Js(src, dst);
+  const out = outF32(n, dst);
+  k.bf16ToF32(src, out, n);
   return out;
 }
 
 export function f32ToBf16(src: Float32Array, dst?: Uint16Array): Uint16Array {
   const n = src.length;
+  const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
+  if (k === undefined) return f32ToBf16Js(src, dst);
   const out = outU16(n, dst);
-  const s = new Uint32Array(src.buffer, src.byteOffset, n);
-  for (let i = 0; i < n; i++) {
-    const u = s[i]!;
-    out[i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
-  }
+  k.f32ToBf16(src, out, n);
   return out;
 }
 
 export function f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   const n = src.length;
+  const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
+  if (k === undefined) return f16ToF32Js(src, dst);
   const out = outF32(n, dst);
-  const o = new Uint32Array(out.buffer, out.byteOffset, n);
-  const table = getF16Table();
-  for (let i = 0; i < n; i++) o[i] = table[src[i]!]!;
+  k.f16ToF32(src, out, n);
   return out;
 }
 
 export function f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array {
   const n = src.length;
+  const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
+  if (k === undefined) return f32ToF16Js(src, dst);
   const out = outU16(n, dst);
-  const s = new Uint32Array(src.buffer, src.byteOffset, n);
-  for (let i = 0; i < n; i++) out[i] = f16FromF32Bits(s[i]!);
+  k.f32ToF16(src, out, n);
   return out;
 }
 
 function f8ToF32(fmt: F8Format, src: Uint8Array, dst?: Float32Array): Float32Array {
   const n = src.length;
   const out = outF32(n, dst);
-  const table = getF8Dec(fmt).f32;
-  for (let i = 0; i < n; i++) out[i] = table[src[i]!]!;
+  f8ToF32Loop(src, out, n, getF8Dec(fmt).f32);
   return out;
 }
 
 function f32ToF8(fmt: F8Format, src: Float32Array, dst?: Uint8Array): Uint8Array {
   const n = src.length;
   const out = outU8(n, dst);
-  const s = new Uint32Array(src.buffer, src.byteOffset, n);
-  const t = getF8EncTable(fmt);
-  const dec = getF8Dec(fmt).f64;
-  for (let i = 0; i < n; i++) {
-    const p = s[i]! >>> 16;
-    const lo = t[2 * p]!;
-    out[i] = lo === t[2 * p + 1]! ? lo : f8EncodeNumber(fmt, dec, src[i]!);
-  }
+  const t = getF8EncTables(fmt);
+  f32ToF8Loop(i32View(src, n), out, n, t.thr, t.lo, t.hi);
   return out;
+}
+
+/** One f32 value to F8_E4M3 (E4M3FN) bits: RNE, saturating to ±448, NaN -> 0x7f. The scalar oracle of f32ToF8e4m3. */
+export function f8e4m3FromNumber(x: number): number {
+  return f8EncodeNumber(E4M3, getF8Dec(E4M3).f64, Math.fround(x));
+}
+
+/** One f32 value to F8_E5M2 bits: RNE, saturating to ±57344 (also ±Inf), NaN -> 0x7e. */
+export function f8e5m2FromNumber(x: number): number {
+  return f8EncodeNumber(E5M2, getF8Dec(E5M2).f64, Math.fround(x));
 }
 
 export const f8e4m3ToF32 = (src: Uint8Array, dst?: Float32Array): Float32Array => f8ToF32(E4M3, src, dst);
