@@ -1,0 +1,113 @@
+// Small file helpers shared by the checkpoint readers and writers: exact positional reads and writes (looping on
+// short transfers, bounded per call), and temp-name-then-rename publishing. Every failure is a typed error naming
+// the file; nothing here knows a checkpoint format. Imports only node:fs/promises, node:path and ../errors.js.
+
+import type { FileHandle } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { IoError, wrapIoError } from '../errors.js';
+
+/** Chunk size for large reads and writes: 16 MiB measured fastest here (platform-measurements 6.3). */
+export const IO_CHUNK_BYTES = 16 * 1024 * 1024;
+
+/** Largest transfer handed to one fs call (Node refuses more than 2 GiB - 1 per call). */
+const MAX_CALL_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Fill `dst` with the file's bytes starting at `position`, looping on short reads. A read that hits end of file
+ * before `dst` is full (the file shrank after it was validated) throws IO_ERROR naming the byte offset; it never
+ * returns partial data and never spins.
+ */
+export async function readExactlyAt(fh: FileHandle, dst: Uint8Array, position: number, file: string): Promise<void> {
+  let done = 0;
+  const total = dst.byteLength;
+  while (done < total) {
+    const want = Math.min(total - done, MAX_CALL_BYTES);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(dst, done, want, position + done));
+    } catch (e) {
+      throw wrapIoError(e, file, `reading ${want} bytes at byte ${position + done}`);
+    }
+    if (bytesRead === 0) {
+      throw new IoError(
+        'IO_ERROR',
+        `file ended at byte ${position + done}, expected ${total - done} more bytes (was it truncated after it was opened?)`,
+        { where: { file, byteOffset: position + done } },
+      );
+    }
+    done += bytesRead;
+  }
+}
+
+/** Write all of `src` at `position`, looping on short writes. */
+export async function writeExactlyAt(fh: FileHandle, src: Uint8Array, position: number, file: string): Promise<void> {
+  let done = 0;
+  const total = src.byteLength;
+  while (done < total) {
+    const want = Math.min(total - done, MAX_CALL_BYTES);
+    let bytesWritten: number;
+    try {
+      ({ bytesWritten } = await fh.write(src, done, want, position + done));
+    } catch (e) {
+      throw wrapIoError(e, file, `writing ${want} bytes at byte ${position + done}`);
+    }
+    if (bytesWritten === 0) {
+      throw new IoError('IO_ERROR', `write made no progress at byte ${position + done}`, {
+        where: { file, byteOffset: position + done },
+      });
+    }
+    done += bytesWritten;
+  }
+}
+
+let tmpCounter = 0;
+
+/**
+ * A temp name in the same folder as `finalPath` (so the final rename stays on one file system), unique within
+ * this process and across processes (pid). Deterministic: no randomness.
+ */
+export function tmpPathFor(finalPath: string): string {
+  tmpCounter += 1;
+  return `${finalPath}.${process.pid}-${tmpCounter}.tmp`;
+}
+
+/** Remove a file if it exists; other failures are reported. */
+export async function removeIfExists(file: string): Promise<void> {
+  try {
+    await fsp.unlink(file);
+  } catch (e) {
+    if ((e as { code?: unknown })?.code === 'ENOENT') return;
+    throw wrapIoError(e, file, 'removing a temporary file');
+  }
+}
+
+/** Rename a finished temp file to its final name (replacing an existing file: overwrite policy is the caller's). */
+export async function publish(tmpPath: string, finalPath: string): Promise<void> {
+  try {
+    await fsp.rename(tmpPath, finalPath);
+  } catch (e) {
+    throw wrapIoError(e, finalPath, `renaming ${path.basename(tmpPath)} to its final name`);
+  }
+}
+
+/** Open a file for reading, mapping ENOENT to CKPT_NOT_FOUND and other failures to IO_ERROR. */
+export async function openForRead(file: string): Promise<FileHandle> {
+  try {
+    return await fsp.open(file, 'r');
+  } catch (e) {
+    throw wrapIoError(e, file, 'opening for reading');
+  }
+}
+
+/** fs.stat that reports typed errors; `undefined` when the path does not exist. */
+export async function statOrUndefined(p: string): Promise<import('node:fs').Stats | undefined> {
+  try {
+    return await fsp.stat(p);
+  } catch (e) {
+    const code = (e as { code?: unknown })?.code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw wrapIoError(e, p, 'checking the path');
+  }
+}
