@@ -50,6 +50,8 @@ export const ERROR_CODES = [
   // output
   'OUT_EXISTS',
   'OUT_INVALID',
+  'OUT_WRITTEN_TWICE', // a streaming writer got the same tensor twice
+  'OUT_INCOMPLETE', // a streaming writer was closed before every declared tensor was written
   'IO_ERROR', // system-level read/write failure
   // command line
   'USAGE',
