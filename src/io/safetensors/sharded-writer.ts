@@ -1,0 +1,236 @@
+// Sharded safetensors writer, Hugging Face layout: tensors in name order split into model-0000i-of-0000n.safetensors
+// files of at most `shardSize` tensor bytes (or one model.safetensors), plus model.safetensors.index.json written the
+// way transformers writes it. Every file is written under a temp name and renamed at close; nothing else is deleted.
+// Must not import src/plan, src/merge, src/cli or onnxruntime.
+
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+
+import { UsageError, wrapIoError } from '../../errors.js';
+import type { TensorData } from '../../tensor/dtype.js';
+import { publish, removeIfExists, tmpPathFor, writeExactlyAt } from '../file.js';
+import type { TensorDecl } from '../types.js';
+import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata } from './writer.js';
+
+export const INDEX_FILE = 'model.safetensors.index.json';
+export const SINGLE_FILE = 'model.safetensors';
+/** transformers' default max_shard_size ("5GB"). */
+export const DEFAULT_SHARD_SIZE = 5_000_000_000;
+
+export interface ShardedWriterOptions {
+  /** Maximum tensor bytes per shard; a single larger tensor gets a shard of its own. Default 5e9. */
+  shardSize?: number;
+  /**
+   * String metadata: stored in every shard's `__metadata__` (with `format: "pt"` unless given, which transformers
+   * requires to load a shard that has metadata) and in the index's `metadata` next to `total_size`.
+   */
+  metadata?: Record<string, string>;
+}
+
+/** One planned shard: its file name and tensors (name order). */
+export interface ShardPlan {
+  readonly file: string;
+  readonly tensors: readonly TensorDecl[];
+  readonly byteLength: number;
+}
+
+export interface ShardedWriter {
+  readonly dir: string;
+  /** Final paths of every file written: the shards in order, then the index (when there is more than one shard). */
+  readonly files: readonly string[];
+  readonly shards: readonly ShardPlan[];
+  /** Sum of all tensors' bytes (the index's `total_size`). */
+  readonly totalSize: number;
+  /** Write one declared tensor; any order, concurrently if wanted, each exactly once. */
+  write(name: string, data: Uint8Array | TensorData): Promise<void>;
+  /** Check everything was written, rename every shard, then write and rename the index. */
+  close(): Promise<void>;
+  /** Delete this writer's temp files. A no-op after a successful close(). */
+  abort(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** `model-00001-of-00003.safetensors`, as transformers names shards. */
+export function shardFileName(index: number, count: number): string {
+  const pad = (n: number): string => String(n).padStart(5, '0');
+  return `model-${pad(index + 1)}-of-${pad(count)}.safetensors`;
+}
+
+/** Assign tensors (name order) to shards. Pure. */
+export function planShards(decls: readonly TensorDecl[], shardSize: number, file = '<shards>'): ShardPlan[] {
+  if (!Number.isSafeInteger(shardSize) || shardSize <= 0) {
+    throw new UsageError('OUT_INVALID', `shardSize must be a positive integer number of bytes, got ${String(shardSize)}`, { where: { file } });
+  }
+  const sorted = validateDecls(decls, file);
+  const groups: Array<{ tensors: TensorDecl[]; byteLength: number }> = [{ tensors: [], byteLength: 0 }];
+  for (const d of sorted) {
+    let cur = groups[groups.length - 1]!;
+    if (cur.tensors.length > 0 && cur.byteLength + d.byteLength > shardSize) {
+      cur = { tensors: [], byteLength: 0 };
+      groups.push(cur);
+    }
+    cur.tensors.push({ name: d.name, dtype: d.dtype, shape: d.shape });
+    cur.byteLength += d.byteLength;
+  }
+  const n = groups.length;
+  return groups.map((g, i) => ({ file: n === 1 ? SINGLE_FILE : shardFileName(i, n), tensors: g.tensors, byteLength: g.byteLength }));
+}
+
+/** JSON string the way Python's json.dumps writes it (ensure_ascii: every non-ASCII unit as a \uXXXX escape). */
+function pyString(s: string): string {
+  return JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * The index text exactly as transformers writes it: json.dumps(index, indent=2, sort_keys=True) + "\n".
+ * `metadata` values are strings, except total_size which is a number.
+ */
+export function formatShardIndex(totalSize: number, metadata: ReadonlyArray<[string, string]>, weightMap: ReadonlyArray<[string, string]>): string {
+  const meta: Array<[string, string]> = [['total_size', String(totalSize)]];
+  for (const [k, v] of metadata) if (k !== 'total_size') meta.push([k, pyString(v)]);
+  meta.sort((a, b) => compareNames(a[0], b[0]));
+  const map = [...weightMap].sort((a, b) => compareNames(a[0], b[0]));
+  const block = (rows: Array<[string, string]>): string =>
+    rows.length === 0 ? '{}' : `{\n${rows.map(([k, v]) => `    ${pyString(k)}: ${v}`).join(',\n')}\n  }`;
+  return `{\n  "metadata": ${block(meta)},\n  "weight_map": ${block(map.map(([k, v]) => [k, pyString(v)]))}\n}\n`;
+}
+
+class ShardedFileWriter implements ShardedWriter {
+  readonly files: readonly string[];
+  readonly totalSize: number;
+  private readonly shardOf = new Map<string, number>();
+  private readonly writers: Array<Promise<SafetensorsFileWriter> | undefined>;
+  private readonly remaining: number[];
+  private readonly finishes: Array<Promise<void> | undefined>;
+  private readonly indexPath: string | undefined;
+  private indexTmp: string | undefined;
+  private state: 'open' | 'closed' | 'aborted' = 'open';
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly shards: readonly ShardPlan[],
+    private readonly shardMetadata: Record<string, string>,
+    private readonly indexMetadata: Array<[string, string]>,
+  ) {
+    shards.forEach((s, i) => {
+      for (const t of s.tensors) this.shardOf.set(t.name, i);
+    });
+    this.writers = shards.map(() => undefined);
+    this.finishes = shards.map(() => undefined);
+    this.remaining = shards.map((s) => s.tensors.length);
+    this.totalSize = shards.reduce((a, s) => a + s.byteLength, 0);
+    this.indexPath = shards.length > 1 ? path.join(dir, INDEX_FILE) : undefined;
+    const files = shards.map((s) => path.join(dir, s.file));
+    if (this.indexPath !== undefined) files.push(this.indexPath);
+    this.files = files;
+  }
+
+  private shardWriter(i: number): Promise<SafetensorsFileWriter> {
+    let w = this.writers[i];
+    if (w === undefined) {
+      const s = this.shards[i]!;
+      w = SafetensorsFileWriter.open(path.join(this.dir, s.file), s.tensors, { metadata: this.shardMetadata });
+      w.catch(() => undefined);
+      this.writers[i] = w;
+    }
+    return w;
+  }
+
+  async write(name: string, data: Uint8Array | TensorData): Promise<void> {
+    if (this.state !== 'open') {
+      throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.dir, tensor: name } });
+    }
+    const i = this.shardOf.get(name);
+    if (i === undefined) {
+      throw new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this checkpoint`, {
+        where: { file: this.dir, tensor: name },
+      });
+    }
+    const w = await this.shardWriter(i);
+    await w.write(name, data);
+    this.remaining[i]! -= 1;
+    // Close a finished shard's file now, so at most the shards being written hold open files.
+    if (this.remaining[i] === 0 && this.finishes[i] === undefined) {
+      const f = w.finish();
+      f.catch(() => undefined);
+      this.finishes[i] = f;
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    this.closing ??= this.doClose().finally(() => {
+      this.closing = undefined;
+    });
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    if (this.state === 'aborted') throw new UsageError('OUT_INVALID', 'the writer was aborted', { where: { file: this.dir } });
+    // Shards with no tensors written yet still need their file (a shard of zero-size tensors only is possible).
+    const writers = await Promise.all(this.shards.map((_, i) => this.shardWriter(i)));
+    for (const f of this.finishes) if (f !== undefined) await f.catch(() => undefined);
+    for (const w of writers) await w.finish();
+    for (const w of writers) await w.publish();
+    if (this.indexPath !== undefined) {
+      const weightMap: Array<[string, string]> = [];
+      for (const s of this.shards) for (const t of s.tensors) weightMap.push([t.name, s.file]);
+      const text = formatShardIndex(this.totalSize, this.indexMetadata, weightMap);
+      const tmp = tmpPathFor(this.indexPath);
+      this.indexTmp = tmp;
+      let fh: fsp.FileHandle;
+      try {
+        fh = await fsp.open(tmp, 'wx');
+      } catch (e) {
+        throw wrapIoError(e, this.indexPath, 'creating the temporary index file');
+      }
+      try {
+        await writeExactlyAt(fh, new TextEncoder().encode(text), 0, this.indexPath);
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
+      await publish(tmp, this.indexPath);
+      this.indexTmp = undefined;
+    }
+    this.state = 'closed';
+  }
+
+  async abort(): Promise<void> {
+    if (this.state !== 'open') return;
+    if (this.closing !== undefined) await this.closing.catch(() => undefined);
+    if ((this.state as ShardedFileWriter['state']) === 'closed') return;
+    this.state = 'aborted';
+    for (const w of this.writers) {
+      if (w === undefined) continue;
+      const writer = await w.catch(() => undefined);
+      if (writer !== undefined) await writer.abort();
+    }
+    if (this.indexTmp !== undefined) await removeIfExists(this.indexTmp);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.abort();
+  }
+}
+
+/**
+ * Create a sharded writer into `outDir` (created if missing). Validates every declaration up front; shard files
+ * are created as their first tensor arrives. Overwrite policy is the caller's: existing files of the same final
+ * names are replaced at close().
+ */
+export async function openShardedWriter(
+  outDir: string,
+  decls: readonly TensorDecl[],
+  options: ShardedWriterOptions = {},
+): Promise<ShardedWriter> {
+  const shards = planShards(decls, options.shardSize ?? DEFAULT_SHARD_SIZE, outDir);
+  const meta = validateMetadata(options.metadata, outDir);
+  const shardMetadata: Record<string, string> = Object.fromEntries([['format', 'pt'], ...meta]);
+  try {
+    await fsp.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw wrapIoError(e, outDir, 'creating the output folder');
+  }
+  return new ShardedFileWriter(outDir, shards, shardMetadata, meta);
+}
