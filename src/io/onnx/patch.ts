@@ -52,7 +52,7 @@ export interface PatchOnnxOptions {
 
 export interface PatchOnnxResult {
   readonly out: string;
-  /** The external data file written, if any. */
+  /** The external data file written, if any (none when every tensor stayed inline). */
   readonly externalData: string | undefined;
   /** Names of the initializers whose values were replaced, in file order. */
   readonly replaced: readonly string[];
@@ -318,6 +318,8 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
       }
     }
 
+    const writesData = plans.some((p) => p.target.kind === 'external');
+
     // sizes: the graph's length prefix changes only if some entry changed length
     const graph = layout.graph;
     let graphDelta = 0;
@@ -351,7 +353,7 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
       try {
         outFh = await open(tmpModel, 'wx');
         temps.push(tmpModel);
-        if (external) {
+        if (writesData) {
           dataFh = await open(tmpData, 'wx');
           temps.push(tmpData);
         }
@@ -441,7 +443,7 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
       await dataFh?.close().catch(() => undefined);
     }
     try {
-      if (external) {
+      if (writesData) {
         await rename(tmpData, dataPath);
         temps.splice(temps.indexOf(tmpData), 1);
       }
@@ -450,7 +452,7 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
     } catch (e) {
       throw wrapIoError(e, out, 'renaming ONNX output');
     }
-    return { out, externalData: external ? dataPath : undefined, replaced, byteLength: outSize };
+    return { out, externalData: writesData ? dataPath : undefined, replaced, byteLength: outSize };
 
     /** For splice targets: the replacement's bytes, or undefined to keep the stored value. */
     async function replacementOnly(init: OnnxInitializer): Promise<Uint8Array | undefined> {
