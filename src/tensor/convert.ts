@@ -551,7 +551,8 @@ function intRange(dtype: DType): { lo: number; hi: number } {
 
 /**
  * Cast a tensor to another dtype. Float -> float goes through f32 (F64 sources keep full precision only when the
- * target is F64). Float -> integer/bool is refused unless `allowLossy` (weights are not indices).
+ * target is F64). Float -> integer/bool is refused unless `allowLossy` (weights are not indices). Integer/bool ->
+ * F64 and integer -> integer are exact by value (integer targets clamp to their range, BOOL is value !== 0).
  */
 export function castTensor(t: Tensor, to: DType, options: { allowLossy?: boolean } = {}): Tensor {
   if (t.dtype === to) return t;
@@ -560,11 +561,54 @@ export function castTensor(t: Tensor, to: DType, options: { allowLossy?: boolean
   if (fromKind === 'float' && toKind !== 'float' && !options.allowLossy) {
     throw new UsageError('DTYPE_UNSUPPORTED', `refusing to cast float tensor (${t.dtype}) to ${to}`);
   }
-  if (to === 'F64' && t.dtype !== 'I64' && t.dtype !== 'U64') {
+  if (fromKind !== 'float' && toKind !== 'float') return makeTensor(to, t.shape, castIntData(t.data, to));
+  if (to === 'F64') {
     const out = new Float64Array(t.data.length);
-    out.set(t.dtype === 'F32' || t.dtype === 'F64' ? (t.data as Float32Array) : toF32(t.dtype, t.data));
+    if (t.data instanceof BigInt64Array || t.data instanceof BigUint64Array) {
+      for (let i = 0; i < out.length; i++) out[i] = Number(t.data[i]!);
+    } else if (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F8_E4M3' || t.dtype === 'F8_E5M2') {
+      out.set(toF32(t.dtype, t.data)); // exact: every half/8-bit float is an f32
+    } else {
+      out.set(t.data); // F32, F64 and 8-32 bit integers are exact in f64
+    }
     return makeTensor(to, t.shape, out);
   }
   // everything else goes through f32 (F64 -> F16/BF16 therefore rounds twice; weights are not stored as F64)
   return makeTensor(to, t.shape, fromF32(to, toF32(t.dtype, t.data)));
+}
+
+/** Integer/bool data to another integer/bool dtype, exact by value, clamped to the target's range. */
+function castIntData(src: TensorData, to: DType): TensorData {
+  const n = src.length;
+  const out = allocData(to, n);
+  const big = src instanceof BigInt64Array || src instanceof BigUint64Array;
+  if (to === 'BOOL') {
+    const o = out as Uint8Array;
+    for (let i = 0; i < n; i++) o[i] = src[i]! !== 0 && src[i]! !== 0n ? 1 : 0;
+    return out;
+  }
+  const bits = BigInt(DTYPE_INFO[to].bits);
+  const lo = DTYPE_INFO[to].kind === 'uint' ? 0n : -(1n << (bits - 1n));
+  const hi = DTYPE_INFO[to].kind === 'uint' ? (1n << bits) - 1n : (1n << (bits - 1n)) - 1n;
+  if (out instanceof BigInt64Array || out instanceof BigUint64Array) {
+    for (let i = 0; i < n; i++) {
+      const v = BigInt(src[i]!);
+      out[i] = v < lo ? lo : v > hi ? hi : v;
+    }
+  } else if (big) {
+    const o = out as Int32Array;
+    for (let i = 0; i < n; i++) {
+      const v = src[i] as bigint;
+      o[i] = Number(v < lo ? lo : v > hi ? hi : v);
+    }
+  } else {
+    const o = out as Int32Array;
+    const l = Number(lo);
+    const h = Number(hi);
+    for (let i = 0; i < n; i++) {
+      const v = src[i] as number;
+      o[i] = v < l ? l : v > h ? h : v;
+    }
+  }
+  return out;
 }

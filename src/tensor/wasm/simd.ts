@@ -31,6 +31,8 @@ export interface SimdKernels {
   f32ToBf16(src: Float32Array, dst: Uint16Array, n: number): void;
   f16ToF32(src: Uint16Array, dst: Float32Array, n: number): void;
   f32ToF16(src: Float32Array, dst: Uint16Array, n: number): void;
+  /** Current size of the module's memory in bytes (fixed; exposed so tests can check it never grows). */
+  memoryBytes(): number;
 }
 
 export function decodeBase64(b64: string): Uint8Array {
@@ -74,6 +76,7 @@ function instantiate(): SimdKernels | undefined {
     f32ToBf16: (src, dst, n) => narrow(f32_to_bf16, src, dst, n),
     f16ToF32: (src, dst, n) => widen(f16_to_f32, src, dst, n),
     f32ToF16: (src, dst, n) => narrow(f32_to_f16, src, dst, n),
+    memoryBytes: () => ex.memory.buffer.byteLength,
   };
 }
 
