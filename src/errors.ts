@@ -53,6 +53,31 @@ export const ERROR_CODES = [
   'OUT_WRITTEN_TWICE', // a streaming writer got the same tensor twice
   'OUT_INCOMPLETE', // a streaming writer was closed before every declared tensor was written
   'IO_ERROR', // system-level read/write failure
+  // recipes (YAML syntax, schema, parameters; every problem carries file:line:col)
+  'RECIPE_INVALID', // aggregate: the recipe has one or more problems (listed in `problems`)
+  'RECIPE_NOT_FOUND',
+  'RECIPE_YAML', // YAML syntax error
+  'RECIPE_NOT_MAPPING', // a document that is not a key/value mapping
+  'RECIPE_UNKNOWN_KEY',
+  'RECIPE_MISSING_KEY',
+  'RECIPE_TYPE', // a value of the wrong type
+  'RECIPE_CONFLICT', // keys that exclude each other (models and slices ...)
+  'RECIPE_UNKNOWN_METHOD',
+  'RECIPE_UNKNOWN_PARAM',
+  'RECIPE_PARAM_SCOPE', // a global parameter set per model
+  'RECIPE_PARAM_RANGE',
+  'RECIPE_PARAM_REQUIRED',
+  'RECIPE_BAD_FILTER', // invalid `re:` regular expression
+  'RECIPE_BASE_REQUIRED',
+  'RECIPE_BASE_NOT_ALLOWED',
+  'RECIPE_MODEL_COUNT',
+  'RECIPE_MODEL_NOT_FOUND', // a local model path that does not exist
+  'RECIPE_REMOTE_MODEL', // a Hugging Face id: weightkit does not download
+  'RECIPE_UNSUPPORTED', // a mergekit feature weightkit does not support yet
+  'RECIPE_LAYER_RANGE',
+  'RECIPE_WEIGHT_SUM_ZERO',
+  'RECIPE_DUPLICATE_NAME', // two documents of a multi-document recipe with the same name
+  'RECIPE_CYCLE', // multi-document stages that depend on each other
   // command line
   'USAGE',
 ] as const;
@@ -103,6 +128,20 @@ export class WeightkitError extends Error {
 export class FormatError extends WeightkitError {}
 /** A recipe that fails to parse or validate. */
 export class RecipeError extends WeightkitError {}
+
+/** Every problem of a recipe at once (code RECIPE_INVALID); each problem is a RecipeError with its position. */
+export class RecipeProblems extends RecipeError {
+  readonly problems: readonly RecipeError[];
+  constructor(file: string, problems: readonly RecipeError[]) {
+    const n = problems.length;
+    super('RECIPE_INVALID', `${file}: ${n} problem${n === 1 ? '' : 's'} in recipe`, { where: { file } });
+    this.problems = problems;
+  }
+
+  override toJSON(): ReturnType<WeightkitError['toJSON']> & { problems: object[] } {
+    return { ...super.toJSON(), problems: this.problems.map((p) => p.toJSON()) };
+  }
+}
 /** A plan that cannot be built from a valid recipe (shapes, missing tensors, output folder). */
 export class PlanError extends WeightkitError {}
 /** An evaluation that cannot run (data, model inputs). */

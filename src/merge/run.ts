@@ -1,0 +1,139 @@
+// Running a method over in-memory tensors: parameter defaults and checks, the statistics passes and the emit pass
+// over chunks. `mergeTensors` is the notebook-style API; the streaming executor uses the same chunk protocol.
+
+import { UsageError } from '../errors.js';
+import type { ParamSpec, ParamValue } from '../recipe/spec.js';
+import { checkParamValue } from '../recipe/validate.js';
+import { toF32 } from '../tensor/convert.js';
+import { streamKey } from '../tensor/rng.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Chunk, MergeMethod, Params, TensorContext, TensorMerger } from './types.js';
+
+/** Fill defaults and check values of one parameter record against its specs. */
+export function resolveParams(
+  specs: readonly ParamSpec[],
+  given: Readonly<Record<string, ParamValue | undefined>>,
+  where: string,
+): Params {
+  const out: Record<string, ParamValue> = {};
+  for (const s of specs) {
+    const v = given[s.name];
+    if (v === undefined) {
+      if (s.required) throw new UsageError('USAGE', `${where}: parameter '${s.name}' is required (${s.description})`);
+      if (s.default !== undefined) out[s.name] = s.default;
+      continue;
+    }
+    const p = checkParamValue(s, v);
+    if (p) throw new UsageError('USAGE', `${where}: ${p.message}`);
+    out[s.name] = v;
+  }
+  for (const k of Object.keys(given)) {
+    if (given[k] !== undefined && !specs.some((s) => s.name === k)) {
+      throw new UsageError('USAGE', `${where}: unknown parameter '${k}'`);
+    }
+  }
+  return out;
+}
+
+/** Chunk length (elements) respecting the merger's chunking rule. */
+export function chunkElements(m: TensorMerger, numel: number, rowLength: number, maxElements: number): number {
+  if (m.chunking === 'tensor' || numel <= maxElements) return Math.max(1, numel);
+  if (m.chunking === 'rows') return Math.max(1, Math.floor(maxElements / rowLength)) * rowLength;
+  return Math.max(1, maxElements);
+}
+
+/** Synchronous driver: statistics passes then emit, over chunks produced by `chunkAt`. */
+export function drive(
+  m: TensorMerger,
+  numel: number,
+  step: number,
+  chunkAt: (offset: number, length: number) => Chunk,
+  out: Float32Array,
+): void {
+  if (m.beginPass && m.observe) {
+    for (let p = 0; m.beginPass(p); p++) {
+      for (let o = 0; o < numel; o += step) m.observe(p, chunkAt(o, Math.min(step, numel - o)));
+    }
+  }
+  for (let o = 0; o < numel; o += step) {
+    const len = Math.min(step, numel - o);
+    m.emit(chunkAt(o, len), out.subarray(o, o + len));
+  }
+  if (numel === 0) m.emit(chunkAt(0, 0), out.subarray(0, 0));
+}
+
+export interface MergeTensorsOptions {
+  /** global (method-level) parameters */
+  params?: Record<string, ParamValue>;
+  /** per-model parameters, one record per non-base model */
+  modelParams?: Record<string, ParamValue>[];
+  seed?: number;
+  /** tensor name (keys the random streams, as in a real merge) */
+  name?: string;
+  /** tensor shape; defaults to 1-D */
+  shape?: readonly number[];
+  /** process in chunks of at most this many elements (results are identical at any chunk size) */
+  chunkElements?: number;
+}
+
+export interface MergeTensorsInputs {
+  base?: Float32Array | Tensor;
+  models: readonly (Float32Array | Tensor)[];
+}
+
+function asF32(x: Float32Array | Tensor): Float32Array {
+  return x instanceof Float32Array ? x : toF32(x.dtype, x.data);
+}
+
+/** Build the per-tensor context a method sees. */
+export function makeContext(
+  method: MergeMethod,
+  init: { name: string; shape: readonly number[]; hasBase: boolean; params: Params; modelParams: readonly Params[]; seed: number; modelStats?: unknown },
+): TensorContext {
+  const numel = init.shape.reduce((a, b) => a * b, 1);
+  const rowLength = init.shape.length <= 1 ? 1 : init.shape.slice(1).reduce((a, b) => a * b, 1);
+  return {
+    name: init.name,
+    shape: init.shape,
+    numel,
+    rowLength,
+    params: init.params,
+    modelParams: init.modelParams,
+    hasBase: init.hasBase,
+    modelCount: init.modelParams.length,
+    rng: (i, purpose = method.name) => streamKey(init.seed, init.name, i, purpose),
+    ...(init.modelStats !== undefined ? { modelStats: init.modelStats } : {}),
+  };
+}
+
+/** Merge in-memory tensors with a method (notebook-style API). Returns the merged values as f32. */
+export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Float32Array {
+  const models = inputs.models.map(asF32);
+  const base = inputs.base === undefined ? undefined : asF32(inputs.base);
+  const numel = (base ?? models[0])?.length ?? 0;
+  for (const [i, m] of models.entries()) {
+    if (m.length !== numel) throw new UsageError('USAGE', `model ${i} has ${m.length} elements, expected ${numel}`);
+  }
+  if (method.base === 'required' && !base) throw new UsageError('USAGE', `${method.name} needs a base tensor`);
+  if ((method.base === 'none' || method.base === 'input') && base) {
+    throw new UsageError('USAGE', `${method.name} takes no base tensor (pass every input as a model)`);
+  }
+  const shape = options.shape ?? [numel];
+  if (shape.reduce((a, b) => a * b, 1) !== numel) throw new UsageError('USAGE', `shape [${shape.join(', ')}] does not hold ${numel} elements`);
+  if (models.length < method.minModels || (method.maxModels !== undefined && models.length > method.maxModels)) {
+    throw new UsageError('USAGE', `${method.name} takes ${method.minModels}${method.maxModels === undefined ? '+' : `..${method.maxModels}`} models (got ${models.length})`);
+  }
+  const params = resolveParams(method.params, options.params ?? {}, method.name);
+  const modelParams = models.map((_, i) => resolveParams(method.modelParams, options.modelParams?.[i] ?? {}, `${method.name} model ${i}`));
+  const ctx = makeContext(method, { name: options.name ?? 'tensor', shape, hasBase: base !== undefined, params, modelParams, seed: options.seed ?? 0 });
+  const merger = method.create(ctx);
+  const out = new Float32Array(numel);
+  const step = chunkElements(merger, numel, ctx.rowLength, options.chunkElements ?? numel);
+  drive(merger, numel, step, (o, len) => ({
+    offset: o,
+    length: len,
+    base: base?.subarray(o, o + len),
+    models: models.map((m) => m.subarray(o, o + len)),
+  }), out);
+  return out;
+}
