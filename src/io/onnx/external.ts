@@ -76,13 +76,13 @@ export async function resolveExternal(
     throw escape(`external data location '${location}' is absolute`, modelFile, tensor);
   }
   const dir = path.dirname(modelFile);
-  const joined = path.resolve(dir, location.replaceAll('\\', '/'));
-  if (!isInside(path.resolve(dir), joined)) {
+  const joined = path.join(dir, location.replaceAll('\\', '/'));
+  if (!isInside(path.resolve(dir), path.resolve(joined))) {
     throw escape(`external data location '${location}' leaves the model folder`, modelFile, tensor);
   }
   let real: string;
   try {
-    real = await realpath(joined);
+    real = await realpath(path.resolve(joined));
   } catch (e) {
     const code = (e as { code?: unknown })?.code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {

@@ -40,7 +40,7 @@ export interface ModelLayout {
   readonly initializers: readonly InitializerEntry[];
 }
 
-const WINDOW = 1 << 20;
+const WINDOW = 1 << 15; // small: scanning hops over tensor payloads, each hop reloads the window
 
 /** Positional, windowed reads from one file. Reads past the end throw ONNX_PARSE. */
 export class ByteCursor {
