@@ -454,8 +454,15 @@ function describe(node: unknown): string {
 
 /** Parse recipe text (one or more YAML documents). Throws RecipeProblems listing every problem. */
 export function parseRecipe(text: string, file: string, options: LoadOptions = {}): Recipe {
-  const lc = new LineCounter();
   const sink = new ProblemSink(Boolean(options.lenient));
+  const recipe = parseRecipeInto(text, file, sink);
+  if (sink.problems.length > 0) throw new RecipeProblems(file, sortProblems(sink.problems));
+  return recipe;
+}
+
+/** Parse into a problem sink without throwing (documents with problems are kept when usable). */
+export function parseRecipeInto(text: string, file: string, sink: ProblemSink): Recipe {
+  const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const list = [...docs];
   if (list.length === 0) sink.add('RECIPE_MISSING_KEY', 'the recipe is empty', { file, line: 1, col: 1, path: '' });
@@ -475,7 +482,6 @@ export function parseRecipe(text: string, file: string, options: LoadOptions = {
     const d = new DocReader(file, doc, lc, sink).document(i, docText);
     if (d) out.push(d);
   }
-  if (sink.problems.length > 0) throw new RecipeProblems(file, sortProblems(sink.problems));
   return { file, text, docs: out, warnings: sink.warnings };
 }
 

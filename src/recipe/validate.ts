@@ -3,7 +3,7 @@
 // normalize, equal slice lengths. Every problem carries its file:line:col; all are reported together.
 
 import { RecipeProblems } from '../errors.js';
-import { ProblemSink, sortProblems } from './load.js';
+import { ProblemSink, parseRecipeInto, sortProblems } from './load.js';
 import type { MethodSpec, ParamSpec, ParamValue } from './spec.js';
 import { didYouMean } from './suggest.js';
 import type { ParamNode, ParamsNode, Pos, Recipe, RecipeDoc, ScalarOrGradient } from './types.js';
@@ -116,7 +116,8 @@ export function validateDoc(doc: RecipeDoc, catalog: MethodCatalog, sink: Proble
     );
     return undefined;
   }
-  if (method.base === 'required' && !doc.baseModel && !(doc.slices ?? []).every((s) => s.baseModel)) {
+  const everySliceHasBase = doc.slices !== undefined && doc.slices.length > 0 && doc.slices.every((s) => s.baseModel);
+  if (method.base === 'required' && !doc.baseModel && !everySliceHasBase) {
     sink.add('RECIPE_BASE_REQUIRED', `${method.name} needs a base_model`, doc.mergeMethod.pos);
   }
   if (method.base === 'none' && doc.baseModel) {
@@ -180,6 +181,21 @@ export function validateDoc(doc: RecipeDoc, catalog: MethodCatalog, sink: Proble
 /** Validate every document; throws RecipeProblems with all problems (sorted by position). */
 export function validateRecipe(recipe: Recipe, catalog: MethodCatalog, options: { lenient?: boolean } = {}): Map<RecipeDoc, MethodSpec> {
   const sink = new ProblemSink(Boolean(options.lenient));
+  const out = validateRecipeInto(recipe, catalog, sink);
+  if (sink.problems.length > 0) throw new RecipeProblems(recipe.file, sortProblems(sink.problems));
+  return out;
+}
+
+/** Parse and validate recipe text in one go, reporting syntax, schema and method problems together. */
+export function loadRecipeText(text: string, file: string, catalog: MethodCatalog, options: { lenient?: boolean } = {}): { recipe: Recipe; methods: Map<RecipeDoc, MethodSpec> } {
+  const sink = new ProblemSink(Boolean(options.lenient));
+  const recipe = parseRecipeInto(text, file, sink);
+  const methods = validateRecipeInto(recipe, catalog, sink);
+  if (sink.problems.length > 0) throw new RecipeProblems(file, sortProblems(sink.problems));
+  return { recipe, methods };
+}
+
+export function validateRecipeInto(recipe: Recipe, catalog: MethodCatalog, sink: ProblemSink): Map<RecipeDoc, MethodSpec> {
   const out = new Map<RecipeDoc, MethodSpec>();
   const names = new Map<string, Pos>();
   recipe.docs.forEach((doc, i) => {
@@ -193,7 +209,7 @@ export function validateRecipe(recipe: Recipe, catalog: MethodCatalog, options: 
       sink.add('RECIPE_MISSING_KEY', "every document of a multi-document recipe except the last needs a 'name'", doc.pos);
     }
   });
-  for (const w of sink.warnings) (recipe.warnings as { code: string; message: string; pos: Pos }[]).push(w);
-  if (sink.problems.length > 0) throw new RecipeProblems(recipe.file, sortProblems(sink.problems));
+  const seen = new Set(recipe.warnings);
+  for (const w of sink.warnings) if (!seen.has(w)) (recipe.warnings as { code: string; message: string; pos: Pos }[]).push(w);
   return out;
 }
