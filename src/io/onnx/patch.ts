@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { open, realpath, rename, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { FormatError, PlanError, UsageError, wrapIoError } from '../../errors.js';
+import { FormatError, PlanError, UsageError, WeightkitError, wrapIoError } from '../../errors.js';
 import { castTensor } from '../../tensor/convert.js';
 import { formatShape, shapesEqual, tensorBytes, type Tensor } from '../../tensor/tensor.js';
 import type { TensorInfo } from '../types.js';
@@ -113,7 +113,12 @@ function checkReplacement(t: Tensor, info: TensorInfo, cast: boolean, model: str
         hint: 'pass cast: true to convert it',
       });
     }
-    out = castTensor(t, info.dtype);
+    try {
+      out = castTensor(t, info.dtype);
+    } catch (e) {
+      if (e instanceof WeightkitError) throw new PlanError(e.code, `replacement for '${info.name}': ${e.message}`, { where, cause: e });
+      throw e;
+    }
   }
   if (out.data.byteLength !== info.byteLength) {
     throw new PlanError(
@@ -361,19 +366,14 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
         throw wrapIoError(e, outDir, 'creating ONNX output');
       }
       const w = new SeqWriter(outFh, tmpModel);
-      const tensorData = async (init: OnnxInitializer): Promise<Uint8Array> => {
-        const name = init.info.name;
-        let t = ready.get(name);
-        ready.delete(name);
-        if (t === undefined && fn !== undefined && !asked.has(name)) {
-          const got = await fn(name, init.info);
-          if (got !== undefined) t = checkReplacement(got, init.info, cast, model);
+      /** Copy an unreplaced tensor's stored bytes in bounded chunks (tensors may exceed one typed array). */
+      const streamStored = async (init: OnnxInitializer, sink: (chunk: Uint8Array, at: number) => Promise<void>) => {
+        const chunk = 64 << 20;
+        for (let at = 0; at < init.info.byteLength; at += chunk) {
+          const buf = new Uint8Array(Math.min(chunk, init.info.byteLength - at));
+          await reader.readByteRange(init.info.name, at, buf);
+          await sink(buf, at);
         }
-        if (t !== undefined) {
-          replaced.push(name);
-          return tensorBytes(t);
-        }
-        return reader.readBytes(name);
       };
 
       let pos = 0;
@@ -397,7 +397,7 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
         }
         if (t.kind === 'splice') {
           const raw = p.init.entry.fields.find((f) => f.field === 9)!;
-          const replacement = await replacementOnly(p.init);
+          const replacement = await replacementFor(p.init);
           if (replacement === undefined) {
             await copyRange(src, model, entry.tagStart, entry.end, w);
           } else {
@@ -409,13 +409,15 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
         }
         await w.write(lenPrefix(5, p.contentLength));
         await w.write(t.keep);
-        const bytes = await tensorData(p.init);
+        const bytes = await replacementFor(p.init);
         if (t.kind === 'inline') {
-          await w.write(lenPrefix(9, bytes.length));
-          await w.write(bytes);
+          await w.write(lenPrefix(9, p.init.info.byteLength));
+          if (bytes !== undefined) await w.write(bytes);
+          else await streamStored(p.init, (c) => w.write(c));
         } else {
           await w.write(t.ext);
-          await writeAt(dataFh!, tmpData, bytes, t.offset);
+          if (bytes !== undefined) await writeAt(dataFh!, tmpData, bytes, t.offset);
+          else await streamStored(p.init, (c, at) => writeAt(dataFh!, tmpData, c, t.offset + at));
         }
       }
       await copyRange(src, model, pos, layout.size, w);
@@ -454,8 +456,8 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
     }
     return { out, externalData: writesData ? dataPath : undefined, replaced, byteLength: outSize };
 
-    /** For splice targets: the replacement's bytes, or undefined to keep the stored value. */
-    async function replacementOnly(init: OnnxInitializer): Promise<Uint8Array | undefined> {
+    /** The replacement's bytes (validated, cast), or undefined to keep the stored value. */
+    async function replacementFor(init: OnnxInitializer): Promise<Uint8Array | undefined> {
       const name = init.info.name;
       let t = ready.get(name);
       ready.delete(name);

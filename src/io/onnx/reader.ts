@@ -16,7 +16,7 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { FormatError, UsageError, WeightkitError, wrapIoError } from '../../errors.js';
-import { DTYPE_INFO, allocData, dtypeFromOnnx, viewData, type DType } from '../../tensor/dtype.js';
+import { DTYPE_INFO, MAX_TENSOR_BYTES, allocData, dtypeFromOnnx, viewData, type DType } from '../../tensor/dtype.js';
 import { toF32 } from '../../tensor/convert.js';
 import { checkedByteLength, checkedNumel, makeTensor, rowCount, rowNumel, type Tensor } from '../../tensor/tensor.js';
 import type {
@@ -449,11 +449,30 @@ export class OnnxReader implements CheckpointReader {
     const perRow = rowNumel(info.shape);
     const bytes = DTYPE_INFO[info.dtype].bytes;
     const numel = (end - start) * perRow;
+    if (numel * bytes > MAX_TENSOR_BYTES) {
+      throw new UsageError('TENSOR_TOO_LARGE', `${numel * bytes} bytes do not fit one typed array; read fewer rows`, {
+        where: { file: this.path, tensor: info.name },
+      });
+    }
     return { rows: end - start, byteStart: start * perRow * bytes, byteLength: numel * bytes, numel };
   }
 
   private assertOpen(): void {
     if (this.closed) throw new UsageError('USAGE', 'reader is closed', { where: { file: this.path } });
+  }
+
+  /**
+   * @internal Fill `out` with the tensor's little-endian bytes starting at byte `byteStart` (no row alignment needed;
+   * the patcher streams large tensors through this in chunks). The range must lie within the tensor.
+   */
+  async readByteRange(name: string, byteStart: number, out: Uint8Array): Promise<void> {
+    const e = this.get(name);
+    if (!Number.isSafeInteger(byteStart) || byteStart < 0 || byteStart + out.length > e.info.byteLength) {
+      throw new UsageError('TENSOR_ROW_RANGE', `byte range [${byteStart}, ${byteStart + out.length}) is outside the tensor`, {
+        where: { file: this.path, tensor: name },
+      });
+    }
+    await this.readInto(e, byteStart, out);
   }
 
   /** Fill `out` with the tensor's little-endian bytes starting at `byteStart`. */

@@ -264,6 +264,37 @@ describe('patchOnnx: external data', () => {
   });
 });
 
+describe('patchOnnx: typed fields and non-float initializers', () => {
+  it('typed-field F16 model moved to external data keeps its values (unreplaced tensors streamed)', async () => {
+    const dir = freshDir();
+    const model = writeMlp(dir, 'in.onnx', { dtype: 'F16', storage: 'typed' });
+    const out = path.join(dir, 'out.onnx');
+    const res = await patchOnnx({ model, out, replacements: new Map(), external: true, externalMinTensorBytes: 0 });
+    expect(res.replaced).toEqual([]);
+    const mb = decodeModel(out);
+    expect(mb.graph!.initializer.every((t) => t.int32Data.length === 0 && t.dataLocation === 1)).toBe(true);
+    await expectOrtMatches(out, roundWeights('F16', mlpWeights(1)));
+  });
+
+  it('an int64 initializer is carried verbatim; casting a float replacement into it is refused with where', async () => {
+    const dir = freshDir();
+    const extra = [{ name: 'steps', dataType: 7, dims: [2n], int64Data: [3n, -4n] }];
+    const model = writeMlp(dir, 'in.onnx', { extra });
+    const out = path.join(dir, 'out.onnx');
+    const e = await rejection(
+      patchOnnx({ model, out, cast: true, replacements: new Map([['steps', makeTensor('F32', [2], new Float32Array(2))]]) }),
+    );
+    expect(e.code).toBe('DTYPE_UNSUPPORTED');
+    expect(e.where).toMatchObject({ file: model, tensor: 'steps' });
+    const nw = mlpWeights(8);
+    await patchOnnx({ model, out, replacements: f32Tensors({ W1: nw.W1 }) });
+    await using r = await openOnnx(out);
+    expect(Array.from((await r.read('steps')).data as BigInt64Array)).toEqual([3n, -4n]);
+    expect(decodeModel(out).graph!.initializer[4]!.int64Data).toEqual([3n, -4n]);
+    await expectOrtMatches(out, { ...mlpWeights(1), W1: nw.W1 });
+  });
+});
+
 describe('patchOnnx: refusals', () => {
   it('unknown names, shape and dtype mismatches name the tensor; nothing is written', async () => {
     const dir = freshDir();
