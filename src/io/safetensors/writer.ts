@@ -230,9 +230,6 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
   }
 
   write(name: string, data: Uint8Array | TensorData): Promise<void> {
-    if (this.state !== 'open') {
-      return Promise.reject(new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.path, tensor: name } }));
-    }
     const slot = this.slots.get(name);
     if (slot === undefined) {
       return Promise.reject(
@@ -241,6 +238,9 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     }
     if (slot.state !== 'pending') {
       return Promise.reject(new UsageError('OUT_WRITTEN_TWICE', `tensor ${JSON.stringify(name)} was already written`, { where: { file: this.path, tensor: name } }));
+    }
+    if (this.state !== 'open') {
+      return Promise.reject(new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.path, tensor: name } }));
     }
     const plan = slot.plan;
     if (!ArrayBuffer.isView(data) || data instanceof DataView) {

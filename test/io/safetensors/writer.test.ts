@@ -1,0 +1,200 @@
+// The streaming writer: byte-exact output (including the reference bytes of Hugging Face's own serializer tests),
+// any-order and concurrent writes, and every misuse reported with its own code; temp files never leak.
+
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { parseSafetensorsHeader } from '../../../src/io/safetensors/header.js';
+import { openSafetensors } from '../../../src/io/safetensors/reader.js';
+import { compareNames, openSafetensorsWriter, planSafetensors, writeSafetensors } from '../../../src/io/safetensors/writer.js';
+import { makeTensor } from '../../../src/tensor/tensor.js';
+import { ascii, brief, concat, errorOf, listDir, tempDir, u64le } from './helpers.js';
+
+const f32 = (...xs: number[]): Uint8Array => new Uint8Array(new Float32Array(xs).buffer);
+
+describe('byte-exact output', () => {
+  it('one F32 [2] tensor: hand-built expected file', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'a.safetensors');
+    await writeSafetensors(path, { a: makeTensor('F32', [2], new Float32Array([1, 2])) });
+    const header = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'; // 54 bytes, padded to 56
+    const expected = concat(u64le(56), ascii(`${header}  `), Uint8Array.of(0, 0, 0x80, 0x3f, 0, 0, 0, 0x40));
+    expect(new Uint8Array(await readFile(path))).toEqual(expected);
+  });
+
+  // The four expectations below are the byte arrays asserted by the Rust safetensors crate's own tests
+  // (test_serialization, test_empty, test_serialization_forced_alignement), re-expressed as text + bytes.
+  it('matches safetensors (Rust) test_serialization: attn.0 F32 [1,2,3]', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'x.safetensors');
+    await writeSafetensors(path, [{ name: 'attn.0', tensor: makeTensor('F32', [1, 2, 3], new Float32Array([0, 1, 2, 3, 4, 5])) }]);
+    const expected = concat(
+      u64le(64),
+      ascii('{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}'),
+      f32(0, 1, 2, 3, 4, 5),
+    );
+    expect(new Uint8Array(await readFile(path))).toEqual(expected);
+  });
+
+  it('matches safetensors (Rust) test_empty: no tensors, with and without metadata', async () => {
+    const dir = await tempDir();
+    await writeSafetensors(join(dir, 'e.safetensors'), {});
+    expect(new Uint8Array(await readFile(join(dir, 'e.safetensors')))).toEqual(concat(u64le(8), ascii('{}      ')));
+    await writeSafetensors(join(dir, 'm.safetensors'), {}, { metadata: { framework: 'pt' } });
+    expect(new Uint8Array(await readFile(join(dir, 'm.safetensors')))).toEqual(
+      concat(u64le(40), ascii('{"__metadata__":{"framework":"pt"}}     ')),
+    );
+  });
+
+  it('matches safetensors (Rust) test_serialization_forced_alignement: data starts 8-aligned', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'x.safetensors');
+    await writeSafetensors(path, { attn0: makeTensor('F32', [1, 1, 2, 3], new Float32Array([0, 1, 2, 3, 4, 5])) });
+    const expected = concat(
+      u64le(72),
+      ascii('{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}       '),
+      f32(0, 1, 2, 3, 4, 5),
+    );
+    expect(new Uint8Array(await readFile(path))).toEqual(expected);
+  });
+
+  it('lays tensors out in code point order with __metadata__ first, metadata keys sorted', () => {
+    const layout = planSafetensors(
+      [
+        { name: 'b', dtype: 'U8', shape: [1] },
+        { name: '\u{1F600}', dtype: 'U8', shape: [1] }, // astral: sorts after U+FFFD in code point order
+        { name: '\uFFFD', dtype: 'U8', shape: [1] },
+        { name: 'a', dtype: 'BF16', shape: [3] },
+      ],
+      { metadata: { z: '1', a: '2' } },
+      'x',
+    );
+    expect(layout.tensors.map((t) => [t.name, t.begin])).toEqual([
+      ['a', 0],
+      ['b', 6],
+      ['\uFFFD', 7],
+      ['\u{1F600}', 8],
+    ]);
+    const text = new TextDecoder().decode(layout.headerBytes.subarray(8));
+    expect(text.startsWith('{"__metadata__":{"a":"2","z":"1"},"a":{')).toBe(true);
+    expect(layout.dataStart % 8).toBe(0);
+    expect(text.endsWith('}') || text.endsWith(' ')).toBe(true);
+    const h = parseSafetensorsHeader(concat(layout.headerBytes, new Uint8Array(layout.dataByteLength)), layout.fileByteLength, 'x');
+    expect(h.entries.map((e) => e.name)).toEqual(['a', 'b', '\uFFFD', '\u{1F600}']);
+    expect(h.metadata).toEqual({ a: '2', z: '1' });
+  });
+
+  it('compareNames is code point order', () => {
+    expect(['b', '\u{1F600}', '\uFFFD', 'a', 'ab', ''].sort(compareNames)).toEqual(['', 'a', 'ab', 'b', '\uFFFD', '\u{1F600}']);
+  });
+});
+
+describe('streaming writes', () => {
+  it('accepts tensors in any order, concurrently, and publishes only at close', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'out.safetensors');
+    const decls = Array.from({ length: 20 }, (_, i) => ({ name: `t${String(i).padStart(2, '0')}`, dtype: 'F32' as const, shape: [i, 3] }));
+    const w = await openSafetensorsWriter(path, decls, { metadata: { k: 'v' } });
+    expect(await listDir(dir)).toEqual([w.tmpPath.slice(dir.length + 1)]);
+    await Promise.all(
+      [...decls].reverse().map((d, j) => w.write(d.name, new Float32Array(d.shape[0]! * 3).fill(j))),
+    );
+    await w.close();
+    await w.close(); // idempotent
+    expect(await listDir(dir)).toEqual(['out.safetensors']);
+    await using r = await openSafetensors(path);
+    expect(r.metadata()).toEqual({ k: 'v' });
+    for (const [j, d] of [...decls].reverse().entries()) {
+      expect(Array.from(await r.readF32(d.name))).toEqual(new Array(d.shape[0]! * 3).fill(j));
+    }
+  });
+
+  it('reports misuse with its own code and leaves nothing behind on abort', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'out.safetensors');
+    const w = await openSafetensorsWriter(path, [
+      { name: 'a', dtype: 'BF16', shape: [2] },
+      { name: 'b', dtype: 'F32', shape: [1] },
+    ]);
+    expect(brief(await errorOf(() => w.write('nope', new Uint8Array(4))))).toEqual({ code: 'TENSOR_NOT_FOUND', file: path, tensor: 'nope' });
+    expect(brief(await errorOf(() => w.write('a', new Uint8Array(3))))).toEqual({ code: 'TENSOR_SHAPE_MISMATCH', file: path, tensor: 'a' });
+    expect(brief(await errorOf(() => w.write('a', new Float32Array(1))))).toEqual({ code: 'TENSOR_DTYPE_MISMATCH', file: path, tensor: 'a' });
+    await w.write('a', new Uint16Array([1, 2]));
+    expect(brief(await errorOf(() => w.write('a', new Uint16Array([1, 2]))))).toEqual({ code: 'OUT_WRITTEN_TWICE', file: path, tensor: 'a' });
+    expect(brief(await errorOf(() => w.close()))).toEqual({ code: 'OUT_INCOMPLETE', file: path, tensor: 'b' });
+    // still open after a failed close: the caller may finish or abort
+    await w.abort();
+    await w.abort();
+    expect(await listDir(dir)).toEqual([]);
+    expect((await errorOf(() => w.write('b', new Float32Array(1)))).code).toBe('OUT_INVALID');
+  });
+
+  it('a failed close can be completed by writing the rest', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'out.safetensors');
+    const w = await openSafetensorsWriter(path, [{ name: 'a', dtype: 'U8', shape: [1] }]);
+    expect((await errorOf(() => w.close())).code).toBe('OUT_INCOMPLETE');
+    await w.write('a', Uint8Array.of(7));
+    await w.close();
+    expect((await stat(path)).size).toBe(8 + 56 + 1);
+  });
+
+  it('await using aborts an unclosed writer', async () => {
+    const dir = await tempDir();
+    {
+      await using w = await openSafetensorsWriter(join(dir, 'x.safetensors'), [{ name: 'a', dtype: 'U8', shape: [1] }]);
+      await w.write('a', Uint8Array.of(1));
+    }
+    expect(await listDir(dir)).toEqual([]);
+  });
+
+  it('rejects bad declarations and metadata with OUT_INVALID naming the tensor', async () => {
+    const dir = await tempDir();
+    const p = join(dir, 'x.safetensors');
+    const cases: Array<[unknown[], Record<string, unknown> | undefined, string | undefined]> = [
+      [[{ name: 'a', dtype: 'F32', shape: [1] }, { name: 'a', dtype: 'F32', shape: [1] }], undefined, 'a'],
+      [[{ name: '', dtype: 'F32', shape: [1] }], undefined, undefined],
+      [[{ name: '__metadata__', dtype: 'F32', shape: [1] }], undefined, '__metadata__'],
+      [[{ name: 'bad\uD800', dtype: 'F32', shape: [1] }], undefined, 'bad\uD800'],
+      [[{ name: 'a', dtype: 'F128', shape: [1] }], undefined, 'a'],
+      [[{ name: 'a', dtype: 'F32', shape: [-1] }], undefined, 'a'],
+      [[{ name: 'a', dtype: 'F32', shape: [2 ** 40, 2 ** 40] }], undefined, 'a'],
+      [[], { n: 1 }, '__metadata__'],
+    ];
+    for (const [decls, metadata, tensor] of cases) {
+      const e = await errorOf(() => openSafetensorsWriter(p, decls as never, { metadata: metadata as never }));
+      expect(brief(e)).toEqual(tensor === undefined ? { code: 'OUT_INVALID', file: p } : { code: 'OUT_INVALID', file: p, tensor });
+    }
+    expect(await listDir(dir)).toEqual([]);
+  });
+
+  it('writes zero-size and scalar tensors, unicode names and every dtype readable back', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'x.safetensors');
+    await writeSafetensors(path, {
+      'é.weight': makeTensor('F16', [0, 5]),
+      scalar: makeTensor('I64', [], new BigInt64Array([-5n])),
+      flags: makeTensor('BOOL', [3], Uint8Array.of(1, 0, 1)),
+      '😀': makeTensor('U32', [2], Uint32Array.of(1, 2 ** 32 - 1)),
+    });
+    const bytes = new Uint8Array(await readFile(path));
+    const h = parseSafetensorsHeader(bytes, bytes.length, path);
+    expect(h.entries.map((e) => [e.name, e.begin, e.end])).toEqual([
+      ['flags', 0, 3],
+      ['scalar', 3, 11],
+      ['é.weight', 11, 11],
+      ['😀', 11, 19],
+    ]);
+    await using r = await openSafetensors(path);
+    expect((await r.read('scalar')).data).toEqual(new BigInt64Array([-5n]));
+    expect((await r.read('é.weight')).shape).toEqual([0, 5]);
+    expect(Array.from((await r.read('😀')).data as Uint32Array)).toEqual([1, 2 ** 32 - 1]);
+  });
+
+  it('a missing output folder is OUT_INVALID, not a crash', async () => {
+    const dir = await tempDir();
+    const p = join(dir, 'no', 'x.safetensors');
+    expect(brief(await errorOf(() => openSafetensorsWriter(p, [])))).toEqual({ code: 'OUT_INVALID', file: p });
+  });
+});
