@@ -329,8 +329,9 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
     const graph = layout.graph;
     let graphDelta = 0;
     for (const p of plans) {
+      if (p.target.kind === 'verbatim' || p.target.kind === 'splice') continue; // copied with their own prefixes
       const old = p.init.entry.end - p.init.entry.tagStart;
-      graphDelta += 1 + varintLength(p.contentLength) + p.contentLength - old;
+      graphDelta += lenPrefix(5, p.contentLength).length + p.contentLength - old;
     }
     let outSize = layout.size;
     let graphPrefix: Uint8Array | undefined;

@@ -107,6 +107,35 @@ describe('byte preservation of foreign encodings', () => {
   });
 });
 
+describe('non-minimal length prefixes', () => {
+  it('entries with padded length varints are copied as they are, and moved ones are re-sized correctly', async () => {
+    // rebuild odd model with every initializer's length written as a 3-byte varint
+    const w = mlpWeights(1);
+    const padded = (n: number): Uint8Array => new Uint8Array([(n & 0x7f) | 0x80, ((n >> 7) & 0x7f) | 0x80, n >> 14]);
+    const entries = MLP_NAMES.map((n) => {
+      const e = oddTensor(n, MLP_SHAPES[n], encodeAs('F32', w[n]));
+      const body = e.subarray(lenPrefix(5, 0).length - 1 + (e[1]! & 0x80 ? 2 : 1));
+      return concatBytes([new Uint8Array([0x2a]), padded(body.length), body]);
+    });
+    const mlp = fromBinary(ModelProtoSchema, buildMlp().bytes);
+    const graph = clone(GraphProtoSchema, mlp.graph!);
+    graph.initializer = [];
+    const graphBytes = concatBytes([toBinary(GraphProtoSchema, graph), ...entries]);
+    const top = clone(ModelProtoSchema, mlp);
+    top.graph = undefined;
+    const bytes = concatBytes([toBinary(ModelProtoSchema, top), new Uint8Array([0x3a]), padded(graphBytes.length), graphBytes]);
+    const file = path.join(dir, 'padded.onnx');
+    writeFileSync(file, bytes);
+    const same = path.join(dir, 'padded-same.onnx');
+    await patchOnnx({ model: file, out: same, replacements: new Map([['b1', makeTensor('F32', [16], w.b1)]]) });
+    expect(sha(readFileSync(same))).toBe(sha(bytes));
+    const ext = path.join(dir, 'padded-ext.onnx');
+    await patchOnnx({ model: file, out: ext, replacements: new Map(), external: true, externalMinTensorBytes: 200 });
+    await expectOrtMatches(ext, w);
+    await expectOrtMatches(same, w);
+  });
+});
+
 describe('committed fixtures', () => {
   it('match scripts/make-hostile-onnx.ts byte for byte', () => {
     for (const [folder, files] of [
