@@ -23,6 +23,9 @@ export function hostileOnnxFiles(): Record<string, Uint8Array> {
   const files: Record<string, Uint8Array> = {};
 
   const mlp = buildMlp().bytes;
+  files['onnx-empty.onnx'] = new Uint8Array(0);
+  // a valid protobuf that is not a model: only an ir_version, no graph
+  files['onnx-no-graph.onnx'] = new Uint8Array([0x08, 0x08]);
   files['onnx-truncated.onnx'] = mlp.slice(0, Math.floor(mlp.length / 2));
   // ir_version 8, then a graph field (7, LEN) whose length claims 2^40 bytes
   files['onnx-huge-length.onnx'] = new Uint8Array([0x08, 0x08, 0x3a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20]);

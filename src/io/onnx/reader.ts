@@ -170,7 +170,7 @@ export class OnnxReader implements CheckpointReader {
     readonly layout: ModelLayout,
     private readonly entries: readonly OnnxInitializer[],
     private readonly byName: ReadonlyMap<string, OnnxInitializer>,
-    private readonly graph: GraphProto | undefined,
+    private readonly graph: GraphProto,
     private readonly meta: Readonly<Record<string, string>>,
     private readonly externalFiles: ReadonlyMap<string, number>,
   ) {}
@@ -193,7 +193,10 @@ export class OnnxReader implements CheckpointReader {
       const cur = new ByteCursor(fh, size, file);
       const layout = await scanModel(cur);
       const model = decode(ModelProtoSchema, layout.modelRest, file, 'ModelProto');
-      const graph = layout.graph === undefined ? undefined : decode(GraphProtoSchema, layout.graphRest, file, 'GraphProto');
+      if (layout.graph === undefined) {
+        throw new FormatError('ONNX_PARSE', 'not an ONNX model: no graph field', { where: { file, byteOffset: 0 } });
+      }
+      const graph = decode(GraphProtoSchema, layout.graphRest, file, 'GraphProto');
       let realDir: string | undefined;
       const externalFiles = new Map<string, number>();
       const entries: OnnxInitializer[] = [];
@@ -357,11 +360,11 @@ export class OnnxReader implements CheckpointReader {
 
   /** Graph inputs that are not initializers (what a caller must feed), with dtypes and shapes. */
   graphInputs(): readonly OnnxValueInfo[] {
-    return (this.graph?.input ?? []).filter((v) => !this.byName.has(v.name)).map(valueInfo);
+    return this.graph.input.filter((v) => !this.byName.has(v.name)).map(valueInfo);
   }
 
   graphOutputs(): readonly OnnxValueInfo[] {
-    return (this.graph?.output ?? []).map(valueInfo);
+    return this.graph.output.map(valueInfo);
   }
 
   async read(name: string, range?: ReadRange): Promise<Tensor> {
