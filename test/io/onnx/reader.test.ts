@@ -85,6 +85,20 @@ describe('openOnnx: the MLP in every dtype and storage', () => {
   }
 });
 
+describe('openOnnx: concurrent reads', () => {
+  for (const storage of STORAGES) {
+    it(`${storage}: parallel reads equal sequential ones`, async () => {
+      const file = writeMlp(dir, `par-${storage}.onnx`, { dtype: 'BF16', storage, externalName: `par-${storage}.bin` });
+      await using r = await openOnnx(file);
+      const seq: Uint8Array[] = [];
+      for (const n of MLP_NAMES) seq.push(await r.readBytes(n));
+      const jobs = [];
+      for (let k = 0; k < 8; k++) for (const n of MLP_NAMES) jobs.push(r.readBytes(n).then((b) => [n, b] as const));
+      for (const [n, b] of await Promise.all(jobs)) expect(b).toEqual(seq[MLP_NAMES.indexOf(n)]);
+    });
+  }
+});
+
 describe('openOnnx: errors of use', () => {
   it('names the tensor and checkpoint for unknown names and bad row ranges', async () => {
     const file = writeMlp(dir, 'err.onnx');
