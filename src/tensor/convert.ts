@@ -178,44 +178,33 @@ function getF8Dec(fmt: F8Format): { f32: Float32Array; f64: Float64Array } {
 }
 
 /**
- * f32 -> f8 by the top 16 bits p of the f32: every f32 with prefix p rounds to LO[p] if its low 16 bits are below
- * THR[p], else to HI[p]. A prefix spans less than one f8 step, so it holds at most one rounding boundary; THR is
- * where the exact encoder first changes code (ties included), 0x10000 when it never does.
+ * f32 -> f8 by the top 16 bits p of the f32: every f32 with prefix p rounds to LO if its low 16 bits are below THR,
+ * else to HI, packed as THR | LO << 16 | HI << 24. A prefix spans less than one f8 step, so it holds at most one
+ * rounding boundary; THR (1..0xffff) is where the exact encoder first changes code, ties included (LO = HI: no
+ * boundary). Built from f8EncodeNumber, so the fast path equals the exact encoder by construction.
  */
-interface F8EncTables {
-  readonly thr: Int32Array;
-  readonly lo: Uint8Array;
-  readonly hi: Uint8Array;
-}
-const f8EncTables = new Map<F8Format, F8EncTables>();
-function getF8EncTables(fmt: F8Format): F8EncTables {
+const f8EncTables = new Map<F8Format, Int32Array>();
+function getF8EncTable(fmt: F8Format): Int32Array {
   let t = f8EncTables.get(fmt);
   if (!t) {
     const dec = getF8Dec(fmt).f64;
     const enc = (u: number): number => f8EncodeNumber(fmt, dec, bitsF32(u));
-    const thr = new Int32Array(65536);
-    const lo = new Uint8Array(65536);
-    const hi = new Uint8Array(65536);
+    t = new Int32Array(65536);
     for (let p = 0; p < 65536; p++) {
       const base = (p << 16) >>> 0;
       const a = enc(base);
       const b = enc(base + 0xffff);
-      lo[p] = a;
-      hi[p] = b;
-      if (a === b) {
-        thr[p] = 0x10000;
-        continue;
-      }
       let l = 0; // enc(base + l) === a
-      let h = 0xffff; // enc(base + h) !== a
-      while (h - l > 1) {
-        const m = (l + h) >>> 1;
-        if (enc(base + m) === a) l = m;
-        else h = m;
+      let h = 0xffff; // enc(base + h) === b
+      if (a !== b) {
+        while (h - l > 1) {
+          const m = (l + h) >>> 1;
+          if (enc(base + m) === a) l = m;
+          else h = m;
+        }
       }
-      thr[p] = h;
+      t[p] = h | (a << 16) | (b << 24);
     }
-    t = { thr, lo, hi };
     f8EncTables.set(fmt, t);
   }
   return t;
@@ -301,12 +290,15 @@ function f16ToF32Loop(s: Uint16Array, o: Uint32Array, n: number, t: Uint32Array)
   for (; i < n; i++) o[i] = t[s[i]!]!;
 }
 
+// Normal f16 results (2^-14 <= |x| < 65520, nearly every weight) take the arithmetic branch; the rest use tables.
 function f32ToF16Loop(s: Int32Array, o: Uint16Array, n: number, sub: Int32Array, sh: Int32Array, rb: Int32Array): void {
   for (let i = 0; i < n; i++) {
     const u = s[i]!;
     const a = u & 0x7fffffff;
     let h: number;
-    if (a < 0x477ff000) {
+    if (a >= 0x38800000 && a < 0x477ff000) {
+      h = (a - 0x37fff001 + ((a >>> 13) & 1)) >>> 13; // a - (112 << 23) + 0xfff + lsb
+    } else if (a < 0x38800000) {
       const e = a >>> 23;
       const x = a - sub[e]!;
       const k = sh[e]!;
@@ -329,11 +321,11 @@ function f8ToF32Loop(s: Uint8Array, o: Float32Array, n: number, t: Float32Array)
   for (; i < n; i++) o[i] = t[s[i]!]!;
 }
 
-function f32ToF8Loop(s: Int32Array, o: Uint8Array, n: number, thr: Int32Array, lo: Uint8Array, hi: Uint8Array): void {
+function f32ToF8Loop(s: Int32Array, o: Uint8Array, n: number, t: Int32Array): void {
   for (let i = 0; i < n; i++) {
     const u = s[i]!;
-    const p = u >>> 16;
-    o[i] = (u & 0xffff) < thr[p]! ? lo[p]! : hi[p]!;
+    const e = t[u >>> 16]!;
+    o[i] = (u & 0xffff) < (e & 0xffff) ? e >>> 16 : e >>> 24; // the Uint8Array store keeps the low byte
   }
 }
 
@@ -416,8 +408,7 @@ function f8ToF32(fmt: F8Format, src: Uint8Array, dst?: Float32Array): Float32Arr
 function f32ToF8(fmt: F8Format, src: Float32Array, dst?: Uint8Array): Uint8Array {
   const n = src.length;
   const out = outU8(n, dst);
-  const t = getF8EncTables(fmt);
-  f32ToF8Loop(i32View(src, n), out, n, t.thr, t.lo, t.hi);
+  f32ToF8Loop(i32View(src, n), out, n, getF8EncTable(fmt));
   return out;
 }
 

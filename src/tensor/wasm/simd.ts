@@ -1,10 +1,10 @@
 // Loads the SIMD conversion kernels (kernels.wat) once and runs them over arrays of any size in fixed chunks.
-// Guarantees: wasm memory is fixed at 512 KiB and never grows; results are bit-identical to the JS loops in
+// Guarantees: wasm memory is fixed at 576 KiB (two 256 KiB chunk regions + constants) and never grows; results are bit-identical to the JS loops in
 // ../convert.ts. Returns undefined where WebAssembly SIMD is unavailable. Must not import node: modules.
 
 import { KERNELS_WASM_BASE64 } from './kernels.generated.js';
 
-/** Elements per chunk: input and output regions of 256 KiB each, both resident in L2. */
+/** Elements per chunk: input and output regions of 256 KiB each, both resident in L2 (see kernels.wat). */
 export const WASM_CHUNK = 65536;
 const OUT_PTR = WASM_CHUNK * 4;
 
