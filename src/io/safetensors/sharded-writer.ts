@@ -43,6 +43,8 @@ export interface ShardedWriter {
   readonly totalSize: number;
   /** Write one declared tensor; any order, concurrently if wanted, each exactly once. */
   write(name: string, data: Uint8Array | TensorData): Promise<void>;
+  /** Write bytes [byteOffset, byteOffset + data.byteLength) of one tensor (see SafetensorsWriter.writeRange). */
+  writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void>;
   /** Check everything was written, rename every shard, then write and rename the index. */
   close(): Promise<void>;
   /** Delete this writer's temp files. A no-op after a successful close(). */
@@ -101,6 +103,7 @@ class ShardedFileWriter implements ShardedWriter {
   private readonly shardOf = new Map<string, number>();
   private readonly writers: Array<Promise<SafetensorsFileWriter> | undefined>;
   private readonly remaining: number[];
+  private readonly written = new Set<string>();
   private readonly finishes: Array<Promise<void> | undefined>;
   private readonly indexPath: string | undefined;
   private indexTmp: string | undefined;
@@ -137,7 +140,15 @@ class ShardedFileWriter implements ShardedWriter {
     return w;
   }
 
-  async write(name: string, data: Uint8Array | TensorData): Promise<void> {
+  write(name: string, data: Uint8Array | TensorData): Promise<void> {
+    return this.put(name, (w) => w.write(name, data));
+  }
+
+  writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void> {
+    return this.put(name, (w) => w.writeRange(name, byteOffset, data));
+  }
+
+  private async put(name: string, op: (w: SafetensorsFileWriter) => Promise<void>): Promise<void> {
     if (this.state !== 'open') {
       throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.dir, tensor: name } });
     }
@@ -148,13 +159,16 @@ class ShardedFileWriter implements ShardedWriter {
       });
     }
     const w = await this.shardWriter(i);
-    await w.write(name, data);
-    this.remaining[i]! -= 1;
-    // Close a finished shard's file now, so at most the shards being written hold open files.
-    if (this.remaining[i] === 0 && this.finishes[i] === undefined) {
-      const f = w.finish();
-      f.catch(() => undefined);
-      this.finishes[i] = f;
+    await op(w);
+    if (w.isWritten(name) && !this.written.has(name)) {
+      this.written.add(name);
+      this.remaining[i]! -= 1;
+      // Close a finished shard's file now, so at most the shards being written hold open files.
+      if (this.remaining[i] === 0 && this.finishes[i] === undefined) {
+        const f = w.finish();
+        f.catch(() => undefined);
+        this.finishes[i] = f;
+      }
     }
   }
 

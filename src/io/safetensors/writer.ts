@@ -50,6 +50,12 @@ export interface SafetensorsWriter {
    * Any order, concurrently if wanted; each tensor exactly once. The data must not change until the promise settles.
    */
   write(name: string, data: Uint8Array | TensorData): Promise<void>;
+  /**
+   * Write part of a tensor: `data` goes to bytes [byteOffset, byteOffset + data.byteLength) of it (row chunks of a
+   * streamed tensor). Ranges may come in any order; each byte exactly once (overlap is OUT_WRITTEN_TWICE). A zero-size
+   * tensor is written by an empty range or an empty write().
+   */
+  writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void>;
   /** Check every tensor was written, close the temp file and rename it to `path`. Idempotent once it succeeds. */
   close(): Promise<void>;
   /** Close and delete the temp file. Idempotent; a no-op after a successful close(). */
@@ -169,7 +175,44 @@ const STORAGE: Record<DType, new (n: number) => TensorData> = {
   BOOL: Uint8Array,
 };
 
-type Slot = { readonly plan: PlannedTensor; state: 'pending' | 'writing' | 'done' };
+/**
+ * Write bookkeeping of one tensor: the byte ranges claimed so far (sorted, disjoint, adjacent ones merged), the
+ * bytes claimed, and the writes still in flight. A tensor is complete when every byte is claimed and written.
+ */
+interface Slot {
+  readonly plan: PlannedTensor;
+  ranges: Array<[number, number]>;
+  claimed: number;
+  touched: boolean;
+  inflight: number;
+}
+
+/** Does [start, end) share a byte with a range in `ranges` (sorted, disjoint)? Empty ranges never do. */
+function overlaps(ranges: ReadonlyArray<readonly [number, number]>, start: number, end: number): boolean {
+  if (start === end) return false;
+  for (const [a, b] of ranges) if (a < end && start < b) return true;
+  return false;
+}
+
+/** Add [start, end) (known not to overlap) to `ranges`, merging with adjacent ranges. */
+function claim(ranges: Array<[number, number]>, start: number, end: number): void {
+  if (start === end) return;
+  let i = 0;
+  while (i < ranges.length && ranges[i]![1] <= start) i++;
+  const prev = ranges[i - 1];
+  const next = ranges[i];
+  if (prev !== undefined && prev[1] === start) {
+    prev[1] = end;
+    if (next !== undefined && next[0] === end) {
+      prev[1] = next[1];
+      ranges.splice(i, 1);
+    }
+  } else if (next !== undefined && next[0] === end) {
+    next[0] = start;
+  } else {
+    ranges.splice(i, 0, [start, end]);
+  }
+}
 
 /**
  * The writer proper. `finish()` (all written, temp file closed and size-checked) and `publish()` (rename) are
@@ -182,7 +225,6 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
   private state: 'open' | 'finishing' | 'finished' | 'published' | 'aborted' = 'open';
   private finishing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private pendingCount: number;
 
   private constructor(
     readonly path: string,
@@ -190,8 +232,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     readonly layout: SafetensorsLayout,
     private readonly fh: FileHandle,
   ) {
-    for (const t of layout.tensors) this.slots.set(t.name, { plan: t, state: 'pending' });
-    this.pendingCount = layout.tensors.length;
+    for (const t of layout.tensors) this.slots.set(t.name, { plan: t, ranges: [], claimed: 0, touched: false, inflight: 0 });
   }
 
   /** Validate, create the temp file and write the header. */
@@ -217,61 +258,70 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     return new SafetensorsFileWriter(path, tmpPath, layout, fh);
   }
 
-  /** Names of declared tensors not written yet, in file order. */
+  private static done(s: Slot): boolean {
+    return s.touched && s.claimed === s.plan.byteLength && s.inflight === 0;
+  }
+
+  /** Names of declared tensors not completely written yet, in file order. */
   missing(): string[] {
     const out: string[] = [];
-    for (const s of this.slots.values()) if (s.state !== 'done') out.push(s.plan.name);
+    for (const s of this.slots.values()) if (!SafetensorsFileWriter.done(s)) out.push(s.plan.name);
     return out;
   }
 
-  /** True once every declared tensor has been written. */
-  get complete(): boolean {
-    return this.pendingCount === 0;
+  /** True once every byte of tensor `name` has been written (false for unknown names). */
+  isWritten(name: string): boolean {
+    const s = this.slots.get(name);
+    return s !== undefined && SafetensorsFileWriter.done(s);
   }
 
   write(name: string, data: Uint8Array | TensorData): Promise<void> {
+    return this.put(name, 0, data, true);
+  }
+
+  writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void> {
+    return this.put(name, byteOffset, data, false);
+  }
+
+  private put(name: string, byteOffset: number, data: Uint8Array | TensorData, whole: boolean): Promise<void> {
+    const fail = (code: 'TENSOR_NOT_FOUND' | 'OUT_WRITTEN_TWICE' | 'OUT_INVALID' | 'TENSOR_DTYPE_MISMATCH' | 'TENSOR_SHAPE_MISMATCH', message: string): Promise<never> =>
+      Promise.reject(new UsageError(code, message, { where: { file: this.path, tensor: name } }));
     const slot = this.slots.get(name);
-    if (slot === undefined) {
-      return Promise.reject(
-        new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this file`, { where: { file: this.path, tensor: name } }),
-      );
-    }
-    if (slot.state !== 'pending') {
-      return Promise.reject(new UsageError('OUT_WRITTEN_TWICE', `tensor ${JSON.stringify(name)} was already written`, { where: { file: this.path, tensor: name } }));
-    }
-    if (this.state !== 'open') {
-      return Promise.reject(new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.path, tensor: name } }));
-    }
+    if (slot === undefined) return fail('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this file`);
     const plan = slot.plan;
     if (!ArrayBuffer.isView(data) || data instanceof DataView) {
-      return Promise.reject(new UsageError('TENSOR_DTYPE_MISMATCH', `tensor ${JSON.stringify(name)}: data must be a Uint8Array or typed array`, { where: { file: this.path, tensor: name } }));
+      return fail('TENSOR_DTYPE_MISMATCH', `tensor ${JSON.stringify(name)}: data must be a Uint8Array or typed array`);
     }
     if (!(data instanceof Uint8Array) && !(data instanceof STORAGE[plan.dtype])) {
-      return Promise.reject(
-        new UsageError(
-          'TENSOR_DTYPE_MISMATCH',
-          `tensor ${JSON.stringify(name)} is ${plan.dtype}, expected its bytes as a Uint8Array or a ${STORAGE[plan.dtype].name}, got a ${data.constructor.name}`,
-          { where: { file: this.path, tensor: name } },
-        ),
+      return fail(
+        'TENSOR_DTYPE_MISMATCH',
+        `tensor ${JSON.stringify(name)} is ${plan.dtype}, expected its bytes as a Uint8Array or a ${STORAGE[plan.dtype].name}, got a ${data.constructor.name}`,
       );
     }
-    if (data.byteLength !== plan.byteLength) {
-      return Promise.reject(
-        new UsageError(
-          'TENSOR_SHAPE_MISMATCH',
-          `tensor ${JSON.stringify(name)} (${plan.dtype} [${plan.shape.join(', ')}]) needs ${plan.byteLength} bytes, got ${data.byteLength}`,
-          { where: { file: this.path, tensor: name } },
-        ),
-      );
+    const len = data.byteLength;
+    if (whole && len !== plan.byteLength) {
+      return fail('TENSOR_SHAPE_MISMATCH', `tensor ${JSON.stringify(name)} (${plan.dtype} [${plan.shape.join(', ')}]) needs ${plan.byteLength} bytes, got ${len}`);
     }
-    slot.state = 'writing';
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    const p = writeExactlyAt(this.fh, bytes, this.layout.dataStart + plan.begin, this.path).then(
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + len > plan.byteLength) {
+      return fail('TENSOR_SHAPE_MISMATCH', `tensor ${JSON.stringify(name)}: bytes [${byteOffset}, ${byteOffset + len}) are outside its ${plan.byteLength} bytes`);
+    }
+    const twice = whole ? (plan.byteLength > 0 ? slot.claimed > 0 : slot.touched) : overlaps(slot.ranges, byteOffset, byteOffset + len);
+    if (twice) {
+      return fail('OUT_WRITTEN_TWICE', `tensor ${JSON.stringify(name)}: bytes [${byteOffset}, ${byteOffset + len}) were already written`);
+    }
+    if (this.state !== 'open') return fail('OUT_INVALID', `cannot write: the writer is ${this.state}`);
+    claim(slot.ranges, byteOffset, byteOffset + len);
+    slot.claimed += len;
+    slot.touched = true;
+    if (len === 0) return Promise.resolve();
+    slot.inflight += 1;
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, len);
+    const p = writeExactlyAt(this.fh, bytes, this.layout.dataStart + plan.begin + byteOffset, this.path).then(
       () => {
-        slot.state = 'done';
-        this.pendingCount -= 1;
+        slot.inflight -= 1;
       },
       (e: unknown) => {
+        slot.inflight -= 1;
         this.failure ??= e;
         throw e;
       },

@@ -198,3 +198,27 @@ describe('streaming writes', () => {
     expect(brief(await errorOf(() => openSafetensorsWriter(p, [])))).toEqual({ code: 'OUT_INVALID', file: p });
   });
 });
+
+describe('writeRange', () => {
+  it('writes parts in any order; overlap, out-of-range and whole-after-part are refused', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'r.safetensors');
+    const w = await openSafetensorsWriter(path, [
+      { name: 'm', dtype: 'U16', shape: [4, 2] },
+      { name: 'z', dtype: 'F32', shape: [0, 3] },
+    ]);
+    await w.writeRange('m', 8, Uint16Array.of(5, 6, 7, 8));
+    await w.writeRange('m', 0, new Uint8Array(0)); // empty ranges are harmless no-ops
+    expect(brief(await errorOf(() => w.writeRange('m', 6, Uint8Array.of(1, 2, 3))))).toEqual({ code: 'OUT_WRITTEN_TWICE', file: path, tensor: 'm' });
+    expect(brief(await errorOf(() => w.writeRange('m', 14, Uint8Array.of(1, 2, 3))))).toEqual({ code: 'TENSOR_SHAPE_MISMATCH', file: path, tensor: 'm' });
+    expect((await errorOf(() => w.writeRange('m', -2, Uint8Array.of(1, 2)))).code).toBe('TENSOR_SHAPE_MISMATCH');
+    expect((await errorOf(() => w.write('m', new Uint16Array(8)))).code).toBe('OUT_WRITTEN_TWICE');
+    expect((await errorOf(() => w.close())).where.tensor).toBe('m');
+    await Promise.all([w.writeRange('m', 0, Uint16Array.of(1, 2)), w.writeRange('m', 4, Uint16Array.of(3, 4))]);
+    expect((await errorOf(() => w.close())).where.tensor).toBe('z');
+    await w.writeRange('z', 0, new Uint8Array(0));
+    await w.close();
+    await using r = await openSafetensors(path);
+    expect(Array.from((await r.read('m')).data as Uint16Array)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+});
