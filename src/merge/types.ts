@@ -54,8 +54,29 @@ export interface TensorMerger {
   report?(): Record<string, number>;
 }
 
+/**
+ * A whole-model statistics pre-pass (e.g. TIES `trim_scope: model`, which trims each task vector over all of its
+ * tensors at once). The executor calls beginPass(p) for p = 0, 1, ... and, while it returns true, observe(p, name,
+ * chunk) for every chunk of every tensor this method merges (tensors in any order; the chunks of one tensor in
+ * element order; chunks carry the base and every non-base model as in TensorMerger). It then hands result() to
+ * every create() of the run as `ctx.modelStats`. Collectors keep only order-independent state (histograms,
+ * counts), so their result does not depend on tensor order, chunking or threads.
+ */
+export interface ModelStatsCollector {
+  beginPass(pass: number): boolean;
+  observe(pass: number, tensorName: string, chunk: Chunk): void;
+  result(): unknown;
+}
+
 export interface MergeMethod extends MethodSpec {
   create(ctx: TensorContext): TensorMerger;
+  /**
+   * Optional whole-model pre-pass. `params` are the global parameters and `modelParams` the per-model parameters
+   * (one record per non-base model), both resolved once for the whole model, i.e. without tensor filters or
+   * gradients; a method that needs one value per model (TIES model-scope density) reads it here and create()
+   * rejects a tensor whose resolved value differs. Returns undefined when these parameters need no pre-pass.
+   */
+  modelStats?(params: Params, modelParams: readonly Params[]): ModelStatsCollector | undefined;
   /** extra working memory per element beyond inputs and output, in bytes (for the plan's memory estimate) */
   readonly scratchBytesPerElement?: number;
 }

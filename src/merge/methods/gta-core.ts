@@ -1,0 +1,631 @@
+// The generalized task arithmetic engine behind task_arithmetic, ties, dare_*, breadcrumbs* and della*: ONE
+// implementation configured by (sparsifier, consensus, default normalize, default rescale), as in mergekit.
+// Streams f32 chunks; reductions accumulate in f64 in element order, so results are bit-identical at any
+// chunking. Imports tensor/ kernels and merge types only (no node:, no io, no recipe parsing).
+
+import { UsageError } from '../../errors.js';
+import { MagnitudeRanker } from '../../tensor/quantile.js';
+import { fillUniform, type StreamKey } from '../../tensor/rng.js';
+import {
+  KEEP_ALL,
+  KEEP_NONE,
+  MagnitudeSelector,
+  applyMagnitudeMaskInto,
+  type MagnitudeThreshold,
+} from '../../tensor/select.js';
+import type { Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger } from '../types.js';
+
+/** How each task vector is thinned before weighting (mergekit's SparsificationMethod, plus 'none'). */
+export type Sparsifier = 'none' | 'magnitude' | 'random' | 'outliers' | 'della';
+
+export interface GtaConfig {
+  readonly name: string;
+  readonly sparsifier: Sparsifier;
+  /** mergekit's consensus_method 'sum': weighted sign vote and disjoint merge */
+  readonly consensus: boolean;
+  readonly defaultNormalize: boolean;
+  readonly defaultRescale: boolean;
+}
+
+// per-model sparsification modes (plain numbers keep the dispatch monomorphic)
+const ALL = 0; // density >= 1 or no sparsifier: delta unchanged
+const NONE = 1; // nothing kept
+const MAG = 2; // exact top-k by |delta| over this tensor, ties by element order
+const MAG_MODEL = 3; // |delta| >= a whole-model threshold (all ties kept)
+const RANDOM = 4; // Bernoulli(density)
+const OUTLIERS = 5; // breadcrumbs: top (N - n_bot) minus top n_top
+const DELLA = 6; // per-row rank-based Bernoulli(d - eps .. d + eps)
+
+const INF_BITS = 0x7f800000;
+/** a minBits that keeps no number (NaN is never kept either) */
+const MIN_BITS_NONE = 0x7f800001;
+
+interface TieState {
+  tiesLeft: number;
+}
+
+class ModelPlan {
+  mode = ALL;
+  keepK = 0;
+  dropK = 0;
+  keepSel: MagnitudeSelector | undefined;
+  dropSel: MagnitudeSelector | undefined;
+  keepNeedsLow = false;
+  dropNeedsLow = false;
+  keepT: MagnitudeThreshold = KEEP_ALL;
+  dropT: MagnitudeThreshold = KEEP_NONE;
+  readonly keepTies: TieState = { tiesLeft: 0 };
+  readonly dropTies: TieState = { tiesLeft: 0 };
+  minBits = 0;
+  key: StreamKey = { k0: 0, k1: 0 };
+  rescale = false;
+  l1Before = 0;
+  l1After = 0;
+  factor = 1;
+  kept = 0;
+  constructor(
+    readonly weight: number,
+    readonly density: number,
+    readonly epsilon: number,
+  ) {}
+
+  resetBudgets(): void {
+    this.keepTies.tiesLeft = this.keepT.ties;
+    this.dropTies.tiesLeft = this.dropT.ties;
+  }
+}
+
+/** Fibers DELLA ranks over: mergekit ranks along dim 1 (a 1-D or 0-D tensor is one fiber). */
+interface FiberGeometry {
+  /** elements per chunking block (a row for >= 2-D tensors, the whole tensor otherwise) */
+  readonly block: number;
+  readonly fiberLength: number;
+  /** stride between consecutive fiber elements inside a block */
+  readonly inner: number;
+}
+
+function fiberGeometry(shape: readonly number[], numel: number, rowLength: number): FiberGeometry {
+  if (shape.length >= 2) {
+    const d1 = shape[1]!;
+    return { block: Math.max(1, rowLength), fiberLength: d1, inner: d1 === 0 ? 1 : rowLength / d1 };
+  }
+  return { block: Math.max(1, numel), fiberLength: numel, inner: 1 };
+}
+
+function num(p: Params, name: string, fallback: number): number {
+  const v = p[name];
+  return typeof v === 'number' ? v : fallback;
+}
+
+function bool(p: Params, name: string, fallback: boolean): boolean {
+  const v = p[name];
+  return typeof v === 'boolean' ? v : fallback;
+}
+
+/** delta = x - base, rounded to f32 (as mergekit subtracts in the tensor dtype). */
+function deltaInto(x: Float32Array, base: Float32Array, d: Float32Array, n: number): void {
+  for (let j = 0; j < n; j++) d[j] = x[j]! - base[j]!;
+}
+
+function maskModelScopeInto(d: Float32Array, n: number, minBits: number): number {
+  const u = new Uint32Array(d.buffer, d.byteOffset, n);
+  let kept = 0;
+  for (let j = 0; j < n; j++) {
+    const a = u[j]! & 0x7fffffff;
+    if (a >= minBits && a <= INF_BITS) kept++;
+    else d[j] = 0;
+  }
+  return kept;
+}
+
+function maskRandomInto(d: Float32Array, n: number, r: Float64Array, density: number): number {
+  let kept = 0;
+  for (let j = 0; j < n; j++) {
+    if (r[j]! < density) kept++;
+    else d[j] = 0;
+  }
+  return kept;
+}
+
+function maskOutliersInto(d: Float32Array, n: number, keepT: MagnitudeThreshold, keepTies: TieState, dropT: MagnitudeThreshold, dropTies: TieState): number {
+  const u = new Uint32Array(d.buffer, d.byteOffset, n);
+  const kb = keepT.bits;
+  const db = dropT.bits;
+  let kt = keepTies.tiesLeft;
+  let dt = dropTies.tiesLeft;
+  const keepAll = keepT.all;
+  let kept = 0;
+  for (let j = 0; j < n; j++) {
+    const a = u[j]! & 0x7fffffff;
+    // membership of each top-k set is decided independently, each with its own tie budget in element order
+    let inKeep = keepAll || (a > kb && a <= INF_BITS);
+    if (!inKeep && a === kb && kt > 0) {
+      inKeep = true;
+      kt--;
+    }
+    let inDrop = a > db && a <= INF_BITS;
+    if (!inDrop && a === db && dt > 0) {
+      inDrop = true;
+      dt--;
+    }
+    if (inKeep && !inDrop) kept++;
+    else d[j] = 0;
+  }
+  keepTies.tiesLeft = kt;
+  dropTies.tiesLeft = dt;
+  return kept;
+}
+
+/** Shared scratch of one merger: grown to the largest chunk, then reused. */
+class Scratch {
+  delta = new Float32Array(0);
+  rand = new Float64Array(0);
+  sum = new Float64Array(0);
+  vote = new Float64Array(0);
+  div = new Float64Array(0);
+  weighted: Float64Array[] = [];
+  gather = new Float32Array(0);
+  ranks = new Int32Array(0);
+  readonly ranker = new MagnitudeRanker();
+
+  ensure(n: number, models: number, consensus: boolean): void {
+    if (this.delta.length < n) {
+      this.delta = new Float32Array(n);
+      this.rand = new Float64Array(n);
+      this.sum = new Float64Array(n);
+      if (consensus) {
+        this.vote = new Float64Array(n);
+        this.div = new Float64Array(n);
+        this.weighted = Array.from({ length: models }, () => new Float64Array(n));
+      }
+    }
+  }
+
+  ensureFiber(n: number): void {
+    if (this.gather.length < n) {
+      this.gather = new Float32Array(n);
+      this.ranks = new Int32Array(n);
+    }
+  }
+}
+
+function maskDellaInto(d: Float32Array, n: number, offset: number, p: ModelPlan, geo: FiberGeometry, s: Scratch): number {
+  const r = s.rand.subarray(0, n);
+  fillUniform(p.key, offset, r);
+  const len = geo.fiberLength;
+  const inner = geo.inner;
+  s.ensureFiber(len);
+  const g = s.gather;
+  const ranks = s.ranks;
+  const lo = p.density - p.epsilon;
+  const eps = p.epsilon;
+  const den = len - 1;
+  let kept = 0;
+  for (let b = 0; b < n; b += geo.block) {
+    for (let k = 0; k < inner; k++) {
+      const start = b + k;
+      for (let t = 0; t < len; t++) g[t] = d[start + t * inner]!;
+      s.ranker.rankInto(g, len, ranks);
+      for (let t = 0; t < len; t++) {
+        const idx = start + t * inner;
+        // normalised rank (r - 1)/(n - 1) in [0, 1]; a one-element row takes the midpoint, i.e. p = density
+        const rn = den > 0 ? ranks[t]! / den : 0.5;
+        if (r[idx]! < lo + rn * 2 * eps) kept++;
+        else d[idx] = 0;
+      }
+    }
+  }
+  return kept;
+}
+
+const HIGH = 0;
+const LOW = 1;
+const NORM = 2;
+const DONE = 3;
+
+/** Whole-model TIES trim thresholds (trim_scope: model), the result of ModelTrimCollector. */
+export interface ModelTrimStats {
+  readonly kind: 'gta-model-trim';
+  /** the density each model was trimmed with (one value per model) */
+  readonly density: readonly number[];
+  /** keep |delta| iff its f32 bits (sign cleared) >= minBits[i]; all ties at the threshold are kept */
+  readonly minBits: readonly number[];
+  /** elements each model was trimmed over */
+  readonly numel: number;
+}
+
+function minBitsOf(t: MagnitudeThreshold): number {
+  if (t.all) return 0;
+  if (t.none) return MIN_BITS_NONE;
+  // with a tie budget the threshold value itself is the k-th largest: keep every element equal to it
+  return t.ties > 0 ? t.bits : t.bits + 1;
+}
+
+/**
+ * The TIES paper's trim over the whole flattened task vector of each model: k_i = floor(d_i * N_total) with
+ * N_total the element count of every merged tensor, threshold = the k_i-th largest |delta_i|, all ties kept.
+ * Pass 0 builds high-bit histograms, pass 1 (only if needed) low-bit histograms inside the boundary buckets.
+ */
+export class ModelTrimCollector implements ModelStatsCollector {
+  private sels: MagnitudeSelector[] = [];
+  private needLow: boolean[] = [];
+  private minBits: number[] = [];
+  private total = 0;
+  private delta = new Float32Array(0);
+  private done = false;
+
+  constructor(private readonly densities: readonly number[]) {}
+
+  beginPass(pass: number): boolean {
+    const n = this.densities.length;
+    if (pass === 0) {
+      this.sels = this.densities.map(() => new MagnitudeSelector());
+      this.needLow = this.densities.map(() => false);
+      this.minBits = this.densities.map(() => 0);
+      this.total = 0;
+      this.done = false;
+      return n > 0;
+    }
+    if (pass === 1) {
+      let any = false;
+      for (let i = 0; i < n; i++) {
+        const d = this.densities[i]!;
+        if (d >= 1) continue;
+        const k = Math.floor(d * this.total);
+        if (k <= 0) {
+          this.minBits[i] = MIN_BITS_NONE;
+          continue;
+        }
+        if (this.sels[i]!.resolveHigh(k)) {
+          this.needLow[i] = true;
+          any = true;
+        } else this.minBits[i] = minBitsOf(this.sels[i]!.threshold());
+      }
+      this.done = !any;
+      return any;
+    }
+    if (!this.done) {
+      for (let i = 0; i < n; i++) if (this.needLow[i]) this.minBits[i] = minBitsOf(this.sels[i]!.threshold());
+      this.done = true;
+    }
+    return false;
+  }
+
+  observe(pass: number, _tensorName: string, chunk: Chunk): void {
+    const len = chunk.length;
+    if (pass === 0) this.total += len;
+    if (this.delta.length < len) this.delta = new Float32Array(len);
+    const d = this.delta.subarray(0, len);
+    const base = chunk.base!;
+    for (let i = 0; i < this.densities.length; i++) {
+      if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
+      deltaInto(chunk.models[i]!, base, d, len);
+      if (pass === 0) this.sels[i]!.addHigh(d);
+      else this.sels[i]!.addLow(d);
+    }
+  }
+
+  result(): ModelTrimStats {
+    if (!this.done) throw new UsageError('USAGE', 'model statistics requested before the pre-pass finished');
+    return { kind: 'gta-model-trim', density: [...this.densities], minBits: [...this.minBits], numel: this.total };
+  }
+}
+
+function isModelTrimStats(x: unknown): x is ModelTrimStats {
+  return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'gta-model-trim';
+}
+
+/** One tensor's merger for a configured GTA method. */
+class GtaMerger implements TensorMerger {
+  readonly chunking: 'elements' | 'rows' | 'tensor';
+  private readonly plans: ModelPlan[];
+  private readonly lambda: number;
+  private readonly divide: boolean;
+  private readonly weightSum: number;
+  private readonly geo: FiberGeometry;
+  private readonly scratch = new Scratch();
+  private stage = DONE;
+
+  constructor(
+    private readonly cfg: GtaConfig,
+    private readonly ctx: TensorContext,
+  ) {
+    if (!ctx.hasBase) throw new UsageError('USAGE', `${cfg.name} needs a base model (tensor '${ctx.name}')`, { where: { tensor: ctx.name } });
+    const p = ctx.params;
+    this.lambda = num(p, 'lambda', 1);
+    const normalize = bool(p, 'normalize', cfg.defaultNormalize);
+    const rescale = bool(p, 'rescale', cfg.defaultRescale);
+    const disjoint = p.disjoint;
+    this.divide = cfg.consensus && typeof disjoint === 'string' ? disjoint === 'mean' : normalize;
+    const scope = p.trim_scope === 'model' ? 'model' : 'tensor';
+    const stats = ctx.modelStats;
+    if (scope === 'model' && cfg.sparsifier === 'magnitude' && !isModelTrimStats(stats)) {
+      throw new UsageError(
+        'USAGE',
+        `${cfg.name} with trim_scope: model needs the whole-model statistics pre-pass (method.modelStats), which did not run for tensor '${ctx.name}'`,
+        { where: { tensor: ctx.name } },
+      );
+    }
+    const N = ctx.numel;
+    this.geo = fiberGeometry(ctx.shape, N, ctx.rowLength);
+    let wsum = 0;
+    this.plans = ctx.modelParams.map((mp, i) => {
+      const w = num(mp, 'weight', 1);
+      wsum += w;
+      const d = num(mp, 'density', 1);
+      const plan = new ModelPlan(w, d, num(mp, 'epsilon', 0.15));
+      plan.mode = this.modeFor(plan, i, N, mp, scope, stats);
+      plan.rescale = rescale && plan.mode !== ALL && plan.mode !== NONE;
+      if (plan.mode === RANDOM || plan.mode === DELLA) plan.key = ctx.rng(i, cfg.name);
+      return plan;
+    });
+    this.weightSum = Math.abs(wsum) < 1e-8 ? 1 : wsum;
+    const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
+    this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
+  }
+
+  private modeFor(plan: ModelPlan, i: number, N: number, mp: Params, scope: 'tensor' | 'model', stats: unknown): number {
+    const d = plan.density;
+    switch (this.cfg.sparsifier) {
+      case 'none':
+        return ALL;
+      case 'magnitude': {
+        if (scope === 'model') {
+          const s = stats as ModelTrimStats;
+          if (s.density.length !== this.ctx.modelCount || s.density[i] !== d) {
+            throw new UsageError(
+              'RECIPE_PARAM_SCOPE',
+              `${this.cfg.name} with trim_scope: model needs one density per model: tensor '${this.ctx.name}' resolves density ${d} for model ${i}, but the whole-model trim used ${s.density[i]}`,
+              { where: { tensor: this.ctx.name } },
+            );
+          }
+          if (d >= 1) return ALL;
+          plan.minBits = s.minBits[i]!;
+          return MAG_MODEL;
+        }
+        if (d >= 1) return ALL;
+        plan.keepK = Math.floor(d * N);
+        return plan.keepK <= 0 ? NONE : MAG;
+      }
+      case 'random':
+        if (d >= 1) return ALL;
+        return d <= 0 ? NONE : RANDOM;
+      case 'outliers': {
+        if (d >= 1) return ALL;
+        const gamma = num(mp, 'gamma', 0.01);
+        const target = Math.floor(d * N);
+        let nTop = Math.floor(gamma * N);
+        let nBot = N - target - nTop;
+        if (nBot < 0) {
+          nTop += nBot;
+          nBot = 0;
+        }
+        plan.keepK = N - nBot;
+        plan.dropK = nTop;
+        return plan.keepK <= plan.dropK ? NONE : OUTLIERS;
+      }
+      case 'della': {
+        if (d >= 1) return ALL;
+        if (d <= 0) return NONE;
+        const e = plan.epsilon;
+        if (!(d - e > 0 && d + e < 1)) {
+          throw new UsageError(
+            'RECIPE_PARAM_RANGE',
+            `${this.cfg.name}: model ${i} has density ${d} and epsilon ${e} on tensor '${this.ctx.name}'; density ± epsilon must lie strictly inside (0, 1)`,
+            { where: { tensor: this.ctx.name } },
+          );
+        }
+        return DELLA;
+      }
+    }
+  }
+
+  beginPass(pass: number): boolean {
+    if (pass === 0) this.stage = this.next(-1);
+    else {
+      this.finish(this.stage);
+      this.stage = this.next(this.stage);
+    }
+    this.start(this.stage);
+    return this.stage !== DONE;
+  }
+
+  private next(after: number): number {
+    if (after < HIGH && this.plans.some((p) => p.mode === MAG || p.mode === OUTLIERS)) return HIGH;
+    if (after < LOW && this.plans.some((p) => p.keepNeedsLow || p.dropNeedsLow)) return LOW;
+    if (after < NORM && this.plans.some((p) => p.rescale)) return NORM;
+    return DONE;
+  }
+
+  private start(stage: number): void {
+    if (stage === HIGH) {
+      for (const p of this.plans) {
+        p.keepNeedsLow = false;
+        p.dropNeedsLow = false;
+        p.keepSel = p.mode === MAG || p.mode === OUTLIERS ? new MagnitudeSelector() : undefined;
+        p.dropSel = p.mode === OUTLIERS && p.dropK > 0 ? new MagnitudeSelector() : undefined;
+      }
+    } else if (stage === NORM) {
+      for (const p of this.plans) {
+        p.l1Before = 0;
+        p.l1After = 0;
+        p.factor = 1;
+        p.resetBudgets();
+      }
+    }
+  }
+
+  private finish(stage: number): void {
+    if (stage === HIGH) {
+      for (const p of this.plans) {
+        if (p.keepSel) {
+          p.keepNeedsLow = p.keepSel.resolveHigh(p.keepK);
+          if (!p.keepNeedsLow) p.keepT = p.keepSel.threshold();
+        }
+        if (p.dropSel) {
+          p.dropNeedsLow = p.dropSel.resolveHigh(p.dropK);
+          if (!p.dropNeedsLow) p.dropT = p.dropSel.threshold();
+        } else p.dropT = KEEP_NONE;
+      }
+    } else if (stage === LOW) {
+      for (const p of this.plans) {
+        if (p.keepNeedsLow) p.keepT = p.keepSel!.threshold();
+        if (p.dropNeedsLow) p.dropT = p.dropSel!.threshold();
+      }
+    } else if (stage === NORM) {
+      for (const p of this.plans) {
+        // mergekit's rescaled_masked_tensor: match the L1 norm unless either norm is below 1e-7
+        if (p.rescale && p.l1Before >= 1e-7 && p.l1After >= 1e-7) p.factor = p.l1Before / p.l1After;
+      }
+    }
+  }
+
+  observe(_pass: number, chunk: Chunk): void {
+    const len = chunk.length;
+    const s = this.scratch;
+    s.ensure(len, this.plans.length, this.cfg.consensus);
+    const d = s.delta.subarray(0, len);
+    const base = chunk.base!;
+    const stage = this.stage;
+    for (let i = 0; i < this.plans.length; i++) {
+      const p = this.plans[i]!;
+      if (stage === HIGH) {
+        if (!p.keepSel) continue;
+        deltaInto(chunk.models[i]!, base, d, len);
+        p.keepSel.addHigh(d);
+        p.dropSel?.addHigh(d);
+      } else if (stage === LOW) {
+        if (!p.keepNeedsLow && !p.dropNeedsLow) continue;
+        deltaInto(chunk.models[i]!, base, d, len);
+        if (p.keepNeedsLow) p.keepSel!.addLow(d);
+        if (p.dropNeedsLow) p.dropSel!.addLow(d);
+      } else if (stage === NORM) {
+        if (!p.rescale) continue;
+        deltaInto(chunk.models[i]!, base, d, len);
+        let before = p.l1Before;
+        for (let j = 0; j < len; j++) before += Math.abs(d[j]!);
+        p.l1Before = before;
+        this.maskInto(p, chunk.offset, d, len);
+        let after = p.l1After;
+        for (let j = 0; j < len; j++) after += Math.abs(d[j]!);
+        p.l1After = after;
+      }
+    }
+  }
+
+  private maskInto(p: ModelPlan, offset: number, d: Float32Array, len: number): number {
+    switch (p.mode) {
+      case ALL:
+        return len;
+      case NONE:
+        d.fill(0, 0, len);
+        return 0;
+      case MAG:
+        return applyMagnitudeMaskInto(d, p.keepT, p.keepTies, d);
+      case MAG_MODEL:
+        return maskModelScopeInto(d, len, p.minBits);
+      case RANDOM: {
+        const r = this.scratch.rand.subarray(0, len);
+        fillUniform(p.key, offset, r);
+        return maskRandomInto(d, len, r, p.density);
+      }
+      case OUTLIERS:
+        return maskOutliersInto(d, len, p.keepT, p.keepTies, p.dropT, p.dropTies);
+      default:
+        return maskDellaInto(d, len, offset, p, this.geo, this.scratch);
+    }
+  }
+
+  emit(chunk: Chunk, out: Float32Array): void {
+    const len = chunk.length;
+    const base = chunk.base!;
+    const plans = this.plans;
+    const n = plans.length;
+    if (chunk.offset === 0) {
+      for (const p of plans) {
+        p.resetBudgets();
+        p.kept = 0;
+      }
+    }
+    if (n === 0) {
+      for (let j = 0; j < len; j++) out[j] = base[j]!;
+      return;
+    }
+    const s = this.scratch;
+    s.ensure(len, n, this.cfg.consensus);
+    const d = s.delta.subarray(0, len);
+    const M = s.sum;
+    M.fill(0, 0, len);
+    const lambda = this.lambda;
+    if (!this.cfg.consensus) {
+      for (let i = 0; i < n; i++) {
+        const p = plans[i]!;
+        deltaInto(chunk.models[i]!, base, d, len);
+        p.kept += this.maskInto(p, chunk.offset, d, len);
+        const sc = p.factor * p.weight;
+        for (let j = 0; j < len; j++) M[j] += d[j]! * sc;
+      }
+      const z = this.divide ? this.weightSum : 1;
+      for (let j = 0; j < len; j++) out[j] = base[j]! + (M[j]! / z) * lambda;
+      return;
+    }
+    // consensus: Delta_i = w_i * delta_i; vote s = +1 where sum >= 0; keep Delta_i whose sign equals s
+    const S = s.vote;
+    const Z = s.div;
+    S.fill(0, 0, len);
+    Z.fill(0, 0, len);
+    for (let i = 0; i < n; i++) {
+      const p = plans[i]!;
+      const D = s.weighted[i]!;
+      deltaInto(chunk.models[i]!, base, d, len);
+      p.kept += this.maskInto(p, chunk.offset, d, len);
+      const sc = p.factor * p.weight;
+      for (let j = 0; j < len; j++) {
+        const v = d[j]! * sc;
+        D[j] = v;
+        S[j] += v;
+      }
+    }
+    for (let j = 0; j < len; j++) S[j] = S[j]! >= 0 ? 1 : -1;
+    for (let i = 0; i < n; i++) {
+      const D = s.weighted[i]!;
+      const w = plans[i]!.weight;
+      for (let j = 0; j < len; j++) {
+        const v = D[j]!;
+        if (v * S[j]! > 0) {
+          M[j] += v;
+          Z[j] += w;
+        }
+      }
+    }
+    if (this.divide) {
+      for (let j = 0; j < len; j++) {
+        const z = Z[j]!;
+        out[j] = base[j]! + (M[j]! / (z === 0 ? 1 : z)) * lambda;
+      }
+    } else {
+      for (let j = 0; j < len; j++) out[j] = base[j]! + M[j]! * lambda;
+    }
+  }
+
+  report(): Record<string, number> {
+    const r: Record<string, number> = {};
+    const N = this.ctx.numel;
+    this.plans.forEach((p, i) => {
+      r[`kept_fraction_${i}`] = N === 0 ? 1 : p.kept / N;
+      r[`rescale_${i}`] = p.factor;
+    });
+    return r;
+  }
+}
+
+/** A TensorMerger factory for one configured member of the family. */
+export function createGtaMerger(cfg: GtaConfig, ctx: TensorContext): TensorMerger {
+  return new GtaMerger(cfg, ctx);
+}
+
+/** The whole-model pre-pass for `trim_scope: model` (magnitude sparsifier only); undefined otherwise. */
+export function gtaModelStats(cfg: GtaConfig, params: Params, modelParams: readonly Params[]): ModelStatsCollector | undefined {
+  if (cfg.sparsifier !== 'magnitude' || params.trim_scope !== 'model') return undefined;
+  return new ModelTrimCollector(modelParams.map((mp) => num(mp, 'density', 1)));
+}
