@@ -7,6 +7,7 @@ import { UsageError } from '../errors.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { convertCommand } from './commands/convert.js';
 import { inspectCommand } from './commands/inspect.js';
+import { mergeCommands } from './commands/merge.js';
 import { EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
 
 /** Where a command writes; tests pass collectors, the binary passes process streams. */
@@ -47,6 +48,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
     });
   parser = inspectCommand(parser, ctx);
   parser = convertCommand(parser, ctx);
+  parser = mergeCommands(parser, ctx);
   return parser;
 }
 

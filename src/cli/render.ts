@@ -1,7 +1,8 @@
 // Rendering for the terminal: errors (`error[CODE]: message` + `--> file (tensor 'x')`), aligned tables, and
 // human-readable sizes. The CLI is the only place that turns WeightkitErrors into text and exit codes.
 
-import { isWeightkitError, type WeightkitError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { RecipeProblems, isWeightkitError, type WeightkitError } from '../errors.js';
 
 /** Exit codes: 0 ok, 1 internal error (a bug), 2 bad input (any WeightkitError). */
 export const EXIT_OK = 0;
@@ -28,15 +29,46 @@ function locationLine(e: WeightkitError): string | undefined {
   return `  --> ${[...parts, extra.length > 0 ? `(${extra.join(', ')})` : ''].filter(Boolean).join(' ')}`;
 }
 
+const sourceCache = new Map<string, string[] | undefined>();
+
+/** The recipe line an error points at, with a caret under the column (rustc style). */
+function sourceSnippet(e: WeightkitError): string[] {
+  const { file, line, col } = e.where;
+  if (file === undefined || line === undefined) return [];
+  if (!sourceCache.has(file)) {
+    try {
+      sourceCache.set(file, readFileSync(file, 'utf8').split(/\r?\n/));
+    } catch {
+      sourceCache.set(file, undefined);
+    }
+  }
+  const text = sourceCache.get(file)?.[line - 1];
+  if (text === undefined) return [];
+  const num = String(line);
+  const pad = ' '.repeat(num.length);
+  const c = Math.max(1, col ?? 1);
+  const rest = text.slice(c - 1);
+  const width = Math.max(1, (/^[^\s:,\]}]+/.exec(rest)?.[0].length ?? 1));
+  return [`${pad} |`, `${num} | ${text}`, `${pad} | ${' '.repeat(c - 1)}${'^'.repeat(width)}`];
+}
+
+function renderOne(e: WeightkitError): string[] {
+  const lines = [`error[${e.code}]: ${e.message}`];
+  const loc = locationLine(e);
+  if (loc) lines.push(loc);
+  for (const s of sourceSnippet(e)) lines.push(`   ${s}`);
+  if (e.hint) lines.push(`  = help: ${e.hint}`);
+  return lines;
+}
+
 /** Human-readable text for an error; unknown errors are reported as internal bugs without a stack trace. */
 export function renderError(e: unknown): string {
-  if (isWeightkitError(e)) {
-    const lines = [`error[${e.code}]: ${e.message}`];
-    const loc = locationLine(e);
-    if (loc) lines.push(loc);
-    if (e.hint) lines.push(`  = help: ${e.hint}`);
-    return lines.join('\n') + '\n';
+  if (e instanceof RecipeProblems) {
+    const blocks = e.problems.map((p) => renderOne(p).join('\n'));
+    const n = e.problems.length;
+    return `${blocks.join('\n\n')}\n\n${n} problem${n === 1 ? '' : 's'} in ${e.where.file ?? 'the recipe'}\n`;
   }
+  if (isWeightkitError(e)) return renderOne(e).join('\n') + '\n';
   const msg = e instanceof Error ? e.message : String(e);
   return (
     `error[INTERNAL]: ${msg}\n` +

@@ -1,0 +1,222 @@
+// `weightkit merge <recipe> --out <dir>` (also mergekit's positional `merge <recipe> <dir>`), `--dry-run` plans,
+// `weightkit validate <recipe>` reports every recipe problem, `weightkit methods` lists methods and parameters.
+
+import type { Argv } from 'yargs';
+import { UsageError } from '../../errors.js';
+import { METHODS } from '../../merge/registry.js';
+import type { MergeMethod } from '../../merge/types.js';
+import { buildPlan, loadRecipe, merge, type MergeOptions } from '../../plan/merge.js';
+import type { MergePlan } from '../../plan/plan.js';
+import type { ParamSpec } from '../../recipe/spec.js';
+import { formatShape } from '../../tensor/tensor.js';
+import { parseDTypeOption, parseSize } from '../args.js';
+import type { CommandContext } from '../main.js';
+import { createProgress } from '../progress.js';
+import { formatBytes, formatCount, table } from '../render.js';
+
+function mergeOptions(argv: Record<string, unknown>): Omit<MergeOptions, 'out'> {
+  const o: Omit<MergeOptions, 'out'> = {};
+  if (argv['threads'] !== undefined) {
+    const n = Number(argv['threads']);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError('USAGE', `--threads must be a whole number from 1 to 256 (got ${String(argv['threads'])})`);
+    o.threads = n;
+  }
+  if (argv['seed'] !== undefined) {
+    const n = Number(argv['seed']);
+    if (!Number.isSafeInteger(n) || n < 0) throw new UsageError('USAGE', `--seed must be a non-negative integer (got ${String(argv['seed'])})`);
+    o.seed = n;
+  }
+  if (argv['shard-size'] !== undefined) o.shardSize = parseSize(argv['shard-size'], 'shard-size');
+  if (argv['memory-budget'] !== undefined) o.memoryBudget = parseSize(argv['memory-budget'], 'memory-budget');
+  if (argv['dtype'] !== undefined) o.dtype = parseDTypeOption(argv['dtype'], 'dtype', ['F32', 'F16', 'BF16']);
+  if (argv['out-dtype'] !== undefined) o.outDtype = parseDTypeOption(argv['out-dtype'], 'out-dtype', ['F32', 'F16', 'BF16']);
+  if (argv['overwrite']) o.overwrite = true;
+  if (argv['lenient']) o.lenient = true;
+  if (typeof argv['intermediate-dir'] === 'string') o.intermediateDir = argv['intermediate-dir'];
+  return o;
+}
+
+export function renderPlan(plan: MergePlan, verbose: boolean): string {
+  let s = '';
+  const base = plan.base !== undefined ? plan.models[plan.base] : undefined;
+  s += table([
+    ['recipe', `${plan.recipe.file}${plan.recipe.name ? ` (stage '${plan.recipe.name}')` : ''}`],
+    ['method', plan.method],
+    ['base', base ? `${base.ref} (${base.format})` : '-'],
+    ['models', plan.models.filter((m) => m.id !== plan.base).map((m) => m.ref).join(', ')],
+    ['tensors', `${formatCount(plan.tensors.length)} (${formatCount(plan.tensors.filter((t) => t.op === 'copy').length)} copied)`],
+    ['output', `${formatBytes(plan.outputBytes)}${plan.numLayers ? `, ${plan.numLayers} layers` : ''}`],
+    ['reads', `${formatBytes(plan.inputBytes)} per pass`],
+    ['memory', `~${formatBytes(plan.memory.peakBytes)} peak (${plan.memory.threads} thread(s), budget ${formatBytes(plan.memory.budgetBytes)}, ${plan.memory.chunkedTensors} tensor(s) streamed in row chunks)`],
+    ['seed', String(plan.seed)],
+  ]);
+  if (plan.warnings.length > 0) s += '\nwarnings\n' + plan.warnings.map((w) => `  - ${w}\n`).join('');
+  const shown = verbose ? plan.tensors : plan.tensors.slice(0, 12);
+  s += '\ntensors\n';
+  s += table(
+    [
+      ['  name', 'op', 'dtype', 'shape', 'inputs', 'parameters'],
+      ...shown.map((t) => {
+        const params = Object.entries(t.params).map(([k, v]) => `${k}=${v}`);
+        const mp = t.modelParams.map((p) => Object.entries(p).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(4) : v}`).join(' '));
+        return [`  ${t.name}`, t.op, t.dtype, formatShape(t.shape), String(t.inputs.length + (t.base ? 1 : 0)), [...params, ...mp.map((m, i) => `[${i}] ${m}`)].join('; ')];
+      }),
+    ],
+  );
+  if (shown.length < plan.tensors.length) s += `  ... ${plan.tensors.length - shown.length} more (--verbose lists all)\n`;
+  return s;
+}
+
+function paramLine(p: ParamSpec): string {
+  const range =
+    p.min !== undefined || p.max !== undefined
+      ? ` in ${p.exclusiveMin ? '(' : '['}${p.min ?? '-inf'}, ${p.max ?? 'inf'}${p.exclusiveMax ? ')' : ']'}`
+      : p.choices
+        ? ` one of ${p.choices.join('|')}`
+        : '';
+  const def = p.required ? 'required' : p.default !== undefined ? `default ${JSON.stringify(p.default)}` : 'optional';
+  return `${p.name} (${p.type}${range}; ${def}): ${p.description}`;
+}
+
+export function renderMethods(methods: readonly MergeMethod[], detail: boolean): string {
+  if (!detail) {
+    return table([
+      ['method', 'base', 'models', 'parameters', 'summary'],
+      ...methods.map((m) => [
+        m.name,
+        m.base,
+        m.maxModels === undefined ? `${m.minModels}+` : m.minModels === m.maxModels ? String(m.minModels) : `${m.minModels}-${m.maxModels}`,
+        [...m.params.map((p) => p.name), ...m.modelParams.map((p) => `${p.name}*`)].join(', '),
+        m.summary,
+      ]),
+    ]) + '\n(* per-model parameter; weightkit methods <name> for details)\n';
+  }
+  return methods
+    .map((m) => {
+      const lines = [`${m.name}: ${m.summary}`, `  base: ${m.base}; models: ${m.minModels}${m.maxModels === undefined ? '+' : `..${m.maxModels}`}${m.random ? '; random (uses seed)' : ''}`];
+      if (m.params.length) lines.push('  parameters:', ...m.params.map((p) => `    ${paramLine(p)}`));
+      if (m.modelParams.length) lines.push('  per-model parameters:', ...m.modelParams.map((p) => `    ${paramLine(p)}`));
+      lines.push(`  formula: ${m.formula}`, `  reference: ${m.reference}`);
+      if (m.differences) lines.push(`  differs from mergekit: ${m.differences}`);
+      return lines.join('\n');
+    })
+    .join('\n\n') + '\n';
+}
+
+export function methodsJson(methods: readonly MergeMethod[]): object[] {
+  return methods.map((m) => ({
+    name: m.name,
+    base: m.base,
+    minModels: m.minModels,
+    maxModels: m.maxModels ?? null,
+    params: m.params,
+    modelParams: m.modelParams,
+    summary: m.summary,
+    formula: m.formula,
+    reference: m.reference,
+    differences: m.differences ?? null,
+    random: m.random ?? false,
+  }));
+}
+
+export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
+  return y
+    .command(
+      'merge <recipe> [out]',
+      'merge models as a (mergekit-format) YAML recipe says',
+      (b) =>
+        b
+          .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe YAML (one or more documents)' })
+          .positional('out', { type: 'string', describe: 'output folder (same as --out)' })
+          .option('out', { type: 'string', describe: 'output folder (must not exist or be empty unless --overwrite)' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory) and stop' })
+          .option('threads', { type: 'number', describe: 'worker threads (default: 1)' })
+          .option('seed', { type: 'number', describe: 'seed for random methods (overrides the recipe)' })
+          .option('shard-size', { type: 'string', describe: 'max bytes per output shard (default 5GB)' })
+          .option('memory-budget', { type: 'string', describe: 'working memory for tensor data (default 1GB)' })
+          .option('dtype', { type: 'string', describe: 'override the recipe dtype (bf16|f16|f32)' })
+          .option('out-dtype', { type: 'string', describe: 'override the recipe out_dtype (bf16|f16|f32)' })
+          .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing non-empty output folder' })
+          .option('lenient', { type: 'boolean', default: false, describe: 'unknown recipe keys and parameters are warnings, not errors' })
+          .option('intermediate-dir', { type: 'string', describe: 'keep intermediate stages of a multi-document recipe here' })
+          .option('verbose', { type: 'boolean', default: false, describe: 'with --dry-run: list every tensor' })
+          .option('quiet', { type: 'boolean', default: false, describe: 'no progress and no summary' })
+          .option('json', { type: 'boolean', default: false, describe: 'print the plan or result (and errors) as JSON' })
+          .example('weightkit merge recipes/ties.yaml --out merged/', 'run a TIES merge')
+          .example('weightkit merge recipe.yaml merged/ --dry-run', 'show the plan without reading tensor data'),
+      async (argv) => {
+        const a = argv as unknown as Record<string, unknown>;
+        const recipe = String(argv.recipe);
+        const posOut = typeof argv.out === 'string' ? argv.out : undefined;
+        const out = posOut;
+        const opts = mergeOptions(a);
+        if (argv['dry-run']) {
+          const plans = await buildPlan(recipe, { ...opts, ...(out ? { out } : {}) });
+          if (argv.json) ctx.io.stdout(JSON.stringify(plans.length === 1 ? plans[0] : plans, null, 2) + '\n');
+          else ctx.io.stdout(plans.map((p) => renderPlan(p, Boolean(argv.verbose))).join('\n'));
+          return;
+        }
+        if (!out) throw new UsageError('USAGE', 'name the output folder: weightkit merge <recipe> --out <dir>');
+        const progress = createProgress(ctx.io, { quiet: Boolean(argv.quiet) || Boolean(argv.json), title: 'merge' });
+        try {
+          const r = await merge(recipe, {
+            ...opts,
+            out,
+            onProgress: (p) =>
+              progress.update({ done: p.tensorsDone, total: p.tensorsTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, elapsedMs: p.elapsedMs }),
+          });
+          progress.stop();
+          if (argv.json) {
+            ctx.io.stdout(JSON.stringify({ out: r.out, files: r.files, bytesWritten: r.bytesWritten, seconds: r.seconds, warnings: r.warnings, tensors: r.plans.at(-1)?.tensors.length ?? 0 }, null, 2) + '\n');
+          } else if (!argv.quiet) {
+            for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
+            const plan = r.plans.at(-1)!;
+            ctx.io.stdout(
+              `merged ${formatCount(plan.tensors.length)} tensors with ${plan.method} -> ${r.out} (${formatBytes(r.bytesWritten)} in ${r.seconds.toFixed(2)} s, ${formatBytes(r.bytesWritten / Math.max(r.seconds, 1e-9))}/s)\n`,
+            );
+          }
+        } finally {
+          progress.stop();
+        }
+      },
+    )
+    .check((argv) => {
+      // mergekit's positional form and --out name the same thing; refuse two different values
+      const a = argv as unknown as { _: unknown[]; out?: unknown };
+      if (Array.isArray(a.out)) throw new UsageError('USAGE', 'give the output folder once (positional or --out)');
+      return true;
+    })
+    .command(
+      'validate <recipe>',
+      'check a recipe (syntax, schema, methods, parameters, model paths) and report every problem',
+      (b) =>
+        b
+          .positional('recipe', { type: 'string', demandOption: true })
+          .option('lenient', { type: 'boolean', default: false, describe: 'unknown keys and parameters are warnings' })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const plans = await buildPlan(String(argv.recipe), { lenient: Boolean(argv.lenient) });
+        const { recipe } = await loadRecipe(String(argv.recipe), { lenient: Boolean(argv.lenient) });
+        if (argv.json) {
+          ctx.io.stdout(JSON.stringify({ ok: true, stages: plans.length, tensors: plans.map((p) => p.tensors.length), warnings: recipe.warnings.map((w) => ({ code: w.code, message: w.message, line: w.pos.line, col: w.pos.col })) }, null, 2) + '\n');
+          return;
+        }
+        for (const w of recipe.warnings) ctx.io.stderr(`warning[${w.code}]: ${w.message}\n  --> ${w.pos.file}:${w.pos.line}:${w.pos.col}\n`);
+        ctx.io.stdout(`${String(argv.recipe)}: ok (${plans.length} stage(s), ${plans.map((p) => `${p.tensors.length} tensors with ${p.method}`).join('; ')})\n`);
+      },
+    )
+    .command(
+      'methods [name]',
+      'list merge methods with their parameters, defaults and references',
+      (b) => b.positional('name', { type: 'string' }).option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const name = typeof argv.name === 'string' ? argv.name : undefined;
+        const list = name ? METHODS.filter((m) => m.name === name) : METHODS;
+        if (name && list.length === 0) {
+          throw new UsageError('USAGE', `unknown merge method '${name}'`, { hint: 'weightkit methods lists them all' });
+        }
+        if (argv.json) ctx.io.stdout(JSON.stringify(methodsJson(list), null, 2) + '\n');
+        else ctx.io.stdout(renderMethods(list, Boolean(name)));
+      },
+    );
+}

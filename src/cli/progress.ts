@@ -1,0 +1,71 @@
+// Progress display for long commands: a redrawn bar on a terminal (cli-progress), plain periodic lines when stderr
+// is not a terminal (CI logs), nothing when quiet.
+
+import cliProgress from 'cli-progress';
+import type { CliIo } from './main.js';
+import { formatBytes } from './render.js';
+
+export interface ProgressState {
+  done: number;
+  total: number;
+  bytesDone: number;
+  bytesTotal: number;
+  elapsedMs: number;
+  label?: string;
+}
+
+export interface ProgressReporter {
+  update(s: ProgressState): void;
+  stop(): void;
+}
+
+function eta(s: ProgressState): string {
+  if (s.bytesDone <= 0 || s.bytesTotal <= 0) return '?';
+  const rest = ((s.bytesTotal - s.bytesDone) / s.bytesDone) * s.elapsedMs;
+  return `${Math.max(0, rest / 1000).toFixed(0)}s`;
+}
+
+function rate(s: ProgressState): string {
+  return s.elapsedMs > 0 ? `${formatBytes((s.bytesDone / s.elapsedMs) * 1000)}/s` : '-';
+}
+
+export function createProgress(io: CliIo, options: { quiet: boolean; title: string; intervalMs?: number }): ProgressReporter {
+  if (options.quiet) return { update: () => undefined, stop: () => undefined };
+  if (io.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${options.title} |{bar}| {percentage}% {value}/{total} tensors | {bytes} | {rate} | ETA {etaText}`,
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: false,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(s) {
+        const payload = { bytes: `${formatBytes(s.bytesDone)}/${formatBytes(s.bytesTotal)}`, rate: rate(s), etaText: eta(s) };
+        if (!started) {
+          bar.start(s.total, s.done, payload);
+          started = true;
+        } else bar.update(s.done, payload);
+      },
+      stop() {
+        if (started) bar.stop();
+      },
+    };
+  }
+  const interval = options.intervalMs ?? 5000;
+  let last = -Infinity;
+  return {
+    update(s) {
+      const finished = s.done === s.total;
+      if (!finished && s.elapsedMs - last < interval) return;
+      last = s.elapsedMs;
+      io.stderr(
+        `${options.title}: ${s.done}/${s.total} tensors, ${formatBytes(s.bytesDone)} of ${formatBytes(s.bytesTotal)}, ${rate(s)}, ETA ${eta(s)}\n`,
+      );
+    },
+    stop: () => undefined,
+  };
+}

@@ -1,0 +1,175 @@
+// Streaming execution of one plan tensor: read the inputs' rows as f32 (whole tensor when it fits the budget, row
+// chunks otherwise, re-read once per statistics pass), run the method's passes, encode to the output dtype and
+// write byte ranges. Bytes are identical at any chunk size and thread count.
+
+import { fromF32 } from '../tensor/convert.js';
+import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
+import type { CheckpointReader } from '../io/types.js';
+import { chunkElements, makeContext } from '../merge/run.js';
+import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
+import type { PlanInput, PlanTensor } from './plan.js';
+
+/** Where merged bytes go: a byte range of one declared output tensor. */
+export interface TensorSink {
+  writeRange(name: string, byteOffset: number, bytes: Uint8Array): Promise<void>;
+}
+
+/** Reused buffers of one worker (grown on demand, never shrunk). */
+export class Scratch {
+  private f32: Float32Array[] = [];
+  private bytes: ArrayBuffer = new ArrayBuffer(0);
+
+  f32Buffer(i: number, n: number): Float32Array {
+    let b = this.f32[i];
+    if (!b || b.length < n) {
+      b = new Float32Array(Math.max(n, Math.ceil((b?.length ?? 0) * 1.5)));
+      this.f32[i] = b;
+    }
+    return b.subarray(0, n);
+  }
+
+  byteBuffer(n: number): ArrayBuffer {
+    if (this.bytes.byteLength < n) this.bytes = new ArrayBuffer(Math.max(n, Math.ceil(this.bytes.byteLength * 1.5)));
+    return this.bytes;
+  }
+}
+
+export interface RunTensorContext {
+  method: MergeMethod;
+  readers: ReadonlyMap<number, CheckpointReader>;
+  sink: TensorSink;
+  seed: number;
+  /** bytes of working memory this worker may use */
+  budgetBytes: number;
+  scratch: Scratch;
+  modelStats?: unknown;
+}
+
+function rowLengthOf(shape: readonly number[]): number {
+  return shape.length <= 1 ? 1 : shape.slice(1).reduce((a, b) => a * b, 1);
+}
+
+function rowCountOf(shape: readonly number[]): number {
+  return shape.length === 0 ? 1 : shape[0]!;
+}
+
+/** Read rows [r0, r1) of an input as f32 into `into` (length (r1-r0)*outRowLength), cutting to a block if needed. */
+export async function readInputRows(reader: CheckpointReader, input: PlanInput, r0: number, r1: number, into: Float32Array, scratch: Scratch, slot: number): Promise<void> {
+  if (!input.block) {
+    await reader.readF32(input.tensor, { rowStart: r0, rowEnd: r1, into });
+    return;
+  }
+  const fullCols = rowLengthOf(input.shape);
+  const cols = input.block[1];
+  if (cols === fullCols) {
+    await reader.readF32(input.tensor, { rowStart: r0, rowEnd: r1, into });
+    return;
+  }
+  const tmp = scratch.f32Buffer(100 + slot, (r1 - r0) * fullCols);
+  await reader.readF32(input.tensor, { rowStart: r0, rowEnd: r1, into: tmp });
+  for (let r = 0; r < r1 - r0; r++) into.set(tmp.subarray(r * fullCols, r * fullCols + cols), r * cols);
+}
+
+/** Encode f32 values to the output dtype in a reused byte buffer and write them. */
+async function writeF32(ctx: RunTensorContext, t: PlanTensor, elemOffset: number, values: Float32Array): Promise<number> {
+  const bytesPer = DTYPE_INFO[t.dtype].bytes;
+  let bytes: Uint8Array;
+  if (t.dtype === 'F32') {
+    bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  } else {
+    const buf = ctx.scratch.byteBuffer(values.length * bytesPer);
+    fromF32(t.dtype, values, viewData(t.dtype, buf, 0, values.length));
+    bytes = new Uint8Array(buf, 0, values.length * bytesPer);
+  }
+  await ctx.sink.writeRange(t.name, elemOffset * bytesPer, bytes);
+  return bytes.byteLength;
+}
+
+/** Copy a tensor (possibly converting dtype or cutting a block), streamed in row chunks. */
+async function copyTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
+  const input = t.inputs[0]!;
+  const reader = ctx.readers.get(input.model)!;
+  const rows = rowCountOf(t.shape);
+  const rowLen = rowLengthOf(t.shape);
+  const rowsPerChunk = Math.max(1, Math.floor(ctx.budgetBytes / Math.max(1, rowLen * 12)));
+  let written = 0;
+  if (input.dtype === t.dtype && !input.block) {
+    for (let r0 = 0; r0 < rows || (rows === 0 && r0 === 0); r0 += rowsPerChunk) {
+      const r1 = Math.min(rows, r0 + rowsPerChunk);
+      const n = (r1 - r0) * rowLen * DTYPE_INFO[t.dtype].bytes;
+      const buf = new Uint8Array(ctx.scratch.byteBuffer(n), 0, n);
+      const bytes = await reader.readBytes(input.tensor, { rowStart: r0, rowEnd: r1, into: buf });
+      await ctx.sink.writeRange(t.name, r0 * rowLen * DTYPE_INFO[t.dtype].bytes, bytes);
+      written += bytes.byteLength;
+      if (rows === 0) break;
+    }
+    return written;
+  }
+  for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
+    const r1 = Math.min(rows, r0 + rowsPerChunk);
+    const f = ctx.scratch.f32Buffer(0, (r1 - r0) * rowLen);
+    await readInputRows(reader, input, r0, r1, f, ctx.scratch, 0);
+    written += await writeF32(ctx, t, r0 * rowLen, f);
+  }
+  return written;
+}
+
+/** Run one plan tensor through the method and the sink. Returns the bytes written. */
+export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
+  if (t.op === 'copy') return copyTensor(ctx, t);
+  const { method } = ctx;
+  const mctx = makeContext(method, {
+    name: t.name,
+    shape: t.shape,
+    hasBase: t.base !== undefined,
+    params: t.params,
+    modelParams: t.modelParams,
+    seed: ctx.seed,
+    ...(ctx.modelStats !== undefined ? { modelStats: ctx.modelStats } : {}),
+  });
+  const merger: TensorMerger = method.create(mctx);
+  const numel = mctx.numel;
+  const rowLen = mctx.rowLength;
+  const rows = rowCountOf(t.shape);
+  const inputs: PlanInput[] = [...(t.base ? [t.base] : []), ...t.inputs];
+  const bpe = inputs.length * 4 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+  const maxElems = Math.max(rowLen, Math.floor(ctx.budgetBytes / bpe));
+  let step = chunkElements(merger, numel, rowLen, maxElems);
+  if (step % rowLen !== 0) step = Math.max(1, Math.floor(step / rowLen)) * rowLen; // reads are row-aligned
+  const rowsPerChunk = Math.max(1, step / rowLen);
+  const whole = rowsPerChunk >= rows;
+
+  const load = async (r0: number, r1: number): Promise<Chunk> => {
+    const n = (r1 - r0) * rowLen;
+    const arrays: Float32Array[] = [];
+    for (let i = 0; i < inputs.length; i++) {
+      const buf = ctx.scratch.f32Buffer(1 + i, n);
+      await readInputRows(ctx.readers.get(inputs[i]!.model)!, inputs[i]!, r0, r1, buf, ctx.scratch, i);
+      arrays.push(buf);
+    }
+    return { offset: r0 * rowLen, length: n, base: t.base ? arrays[0] : undefined, models: t.base ? arrays.slice(1) : arrays };
+  };
+
+  let cached: Chunk | undefined;
+  const chunks = async function* (): AsyncGenerator<Chunk> {
+    if (whole) {
+      cached ??= await load(0, rows);
+      yield cached;
+      return;
+    }
+    for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) yield await load(r0, Math.min(rows, r0 + rowsPerChunk));
+  };
+
+  if (merger.beginPass && merger.observe) {
+    for (let p = 0; merger.beginPass(p); p++) {
+      for await (const c of chunks()) merger.observe(p, c);
+    }
+  }
+  let written = 0;
+  for await (const c of chunks()) {
+    const out = ctx.scratch.f32Buffer(0, c.length);
+    merger.emit(c, out);
+    written += await writeF32(ctx, t, c.offset, out);
+  }
+  return written;
+}

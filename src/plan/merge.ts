@@ -1,0 +1,255 @@
+// The merge entry points shared by the API and the CLI: load + validate a recipe, order multi-document stages,
+// plan each stage, execute it tensor by tensor into a staged output folder (sharded safetensors + index, config,
+// tokenizer files, model card, recipe; a patched ONNX graph for ONNX inputs) and rename it into place.
+
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { RecipeError, RecipeProblems } from '../errors.js';
+import { patchOnnx } from '../io/onnx/patch.js';
+import { openCheckpointPath } from '../io/open.js';
+import { stageOutputDir } from '../io/output.js';
+import { openShardedWriter } from '../io/safetensors/sharded-writer.js';
+import type { CheckpointReader } from '../io/types.js';
+import { getMethod, methodCatalog } from '../merge/registry.js';
+import type { MergeMethod } from '../merge/types.js';
+import { readRecipeFile } from '../recipe/load.js';
+import type { Recipe, RecipeDoc } from '../recipe/types.js';
+import { validateRecipe } from '../recipe/validate.js';
+import type { DType } from '../tensor/dtype.js';
+import { WEIGHTKIT_VERSION } from '../version.js';
+import { Scratch, runTensor, type TensorSink } from './execute.js';
+import { writeCompanionFiles } from './outputs.js';
+import { runPool } from './pool.js';
+import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, openModels, type MergePlan, type StageOutput } from './plan.js';
+import { plannedCheckpoint } from './virtual.js';
+
+export const DEFAULT_SHARD_SIZE = 5_000_000_000;
+
+export interface MergeProgress {
+  stage: number;
+  stages: number;
+  tensorsDone: number;
+  tensorsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  elapsedMs: number;
+  tensor?: string;
+}
+
+export interface MergeOptions {
+  /** output folder */
+  out: string;
+  threads?: number;
+  seed?: number;
+  shardSize?: number;
+  dtype?: DType;
+  outDtype?: DType;
+  overwrite?: boolean;
+  lenient?: boolean;
+  /** working-memory budget for tensor data in bytes (default 1 GB) */
+  memoryBudget?: number;
+  /** where intermediate stages of a multi-document recipe go (default: a temporary folder, removed after) */
+  intermediateDir?: string;
+  onProgress?: (p: MergeProgress) => void;
+}
+
+export interface MergeResult {
+  out: string;
+  plans: MergePlan[];
+  files: string[];
+  bytesWritten: number;
+  seconds: number;
+  warnings: string[];
+}
+
+export interface LoadedRecipe {
+  recipe: Recipe;
+  /** documents in execution order (dependencies first), each with its method */
+  stages: { doc: RecipeDoc; method: MergeMethod }[];
+}
+
+/** Read, parse and validate a recipe file; order multi-document stages. Throws RecipeProblems. */
+export async function loadRecipe(path: string, options: { lenient?: boolean } = {}): Promise<LoadedRecipe> {
+  const recipe = await readRecipeFile(path, options);
+  const methods = validateRecipe(recipe, methodCatalog(), options);
+  const named = new Map<string, RecipeDoc>();
+  for (const d of recipe.docs) if (d.name) named.set(d.name.value, d);
+  const refsOf = (d: RecipeDoc): string[] => [
+    ...(d.baseModel ? [d.baseModel.ref] : []),
+    ...(d.models ?? []).map((m) => m.model.ref),
+    ...(d.slices ?? []).flatMap((s) => [...(s.baseModel ? [s.baseModel.ref] : []), ...s.sources.map((x) => x.model.ref)]),
+  ];
+  const order: RecipeDoc[] = [];
+  const state = new Map<RecipeDoc, 'visiting' | 'done'>();
+  const visit = (d: RecipeDoc): void => {
+    const st = state.get(d);
+    if (st === 'done') return;
+    if (st === 'visiting') {
+      throw new RecipeProblems(recipe.file, [
+        new RecipeError('RECIPE_CYCLE', `stage '${d.name?.value ?? '(unnamed)'}' depends on itself through other stages`, {
+          where: { file: recipe.file, line: d.pos.line, col: d.pos.col },
+        }),
+      ]);
+    }
+    state.set(d, 'visiting');
+    for (const r of refsOf(d)) {
+      const dep = named.get(r);
+      if (dep && dep !== d) visit(dep);
+      else if (dep === d) visit(d);
+    }
+    state.set(d, 'done');
+    order.push(d);
+  };
+  for (const d of recipe.docs) visit(d);
+  return { recipe, stages: order.map((doc) => ({ doc, method: getMethod(methods.get(doc)!.name) })) };
+}
+
+function docText(recipe: Recipe, doc: RecipeDoc): string {
+  return recipe.docs.length === 1 ? recipe.text : doc.text;
+}
+
+/** Plan every stage without reading tensor data (later stages see earlier ones as planned checkpoints). */
+export async function buildPlan(recipePath: string, options: Omit<MergeOptions, 'out'> & { out?: string } = {}): Promise<MergePlan[]> {
+  const { recipe, stages } = await loadRecipe(recipePath, options);
+  const stageOutputs = new Map<string, StageOutput>();
+  const plans: MergePlan[] = [];
+  const opened: CheckpointReader[] = [];
+  try {
+    for (const { doc, method } of stages) {
+      const resolved = await openModels(doc, openCheckpointPath, stageOutputs);
+      for (const [, r] of resolved.readers) if (![...stageOutputs.values()].some((s) => s.reader === r)) opened.push(r);
+      const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc), planOptions(options));
+      plans.push(plan);
+      if (doc.name) {
+        const path = join(options.intermediateDir ?? join(resolve(options.out ?? '.'), '.stages'), doc.name.value);
+        stageOutputs.set(doc.name.value, { path, reader: plannedCheckpoint(plan, path) });
+      }
+    }
+  } finally {
+    for (const r of opened) await r.close();
+  }
+  return plans;
+}
+
+function planOptions(o: Omit<MergeOptions, 'out'>): Parameters<typeof buildPlanFromModels>[4] {
+  return {
+    ...(o.dtype ? { dtype: o.dtype } : {}),
+    ...(o.outDtype ? { outDtype: o.outDtype } : {}),
+    ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    threads: o.threads ?? 1,
+    memoryBudget: o.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
+  };
+}
+
+/** Run a recipe: every stage, into `options.out`, atomically. */
+export async function merge(recipePath: string, options: MergeOptions): Promise<MergeResult> {
+  const t0 = performance.now();
+  const { recipe, stages } = await loadRecipe(recipePath, options);
+  const warnings: string[] = [...recipe.warnings.map((w) => `${w.pos.file}:${w.pos.line}:${w.pos.col}: ${w.message}`)];
+  // every model path the recipe names must differ from the output
+  const inputPaths: string[] = [];
+  for (const { doc } of stages) {
+    const dir = dirname(resolve(doc.file));
+    const refs = [doc.baseModel, ...(doc.models ?? []).map((m) => m.model), ...(doc.slices ?? []).flatMap((s) => s.sources.map((x) => x.model))];
+    for (const r of refs) if (r && !stages.some((s) => s.doc.name?.value === r.ref)) inputPaths.push(resolve(dir, r.ref));
+  }
+  const staged = await stageOutputDir(options.out, { overwrite: options.overwrite, inputs: inputPaths });
+  const ownIntermediate = options.intermediateDir === undefined;
+  const interRoot = options.intermediateDir ?? (stages.length > 1 ? await mkdtemp(join(dirname(resolve(options.out)), '.weightkit-stages-')) : '');
+  const stageOutputs = new Map<string, StageOutput>();
+  const plans: MergePlan[] = [];
+  let bytesWritten = 0;
+  let files: string[] = [];
+  try {
+    for (const [si, { doc, method }] of stages.entries()) {
+      const last = si === stages.length - 1;
+      const dir = last ? staged.staging : join(interRoot, doc.name!.value);
+      if (!last) await mkdir(dir, { recursive: true });
+      const resolved = await openModels(doc, openCheckpointPath, stageOutputs);
+      try {
+        const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc), planOptions(options));
+        plans.push(plan);
+        warnings.push(...plan.warnings);
+        const r = await executePlan(plan, method, resolved.readers, dir, options, (p) =>
+          options.onProgress?.({ ...p, stage: si + 1, stages: stages.length }),
+        );
+        bytesWritten += r.bytes;
+        const companions = await writeCompanionFiles(plan, dir, docText(recipe, doc), warnings);
+        files = [...r.files, ...companions];
+        const onnxBase = plan.models[plan.base ?? plan.donor]!;
+        if (onnxBase.format === 'onnx') {
+          const merged = await openCheckpointPath(dir);
+          try {
+            await patchOnnx({ model: onnxBase.path, out: join(dir, 'model.onnx'), replacements: async (name) => (merged.has(name) ? merged.read(name) : undefined), cast: true, external: 'auto' });
+            files.push('model.onnx');
+          } finally {
+            await merged.close();
+          }
+        }
+      } finally {
+        for (const [, rd] of resolved.readers) if (![...stageOutputs.values()].some((s) => s.reader === rd)) await rd.close();
+      }
+      if (!last && doc.name) stageOutputs.set(doc.name.value, { path: dir, reader: await openCheckpointPath(dir) });
+    }
+    await staged.commit();
+  } catch (e) {
+    await staged.abort();
+    throw e;
+  } finally {
+    for (const s of stageOutputs.values()) await s.reader.close();
+    if (ownIntermediate && interRoot) await rm(interRoot, { recursive: true, force: true });
+  }
+  return { out: options.out, plans, files, bytesWritten, seconds: (performance.now() - t0) / 1000, warnings: [...new Set(warnings)] };
+}
+
+/** Execute one plan into `dir` (sharded safetensors + index). */
+export async function executePlan(
+  plan: MergePlan,
+  method: MergeMethod,
+  readers: ReadonlyMap<number, CheckpointReader>,
+  dir: string,
+  options: Omit<MergeOptions, 'out'>,
+  onProgress?: (p: Omit<MergeProgress, 'stage' | 'stages'>) => void,
+): Promise<{ bytes: number; files: string[] }> {
+  const t0 = performance.now();
+  const metadata: Record<string, string> = {
+    format: 'pt',
+    weightkit_version: WEIGHTKIT_VERSION,
+    weightkit_method: plan.method,
+    weightkit_recipe_sha256: plan.recipe.sha256,
+  };
+  const decls = plan.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
+  const writer = await openShardedWriter(dir, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata });
+  const sink: TensorSink = { writeRange: (name, off, bytes) => writer.writeRange(name, off, bytes) };
+  let bytes = 0;
+  try {
+    const threads = Math.max(1, options.threads ?? 1);
+    const budget = Math.floor((options.memoryBudget ?? DEFAULT_MEMORY_BUDGET) / threads);
+    let done = 0;
+    const report = (name: string, n: number): void => {
+      bytes += n;
+      done++;
+      onProgress?.({ tensorsDone: done, tensorsTotal: plan.tensors.length, bytesDone: bytes, bytesTotal: plan.outputBytes, elapsedMs: performance.now() - t0, tensor: name });
+    };
+    if (threads > 1 && plan.tensors.length > 1) {
+      const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
+      await runPool(
+        { models: plan.models.map((m) => ({ id: m.id, path: m.path })), method: method.name, seed: plan.seed, budgetBytes: budget },
+        jobs,
+        threads,
+        (job, n) => {
+          writer.markWritten(job.tensor.name);
+          report(job.tensor.name, n);
+        },
+      );
+    } else {
+      const scratch = new Scratch();
+      for (const t of plan.tensors) report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: budget, scratch }, t));
+    }
+    await writer.close();
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+  return { bytes, files: writer.files.map((f) => f.slice(dir.length + 1)) };
+}

@@ -1,0 +1,131 @@
+// Everything a merge writes next to the weights: config.json from the donor (torch_dtype and layer count updated),
+// tokenizer and generation files from the tokenizer donor, a README.md model card (method, inputs, recipe) and the
+// recipe itself. Copies only from model folders, never from unrelated files beside a single-file model.
+
+import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { wrapIoError } from '../errors.js';
+import type { DType } from '../tensor/dtype.js';
+import { WEIGHTKIT_VERSION } from '../version.js';
+import type { MergePlan } from './plan.js';
+
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'tokenizer.model',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'vocab.json',
+  'vocab.txt',
+  'merges.txt',
+  'chat_template.jinja',
+  'chat_template.json',
+] as const;
+export const DONOR_FILES = ['generation_config.json', 'preprocessor_config.json'] as const;
+export const RECIPE_FILE = 'weightkit_recipe.yaml';
+
+const TORCH_DTYPE: Partial<Record<DType, string>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64' };
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function copyIfExists(from: string, to: string): Promise<boolean> {
+  try {
+    await copyFile(from, to);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return false;
+    throw wrapIoError(e, from, 'copying');
+  }
+}
+
+/** The dtype holding most output bytes (what config.json's torch_dtype should say). */
+export function dominantDtype(plan: MergePlan): DType | undefined {
+  const bytes = new Map<DType, number>();
+  for (const t of plan.tensors) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.byteLength);
+  let best: DType | undefined;
+  for (const [d, b] of bytes) if (best === undefined || b > bytes.get(best)!) best = d;
+  return best;
+}
+
+/** Write config, tokenizer files, model card and recipe into `dir`. Returns the file names written. */
+export async function writeCompanionFiles(plan: MergePlan, dir: string, recipeText: string, warnings: string[]): Promise<string[]> {
+  const written: string[] = [];
+  const donor = plan.models[plan.donor]!;
+  if (await isDir(donor.path)) {
+    const cfgPath = join(donor.path, 'config.json');
+    let cfgText: string | undefined;
+    try {
+      cfgText = await readFile(cfgPath, 'utf8');
+    } catch {
+      cfgText = undefined;
+    }
+    if (cfgText !== undefined) {
+      let out = cfgText;
+      try {
+        const cfg = JSON.parse(cfgText) as Record<string, unknown>;
+        const d = dominantDtype(plan);
+        if (d && TORCH_DTYPE[d]) {
+          if ('dtype' in cfg) cfg['dtype'] = TORCH_DTYPE[d];
+          else cfg['torch_dtype'] = TORCH_DTYPE[d];
+        }
+        if (typeof cfg['num_hidden_layers'] === 'number' && plan.numLayers > 0) cfg['num_hidden_layers'] = plan.numLayers;
+        out = JSON.stringify(cfg, null, 2) + '\n';
+      } catch {
+        warnings.push(`${cfgPath} is not valid JSON: copied unchanged`);
+      }
+      await writeFile(join(dir, 'config.json'), out);
+      written.push('config.json');
+    }
+    for (const f of DONOR_FILES) if (await copyIfExists(join(donor.path, f), join(dir, f))) written.push(f);
+  }
+  const tok = plan.models[plan.tokenizerDonor]!;
+  if (await isDir(tok.path)) {
+    for (const f of TOKENIZER_FILES) if (await copyIfExists(join(tok.path, f), join(dir, f))) written.push(f);
+  }
+  await writeFile(join(dir, RECIPE_FILE), recipeText.endsWith('\n') ? recipeText : recipeText + '\n');
+  written.push(RECIPE_FILE);
+  await writeFile(join(dir, 'README.md'), modelCard(plan, recipeText));
+  written.push('README.md');
+  return written;
+}
+
+export function modelCard(plan: MergePlan, recipeText: string): string {
+  const base = plan.base !== undefined ? plan.models[plan.base] : undefined;
+  const others = plan.models.filter((m) => m.id !== plan.base);
+  const yamlList = (xs: string[]): string => xs.map((x) => `  - ${JSON.stringify(x)}`).join('\n');
+  const front = [
+    '---',
+    ...(base ? ['base_model:', yamlList([base.ref])] : []),
+    'tags:',
+    yamlList(['weightkit', 'merge']),
+    '---',
+  ].join('\n');
+  const lines = [
+    front,
+    '',
+    `# ${plan.recipe.name ?? basename(plan.recipe.file).replace(/\.ya?ml$/, '')}`,
+    '',
+    `This model was merged with [weightkit](https://www.npmjs.com/package/weightkit) ${WEIGHTKIT_VERSION} using the \`${plan.method}\` method.`,
+    '',
+    '## Inputs',
+    '',
+    ...(base ? [`- base: \`${base.ref}\``] : []),
+    ...others.map((m) => `- \`${m.ref}\``),
+    '',
+    `${plan.tensors.length} tensors, ${plan.outputBytes} bytes; recipe sha256 \`${plan.recipe.sha256}\`${plan.seed ? `, seed ${plan.seed}` : ''}.`,
+    '',
+    '## Recipe',
+    '',
+    '```yaml',
+    recipeText.trimEnd(),
+    '```',
+    '',
+  ];
+  return lines.join('\n');
+}

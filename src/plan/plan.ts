@@ -1,0 +1,552 @@
+// buildPlan: recipe document -> MergePlan, pure JSON-serialisable data resolved before any tensor byte is read:
+// models and their files, the output tensor list (models: by name; slices: layers restacked), each tensor's
+// inputs, shapes, parameter values (precedence, gradients, filters), dtypes, and a peak-memory estimate.
+
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { PlanError, RecipeError, RecipeProblems, type WeightkitError } from '../errors.js';
+import type { CheckpointFormat, CheckpointReader, TensorInfo } from '../io/types.js';
+import type { MergeMethod, Params } from '../merge/types.js';
+import { lookupParam, layerT } from '../recipe/params.js';
+import type { ParamValue } from '../recipe/spec.js';
+import type { ModelRef, ParamsNode, Pos, RecipeDoc } from '../recipe/types.js';
+import { checkParamValue } from '../recipe/validate.js';
+import { DTYPE_INFO, isFloatDType, type DType } from '../tensor/dtype.js';
+import { formatShape, shapesEqual } from '../tensor/tensor.js';
+import { inferLayout, isEmbeddingName, layerTensorName, type ModelLayout } from './layout.js';
+
+export interface PlanModel {
+  readonly id: number;
+  /** the reference as written in the recipe */
+  readonly ref: string;
+  /** resolved path (file or folder) */
+  readonly path: string;
+  readonly format: CheckpointFormat;
+  readonly tensorCount: number;
+  readonly byteLength: number;
+  /** produced by an earlier document of a multi-document recipe */
+  readonly stage?: string;
+}
+
+export interface PlanInput {
+  readonly model: number;
+  readonly tensor: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** read only this top-left [rows, cols] block (embedding vocabulary mismatch) */
+  readonly block?: readonly [number, number];
+}
+
+export interface PlanTensor {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** 'merge' runs the method; 'copy' copies `inputs[0]` (non-float tensors, single-source passthrough) */
+  readonly op: 'merge' | 'copy';
+  readonly base?: PlanInput;
+  readonly inputs: readonly PlanInput[];
+  readonly params: Params;
+  readonly modelParams: readonly Params[];
+  /** layer position used for gradients (0 for pre/post-layer tensors) */
+  readonly t: number;
+  readonly byteLength: number;
+}
+
+export interface MemoryEstimate {
+  readonly budgetBytes: number;
+  readonly threads: number;
+  /** elements per chunk a worker processes at once */
+  readonly chunkElements: number;
+  readonly largestTensor: { name: string; numel: number };
+  /** estimated peak resident bytes of the whole merge */
+  readonly peakBytes: number;
+  /** number of tensors too large to process whole under the budget (streamed in row chunks) */
+  readonly chunkedTensors: number;
+}
+
+export interface MergePlan {
+  readonly version: 1;
+  readonly recipe: { readonly file: string; readonly sha256: string; readonly doc: number; readonly name?: string };
+  readonly method: string;
+  readonly seed: number;
+  readonly models: readonly PlanModel[];
+  /** id of the base model, if the method uses one */
+  readonly base?: number;
+  /** model whose config.json and other non-weight files are copied */
+  readonly donor: number;
+  /** model whose tokenizer files are copied */
+  readonly tokenizerDonor: number;
+  readonly tensors: readonly PlanTensor[];
+  readonly outputBytes: number;
+  /** bytes read from inputs for one pass over every merged tensor */
+  readonly inputBytes: number;
+  readonly numLayers: number;
+  readonly memory: MemoryEstimate;
+  readonly warnings: readonly string[];
+}
+
+export interface PlanOptions {
+  /** --dtype override: compute/load dtype (and output dtype unless outDtype) */
+  dtype?: DType;
+  outDtype?: DType;
+  seed?: number;
+  threads?: number;
+  /** total working-memory budget for tensor data, bytes (default 1 GB, keeping RSS under ~1.5 GB) */
+  memoryBudget?: number;
+  /** earlier stages of a multi-document recipe: name -> output folder (or planned checkpoint) */
+  stages?: ReadonlyMap<string, StageOutput>;
+}
+
+export interface StageOutput {
+  readonly path: string;
+  /** a reader (or a virtual one from a plan, for dry runs) */
+  readonly reader: CheckpointReader;
+}
+
+export const DEFAULT_MEMORY_BUDGET = 1_000_000_000;
+
+/** Open readers for a plan: model id -> reader (owned by the caller). */
+export type ReaderMap = ReadonlyMap<number, CheckpointReader>;
+
+export interface ResolvedModels {
+  readonly models: PlanModel[];
+  readonly readers: Map<number, CheckpointReader>;
+  readonly byRef: Map<string, number>;
+}
+
+const HF_ID_RE = /^[A-Za-z0-9][\w.-]*\/[\w.-]+(@[\w.-]+)?$/;
+
+/** Resolve and open every model a document references; all problems are reported together. */
+export async function openModels(
+  doc: RecipeDoc,
+  open: (path: string) => Promise<CheckpointReader>,
+  stages: ReadonlyMap<string, StageOutput> = new Map(),
+): Promise<ResolvedModels> {
+  const refs: ModelRef[] = [];
+  if (doc.baseModel) refs.push(doc.baseModel);
+  for (const m of doc.models ?? []) refs.push(m.model);
+  for (const s of doc.slices ?? []) {
+    if (s.baseModel) refs.push(s.baseModel);
+    for (const src of s.sources) refs.push(src.model);
+  }
+  const tokenizer = doc.tokenizerSource?.value;
+  if (tokenizer?.kind === 'model') refs.push(tokenizer.model);
+  const models: PlanModel[] = [];
+  const readers = new Map<number, CheckpointReader>();
+  const byRef = new Map<string, number>();
+  const problems: RecipeError[] = [];
+  const dir = dirname(resolve(doc.file));
+  for (const r of refs) {
+    if (byRef.has(r.ref)) continue;
+    const stage = stages.get(r.ref);
+    let path: string;
+    let reader: CheckpointReader;
+    try {
+      if (stage) {
+        path = stage.path;
+        reader = stage.reader;
+      } else {
+        path = isAbsolute(r.ref) ? r.ref : resolve(dir, r.ref);
+        if (!existsSync(path)) {
+          const hf = HF_ID_RE.test(r.ref) && !r.ref.startsWith('.');
+          problems.push(
+            new RecipeError(
+              hf ? 'RECIPE_REMOTE_MODEL' : 'RECIPE_MODEL_NOT_FOUND',
+              hf
+                ? `'${r.ref}' is not a local path; weightkit does not download models (download it first and give its folder)`
+                : `model '${r.ref}' not found (looked for ${path})`,
+              { where: posWhere(r.pos) },
+            ),
+          );
+          continue;
+        }
+        reader = await open(path);
+      }
+    } catch (e) {
+      const we = e as WeightkitError;
+      problems.push(
+        new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot open model '${r.ref}': ${(e as Error).message}`, {
+          where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
+          cause: e,
+        }),
+      );
+      continue;
+    }
+    const id = models.length;
+    const tensors = reader.tensors();
+    models.push({
+      id,
+      ref: r.ref,
+      path,
+      format: reader.format,
+      tensorCount: tensors.length,
+      byteLength: tensors.reduce((a, t) => a + t.byteLength, 0),
+      ...(stage ? { stage: r.ref } : {}),
+    });
+    readers.set(id, reader);
+    byRef.set(r.ref, id);
+  }
+  if (problems.length > 0) {
+    for (const rd of readers.values()) if (![...stages.values()].some((s) => s.reader === rd)) await rd.close();
+    throw new RecipeProblems(doc.file, problems);
+  }
+  return { models, readers, byRef };
+}
+
+function posWhere(pos: Pos): { file: string; line: number; col: number; path: string } {
+  return { file: pos.file, line: pos.line, col: pos.col, path: pos.path };
+}
+
+interface Source {
+  model: number;
+  levels: ParamsNode[]; // per-model parameter levels: source/model, slice, top
+  range?: readonly [number, number];
+  pos: Pos;
+}
+
+interface SliceSpec {
+  sources: Source[]; // non-base inputs in order (plus the base for 'input' methods)
+  base?: number;
+  sliceParams: ParamsNode;
+  pos: Pos;
+}
+
+/** Tied names: a model without the first may provide the second (mergekit's tied_names). */
+const TIED: ReadonlyArray<readonly [string, string]> = [
+  ['lm_head.weight', 'model.embed_tokens.weight'],
+  ['lm_head.weight', 'transformer.wte.weight'],
+];
+
+function findInput(reader: CheckpointReader, name: string): TensorInfo | undefined {
+  if (reader.has(name)) return reader.info(name);
+  for (const [a, b] of TIED) if (a === name && reader.has(b)) return reader.info(b);
+  return undefined;
+}
+
+/** Build the plan for one recipe document. `resolved` holds the opened models. */
+export function buildPlanFromModels(
+  doc: RecipeDoc,
+  method: MergeMethod,
+  resolved: ResolvedModels,
+  recipeText: string,
+  options: PlanOptions = {},
+): MergePlan {
+  const { models, readers, byRef } = resolved;
+  const warnings: string[] = [];
+  const problems: WeightkitError[] = [];
+  const id = (r: ModelRef): number => byRef.get(r.ref)!;
+  const docBase = doc.baseModel ? id(doc.baseModel) : undefined;
+  const usesBase = method.base === 'required' || method.base === 'optional';
+
+  // normalise models:/slices: into slices of sources (mergekit's normalize_config)
+  const slices: SliceSpec[] = [];
+  if (doc.models) {
+    const sources: Source[] = [];
+    let baseListed = false;
+    for (const m of doc.models) {
+      const mid = id(m.model);
+      if (mid === docBase) {
+        baseListed = true;
+        if (usesBase) continue;
+      }
+      sources.push({ model: mid, levels: [m.parameters, doc.parameters], pos: m.pos });
+    }
+    if (docBase !== undefined && !baseListed && method.base === 'input') {
+      sources.push({ model: docBase, levels: [new Map(), doc.parameters], pos: doc.baseModel!.pos });
+    }
+    slices.push({ sources, ...(usesBase && docBase !== undefined ? { base: docBase } : {}), sliceParams: new Map(), pos: doc.pos });
+  } else {
+    for (const s of doc.slices ?? []) {
+      const sliceBase = s.baseModel ? id(s.baseModel) : docBase;
+      const sources: Source[] = [];
+      let base: number | undefined;
+      let baseRange: readonly [number, number] | undefined;
+      for (const src of s.sources) {
+        const mid = id(src.model);
+        const range = src.layerRange?.value;
+        if (usesBase && mid === sliceBase) {
+          base = mid;
+          baseRange = range;
+          continue;
+        }
+        sources.push({ model: mid, levels: [src.parameters, s.parameters, doc.parameters], ...(range ? { range } : {}), pos: src.pos });
+      }
+      if (usesBase && sliceBase !== undefined && base === undefined) {
+        problems.push(
+          new PlanError('RECIPE_BASE_REQUIRED', `the slice does not list its base model '${models[sliceBase]!.ref}' among its sources`, {
+            where: posWhere(s.pos),
+          }),
+        );
+      }
+      const spec: SliceSpec = { sources, sliceParams: s.parameters, pos: s.pos };
+      if (base !== undefined) {
+        spec.base = base;
+        if (baseRange) (spec as { baseRange?: readonly [number, number] }).baseRange = baseRange;
+      }
+      slices.push(spec);
+    }
+  }
+  if (problems.length > 0) throw new RecipeProblems(doc.file, problems as RecipeError[]);
+
+  const first = slices[0]!;
+  const reference = first.base ?? first.sources[0]?.model ?? docBase ?? 0;
+  const refReader = readers.get(reference)!;
+  const layouts = new Map<number, ModelLayout>();
+  const layoutOf = (m: number): ModelLayout => {
+    let l = layouts.get(m);
+    if (!l) layouts.set(m, (l = inferLayout(readers.get(m)!.tensors().map((t) => t.name))));
+    return l;
+  };
+  const refLayout = layoutOf(reference);
+  const globalSpecs = method.params;
+  const modelSpecs = method.modelParams;
+  const outDtypeOverride = options.outDtype ?? doc.outDtype?.value ?? options.dtype ?? doc.dtype?.value;
+
+  const tensors: PlanTensor[] = [];
+  const seen = new Set<string>();
+
+  const resolveGlobal = (levels: ParamsNode[], name: string, t: number, where: Pos): Params => {
+    const out: Record<string, ParamValue> = {};
+    for (const s of globalSpecs) {
+      const r = lookupParam(levels, s.name, name, t);
+      if (r === undefined) {
+        if (s.required) {
+          problems.push(new PlanError('RECIPE_PARAM_REQUIRED', `no value of '${s.name}' applies to tensor '${name}'`, { where: { ...posWhere(where), tensor: name } }));
+        } else if (s.default !== undefined) out[s.name] = s.default;
+        continue;
+      }
+      const bad = checkParamValue(s, r.value);
+      if (bad) problems.push(new PlanError(bad.code, `${bad.message} for tensor '${name}'`, { where: { ...posWhere(r.pos), tensor: name } }));
+      out[s.name] = r.value;
+    }
+    return out;
+  };
+  const resolveModel = (src: Source, name: string, t: number): Params => {
+    const out: Record<string, ParamValue> = {};
+    for (const s of modelSpecs) {
+      const r = lookupParam(src.levels, s.name, name, t);
+      if (r === undefined) {
+        if (s.required) {
+          problems.push(
+            new PlanError('RECIPE_PARAM_REQUIRED', `no value of '${s.name}' for model '${models[src.model]!.ref}' applies to tensor '${name}'`, {
+              where: { ...posWhere(src.pos), tensor: name },
+            }),
+          );
+        } else if (s.default !== undefined) out[s.name] = s.default;
+        continue;
+      }
+      const bad = checkParamValue(s, r.value);
+      if (bad) problems.push(new PlanError(bad.code, `${bad.message} for tensor '${name}'`, { where: { ...posWhere(r.pos), tensor: name } }));
+      out[s.name] = r.value;
+    }
+    return out;
+  };
+
+  const addTensor = (outName: string, slice: SliceSpec, inNames: (m: number) => string, t: number): void => {
+    if (seen.has(outName)) return;
+    seen.add(outName);
+    const refName = inNames(slice.base ?? slice.sources[0]?.model ?? reference);
+    const refModel = slice.base ?? slice.sources[0]?.model ?? reference;
+    const refInfo = findInput(readers.get(refModel)!, refName);
+    if (!refInfo) {
+      problems.push(new PlanError('TENSOR_NOT_FOUND', `tensor '${refName}' is missing from model '${models[refModel]!.ref}'`, { where: { file: models[refModel]!.path, tensor: refName } }));
+      return;
+    }
+    const float = isFloatDType(refInfo.dtype);
+    const outDtype = float && outDtypeOverride !== undefined ? outDtypeOverride : refInfo.dtype;
+    const toInput = (m: number, info: TensorInfo): PlanInput => ({ model: m, tensor: info.name, dtype: info.dtype, shape: [...info.shape] });
+    let outShape = [...refInfo.shape];
+    const embed = isEmbeddingName(outName) && refInfo.shape.length === 2;
+    let base: PlanInput | undefined;
+    if (slice.base !== undefined) base = toInput(slice.base, refInfo);
+    const inputs: PlanInput[] = [];
+    const kept: Source[] = [];
+    for (const src of slice.sources) {
+      const nm = inNames(src.model);
+      const info = findInput(readers.get(src.model)!, nm);
+      if (!info) {
+        warnings.push(`tensor '${nm}' is missing from model '${models[src.model]!.ref}': merged without it`);
+        continue;
+      }
+      if (info.name !== nm) warnings.push(`model '${models[src.model]!.ref}' has no '${nm}': using its tied '${info.name}'`);
+      if (!float) continue;
+      if (!shapesEqual(info.shape, refInfo.shape)) {
+        if (embed && info.shape.length === 2) {
+          inputs.push(toInput(src.model, info));
+          kept.push(src);
+          continue;
+        }
+        problems.push(
+          new PlanError(
+            'TENSOR_SHAPE_MISMATCH',
+            `tensor '${outName}' has shape ${formatShape(info.shape)} in model '${models[src.model]!.ref}' but ${formatShape(refInfo.shape)} in '${models[refModel]!.ref}'`,
+            { where: { file: models[src.model]!.path, tensor: info.name } },
+          ),
+        );
+        continue;
+      }
+      inputs.push(toInput(src.model, info));
+      kept.push(src);
+    }
+    // embedding vocabulary mismatch: task-vector methods cut to the base, others to the common block
+    const allShapes = [...(base ? [base.shape] : []), ...inputs.map((i) => i.shape)];
+    if (embed && allShapes.some((s) => !shapesEqual(s, refInfo.shape))) {
+      let rows: number;
+      let cols: number;
+      if (base) {
+        rows = base.shape[0]!;
+        cols = base.shape[1]!;
+        const smaller = inputs.find((i) => i.shape[0]! < rows || i.shape[1]! < cols);
+        if (smaller) {
+          problems.push(
+            new PlanError('TENSOR_SHAPE_MISMATCH', `embedding '${outName}' of model '${models[smaller.model]!.ref}' ${formatShape(smaller.shape)} is smaller than the base's ${formatShape(base.shape)}`, {
+              where: { file: models[smaller.model]!.path, tensor: smaller.tensor },
+            }),
+          );
+          return;
+        }
+      } else {
+        rows = Math.min(...allShapes.map((s) => s[0]!));
+        cols = Math.min(...allShapes.map((s) => s[1]!));
+      }
+      warnings.push(`embedding '${outName}': vocabulary sizes differ (${allShapes.map((s) => formatShape(s)).join(' vs ')}); cut to [${rows}, ${cols}]`);
+      outShape = [rows, cols];
+      const cut = (p: PlanInput): PlanInput => (p.shape[0] === rows && p.shape[1] === cols ? p : { ...p, block: [rows, cols] as const });
+      if (base) base = cut(base);
+      for (let i = 0; i < inputs.length; i++) inputs[i] = cut(inputs[i]!);
+    }
+    const numel = outShape.reduce((a, b) => a * b, 1);
+    const byteLength = numel * DTYPE_INFO[outDtype].bytes;
+    if (!float) {
+      tensors.push({ name: outName, shape: outShape, dtype: outDtype, op: 'copy', inputs: [toInput(refModel, refInfo)], params: {}, modelParams: [], t, byteLength });
+      return;
+    }
+    const enough = inputs.length >= method.minModels;
+    if (!enough) {
+      if (base) {
+        warnings.push(`tensor '${outName}': fewer than ${method.minModels} model(s) have it; copied from the base`);
+        tensors.push({ name: outName, shape: outShape, dtype: outDtype, op: 'copy', inputs: [base], params: {}, modelParams: [], t, byteLength });
+        return;
+      }
+      problems.push(new PlanError('TENSOR_NOT_FOUND', `tensor '${outName}' is present in ${inputs.length} model(s); ${method.name} needs ${method.minModels}`, { where: { tensor: outName } }));
+      return;
+    }
+    const params = resolveGlobal([slice.sliceParams, doc.parameters], outName, t, doc.mergeMethod.pos);
+    const modelParams = kept.map((src) => resolveModel(src, inNames(src.model), t));
+    if (params['normalize'] === true && modelParams.length > 0 && modelParams.every((p) => typeof p['weight'] === 'number') && method.base !== 'required') {
+      const sum = modelParams.reduce((a, p) => a + (p['weight'] as number), 0);
+      if (Math.abs(sum) < 1e-12) {
+        problems.push(new PlanError('RECIPE_WEIGHT_SUM_ZERO', `the weights for tensor '${outName}' sum to 0 and normalize is on`, { where: { ...posWhere(slice.pos), tensor: outName } }));
+      }
+    }
+    const passthroughCopy = method.name === 'passthrough' && inputs.length === 1 && modelParams[0]?.['scale'] === undefined && inputs[0]!.dtype === outDtype && !inputs[0]!.block;
+    tensors.push({
+      name: outName,
+      shape: outShape,
+      dtype: outDtype,
+      op: passthroughCopy ? 'copy' : 'merge',
+      ...(base ? { base } : {}),
+      inputs,
+      params,
+      modelParams,
+      t,
+      byteLength,
+    });
+  };
+
+  const sliceMode = doc.slices !== undefined;
+  let numLayers = refLayout.numLayers;
+  if (!sliceMode || refLayout.prefix === undefined) {
+    // by name: every tensor of the reference model
+    const s = slices[0]!;
+    for (const info of refReader.tensors()) {
+      const l = refLayout.prefix !== undefined ? /^(\d+)\./.exec(info.name.slice(refLayout.prefix.length)) : null;
+      const t = l && info.name.startsWith(refLayout.prefix!) ? layerT(Number(l[1]), refLayout.numLayers) : 0;
+      addTensor(info.name, s, () => info.name, t);
+    }
+  } else {
+    const prefix = refLayout.prefix;
+    const firstSlice = slices[0]!;
+    const lastSlice = slices[slices.length - 1]!;
+    for (const name of refLayout.pre) addTensor(name, firstSlice, () => name, 0);
+    let outLayer = 0;
+    for (const s of slices) {
+      const ranges = new Map<number, readonly [number, number]>();
+      for (const src of s.sources) if (src.range) ranges.set(src.model, src.range);
+      const baseRange = (s as { baseRange?: readonly [number, number] }).baseRange;
+      if (s.base !== undefined && baseRange) ranges.set(s.base, baseRange);
+      const lead = s.base ?? s.sources[0]?.model;
+      if (lead === undefined) continue;
+      const leadRange = ranges.get(lead) ?? [0, layoutOf(lead).numLayers];
+      const L = leadRange[1] - leadRange[0];
+      for (let j = 0; j < L; j++) {
+        const leadLayout = layoutOf(lead);
+        const suffixes = leadLayout.layers.get(leadRange[0] + j) ?? [];
+        for (const suffix of suffixes) {
+          const outName = layerTensorName(prefix, outLayer, suffix);
+          addTensor(outName, s, (m) => layerTensorName(layoutOf(m).prefix ?? prefix, (ranges.get(m) ?? leadRange)[0] + j, suffix), layerT(j, L));
+        }
+        outLayer++;
+      }
+    }
+    numLayers = outLayer;
+    for (const name of refLayout.post) addTensor(name, lastSlice, () => name, 0);
+  }
+  if (problems.length > 0) throw new RecipeProblems(doc.file, problems as RecipeError[]);
+
+  const threads = Math.max(1, options.threads ?? 1);
+  const memory = estimateMemory(tensors, method, threads, options.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+  const outputBytes = tensors.reduce((a, t) => a + t.byteLength, 0);
+  const inputBytes = tensors.reduce((a, t) => a + [...(t.base ? [t.base] : []), ...t.inputs].reduce((b, i) => b + i.shape.reduce((x, y) => x * y, 1) * DTYPE_INFO[i.dtype].bytes, 0), 0);
+  const tokenizer = doc.tokenizerSource?.value;
+  const donor = docBase ?? reference;
+  const tokenizerDonor = tokenizer?.kind === 'model' ? byRef.get(tokenizer.model.ref)! : donor;
+  return {
+    version: 1,
+    recipe: {
+      file: doc.file,
+      sha256: createHash('sha256').update(recipeText).digest('hex'),
+      doc: doc.index,
+      ...(doc.name ? { name: doc.name.value } : {}),
+    },
+    method: method.name,
+    seed: options.seed ?? doc.seed?.value ?? 0,
+    models,
+    ...(usesBase && docBase !== undefined ? { base: docBase } : {}),
+    donor,
+    tokenizerDonor,
+    tensors,
+    outputBytes,
+    inputBytes,
+    numLayers,
+    memory,
+    warnings: [...new Set(warnings)],
+  };
+}
+
+/** Bytes of working memory per element of a chunk: f32 inputs + output + read buffers + method scratch. */
+export function bytesPerElement(t: PlanTensor, method: MergeMethod): number {
+  const inputs = t.inputs.length + (t.base ? 1 : 0);
+  const rawIn = [...(t.base ? [t.base] : []), ...t.inputs].reduce((a, i) => a + DTYPE_INFO[i.dtype].bytes, 0);
+  return inputs * 4 + 4 + rawIn + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+}
+
+export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMethod, threads: number, budget: number): MemoryEstimate {
+  const perThread = Math.floor(budget / threads);
+  let largest = { name: '', numel: 0 };
+  let worst = 0;
+  let chunked = 0;
+  let chunkElements = 0;
+  for (const t of tensors) {
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    if (numel > largest.numel) largest = { name: t.name, numel };
+    const bpe = t.op === 'copy' ? DTYPE_INFO[t.dtype].bytes * 2 + 4 : bytesPerElement(t, method);
+    const whole = numel * bpe;
+    if (whole > perThread) chunked++;
+    worst = Math.max(worst, Math.min(whole, perThread));
+    chunkElements = Math.max(chunkElements, Math.floor(perThread / bpe));
+  }
+  const RUNTIME_OVERHEAD = 150_000_000; // node, modules, wasm, histograms, writer state
+  return { budgetBytes: budget, threads, chunkElements, largestTensor: largest, peakBytes: RUNTIME_OVERHEAD + worst * threads, chunkedTensors: chunked };
+}

@@ -1,0 +1,88 @@
+// A small worker-thread pool for merges: each worker runs whole tensors (so results never depend on the thread
+// count) and writes into the output's temporary shard files; the main thread hands out tensors largest-first and
+// collects completions. Errors come back as typed WeightkitErrors.
+
+import { Worker } from 'node:worker_threads';
+import { EvalError, FormatError, IoError, PlanError, RecipeError, UsageError, WeightkitError, type ErrorCode, type Where } from '../errors.js';
+import type { PlanTensor } from './plan.js';
+import type { WorkerInit, WorkerReply, WorkerTask } from './worker.js';
+
+const CLASSES: Record<string, new (code: ErrorCode, message: string, o?: { where?: Where }) => WeightkitError> = {
+  FormatError,
+  RecipeError,
+  PlanError,
+  EvalError,
+  UsageError,
+  IoError,
+  WeightkitError,
+};
+
+function spawn(): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    // running from TypeScript sources (tests, tsx): load the worker through tsx's ESM loader
+    const url = new URL('./worker.ts', here).href;
+    return new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
+  }
+  return new Worker(new URL('./worker.js', here));
+}
+
+export interface PoolJob {
+  index: number;
+  tensor: PlanTensor;
+  file: string;
+  offset: number;
+}
+
+/** Run jobs on `threads` workers; `onDone` is called on the main thread as each finishes. */
+export async function runPool(
+  init: Omit<WorkerInit, 'type'>,
+  jobs: readonly PoolJob[],
+  threads: number,
+  onDone: (job: PoolJob, bytes: number) => void,
+): Promise<void> {
+  const queue = [...jobs].sort((a, b) => b.tensor.byteLength - a.tensor.byteLength || a.index - b.index);
+  const workers = Array.from({ length: Math.min(threads, Math.max(1, queue.length)) }, spawn);
+  let failure: WeightkitError | Error | undefined;
+  try {
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const next = (): void => {
+              const job = failure ? undefined : queue.shift();
+              if (!job) {
+                w.postMessage({ type: 'close' });
+                return;
+              }
+              w.postMessage({ type: 'tensor', index: job.index, tensor: job.tensor, file: job.file, offset: job.offset } satisfies WorkerTask);
+              pending = job;
+            };
+            let pending: PoolJob | undefined;
+            w.on('message', (m: WorkerReply) => {
+              if (m.type === 'done') {
+                onDone(pending!, m.bytes);
+                next();
+              } else if (m.type === 'error') {
+                const Cls = CLASSES[m.error.name] ?? WeightkitError;
+                failure ??= m.error.code
+                  ? new Cls(m.error.code as ErrorCode, m.error.message, { where: (m.error.where ?? {}) as Where })
+                  : new Error(m.error.message);
+                next();
+              } else if (m.type === 'closed') resolve();
+            });
+            w.on('error', (e) => {
+              failure ??= e;
+              resolve();
+            });
+            w.on('exit', () => resolve());
+            w.postMessage({ type: 'init', ...init } satisfies WorkerInit);
+            next();
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  if (failure) throw failure;
+}

@@ -1,0 +1,295 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { RecipeProblems, WeightkitError } from '../../src/errors.js';
+import { openCheckpointPath } from '../../src/io/open.js';
+import { buildPlan, merge } from '../../src/plan/merge.js';
+import { RECIPE_FILE } from '../../src/plan/outputs.js';
+import { readAllF32, tempDir, tinyFamily, tinyValues, writeModel, TINY_SHAPES } from './helpers.js';
+
+let root: string;
+let fam: { base: string; a: string; b: string; c: string };
+
+beforeAll(async () => {
+  root = await tempDir();
+  fam = await tinyFamily(root);
+});
+
+async function recipe(name: string, text: string): Promise<string> {
+  const p = join(root, name);
+  await writeFile(p, text);
+  return p;
+}
+
+async function errorOf(p: Promise<unknown>): Promise<WeightkitError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(WeightkitError);
+    return e as WeightkitError;
+  }
+  throw new Error('expected an error');
+}
+
+function codesOf(e: WeightkitError): string[] {
+  return e instanceof RecipeProblems ? e.problems.map((p) => p.code) : [e.code];
+}
+
+describe('merge: end to end on a tiny Llama-shaped family', () => {
+  it('linear: weighted average, companions, provenance', async () => {
+    const r = await recipe(
+      'linear.yaml',
+      `merge_method: linear
+models:
+  - model: ft-a
+    parameters: {weight: 1}
+  - model: ft-b
+    parameters: {weight: 3}
+dtype: float32
+`,
+    );
+    const out = join(root, 'out-linear');
+    const res = await merge(r, { out });
+    const got = await readAllF32(out);
+    const a = tinyValues(1);
+    const b = tinyValues(2);
+    for (const name of Object.keys(TINY_SHAPES)) {
+      const g = got.get(name)!;
+      for (let i = 0; i < g.length; i++) expect(g[i]).toBeCloseTo((a.get(name)![i]! + 3 * b.get(name)![i]!) / 4, 6);
+    }
+    const files = await readdir(out);
+    expect(files).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'tokenizer.json', 'README.md', RECIPE_FILE]));
+    expect(await readFile(join(out, RECIPE_FILE), 'utf8')).toBe(await readFile(r, 'utf8'));
+    expect(await readFile(join(out, 'README.md'), 'utf8')).toContain('`linear`');
+    const rd = await openCheckpointPath(out);
+    expect(rd.metadata()['weightkit_recipe_sha256']).toBe(res.plans[0]!.recipe.sha256);
+    expect(rd.metadata()['weightkit_method']).toBe('linear');
+    await rd.close();
+    // nothing left behind next to the output
+    expect((await readdir(root)).filter((f) => f.includes('weightkit-'))).toEqual([]);
+  });
+
+  it('task_arithmetic: base + lambda * sum(w * delta), bf16 output rounds once', async () => {
+    const r = await recipe(
+      'ta.yaml',
+      `merge_method: task_arithmetic
+base_model: base
+models:
+  - model: ft-a
+    parameters: {weight: 0.5}
+  - model: ft-c
+    parameters: {weight: -1}
+parameters: {lambda: 0.8}
+out_dtype: bfloat16
+`,
+    );
+    const out = join(root, 'out-ta');
+    await merge(r, { out });
+    const rd = await openCheckpointPath(out);
+    expect(rd.tensors().every((t) => t.dtype === 'BF16')).toBe(true);
+    await rd.close();
+    const got = await readAllF32(out);
+    const base = tinyValues(0);
+    const a = tinyValues(1);
+    const c = tinyValues(3);
+    for (const name of Object.keys(TINY_SHAPES)) {
+      const g = got.get(name)!;
+      for (let i = 0; i < g.length; i++) {
+        const x = base.get(name)![i]!;
+        const want = x + 0.8 * (0.5 * (a.get(name)![i]! - x) - (c.get(name)![i]! - x));
+        expect(Math.abs(g[i]! - want)).toBeLessThanOrEqual(Math.abs(want) * 2 ** -8 + 1e-7);
+      }
+    }
+    const cfg = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+    expect(cfg.torch_dtype).toBe('bfloat16');
+  });
+
+  it('gradients over layers and filters resolve per tensor', async () => {
+    const r = await recipe(
+      'grad.yaml',
+      `merge_method: linear
+models:
+  - model: ft-a
+    parameters:
+      weight:
+        - filter: self_attn
+          value: [1, 0]
+        - value: 1
+  - model: ft-b
+    parameters:
+      weight:
+        - filter: self_attn
+          value: [0, 1]
+        - value: 0
+`,
+    );
+    const plans = await buildPlan(r);
+    const byName = new Map(plans[0]!.tensors.map((t) => [t.name, t]));
+    expect(byName.get('model.layers.0.self_attn.q_proj.weight')!.modelParams.map((p) => p['weight'])).toEqual([1, 0]);
+    expect(byName.get('model.layers.1.self_attn.q_proj.weight')!.modelParams.map((p) => p['weight'])).toEqual([0.5, 0.5]);
+    expect(byName.get('model.layers.2.self_attn.q_proj.weight')!.modelParams.map((p) => p['weight'])).toEqual([0, 1]);
+    expect(byName.get('model.layers.2.mlp.up_proj.weight')!.modelParams.map((p) => p['weight'])).toEqual([1, 0]);
+    // pre/post-layer tensors use t = 0 (first gradient value)
+    expect(byName.get('lm_head.weight')!.t).toBe(0);
+    const out = join(root, 'out-grad');
+    await merge(r, { out });
+    const got = await readAllF32(out);
+    expect(got.get('model.layers.2.self_attn.q_proj.weight')).toEqual(tinyValues(2).get('model.layers.2.self_attn.q_proj.weight'));
+    expect(got.get('model.layers.0.self_attn.q_proj.weight')).toEqual(tinyValues(1).get('model.layers.0.self_attn.q_proj.weight'));
+  });
+
+  it('passthrough slices restack layers and update num_hidden_layers', async () => {
+    const r = await recipe(
+      'frank.yaml',
+      `merge_method: passthrough
+slices:
+  - sources:
+      - {model: ft-a, layer_range: [0, 2]}
+  - sources:
+      - model: ft-b
+        layer_range: [1, 3]
+        parameters:
+          scale: [{filter: up_proj, value: 0.5}, {value: 1}]
+`,
+    );
+    const out = join(root, 'out-frank');
+    const res = await merge(r, { out });
+    expect(res.plans[0]!.numLayers).toBe(4);
+    const got = await readAllF32(out);
+    const a = tinyValues(1);
+    const b = tinyValues(2);
+    expect(got.get('model.layers.1.mlp.up_proj.weight')).toEqual(a.get('model.layers.1.mlp.up_proj.weight'));
+    expect(got.get('model.layers.2.self_attn.q_proj.weight')).toEqual(b.get('model.layers.1.self_attn.q_proj.weight'));
+    expect(got.get('model.layers.3.mlp.up_proj.weight')).toEqual(b.get('model.layers.2.mlp.up_proj.weight')!.map((v) => v * 0.5));
+    expect(got.get('model.embed_tokens.weight')).toEqual(a.get('model.embed_tokens.weight'));
+    expect(got.get('lm_head.weight')).toEqual(b.get('lm_head.weight'));
+    expect(got.has('model.layers.4.mlp.up_proj.weight')).toBe(false);
+    const cfg = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+    expect(cfg.num_hidden_layers).toBe(4);
+  });
+
+  it('bytes do not depend on threads or on the memory budget (chunking)', async () => {
+    const r = await recipe(
+      'dare.yaml',
+      `merge_method: dare_ties
+base_model: base
+models:
+  - {model: ft-a, parameters: {weight: 1, density: 0.5}}
+  - {model: ft-b, parameters: {weight: 0.7, density: 0.6}}
+  - {model: ft-c, parameters: {weight: 0.4, density: 0.4}}
+seed: 11
+dtype: bfloat16
+`,
+    );
+    await merge(r, { out: join(root, 'dare-1'), threads: 1 });
+    await merge(r, { out: join(root, 'dare-2'), threads: 2 });
+    await merge(r, { out: join(root, 'dare-chunked'), threads: 1, memoryBudget: 600 });
+    const one = await readFile(join(root, 'dare-1', 'model.safetensors'));
+    expect(await readFile(join(root, 'dare-2', 'model.safetensors'))).toEqual(one);
+    expect(await readFile(join(root, 'dare-chunked', 'model.safetensors'))).toEqual(one);
+    await merge(r, { out: join(root, 'dare-seed'), seed: 12 });
+    expect(await readFile(join(root, 'dare-seed', 'model.safetensors'))).not.toEqual(one);
+  });
+
+  it('shards the output with an index when asked', async () => {
+    const r = await recipe('shard.yaml', `merge_method: linear\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n  - {model: ft-b, parameters: {weight: 1}}\n`);
+    const out = join(root, 'out-shard');
+    await merge(r, { out, shardSize: 200 });
+    const files = await readdir(out);
+    expect(files).toContain('model.safetensors.index.json');
+    expect(files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length).toBeGreaterThan(1);
+    const got = await readAllF32(out);
+    expect(got.size).toBe(Object.keys(TINY_SHAPES).length);
+  });
+
+  it('refuses a non-empty output, the input as output, and keeps the old output on failure', async () => {
+    const r = await recipe('ow.yaml', `merge_method: linear\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n`);
+    const out = join(root, 'out-ow');
+    await mkdir(out);
+    await writeFile(join(out, 'keep.txt'), 'x');
+    expect((await errorOf(merge(r, { out }))).code).toBe('OUT_EXISTS');
+    expect(existsSync(join(out, 'keep.txt'))).toBe(true);
+    await merge(r, { out, overwrite: true });
+    expect(existsSync(join(out, 'keep.txt'))).toBe(false);
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+    expect((await errorOf(merge(r, { out: fam.a, overwrite: true }))).code).toBe('OUT_INVALID');
+    expect(existsSync(join(fam.a, 'model.safetensors'))).toBe(true);
+  });
+
+  it('dry run plans without writing anything', async () => {
+    const r = await recipe('dry.yaml', `merge_method: ties\nbase_model: base\nmodels:\n  - {model: ft-a, parameters: {weight: 1, density: [1, 0.2]}}\n  - {model: ft-b, parameters: {weight: 1, density: 0.5}}\n`);
+    const plans = await buildPlan(r, { out: join(root, 'never') });
+    const p = plans[0]!;
+    expect(p.method).toBe('ties');
+    expect(p.tensors).toHaveLength(Object.keys(TINY_SHAPES).length);
+    expect(p.base).toBe(0);
+    expect(p.tensors.find((t) => t.name === 'model.layers.1.mlp.up_proj.weight')!.modelParams[0]!['density']).toBeCloseTo(0.6);
+    expect(p.memory.peakBytes).toBeGreaterThan(0);
+    expect(JSON.parse(JSON.stringify(p))).toEqual(p);
+    expect(existsSync(join(root, 'never'))).toBe(false);
+  });
+
+  it('reports model problems with recipe positions and shape mismatches naming the tensor', async () => {
+    const r = await recipe('missing.yaml', `merge_method: linear\nmodels:\n  - {model: nowhere, parameters: {weight: 1}}\n  - {model: meta-llama/Llama-3-8B, parameters: {weight: 1}}\n`);
+    const e = await errorOf(buildPlan(r));
+    expect(e).toBeInstanceOf(RecipeProblems);
+    const ps = (e as RecipeProblems).problems;
+    expect(ps.map((p) => [p.code, p.where.line, p.where.col])).toEqual([
+      ['RECIPE_MODEL_NOT_FOUND', 3, 13],
+      ['RECIPE_REMOTE_MODEL', 4, 13],
+    ]);
+    const odd = join(root, 'odd');
+    const v = tinyValues(5);
+    v.set('model.layers.1.mlp.up_proj.weight', new Float32Array(20));
+    await writeModel(odd, v, { shapes: { 'model.layers.1.mlp.up_proj.weight': [5, 4] } });
+    const r2 = await recipe('shape.yaml', `merge_method: linear\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n  - {model: odd, parameters: {weight: 1}}\n`);
+    const e2 = await errorOf(buildPlan(r2));
+    expect(codesOf(e2)).toEqual(['TENSOR_SHAPE_MISMATCH']);
+    expect((e2 as RecipeProblems).problems[0]!.where.tensor).toBe('model.layers.1.mlp.up_proj.weight');
+  });
+
+  it('embedding vocabulary mismatch: task-vector methods cut to the base with a warning', async () => {
+    const big = join(root, 'bigvocab');
+    const v = tinyValues(4);
+    const emb = new Float32Array(40);
+    emb.set(v.get('model.embed_tokens.weight')!);
+    v.set('model.embed_tokens.weight', emb);
+    await writeModel(big, v, { shapes: { 'model.embed_tokens.weight': [10, 4] } });
+    const r = await recipe('vocab.yaml', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: bigvocab, parameters: {weight: 1}}\n`);
+    const out = join(root, 'out-vocab');
+    const res = await merge(r, { out });
+    expect(res.warnings.some((w) => w.includes('model.embed_tokens.weight'))).toBe(true);
+    const got = await readAllF32(out);
+    expect(got.get('model.embed_tokens.weight')!.length).toBe(32);
+    expect(got.get('model.embed_tokens.weight')).toEqual(v.get('model.embed_tokens.weight')!.subarray(0, 32));
+  });
+
+  it('multi-document recipes use an earlier stage by name', async () => {
+    const r = await recipe(
+      'multi.yaml',
+      `name: soup
+merge_method: linear
+models:
+  - {model: ft-a, parameters: {weight: 1}}
+  - {model: ft-b, parameters: {weight: 1}}
+---
+merge_method: task_arithmetic
+base_model: base
+models:
+  - {model: soup, parameters: {weight: 2}}
+`,
+    );
+    const plans = await buildPlan(r);
+    expect(plans.map((p) => p.method)).toEqual(['linear', 'task_arithmetic']);
+    const out = join(root, 'out-multi');
+    await merge(r, { out });
+    const got = await readAllF32(out);
+    const base = tinyValues(0).get('model.norm.weight')!;
+    const a = tinyValues(1).get('model.norm.weight')!;
+    const b = tinyValues(2).get('model.norm.weight')!;
+    const g = got.get('model.norm.weight')!;
+    for (let i = 0; i < g.length; i++) expect(g[i]).toBeCloseTo(base[i]! + 2 * ((a[i]! + b[i]!) / 2 - base[i]!), 5);
+    expect((await readdir(root)).filter((f) => f.startsWith('.weightkit-stages'))).toEqual([]);
+  });
+});
