@@ -17,7 +17,9 @@ import { EMPTY_MERGER, accumulateGram, combinationNorm, copyMerger, deltaInto, l
  *   d_i = ⟨u_i, μ⟩ = a_i (G m)_i;  τ = Σ ŵ_i (u_i − d_i μ)        → τ = ŵ ∘ a − (Σ ŵ_i d_i) m
  *   s = ‖τ‖ + eps = sqrt(τᵀ G τ) + eps;  r = cos(s) μ + sin(s)/s τ → r = cos(s) m + (sin(s)/s) τ
  *   result = r · Σ ŵ_i n_i                                       → c = (Σ ŵ_i n_i) r
- * `weights` are the already normalised ŵ when normalize_weights is on.
+ * `weights` are the already normalised ŵ when normalize_weights is on. Note that τ = μ₀ − ⟨μ₀,μ⟩μ with μ₀ the
+ * unnormalised mean, which vanishes identically: the result is μ·Σŵ_i‖x_i‖ up to rounding and the cos(eps) factor.
+ * The steps are kept anyway so that the rounding follows mergekit's formula.
  */
 export function multislerpCoefficients(gram: Float64Array, n: number, weights: Float64Array, eps: number): Float64Array | undefined {
   const norms = new Float64Array(n);
@@ -113,7 +115,8 @@ export const MULTISLERP: MergeMethod = {
     'μ = Σŵ_i u_i; if ‖μ‖ < eps, two inputs give Σŵ_i x_i and more are an error (antipodal); μ := μ/‖μ‖; the tangent ' +
     'vectors τ_i = u_i − ⟨u_i,μ⟩μ are averaged, τ = Σŵ_i τ_i; with s = ‖τ‖+eps the exponential map gives ' +
     'r = cos(s)·μ + sin(s)/s·τ, and the result is r·Σŵ_i‖x_i‖ (+ B). A projection approximation: no θ/sin θ factor ' +
-    'and no iteration. Computed exactly as a combination Σc_i x_i whose coefficients come from the Gram matrix.',
+    'and no iteration (τ is in fact zero up to rounding, so the result is the normalised weighted mean direction times ' +
+    'the weighted mean norm). Computed exactly as a combination Σc_i x_i whose coefficients come from the Gram matrix.',
   reference: 'C. Goddard, "Multi-SLERP" (goddard.blog/posts/multislerp-wow-what-a-cool-idea); mergekit merge_methods/multislerp.py.',
   differences:
     'Computed from the f64 Gram matrix of the inputs (one statistics pass) and emitted as a fixed linear combination ' +
