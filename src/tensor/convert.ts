@@ -129,42 +129,6 @@ function getF16Table(): Uint32Array {
   return f16Table;
 }
 
-/**
- * f32 -> f16 by f32 exponent (sign stripped), for |x| < 65520: h = (x - SUB[e] + RB[e] + lsb) >>> SH[e] where lsb is
- * bit SH[e] of (x - SUB[e]). Normal f16 range: SUB rebiases the exponent (the carry of rounding may reach the next
- * binade or Inf); subnormal range: x - SUB[e] is the mantissa with its implicit bit; below 2^-25: shift all away.
- */
-interface F16EncTables {
-  readonly sub: Int32Array;
-  readonly sh: Int32Array;
-  readonly rb: Int32Array;
-}
-let f16Enc: F16EncTables | undefined;
-function getF16EncTables(): F16EncTables {
-  if (!f16Enc) {
-    const sub = new Int32Array(256);
-    const sh = new Int32Array(256);
-    const rb = new Int32Array(256);
-    for (let e = 0; e < 256; e++) {
-      let s: number;
-      if (e >= 113) {
-        sub[e] = 112 << 23;
-        s = 13;
-      } else if (e >= 102) {
-        sub[e] = (e - 1) << 23; // x - sub = mantissa | 0x800000
-        s = 126 - e; // 14..24
-      } else {
-        sub[e] = e === 0 ? 0 : (e - 1) << 23;
-        s = 25; // value < 2^24, + RB < 2^25: shifts to 0
-      }
-      sh[e] = s;
-      rb[e] = (1 << (s - 1)) - 1;
-    }
-    f16Enc = { sub, sh, rb };
-  }
-  return f16Enc;
-}
-
 const f8DecTables = new Map<F8Format, { f32: Float32Array; f64: Float64Array }>();
 function getF8Dec(fmt: F8Format): { f32: Float32Array; f64: Float64Array } {
   let t = f8DecTables.get(fmt);
@@ -290,24 +254,26 @@ function f16ToF32Loop(s: Uint16Array, o: Uint32Array, n: number, t: Uint32Array)
   for (; i < n; i++) o[i] = t[s[i]!]!;
 }
 
-// Normal f16 results (2^-14 <= |x| < 65520, nearly every weight) take the arithmetic branch; the rest use tables.
-function f32ToF16Loop(s: Int32Array, o: Uint16Array, n: number, sub: Int32Array, sh: Int32Array, rb: Int32Array): void {
-  for (let i = 0; i < n; i++) {
-    const u = s[i]!;
-    const a = u & 0x7fffffff;
-    let h: number;
-    if (a >= 0x38800000 && a < 0x477ff000) {
-      h = (a - 0x37fff001 + ((a >>> 13) & 1)) >>> 13; // a - (112 << 23) + 0xfff + lsb
-    } else if (a < 0x38800000) {
-      const e = a >>> 23;
-      const x = a - sub[e]!;
-      const k = sh[e]!;
-      h = (x + rb[e]! + ((x >>> k) & 1)) >>> k;
-    } else {
-      h = a > 0x7f800000 ? 0x7e00 | ((a >>> 13) & 0x3ff) : 0x7c00;
-    }
-    o[i] = h | ((u >>> 16) & 0x8000);
+// Normal f16 results (2^-14 <= |x| < 65520: nearly every weight) are one add and shift, rounding to nearest even
+// (a - (112 << 23) + 0xfff + lsb) >>> 13 with the carry reaching the next binade; subnormal, zero, overflow, Inf and
+// NaN go to the exact scalar encoder, a rare call. Unrolled 4x.
+function f32ToF16Loop(s: Int32Array, o: Uint16Array, n: number): void {
+  let i = 0;
+  for (const n4 = n - 3; i < n4; i += 4) {
+    const u0 = s[i]!;
+    const u1 = s[i + 1]!;
+    const u2 = s[i + 2]!;
+    const u3 = s[i + 3]!;
+    const a0 = u0 & 0x7fffffff;
+    const a1 = u1 & 0x7fffffff;
+    const a2 = u2 & 0x7fffffff;
+    const a3 = u3 & 0x7fffffff;
+    o[i] = a0 >= 0x38800000 && a0 < 0x477ff000 ? ((a0 - 0x37fff001 + ((a0 >>> 13) & 1)) >>> 13) | ((u0 >>> 16) & 0x8000) : f16FromF32Bits(u0);
+    o[i + 1] = a1 >= 0x38800000 && a1 < 0x477ff000 ? ((a1 - 0x37fff001 + ((a1 >>> 13) & 1)) >>> 13) | ((u1 >>> 16) & 0x8000) : f16FromF32Bits(u1);
+    o[i + 2] = a2 >= 0x38800000 && a2 < 0x477ff000 ? ((a2 - 0x37fff001 + ((a2 >>> 13) & 1)) >>> 13) | ((u2 >>> 16) & 0x8000) : f16FromF32Bits(u2);
+    o[i + 3] = a3 >= 0x38800000 && a3 < 0x477ff000 ? ((a3 - 0x37fff001 + ((a3 >>> 13) & 1)) >>> 13) | ((u3 >>> 16) & 0x8000) : f16FromF32Bits(u3);
   }
+  for (; i < n; i++) o[i] = f16FromF32Bits(s[i]!);
 }
 
 function f8ToF32Loop(s: Uint8Array, o: Float32Array, n: number, t: Float32Array): void {
@@ -357,8 +323,7 @@ export function f16ToF32Js(src: Uint16Array, dst?: Float32Array): Float32Array {
 export function f32ToF16Js(src: Float32Array, dst?: Uint16Array): Uint16Array {
   const n = src.length;
   const out = outU16(n, dst);
-  const t = getF16EncTables();
-  f32ToF16Loop(i32View(src, n), out, n, t.sub, t.sh, t.rb);
+  f32ToF16Loop(i32View(src, n), out, n);
   return out;
 }
 
