@@ -1,5 +1,5 @@
 // Conversion throughput: bf16/f16 <-> f32 through the wasm SIMD kernels and the JS loops, plus f8, in G elem/s.
-// Reused buffers of seeded weight-like data (no Math.random); median of 5 timed runs after one warm-up.
+// Reused buffers of seeded weight-like data (no Math.random); median of 5 timed runs after two warm-ups.
 // Reference lines are the limits measured on this machine (shared/reference/platform-measurements.md, 6.2).
 
 import { pathToFileURL } from 'node:url';
@@ -50,7 +50,8 @@ function fillWeights(out: Float32Array, seed: number): void {
 }
 
 function rate(elements: number, fn: () => void): number {
-  fn(); // warm-up: JIT, tables, wasm instantiation, page faults
+  fn(); // warm-up (twice): JIT and wasm tier-up, tables, wasm instantiation, page faults
+  fn();
   const ms: number[] = [];
   for (let r = 0; r < RUNS; r++) {
     const t0 = performance.now();
