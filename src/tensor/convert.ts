@@ -1,7 +1,6 @@
-// Dtype conversions between storage formats and f32, the compute type. Pure; no node: imports.
-// Guarantees: decoding is exact; encoding to half/8-bit floats rounds to nearest even, keeps NaN a NaN,
-// handles subnormals and infinities. F8 encoders saturate (ONNX Cast saturate=1): finite overflow and ±Inf map
-// to ±max finite (E4M3FN: 448, E5M2: 57344); NaN maps to the type's NaN.
+// Dtype conversions between storage formats and f32: JS loops, wasm SIMD for large bf16/f16 arrays (bit-identical).
+// Exact decoding; encoding rounds to nearest even, keeps NaN a NaN, handles subnormals/Inf. F8 encoders saturate (ONNX
+// Cast saturate=1): finite overflow and ±Inf -> ±max finite (E4M3FN 448, E5M2 57344), NaN -> NaN. No node: imports.
 
 import { UsageError } from '../errors.js';
 import { DTYPE_INFO, allocData, type DType, type TensorData } from './dtype.js';
@@ -327,6 +326,7 @@ export function f32ToF16Js(src: Float32Array, dst?: Uint16Array): Uint16Array {
   return out;
 }
 
+/** bf16 bits -> f32 (exact: bits << 16). Writes into `dst` (any view, >= src.length elements) when given. */
 export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   const n = src.length;
   const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
@@ -336,6 +336,7 @@ export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   return out;
 }
 
+/** f32 -> bf16 bits, round to nearest even; NaN -> quiet NaN keeping sign and top payload bits. */
 export function f32ToBf16(src: Float32Array, dst?: Uint16Array): Uint16Array {
   const n = src.length;
   const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
@@ -345,6 +346,7 @@ export function f32ToBf16(src: Float32Array, dst?: Uint16Array): Uint16Array {
   return out;
 }
 
+/** f16 bits -> f32 (exact, subnormals included); NaN -> quiet NaN with the payload shifted up. */
 export function f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   const n = src.length;
   const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
@@ -354,6 +356,7 @@ export function f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   return out;
 }
 
+/** f32 -> f16 bits, round to nearest even; |x| >= 65520 -> ±Inf; NaN -> quiet NaN keeping top payload bits. */
 export function f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array {
   const n = src.length;
   const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
