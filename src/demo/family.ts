@@ -76,7 +76,7 @@ export function demoFamilySpec(shape: DemoShape = DEMO_SHAPE, seed = 1): DemoFam
     fineTunes: [
       {
         name: 'ft-attn',
-        description: `attention of layers 0-${half - 1}`,
+        description: `changes attention in layers 0-${half - 1}`,
         seed: seed * 1000 + 1,
         focus: [{ layers: [0, half], modules: ['attn'] }],
         density: 0.06,
@@ -87,7 +87,7 @@ export function demoFamilySpec(shape: DemoShape = DEMO_SHAPE, seed = 1): DemoFam
       },
       {
         name: 'ft-mlp',
-        description: `MLP of layers ${half}-${shape.layers - 1}`,
+        description: `changes the MLPs of layers ${half}-${shape.layers - 1}`,
         seed: seed * 1000 + 2,
         focus: [{ layers: [half, shape.layers], modules: ['mlp'] }],
         density: 0.06,
@@ -98,7 +98,7 @@ export function demoFamilySpec(shape: DemoShape = DEMO_SHAPE, seed = 1): DemoFam
       },
       {
         name: 'ft-broad',
-        description: 'every layer, weaker, plus embeddings and lm_head',
+        description: 'changes every layer a little, plus embeddings and lm_head',
         seed: seed * 1000 + 3,
         focus: [{ layers: [0, shape.layers], modules: ['attn', 'mlp'] }, { modules: ['embed', 'head'] }],
         density: 0.03,
