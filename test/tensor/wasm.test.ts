@@ -1,4 +1,4 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { buildGenerated, GENERATED_PATH } from '../../scripts/build-wasm.js';
 import { KERNELS_WASM_BASE64 } from '../../src/tensor/wasm/kernels.generated.js';
@@ -137,5 +137,31 @@ describe('wasm kernels are bit-identical to the JS loops', () => {
     const outBuf = new Float32Array(n + 10).fill(5);
     k.bf16ToF32(src, outBuf.subarray(3), n);
     expect(Array.from(outBuf)).toEqual([5, 5, 5, ...new Array<number>(n).fill(1), ...new Array<number>(7).fill(5)]);
+  });
+});
+
+describe('without WebAssembly SIMD', () => {
+  it('falls back to the JS loops with the same results', async () => {
+    const real = (globalThis as { WebAssembly?: { validate(b: Uint8Array): boolean } }).WebAssembly!;
+    vi.stubGlobal('WebAssembly', { ...real, validate: () => false }); // a runtime without the SIMD proposal
+    vi.resetModules();
+    try {
+      const simd = await import('../../src/tensor/wasm/simd.js');
+      const conv = await import('../../src/tensor/convert.js');
+      expect(simd.simdKernels()).toBeUndefined();
+      const next = rng(7);
+      const n = 3 * WASM_MIN_ELEMENTS + 1;
+      const bits = new Uint32Array(n);
+      for (let i = 0; i < n; i++) bits[i] = next();
+      const src = new Float32Array(bits.buffer);
+      expect(countDiff(conv.f32ToBf16(src), f32ToBf16Js(src))).toBe(0);
+      expect(countDiff(conv.f32ToF16(src), f32ToF16Js(src))).toBe(0);
+      const h = f32ToF16Js(src);
+      expect(countDiff(u32(conv.f16ToF32(h)), u32(f16ToF32Js(h)))).toBe(0);
+      expect(countDiff(u32(conv.bf16ToF32(h)), u32(bf16ToF32Js(h)))).toBe(0);
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
+    }
   });
 });
