@@ -34,11 +34,14 @@ function stockInto(out: Float32Array, base: Float32Array, xs: readonly Float32Ar
   }
 }
 
-function checkT(ctx: TensorContext, t: number, cos: number, where: string): void {
-  if (!Number.isFinite(t) && Number.isFinite(cos)) {
+/** |1 + (N−1)·c| below this makes t explode (|t| ≳ 10^6): refused instead of writing a meaningless tensor */
+const DENOMINATOR_MIN = 1e-6;
+
+function checkT(ctx: TensorContext, n: number, cos: number, where: string): void {
+  if (Math.abs(1 + (n - 1) * cos) < DENOMINATOR_MIN) {
     throw tensorError(
       ctx,
-      `model_stock: the mean pairwise cosine of the deltas${where} is ${cos}, so t = N·c/(1+(N−1)·c) divides by zero (the fine-tuned models pull in opposite directions)`,
+      `model_stock: the mean pairwise cosine of the deltas${where} is ${cos}, so t = N·c/(1+(N−1)·c) divides by (almost) zero (the fine-tuned models pull in opposite directions)`,
     );
   }
 }
@@ -61,7 +64,7 @@ function createModelStock(ctx: TensorContext): TensorMerger {
           gram.fill(0);
           accumulateGram(gram, chunk.models, chunk.base, s, s + len);
           const { t, cos } = modelStockT(gram, n);
-          checkT(ctx, t, cos, ` in row ${(chunk.offset + s) / len}`);
+          checkT(ctx, n, cos, ` in row ${(chunk.offset + s) / len}`);
           stockInto(out, chunk.base!, chunk.models, t, s, s + len);
         }
       },
@@ -79,7 +82,7 @@ function createModelStock(ctx: TensorContext): TensorMerger {
         return true;
       }
       ({ t, cos } = modelStockT(gram, n));
-      checkT(ctx, t, cos, '');
+      checkT(ctx, n, cos, '');
       ready = true;
       return false;
     },
@@ -115,8 +118,9 @@ export const MODEL_STOCK: MergeMethod = {
     'deltas t = 1 (their average). No user weights.',
   reference: 'Jang, Yun, Han, "Model Stock: All we need is just a few fine-tuned models", ECCV 2024 (arXiv 2403.19522); mergekit merge_methods/model_stock.py.',
   differences:
-    'Cosines from f64 Gram entries, result in f64 rounded once to f32 (mergekit: input dtype). A mean cosine of ' +
-    'exactly −1/(N−1), which makes t infinite, is an error naming the tensor (and row) instead of a NaN/inf tensor. ' +
+    'Cosines from f64 Gram entries, result in f64 rounded once to f32 (mergekit: input dtype). A mean cosine within ' +
+    '1e-6 of −1/(N−1) (|1+(N−1)c| < 1e-6, which makes t infinite or |t| ≳ 10^6) is an error naming the tensor (and ' +
+    'row) instead of a NaN/inf or exploded tensor. ' +
     'filter_wise uses mergekit\'s last axis (dim −1), which is the whole row for 2-D weights.',
   create: createModelStock,
 };
