@@ -82,7 +82,6 @@ export function hostileFiles(): Map<string, Uint8Array> {
   m.set('st-metadata-not-object.safetensors', st('{"__metadata__":"pt"}'));
   m.set('st-metadata-not-strings.safetensors', st('{"__metadata__":{"epochs":3}}'));
   m.set('st-metadata-nested.safetensors', st('{"__metadata__":{"a":{"b":"c"}}}'));
-  m.set('st-metadata-null.safetensors', st('{"__metadata__":null}'));
   m.set('st-metadata-duplicate.safetensors', st('{"__metadata__":{"a":"1"},"__metadata__":{"a":"2"}}'));
   m.set('st-metadata-duplicate-key.safetensors', st('{"__metadata__":{"a":"1","a":"2"}}'));
 

@@ -187,6 +187,8 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileByteLength: number
 }
 
 function parseMetadata(value: unknown, file: string): Record<string, string> {
+  // null means "no metadata": the Rust crate reads `__metadata__` as an Option, so files with null load there.
+  if (value === null) return {};
   if (!isPlainObject(value)) {
     fail('ST_INVALID_METADATA', `${METADATA_KEY} is ${describe(value)}, expected an object of strings`, file, METADATA_KEY);
   }

@@ -37,6 +37,10 @@ describe('parseSafetensorsHeader accepts', () => {
     ]);
   });
 
+  it('"__metadata__": null as no metadata (the Rust crate reads it as an Option)', () => {
+    expect(parse(file('{"__metadata__":null}', 0)).metadata).toEqual({});
+  });
+
   it('a zero-size tensor whose other dims would overflow (numel is 0, like the Rust crate)', () => {
     const h = parse(file('{"z":{"dtype":"F64","shape":[0,9007199254740991,9007199254740991],"data_offsets":[0,0]}}', 0));
     expect(h.entries[0]!.numel).toBe(0);
