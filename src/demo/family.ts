@@ -82,8 +82,8 @@ export function demoFamilySpec(shape: DemoShape = DEMO_SHAPE, seed = 1): DemoFam
         density: 0.06,
         sharedFraction: 0.5,
         agreement: 0.9,
-        sparseScale: 0.02,
-        noiseScale: 0.001,
+        sparseScale: 0.012,
+        noiseScale: 0.0008,
       },
       {
         name: 'ft-mlp',
@@ -93,8 +93,8 @@ export function demoFamilySpec(shape: DemoShape = DEMO_SHAPE, seed = 1): DemoFam
         density: 0.06,
         sharedFraction: 0.5,
         agreement: 0.6,
-        sparseScale: 0.02,
-        noiseScale: 0.001,
+        sparseScale: 0.012,
+        noiseScale: 0.0008,
       },
       {
         name: 'ft-broad',
@@ -104,8 +104,8 @@ export function demoFamilySpec(shape: DemoShape = DEMO_SHAPE, seed = 1): DemoFam
         density: 0.03,
         sharedFraction: 0.5,
         agreement: 0.85,
-        sparseScale: 0.012,
-        noiseScale: 0.001,
+        sparseScale: 0.008,
+        noiseScale: 0.0008,
       },
     ],
   };

@@ -71,7 +71,7 @@ function table(rows: readonly BlockStats[], extra: ReturnType<typeof varyingPara
     ...r.models.map((m) => pct(m.distance)),
     ...r.models.map((m) => num(m.kept)),
     pct(r.equalToBase),
-    ...extra.map((c) => (r.block === 'all' ? '' : fmtParam(c.values.get(r.block)))),
+    ...extra.map((c) => (r.block === 'matrices' ? '' : fmtParam(c.values.get(r.block)))),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const GAP = '  ';

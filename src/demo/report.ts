@@ -1,5 +1,5 @@
 // Numbers that show what a merge did to the demo family: per block (embeddings, each layer's attention and MLP,
-// final norm + lm_head) how far the merged model moved from the base, how much of each fine-tune's task vector it
+// lm_head, all norms) how far the merged model moved from the base, how much of each fine-tune's task vector it
 // kept, how far it is from each fine-tune, and how many entries equal the base exactly. Streams tensor by tensor
 // through the checkpoint readers, f64 accumulators. Prints nothing; must not import src/cli.
 
@@ -20,7 +20,7 @@ export interface ModelStats {
 }
 
 export interface BlockStats {
-  /** `embed`, `L0 attn`, `L0 mlp`, ..., `final` */
+  /** `embed`, `L0 attn`, `L0 mlp`, ..., `lm_head`, `norms` */
   block: string;
   numel: number;
   /** ‖M − B‖ / ‖B‖ */
@@ -32,6 +32,7 @@ export interface BlockStats {
 
 export interface Comparison {
   blocks: BlockStats[];
+  /** every block but `norms` (weights near 1 that would dominate every ratio) */
   total: BlockStats;
 }
 
@@ -49,19 +50,24 @@ function newAcc(k: number): Acc {
   return { numel: 0, equal: 0, base2: 0, moved2: 0, task2: new Array<number>(k).fill(0), dot: new Array<number>(k).fill(0), dist2: new Array<number>(k).fill(0) };
 }
 
-/** The report block of a tensor name. */
+/**
+ * The report block of a tensor name: `embed`, `L<n> attn`, `L<n> mlp`, `lm_head`, or `norms` for every RMSNorm
+ * weight (they sit near 1 and would otherwise dominate the norm of the small blocks they belong to).
+ */
 export function blockOf(name: string): string {
   const c = classifyTensor(name);
+  if (c.norm) return 'norms';
   if (c.layer !== undefined) return `L${c.layer} ${c.module}`;
-  return c.module === 'embed' ? 'embed' : 'final';
+  return c.module === 'embed' ? 'embed' : 'lm_head';
 }
 
 function blockOrder(a: string, b: string): number {
   const rank = (s: string): [number, number, string] => {
     if (s === 'embed') return [0, 0, ''];
-    if (s === 'final') return [2, 0, ''];
+    if (s === 'lm_head') return [2, 0, ''];
+    if (s === 'norms') return [3, 0, ''];
     const m = /^L(\d+) (\w+)$/.exec(s);
-    return m ? [1, Number(m[1]), m[2]!] : [3, 0, s];
+    return m ? [1, Number(m[1]), m[2]!] : [4, 0, s];
   };
   const [x1, x2, x3] = rank(a);
   const [y1, y2, y3] = rank(b);
@@ -159,18 +165,18 @@ export async function compareWithFamily(merged: string, base: string, models: re
     const names = models.map((x) => x.name);
     const total = newAcc(xs.length);
     const blocks = [...accs.keys()].sort(blockOrder).map((k) => {
-      addInto(total, accs.get(k)!);
+      if (k !== 'norms') addInto(total, accs.get(k)!);
       return finish(k, accs.get(k)!, names);
     });
-    return { blocks, total: finish('all', total, names) };
+    return { blocks, total: finish('matrices', total, names) };
   } finally {
     for (const r of readers) await r.close();
   }
 }
 
 /**
- * The value a plan resolved for a parameter in each report block, taken from the block's first tensor that is
- * not a norm (gradients and filters show up here). `model` selects a per-model parameter by input position
+ * The value a plan resolved for a parameter in each report block, taken from the block's first tensor (gradients
+ * and filters show up here; for `norms` that is layer 0's input norm). `model` selects a per-model parameter by input position
  * (0 = first non-base input); without it the global parameter is read.
  */
 export function planParamByBlock(plan: MergePlan, param: string, model?: number): Map<string, ParamValue | undefined> {
@@ -178,7 +184,7 @@ export function planParamByBlock(plan: MergePlan, param: string, model?: number)
   const tensors = [...plan.tensors].sort((a, b) => blockOrder(blockOf(a.name), blockOf(b.name)));
   for (const t of tensors) {
     const block = blockOf(t.name);
-    if (out.has(block) || classifyTensor(t.name).norm) continue;
+    if (out.has(block)) continue;
     const params = model === undefined ? t.params : t.modelParams[model];
     out.set(block, params?.[param] as ParamValue | undefined);
   }
