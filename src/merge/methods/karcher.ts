@@ -103,7 +103,7 @@ function createKarcher(ctx: TensorContext): TensorMerger {
       if (!coef) throw tensorError(ctx, 'karcher: emit before the statistics pass');
       linearInto(out, undefined, 0, inputs(chunk), coef, 0, chunk.length);
     },
-    report: () => ({ iterations }),
+    report: (): Record<string, number> => ({ iterations, ...Object.fromEntries(Array.from(coef ?? [], (c, i) => [`c${i}`, c])) }),
   };
 }
 

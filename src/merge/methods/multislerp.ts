@@ -97,6 +97,7 @@ function createMultislerp(ctx: TensorContext): TensorMerger {
       if (chunk.base) deltaInto(out, chunk.base, chunk.models, coef, 0, chunk.length);
       else linearInto(out, undefined, 0, chunk.models, coef, 0, chunk.length);
     },
+    report: (): Record<string, number> => Object.fromEntries(Array.from(coef ?? [], (c, i) => [`c${i}`, c])),
   };
 }
 
