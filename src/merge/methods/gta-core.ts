@@ -356,7 +356,8 @@ class GtaMerger implements TensorMerger {
       const plan = new ModelPlan(w, d, num(mp, 'epsilon', 0.15));
       plan.mode = this.modeFor(plan, i, N, mp, scope, stats);
       plan.rescale = rescale && plan.mode !== ALL && plan.mode !== NONE;
-      if (plan.mode === RANDOM || plan.mode === DELLA) plan.key = ctx.rng(i, cfg.name);
+      // one stream per sparsifier (not per method name): dare_linear and dare_ties draw the same masks for a seed
+      if (plan.mode === RANDOM || plan.mode === DELLA) plan.key = ctx.rng(i, cfg.sparsifier === 'della' ? 'della' : 'dare');
       return plan;
     });
     this.weightSum = Math.abs(wsum) < 1e-8 ? 1 : wsum;
