@@ -1,7 +1,7 @@
-// Streaming safetensors writer: the header is computed from the declarations up front (tensors laid out in name
-// order, `__metadata__` first, padded with spaces to a multiple of 8 like Hugging Face), then tensors arrive in any
-// order as positional writes into a temp file that is renamed into place only when every tensor is written once with
-// its exact byte length. Must not import src/plan, src/merge, src/cli or onnxruntime.
+// Streaming safetensors writer: the header is computed from the declarations up front (Hugging Face's layout: larger
+// element sizes first, then by name, so every tensor is element-aligned; `__metadata__` first; padded with spaces to a
+// multiple of 8), then tensors or byte ranges arrive in any order as positional writes into a temp file renamed into
+// place only when every byte was written exactly once. Must not import src/plan, src/merge, src/cli or onnxruntime.
 
 import type { FileHandle } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
@@ -35,7 +35,7 @@ export interface SafetensorsLayout {
   readonly dataStart: number;
   readonly dataByteLength: number;
   readonly fileByteLength: number;
-  /** Tensors in file (= name) order. */
+  /** Tensors in file order (dtype layout rank, then name). */
   readonly tensors: readonly PlannedTensor[];
 }
 
@@ -63,6 +63,15 @@ export interface SafetensorsWriter {
   /** Aborts unless close() succeeded: leaving a `using` scope by an exception never publishes a partial file. */
   [Symbol.asyncDispose](): Promise<void>;
 }
+
+/**
+ * The order in which Hugging Face's serializer (safetensors 0.8.0, Rust `Dtype` descending) lays dtypes out. Element
+ * sizes never increase along it, so each tensor starts at a multiple of its element size.
+ */
+export const LAYOUT_DTYPE_ORDER: readonly DType[] = [
+  'U64', 'I64', 'F64', 'F32', 'U32', 'I32', 'BF16', 'F16', 'U16', 'I16', 'F8_E4M3', 'F8_E5M2', 'I8', 'U8', 'BOOL',
+];
+const LAYOUT_RANK = new Map<DType, number>(LAYOUT_DTYPE_ORDER.map((d, i) => [d, i]));
 
 /** Code point order (UTF-8 byte order), as Rust and Python sort strings. */
 export function compareNames(a: string, b: string): number {
@@ -130,9 +139,15 @@ export function validateMetadata(metadata: unknown, file: string): Array<[string
   return (entries as Array<[string, string]>).sort((a, b) => compareNames(a[0], b[0]));
 }
 
-/** Compute the deterministic layout of a safetensors file from its declarations. Pure. */
+/**
+ * Compute the deterministic layout of a safetensors file from its declarations, byte-identical to what Hugging Face's
+ * serializer writes for the same tensors (and metadata with at most one key; the Rust crate orders more keys by hash,
+ * we sort them). Pure.
+ */
 export function planSafetensors(decls: readonly TensorDecl[], options: SafetensorsWriterOptions, file: string): SafetensorsLayout {
-  const sorted = validateDecls(decls, file);
+  const sorted = validateDecls(decls, file).sort(
+    (a, b) => LAYOUT_RANK.get(a.dtype)! - LAYOUT_RANK.get(b.dtype)! || compareNames(a.name, b.name),
+  );
   const meta = validateMetadata(options.metadata, file);
   const parts: string[] = [];
   if (meta.length > 0) {

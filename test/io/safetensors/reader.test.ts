@@ -39,7 +39,10 @@ describe('openSafetensors', () => {
     expect(r.format).toBe('safetensors');
     expect(r.path).toBe(path);
     expect(r.metadata()).toEqual({ format: 'pt' });
-    expect(r.tensors().map((t) => t.name)).toEqual(Object.keys(tensors).sort());
+    expect(r.tensors().map((t) => t.name).sort()).toEqual(Object.keys(tensors).sort());
+    // file order, and every tensor's data starts at a multiple of its element size (HF layout)
+    expect(r.tensors().map((t) => t.name)).toEqual(r.header.entries.map((e) => e.name));
+    for (const e of r.header.entries) expect((r.header.dataStart + e.begin) % DTYPE_INFO[e.dtype].bytes).toBe(0);
     expect(r.shards()).toEqual([{ file: path, byteLength: r.header.dataStart + r.header.dataByteLength, tensorCount: Object.keys(tensors).length }]);
     for (const [name, t] of Object.entries(tensors)) {
       const info = r.info(name);

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseSafetensorsHeader } from '../../../src/io/safetensors/header.js';
 import { openSafetensors } from '../../../src/io/safetensors/reader.js';
 import { compareNames, openSafetensorsWriter, planSafetensors, writeSafetensors } from '../../../src/io/safetensors/writer.js';
+import { DTYPE_INFO, type DType } from '../../../src/tensor/dtype.js';
 import { makeTensor } from '../../../src/tensor/tensor.js';
 import { ascii, brief, concat, errorOf, listDir, tempDir, u64le } from './helpers.js';
 
@@ -59,7 +60,7 @@ describe('byte-exact output', () => {
     expect(new Uint8Array(await readFile(path))).toEqual(expected);
   });
 
-  it('lays tensors out in code point order with __metadata__ first, metadata keys sorted', () => {
+  it('lays tensors out like HF: by dtype rank, then code point order; __metadata__ first, keys sorted', () => {
     const layout = planSafetensors(
       [
         { name: 'b', dtype: 'U8', shape: [1] },
@@ -83,6 +84,36 @@ describe('byte-exact output', () => {
     const h = parseSafetensorsHeader(concat(layout.headerBytes, new Uint8Array(layout.dataByteLength)), layout.fileByteLength, 'x');
     expect(h.entries.map((e) => e.name)).toEqual(['a', 'b', '\uFFFD', '\u{1F600}']);
     expect(h.metadata).toEqual({ a: '2', z: '1' });
+  });
+
+  it('is byte-identical to Hugging Face safetensors 0.8.0 serialize() for all 15 dtypes', async () => {
+    // Header produced by the Python safetensors 0.8.0 `serialize` for these tensors (data: byte i of a tensor is
+    // i + name length), recorded once from the real library.
+    const specs: Array<[string, DType, number[]]> = [
+      ['b.bias', 'BF16', [3]], ['a.w', 'F32', [2, 2]], ['c', 'I32', [1]], ['d', 'U8', [3]], ['e', 'F64', [1]],
+      ['f', 'BOOL', [2]], ['g', 'I64', [1]], ['h', 'F16', [1]], ['i', 'F8_E4M3', [1]], ['j', 'U64', [1]],
+      ['k', 'I8', [1]], ['l', 'F8_E5M2', [1]], ['m', 'I16', [1]], ['n', 'U16', [1]], ['o', 'U32', [1]],
+    ];
+    const hfHeader =
+      '{"j":{"dtype":"U64","shape":[1],"data_offsets":[0,8]},"g":{"dtype":"I64","shape":[1],"data_offsets":[8,16]},' +
+      '"e":{"dtype":"F64","shape":[1],"data_offsets":[16,24]},"a.w":{"dtype":"F32","shape":[2,2],"data_offsets":[24,40]},' +
+      '"o":{"dtype":"U32","shape":[1],"data_offsets":[40,44]},"c":{"dtype":"I32","shape":[1],"data_offsets":[44,48]},' +
+      '"b.bias":{"dtype":"BF16","shape":[3],"data_offsets":[48,54]},"h":{"dtype":"F16","shape":[1],"data_offsets":[54,56]},' +
+      '"n":{"dtype":"U16","shape":[1],"data_offsets":[56,58]},"m":{"dtype":"I16","shape":[1],"data_offsets":[58,60]},' +
+      '"i":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[60,61]},"l":{"dtype":"F8_E5M2","shape":[1],"data_offsets":[61,62]},' +
+      '"k":{"dtype":"I8","shape":[1],"data_offsets":[62,63]},"d":{"dtype":"U8","shape":[3],"data_offsets":[63,66]},' +
+      '"f":{"dtype":"BOOL","shape":[2],"data_offsets":[66,68]}}';
+    const data = (name: string, dtype: DType, shape: number[]): Uint8Array =>
+      Uint8Array.from({ length: shape.reduce((a, b) => a * b, 1) * DTYPE_INFO[dtype].bytes }, (_, i) => i + name.length);
+    const dir = await tempDir();
+    const path = join(dir, 'hf.safetensors');
+    const w = await openSafetensorsWriter(path, specs.map(([name, dtype, shape]) => ({ name, dtype, shape })));
+    for (const [name, dtype, shape] of specs) await w.write(name, data(name, dtype, shape));
+    await w.close();
+    const padded = hfHeader + ' '.repeat((8 - (hfHeader.length % 8)) % 8);
+    const order = ['j', 'g', 'e', 'a.w', 'o', 'c', 'b.bias', 'h', 'n', 'm', 'i', 'l', 'k', 'd', 'f'];
+    const expected = concat(u64le(padded.length), ascii(padded), ...order.map((n) => { const s = specs.find((x) => x[0] === n)!; return data(...s); }));
+    expect(new Uint8Array(await readFile(path))).toEqual(expected);
   });
 
   it('compareNames is code point order', () => {
@@ -180,11 +211,12 @@ describe('streaming writes', () => {
     });
     const bytes = new Uint8Array(await readFile(path));
     const h = parseSafetensorsHeader(bytes, bytes.length, path);
+    // larger elements first (HF layout), so every tensor is element-aligned
     expect(h.entries.map((e) => [e.name, e.begin, e.end])).toEqual([
-      ['flags', 0, 3],
-      ['scalar', 3, 11],
-      ['é.weight', 11, 11],
-      ['😀', 11, 19],
+      ['scalar', 0, 8],
+      ['😀', 8, 16],
+      ['é.weight', 16, 16],
+      ['flags', 16, 19],
     ]);
     await using r = await openSafetensors(path);
     expect((await r.read('scalar')).data).toEqual(new BigInt64Array([-5n]));
@@ -213,10 +245,10 @@ describe('writeRange', () => {
     expect(brief(await errorOf(() => w.writeRange('m', 14, Uint8Array.of(1, 2, 3))))).toEqual({ code: 'TENSOR_SHAPE_MISMATCH', file: path, tensor: 'm' });
     expect((await errorOf(() => w.writeRange('m', -2, Uint8Array.of(1, 2)))).code).toBe('TENSOR_SHAPE_MISMATCH');
     expect((await errorOf(() => w.write('m', new Uint16Array(8)))).code).toBe('OUT_WRITTEN_TWICE');
+    expect((await errorOf(() => w.close())).where.tensor).toBe('z'); // file order: F32 before U16
+    await w.writeRange('z', 0, new Uint8Array(0));
     expect((await errorOf(() => w.close())).where.tensor).toBe('m');
     await Promise.all([w.writeRange('m', 0, Uint16Array.of(1, 2)), w.writeRange('m', 4, Uint16Array.of(3, 4))]);
-    expect((await errorOf(() => w.close())).where.tensor).toBe('z');
-    await w.writeRange('z', 0, new Uint8Array(0));
     await w.close();
     await using r = await openSafetensors(path);
     expect(Array.from((await r.read('m')).data as Uint16Array)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
