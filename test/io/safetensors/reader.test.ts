@@ -178,6 +178,31 @@ describe('openSafetensors', () => {
     expect(brief(await errorOf(() => openSafetensors(dir)))).toEqual({ code: 'CKPT_UNKNOWN_FORMAT', file: dir });
   });
 
+  it('a tensor beyond one typed array (sparse 5 GB file): TENSOR_TOO_LARGE whole, row ranges past 4 GiB work', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'big.safetensors');
+    const n = 5_000_000_000;
+    const header = `{"big":{"dtype":"U8","shape":[${n / 1000},1000],"data_offsets":[0,${n}]}}`;
+    const h = new TextEncoder().encode(header + ' '.repeat((8 - (header.length % 8)) % 8));
+    const prefix = new Uint8Array(8);
+    new DataView(prefix.buffer).setBigUint64(0, BigInt(h.length), true);
+    const fh = await open(path, 'w');
+    await fh.write(prefix, 0, 8, 0);
+    await fh.write(h, 0, h.length, 8);
+    await fh.write(Uint8Array.of(42), 0, 1, 8 + h.length + n - 1); // the very last byte; the rest stays sparse
+    await fh.close();
+    await using r = await openSafetensors(path);
+    expect(brief(await errorOf(() => r.read('big')))).toEqual({ code: 'TENSOR_TOO_LARGE', file: path, tensor: 'big' });
+    expect((await errorOf(() => r.readBytes('big'))).code).toBe('TENSOR_TOO_LARGE');
+    expect((await errorOf(() => r.readF32('big'))).code).toBe('TENSOR_TOO_LARGE');
+    const last = await r.read('big', { rowStart: n / 1000 - 1 });
+    expect(last.shape).toEqual([1, 1000]);
+    expect((last.data as Uint8Array)[999]).toBe(42);
+    const f = await r.readF32('big', { rowStart: n / 1000 - 2, rowEnd: n / 1000 });
+    expect([f[0], f[1999]]).toEqual([0, 42]);
+    await truncate(path, 0);
+  });
+
   it('accepts a header padded with trailing whitespace (spaces, tabs, newlines)', async () => {
     const dir = await tempDir();
     const path = join(dir, 'ws.safetensors');
