@@ -1,0 +1,271 @@
+// Merge benchmark: a ~1B-parameter Llama-shaped bf16 family (base + 3 fine-tunes) in the OS temp dir; `weightkit
+// merge` with ties (density 0.5) run as a child process (wall clock, peak RSS) against the I/O floor measured in the
+// same run (plain 16 MiB-chunk reads of all inputs + a write of one output, warm cache); plus a 7B-shaped dry run on
+// sparse files (headers real, data holes) for the plan's memory estimate. Targets: ratio <= 1.5, RSS < 1.5 GB.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openCheckpointPath } from '../src/io/open.js';
+import { planSafetensors } from '../src/io/safetensors/writer.js';
+import { buildPlan } from '../src/plan/merge.js';
+import { plainRead, writeLlamaFile } from './io.js';
+import { LLAMA_1B, LLAMA_7B, llamaDecls, type LlamaShape } from './llama.js';
+import type { BenchResult } from './types.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const CHUNK = 16 * 2 ** 20;
+const MODELS = ['base', 'ft-1', 'ft-2', 'ft-3'] as const;
+const TIME = '/usr/bin/time';
+
+export interface MergeBenchOptions {
+  /** shape of the executed merge (default LLAMA_1B) */
+  shape?: LlamaShape;
+  /** shape of the dry run on sparse files (default LLAMA_7B; null skips it) */
+  dryRunShape?: LlamaShape | null;
+  /** TIES density (default 0.5) */
+  density?: number;
+  /** --threads for the child (default: the CLI's default) */
+  threads?: number;
+  /** I/O floor repetitions; the fastest counts (default 2) */
+  floorRounds?: number;
+}
+
+function recipeText(method: string, density: number): string {
+  return [
+    `merge_method: ${method}`,
+    'base_model: ./base',
+    'models:',
+    ...MODELS.slice(1).flatMap((m) => [`  - model: ./${m}`, '    parameters:', '      weight: 1.0', `      density: ${density}`]),
+    'parameters:',
+    '  normalize: true',
+    'dtype: bfloat16',
+    '',
+  ].join('\n');
+}
+
+function llamaConfig(s: LlamaShape): string {
+  return JSON.stringify({
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    vocab_size: s.vocab,
+    torch_dtype: 'bfloat16',
+    tie_word_embeddings: false,
+  });
+}
+
+/** Flush dirty pages so one timed section does not pay for the previous one's writeback. */
+function sync(): void {
+  spawnSync('sync', { stdio: 'ignore' });
+}
+
+/** The I/O floor: read every input in 16 MiB chunks, then write `outBytes` in 16 MiB chunks; seconds. */
+async function ioFloor(inputs: readonly string[], outFile: string, outBytes: number): Promise<number> {
+  const buf = Buffer.alloc(CHUNK, 0x3c);
+  const t0 = performance.now();
+  for (const f of inputs) await plainRead(f);
+  const fh = await open(outFile, 'w');
+  try {
+    for (let off = 0; off < outBytes; off += CHUNK) {
+      const n = Math.min(CHUNK, outBytes - off);
+      let done = 0;
+      while (done < n) done += (await fh.write(buf, done, n - done, off + done)).bytesWritten;
+    }
+  } finally {
+    await fh.close();
+  }
+  const s = (performance.now() - t0) / 1000;
+  await rm(outFile, { force: true });
+  return s;
+}
+
+/** Newest modification time of any file under `dir` (ms). */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' })) newest = Math.max(newest, statSync(join(dir, f)).mtimeMs);
+  return newest;
+}
+
+/**
+ * How to start the CLI: the built binary when dist/ is at least as new as src/ (building it if not), else through
+ * tsx. Returns the node arguments before the CLI arguments, and a note.
+ */
+async function cliCommand(dir: string): Promise<{ args: string[]; note: string }> {
+  const dist = join(ROOT, 'dist', 'cli', 'main.js');
+  const fresh = (): boolean => existsSync(dist) && statSync(dist).mtimeMs >= newestMtime(join(ROOT, 'src'));
+  if (!fresh()) spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore', cwd: ROOT });
+  if (existsSync(dist) && fresh()) return { args: [join(ROOT, 'bin', 'weightkit.js')], note: 'bin/weightkit.js (dist)' };
+  const wrapper = join(dir, 'cli.mjs');
+  await writeFile(wrapper, `import { main } from ${JSON.stringify(join(ROOT, 'src', 'cli', 'main.ts'))};\nprocess.exitCode = await main(process.argv.slice(2));\n`);
+  return { args: ['--import', 'tsx', wrapper], note: 'src/cli via tsx (dist/ not buildable)' };
+}
+
+interface ChildRun {
+  seconds: number;
+  maxRssBytes: number;
+  rssSource: string;
+  code: number | null;
+  stderr: string;
+}
+
+/**
+ * Run node with `args`, timing the wall clock. Peak RSS from GNU time's `-v` report when /usr/bin/time exists,
+ * else from the child itself: an `--import`ed hook writes process.resourceUsage().maxRSS (KiB) at exit.
+ */
+async function runNode(args: readonly string[], dir: string): Promise<ChildRun> {
+  const useTime = existsSync(TIME) && spawnSync(TIME, ['-v', 'true'], { stdio: 'ignore' }).status === 0;
+  const rssFile = join(dir, 'rss.txt');
+  let cmd: string;
+  let argv: string[];
+  if (useTime) {
+    cmd = TIME;
+    argv = ['-v', process.execPath, ...args];
+  } else {
+    const hook = join(dir, 'rss-hook.mjs');
+    await writeFile(
+      hook,
+      `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)));\n`,
+    );
+    cmd = process.execPath;
+    argv = ['--import', hook, ...args];
+  }
+  const t0 = performance.now();
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((res, rej) => {
+    const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    child.on('error', rej);
+    child.on('close', (c) => res({ code: c, stderr: err }));
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  let kib = NaN;
+  if (useTime) {
+    const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+    if (m) kib = Number(m[1]);
+  } else {
+    kib = Number(await readFile(rssFile, 'utf8').catch(() => 'NaN'));
+  }
+  return { seconds, maxRssBytes: kib * 1024, rssSource: useTime ? '/usr/bin/time -v' : 'child process.resourceUsage().maxRSS', code, stderr };
+}
+
+/** The child's own stderr (GNU time appends its report), shortened to one line. */
+function childError(stderr: string): string {
+  const own = stderr.split(/\n(?:Command exited with non-zero status|\tCommand being timed)/)[0]!;
+  return own.trim().split('\n').slice(0, 4).join(' | ').slice(0, 400);
+}
+
+/** A valid safetensors file of `shape` whose data area is a hole: real header, ftruncate to the full size. */
+async function writeSparseLlama(path: string, shape: LlamaShape): Promise<number> {
+  const layout = planSafetensors(llamaDecls(shape, 'BF16'), { metadata: { format: 'pt', generator: 'weightkit-bench-sparse' } }, path);
+  const fh = await open(path, 'w');
+  try {
+    await fh.write(layout.headerBytes, 0, layout.headerBytes.length, 0);
+    await fh.truncate(layout.fileByteLength);
+  } finally {
+    await fh.close();
+  }
+  return layout.fileByteLength;
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const f of await readdir(dir)) if (f.endsWith('.safetensors')) n += (await stat(join(dir, f))).size;
+  return n;
+}
+
+export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchResult[]> {
+  const shape = opts.shape ?? LLAMA_1B;
+  const density = opts.density ?? 0.5;
+  const rounds = opts.floorRounds ?? 2;
+  const results: BenchResult[] = [];
+  const dir = await mkdtemp(join(tmpdir(), 'weightkit-bench-merge-'));
+  try {
+    // the family: base + 3 fine-tunes (base + a small dense seeded delta), as HF-like folders
+    const tg = performance.now();
+    const inputs: string[] = [];
+    let modelBytes = 0;
+    for (const [i, m] of MODELS.entries()) {
+      await mkdir(join(dir, m));
+      await writeFile(join(dir, m, 'config.json'), llamaConfig(shape));
+      const file = join(dir, m, 'model.safetensors');
+      await writeLlamaFile(file, shape, 1, i === 0 ? 0 : 100 + i, i === 0 ? 0 : 0.002);
+      inputs.push(file);
+      modelBytes = (await stat(file)).size;
+    }
+    const genS = (performance.now() - tg) / 1000;
+    const params = llamaDecls(shape).reduce((a, d) => a + d.shape.reduce((x, y) => x * y, 1), 0);
+    results.push({ name: 'merge: family (base + 3 fine-tunes)', value: (4 * modelBytes) / 1e9, unit: 'GB', note: `${(params / 1e9).toFixed(2)} G params each, bf16, generated in ${genS.toFixed(1)} s` });
+    const recipe = join(dir, 'ties.yaml');
+    await writeFile(recipe, recipeText('ties', density));
+
+    // (a) the I/O floor, warm cache
+    for (const f of inputs) await plainRead(f);
+    const floors: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      sync();
+      floors.push(await ioFloor(inputs, join(dir, 'floor.bin'), modelBytes));
+    }
+    const floor = Math.min(...floors);
+    const moved = 5 * modelBytes;
+    results.push({ name: 'merge: I/O floor (read 4 + write 1, warm)', value: moved / 1e9 / floor, unit: 'GB/s', note: `${floor.toFixed(2)} s (rounds: ${floors.map((x) => x.toFixed(2)).join(', ')})` });
+
+    // (b) weightkit merge as a child process
+    const cli = await cliCommand(dir);
+    const out = join(dir, 'out');
+    const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', ...(opts.threads ? ['--threads', String(opts.threads)] : [])];
+    sync();
+    const run = await runNode(cliArgs, dir);
+    if (run.code !== 0) {
+      results.push({ name: 'merge: weightkit merge ties FAILED', value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
+    } else {
+      const outBytes = await dirBytes(out);
+      const r = await openCheckpointPath(out);
+      const tensors = r.tensors().length;
+      await r.close();
+      results.push(
+        { name: `merge: weightkit merge ties d=${density} (child)`, value: moved / 1e9 / run.seconds, unit: 'GB/s', note: `${run.seconds.toFixed(2)} s wall, ${tensors} tensors, ${(outBytes / 1e9).toFixed(2)} GB out; ${cli.note}${opts.threads ? `, --threads ${opts.threads}` : ''}` },
+        { name: 'merge: time / I/O floor', value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
+        { name: 'merge: peak RSS', value: run.maxRssBytes / 2 ** 30, unit: 'GiB', note: `target < 1.5 GB (${run.rssSource})` },
+      );
+    }
+    await rm(out, { recursive: true, force: true });
+    for (const m of MODELS) await rm(join(dir, m), { recursive: true, force: true });
+
+    // (c) dry run of a 7B-shaped family: sparse files, no tensor data read
+    const big = opts.dryRunShape === undefined ? LLAMA_7B : opts.dryRunShape;
+    if (big) {
+      let apparent = 0;
+      for (const m of MODELS) {
+        await mkdir(join(dir, m), { recursive: true });
+        await writeFile(join(dir, m, 'config.json'), llamaConfig(big));
+        apparent += await writeSparseLlama(join(dir, m, 'model.safetensors'), big);
+      }
+      const t0 = performance.now();
+      const plans = await buildPlan(recipe, { out: join(dir, 'out-7b') });
+      const planS = (performance.now() - t0) / 1000;
+      const plan = plans.at(-1)!;
+      const bigParams = llamaDecls(big).reduce((a, d) => a + d.shape.reduce((x, y) => x * y, 1), 0);
+      results.push(
+        { name: 'merge: 7B dry run, plan time', value: planS * 1000, unit: 'ms', note: `${plan.tensors.length} tensors, ${(bigParams / 1e9).toFixed(2)} G params, 4 sparse files of ${(apparent / 4 / 1e9).toFixed(1)} GB` },
+        {
+          name: 'merge: 7B dry run, peak memory estimate',
+          value: plan.memory.peakBytes / 2 ** 30,
+          unit: 'GiB',
+          note: `budget ${(plan.memory.budgetBytes / 1e9).toFixed(2)} GB, ${plan.memory.threads} thread(s), ${plan.memory.chunkElements} elements/chunk, ${plan.memory.chunkedTensors} tensors chunked`,
+        },
+      );
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return results;
+}
