@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.js';
 import type { ParamValue } from '../../src/recipe/spec.js';
 import { ARCEE_FUSION, GEOMETRIC_METHODS, KARCHER, MODEL_STOCK, MULTISLERP, NUSLERP, SLERP } from '../../src/merge/methods/geometric.js';
 import { makeContext, mergeTensors, resolveParams } from '../../src/merge/run.js';
@@ -171,5 +173,58 @@ describe('geometric methods: chunked == unchunked, bit-exact', () => {
       expect(m.reference).toMatch(/mergekit/);
       expect(m.differences?.length ?? 0).toBeGreaterThan(20);
     }
+  });
+
+  it('a lone input is returned as is (mergekit: an optional weight present in one model only)', () => {
+    const x = Float32Array.from([1.5, -2, 3]);
+    const lone = (method: MergeMethod, hasBase: boolean, params: Record<string, ParamValue> = {}): Float32Array => {
+      const p = resolveParams(method.params, params, method.name);
+      const modelParams = hasBase ? [] : [resolveParams(method.modelParams, method.modelParams.length ? { weight: 1 } : {}, method.name)];
+      const m = method.create(makeContext(method, { name: 'w', shape: [3], hasBase, params: p, modelParams, seed: 0 }));
+      const chunk = { offset: 0, length: 3, base: hasBase ? x : undefined, models: hasBase ? [] : [x] };
+      if (m.beginPass && m.observe) for (let q = 0; m.beginPass(q); q++) m.observe(q, chunk);
+      const out = new Float32Array(3);
+      m.emit(chunk, out);
+      return out;
+    };
+    expect(lone(SLERP, true, { t: 0.5 })).toEqual(x);
+    expect(lone(NUSLERP, false)).toEqual(x);
+    expect(lone(MULTISLERP, false)).toEqual(x);
+    expect(lone(KARCHER, false)).toEqual(x);
+    expect(lone(MODEL_STOCK, true)).toEqual(x);
+    expect(lone(ARCEE_FUSION, true)).toEqual(x);
+  });
+
+  it('a row-chunked merger refuses a chunk that splits a vector, naming the tensor', () => {
+    const method = NUSLERP;
+    const params = resolveParams(method.params, { nuslerp_flatten: false }, 'nuslerp');
+    const modelParams = [{ weight: 1 }, { weight: 1 }];
+    const m = method.create(makeContext(method, { name: 'w.rows', shape: [2, 4], hasBase: false, params, modelParams, seed: 0 }));
+    expect(m.chunking).toBe('rows');
+    const part = new Float32Array(6);
+    try {
+      m.emit({ offset: 0, length: 6, base: undefined, models: [part, part] }, new Float32Array(6));
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(UsageError);
+      expect((e as UsageError).where.tensor).toBe('w.rows');
+    }
+  });
+
+  it('identical inputs give that input, for every method (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: CASES.length - 1 }), fc.integer(), (ci, seed) => {
+        const c = CASES[ci]!;
+        const n = c.shape.reduce((a, b) => a * b, 1);
+        const x = randn(new SeededRandom(seed), n);
+        const models = Array.from({ length: c.models }, () => x);
+        const inputs = c.base ? { base: x, models } : { models };
+        const out = mergeTensors(c.method, inputs, { params: c.params ?? {}, ...(c.modelParams ? { modelParams: c.modelParams } : {}), shape: c.shape });
+        let scale = 0;
+        for (const v of x) scale = Math.max(scale, Math.abs(v));
+        for (let k = 0; k < n; k++) expect(Math.abs(out[k]! - x[k]!)).toBeLessThanOrEqual(1e-6 * scale);
+      }),
+      { numRuns: 60 },
+    );
   });
 });

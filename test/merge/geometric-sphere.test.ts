@@ -146,6 +146,13 @@ describe('multislerp', () => {
     expect((err as UsageError).where.tensor).toBe('model.layers.0.mlp.up_proj.weight');
   });
 
+  it('a tensor no model changed (all task vectors zero) gives the base, with any number of models', () => {
+    // mergekit raises the antipodal error here for more than two models; weightkit returns the weighted mean
+    const base = f32([0.5, -1, 2]);
+    expect(run([base, base, base], [1, 2, 3], { base })).toEqual(base);
+    expect(run([base, base], [1, 2], { base })).toEqual(base);
+  });
+
   it('weights summing to 0 with normalize_weights are an error naming the tensor', () => {
     expect(() => run([f32([1, 0]), f32([0, 1])], [1, -1], { name: 't0' })).toThrow(UsageError);
   });

@@ -1,7 +1,6 @@
-// karcher (mergekit `karcher`): the iterative Riemannian (Karcher) mean of the inputs' directions on the unit
-// hypersphere, scaled by their mean norm. All iterates lie in the span of the inputs, so the iteration runs on the
-// f64 Gram matrix from one statistics pass and the output is a fixed combination emitted elementwise (chunking
-// cannot change a bit). Pure: no node: imports.
+// karcher (mergekit `karcher`): iterative Riemannian mean of the inputs' directions on the sphere times their mean
+// norm. The iterates lie in the span of the inputs, so it runs on the f64 Gram matrix (one statistics pass) and emits a
+// fixed combination Σc_i x_i: identical bits at any chunking. Pure: no node: imports.
 
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 import { EMPTY_MERGER, accumulateGram, combinationNorm, copyMerger, linearInto, symmetrize, tensorError } from './geo-util.js';

@@ -1,7 +1,6 @@
-// multislerp (mergekit `multislerp`): one-step barycentric interpolation on the hypersphere, optionally in
-// task-vector space. Every intermediate vector lies in the span of the inputs, so the whole computation runs on the
-// f64 Gram matrix from one statistics pass and the output is a fixed combination emitted elementwise (chunking
-// cannot change a bit). Pure: no node: imports.
+// multislerp (mergekit `multislerp`): one-step barycentric interpolation on the hypersphere. All its vectors lie in the
+// span of the inputs, so it runs on the f64 Gram matrix (one statistics pass) and emits a fixed combination Σc_i x_i:
+// identical bits at any chunking. Pure: no node: imports.
 
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 import { EMPTY_MERGER, accumulateGram, combinationNorm, copyMerger, deltaInto, linearInto, symmetrize, tensorError } from './geo-util.js';
@@ -31,7 +30,13 @@ export function multislerpCoefficients(gram: Float64Array, n: number, weights: F
     m[i] = weights[i]! * a[i]!;
   }
   const muNorm = combinationNorm(gram, n, m);
-  if (muNorm < eps) return n === 2 ? Float64Array.from(weights) : undefined; // NaN propagates, as in torch
+  if (muNorm < eps) {
+    // weightkit: inputs that are all (near) zero, e.g. a tensor no fine-tune changed, are not antipodal: their
+    // weighted mean (the base) is the answer, as mergekit gives for two inputs
+    let allZero = true;
+    for (let i = 0; i < n; i++) if (!(norms[i]! < eps)) allZero = false;
+    return n === 2 || allZero ? Float64Array.from(weights) : undefined;
+  } // NaN propagates, as in torch
   for (let i = 0; i < n; i++) m[i] = m[i]! / muNorm;
   let sumWd = 0;
   for (let i = 0; i < n; i++) {
@@ -123,6 +128,7 @@ export const MULTISLERP: MergeMethod = {
     'Computed from the f64 Gram matrix of the inputs (one statistics pass) and emitted as a fixed linear combination ' +
     'rounded once to f32, where mergekit works on the stacked tensors in the input dtype. Weights summing to 0 with ' +
     'normalize_weights are an error naming the tensor instead of a NaN tensor. The antipodal case is a UsageError ' +
-    'naming the tensor.',
+    'naming the tensor, except when every input has norm < eps (e.g. a tensor that no fine-tune changed, in ' +
+    'task-vector space): mergekit raises there with more than two inputs; weightkit returns the weighted mean (the base).',
   create: createMultislerp,
 };

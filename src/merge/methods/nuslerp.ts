@@ -1,7 +1,6 @@
-// nuslerp (mergekit `nuslerp`): slerp of two models with weight-derived t, optionally of their deltas from a third
-// (base) model, over the flattened tensor, each last-axis vector (row), or each axis-0 vector (column).
-// Flattened and column modes accumulate f64 Gram entries in one statistics pass (per column: 3 accumulators per
-// column); row mode works inside whole-row chunks. Every chunking gives identical bits. Pure: no node: imports.
+// nuslerp (mergekit `nuslerp`): slerp of two models (or of their deltas from a base) with t from their weights, over
+// the flattened tensor, each last-axis vector or each axis-0 vector. Flattened/column modes: one f64 statistics pass;
+// row mode: inside whole-row chunks. Identical bits at any chunking. Pure: no node: imports.
 
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 import { EMPTY_MERGER, assertWholeVectors, copyMerger, deltaInto, lastAxisLength, linearInto, tensorError } from './geo-util.js';
