@@ -47,7 +47,8 @@
   ;; f32 -> bf16, round to nearest even: u + 0x7fff + ((u >> 16) & 1), high half kept. NaN lanes keep their
   ;; high half with the quiet bit set (u | 0x00400000) instead. The high halves of 8 lanes are packed by a shuffle.
   (func (export "f32_to_bf16") (param $src i32) (param $dst i32) (param $n i32)
-    (local $end i32) (local $u v128) (local $a v128) (local $b v128) (local $cquiet v128) (local $c7fff v128) (local $c1 v128)
+    (local $end i32) (local $u v128) (local $a v128) (local $b v128) (local $cquiet v128) (local $c7fff v128)
+    (local $c1 v128)
     (local.set $cquiet (v128.load (i32.const 524560)))
     (local.set $c7fff (v128.load (i32.const 524576)))
     (local.set $c1 (v128.load (i32.const 524512)))
@@ -83,7 +84,8 @@
   ;; mantissa kept; NaNs get mantissa bit 9 set first (the f32 quiet bit after the shift). The sign and the
   ;; 0x3800 exponent fix-up are one i16 lane added to the high half of each product.
   (func (export "f16_to_f32") (param $src i32) (param $dst i32) (param $n i32)
-    (local $end i32) (local $v v128) (local $em v128) (local $hi v128) (local $c7fff16 v128) (local $c800016 v128) (local $c7bff16 v128) (local $c380016 v128) (local $c7c0016 v128) (local $c020016 v128) (local $cx2p112 v128)
+    (local $end i32) (local $v v128) (local $em v128) (local $hi v128) (local $c7fff16 v128) (local $c800016 v128)
+    (local $c7bff16 v128) (local $c380016 v128) (local $c7c0016 v128) (local $c020016 v128) (local $cx2p112 v128)
     (local.set $c7fff16 (v128.load (i32.const 524288)))
     (local.set $c800016 (v128.load (i32.const 524304)))
     (local.set $c7bff16 (v128.load (i32.const 524320)))
@@ -117,13 +119,16 @@
         (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
         (br $next))))
 
-  ;; f32 -> f16, round to nearest even, 8 lanes per step (two i32x4, low halves packed). With a = |x| bits and
-  ;; s13 = a >>> 13: normal: (a - (112 << 23) + 0xfff + (s13 & 1)) >>> 13, capped at 0x7c00 by an unsigned min (so
-  ;; every |x| >= 65520, Inf and NaN give 0x7c00; the rounding carry reaches Inf exactly at 65520).
+  ;; f32 -> f16, round to nearest even, 8 lanes per step: two i32x4 results packed by an unsigned saturating
+  ;; narrow (exact: every lane is in [0, 0xffff]). With a = |x| bits and s13 = a >>> 13:
+  ;; normal: (a - (112 << 23) + 0xfff + (s13 & 1)) >>> 13, capped at 0x7c00 by an unsigned min (so every
+  ;; |x| >= 65520, Inf and NaN give 0x7c00; the rounding carry reaches Inf exactly at 65520).
   ;; |x| < 2^-14: |x| + 0.5 in f32 arithmetic rounds to a multiple of 2^-24, the f16 subnormal step, so the low
   ;; bits of its pattern are the f16 code. NaN: OR in the quiet bit and the top 10 payload bits (s13 & 0x3ff).
   (func (export "f32_to_f16") (param $src i32) (param $dst i32) (param $n i32)
-    (local $end i32) (local $u v128) (local $a v128) (local $s13 v128) (local $lo v128) (local $cabs v128) (local $c8000 v128) (local $cinf v128) (local $c3ff v128) (local $c200 v128) (local $chalf v128) (local $crebias v128) (local $c1 v128) (local $c7c00 v128) (local $cminnorm v128)
+    (local $end i32) (local $u v128) (local $a v128) (local $s13 v128) (local $lo v128) (local $cabs v128)
+    (local $c8000 v128) (local $cinf v128) (local $c3ff v128) (local $c200 v128) (local $chalf v128)
+    (local $crebias v128) (local $c1 v128) (local $c7c00 v128) (local $cminnorm v128)
     (local.set $cabs (v128.load (i32.const 524400)))
     (local.set $c8000 (v128.load (i32.const 524416)))
     (local.set $cinf (v128.load (i32.const 524432)))
@@ -158,7 +163,7 @@
               (local.get $c7c00))
             (i32x4.lt_s (local.get $a) (local.get $cminnorm))))))
         (v128.store (local.get $dst)
-          (i8x16.shuffle 0 1 4 5 8 9 12 13 16 17 20 21 24 25 28 29
+          (i16x8.narrow_i32x4_u
             (local.get $lo)
             (block (result v128)
         (local.set $u (v128.load offset=16 (local.get $src)))
