@@ -163,7 +163,8 @@ class Scratch {
   sum = new Float64Array(0);
   vote = new Float64Array(0);
   div = new Float64Array(0);
-  weighted: Float64Array[] = [];
+  /** masked f32 deltas of every model (consensus needs them all before the vote is known) */
+  masked: Float32Array[] = [];
   gather = new Float32Array(0);
   ranks = new Int32Array(0);
   readonly ranker = new MagnitudeRanker();
@@ -176,7 +177,7 @@ class Scratch {
       if (consensus) {
         this.vote = new Float64Array(n);
         this.div = new Float64Array(n);
-        this.weighted = Array.from({ length: models }, () => new Float64Array(n));
+        this.masked = Array.from({ length: models }, () => new Float32Array(n));
       }
     }
   }
@@ -577,22 +578,20 @@ class GtaMerger implements TensorMerger {
     Z.fill(0, 0, len);
     for (let i = 0; i < n; i++) {
       const p = plans[i]!;
-      const D = s.weighted[i]!;
-      deltaInto(chunk.models[i]!, base, d, len);
-      p.kept += this.maskInto(p, chunk.offset, d, len);
+      const D = s.masked[i]!.subarray(0, len);
+      deltaInto(chunk.models[i]!, base, D, len);
+      p.kept += this.maskInto(p, chunk.offset, D, len);
       const sc = p.factor * p.weight;
-      for (let j = 0; j < len; j++) {
-        const v = d[j]! * sc;
-        D[j] = v;
-        S[j] += v;
-      }
+      for (let j = 0; j < len; j++) S[j] += D[j]! * sc;
     }
     for (let j = 0; j < len; j++) S[j] = S[j]! >= 0 ? 1 : -1;
     for (let i = 0; i < n; i++) {
-      const D = s.weighted[i]!;
-      const w = plans[i]!.weight;
+      const D = s.masked[i]!;
+      const p = plans[i]!;
+      const sc = p.factor * p.weight;
+      const w = p.weight;
       for (let j = 0; j < len; j++) {
-        const v = D[j]!;
+        const v = D[j]! * sc;
         if (v * S[j]! > 0) {
           M[j] += v;
           Z[j] += w;

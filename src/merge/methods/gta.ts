@@ -135,7 +135,8 @@ function gtaMethod(d: GtaDecl): MergeMethod {
     ...(random ? { random: true } : {}),
     create: (ctx) => createGtaMerger(cfg, ctx),
     ...(trimScope ? { modelStats: (params, modelParams) => gtaModelStats(cfg, params, modelParams) } : {}),
-    scratchBytesPerElement: d.consensus ? 4 + 8 * 3 + 8 * 4 : 4 + 8 * 2,
+    // f32 delta + f64 random/sum (+ f64 vote and divisor, and one f32 masked delta per model, counted for 4 models)
+    scratchBytesPerElement: d.consensus ? 4 + 16 + 16 + 4 * 4 : 4 + 16,
   };
 }
 
