@@ -135,6 +135,15 @@ describe('random methods are seeded', () => {
       expect(bits(merge(name, 3, [16, 16], undefined, 43))).not.toEqual(a);
     });
   }
+  it('dare_linear and dare_ties draw the same masks for one seed', () => {
+    // one model: the vote keeps every surviving entry, so both are B + the same masked, rescaled delta
+    const r = new SeededRandom(8);
+    const base = quantised(r, 300);
+    const x = quantised(r, 300);
+    const a = run('dare_linear', base, [x], { weights: [1], every: { density: 0.3 }, seed: 77 });
+    const b = run('dare_ties', base, [x], { weights: [1], every: { density: 0.3 }, seed: 77 });
+    expect(bits(b)).toEqual(bits(a));
+  });
   it('the mask depends on the tensor name and model index, not on the other models', () => {
     // the same δ as model 0 and model 1 draws different masks; model 0's mask is unchanged by a third model
     const r = new SeededRandom(9);

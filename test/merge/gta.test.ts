@@ -155,11 +155,11 @@ describe('ties trim_scope: model (whole-model pre-pass)', () => {
   const ties = method('ties');
   const params = resolveParams(ties.params, { trim_scope: 'model', normalize: false }, 'ties');
 
-  function collect(densities: number[], step: number): unknown {
+  function collect(densities: number[], step: number, order: 'BA' | 'AB' = 'BA'): unknown {
     const mps = densities.map((d) => resolveParams(ties.modelParams, { weight: 1, density: d }, 'm'));
     const c = ties.modelStats!(params, mps)!;
     expect(c).toBeDefined();
-    const tensors: [string, Float32Array][] = [['B', Bt], ['A', A]];
+    const tensors: [string, Float32Array][] = order === 'BA' ? [['B', Bt], ['A', A]] : [['A', A], ['B', Bt]];
     for (let p = 0; c.beginPass(p); p++) {
       for (const [name, x] of tensors) {
         for (let o = 0; o < x.length; o += step) {
@@ -191,6 +191,12 @@ describe('ties trim_scope: model (whole-model pre-pass)', () => {
       expect([...mergeWith(s4, A, 0.4)]).toEqual([5, 0, 2, 2]);
       expect([...mergeWith(s4, Bt, 0.4)]).toEqual([0, -2, 3, 0, 0, 4]);
     }
+  });
+
+  it('does not depend on tensor order or chunking', () => {
+    const ref = collect([0.4, 0.3], 10, 'BA');
+    expect(collect([0.4, 0.3], 1, 'AB')).toEqual(ref);
+    expect(collect([0.4, 0.3], 3, 'AB')).toEqual(ref);
   });
 
   it('keeps one threshold per model and rejects a per-tensor density that differs', () => {

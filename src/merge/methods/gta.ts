@@ -15,7 +15,7 @@ const MERGEKIT_GTA = 'mergekit: merge_methods/generalized_task_arithmetic.py, sp
 const COMMON_DIFF =
   'Sums, the sign vote and divisions run in f64 over f32 inputs and round once to f32 (mergekit computes in the tensor dtype, so low bits can differ).';
 const RANDOM_DIFF =
-  ' Masks come from a counter-based stream keyed by (seed, tensor name, model index), not torch\'s global RNG: the same seed gives the same bytes at any chunking, thread count or tensor order, but not mergekit\'s bytes.';
+  ' Masks come from a counter-based stream keyed by (seed, tensor name, model index, sparsifier), not torch\'s global RNG: the same seed gives the same bytes at any chunking, thread count or tensor order (and dare_linear/dare_ties, della/della_linear draw the same masks), but not mergekit\'s bytes.';
 const MAGNITUDE_DIFF =
   ' Top-k ties are broken by element order (exactly k kept) where mergekit\'s argsort is arbitrary; floor(density·N) = 0 keeps nothing instead of aborting with an assertion.';
 const OUTLIER_DIFF =
