@@ -10,7 +10,7 @@ import { UsageError, wrapIoError } from '../../errors.js';
 import type { TensorData } from '../../tensor/dtype.js';
 import { publish, removeIfExists, tmpPathFor, writeExactlyAt } from '../file.js';
 import type { TensorDecl } from '../types.js';
-import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata } from './writer.js';
+import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata, type TensorLocation } from './writer.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -45,6 +45,10 @@ export interface ShardedWriter {
   write(name: string, data: Uint8Array | TensorData): Promise<void>;
   /** Write bytes [byteOffset, byteOffset + data.byteLength) of one tensor (see SafetensorsWriter.writeRange). */
   writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void>;
+  /** The temp shard file and absolute offset of tensor `name`, for writers in other threads (then markWritten). */
+  locate(name: string): TensorLocation;
+  /** Record that every byte of `name` was written at locate(name) by someone else. */
+  markWritten(name: string): void;
   /** Check everything was written, rename every shard, then write and rename the index. */
   close(): Promise<void>;
   /** Delete this writer's temp files. A no-op after a successful close(). */
@@ -101,7 +105,7 @@ class ShardedFileWriter implements ShardedWriter {
   readonly files: readonly string[];
   readonly totalSize: number;
   private readonly shardOf = new Map<string, number>();
-  private readonly writers: Array<Promise<SafetensorsFileWriter> | undefined>;
+  private readonly writers: readonly SafetensorsFileWriter[];
   private readonly remaining: number[];
   private readonly written = new Set<string>();
   private readonly finishes: Array<Promise<void> | undefined>;
@@ -113,13 +117,13 @@ class ShardedFileWriter implements ShardedWriter {
   constructor(
     readonly dir: string,
     readonly shards: readonly ShardPlan[],
-    private readonly shardMetadata: Record<string, string>,
+    writers: readonly SafetensorsFileWriter[],
     private readonly indexMetadata: Array<[string, string]>,
   ) {
     shards.forEach((s, i) => {
       for (const t of s.tensors) this.shardOf.set(t.name, i);
     });
-    this.writers = shards.map(() => undefined);
+    this.writers = writers;
     this.finishes = shards.map(() => undefined);
     this.remaining = shards.map((s) => s.tensors.length);
     this.totalSize = shards.reduce((a, s) => a + s.byteLength, 0);
@@ -129,15 +133,40 @@ class ShardedFileWriter implements ShardedWriter {
     this.files = files;
   }
 
-  private shardWriter(i: number): Promise<SafetensorsFileWriter> {
-    let w = this.writers[i];
-    if (w === undefined) {
-      const s = this.shards[i]!;
-      w = SafetensorsFileWriter.open(path.join(this.dir, s.file), s.tensors, { metadata: this.shardMetadata });
-      w.catch(() => undefined);
-      this.writers[i] = w;
+  private shardIndex(name: string): number {
+    const i = this.shardOf.get(name);
+    if (i === undefined) {
+      throw new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this checkpoint`, {
+        where: { file: this.dir, tensor: name },
+      });
     }
-    return w;
+    return i;
+  }
+
+  locate(name: string): TensorLocation {
+    return this.writers[this.shardIndex(name)]!.locate(name);
+  }
+
+  markWritten(name: string): void {
+    if (this.state !== 'open') {
+      throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.dir, tensor: name } });
+    }
+    const i = this.shardIndex(name);
+    this.writers[i]!.markWritten(name);
+    this.noteWritten(i, name);
+  }
+
+  /** Count a completed tensor once; close a shard's file as soon as all its tensors are in, to bound open files. */
+  private noteWritten(i: number, name: string): void {
+    const w = this.writers[i]!;
+    if (!w.isWritten(name) || this.written.has(name)) return;
+    this.written.add(name);
+    this.remaining[i]! -= 1;
+    if (this.remaining[i] === 0 && this.finishes[i] === undefined) {
+      const f = w.finish();
+      f.catch(() => undefined);
+      this.finishes[i] = f;
+    }
   }
 
   write(name: string, data: Uint8Array | TensorData): Promise<void> {
@@ -152,24 +181,9 @@ class ShardedFileWriter implements ShardedWriter {
     if (this.state !== 'open') {
       throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.dir, tensor: name } });
     }
-    const i = this.shardOf.get(name);
-    if (i === undefined) {
-      throw new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this checkpoint`, {
-        where: { file: this.dir, tensor: name },
-      });
-    }
-    const w = await this.shardWriter(i);
-    await op(w);
-    if (w.isWritten(name) && !this.written.has(name)) {
-      this.written.add(name);
-      this.remaining[i]! -= 1;
-      // Close a finished shard's file now, so at most the shards being written hold open files.
-      if (this.remaining[i] === 0 && this.finishes[i] === undefined) {
-        const f = w.finish();
-        f.catch(() => undefined);
-        this.finishes[i] = f;
-      }
-    }
+    const i = this.shardIndex(name);
+    await op(this.writers[i]!);
+    this.noteWritten(i, name);
   }
 
   close(): Promise<void> {
@@ -182,8 +196,7 @@ class ShardedFileWriter implements ShardedWriter {
 
   private async doClose(): Promise<void> {
     if (this.state === 'aborted') throw new UsageError('OUT_INVALID', 'the writer was aborted', { where: { file: this.dir } });
-    // Shards with no tensors written yet still need their file (a shard of zero-size tensors only is possible).
-    const writers = await Promise.all(this.shards.map((_, i) => this.shardWriter(i)));
+    const writers = this.writers;
     for (const f of this.finishes) if (f !== undefined) await f.catch(() => undefined);
     for (const w of writers) await w.finish();
     for (const w of writers) await w.publish();
@@ -215,11 +228,7 @@ class ShardedFileWriter implements ShardedWriter {
     if (this.closing !== undefined) await this.closing.catch(() => undefined);
     if ((this.state as ShardedFileWriter['state']) === 'closed') return;
     this.state = 'aborted';
-    for (const w of this.writers) {
-      if (w === undefined) continue;
-      const writer = await w.catch(() => undefined);
-      if (writer !== undefined) await writer.abort();
-    }
+    for (const w of this.writers) await w.abort();
     if (this.indexTmp !== undefined) await removeIfExists(this.indexTmp);
   }
 
@@ -229,8 +238,8 @@ class ShardedFileWriter implements ShardedWriter {
 }
 
 /**
- * Create a sharded writer into `outDir` (created if missing). Validates every declaration up front; shard files
- * are created as their first tensor arrives. Overwrite policy is the caller's: existing files of the same final
+ * Create a sharded writer into `outDir` (created if missing). Validates every declaration up front and creates every
+ * shard's temp file with its header. Overwrite policy is the caller's: existing files of the same final
  * names are replaced at close().
  */
 export async function openShardedWriter(
@@ -246,5 +255,15 @@ export async function openShardedWriter(
   } catch (e) {
     throw wrapIoError(e, outDir, 'creating the output folder');
   }
-  return new ShardedFileWriter(outDir, shards, shardMetadata, meta);
+  // Every shard's temp file exists from the start, so locate() can hand it to other threads at once.
+  const opened = await Promise.allSettled(
+    shards.map((s) => SafetensorsFileWriter.open(path.join(outDir, s.file), s.tensors, { metadata: shardMetadata })),
+  );
+  const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    for (const r of opened) if (r.status === 'fulfilled') await r.value.abort().catch(() => undefined);
+    throw failed.reason;
+  }
+  const writers = opened.map((r) => (r as PromiseFulfilledResult<SafetensorsFileWriter>).value);
+  return new ShardedFileWriter(outDir, shards, writers, meta);
 }

@@ -39,6 +39,13 @@ export interface SafetensorsLayout {
   readonly tensors: readonly PlannedTensor[];
 }
 
+/** A tensor's place in a file being written. */
+export interface TensorLocation {
+  readonly file: string;
+  /** Absolute byte position of the tensor's first byte in `file`. */
+  readonly offset: number;
+}
+
 export interface SafetensorsWriter {
   /** The final path, which exists only after a successful close(). */
   readonly path: string;
@@ -56,6 +63,13 @@ export interface SafetensorsWriter {
    * tensor is written by an empty range or an empty write().
    */
   writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void>;
+  /**
+   * Where tensor `name` goes, for writers in other threads: the temp file and the absolute position of its first byte.
+   * Write its bytes there, then call markWritten(name).
+   */
+  locate(name: string): TensorLocation;
+  /** Record that every byte of `name` was written at locate(name) by someone else (e.g. a worker thread). */
+  markWritten(name: string): void;
   /** Check every tensor was written, close the temp file and rename it to `path`. Idempotent once it succeeds. */
   close(): Promise<void>;
   /** Close and delete the temp file. Idempotent; a no-op after a successful close(). */
@@ -296,6 +310,25 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
 
   writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void> {
     return this.put(name, byteOffset, data, false);
+  }
+
+  locate(name: string): TensorLocation {
+    const slot = this.slots.get(name);
+    if (slot === undefined) {
+      throw new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this file`, { where: { file: this.path, tensor: name } });
+    }
+    return { file: this.tmpPath, offset: this.layout.dataStart + slot.plan.begin };
+  }
+
+  markWritten(name: string): void {
+    const slot = this.slots.get(name);
+    const where = { file: this.path, tensor: name };
+    if (slot === undefined) throw new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this file`, { where });
+    if (slot.touched) throw new UsageError('OUT_WRITTEN_TWICE', `tensor ${JSON.stringify(name)} was already written`, { where });
+    if (this.state !== 'open') throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where });
+    claim(slot.ranges, 0, slot.plan.byteLength);
+    slot.claimed = slot.plan.byteLength;
+    slot.touched = true;
   }
 
   private put(name: string, byteOffset: number, data: Uint8Array | TensorData, whole: boolean): Promise<void> {

@@ -2,7 +2,7 @@
 // assigns shards by size in name order, names and indexes them like transformers, and round-trips through the
 // sharded reader. Temp files never leak.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -172,5 +172,46 @@ describe('sharded writer', () => {
     await w.abort();
     expect(await listDir(dir)).toEqual(['keep.txt']);
     expect((await errorOf(() => w.write('b', Uint8Array.of(1, 2)))).code).toBe('OUT_INVALID');
+  });
+});
+
+describe('external writers (locate + markWritten)', () => {
+  it('bytes written by another handle at locate() are published; misuse has its own codes', async () => {
+    const dir = await tempDir();
+    const decls = [
+      { name: 'a', dtype: 'F32' as const, shape: [3] },
+      { name: 'b', dtype: 'BF16' as const, shape: [2, 2] },
+      { name: 'c', dtype: 'U8' as const, shape: [5] },
+    ];
+    const w = await openShardedWriter(dir, decls, { shardSize: 13 }); // [a] [b c]
+    expect(w.shards.length).toBe(2);
+    const external = async (name: string, bytes: Uint8Array): Promise<void> => {
+      const { file, offset } = w.locate(name);
+      const fh = await open(file, 'r+');
+      await fh.write(bytes, 0, bytes.length, offset);
+      await fh.close();
+      w.markWritten(name);
+    };
+    await external('a', new Uint8Array(new Float32Array([1, 2, 3]).buffer));
+    await external('c', Uint8Array.of(1, 2, 3, 4, 5));
+    await w.writeRange('b', 0, Uint16Array.of(0x3f80, 0x4000));
+    expect(brief(await errorOf(() => w.markWritten('b')))).toMatchObject({ code: 'OUT_WRITTEN_TWICE', tensor: 'b' });
+    expect(brief(await errorOf(() => w.markWritten('a')))).toMatchObject({ code: 'OUT_WRITTEN_TWICE', tensor: 'a' });
+    expect(brief(await errorOf(() => w.locate('zz')))).toEqual({ code: 'TENSOR_NOT_FOUND', file: dir, tensor: 'zz' });
+    await w.writeRange('b', 4, Uint16Array.of(0x4040, 0x4080));
+    await w.close();
+    await using r = await openCheckpointPath(dir);
+    expect(Array.from(await r.readF32('a'))).toEqual([1, 2, 3]);
+    expect(Array.from(await r.readF32('b'))).toEqual([1, 2, 3, 4]);
+    expect(Array.from(await r.readF32('c'))).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('markWritten without the bytes is caught at close by the size check', async () => {
+    const dir = await tempDir();
+    const w = await openSafetensorsWriter(join(dir, 'x.safetensors'), [{ name: 'a', dtype: 'U8', shape: [4] }]);
+    w.markWritten('a');
+    expect((await errorOf(() => w.close())).code).toBe('IO_ERROR');
+    await w.abort();
+    expect(await listDir(dir)).toEqual([]);
   });
 });
