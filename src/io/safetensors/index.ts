@@ -11,9 +11,10 @@ export {
   type SafetensorsEntry,
   type SafetensorsHeader,
 } from './header.js';
-export { openSafetensors, type SafetensorsOpenOptions, type SafetensorsReader } from './reader.js';
+export { CONVERT_CHUNK_BYTES, openSafetensors, type SafetensorsOpenOptions, type SafetensorsReader } from './reader.js';
 export { MAX_INDEX_BYTES, openShardedSafetensors, parseShardIndex, type ShardIndex } from './sharded.js';
 export {
+  LAYOUT_DTYPE_ORDER,
   compareNames,
   openSafetensorsWriter,
   planSafetensors,
@@ -22,6 +23,7 @@ export {
   type SafetensorsLayout,
   type SafetensorsWriter,
   type SafetensorsWriterOptions,
+  type TensorLocation,
 } from './writer.js';
 export {
   DEFAULT_SHARD_SIZE,
