@@ -165,3 +165,29 @@ describe('without WebAssembly SIMD', () => {
     }
   });
 });
+
+describe('exhaustive (set WEIGHTKIT_EXHAUSTIVE=1; about a minute)', () => {
+  it.runIf(process.env['WEIGHTKIT_EXHAUSTIVE'] === '1')(
+    'wasm and JS encoders agree on all 2^32 f32 patterns, for bf16 and f16',
+    () => {
+      const k = kernels();
+      const C = 1 << 24;
+      const bits = new Uint32Array(C);
+      const src = new Float32Array(bits.buffer);
+      const w = new Uint16Array(C);
+      const j = new Uint16Array(C);
+      let bad = 0;
+      for (let top = 0; top < 256; top++) {
+        for (let i = 0; i < C; i++) bits[i] = ((top << 24) | i) >>> 0;
+        k.f32ToBf16(src, w, C);
+        f32ToBf16Js(src, j);
+        bad += countDiff(w, j);
+        k.f32ToF16(src, w, C);
+        f32ToF16Js(src, j);
+        bad += countDiff(w, j);
+      }
+      expect(bad).toBe(0);
+    },
+    600_000,
+  );
+});

@@ -1,6 +1,6 @@
-// Loads the SIMD conversion kernels (kernels.wat) once and runs them over arrays of any size in fixed chunks.
-// Guarantees: wasm memory is fixed at 576 KiB (two 256 KiB chunk regions + constants) and never grows; results are bit-identical to the JS loops in
-// ../convert.ts. Returns undefined where WebAssembly SIMD is unavailable. Must not import node: modules.
+// Loads the SIMD conversion kernels (kernels.wat) once and runs them over arrays of any size in 64K-element chunks.
+// Guarantees: memory fixed at 576 KiB, never grown; results bit-identical to the JS loops in ../convert.ts;
+// undefined where WebAssembly SIMD is unavailable. Must not import node: modules (uses globalThis.WebAssembly, atob).
 
 import { KERNELS_WASM_BASE64 } from './kernels.generated.js';
 
