@@ -2,6 +2,7 @@
 // Reused buffers of seeded weight-like data (no Math.random); median of 5 timed runs after two warm-ups.
 // Reference lines are the limits measured on this machine (shared/reference/platform-measurements.md, 6.2).
 
+import { loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import {
   bf16ToF32,
@@ -103,7 +104,8 @@ function printTable(rows: readonly BenchResult[]): void {
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const elements = Number(process.env['BENCH_ELEMENTS'] ?? 64 * 2 ** 20);
   const rows = await benchConvert({ elements });
-  console.log(`conversion throughput, ${elements} elements, median of ${RUNS}`);
+  const load = loadavg()[0]!.toFixed(2);
+  console.log(`conversion throughput, ${elements} elements, median of ${RUNS} (1-min load average ${load})`);
   printTable(rows);
   console.log('-- measured limits on this machine (platform-measurements.md 6.2)');
   printTable(CONVERT_REFERENCE);
