@@ -73,6 +73,26 @@ export function tmpPathFor(finalPath: string): string {
   return `${finalPath}.${process.pid}-${tmpCounter}.tmp`;
 }
 
+/**
+ * Create a new temp file next to `finalPath` (exclusive create; on a name clash, e.g. a stale temp file left by an
+ * earlier process with the same pid, the next name is tried). A missing folder is OUT_INVALID naming `finalPath`.
+ */
+export async function createTempFile(finalPath: string): Promise<{ fh: FileHandle; tmpPath: string }> {
+  for (let attempt = 0; ; attempt++) {
+    const tmpPath = tmpPathFor(finalPath);
+    try {
+      return { fh: await fsp.open(tmpPath, 'wx'), tmpPath };
+    } catch (e) {
+      const code = (e as { code?: unknown })?.code;
+      if (code === 'EEXIST' && attempt < 100) continue;
+      if (code === 'ENOENT') {
+        throw new IoError('OUT_INVALID', 'cannot create the output: its folder does not exist', { where: { file: finalPath }, cause: e });
+      }
+      throw wrapIoError(e, finalPath, 'creating a temporary output file');
+    }
+  }
+}
+
 /** Remove a file if it exists; other failures are reported. */
 export async function removeIfExists(file: string): Promise<void> {
   try {

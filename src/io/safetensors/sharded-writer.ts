@@ -8,7 +8,7 @@ import * as path from 'node:path';
 
 import { UsageError, wrapIoError } from '../../errors.js';
 import type { TensorData } from '../../tensor/dtype.js';
-import { publish, removeIfExists, tmpPathFor, writeExactlyAt } from '../file.js';
+import { createTempFile, publish, removeIfExists, writeExactlyAt } from '../file.js';
 import type { TensorDecl } from '../types.js';
 import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata, type TensorLocation } from './writer.js';
 
@@ -204,14 +204,8 @@ class ShardedFileWriter implements ShardedWriter {
       const weightMap: Array<[string, string]> = [];
       for (const s of this.shards) for (const t of s.tensors) weightMap.push([t.name, s.file]);
       const text = formatShardIndex(this.totalSize, this.indexMetadata, weightMap);
-      const tmp = tmpPathFor(this.indexPath);
+      const { fh, tmpPath: tmp } = await createTempFile(this.indexPath);
       this.indexTmp = tmp;
-      let fh: fsp.FileHandle;
-      try {
-        fh = await fsp.open(tmp, 'wx');
-      } catch (e) {
-        throw wrapIoError(e, this.indexPath, 'creating the temporary index file');
-      }
       try {
         await writeExactlyAt(fh, new TextEncoder().encode(text), 0, this.indexPath);
       } finally {

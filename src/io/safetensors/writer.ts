@@ -4,12 +4,11 @@
 // place only when every byte was written exactly once. Must not import src/plan, src/merge, src/cli or onnxruntime.
 
 import type { FileHandle } from 'node:fs/promises';
-import * as fsp from 'node:fs/promises';
 
 import { IoError, UsageError, WeightkitError, wrapIoError } from '../../errors.js';
 import { isDType, type DType, type TensorData } from '../../tensor/dtype.js';
 import { checkedByteLength, type Tensor } from '../../tensor/tensor.js';
-import { publish, removeIfExists, tmpPathFor, writeExactlyAt } from '../file.js';
+import { createTempFile, publish, removeIfExists, writeExactlyAt } from '../file.js';
 import type { TensorDecl } from '../types.js';
 import { MAX_HEADER_BYTES, METADATA_KEY } from './header.js';
 
@@ -267,16 +266,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
   /** Validate, create the temp file and write the header. */
   static async open(path: string, decls: readonly TensorDecl[], options: SafetensorsWriterOptions = {}): Promise<SafetensorsFileWriter> {
     const layout = planSafetensors(decls, options, path);
-    const tmpPath = tmpPathFor(path);
-    let fh: FileHandle;
-    try {
-      fh = await fsp.open(tmpPath, 'wx');
-    } catch (e) {
-      if ((e as { code?: unknown })?.code === 'ENOENT') {
-        throw new IoError('OUT_INVALID', 'cannot create the output: its folder does not exist', { where: { file: path }, cause: e });
-      }
-      throw wrapIoError(e, path, 'creating the temporary output file');
-    }
+    const { fh, tmpPath } = await createTempFile(path);
     try {
       await writeExactlyAt(fh, layout.headerBytes, 0, tmpPath);
     } catch (e) {

@@ -1,7 +1,7 @@
 // The streaming writer: byte-exact output (including the reference bytes of Hugging Face's own serializer tests),
 // any-order and concurrent writes, and every misuse reported with its own code; temp files never leak.
 
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -222,6 +222,19 @@ describe('streaming writes', () => {
     expect((await r.read('scalar')).data).toEqual(new BigInt64Array([-5n]));
     expect((await r.read('é.weight')).shape).toEqual([0, 5]);
     expect(Array.from((await r.read('😀')).data as Uint32Array)).toEqual([1, 2 ** 32 - 1]);
+  });
+
+  it('a stale temp file with the next temp name is skipped, not overwritten', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'x.safetensors');
+    const probe = await openSafetensorsWriter(path, []);
+    await probe.abort();
+    const m = /\.(\d+)-(\d+)\.tmp$/.exec(probe.tmpPath)!;
+    const stale = `${path}.${m[1]}-${Number(m[2]) + 1}.tmp`;
+    await writeFile(stale, 'left by a crashed run');
+    await writeSafetensors(path, { a: makeTensor('U8', [1], Uint8Array.of(9)) });
+    expect(await readFile(stale, 'utf8')).toBe('left by a crashed run');
+    expect(await listDir(dir)).toEqual(['x.safetensors', stale.slice(dir.length + 1)]);
   });
 
   it('a missing output folder is OUT_INVALID, not a crash', async () => {
