@@ -125,15 +125,24 @@ export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, op
   }
   const params = resolveParams(method.params, options.params ?? {}, method.name);
   const modelParams = models.map((_, i) => resolveParams(method.modelParams, options.modelParams?.[i] ?? {}, `${method.name} model ${i}`));
-  const ctx = makeContext(method, { name: options.name ?? 'tensor', shape, hasBase: base !== undefined, params, modelParams, seed: options.seed ?? 0 });
-  const merger = method.create(ctx);
-  const out = new Float32Array(numel);
-  const step = chunkElements(merger, numel, ctx.rowLength, options.chunkElements ?? numel);
-  drive(merger, numel, step, (o, len) => ({
+  const chunkAt = (o: number, len: number): Chunk => ({
     offset: o,
     length: len,
     base: base?.subarray(o, o + len),
     models: models.map((m) => m.subarray(o, o + len)),
-  }), out);
+  });
+  const name = options.name ?? 'tensor';
+  // a whole-model pre-pass (e.g. TIES trim_scope: model) sees just this one tensor
+  let modelStats: unknown;
+  const collector = method.modelStats?.(params, modelParams);
+  if (collector) {
+    for (let p = 0; collector.beginPass(p); p++) collector.observe(p, name, chunkAt(0, numel));
+    modelStats = collector.result();
+  }
+  const ctx = makeContext(method, { name, shape, hasBase: base !== undefined, params, modelParams, seed: options.seed ?? 0, ...(modelStats !== undefined ? { modelStats } : {}) });
+  const merger = method.create(ctx);
+  const out = new Float32Array(numel);
+  const step = chunkElements(merger, numel, ctx.rowLength, options.chunkElements ?? numel);
+  drive(merger, numel, step, chunkAt, out);
   return out;
 }

@@ -6,6 +6,7 @@ import { fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
+import { PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
 import type { PlanInput, PlanTensor } from './plan.js';
 
@@ -114,6 +115,74 @@ async function copyTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number>
   return written;
 }
 
+/**
+ * The chunks of a tensor's inputs (base first), `rowsPerChunk` rows at a time, as a re-iterable sequence: a tensor
+ * that fits in one chunk is read once and served from memory on every pass; larger ones are re-read per pass.
+ */
+export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, t: PlanTensor, rowsPerChunk: number): () => AsyncGenerator<Chunk> {
+  const inputs: PlanInput[] = [...(t.base ? [t.base] : []), ...t.inputs];
+  const rowLen = rowLengthOf(t.shape);
+  const rows = rowCountOf(t.shape);
+  const load = async (r0: number, r1: number): Promise<Chunk> => {
+    const n = (r1 - r0) * rowLen;
+    const arrays: Float32Array[] = [];
+    for (let i = 0; i < inputs.length; i++) {
+      const buf = ctx.scratch.f32Buffer(1 + i, n);
+      await readInputRows(ctx.readers.get(inputs[i]!.model)!, inputs[i]!, r0, r1, buf, ctx.scratch, i);
+      arrays.push(buf);
+    }
+    return { offset: r0 * rowLen, length: n, base: t.base ? arrays[0] : undefined, models: t.base ? arrays.slice(1) : arrays };
+  };
+  let cached: Chunk | undefined;
+  return async function* (): AsyncGenerator<Chunk> {
+    if (rowsPerChunk >= rows) {
+      cached ??= await load(0, rows);
+      yield cached;
+      return;
+    }
+    for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) yield await load(r0, Math.min(rows, r0 + rowsPerChunk));
+  };
+}
+
+/** Rows per chunk for a tensor under a byte budget (at least one row). */
+export function rowsPerChunkFor(t: PlanTensor, method: MergeMethod, budgetBytes: number): number {
+  const rowLen = rowLengthOf(t.shape);
+  const bpe = (t.inputs.length + (t.base ? 1 : 0)) * 4 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+  return Math.max(1, Math.floor(budgetBytes / (bpe * rowLen)));
+}
+
+/**
+ * The whole-model statistics pre-pass a method may declare (e.g. TIES trim_scope: model): every merged tensor's
+ * chunks, once per pass, on this thread. Returns the collector's result (undefined when none is needed).
+ */
+export async function runModelPrepass(
+  method: MergeMethod,
+  tensors: readonly PlanTensor[],
+  readers: ReadonlyMap<number, CheckpointReader>,
+  budgetBytes: number,
+): Promise<unknown> {
+  const merged = tensors.filter((t) => t.op === 'merge');
+  const first = merged[0];
+  if (!method.modelStats || !first) return undefined;
+  const collector = method.modelStats(first.params, first.modelParams);
+  if (!collector) return undefined;
+  const full = first.inputs.length;
+  for (const t of merged) {
+    if (t.inputs.length !== full) {
+      throw new PlanError('TENSOR_NOT_FOUND', `tensor '${t.name}' lacks an input model; a whole-model pre-pass needs every model to have every merged tensor`, {
+        where: { tensor: t.name },
+      });
+    }
+  }
+  const scratch = new Scratch();
+  for (let p = 0; collector.beginPass(p); p++) {
+    for (const t of merged) {
+      for await (const c of inputChunks({ readers, scratch }, t, rowsPerChunkFor(t, method, budgetBytes))()) collector.observe(p, t.name, c);
+    }
+  }
+  return collector.result();
+}
+
 /** Run one plan tensor through the method and the sink. Returns the bytes written. */
 export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
   if (t.op === 'copy') return copyTensor(ctx, t);
@@ -131,34 +200,13 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   const numel = mctx.numel;
   const rowLen = mctx.rowLength;
   const rows = rowCountOf(t.shape);
-  const inputs: PlanInput[] = [...(t.base ? [t.base] : []), ...t.inputs];
-  const bpe = inputs.length * 4 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+  const bpe = (t.inputs.length + (t.base ? 1 : 0)) * 4 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
   const maxElems = Math.max(rowLen, Math.floor(ctx.budgetBytes / bpe));
   let step = chunkElements(merger, numel, rowLen, maxElems);
   if (step % rowLen !== 0) step = Math.max(1, Math.floor(step / rowLen)) * rowLen; // reads are row-aligned
   const rowsPerChunk = Math.max(1, step / rowLen);
-  const whole = rowsPerChunk >= rows;
 
-  const load = async (r0: number, r1: number): Promise<Chunk> => {
-    const n = (r1 - r0) * rowLen;
-    const arrays: Float32Array[] = [];
-    for (let i = 0; i < inputs.length; i++) {
-      const buf = ctx.scratch.f32Buffer(1 + i, n);
-      await readInputRows(ctx.readers.get(inputs[i]!.model)!, inputs[i]!, r0, r1, buf, ctx.scratch, i);
-      arrays.push(buf);
-    }
-    return { offset: r0 * rowLen, length: n, base: t.base ? arrays[0] : undefined, models: t.base ? arrays.slice(1) : arrays };
-  };
-
-  let cached: Chunk | undefined;
-  const chunks = async function* (): AsyncGenerator<Chunk> {
-    if (whole) {
-      cached ??= await load(0, rows);
-      yield cached;
-      return;
-    }
-    for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) yield await load(r0, Math.min(rows, r0 + rowsPerChunk));
-  };
+  const chunks = inputChunks(ctx, t, rowsPerChunk);
 
   if (merger.beginPass && merger.observe) {
     for (let p = 0; merger.beginPass(p); p++) {

@@ -3,6 +3,7 @@
 // tokenizer files, model card, recipe; a patched ONNX graph for ONNX inputs) and rename it into place.
 
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { RecipeError, RecipeProblems } from '../errors.js';
 import { patchOnnx } from '../io/onnx/patch.js';
@@ -17,13 +18,20 @@ import type { Recipe, RecipeDoc } from '../recipe/types.js';
 import { validateRecipe } from '../recipe/validate.js';
 import type { DType } from '../tensor/dtype.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
-import { Scratch, runTensor, type TensorSink } from './execute.js';
+import { Scratch, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
 import { runPool } from './pool.js';
 import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, openModels, type MergePlan, type StageOutput } from './plan.js';
 import { plannedCheckpoint } from './virtual.js';
 
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
+/** Default worker count: the machine's cores. */
+export function defaultThreads(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/** Below this much output, worker start-up costs more than it saves: merge on the calling thread. */
+export const POOL_MIN_BYTES = 32_000_000;
 
 export interface MergeProgress {
   stage: number;
@@ -51,6 +59,8 @@ export interface MergeOptions {
   /** where intermediate stages of a multi-document recipe go (default: a temporary folder, removed after) */
   intermediateDir?: string;
   onProgress?: (p: MergeProgress) => void;
+  /** worker threads: 'auto' uses them only for outputs over 32 MB (start-up costs more below); 'always' forces them */
+  pool?: 'auto' | 'always';
 }
 
 export interface MergeResult {
@@ -136,7 +146,7 @@ function planOptions(o: Omit<MergeOptions, 'out'>): Parameters<typeof buildPlanF
     ...(o.dtype ? { dtype: o.dtype } : {}),
     ...(o.outDtype ? { outDtype: o.outDtype } : {}),
     ...(o.seed !== undefined ? { seed: o.seed } : {}),
-    threads: o.threads ?? 1,
+    threads: o.threads ?? defaultThreads(),
     memoryBudget: o.memoryBudget ?? DEFAULT_MEMORY_BUDGET,
   };
 }
@@ -223,7 +233,7 @@ export async function executePlan(
   const sink: TensorSink = { writeRange: (name, off, bytes) => writer.writeRange(name, off, bytes) };
   let bytes = 0;
   try {
-    const threads = Math.max(1, options.threads ?? 1);
+    const threads = Math.max(1, options.threads ?? defaultThreads());
     const budget = Math.floor((options.memoryBudget ?? DEFAULT_MEMORY_BUDGET) / threads);
     let done = 0;
     const report = (name: string, n: number): void => {
@@ -231,10 +241,12 @@ export async function executePlan(
       done++;
       onProgress?.({ tensorsDone: done, tensorsTotal: plan.tensors.length, bytesDone: bytes, bytesTotal: plan.outputBytes, elapsedMs: performance.now() - t0, tensor: name });
     };
-    if (threads > 1 && plan.tensors.length > 1) {
+    const modelStats = await runModelPrepass(method, plan.tensors, readers, budget * threads);
+    const stats = modelStats !== undefined ? { modelStats } : {};
+    if (threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
-        { models: plan.models.map((m) => ({ id: m.id, path: m.path })), method: method.name, seed: plan.seed, budgetBytes: budget },
+        { models: plan.models.map((m) => ({ id: m.id, path: m.path })), method: method.name, seed: plan.seed, budgetBytes: budget, ...stats },
         jobs,
         threads,
         (job, n) => {
@@ -244,7 +256,7 @@ export async function executePlan(
       );
     } else {
       const scratch = new Scratch();
-      for (const t of plan.tensors) report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: budget, scratch }, t));
+      for (const t of plan.tensors) report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: budget * threads, scratch, ...stats }, t));
     }
     await writer.close();
   } catch (e) {

@@ -140,8 +140,13 @@ describe('ties', () => {
     const got = run('ties', [0, 0, 0, 0], [d], { weights: [1], every: { density: 0.5 }, params: { rescale: true } });
     expect([...got]).toEqual([fr(4e-8), fr(2e-8), 0, 0]);
   });
-  it('trim_scope: model without the pre-pass is a usage error naming the tensor', () => {
-    expectUsage(() => run('ties', Z5, X, { weights: [1, 1], every, name: 'w.q', params: { trim_scope: 'model' } }), 'USAGE', 'w.q');
+  it('trim_scope: model through mergeTensors runs the pre-pass over the one tensor (all ties kept)', () => {
+    // k = 3 per model. Model 0 keeps 3, -1, -2. Model 1 keeps -4, 2 and BOTH tied 1s (-1 at 0 and 1 at 4), where
+    // tensor scope keeps only the first. Weighted disjoint mean: [3, 2, 0, (-2-4)/2, 1].
+    const model = run('ties', Z5, X, { weights: [1, 1], every, name: 'w.q', params: { trim_scope: 'model' } });
+    expect(Array.from(model)).toEqual([3, 2, 0, -3, 1]);
+    const tensor = run('ties', Z5, X, { weights: [1, 1], every, name: 'w.q' });
+    expect(Array.from(tensor)).toEqual([3, 2, 0, -3, 0]);
   });
 });
 

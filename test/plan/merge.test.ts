@@ -183,7 +183,7 @@ dtype: bfloat16
 `,
     );
     await merge(r, { out: join(root, 'dare-1'), threads: 1 });
-    await merge(r, { out: join(root, 'dare-2'), threads: 2 });
+    await merge(r, { out: join(root, 'dare-2'), threads: 2, pool: 'always' });
     await merge(r, { out: join(root, 'dare-chunked'), threads: 1, memoryBudget: 600 });
     const one = await readFile(join(root, 'dare-1', 'model.safetensors'));
     expect(await readFile(join(root, 'dare-2', 'model.safetensors'))).toEqual(one);
@@ -294,5 +294,49 @@ models:
     const g = got.get('model.norm.weight')!;
     for (let i = 0; i < g.length; i++) expect(g[i]).toBeCloseTo(base[i]! + 2 * ((a[i]! + b[i]!) / 2 - base[i]!), 5);
     expect((await readdir(root)).filter((f) => f.startsWith('.weightkit-stages'))).toEqual([]);
+  });
+
+  it('ties with trim_scope: model trims each task vector over the whole model (pre-pass), at any budget', async () => {
+    const r = await recipe(
+      'ties-model.yaml',
+      `merge_method: ties
+base_model: base
+models:
+  - {model: ft-a, parameters: {weight: 1, density: 0.3}}
+  - {model: ft-b, parameters: {weight: 0.5, density: 0.3}}
+parameters: {trim_scope: model}
+`,
+    );
+    await merge(r, { out: join(root, 'ties-model') });
+    await merge(r, { out: join(root, 'ties-model-chunked'), memoryBudget: 500 });
+    const got = await readAllF32(join(root, 'ties-model'));
+    expect(await readFile(join(root, 'ties-model-chunked', 'model.safetensors'))).toEqual(await readFile(join(root, 'ties-model', 'model.safetensors')));
+    // direct reference: global top-30% |delta| per model over all tensors (ties kept), weighted vote, disjoint mean
+    const names = Object.keys(TINY_SHAPES);
+    const base = tinyValues(0);
+    const deltas = [tinyValues(1), tinyValues(2)].map((m) => names.map((n) => m.get(n)!.map((v, i) => v - base.get(n)![i]!)));
+    const weights = [1, 0.5];
+    const thresholds = deltas.map((d) => {
+      const mags = d.flatMap((a) => Array.from(a, Math.abs)).sort((x, y) => y - x);
+      return mags[Math.floor(0.3 * mags.length) - 1]!;
+    });
+    names.forEach((n, ti) => {
+      const g = got.get(n)!;
+      for (let i = 0; i < g.length; i++) {
+        const kept = deltas.map((d, m) => (Math.abs(d[ti]![i]!) >= thresholds[m]! ? weights[m]! * d[ti]![i]! : 0));
+        const sum = kept.reduce((a, b) => a + b, 0);
+        const sign = sum >= 0 ? 1 : -1;
+        let num = 0;
+        let den = 0;
+        kept.forEach((k, m) => {
+          if (k !== 0 && Math.sign(k) === sign) {
+            num += k;
+            den += weights[m]!;
+          }
+        });
+        const want = base.get(n)![i]! + (den === 0 ? 0 : num / den);
+        expect(Math.abs(g[i]! - want)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want)));
+      }
+    });
   });
 });

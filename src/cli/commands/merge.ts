@@ -130,7 +130,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           .positional('out', { type: 'string', describe: 'output folder (same as --out)' })
           .option('out', { type: 'string', describe: 'output folder (must not exist or be empty unless --overwrite)' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory) and stop' })
-          .option('threads', { type: 'number', describe: 'worker threads (default: 1)' })
+          .option('threads', { type: 'number', describe: 'worker threads (default: number of cores)' })
           .option('seed', { type: 'number', describe: 'seed for random methods (overrides the recipe)' })
           .option('shard-size', { type: 'string', describe: 'max bytes per output shard (default 5GB)' })
           .option('memory-budget', { type: 'string', describe: 'working memory for tensor data (default 1GB)' })
