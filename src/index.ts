@@ -1,17 +1,24 @@
-// The public API of weightkit: explicit named exports only. Everything a user imports comes from here.
+// The public API of weightkit: explicit named exports only. Everything a user imports comes from here; the CLI
+// calls the same functions.
 
 export * from './errors.js';
+export { WEIGHTKIT_VERSION } from './version.js';
+
+// tensor core
 export {
   DTYPES,
   DTYPE_INFO,
   parseDType,
+  isDType,
   isFloatDType,
   dtypeFromOnnx,
+  allocData,
   type DType,
   type DTypeInfo,
+  type FloatDType,
   type TensorData,
 } from './tensor/dtype.js';
-export { makeTensor, numel, checkedNumel, formatShape, shapesEqual, type Tensor } from './tensor/tensor.js';
+export { makeTensor, numel, checkedNumel, formatShape, shapesEqual, tensorBytes, type Tensor } from './tensor/tensor.js';
 export {
   bf16ToF32,
   f32ToBf16,
@@ -25,6 +32,10 @@ export {
   fromF32,
   castTensor,
 } from './tensor/convert.js';
+export { SeededRandom, streamKey, fillUniform, type StreamKey } from './tensor/rng.js';
+export { MagnitudeSelector, topKMagnitude, applyMagnitudeMaskInto, type MagnitudeThreshold } from './tensor/select.js';
+
+// checkpoints
 export type {
   CheckpointReader,
   CheckpointFormat,
@@ -35,3 +46,37 @@ export type {
   ReadBytesOptions,
   TensorDecl,
 } from './io/types.js';
+export { openCheckpointPath as openCheckpoint } from './io/open.js';
+export {
+  openSafetensors,
+  openShardedSafetensors,
+  parseSafetensorsHeader,
+  openSafetensorsWriter,
+  writeSafetensors,
+  openShardedWriter,
+  type SafetensorsReader,
+  type SafetensorsWriter,
+  type ShardedWriter,
+  type ShardedWriterOptions,
+} from './io/safetensors/index.js';
+export { openOnnx, OnnxReader, patchOnnx, type OnnxValueInfo, type PatchOnnxOptions, type PatchOnnxResult } from './io/onnx/index.js';
+export { inspectCheckpoint, describeCheckpoint, type InspectReport } from './io/inspect.js';
+export {
+  convertCheckpoint,
+  patchOnnxFromWeights,
+  type ConvertOptions,
+  type ConvertResult,
+  type PatchFromWeightsOptions,
+  type PatchFromWeightsResult,
+} from './io/convert.js';
+
+// recipes, methods and merging
+export type { MethodSpec, ParamSpec, ParamValue } from './recipe/spec.js';
+export type { Recipe, RecipeDoc } from './recipe/types.js';
+export { parseRecipe } from './recipe/load.js';
+export { evalGradient } from './recipe/params.js';
+export { METHODS as methods, getMethod, methodCatalog } from './merge/registry.js';
+export { mergeTensors, type MergeTensorsInputs, type MergeTensorsOptions } from './merge/run.js';
+export type { MergeMethod, TensorMerger, TensorContext, Chunk } from './merge/types.js';
+export { merge, buildPlan, loadRecipe, type MergeOptions, type MergeResult, type MergeProgress, type LoadedRecipe } from './plan/merge.js';
+export type { MergePlan, PlanTensor, PlanModel } from './plan/plan.js';
