@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openCheckpointPath } from '../src/io/open.js';
@@ -28,9 +28,9 @@ export interface MergeBenchOptions {
   dryRunShape?: LlamaShape | null;
   /** TIES density (default 0.5) */
   density?: number;
-  /** --threads for the child (default: the CLI's default) */
+  /** --threads for the child (default: two runs, the CLI's default and one thread per core) */
   threads?: number;
-  /** I/O floor repetitions; the fastest counts (default 2) */
+  /** I/O floor repetitions; the fastest counts (default 3) */
   floorRounds?: number;
 }
 
@@ -185,7 +185,7 @@ async function dirBytes(dir: string): Promise<number> {
 export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchResult[]> {
   const shape = opts.shape ?? LLAMA_1B;
   const density = opts.density ?? 0.5;
-  const rounds = opts.floorRounds ?? 2;
+  const rounds = opts.floorRounds ?? 3;
   const results: BenchResult[] = [];
   const dir = await mkdtemp(join(tmpdir(), 'weightkit-bench-merge-'));
   try {
@@ -218,23 +218,29 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
     const moved = 5 * modelBytes;
     results.push({ name: 'merge: I/O floor (read 4 + write 1, warm)', value: moved / 1e9 / floor, unit: 'GB/s', note: `${floor.toFixed(2)} s (rounds: ${floors.map((x) => x.toFixed(2)).join(', ')})` });
 
-    // (b) weightkit merge as a child process
+    // (b) weightkit merge as a child process: at the CLI's default thread count, then at one per core
     const cli = await cliCommand(dir);
     const out = join(dir, 'out');
-    const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', ...(opts.threads ? ['--threads', String(opts.threads)] : [])];
-    sync();
-    const run = await runNode(cliArgs, dir);
-    if (run.code !== 0) {
-      results.push({ name: 'merge: weightkit merge ties FAILED', value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
-    } else {
+    const cores = availableParallelism();
+    const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [undefined, cores] : [undefined];
+    for (const threads of threadRuns) {
+      const label = threads === undefined ? 'default threads' : `--threads ${threads}`;
+      const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', '--overwrite', ...(threads ? ['--threads', String(threads)] : [])];
+      await rm(out, { recursive: true, force: true });
+      sync();
+      const run = await runNode(cliArgs, dir);
+      if (run.code !== 0) {
+        results.push({ name: `merge: ties (${label}) FAILED`, value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
+        continue;
+      }
       const outBytes = await dirBytes(out);
       const r = await openCheckpointPath(out);
       const tensors = r.tensors().length;
       await r.close();
       results.push(
-        { name: `merge: weightkit merge ties d=${density} (child)`, value: moved / 1e9 / run.seconds, unit: 'GB/s', note: `${run.seconds.toFixed(2)} s wall, ${tensors} tensors, ${(outBytes / 1e9).toFixed(2)} GB out; ${cli.note}${opts.threads ? `, --threads ${opts.threads}` : ''}` },
-        { name: 'merge: time / I/O floor', value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
-        { name: 'merge: peak RSS', value: run.maxRssBytes / 2 ** 30, unit: 'GiB', note: `target < 1.5 GB (${run.rssSource})` },
+        { name: `merge: ties d=${density}, ${label}`, value: moved / 1e9 / run.seconds, unit: 'GB/s', note: `${run.seconds.toFixed(2)} s wall (child), ${tensors} tensors, ${(outBytes / 1e9).toFixed(2)} GB out; ${cli.note}` },
+        { name: `merge: time / I/O floor (${label})`, value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
+        { name: `merge: peak RSS (${label})`, value: run.maxRssBytes / 2 ** 30, unit: 'GiB', note: `target < 1.5 GB (${run.rssSource})` },
       );
     }
     await rm(out, { recursive: true, force: true });
