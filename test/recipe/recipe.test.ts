@@ -4,6 +4,7 @@ import { parseRecipe } from '../../src/recipe/load.js';
 import { evalGradient, evalParam, layerT, lookupParam } from '../../src/recipe/params.js';
 import type { MethodSpec } from '../../src/recipe/spec.js';
 import { loadRecipeText, validateRecipe, type MethodCatalog } from '../../src/recipe/validate.js';
+import { methodCatalog } from '../../src/merge/registry.js';
 
 const TIES: MethodSpec = {
   name: 'ties',
@@ -202,5 +203,20 @@ parameters:
     expect(lookupParam(levels, 'weight', 'model.layers.0.mlp.up_proj.weight', 0)?.value).toBe(1);
     expect(lookupParam(levels, 'weight', 'model.layers.0.mlp.up_proj.weight', 0)?.pos.line).toBe(14);
     expect(lookupParam(levels, 'density', 'x', 0)).toBeUndefined();
+  });
+});
+
+describe('the real method catalog', () => {
+  it.each([
+    ['ties', 'density: 1.5', 'RECIPE_PARAM_RANGE'],
+    ['ties', 'density: -0.1', 'RECIPE_PARAM_RANGE'],
+    ['breadcrumbs', 'gamma: 2', 'RECIPE_PARAM_RANGE'],
+    ['ties', 'trim_scope: global', 'RECIPE_PARAM_RANGE'],
+    ['ties', 'normalize: 1', 'RECIPE_TYPE'],
+    ['ties', 'densty: 0.5', 'RECIPE_UNKNOWN_PARAM'],
+  ])('%s with %s -> %s', (method, param, code) => {
+    const text = `merge_method: ${method}\nbase_model: b\nmodels:\n  - model: a\n    parameters: {weight: 1}\nparameters:\n  ${param}\n`;
+    const ps = problems(() => loadRecipeText(text, 'r.yaml', methodCatalog()));
+    expect(ps.map((p) => [p.code, p.where.line])).toEqual([[code, 7]]);
   });
 });

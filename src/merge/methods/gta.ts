@@ -74,11 +74,12 @@ function gtaModelParams(sparsifier: Sparsifier): ParamSpec[] {
       type: 'number',
       default: 1,
       min: 0,
-      description: sparsifier === 'none' ? 'accepted for mergekit compatibility; unused (no sparsification)' : 'fraction of the task vector to keep (>= 1 keeps all)',
+      max: 1,
+      description: sparsifier === 'none' ? 'accepted for mergekit compatibility; unused (no sparsification)' : 'fraction of the task vector to keep (1 keeps all)',
     },
   ];
   if (sparsifier === 'outliers') {
-    out.push({ name: 'gamma', type: 'number', default: 0.01, min: 0, description: 'fraction of the largest-magnitude entries to drop as outliers' });
+    out.push({ name: 'gamma', type: 'number', default: 0.01, min: 0, max: 1, description: 'fraction of the largest-magnitude entries to drop as outliers' });
   }
   if (sparsifier === 'della') {
     out.push({
@@ -86,6 +87,7 @@ function gtaModelParams(sparsifier: Sparsifier): ParamSpec[] {
       type: 'number',
       default: 0.15,
       min: 0,
+      max: 0.5,
       description: 'half-width of the keep-probability range density ± epsilon (must stay inside (0, 1))',
     });
   }

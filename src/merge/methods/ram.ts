@@ -146,8 +146,8 @@ export const RAM_METHODS: readonly MergeMethod[] = [
     base: 'required',
     minModels: 1,
     params: [
-      { name: 'r', type: 'number', default: 0.1, description: 'boost strength for unique entries' },
-      { name: 'alpha', type: 'number', default: 0.2, description: 'cap on the shared/unique ratio rho' },
+      { name: 'r', type: 'number', default: 0.1, min: 0, description: 'boost strength for unique entries' },
+      { name: 'alpha', type: 'number', default: 0.2, min: 0, description: 'cap on the shared/unique ratio rho' },
       { name: 'epsilon', type: 'number', default: 1e-5, min: 0, description: 'an entry is active in a model when |X_i − B| > epsilon' },
     ],
     modelParams: [],

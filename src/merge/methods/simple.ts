@@ -177,7 +177,7 @@ export const SIMPLE_METHODS: readonly MergeMethod[] = [
     base: 'required',
     minModels: 1,
     maxModels: 1,
-    params: [{ name: 't', type: 'number', required: true, description: 'sameness threshold: entries within t of the base take the other model\'s value' }],
+    params: [{ name: 't', type: 'number', required: true, min: 0, description: 'sameness threshold: entries within t of the base take the other model\'s value' }],
     modelParams: [],
     summary: 'NearSwap: take the other model where it is close to the base, move only partway where it is far.',
     formula: 'Per element: w = clamp(t / max(|B − X|, 1e-6), 0, 1); R = w·X + (1 − w)·B.',
