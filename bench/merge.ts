@@ -28,7 +28,7 @@ export interface MergeBenchOptions {
   dryRunShape?: LlamaShape | null;
   /** TIES density (default 0.5) */
   density?: number;
-  /** --threads for the child (default: two runs, the CLI's default and one thread per core) */
+  /** --threads for the child (default: two runs, --threads 1 and the CLI's default) */
   threads?: number;
   /** I/O floor repetitions; the fastest counts (default 3) */
   floorRounds?: number;
@@ -218,13 +218,13 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
     const moved = 5 * modelBytes;
     results.push({ name: 'merge: I/O floor (read 4 + write 1, warm)', value: moved / 1e9 / floor, unit: 'GB/s', note: `${floor.toFixed(2)} s (rounds: ${floors.map((x) => x.toFixed(2)).join(', ')})` });
 
-    // (b) weightkit merge as a child process: at the CLI's default thread count, then at one per core
+    // (b) weightkit merge as a child process: one thread, then the CLI's default (one per core)
     const cli = await cliCommand(dir);
     const out = join(dir, 'out');
     const cores = availableParallelism();
-    const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [undefined, cores] : [undefined];
+    const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [1, undefined] : [undefined];
     for (const threads of threadRuns) {
-      const label = threads === undefined ? 'default threads' : `--threads ${threads}`;
+      const label = threads === undefined ? `default threads, ${cores} cores` : `--threads ${threads}`;
       const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', '--overwrite', ...(threads ? ['--threads', String(threads)] : [])];
       await rm(out, { recursive: true, force: true });
       sync();

@@ -134,5 +134,6 @@ try {
   const err = e as Error & { code?: string; problems?: readonly Error[] };
   console.error(`demo failed: ${err.code ? `[${err.code}] ` : ''}${err.message}`);
   for (const p of err.problems ?? []) console.error(`  ${p.message}`);
+  if (process.env['WEIGHTKIT_DEBUG'] && err.stack) console.error(err.stack);
   process.exitCode = 1;
 }
