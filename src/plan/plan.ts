@@ -9,7 +9,7 @@ import { PlanError, RecipeError, RecipeProblems, type WeightkitError } from '../
 import type { CheckpointFormat, CheckpointReader, TensorInfo } from '../io/types.js';
 import type { MergeMethod, Params } from '../merge/types.js';
 import { lookupParam, layerT } from '../recipe/params.js';
-import type { ParamValue } from '../recipe/spec.js';
+import type { ParamSpec, ParamValue } from '../recipe/spec.js';
 import type { ModelRef, ParamsNode, Pos, RecipeDoc } from '../recipe/types.js';
 import { checkParamValue } from '../recipe/validate.js';
 import { DTYPE_INFO, isFloatDType, type DType } from '../tensor/dtype.js';
@@ -306,13 +306,14 @@ export function buildPlanFromModels(
   const tensors: PlanTensor[] = [];
   const seen = new Set<string>();
 
-  const resolveGlobal = (levels: ParamsNode[], name: string, t: number, where: Pos): Params => {
+  /** Resolve every declared parameter for one tensor (defaults filled, values checked); `owner` names the model. */
+  const resolve = (specs: readonly ParamSpec[], levels: readonly ParamsNode[], name: string, t: number, where: Pos, owner: string): Params => {
     const out: Record<string, ParamValue> = {};
-    for (const s of globalSpecs) {
+    for (const s of specs) {
       const r = lookupParam(levels, s.name, name, t);
       if (r === undefined) {
         if (s.required) {
-          problems.push(new PlanError('RECIPE_PARAM_REQUIRED', `no value of '${s.name}' applies to tensor '${name}'`, { where: { ...posWhere(where), tensor: name } }));
+          problems.push(new PlanError('RECIPE_PARAM_REQUIRED', `no value of '${s.name}'${owner} applies to tensor '${name}'`, { where: { ...posWhere(where), tensor: name } }));
         } else if (s.default !== undefined) out[s.name] = s.default;
         continue;
       }
@@ -322,26 +323,9 @@ export function buildPlanFromModels(
     }
     return out;
   };
-  const resolveModel = (src: Source, name: string, t: number): Params => {
-    const out: Record<string, ParamValue> = {};
-    for (const s of modelSpecs) {
-      const r = lookupParam(src.levels, s.name, name, t);
-      if (r === undefined) {
-        if (s.required) {
-          problems.push(
-            new PlanError('RECIPE_PARAM_REQUIRED', `no value of '${s.name}' for model '${models[src.model]!.ref}' applies to tensor '${name}'`, {
-              where: { ...posWhere(src.pos), tensor: name },
-            }),
-          );
-        } else if (s.default !== undefined) out[s.name] = s.default;
-        continue;
-      }
-      const bad = checkParamValue(s, r.value);
-      if (bad) problems.push(new PlanError(bad.code, `${bad.message} for tensor '${name}'`, { where: { ...posWhere(r.pos), tensor: name } }));
-      out[s.name] = r.value;
-    }
-    return out;
-  };
+  const resolveGlobal = (levels: ParamsNode[], name: string, t: number, where: Pos): Params => resolve(globalSpecs, levels, name, t, where, '');
+  const resolveModel = (src: Source, name: string, t: number): Params =>
+    resolve(modelSpecs, src.levels, name, t, src.pos, ` for model '${models[src.model]!.ref}'`);
 
   const addTensor = (outName: string, slice: SliceSpec, inNames: (m: number) => string, t: number): void => {
     if (seen.has(outName)) return;
