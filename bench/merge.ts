@@ -224,13 +224,15 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
     const cores = availableParallelism();
     const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [1, undefined] : [undefined];
     for (const threads of threadRuns) {
-      const label = threads === undefined ? `default threads, ${cores} cores` : `--threads ${threads}`;
+      const label = threads === undefined ? `default (${cores} threads)` : `--threads ${threads}`;
+      const [plan] = await buildPlan(recipe, { out, ...(threads ? { threads } : {}) });
+      const estimate = plan!.memory.peakBytes / 2 ** 30;
       const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', '--overwrite', ...(threads ? ['--threads', String(threads)] : [])];
       await rm(out, { recursive: true, force: true });
       sync();
       const run = await runNode(cliArgs, dir);
       if (run.code !== 0) {
-        results.push({ name: `merge: ties (${label}) FAILED`, value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
+        results.push({ name: `merge: ties, ${label}: FAILED`, value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
         continue;
       }
       const outBytes = await dirBytes(out);
@@ -239,8 +241,8 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
       await r.close();
       results.push(
         { name: `merge: ties d=${density}, ${label}`, value: moved / 1e9 / run.seconds, unit: 'GB/s', note: `${run.seconds.toFixed(2)} s wall (child), ${tensors} tensors, ${(outBytes / 1e9).toFixed(2)} GB out; ${cli.note}` },
-        { name: `merge: time / I/O floor (${label})`, value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
-        { name: `merge: peak RSS (${label})`, value: run.maxRssBytes / 2 ** 30, unit: 'GiB', note: `target < 1.5 GB (${run.rssSource})` },
+        { name: `merge: time / I/O floor, ${label}`, value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
+        { name: `merge: peak RSS, ${label}`, value: run.maxRssBytes / 2 ** 30, unit: 'GiB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GiB (${run.rssSource})` },
       );
     }
     await rm(out, { recursive: true, force: true });

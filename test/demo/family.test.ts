@@ -158,6 +158,23 @@ describe('demo family generator', () => {
   });
 });
 
+describe('demo report', () => {
+  it('measures identities exactly: base vs base, a fine-tune vs itself', async () => {
+    const fam = await ensureDemoFamily(join(tmp, 'report'), demoFamilySpec(TINY));
+    const fts = fam.fineTunes.map((f) => ({ name: f.name, path: f.path }));
+    const same = await compareWithFamily(fam.base.path, fam.base.path, fts);
+    expect(same.total.moved).toBe(0);
+    expect(same.total.equalToBase).toBe(1);
+    for (const m of same.total.models) expect(m.kept).toBe(0);
+    expect(same.blocks.map((b) => b.block)).toEqual(['embed', 'L0 attn', 'L0 mlp', 'L1 attn', 'L1 mlp', 'lm_head', 'norms']);
+    const ft = await compareWithFamily(fts[1]!.path, fam.base.path, fts);
+    const self = ft.total.models[1]!;
+    expect(self.kept).toBeCloseTo(1, 12);
+    expect(self.distance).toBe(0);
+    expect(ft.total.moved).toBeGreaterThan(0);
+  });
+});
+
 describe('demo recipes', () => {
   // a copy of the repository layout: recipes/ next to .cache/demo, so the recipes' relative paths resolve as is
   let root: string;
