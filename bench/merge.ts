@@ -226,7 +226,7 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
     for (const threads of threadRuns) {
       const label = threads === undefined ? `default (${cores} threads)` : `--threads ${threads}`;
       const [plan] = await buildPlan(recipe, { out, ...(threads ? { threads } : {}) });
-      const estimate = plan!.memory.peakBytes / 2 ** 30;
+      const estimate = plan!.memory.peakBytes / 1e9;
       const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', '--overwrite', ...(threads ? ['--threads', String(threads)] : [])];
       await rm(out, { recursive: true, force: true });
       sync();
@@ -242,7 +242,7 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
       results.push(
         { name: `merge: ties d=${density}, ${label}`, value: moved / 1e9 / run.seconds, unit: 'GB/s', note: `${run.seconds.toFixed(2)} s wall (child), ${tensors} tensors, ${(outBytes / 1e9).toFixed(2)} GB out; ${cli.note}` },
         { name: `merge: time / I/O floor, ${label}`, value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
-        { name: `merge: peak RSS, ${label}`, value: run.maxRssBytes / 2 ** 30, unit: 'GiB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GiB (${run.rssSource})` },
+        { name: `merge: peak RSS, ${label}`, value: run.maxRssBytes / 1e9, unit: 'GB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GB (${run.rssSource})` },
       );
     }
     await rm(out, { recursive: true, force: true });
@@ -266,8 +266,8 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
         { name: 'merge: 7B dry run, plan time', value: planS * 1000, unit: 'ms', note: `${plan.tensors.length} tensors, ${(bigParams / 1e9).toFixed(2)} G params, 4 sparse files of ${(apparent / 4 / 1e9).toFixed(1)} GB` },
         {
           name: 'merge: 7B dry run, peak memory estimate',
-          value: plan.memory.peakBytes / 2 ** 30,
-          unit: 'GiB',
+          value: plan.memory.peakBytes / 1e9,
+          unit: 'GB',
           note: `budget ${(plan.memory.budgetBytes / 1e9).toFixed(2)} GB, ${plan.memory.threads} thread(s), ${plan.memory.chunkElements} elements/chunk, ${plan.memory.chunkedTensors} tensors chunked`,
         },
       );
