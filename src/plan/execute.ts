@@ -177,7 +177,9 @@ export async function runModelPrepass(
   const scratch = new Scratch();
   for (let p = 0; collector.beginPass(p); p++) {
     for (const t of merged) {
-      for await (const c of inputChunks({ readers, scratch }, t, rowsPerChunkFor(t, method, budgetBytes))()) collector.observe(p, t.name, c);
+      for await (const c of inputChunks({ readers, scratch }, t, rowsPerChunkFor(t, method, budgetBytes))()) {
+        for (const piece of splitChunk(c, COMPUTE_CHUNK_ELEMENTS)) collector.observe(p, t.name, piece);
+      }
     }
   }
   return collector.result();
@@ -207,17 +209,37 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   const rowsPerChunk = Math.max(1, step / rowLen);
 
   const chunks = inputChunks(ctx, t, rowsPerChunk);
+  // I/O chunks are as large as the budget allows; the method sees cache-sized pieces of them
+  const computeStep = chunkElements(merger, numel, rowLen, COMPUTE_CHUNK_ELEMENTS);
 
   if (merger.beginPass && merger.observe) {
     for (let p = 0; merger.beginPass(p); p++) {
-      for await (const c of chunks()) merger.observe(p, c);
+      for await (const c of chunks()) for (const piece of splitChunk(c, computeStep)) merger.observe(p, piece);
     }
   }
   let written = 0;
   for await (const c of chunks()) {
     const out = ctx.scratch.f32Buffer(0, c.length);
-    merger.emit(c, out);
+    for (const piece of splitChunk(c, computeStep)) {
+      const o = piece.offset - c.offset;
+      merger.emit(piece, out.subarray(o, o + piece.length));
+    }
     written += await writeF32(ctx, t, c.offset, out);
   }
   return written;
+}
+
+/** Elements a method processes at a time: its scratch and the inputs' pieces stay in the CPU caches. */
+export const COMPUTE_CHUNK_ELEMENTS = 1 << 14;
+
+/** Views of a chunk in pieces of at most `step` elements (step respects the method's chunking rule). */
+export function* splitChunk(c: Chunk, step: number): Generator<Chunk> {
+  if (c.length <= step) {
+    yield c;
+    return;
+  }
+  for (let o = 0; o < c.length; o += step) {
+    const len = Math.min(step, c.length - o);
+    yield { offset: c.offset + o, length: len, base: c.base?.subarray(o, o + len), models: c.models.map((m) => m.subarray(o, o + len)) };
+  }
 }
