@@ -23,14 +23,15 @@ export class Scratch {
   f32Buffer(i: number, n: number): Float32Array {
     let b = this.f32[i];
     if (!b || b.length < n) {
-      b = new Float32Array(Math.max(n, Math.ceil((b?.length ?? 0) * 1.5)));
+      // exact size: growing by a factor could overshoot the memory budget
+      b = new Float32Array(n);
       this.f32[i] = b;
     }
     return b.subarray(0, n);
   }
 
   byteBuffer(n: number): ArrayBuffer {
-    if (this.bytes.byteLength < n) this.bytes = new ArrayBuffer(Math.max(n, Math.ceil(this.bytes.byteLength * 1.5)));
+    if (this.bytes.byteLength < n) this.bytes = new ArrayBuffer(n);
     return this.bytes;
   }
 }

@@ -531,6 +531,7 @@ export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMeth
     worst = Math.max(worst, Math.min(whole, perThread));
     chunkElements = Math.max(chunkElements, Math.floor(perThread / bpe));
   }
-  const RUNTIME_OVERHEAD = 150_000_000; // node, modules, wasm, histograms, writer state
-  return { budgetBytes: budget, threads, chunkElements, largestTensor: largest, peakBytes: RUNTIME_OVERHEAD + worst * threads, chunkedTensors: chunked };
+  // node runtime and modules (main thread, plus one runtime per worker), reader scratch, histograms, writer state
+  const overhead = 150_000_000 + (threads > 1 ? threads * 70_000_000 : 0);
+  return { budgetBytes: budget, threads, chunkElements, largestTensor: largest, peakBytes: overhead + worst * threads, chunkedTensors: chunked };
 }
