@@ -3,6 +3,7 @@
 
 import { DTYPE_INFO } from '../src/tensor/dtype.js';
 import type { TensorDecl } from '../src/io/types.js';
+import { demoTensorDecls } from '../src/demo/family.js';
 
 export interface LlamaShape {
   vocab: number;
@@ -18,25 +19,9 @@ export const LLAMA_1B: LlamaShape = { vocab: 32000, hidden: 2048, intermediate: 
 /** Llama-2-7B shapes: 6.74 B parameters. */
 export const LLAMA_7B: LlamaShape = { vocab: 32000, hidden: 4096, intermediate: 11008, layers: 32, heads: 32, kvHeads: 32 };
 
+/** Hugging Face Llama names and shapes (the demo family's declarations) in the given dtype. */
 export function llamaDecls(s: LlamaShape, dtype: TensorDecl['dtype'] = 'BF16'): TensorDecl[] {
-  const kv = (s.hidden / s.heads) * s.kvHeads;
-  const decls: TensorDecl[] = [{ name: 'model.embed_tokens.weight', dtype, shape: [s.vocab, s.hidden] }];
-  for (let l = 0; l < s.layers; l++) {
-    const p = `model.layers.${l}.`;
-    decls.push(
-      { name: `${p}input_layernorm.weight`, dtype, shape: [s.hidden] },
-      { name: `${p}self_attn.q_proj.weight`, dtype, shape: [s.hidden, s.hidden] },
-      { name: `${p}self_attn.k_proj.weight`, dtype, shape: [kv, s.hidden] },
-      { name: `${p}self_attn.v_proj.weight`, dtype, shape: [kv, s.hidden] },
-      { name: `${p}self_attn.o_proj.weight`, dtype, shape: [s.hidden, s.hidden] },
-      { name: `${p}post_attention_layernorm.weight`, dtype, shape: [s.hidden] },
-      { name: `${p}mlp.gate_proj.weight`, dtype, shape: [s.intermediate, s.hidden] },
-      { name: `${p}mlp.up_proj.weight`, dtype, shape: [s.intermediate, s.hidden] },
-      { name: `${p}mlp.down_proj.weight`, dtype, shape: [s.hidden, s.intermediate] },
-    );
-  }
-  decls.push({ name: 'model.norm.weight', dtype, shape: [s.hidden] }, { name: 'lm_head.weight', dtype, shape: [s.vocab, s.hidden] });
-  return decls;
+  return demoTensorDecls(s).map((d) => ({ ...d, dtype }));
 }
 
 export function declBytes(decls: readonly TensorDecl[]): number {
