@@ -53,6 +53,7 @@ export const ERROR_CODES = [
   'OUT_WRITTEN_TWICE', // a streaming writer got the same tensor twice
   'OUT_INCOMPLETE', // a streaming writer was closed before every declared tensor was written
   'IO_ERROR', // system-level read/write failure
+  'INTERRUPTED', // the user stopped the command (Ctrl-C); nothing was published
   // recipes (YAML syntax, schema, parameters; every problem carries file:line:col)
   'RECIPE_INVALID', // aggregate: the recipe has one or more problems (listed in `problems`)
   'RECIPE_NOT_FOUND',

@@ -8,7 +8,7 @@ import { WEIGHTKIT_VERSION } from '../version.js';
 import { convertCommand } from './commands/convert.js';
 import { inspectCommand } from './commands/inspect.js';
 import { mergeCommands } from './commands/merge.js';
-import { EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
+import { EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
 
 /** Where a command writes; tests pass collectors, the binary passes process streams. */
 export interface CliIo {
@@ -68,7 +68,6 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
     if (process.env.WEIGHTKIT_DEBUG && e instanceof Error && e.stack) io.stderr(e.stack + '\n');
     if (wantsJson) io.stderr(JSON.stringify(errorJson(e)) + '\n');
     else io.stderr(renderError(e));
-    const code = exitCodeFor(e);
-    return code === EXIT_INTERNAL ? EXIT_INTERNAL : EXIT_BAD_INPUT;
+    return exitCodeFor(e);
   }
 }

@@ -9,7 +9,11 @@ export const EXIT_OK = 0;
 export const EXIT_INTERNAL = 1;
 export const EXIT_BAD_INPUT = 2;
 
+/** 130: stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+export const EXIT_INTERRUPTED = 130;
+
 export function exitCodeFor(e: unknown): number {
+  if (isWeightkitError(e) && e.code === 'INTERRUPTED') return EXIT_INTERRUPTED;
   return isWeightkitError(e) ? EXIT_BAD_INPUT : EXIT_INTERNAL;
 }
 

@@ -5,7 +5,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { RecipeError, RecipeProblems } from '../errors.js';
+import { RecipeError, RecipeProblems, UsageError } from '../errors.js';
 import { patchOnnx } from '../io/onnx/patch.js';
 import { openCheckpointPath } from '../io/open.js';
 import { stageOutputDir } from '../io/output.js';
@@ -61,6 +61,12 @@ export interface MergeOptions {
   onProgress?: (p: MergeProgress) => void;
   /** worker threads: 'auto' uses them only for outputs over 32 MB (start-up costs more below); 'always' forces them */
   pool?: 'auto' | 'always';
+  /** stops the merge between tensors; the staged output is removed and an INTERRUPTED error thrown */
+  signal?: AbortSignal;
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new UsageError('INTERRUPTED', 'interrupted; nothing was written (the partial output was removed)');
 }
 
 export interface MergeResult {
@@ -237,6 +243,7 @@ export async function executePlan(
     const budget = Math.floor((options.memoryBudget ?? DEFAULT_MEMORY_BUDGET) / threads);
     let done = 0;
     const report = (name: string, n: number): void => {
+      checkAborted(options.signal);
       bytes += n;
       done++;
       onProgress?.({ tensorsDone: done, tensorsTotal: plan.tensors.length, bytesDone: bytes, bytesTotal: plan.outputBytes, elapsedMs: performance.now() - t0, tensor: name });
@@ -253,10 +260,15 @@ export async function executePlan(
           writer.markWritten(job.tensor.name);
           report(job.tensor.name, n);
         },
+        options.signal,
       );
+      checkAborted(options.signal);
     } else {
       const scratch = new Scratch();
-      for (const t of plan.tensors) report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: budget * threads, scratch, ...stats }, t));
+      for (const t of plan.tensors) {
+        checkAborted(options.signal);
+        report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: budget * threads, scratch, ...stats }, t));
+      }
     }
     await writer.close();
   } catch (e) {

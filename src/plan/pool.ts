@@ -40,6 +40,7 @@ export async function runPool(
   jobs: readonly PoolJob[],
   threads: number,
   onDone: (job: PoolJob, bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const queue = [...jobs].sort((a, b) => b.tensor.byteLength - a.tensor.byteLength || a.index - b.index);
   const workers = Array.from({ length: Math.min(threads, Math.max(1, queue.length)) }, spawn);
@@ -50,7 +51,7 @@ export async function runPool(
         (w) =>
           new Promise<void>((resolve) => {
             const next = (): void => {
-              const job = failure ? undefined : queue.shift();
+              const job = failure || signal?.aborted ? undefined : queue.shift();
               if (!job) {
                 w.postMessage({ type: 'close' });
                 return;
@@ -61,7 +62,11 @@ export async function runPool(
             let pending: PoolJob | undefined;
             w.on('message', (m: WorkerReply) => {
               if (m.type === 'done') {
-                onDone(pending!, m.bytes);
+                try {
+                  onDone(pending!, m.bytes);
+                } catch (e) {
+                  failure ??= e as Error;
+                }
                 next();
               } else if (m.type === 'error') {
                 const Cls = CLASSES[m.error.name] ?? WeightkitError;

@@ -339,4 +339,16 @@ parameters: {trim_scope: model}
       }
     });
   });
+
+  it('an interrupted merge removes its staged output and publishes nothing', async () => {
+    const r = await recipe('stop.yaml', `merge_method: linear\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n  - {model: ft-b, parameters: {weight: 1}}\n`);
+    for (const threads of [1, 2]) {
+      const out = join(root, `stopped-${threads}`);
+      const stop = new AbortController();
+      const e = await errorOf(merge(r, { out, threads, pool: 'always', signal: stop.signal, onProgress: () => stop.abort() }));
+      expect(e.code).toBe('INTERRUPTED');
+      expect(existsSync(out)).toBe(false);
+      expect((await readdir(root)).filter((f) => f.includes(`stopped-${threads}`))).toEqual([]);
+    }
+  });
 });

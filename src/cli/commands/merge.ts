@@ -158,10 +158,15 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
         }
         if (!out) throw new UsageError('USAGE', 'name the output folder: weightkit merge <recipe> --out <dir>');
         const progress = createProgress(ctx.io, { quiet: Boolean(argv.quiet) || Boolean(argv.json), title: 'merge' });
+        // Ctrl-C stops between tensors; the staged output is removed before the command exits (code 130)
+        const stop = new AbortController();
+        const onSigint = (): void => stop.abort();
+        process.once('SIGINT', onSigint);
         try {
           const r = await merge(recipe, {
             ...opts,
             out,
+            signal: stop.signal,
             onProgress: (p) =>
               progress.update({ done: p.tensorsDone, total: p.tensorsTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, elapsedMs: p.elapsedMs }),
           });
@@ -176,6 +181,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
             );
           }
         } finally {
+          process.off('SIGINT', onSigint);
           progress.stop();
         }
       },
