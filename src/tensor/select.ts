@@ -3,6 +3,51 @@
 // Ties at the threshold are broken by element order, so the kept set is exact-k and deterministic. Pure.
 
 const BINS = 65536;
+const ABS = 0x7fffffff;
+const INF_BITS = 0x7f800000;
+/**
+ * High-pass bins: |x| bits >>> 16 lies in [0, 0x7fff]. A NaN is counted branch-free in a trash bin above them
+ * (its index + 0x80 lands in [0x8000, 0x807f]); the trash is subtracted from the count when resolving.
+ */
+const NUMBER_BINS = 0x8000;
+const HI_BINS = 0x8080;
+
+// Histogram kernels: small monomorphic loops over plain typed arrays (STYLE.md "Hot loops").
+
+function histHigh(u: Uint32Array, n: number, hi: Float64Array): void {
+  for (let i = 0; i < n; i++) {
+    const a = u[i]! & ABS;
+    hi[(a >>> 16) + (+(a > INF_BITS) << 7)]!++;
+  }
+}
+
+/** d = f32(x - b) and its high-bits histogram in one loop (du views d's memory). */
+function diffHistHigh(x: Float32Array, b: Float32Array, d: Float32Array, du: Uint32Array, n: number, hi: Float64Array): void {
+  for (let i = 0; i < n; i++) {
+    d[i] = x[i]! - b[i]!;
+    const a = du[i]! & ABS;
+    hi[(a >>> 16) + (+(a > INF_BITS) << 7)]!++;
+  }
+}
+
+function histLow(u: Uint32Array, n: number, lo: Float64Array, bin: number): void {
+  for (let i = 0; i < n; i++) {
+    const a = u[i]! & ABS;
+    if (a >>> 16 === bin) lo[a & 0xffff]!++;
+  }
+}
+
+function diffHistLow(x: Float32Array, b: Float32Array, d: Float32Array, du: Uint32Array, n: number, lo: Float64Array, bin: number): void {
+  for (let i = 0; i < n; i++) {
+    d[i] = x[i]! - b[i]!;
+    const a = du[i]! & ABS;
+    if (a >>> 16 === bin) lo[a & 0xffff]!++;
+  }
+}
+
+function u32(x: Float32Array, n: number): Uint32Array {
+  return new Uint32Array(x.buffer, x.byteOffset, n);
+}
 
 /** Keep x iff |x| bits > `bits`, or |x| bits == `bits` and it is among the first `ties` such elements in order. */
 export interface MagnitudeThreshold {
@@ -20,26 +65,26 @@ export const KEEP_NONE: MagnitudeThreshold = { bits: 0x7fffffff, ties: 0, all: f
 /**
  * Streaming selector: call `addHigh` on every chunk, then `resolveHigh(k)`; if it returns true call `addLow` on
  * every chunk (same data, any chunking) and then `threshold()`. NaNs are never selected.
+ * The *Delta variants select over d = f32(x - base), writing d to a caller's scratch on the way.
  */
 export class MagnitudeSelector {
-  private readonly hi = new Float64Array(BINS);
-  private readonly lo = new Float64Array(BINS);
+  private readonly hi = new Float64Array(HI_BINS);
+  /** allocated only when a low pass is needed */
+  private lo = new Float64Array(0);
+  /** elements seen, NaNs included (they sit in the trash bins) */
   private count = 0;
   private bin = -1;
   private need = 0; // how many to take from inside `bin`
   private result: MagnitudeThreshold | undefined;
 
   addHigh(x: Float32Array): void {
-    const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
-    const hi = this.hi;
-    let n = 0;
-    for (let i = 0; i < u.length; i++) {
-      const a = u[i]! & 0x7fffffff;
-      if (a <= 0x7f800000) {
-        hi[a >>> 16]!++;
-        n++;
-      }
-    }
+    histHigh(u32(x, x.length), x.length, this.hi);
+    this.count += x.length;
+  }
+
+  /** addHigh over d = f32(x - base) for the first n elements; d (n elements) receives the differences. */
+  addHighDelta(x: Float32Array, base: Float32Array, d: Float32Array, n: number): void {
+    diffHistHigh(x, base, d, u32(d, n), n, this.hi);
     this.count += n;
   }
 
@@ -50,12 +95,14 @@ export class MagnitudeSelector {
       this.result = KEEP_NONE;
       return false;
     }
-    if (kk >= this.count) {
+    let count = this.count;
+    for (let b = NUMBER_BINS; b < HI_BINS; b++) count -= this.hi[b]!;
+    if (kk >= count) {
       this.result = KEEP_ALL;
       return false;
     }
     let above = 0;
-    for (let b = BINS - 1; b >= 0; b--) {
+    for (let b = NUMBER_BINS - 1; b >= 0; b--) {
       const c = this.hi[b]!;
       if (above + c >= kk) {
         this.bin = b;
@@ -66,6 +113,7 @@ export class MagnitudeSelector {
           this.result = { bits: ((b << 16) >>> 0) - 1, ties: 0, all: false, none: false };
           return false;
         }
+        if (this.lo.length === 0) this.lo = new Float64Array(BINS);
         return true;
       }
       above += c;
@@ -75,13 +123,12 @@ export class MagnitudeSelector {
   }
 
   addLow(x: Float32Array): void {
-    const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
-    const lo = this.lo;
-    const bin = this.bin;
-    for (let i = 0; i < u.length; i++) {
-      const a = u[i]! & 0x7fffffff;
-      if (a >>> 16 === bin) lo[a & 0xffff]!++;
-    }
+    histLow(u32(x, x.length), x.length, this.lo, this.bin);
+  }
+
+  /** addLow over d = f32(x - base) for the first n elements; d (n elements) receives the differences. */
+  addLowDelta(x: Float32Array, base: Float32Array, d: Float32Array, n: number): void {
+    diffHistLow(x, base, d, u32(d, n), n, this.lo, this.bin);
   }
 
   threshold(): MagnitudeThreshold {
@@ -126,22 +173,23 @@ export function applyMagnitudeMaskInto(
     out.fill(0, 0, n);
     return 0;
   }
-  const u = new Uint32Array(x.buffer, x.byteOffset, n);
+  const u = u32(x, n);
+  const o = u32(out, n);
   const bits = t.bits;
   let ties = state.tiesLeft;
   let kept = 0;
   for (let i = 0; i < n; i++) {
-    const a = u[i]! & 0x7fffffff;
-    if (a > bits && a <= 0x7f800000) {
-      out[i] = x[i]!;
-      kept++;
-    } else if (a === bits && ties > 0) {
-      out[i] = x[i]!;
+    const v = u[i]!;
+    const a = v & ABS;
+    let keep = +(a > bits) & +(a <= INF_BITS);
+    if (a === bits && ties > 0) {
+      // rare: only elements exactly at the threshold
+      keep = 1;
       ties--;
-      kept++;
-    } else {
-      out[i] = 0;
     }
+    // branch-free select on the bits: a dropped element becomes +0
+    o[i] = v & -keep;
+    kept += keep;
   }
   state.tiesLeft = ties;
   return kept;

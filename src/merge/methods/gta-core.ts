@@ -1,18 +1,36 @@
 // The generalized task arithmetic engine behind task_arithmetic, ties, dare_*, breadcrumbs* and della*: ONE
 // implementation configured by (sparsifier, consensus, default normalize, default rescale), as in mergekit.
 // Streams f32 chunks; reductions accumulate in f64 in element order, so results are bit-identical at any
-// chunking. Imports tensor/ kernels and merge types only (no node:, no io, no recipe parsing).
+// chunking. The hot loops live in gta-kernels.ts (small monomorphic kernels, each model's delta computed once per
+// chunk and pass, fused with its first consumer). Imports tensor/ kernels and merge types only (no node:, no io,
+// no recipe parsing).
 
 import { UsageError } from '../../errors.js';
 import { MagnitudeRanker } from '../../tensor/quantile.js';
 import { fillUniform, type StreamKey } from '../../tensor/rng.js';
+import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, type MagnitudeThreshold } from '../../tensor/select.js';
 import {
-  KEEP_ALL,
-  KEEP_NONE,
-  MagnitudeSelector,
-  applyMagnitudeMaskInto,
-  type MagnitudeThreshold,
-} from '../../tensor/select.js';
+  agreeAdd,
+  agreeAddChecked,
+  agreeAddMeanOut,
+  agreeAddSumOut,
+  agreeInit,
+  deltaInto,
+  deltaL1Into,
+  deltaMaskMagInto,
+  deltaMaskMinBitsInto,
+  deltaMaskRandomInto,
+  deltaScaleAdd,
+  deltaScaleAddOut,
+  deltaScaleInit,
+  l1Of,
+  meanOut,
+  scaleAdd,
+  scaleAddOut,
+  scaleInit,
+  signVoteInto,
+  sumOut,
+} from './gta-kernels.js';
 import type { Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger } from '../types.js';
 
 /** How each task vector is thinned before weighting (mergekit's SparsificationMethod, plus 'none'). */
@@ -102,31 +120,6 @@ function bool(p: Params, name: string, fallback: boolean): boolean {
   return typeof v === 'boolean' ? v : fallback;
 }
 
-/** delta = x - base, rounded to f32 (as mergekit subtracts in the tensor dtype). */
-function deltaInto(x: Float32Array, base: Float32Array, d: Float32Array, n: number): void {
-  for (let j = 0; j < n; j++) d[j] = x[j]! - base[j]!;
-}
-
-function maskModelScopeInto(d: Float32Array, n: number, minBits: number): number {
-  const u = new Uint32Array(d.buffer, d.byteOffset, n);
-  let kept = 0;
-  for (let j = 0; j < n; j++) {
-    const a = u[j]! & 0x7fffffff;
-    if (a >= minBits && a <= INF_BITS) kept++;
-    else d[j] = 0;
-  }
-  return kept;
-}
-
-function maskRandomInto(d: Float32Array, n: number, r: Float64Array, density: number): number {
-  let kept = 0;
-  for (let j = 0; j < n; j++) {
-    if (r[j]! < density) kept++;
-    else d[j] = 0;
-  }
-  return kept;
-}
-
 function maskOutliersInto(d: Float32Array, n: number, keepT: MagnitudeThreshold, keepTies: TieState, dropT: MagnitudeThreshold, dropTies: TieState): number {
   const u = new Uint32Array(d.buffer, d.byteOffset, n);
   const kb = keepT.bits;
@@ -159,12 +152,15 @@ function maskOutliersInto(d: Float32Array, n: number, keepT: MagnitudeThreshold,
 /** Shared scratch of one merger: grown to the largest chunk, then reused. */
 class Scratch {
   delta = new Float32Array(0);
+  /** Uint32Array view of `delta` (masks clear bits) */
+  deltaU = new Uint32Array(0);
   rand = new Float64Array(0);
   sum = new Float64Array(0);
   vote = new Float64Array(0);
   div = new Float64Array(0);
   /** masked f32 deltas of every model (consensus needs them all before the vote is known) */
   masked: Float32Array[] = [];
+  maskedU: Uint32Array[] = [];
   gather = new Float32Array(0);
   ranks = new Int32Array(0);
   readonly ranker = new MagnitudeRanker();
@@ -172,12 +168,14 @@ class Scratch {
   ensure(n: number, models: number, consensus: boolean): void {
     if (this.delta.length < n) {
       this.delta = new Float32Array(n);
+      this.deltaU = new Uint32Array(this.delta.buffer);
       this.rand = new Float64Array(n);
       this.sum = new Float64Array(n);
       if (consensus) {
         this.vote = new Float64Array(n);
         this.div = new Float64Array(n);
         this.masked = Array.from({ length: models }, () => new Float32Array(n));
+        this.maskedU = this.masked.map((m) => new Uint32Array(m.buffer));
       }
     }
   }
@@ -296,13 +294,12 @@ export class ModelTrimCollector implements ModelStatsCollector {
     const len = chunk.length;
     if (pass === 0) this.total += len;
     if (this.delta.length < len) this.delta = new Float32Array(len);
-    const d = this.delta.subarray(0, len);
+    const d = this.delta;
     const base = chunk.base!;
     for (let i = 0; i < this.densities.length; i++) {
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
-      deltaInto(chunk.models[i]!, base, d, len);
-      if (pass === 0) this.sels[i]!.addHigh(d);
-      else this.sels[i]!.addLow(d);
+      if (pass === 0) this.sels[i]!.addHighDelta(chunk.models[i]!, base, d, len);
+      else this.sels[i]!.addLowDelta(chunk.models[i]!, base, d, len);
     }
   }
 
@@ -486,54 +483,63 @@ class GtaMerger implements TensorMerger {
     const len = chunk.length;
     const s = this.scratch;
     s.ensure(len, this.plans.length, this.cfg.consensus);
-    const d = s.delta.subarray(0, len);
+    const d = s.delta;
     const base = chunk.base!;
     const stage = this.stage;
     for (let i = 0; i < this.plans.length; i++) {
       const p = this.plans[i]!;
+      const x = chunk.models[i]!;
       if (stage === HIGH) {
         if (!p.keepSel) continue;
-        deltaInto(chunk.models[i]!, base, d, len);
-        p.keepSel.addHigh(d);
-        p.dropSel?.addHigh(d);
+        p.keepSel.addHighDelta(x, base, d, len);
+        p.dropSel?.addHigh(d.subarray(0, len));
       } else if (stage === LOW) {
-        if (!p.keepNeedsLow && !p.dropNeedsLow) continue;
-        deltaInto(chunk.models[i]!, base, d, len);
-        if (p.keepNeedsLow) p.keepSel!.addLow(d);
-        if (p.dropNeedsLow) p.dropSel!.addLow(d);
+        if (p.keepNeedsLow) {
+          p.keepSel!.addLowDelta(x, base, d, len);
+          if (p.dropNeedsLow) p.dropSel!.addLow(d.subarray(0, len));
+        } else if (p.dropNeedsLow) p.dropSel!.addLowDelta(x, base, d, len);
       } else if (stage === NORM) {
         if (!p.rescale) continue;
-        deltaInto(chunk.models[i]!, base, d, len);
-        let before = p.l1Before;
-        for (let j = 0; j < len; j++) before += Math.abs(d[j]!);
-        p.l1Before = before;
-        this.maskInto(p, chunk.offset, d, len);
-        let after = p.l1After;
-        for (let j = 0; j < len; j++) after += Math.abs(d[j]!);
-        p.l1After = after;
+        p.l1Before = deltaL1Into(x, base, d, len, p.l1Before);
+        this.maskedDelta(p, chunk.offset, x, base, d, s.deltaU, len);
+        p.l1After = l1Of(d, len, p.l1After);
       }
     }
   }
 
-  private maskInto(p: ModelPlan, offset: number, d: Float32Array, len: number): number {
+  /** d = the model's sparsified delta f32(x - base) over the chunk (du views d); returns how many were kept. */
+  private maskedDelta(p: ModelPlan, offset: number, x: Float32Array, base: Float32Array, d: Float32Array, du: Uint32Array, len: number): number {
     switch (p.mode) {
       case ALL:
+        deltaInto(x, base, d, len);
         return len;
       case NONE:
         d.fill(0, 0, len);
         return 0;
-      case MAG:
-        return applyMagnitudeMaskInto(d, p.keepT, p.keepTies, d);
+      case MAG: {
+        const t = p.keepT;
+        if (t.all) {
+          deltaInto(x, base, d, len);
+          return len;
+        }
+        if (t.none) {
+          d.fill(0, 0, len);
+          return 0;
+        }
+        return deltaMaskMagInto(x, base, d, du, len, t.bits, p.keepTies);
+      }
       case MAG_MODEL:
-        return maskModelScopeInto(d, len, p.minBits);
+        return deltaMaskMinBitsInto(x, base, d, du, len, p.minBits);
       case RANDOM: {
         const r = this.scratch.rand.subarray(0, len);
         fillUniform(p.key, offset, r);
-        return maskRandomInto(d, len, r, p.density);
+        return deltaMaskRandomInto(x, base, d, du, r, len, p.density);
       }
       case OUTLIERS:
+        deltaInto(x, base, d, len);
         return maskOutliersInto(d, len, p.keepT, p.keepTies, p.dropT, p.dropTies);
       default:
+        deltaInto(x, base, d, len);
         return maskDellaInto(d, len, offset, p, this.geo, this.scratch);
     }
   }
@@ -555,57 +561,88 @@ class GtaMerger implements TensorMerger {
     }
     const s = this.scratch;
     s.ensure(len, n, this.cfg.consensus);
-    const d = s.delta.subarray(0, len);
+    if (this.cfg.consensus) this.emitConsensus(chunk, out);
+    else this.emitSum(chunk, out);
+  }
+
+  /** out = base + lambda * (sum_i w_i * f_i * delta_i') / z, the model terms added in model order. */
+  private emitSum(chunk: Chunk, out: Float32Array): void {
+    const len = chunk.length;
+    const base = chunk.base!;
+    const plans = this.plans;
+    const n = plans.length;
+    const s = this.scratch;
+    const d = s.delta;
     const M = s.sum;
-    M.fill(0, 0, len);
     const lambda = this.lambda;
-    if (!this.cfg.consensus) {
+    const z = this.divide ? this.weightSum : 1;
+    for (let i = 0; i < n; i++) {
+      const p = plans[i]!;
+      const x = chunk.models[i]!;
+      const sc = p.factor * p.weight;
+      const last = i === n - 1 && i > 0;
+      if (p.mode === ALL) {
+        // unsparsified: the delta goes straight into the sum
+        p.kept += len;
+        if (i === 0) deltaScaleInit(x, base, M, len, sc);
+        else if (last) deltaScaleAddOut(x, base, M, out, len, sc, z, lambda);
+        else deltaScaleAdd(x, base, M, len, sc);
+      } else {
+        p.kept += this.maskedDelta(p, chunk.offset, x, base, d, s.deltaU, len);
+        if (i === 0) scaleInit(d, M, len, sc);
+        else if (last) scaleAddOut(d, M, base, out, len, sc, z, lambda);
+        else scaleAdd(d, M, len, sc);
+      }
+    }
+    if (n === 1) sumOut(M, base, out, len, z, lambda);
+  }
+
+  /**
+   * TIES consensus: Delta_i = w_i * f_i * delta_i'; vote s = +1 where sum_i Delta_i >= 0, else -1; keep the
+   * Delta_i whose sign equals s and divide by the weights that agreed (disjoint mean) or not (disjoint sum).
+   */
+  private emitConsensus(chunk: Chunk, out: Float32Array): void {
+    const len = chunk.length;
+    const base = chunk.base!;
+    const plans = this.plans;
+    const n = plans.length;
+    const s = this.scratch;
+    const S = s.vote;
+    const M = s.sum;
+    const Z = s.div;
+    const lambda = this.lambda;
+    let finite = true;
+    for (let i = 0; i < n; i++) {
+      const p = plans[i]!;
+      const D = s.masked[i]!;
+      p.kept += this.maskedDelta(p, chunk.offset, chunk.models[i]!, base, D, s.maskedU[i]!, len);
+      const sc = p.factor * p.weight;
+      finite &&= Number.isFinite(sc) && Number.isFinite(p.weight);
+      if (i === 0) scaleInit(D, S, len, sc);
+      else scaleAdd(D, S, len, sc);
+    }
+    // every vote sum finite => every product finite => the branch-free agree kernels are exact
+    if (signVoteInto(S, len) === 0 && finite) {
       for (let i = 0; i < n; i++) {
         const p = plans[i]!;
-        deltaInto(chunk.models[i]!, base, d, len);
-        p.kept += this.maskInto(p, chunk.offset, d, len);
+        const D = s.masked[i]!;
         const sc = p.factor * p.weight;
-        for (let j = 0; j < len; j++) M[j] += d[j]! * sc;
+        if (i === 0) agreeInit(D, S, M, Z, len, sc, p.weight);
+        else if (i < n - 1) agreeAdd(D, S, M, Z, len, sc, p.weight);
+        else if (this.divide) agreeAddMeanOut(D, S, M, Z, base, out, len, sc, p.weight, lambda);
+        else agreeAddSumOut(D, S, M, base, out, len, sc, lambda);
       }
-      const z = this.divide ? this.weightSum : 1;
-      for (let j = 0; j < len; j++) out[j] = base[j]! + (M[j]! / z) * lambda;
-      return;
-    }
-    // consensus: Delta_i = w_i * delta_i; vote s = +1 where sum >= 0; keep Delta_i whose sign equals s
-    const S = s.vote;
-    const Z = s.div;
-    S.fill(0, 0, len);
-    Z.fill(0, 0, len);
-    for (let i = 0; i < n; i++) {
-      const p = plans[i]!;
-      const D = s.masked[i]!.subarray(0, len);
-      deltaInto(chunk.models[i]!, base, D, len);
-      p.kept += this.maskInto(p, chunk.offset, D, len);
-      const sc = p.factor * p.weight;
-      for (let j = 0; j < len; j++) S[j] += D[j]! * sc;
-    }
-    for (let j = 0; j < len; j++) S[j] = S[j]! >= 0 ? 1 : -1;
-    for (let i = 0; i < n; i++) {
-      const D = s.masked[i]!;
-      const p = plans[i]!;
-      const sc = p.factor * p.weight;
-      const w = p.weight;
-      for (let j = 0; j < len; j++) {
-        const v = D[j]! * sc;
-        if (v * S[j]! > 0) {
-          M[j] += v;
-          Z[j] += w;
-        }
-      }
-    }
-    if (this.divide) {
-      for (let j = 0; j < len; j++) {
-        const z = Z[j]!;
-        out[j] = base[j]! + (M[j]! / (z === 0 ? 1 : z)) * lambda;
-      }
+      if (n > 1) return;
     } else {
-      for (let j = 0; j < len; j++) out[j] = base[j]! + M[j]! * lambda;
+      M.fill(0, 0, len);
+      Z.fill(0, 0, len);
+      for (let i = 0; i < n; i++) {
+        const p = plans[i]!;
+        agreeAddChecked(s.masked[i]!, S, M, Z, len, p.factor * p.weight, p.weight);
+      }
     }
+    if (this.divide) meanOut(M, Z, base, out, len, lambda);
+    else sumOut(M, base, out, len, 1, lambda);
   }
 
   report(): Record<string, number> {

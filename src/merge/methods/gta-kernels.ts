@@ -1,0 +1,236 @@
+// Hot loops of the GTA engine (gta-core.ts), one small monomorphic function per loop shape: plain typed-array
+// parameters (one array type each) and a numeric length, so V8 keeps every array and bound in registers
+// (STYLE.md "Hot loops"). Each kernel fuses the delta x - base (rounded to f32, as mergekit subtracts in the
+// tensor dtype) with its first consumer so a model's delta is computed once per chunk and pass.
+//
+// Every kernel performs exactly the f32/f64 operations of the straightforward loops it replaces, in the same
+// order, so results are bit-identical to them. Two tricks keep it branch-free:
+//  - masks clear the f32 BITS of a dropped delta (u & -keep), which gives +0 like `d[j] = 0`, also for NaN/inf;
+//  - the sign-consensus sums multiply by agree ∈ {0, 1} instead of branching. That equals the branchy sum only
+//    for finite products, so callers use it only when the vote sums are finite (a non-finite product makes the
+//    vote sum non-finite too, see signVoteInto) and fall back to the *Checked kernels otherwise.
+// Accumulators are f64 (house rule: f32 math with f64 accumulators); `0 + v` starts a sum exactly like a
+// zero-filled accumulator would (it turns -0 into +0).
+
+const ABS = 0x7fffffff;
+const INF_BITS = 0x7f800000;
+
+/** d = f32(x - b) */
+export function deltaInto(x: Float32Array, b: Float32Array, d: Float32Array, n: number): void {
+  for (let j = 0; j < n; j++) d[j] = x[j]! - b[j]!;
+}
+
+/** d = f32(x - b); returns acc + Σ|d| in element order (the L1 norm before masking). */
+export function deltaL1Into(x: Float32Array, b: Float32Array, d: Float32Array, n: number, acc: number): number {
+  for (let j = 0; j < n; j++) {
+    const v = (d[j] = x[j]! - b[j]!);
+    acc += Math.abs(v);
+  }
+  return acc;
+}
+
+/** acc + Σ|d| in element order */
+export function l1Of(d: Float32Array, n: number, acc: number): number {
+  for (let j = 0; j < n; j++) acc += Math.abs(d[j]!);
+  return acc;
+}
+
+// ---- sparsifying masks fused with the delta; `du` is a Uint32Array view of `d`'s memory ----
+
+/** Tie budget carried across chunks (see select.ts applyMagnitudeMaskInto). */
+export interface TieBudget {
+  tiesLeft: number;
+}
+
+/**
+ * d = f32(x - b), kept iff |d| bits > `bits` (NaN never), or == `bits` while the tie budget lasts (element
+ * order). Returns how many were kept.
+ */
+export function deltaMaskMagInto(
+  x: Float32Array,
+  b: Float32Array,
+  d: Float32Array,
+  du: Uint32Array,
+  n: number,
+  bits: number,
+  budget: TieBudget,
+): number {
+  let ties = budget.tiesLeft;
+  let kept = 0;
+  for (let j = 0; j < n; j++) {
+    d[j] = x[j]! - b[j]!;
+    const u = du[j]!;
+    const a = u & ABS;
+    let keep = +(a > bits) & +(a <= INF_BITS);
+    if (a === bits && ties > 0) {
+      // rare: only elements exactly at the threshold
+      keep = 1;
+      ties--;
+    }
+    du[j] = u & -keep;
+    kept += keep;
+  }
+  budget.tiesLeft = ties;
+  return kept;
+}
+
+/** d = f32(x - b), kept iff minBits <= |d| bits <= inf bits (whole-model TIES trim, all ties kept). */
+export function deltaMaskMinBitsInto(x: Float32Array, b: Float32Array, d: Float32Array, du: Uint32Array, n: number, minBits: number): number {
+  let kept = 0;
+  for (let j = 0; j < n; j++) {
+    d[j] = x[j]! - b[j]!;
+    const u = du[j]!;
+    const a = u & ABS;
+    const keep = +(a >= minBits) & +(a <= INF_BITS);
+    du[j] = u & -keep;
+    kept += keep;
+  }
+  return kept;
+}
+
+/** d = f32(x - b), kept iff r[j] < density (DARE's Bernoulli mask from pre-drawn uniforms). */
+export function deltaMaskRandomInto(
+  x: Float32Array,
+  b: Float32Array,
+  d: Float32Array,
+  du: Uint32Array,
+  r: Float64Array,
+  n: number,
+  density: number,
+): number {
+  let kept = 0;
+  for (let j = 0; j < n; j++) {
+    d[j] = x[j]! - b[j]!;
+    const keep = +(r[j]! < density);
+    du[j] = du[j]! & -keep;
+    kept += keep;
+  }
+  return kept;
+}
+
+// ---- weighted sums: acc[j] (f64) += d[j] * sc, in model order ----
+
+/** acc = 0 + d * sc */
+export function scaleInit(d: Float32Array, acc: Float64Array, n: number, sc: number): void {
+  for (let j = 0; j < n; j++) acc[j] = 0 + d[j]! * sc;
+}
+
+/** acc += d * sc */
+export function scaleAdd(d: Float32Array, acc: Float64Array, n: number, sc: number): void {
+  for (let j = 0; j < n; j++) acc[j] = acc[j]! + d[j]! * sc;
+}
+
+/** acc = 0 + f32(x - b) * sc */
+export function deltaScaleInit(x: Float32Array, b: Float32Array, acc: Float64Array, n: number, sc: number): void {
+  for (let j = 0; j < n; j++) acc[j] = 0 + Math.fround(x[j]! - b[j]!) * sc;
+}
+
+/** acc += f32(x - b) * sc */
+export function deltaScaleAdd(x: Float32Array, b: Float32Array, acc: Float64Array, n: number, sc: number): void {
+  for (let j = 0; j < n; j++) acc[j] = acc[j]! + Math.fround(x[j]! - b[j]!) * sc;
+}
+
+/** out = f32(b + ((acc + d * sc) / z) * lambda): the last model's term fused with the output */
+export function scaleAddOut(d: Float32Array, acc: Float64Array, b: Float32Array, out: Float32Array, n: number, sc: number, z: number, lambda: number): void {
+  for (let j = 0; j < n; j++) out[j] = b[j]! + ((acc[j]! + d[j]! * sc) / z) * lambda;
+}
+
+/** out = f32(b + ((acc + f32(x - b) * sc) / z) * lambda) */
+export function deltaScaleAddOut(x: Float32Array, b: Float32Array, acc: Float64Array, out: Float32Array, n: number, sc: number, z: number, lambda: number): void {
+  for (let j = 0; j < n; j++) {
+    const bj = b[j]!;
+    out[j] = bj + ((acc[j]! + Math.fround(x[j]! - bj) * sc) / z) * lambda;
+  }
+}
+
+/** out = f32(b + (acc / z) * lambda) */
+export function sumOut(acc: Float64Array, b: Float32Array, out: Float32Array, n: number, z: number, lambda: number): void {
+  for (let j = 0; j < n; j++) out[j] = b[j]! + (acc[j]! / z) * lambda;
+}
+
+// ---- TIES sign consensus ----
+
+/**
+ * s = +1 where the weighted vote sum s >= 0 (also -0), else -1 (NaN votes -1). Returns 0 when every sum was
+ * finite, NaN otherwise (then some product d * sc was non-finite and the branch-free agree kernels must not be
+ * used: inf * 0 is NaN).
+ */
+export function signVoteInto(s: Float64Array, n: number): number {
+  let chk = 0;
+  for (let j = 0; j < n; j++) {
+    const v = s[j]!;
+    chk += v - v;
+    s[j] = +(v >= 0) * 2 - 1;
+  }
+  return chk;
+}
+
+/** agree = v * s > 0 with v = d * sc; m = 0 + v * agree; z = 0 + w * agree (finite v, w only) */
+export function agreeInit(d: Float32Array, s: Float64Array, m: Float64Array, z: Float64Array, n: number, sc: number, w: number): void {
+  for (let j = 0; j < n; j++) {
+    const v = d[j]! * sc;
+    const agree = +(v * s[j]! > 0);
+    m[j] = 0 + v * agree;
+    z[j] = 0 + w * agree;
+  }
+}
+
+/** m += v * agree; z += w * agree (finite v, w only) */
+export function agreeAdd(d: Float32Array, s: Float64Array, m: Float64Array, z: Float64Array, n: number, sc: number, w: number): void {
+  for (let j = 0; j < n; j++) {
+    const v = d[j]! * sc;
+    const agree = +(v * s[j]! > 0);
+    m[j] = m[j]! + v * agree;
+    z[j] = z[j]! + w * agree;
+  }
+}
+
+/** The last model's agree step fused with the disjoint mean: out = b + ((m + v·agree) / (Z or 1)) * lambda. */
+export function agreeAddMeanOut(
+  d: Float32Array,
+  s: Float64Array,
+  m: Float64Array,
+  z: Float64Array,
+  b: Float32Array,
+  out: Float32Array,
+  n: number,
+  sc: number,
+  w: number,
+  lambda: number,
+): void {
+  for (let j = 0; j < n; j++) {
+    const v = d[j]! * sc;
+    const agree = +(v * s[j]! > 0);
+    const zz = z[j]! + w * agree;
+    // zz === 0 (no model agreed) divides by 1: zz + 1 is exactly 1 then
+    out[j] = b[j]! + ((m[j]! + v * agree) / (zz + +(zz === 0))) * lambda;
+  }
+}
+
+/** The last model's agree step fused with the disjoint sum: out = b + (m + v·agree) * lambda. */
+export function agreeAddSumOut(d: Float32Array, s: Float64Array, m: Float64Array, b: Float32Array, out: Float32Array, n: number, sc: number, lambda: number): void {
+  for (let j = 0; j < n; j++) {
+    const v = d[j]! * sc;
+    const agree = +(v * s[j]! > 0);
+    out[j] = b[j]! + (m[j]! + v * agree) * lambda;
+  }
+}
+
+/** Branchy agree step for chunks with non-finite products: m += v, z += w only where v * s > 0. */
+export function agreeAddChecked(d: Float32Array, s: Float64Array, m: Float64Array, z: Float64Array, n: number, sc: number, w: number): void {
+  for (let j = 0; j < n; j++) {
+    const v = d[j]! * sc;
+    if (v * s[j]! > 0) {
+      m[j] = m[j]! + v;
+      z[j] = z[j]! + w;
+    }
+  }
+}
+
+/** out = b + (m / (z === 0 ? 1 : z)) * lambda */
+export function meanOut(m: Float64Array, z: Float64Array, b: Float32Array, out: Float32Array, n: number, lambda: number): void {
+  for (let j = 0; j < n; j++) {
+    const zz = z[j]!;
+    out[j] = b[j]! + (m[j]! / (zz + +(zz === 0))) * lambda;
+  }
+}
