@@ -23,8 +23,15 @@ import {
   deltaScaleAdd,
   deltaScaleAddOut,
   deltaScaleInit,
+  deltaSum1Out,
+  deltaSum2Out,
+  deltaSum3Out,
   l1Of,
+  mergeWasm,
   meanOut,
+  WASM_MAX_CHUNK,
+  WASM_MAX_MODELS,
+  type MergeWasm,
   scaleAdd,
   scaleAddOut,
   scaleInit,
@@ -321,6 +328,8 @@ class GtaMerger implements TensorMerger {
   private readonly divide: boolean;
   private readonly weightSum: number;
   private readonly geo: FiberGeometry;
+  /** every model's delta is used whole (no sparsification) */
+  private readonly dense: boolean;
   private readonly scratch = new Scratch();
   private stage = DONE;
 
@@ -359,6 +368,7 @@ class GtaMerger implements TensorMerger {
       return plan;
     });
     this.weightSum = Math.abs(wsum) < 1e-8 ? 1 : wsum;
+    this.dense = this.plans.every((x) => x.mode === ALL);
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
     this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
   }
@@ -559,10 +569,47 @@ class GtaMerger implements TensorMerger {
       for (let j = 0; j < len; j++) out[j] = base[j]!;
       return;
     }
+    const wasm = len <= WASM_MAX_CHUNK && n <= WASM_MAX_MODELS ? mergeWasm() : undefined;
+    if (wasm !== undefined && (this.cfg.consensus || this.dense)) {
+      this.emitWasm(wasm, chunk, out);
+      return;
+    }
     const s = this.scratch;
     s.ensure(len, n, this.cfg.consensus);
     if (this.cfg.consensus) this.emitConsensus(chunk, out);
     else this.emitSum(chunk, out);
+  }
+
+  /**
+   * emitSum (dense) or emitConsensus on the SIMD module: the inputs are copied into its fixed regions, the
+   * magnitude masks and the whole sum or vote run there; other masks are written into its memory by the JS kernels.
+   */
+  private emitWasm(w: MergeWasm, chunk: Chunk, out: Float32Array): void {
+    const len = chunk.length;
+    const base = chunk.base!;
+    const plans = this.plans;
+    const n = plans.length;
+    w.base.set(base.length === len ? base : base.subarray(0, len));
+    for (let i = 0; i < n; i++) {
+      const p = plans[i]!;
+      const x = chunk.models[i]!;
+      w.setParams(i, p.factor * p.weight, p.weight);
+      const t = p.keepT;
+      if (p.mode === ALL || p.mode === MAG_MODEL || (p.mode === MAG && !t.none)) {
+        w.model(i).set(x.length === len ? x : x.subarray(0, len));
+        if (p.mode === MAG_MODEL) p.kept += w.deltaMag(i, len, p.minBits - 1, 0);
+        else if (p.mode === MAG && !t.all) {
+          p.kept += w.deltaMag(i, len, t.bits, p.keepTies.tiesLeft);
+          p.keepTies.tiesLeft = w.tiesLeft();
+        } else {
+          p.kept += len;
+          if (this.cfg.consensus) w.deltaAll(i, len); // sum_out takes the inputs themselves
+        }
+      } else p.kept += this.maskedDelta(p, chunk.offset, x, base, w.model(i), w.modelU(i), len);
+    }
+    if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda);
+    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda);
+    out.set(w.out.subarray(0, len));
   }
 
   /** out = base + lambda * (sum_i w_i * f_i * delta_i') / z, the model terms added in model order. */
@@ -576,6 +623,19 @@ class GtaMerger implements TensorMerger {
     const M = s.sum;
     const lambda = this.lambda;
     const z = this.divide ? this.weightSum : 1;
+    if (n <= 3 && this.dense) {
+      // task_arithmetic: one loop over the chunk, no accumulator
+      const ms = chunk.models;
+      for (const p of plans) p.kept += len;
+      const s0 = plans[0]!.factor * plans[0]!.weight;
+      if (n === 1) deltaSum1Out(ms[0]!, base, out, len, s0, z, lambda);
+      else {
+        const s1 = plans[1]!.factor * plans[1]!.weight;
+        if (n === 2) deltaSum2Out(ms[0]!, ms[1]!, base, out, len, s0, s1, z, lambda);
+        else deltaSum3Out(ms[0]!, ms[1]!, ms[2]!, base, out, len, s0, s1, plans[2]!.factor * plans[2]!.weight, z, lambda);
+      }
+      return;
+    }
     for (let i = 0; i < n; i++) {
       const p = plans[i]!;
       const x = chunk.models[i]!;

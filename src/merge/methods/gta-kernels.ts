@@ -12,6 +12,9 @@
 // Accumulators are f64 (house rule: f32 math with f64 accumulators); `0 + v` starts a sum exactly like a
 // zero-filled accumulator would (it turns -0 into +0).
 
+import { MERGE_KERNELS_WASM_BASE64 } from '../../tensor/wasm/merge-kernels.generated.js';
+import { decodeBase64 } from '../../tensor/wasm/simd.js';
+
 const ABS = 0x7fffffff;
 const INF_BITS = 0x7f800000;
 
@@ -143,6 +146,42 @@ export function deltaScaleAddOut(x: Float32Array, b: Float32Array, acc: Float64A
   }
 }
 
+// Whole sums of up to three unsparsified models in one loop, no accumulator array (task_arithmetic):
+// out = f32(b + ((((0 + d0 * s0) + d1 * s1) + d2 * s2) / z) * lambda), d_i = f32(x_i - b).
+
+export function deltaSum1Out(x0: Float32Array, b: Float32Array, out: Float32Array, n: number, s0: number, z: number, lambda: number): void {
+  for (let j = 0; j < n; j++) {
+    const bj = b[j]!;
+    out[j] = bj + ((0 + Math.fround(x0[j]! - bj) * s0) / z) * lambda;
+  }
+}
+
+export function deltaSum2Out(x0: Float32Array, x1: Float32Array, b: Float32Array, out: Float32Array, n: number, s0: number, s1: number, z: number, lambda: number): void {
+  for (let j = 0; j < n; j++) {
+    const bj = b[j]!;
+    out[j] = bj + ((0 + Math.fround(x0[j]! - bj) * s0 + Math.fround(x1[j]! - bj) * s1) / z) * lambda;
+  }
+}
+
+export function deltaSum3Out(
+  x0: Float32Array,
+  x1: Float32Array,
+  x2: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+  n: number,
+  s0: number,
+  s1: number,
+  s2: number,
+  z: number,
+  lambda: number,
+): void {
+  for (let j = 0; j < n; j++) {
+    const bj = b[j]!;
+    out[j] = bj + ((0 + Math.fround(x0[j]! - bj) * s0 + Math.fround(x1[j]! - bj) * s1 + Math.fround(x2[j]! - bj) * s2) / z) * lambda;
+  }
+}
+
 /** out = f32(b + (acc / z) * lambda) */
 export function sumOut(acc: Float64Array, b: Float32Array, out: Float32Array, n: number, z: number, lambda: number): void {
   for (let j = 0; j < n; j++) out[j] = b[j]! + (acc[j]! / z) * lambda;
@@ -233,4 +272,109 @@ export function meanOut(m: Float64Array, z: Float64Array, b: Float32Array, out: 
     const zz = z[j]!;
     out[j] = b[j]! + (m[j]! / (zz + +(zz === 0))) * lambda;
   }
+}
+
+// ---- the SIMD module (src/tensor/wasm/merge-kernels.wat): the same operations, four or two lanes at a time ----
+
+/** Largest chunk and model count the module's fixed regions hold (the executor's COMPUTE_CHUNK_ELEMENTS). */
+export const WASM_MAX_CHUNK = 16384;
+export const WASM_MAX_MODELS = 8;
+
+const REGION = 65536;
+const MODEL_PTR = 2 * REGION;
+const PARAM_PTR = 10 * REGION;
+
+interface MergeExports {
+  readonly memory: { readonly buffer: ArrayBuffer };
+  ties_left(): number;
+  delta_mag(x: number, b: number, n: number, bits: number, ties: number): number;
+  delta_all(x: number, b: number, n: number): void;
+  ties_out(m: number, n: number, divide: number, lambda: number): void;
+  sum_out(m: number, n: number, z: number, lambda: number): void;
+}
+
+// The slice of the WebAssembly global used here (lib has no DOM typings).
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: unknown };
+}
+
+/** The module with views of its regions; callers fill `base` and `model(i)`, run a kernel, read `out`. */
+export class MergeWasm {
+  readonly base: Float32Array;
+  readonly out: Float32Array;
+  private readonly models: Float32Array[];
+  private readonly modelsU: Uint32Array[];
+  private readonly params: Float64Array;
+
+  constructor(private readonly ex: MergeExports) {
+    const buf = ex.memory.buffer;
+    this.base = new Float32Array(buf, 0, WASM_MAX_CHUNK);
+    this.out = new Float32Array(buf, REGION, WASM_MAX_CHUNK);
+    this.models = Array.from({ length: WASM_MAX_MODELS }, (_, i) => new Float32Array(buf, MODEL_PTR + i * REGION, WASM_MAX_CHUNK));
+    this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
+    this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
+  }
+
+  /** model i's region (its input, then its delta) */
+  model(i: number): Float32Array {
+    return this.models[i]!;
+  }
+
+  modelU(i: number): Uint32Array {
+    return this.modelsU[i]!;
+  }
+
+  /** model i's scale sc_i = factor * weight and weight w_i */
+  setParams(i: number, sc: number, w: number): void {
+    const p = this.params;
+    p[4 * i] = sc;
+    p[4 * i + 1] = sc;
+    p[4 * i + 2] = w;
+    p[4 * i + 3] = w;
+  }
+
+  /** model(i) := deltaMaskMagInto(model(i), base) with `ties` ties; returns kept (ties left: tiesLeft()) */
+  deltaMag(i: number, n: number, bits: number, ties: number): number {
+    return this.ex.delta_mag(MODEL_PTR + i * REGION, 0, n, bits, ties);
+  }
+
+  tiesLeft(): number {
+    return this.ex.ties_left();
+  }
+
+  /** model(i) := f32(model(i) - base) */
+  deltaAll(i: number, n: number): void {
+    this.ex.delta_all(MODEL_PTR + i * REGION, 0, n);
+  }
+
+  /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat) */
+  tiesOut(m: number, n: number, divide: boolean, lambda: number): void {
+    this.ex.ties_out(m, n, divide ? 1 : 0, lambda);
+  }
+
+  /** out := base + ((sum of f32(model(i) - base) * sc_i) / z) * lambda, models holding inputs */
+  sumOut(m: number, n: number, z: number, lambda: number): void {
+    this.ex.sum_out(m, n, z, lambda);
+  }
+}
+
+let cached: MergeWasm | undefined | null = null;
+
+/** The module, instantiated on first use; undefined where WebAssembly SIMD is unavailable (JS kernels then). */
+export function mergeWasm(): MergeWasm | undefined {
+  if (cached === null) {
+    cached = undefined;
+    try {
+      const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+      const bytes = decodeBase64(MERGE_KERNELS_WASM_BASE64);
+      if (api !== undefined && api.validate(bytes)) {
+        cached = new MergeWasm(new api.Instance(new api.Module(bytes), {}).exports as MergeExports);
+      }
+    } catch {
+      cached = undefined; // e.g. a runtime that forbids wasm compilation
+    }
+  }
+  return cached;
 }

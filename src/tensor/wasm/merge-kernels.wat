@@ -1,0 +1,183 @@
+;; SIMD kernels of the GTA merge engine (src/merge/methods/gta-kernels.ts runs them). Turned into
+;; merge-kernels.generated.ts by test/merge/gta-wasm.test.ts (WEIGHTKIT_UPDATE_WASM=1), which also checks drift.
+;; Each kernel performs the same IEEE operations in the same order as the JS kernels in gta-kernels.ts, so the
+;; results are bit-identical to them (f32 sub, f64 promote/mul/add/div, round-to-nearest demote).
+;;
+;; Fixed memory (12 pages, never grown), chunks of at most CAP = 16384 elements:
+;;   [0, 64K)                 base (f32)
+;;   [64K, 128K)              out (f32)
+;;   [128K + i*64K, ...)      model i (f32), i < 8: the input x_i, or its (masked) delta d_i
+;;   [640K, 640K + 8*32)      per model i: sc_i as f64x2 at +0, w_i as f64x2 at +16
+;; Pair kernels read and write 2 elements past n (inside the regions; callers copy out only n elements).
+(module
+  (memory (export "memory") 12 12)
+
+  (global $ties (mut i32) (i32.const 0))
+
+  (func (export "ties_left") (result i32) (global.get $ties))
+
+  ;; Settle the f32 delta at $p: keep iff bits < |d| <= inf, or |d| == bits while a tie is left (element order);
+  ;; a dropped delta becomes +0. Returns 1 if kept.
+  (func $settle (param $p i32) (param $bits i32) (result i32)
+    (local $u i32) (local $a i32) (local $keep i32)
+    (local.set $u (i32.load (local.get $p)))
+    (local.set $a (i32.and (local.get $u) (i32.const 0x7fffffff)))
+    (local.set $keep
+      (i32.and (i32.gt_s (local.get $a) (local.get $bits)) (i32.le_s (local.get $a) (i32.const 0x7f800000))))
+    (if (i32.and (i32.eq (local.get $a) (local.get $bits)) (i32.gt_s (global.get $ties) (i32.const 0)))
+      (then
+        (local.set $keep (i32.const 1))
+        (global.set $ties (i32.sub (global.get $ties) (i32.const 1)))))
+    (i32.store (local.get $p) (i32.and (local.get $u) (i32.sub (i32.const 0) (local.get $keep))))
+    (local.get $keep))
+
+  ;; In place at $x: d = f32(x - b), magnitude-masked against $bits with a budget of $ties ties (read it back
+  ;; with ties_left). Returns how many were kept. Four lanes at a time; a group holding a tie candidate while the
+  ;; budget lasts is settled lane by lane, in order.
+  (func (export "delta_mag") (param $x i32) (param $b i32) (param $n i32) (param $bits i32) (param $ties i32)
+    (result i32)
+    (local $vend i32) (local $end i32) (local $kept i32) (local $stop i32)
+    (local $d v128) (local $a v128) (local $keep v128) (local $bv v128) (local $acc v128) (local $abs v128)
+    (local $inf v128)
+    (global.set $ties (local.get $ties))
+    (local.set $bv (i32x4.splat (local.get $bits)))
+    (local.set $abs (i32x4.splat (i32.const 0x7fffffff)))
+    (local.set $inf (i32x4.splat (i32.const 0x7f800000)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $vdone
+      (loop $vnext
+        (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+        (local.set $d (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
+        (local.set $a (v128.and (local.get $d) (local.get $abs)))
+        (if (i32.and (v128.any_true (i32x4.eq (local.get $a) (local.get $bv)))
+                     (i32.gt_s (global.get $ties) (i32.const 0)))
+          (then
+            (v128.store (local.get $x) (local.get $d))
+            (local.set $stop (i32.add (local.get $x) (i32.const 16)))
+            (loop $lane
+              (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $x) (local.get $bits))))
+              (local.set $x (i32.add (local.get $x) (i32.const 4)))
+              (br_if $lane (i32.lt_u (local.get $x) (local.get $stop))))
+            (local.set $b (i32.add (local.get $b) (i32.const 16)))
+            (br $vnext)))
+        (local.set $keep
+          (v128.and (i32x4.gt_s (local.get $a) (local.get $bv)) (i32x4.le_s (local.get $a) (local.get $inf))))
+        (v128.store (local.get $x) (v128.and (local.get $d) (local.get $keep)))
+        (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $vnext)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (f32.store (local.get $x) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))
+        (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $x) (local.get $bits))))
+        (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (br $next)))
+    (i32.add (local.get $kept)
+      (i32.add
+        (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
+        (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc))))))
+
+  ;; In place at $x: d = f32(x - b) (an unsparsified delta). Four lanes at a time, up to 3 elements past n.
+  (func (export "delta_all") (param $x i32) (param $b i32) (param $n i32)
+    (local $end i32)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (v128.store (local.get $x) (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $next))))
+
+  ;; TIES consensus over $m models' masked deltas, two elements at a time, all in registers:
+  ;;   v_i = d_i * sc_i; S = ((0 + v_0) + v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere;
+  ;;   M = 0 + sum of agreeing v_i, Z = 0 + sum of agreeing w_i (in model order, disagreeing terms add +0);
+  ;;   out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if $divide, else f32(b + M * lambda).
+  (func (export "ties_out") (param $m i32) (param $n i32) (param $divide i32) (param $lambda f64)
+    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32)
+    (local $s v128) (local $v v128) (local $ge v128) (local $mm v128) (local $zz v128) (local $agree v128)
+    (local $r v128) (local $lam v128) (local $zero v128) (local $one v128)
+    (local.set $lam (f64x2.splat (local.get $lambda)))
+    (local.set $zero (f64x2.splat (f64.const 0)))
+    (local.set $one (f64x2.splat (f64.const 1)))
+    (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $pend (i32.add (i32.const 131072) (i32.shl (local.get $m) (i32.const 16))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
+        ;; the weighted vote
+        (local.set $s (local.get $zero))
+        (local.set $p (i32.add (i32.const 131072) (local.get $j)))
+        (local.set $q (i32.const 655360))
+        (block $vdone
+          (loop $vote
+            (br_if $vdone (i32.ge_u (local.get $p) (local.get $pend)))
+            (local.set $s (f64x2.add (local.get $s)
+              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (v128.load (local.get $q)))))
+            (local.set $p (i32.add (local.get $p) (i32.const 65536)))
+            (local.set $q (i32.add (local.get $q) (i32.const 32)))
+            (br $vote)))
+        (local.set $ge (f64x2.ge (local.get $s) (local.get $zero)))
+        ;; the disjoint sums of the agreeing terms
+        (local.set $mm (local.get $zero))
+        (local.set $zz (local.get $zero))
+        (local.set $p (i32.add (i32.const 131072) (local.get $j)))
+        (local.set $q (i32.const 655360))
+        (block $adone
+          (loop $agreeing
+            (br_if $adone (i32.ge_u (local.get $p) (local.get $pend)))
+            (local.set $v
+              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (v128.load (local.get $q))))
+            (local.set $agree (v128.bitselect (f64x2.gt (local.get $v) (local.get $zero))
+                                              (f64x2.lt (local.get $v) (local.get $zero)) (local.get $ge)))
+            (local.set $mm (f64x2.add (local.get $mm) (v128.and (local.get $v) (local.get $agree))))
+            (local.set $zz (f64x2.add (local.get $zz) (v128.and (v128.load offset=16 (local.get $q)) (local.get $agree))))
+            (local.set $p (i32.add (local.get $p) (i32.const 65536)))
+            (local.set $q (i32.add (local.get $q) (i32.const 32)))
+            (br $agreeing)))
+        (if (local.get $divide)
+          (then
+            (local.set $zz (v128.bitselect (local.get $one) (local.get $zz) (f64x2.eq (local.get $zz) (local.get $zero))))
+            (local.set $mm (f64x2.div (local.get $mm) (local.get $zz)))))
+        (local.set $r (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $j)))
+                                 (f64x2.mul (local.get $mm) (local.get $lam))))
+        (v128.store64_lane offset=65536 0 (local.get $j) (f32x4.demote_f64x2_zero (local.get $r)))
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br $next))))
+
+  ;; Weighted sum of $m unsparsified models (task_arithmetic), two elements at a time:
+  ;;   out = f32(b + ((((0 + f32(x_0 - b) * sc_0) + f32(x_1 - b) * sc_1) + ...) / z) * lambda).
+  (func (export "sum_out") (param $m i32) (param $n i32) (param $z f64) (param $lambda f64)
+    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32)
+    (local $b v128) (local $s v128) (local $lam v128) (local $zv v128)
+    (local.set $lam (f64x2.splat (local.get $lambda)))
+    (local.set $zv (f64x2.splat (local.get $z)))
+    (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $pend (i32.add (i32.const 131072) (i32.shl (local.get $m) (i32.const 16))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
+        (local.set $b (v128.load64_zero (local.get $j)))
+        (local.set $s (f64x2.splat (f64.const 0)))
+        (local.set $p (i32.add (i32.const 131072) (local.get $j)))
+        (local.set $q (i32.const 655360))
+        (block $mdone
+          (loop $model
+            (br_if $mdone (i32.ge_u (local.get $p) (local.get $pend)))
+            (local.set $s (f64x2.add (local.get $s)
+              (f64x2.mul (f64x2.promote_low_f32x4 (f32x4.sub (v128.load64_zero (local.get $p)) (local.get $b)))
+                         (v128.load (local.get $q)))))
+            (local.set $p (i32.add (local.get $p) (i32.const 65536)))
+            (local.set $q (i32.add (local.get $q) (i32.const 32)))
+            (br $model)))
+        (v128.store64_lane offset=65536 0 (local.get $j)
+          (f32x4.demote_f64x2_zero
+            (f64x2.add (f64x2.promote_low_f32x4 (local.get $b))
+                       (f64x2.mul (f64x2.div (local.get $s) (local.get $zv)) (local.get $lam)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br $next))))
+)
