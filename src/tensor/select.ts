@@ -23,24 +23,29 @@ function histHighChecked(u: Uint32Array, n: number, hiU: Uint32Array): void {
 }
 
 /**
- * d = f32(x - b) and the raw high-bits counts of d. A NaN made by arithmetic is quiet (bit 22 set), so its bin is
- * >= 0x7fc0 and never mixes with numbers: it is left out when folding. Two loops: each runs faster on its own.
+ * Raw high-bits counts of values made by IEEE arithmetic. Such a NaN is quiet (bit 22 set), so its bin is
+ * >= 0x7fc0 and never mixes with numbers: it is left out when folding.
  */
-function diffHistHigh(x: Float32Array, b: Float32Array, d: Float32Array, du: Uint32Array, n: number, hiU: Uint32Array): void {
-  for (let i = 0; i < n; i++) d[i] = x[i]! - b[i]!;
+function histRaw(u: Uint32Array, n: number, hiU: Uint32Array): void {
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     // unrolled: four independent increments per step
-    const h0 = du[i]! >>> 16;
-    const h1 = du[i + 1]! >>> 16;
-    const h2 = du[i + 2]! >>> 16;
-    const h3 = du[i + 3]! >>> 16;
+    const h0 = u[i]! >>> 16;
+    const h1 = u[i + 1]! >>> 16;
+    const h2 = u[i + 2]! >>> 16;
+    const h3 = u[i + 3]! >>> 16;
     hiU[h0]!++;
     hiU[h1]!++;
     hiU[h2]!++;
     hiU[h3]!++;
   }
-  for (; i < n; i++) hiU[du[i]! >>> 16]!++;
+  for (; i < n; i++) hiU[u[i]! >>> 16]!++;
+}
+
+/** d = f32(x - b) and its raw high-bits counts. Two loops: each runs faster on its own. */
+function diffHistHigh(x: Float32Array, b: Float32Array, d: Float32Array, du: Uint32Array, n: number, hiU: Uint32Array): void {
+  for (let i = 0; i < n; i++) d[i] = x[i]! - b[i]!;
+  histRaw(du, n, hiU);
 }
 
 /** hi[b] += raw[b] + raw[b | 0x8000] over the number bins; raw is cleared. */
@@ -120,6 +125,12 @@ export class MagnitudeSelector {
     diffHistHigh(x, base, d, u32(d, n), n, this.hiU);
   }
 
+  /** addHigh over the f32 bits of n values made by IEEE arithmetic (e.g. differences: any NaN is quiet). */
+  addHighArithmeticBits(u: Uint32Array, n: number): void {
+    this.reserve(n);
+    histRaw(u, n, this.hiU);
+  }
+
   /** Decide the boundary bucket for the k largest; returns whether a second (low-bits) pass is needed. */
   resolveHigh(k: number): boolean {
     foldHigh(this.hiU, this.hi);
@@ -163,6 +174,17 @@ export class MagnitudeSelector {
   /** addLow over d = f32(x - base) for the first n elements; d (n elements) receives the differences. */
   addLowDelta(x: Float32Array, base: Float32Array, d: Float32Array, n: number): void {
     diffHistLow(x, base, d, u32(d, n), n, this.lo, this.bin);
+  }
+
+  /** The bucket (|x| bits >>> 16) the low pass looks into; -1 unless resolveHigh asked for a low pass. */
+  lowBin(): number {
+    return this.result ? -1 : this.bin;
+  }
+
+  /** addLow given the low 16 bits of the elements in lowBin() only, listed in any order. */
+  addLowList(lows: Uint32Array, count: number): void {
+    const lo = this.lo;
+    for (let i = 0; i < count; i++) lo[lows[i]!]!++;
   }
 
   threshold(): MagnitudeThreshold {

@@ -303,7 +303,19 @@ export class ModelTrimCollector implements ModelStatsCollector {
     if (this.delta.length < len) this.delta = new Float32Array(len);
     const d = this.delta;
     const base = chunk.base!;
+    const w = len <= WASM_MAX_CHUNK ? mergeWasm() : undefined;
+    if (w !== undefined) w.base.set(base.length === len ? base : base.subarray(0, len));
     for (let i = 0; i < this.densities.length; i++) {
+      if (w !== undefined) {
+        // the delta on the SIMD module, the counts here (see GtaMerger.observeWasm)
+        if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
+        const x = chunk.models[i]!;
+        w.model(0).set(x.length === len ? x : x.subarray(0, len));
+        w.deltaAll(0, len);
+        if (pass === 0) this.sels[i]!.addHighArithmeticBits(w.modelU(0), len);
+        else this.sels[i]!.addLowList(w.outU, w.binList(0, len, this.sels[i]!.lowBin()));
+        continue;
+      }
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
       if (pass === 0) this.sels[i]!.addHighDelta(chunk.models[i]!, base, d, len);
       else this.sels[i]!.addLowDelta(chunk.models[i]!, base, d, len);
@@ -496,6 +508,11 @@ class GtaMerger implements TensorMerger {
     const d = s.delta;
     const base = chunk.base!;
     const stage = this.stage;
+    const wasm = len <= WASM_MAX_CHUNK && stage !== NORM ? mergeWasm() : undefined;
+    if (wasm !== undefined) {
+      this.observeWasm(wasm, chunk);
+      return;
+    }
     for (let i = 0; i < this.plans.length; i++) {
       const p = this.plans[i]!;
       const x = chunk.models[i]!;
@@ -513,6 +530,32 @@ class GtaMerger implements TensorMerger {
         p.l1Before = deltaL1Into(x, base, d, len, p.l1Before);
         this.maskedDelta(p, chunk.offset, x, base, d, s.deltaU, len);
         p.l1After = l1Of(d, len, p.l1After);
+      }
+    }
+  }
+
+  /** The HIGH and LOW passes on the SIMD module: deltas there, high-bits counts and low-pass candidates here. */
+  private observeWasm(w: MergeWasm, chunk: Chunk): void {
+    const len = chunk.length;
+    const base = chunk.base!;
+    const high = this.stage === HIGH;
+    let baseSet = false;
+    for (let i = 0; i < this.plans.length; i++) {
+      const p = this.plans[i]!;
+      if (high ? !p.keepSel : !p.keepNeedsLow && !p.dropNeedsLow) continue;
+      if (!baseSet) {
+        w.base.set(base.length === len ? base : base.subarray(0, len));
+        baseSet = true;
+      }
+      const x = chunk.models[i]!;
+      w.model(0).set(x.length === len ? x : x.subarray(0, len));
+      w.deltaAll(0, len);
+      if (high) {
+        p.keepSel!.addHighArithmeticBits(w.modelU(0), len);
+        p.dropSel?.addHighArithmeticBits(w.modelU(0), len);
+      } else {
+        if (p.keepNeedsLow) p.keepSel!.addLowList(w.outU, w.binList(0, len, p.keepSel!.lowBin()));
+        if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));
       }
     }
   }

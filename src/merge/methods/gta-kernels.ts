@@ -291,6 +291,7 @@ interface MergeExports {
   delta_all(x: number, b: number, n: number): void;
   ties_out(m: number, n: number, divide: number, lambda: number): void;
   sum_out(m: number, n: number, z: number, lambda: number): void;
+  bin_list(x: number, n: number, bin: number): number;
 }
 
 // The slice of the WebAssembly global used here (lib has no DOM typings).
@@ -304,6 +305,8 @@ interface WasmApi {
 export class MergeWasm {
   readonly base: Float32Array;
   readonly out: Float32Array;
+  /** the out region as u32 (bin_list's output) */
+  readonly outU: Uint32Array;
   private readonly models: Float32Array[];
   private readonly modelsU: Uint32Array[];
   private readonly params: Float64Array;
@@ -312,6 +315,7 @@ export class MergeWasm {
     const buf = ex.memory.buffer;
     this.base = new Float32Array(buf, 0, WASM_MAX_CHUNK);
     this.out = new Float32Array(buf, REGION, WASM_MAX_CHUNK);
+    this.outU = new Uint32Array(buf, REGION, WASM_MAX_CHUNK);
     this.models = Array.from({ length: WASM_MAX_MODELS }, (_, i) => new Float32Array(buf, MODEL_PTR + i * REGION, WASM_MAX_CHUNK));
     this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
     this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
@@ -347,6 +351,11 @@ export class MergeWasm {
   /** model(i) := f32(model(i) - base) */
   deltaAll(i: number, n: number): void {
     this.ex.delta_all(MODEL_PTR + i * REGION, 0, n);
+  }
+
+  /** outU[0..k) := low 16 bits of |model(i)[j]| bits for every j < n whose high bits are `bin`; returns k */
+  binList(i: number, n: number, bin: number): number {
+    return this.ex.bin_list(MODEL_PTR + i * REGION, n, bin);
   }
 
   /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat) */

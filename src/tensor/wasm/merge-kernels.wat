@@ -180,4 +180,43 @@
                        (f64x2.mul (f64x2.div (local.get $s) (local.get $zv)) (local.get $lam)))))
         (local.set $j (i32.add (local.get $j) (i32.const 8)))
         (br $next))))
+
+  ;; Lists, in element order, the low 16 bits of |d| for every f32 d at $x whose |d| bits >>> 16 == $bin (the
+  ;; boundary bucket of a top-k selection) into the out region as u32; returns how many. Four lanes at a time.
+  (func (export "bin_list") (param $x i32) (param $n i32) (param $bin i32) (result i32)
+    (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $stop i32)
+    (local $binv v128) (local $abs v128)
+    (local.set $binv (i32x4.splat (local.get $bin)))
+    (local.set $abs (i32x4.splat (i32.const 0x7fffffff)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $vdone
+      (loop $vnext
+        (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+        (if (v128.any_true (i32x4.eq (i32x4.shr_u (v128.and (v128.load (local.get $x)) (local.get $abs)) (i32.const 16))
+                                     (local.get $binv)))
+          (then
+            (local.set $stop (i32.add (local.get $x) (i32.const 16)))
+            (loop $lane
+              (local.set $a (i32.and (i32.load (local.get $x)) (i32.const 0x7fffffff)))
+              (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
+                (then
+                  (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2)) (i32.and (local.get $a) (i32.const 0xffff)))
+                  (local.set $k (i32.add (local.get $k) (i32.const 1)))))
+              (local.set $x (i32.add (local.get $x) (i32.const 4)))
+              (br_if $lane (i32.lt_u (local.get $x) (local.get $stop))))
+            (br $vnext)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (br $vnext)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $a (i32.and (i32.load (local.get $x)) (i32.const 0x7fffffff)))
+        (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
+          (then
+            (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2)) (i32.and (local.get $a) (i32.const 0xffff)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))))
+        (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (br $next)))
+    (local.get $k))
 )
