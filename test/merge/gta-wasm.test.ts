@@ -119,11 +119,23 @@ describe('GTA wasm kernels', () => {
           expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
         }
         // dense weighted sum
-        for (let i = 0; i < m; i++) w.model(i).set(xs[i]!);
-        const out = new Float32Array(n);
-        K.deltaSum3Out(xs[0]!, xs[1]!, xs[2]!, base, out, n, sc[0]!, sc[1]!, sc[2]!, 1.45, 0.9);
-        w.sumOut(m, n, 1.45, 0.9);
-        expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
+        for (const [z, lambda] of [[1.45, 0.9], [1, 1], [1, 0.5]] as const) {
+          for (let i = 0; i < m; i++) w.model(i).set(xs[i]!);
+          const out = new Float32Array(n);
+          K.deltaSum3Out(xs[0]!, xs[1]!, xs[2]!, base, out, n, sc[0]!, sc[1]!, sc[2]!, z, lambda);
+          w.sumOut(m, n, z, lambda);
+          expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
+        }
+        // boundary-bucket candidates of a delta, in element order
+        w.model(0).set(xs[1]!);
+        w.deltaAll(0, n);
+        const du0 = new Uint32Array(n);
+        du0.set(w.modelU(0).subarray(0, n));
+        const bin = (du0[n >> 1]! & 0x7fffffff) >>> 16;
+        const want: number[] = [];
+        for (const u of du0) if ((u & 0x7fffffff) >>> 16 === bin) want.push(u & 0xffff);
+        const k = w.binList(0, n, bin);
+        expect(Array.from(w.outU.subarray(0, k))).toEqual(want);
       });
     }
   }

@@ -8,7 +8,7 @@
 ;;   [64K, 128K)              out (f32)
 ;;   [128K + i*64K, ...)      model i (f32), i < 8: the input x_i, or its (masked) delta d_i
 ;;   [640K, 640K + 8*32)      per model i: sc_i as f64x2 at +0, w_i as f64x2 at +16
-;; Pair kernels read and write 2 elements past n (inside the regions; callers copy out only n elements).
+;; ties_out and sum_out read and write up to 3 elements past n (inside the regions; callers copy out only n elements).
 (module
   (memory (export "memory") 12 12)
 
@@ -93,14 +93,15 @@
         (local.set $b (i32.add (local.get $b) (i32.const 16)))
         (br $next))))
 
-  ;; TIES consensus over $m models' masked deltas, two elements at a time, all in registers:
+;; TIES consensus over $m models' masked deltas, four elements (two f64x2 halves) at a time, all in registers:
   ;;   v_i = d_i * sc_i; S = ((0 + v_0) + v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere;
   ;;   M = 0 + sum of agreeing v_i, Z = 0 + sum of agreeing w_i (in model order, disagreeing terms add +0);
   ;;   out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if $divide, else f32(b + M * lambda).
   (func (export "ties_out") (param $m i32) (param $n i32) (param $divide i32) (param $lambda f64)
     (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32)
-    (local $s v128) (local $v v128) (local $ge v128) (local $mm v128) (local $zz v128) (local $agree v128)
-    (local $r v128) (local $lam v128) (local $zero v128) (local $one v128)
+    (local $s0 v128) (local $s1 v128) (local $v0 v128) (local $v1 v128) (local $ge0 v128) (local $ge1 v128)
+    (local $m0 v128) (local $m1 v128) (local $z0 v128) (local $z1 v128) (local $a0 v128) (local $a1 v128)
+    (local $sc v128) (local $w v128) (local $lam v128) (local $zero v128) (local $one v128)
     (local.set $lam (f64x2.splat (local.get $lambda)))
     (local.set $zero (f64x2.splat (f64.const 0)))
     (local.set $one (f64x2.splat (f64.const 1)))
@@ -110,93 +111,129 @@
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
         ;; the weighted vote
-        (local.set $s (local.get $zero))
+        (local.set $s0 (local.get $zero))
+        (local.set $s1 (local.get $zero))
         (local.set $p (i32.add (i32.const 131072) (local.get $j)))
         (local.set $q (i32.const 655360))
         (block $vdone
           (loop $vote
             (br_if $vdone (i32.ge_u (local.get $p) (local.get $pend)))
-            (local.set $s (f64x2.add (local.get $s)
-              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (v128.load (local.get $q)))))
+            (local.set $sc (v128.load (local.get $q)))
+            (local.set $s0 (f64x2.add (local.get $s0)
+              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (local.get $sc))))
+            (local.set $s1 (f64x2.add (local.get $s1)
+              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p))) (local.get $sc))))
             (local.set $p (i32.add (local.get $p) (i32.const 65536)))
             (local.set $q (i32.add (local.get $q) (i32.const 32)))
             (br $vote)))
-        (local.set $ge (f64x2.ge (local.get $s) (local.get $zero)))
+        (local.set $ge0 (f64x2.ge (local.get $s0) (local.get $zero)))
+        (local.set $ge1 (f64x2.ge (local.get $s1) (local.get $zero)))
         ;; the disjoint sums of the agreeing terms
-        (local.set $mm (local.get $zero))
-        (local.set $zz (local.get $zero))
+        (local.set $m0 (local.get $zero))
+        (local.set $m1 (local.get $zero))
+        (local.set $z0 (local.get $zero))
+        (local.set $z1 (local.get $zero))
         (local.set $p (i32.add (i32.const 131072) (local.get $j)))
         (local.set $q (i32.const 655360))
         (block $adone
           (loop $agreeing
             (br_if $adone (i32.ge_u (local.get $p) (local.get $pend)))
-            (local.set $v
-              (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (v128.load (local.get $q))))
-            (local.set $agree (v128.bitselect (f64x2.gt (local.get $v) (local.get $zero))
-                                              (f64x2.lt (local.get $v) (local.get $zero)) (local.get $ge)))
-            (local.set $mm (f64x2.add (local.get $mm) (v128.and (local.get $v) (local.get $agree))))
-            (local.set $zz (f64x2.add (local.get $zz) (v128.and (v128.load offset=16 (local.get $q)) (local.get $agree))))
+            (local.set $sc (v128.load (local.get $q)))
+            (local.set $w (v128.load offset=16 (local.get $q)))
+            (local.set $v0 (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))) (local.get $sc)))
+            (local.set $v1 (f64x2.mul (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $p))) (local.get $sc)))
+            (local.set $a0 (v128.bitselect (f64x2.gt (local.get $v0) (local.get $zero))
+                                           (f64x2.lt (local.get $v0) (local.get $zero)) (local.get $ge0)))
+            (local.set $a1 (v128.bitselect (f64x2.gt (local.get $v1) (local.get $zero))
+                                           (f64x2.lt (local.get $v1) (local.get $zero)) (local.get $ge1)))
+            (local.set $m0 (f64x2.add (local.get $m0) (v128.and (local.get $v0) (local.get $a0))))
+            (local.set $m1 (f64x2.add (local.get $m1) (v128.and (local.get $v1) (local.get $a1))))
+            (local.set $z0 (f64x2.add (local.get $z0) (v128.and (local.get $w) (local.get $a0))))
+            (local.set $z1 (f64x2.add (local.get $z1) (v128.and (local.get $w) (local.get $a1))))
             (local.set $p (i32.add (local.get $p) (i32.const 65536)))
             (local.set $q (i32.add (local.get $q) (i32.const 32)))
             (br $agreeing)))
         (if (local.get $divide)
           (then
-            (local.set $zz (v128.bitselect (local.get $one) (local.get $zz) (f64x2.eq (local.get $zz) (local.get $zero))))
-            (local.set $mm (f64x2.div (local.get $mm) (local.get $zz)))))
-        (local.set $r (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $j)))
-                                 (f64x2.mul (local.get $mm) (local.get $lam))))
-        (v128.store64_lane offset=65536 0 (local.get $j) (f32x4.demote_f64x2_zero (local.get $r)))
-        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+            (local.set $z0 (v128.bitselect (local.get $one) (local.get $z0) (f64x2.eq (local.get $z0) (local.get $zero))))
+            (local.set $z1 (v128.bitselect (local.get $one) (local.get $z1) (f64x2.eq (local.get $z1) (local.get $zero))))
+            (local.set $m0 (f64x2.div (local.get $m0) (local.get $z0)))
+            (local.set $m1 (f64x2.div (local.get $m1) (local.get $z1)))))
+        (v128.store64_lane offset=65536 0 (local.get $j)
+          (f32x4.demote_f64x2_zero
+            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $j))) (f64x2.mul (local.get $m0) (local.get $lam)))))
+        (v128.store64_lane offset=65544 0 (local.get $j)
+          (f32x4.demote_f64x2_zero
+            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $j))) (f64x2.mul (local.get $m1) (local.get $lam)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $next))))
 
-  ;; Weighted sum of $m unsparsified models (task_arithmetic), two elements at a time:
+  ;; Weighted sum of $m unsparsified models (task_arithmetic), four elements (two f64x2 halves) at a time:
   ;;   out = f32(b + ((((0 + f32(x_0 - b) * sc_0) + f32(x_1 - b) * sc_1) + ...) / z) * lambda).
+  ;; With $z == 1 the division is skipped: x / 1 is x exactly (NaN payloads included).
   (func (export "sum_out") (param $m i32) (param $n i32) (param $z f64) (param $lambda f64)
-    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32)
-    (local $b v128) (local $s v128) (local $lam v128) (local $zv v128)
+    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $div i32)
+    (local $b v128) (local $d v128) (local $s0 v128) (local $s1 v128) (local $sc v128) (local $lam v128) (local $zv v128)
     (local.set $lam (f64x2.splat (local.get $lambda)))
     (local.set $zv (f64x2.splat (local.get $z)))
+    (local.set $div (f64.ne (local.get $z) (f64.const 1)))
     (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
     (local.set $pend (i32.add (i32.const 131072) (i32.shl (local.get $m) (i32.const 16))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
-        (local.set $b (v128.load64_zero (local.get $j)))
-        (local.set $s (f64x2.splat (f64.const 0)))
+        (local.set $b (v128.load (local.get $j)))
+        (local.set $s0 (f64x2.splat (f64.const 0)))
+        (local.set $s1 (local.get $s0))
         (local.set $p (i32.add (i32.const 131072) (local.get $j)))
         (local.set $q (i32.const 655360))
         (block $mdone
           (loop $model
             (br_if $mdone (i32.ge_u (local.get $p) (local.get $pend)))
-            (local.set $s (f64x2.add (local.get $s)
-              (f64x2.mul (f64x2.promote_low_f32x4 (f32x4.sub (v128.load64_zero (local.get $p)) (local.get $b)))
-                         (v128.load (local.get $q)))))
+            (local.set $sc (v128.load (local.get $q)))
+            (local.set $d (f32x4.sub (v128.load (local.get $p)) (local.get $b)))
+            (local.set $s0 (f64x2.add (local.get $s0) (f64x2.mul (f64x2.promote_low_f32x4 (local.get $d)) (local.get $sc))))
+            (local.set $s1 (f64x2.add (local.get $s1)
+              (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d))) (local.get $sc))))
             (local.set $p (i32.add (local.get $p) (i32.const 65536)))
             (local.set $q (i32.add (local.get $q) (i32.const 32)))
             (br $model)))
+        (if (local.get $div)
+          (then
+            (local.set $s0 (f64x2.div (local.get $s0) (local.get $zv)))
+            (local.set $s1 (f64x2.div (local.get $s1) (local.get $zv)))))
         (v128.store64_lane offset=65536 0 (local.get $j)
           (f32x4.demote_f64x2_zero
-            (f64x2.add (f64x2.promote_low_f32x4 (local.get $b))
-                       (f64x2.mul (f64x2.div (local.get $s) (local.get $zv)) (local.get $lam)))))
-        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+            (f64x2.add (f64x2.promote_low_f32x4 (local.get $b)) (f64x2.mul (local.get $s0) (local.get $lam)))))
+        (v128.store64_lane offset=65544 0 (local.get $j)
+          (f32x4.demote_f64x2_zero
+            (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $b) (local.get $b))) (f64x2.mul (local.get $s1) (local.get $lam)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $next))))
 
-  ;; Lists, in element order, the low 16 bits of |d| for every f32 d at $x whose |d| bits >>> 16 == $bin (the
-  ;; boundary bucket of a top-k selection) into the out region as u32; returns how many. Four lanes at a time.
+    ;; Lists, in element order, the low 16 bits of |d| for every f32 d at $x whose |d| bits >>> 16 == $bin (the
+  ;; boundary bucket of a top-k selection) into the out region as u32; returns how many. Sixteen elements are
+  ;; tested at once (few are in the bucket); a group with a hit is listed lane by lane.
   (func (export "bin_list") (param $x i32) (param $n i32) (param $bin i32) (result i32)
     (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $stop i32)
     (local $binv v128) (local $abs v128)
     (local.set $binv (i32x4.splat (local.get $bin)))
     (local.set $abs (i32x4.splat (i32.const 0x7fffffff)))
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
-    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -16)) (i32.const 2))))
     (block $vdone
       (loop $vnext
         (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
-        (if (v128.any_true (i32x4.eq (i32x4.shr_u (v128.and (v128.load (local.get $x)) (local.get $abs)) (i32.const 16))
-                                     (local.get $binv)))
+        (local.set $stop (i32.add (local.get $x) (i32.const 64)))
+        (if (v128.any_true
+              (v128.or
+                (v128.or
+                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv))
+                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load offset=16 (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv)))
+                (v128.or
+                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load offset=32 (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv))
+                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load offset=48 (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv)))))
           (then
-            (local.set $stop (i32.add (local.get $x) (i32.const 16)))
             (loop $lane
               (local.set $a (i32.and (i32.load (local.get $x)) (i32.const 0x7fffffff)))
               (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
@@ -206,7 +243,7 @@
               (local.set $x (i32.add (local.get $x) (i32.const 4)))
               (br_if $lane (i32.lt_u (local.get $x) (local.get $stop))))
             (br $vnext)))
-        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $x (local.get $stop))
         (br $vnext)))
     (block $done
       (loop $next
