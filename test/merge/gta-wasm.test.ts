@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { assembleWat } from '../../scripts/build-wasm.js';
 import { mergeWasm, WASM_MAX_CHUNK, WASM_MAX_MODELS } from '../../src/merge/methods/gta-kernels.js';
 import * as K from '../../src/merge/methods/gta-kernels.js';
+import { fillUniform } from '../../src/tensor/rng.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAT = `${ROOT}src/tensor/wasm/merge-kernels.wat`;
@@ -123,7 +124,26 @@ describe('GTA wasm kernels', () => {
           for (let i = 0; i < m; i++) w.model(i).set(xs[i]!);
           const out = new Float32Array(n);
           K.deltaSum3Out(xs[0]!, xs[1]!, xs[2]!, base, out, n, sc[0]!, sc[1]!, sc[2]!, z, lambda);
-          w.sumOut(m, n, z, lambda);
+          w.sumOut(m, n, z, lambda, true);
+          expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
+        }
+        // DARE masks from the counter-based stream, then the weighted sum of the masked deltas
+        for (const density of [0.1, 0.5, 0.999]) {
+          const key = { k0: 0x12345678, k1: 0x9abcdef0 };
+          const start = 4294967296 - 7; // the element counter wraps like fillUniform's (start + j) ^ k0
+          const r = new Float64Array(n);
+          fillUniform(key, start, r);
+          const jd = new Float32Array(n);
+          const kept = K.deltaMaskRandomInto(xs[2]!, base, jd, new Uint32Array(jd.buffer), r, n, density);
+          w.model(0).set(xs[2]!);
+          expect(w.deltaRandom(0, n, start, key, density)).toBe(kept);
+          expect(bits32(w.model(0).subarray(0, n))).toEqual(bits32(jd));
+          w.model(1).set(jsD[1]!);
+          const out = new Float32Array(n);
+          const M = new Float64Array(n);
+          K.scaleInit(jd, M, n, sc[0]!);
+          K.scaleAddOut(jsD[1]!, M, base, out, n, sc[1]!, 1.7, 0.9);
+          w.sumOut(2, n, 1.7, 0.9, false);
           expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
         }
         // boundary-bucket candidates of a delta, in element order

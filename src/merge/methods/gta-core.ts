@@ -612,20 +612,20 @@ class GtaMerger implements TensorMerger {
       for (let j = 0; j < len; j++) out[j] = base[j]!;
       return;
     }
+    const s = this.scratch;
+    s.ensure(len, n, this.cfg.consensus);
     const wasm = len <= WASM_MAX_CHUNK && n <= WASM_MAX_MODELS ? mergeWasm() : undefined;
-    if (wasm !== undefined && (this.cfg.consensus || this.dense)) {
+    if (wasm !== undefined) {
       this.emitWasm(wasm, chunk, out);
       return;
     }
-    const s = this.scratch;
-    s.ensure(len, n, this.cfg.consensus);
     if (this.cfg.consensus) this.emitConsensus(chunk, out);
     else this.emitSum(chunk, out);
   }
 
   /**
-   * emitSum (dense) or emitConsensus on the SIMD module: the inputs are copied into its fixed regions, the
-   * magnitude masks and the whole sum or vote run there; other masks are written into its memory by the JS kernels.
+   * emitSum or emitConsensus on the SIMD module: the inputs are copied into its fixed regions, the magnitude and
+   * DARE masks and the whole sum or vote run there; other masks are written into its memory by the JS kernels.
    */
   private emitWasm(w: MergeWasm, chunk: Chunk, out: Float32Array): void {
     const len = chunk.length;
@@ -646,12 +646,15 @@ class GtaMerger implements TensorMerger {
           p.keepTies.tiesLeft = w.tiesLeft();
         } else {
           p.kept += len;
-          if (this.cfg.consensus) w.deltaAll(i, len); // sum_out takes the inputs themselves
+          if (this.cfg.consensus || !this.dense) w.deltaAll(i, len); // a dense sum_out takes the inputs themselves
         }
+      } else if (p.mode === RANDOM) {
+        w.model(i).set(x.length === len ? x : x.subarray(0, len));
+        p.kept += w.deltaRandom(i, len, chunk.offset, p.key, p.density);
       } else p.kept += this.maskedDelta(p, chunk.offset, x, base, w.model(i), w.modelU(i), len);
     }
     if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda);
-    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda);
+    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, this.dense);
     out.set(w.out.subarray(0, len));
   }
 

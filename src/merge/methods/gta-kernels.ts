@@ -13,6 +13,7 @@
 // zero-filled accumulator would (it turns -0 into +0).
 
 import { MERGE_KERNELS_WASM_BASE64 } from '../../tensor/wasm/merge-kernels.generated.js';
+import type { StreamKey } from '../../tensor/rng.js';
 import { decodeBase64 } from '../../tensor/wasm/simd.js';
 
 const ABS = 0x7fffffff;
@@ -290,7 +291,8 @@ interface MergeExports {
   delta_mag(x: number, b: number, n: number, bits: number, ties: number): number;
   delta_all(x: number, b: number, n: number): void;
   ties_out(m: number, n: number, divide: number, lambda: number): void;
-  sum_out(m: number, n: number, z: number, lambda: number): void;
+  sum_out(m: number, n: number, z: number, lambda: number, raw: number): void;
+  delta_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number): number;
   bin_list(x: number, n: number, bin: number): number;
 }
 
@@ -363,9 +365,21 @@ export class MergeWasm {
     this.ex.ties_out(m, n, divide ? 1 : 0, lambda);
   }
 
-  /** out := base + ((sum of f32(model(i) - base) * sc_i) / z) * lambda, models holding inputs */
-  sumOut(m: number, n: number, z: number, lambda: number): void {
-    this.ex.sum_out(m, n, z, lambda);
+  /**
+   * out := base + ((sum of d_i * sc_i) / z) * lambda with d_i = f32(model(i) - base) if `raw` (the regions hold
+   * inputs), else d_i = model(i) (the regions hold deltas)
+   */
+  sumOut(m: number, n: number, z: number, lambda: number, raw: boolean): void {
+    this.ex.sum_out(m, n, z, lambda, raw ? 1 : 0);
+  }
+
+  /**
+   * model(i) := f32(model(i) - base) where fillUniform(key, start)[j] < density, else +0; returns kept.
+   * For 0 < density < 1: u / 2^32 < density <=> u < density * 2^32 (exact) <=> u <= ceil(density * 2^32) - 1.
+   */
+  deltaRandom(i: number, n: number, start: number, key: StreamKey, density: number): number {
+    const thr = Math.ceil(density * 4294967296) - 1;
+    return this.ex.delta_random(MODEL_PTR + i * REGION, 0, n, start, key.k0, key.k1, thr);
   }
 }
 

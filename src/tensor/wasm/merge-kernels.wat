@@ -168,21 +168,25 @@
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $next))))
 
-  ;; Weighted sum of $m unsparsified models (task_arithmetic), four elements (two f64x2 halves) at a time:
-  ;;   out = f32(b + ((((0 + f32(x_0 - b) * sc_0) + f32(x_1 - b) * sc_1) + ...) / z) * lambda).
-  ;; With $z == 1 the division is skipped: x / 1 is x exactly (NaN payloads included).
-  (func (export "sum_out") (param $m i32) (param $n i32) (param $z f64) (param $lambda f64)
+  ;; Weighted sum of $m task vectors, four elements (two f64x2 halves) at a time:
+  ;;   out = f32(b + ((((0 + d_0 * sc_0) + d_1 * sc_1) + ...) / z) * lambda)
+  ;; with d_i = f32(x_i - b) from the inputs in the model regions if $raw (task_arithmetic), else the (masked)
+  ;; deltas held there (then b - b is subtracted instead: d - 0 is d exactly, as is x / 1, so $z == 1 skips it).
+  (func (export "sum_out") (param $m i32) (param $n i32) (param $z f64) (param $lambda f64) (param $raw i32)
     (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $div i32)
-    (local $b v128) (local $d v128) (local $s0 v128) (local $s1 v128) (local $sc v128) (local $lam v128) (local $zv v128)
+    (local $b v128) (local $bsub v128) (local $d v128) (local $s0 v128) (local $s1 v128) (local $sc v128)
+    (local $lam v128) (local $zv v128) (local $rawv v128)
     (local.set $lam (f64x2.splat (local.get $lambda)))
     (local.set $zv (f64x2.splat (local.get $z)))
     (local.set $div (f64.ne (local.get $z) (f64.const 1)))
+    (local.set $rawv (i32x4.splat (i32.sub (i32.const 0) (i32.ne (local.get $raw) (i32.const 0)))))
     (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
     (local.set $pend (i32.add (i32.const 131072) (i32.shl (local.get $m) (i32.const 16))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
         (local.set $b (v128.load (local.get $j)))
+        (local.set $bsub (v128.and (local.get $b) (local.get $rawv)))
         (local.set $s0 (f64x2.splat (f64.const 0)))
         (local.set $s1 (local.get $s0))
         (local.set $p (i32.add (i32.const 131072) (local.get $j)))
@@ -191,7 +195,7 @@
           (loop $model
             (br_if $mdone (i32.ge_u (local.get $p) (local.get $pend)))
             (local.set $sc (v128.load (local.get $q)))
-            (local.set $d (f32x4.sub (v128.load (local.get $p)) (local.get $b)))
+            (local.set $d (f32x4.sub (v128.load (local.get $p)) (local.get $bsub)))
             (local.set $s0 (f64x2.add (local.get $s0) (f64x2.mul (f64x2.promote_low_f32x4 (local.get $d)) (local.get $sc))))
             (local.set $s1 (f64x2.add (local.get $s1)
               (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d))) (local.get $sc))))
@@ -256,4 +260,52 @@
         (local.set $x (i32.add (local.get $x) (i32.const 4)))
         (br $next)))
     (local.get $k))
+
+  ;; In place at $x: d = f32(x - b), kept iff the element's uniform u32 (rng.ts fillUniform's hash of
+  ;; $start + j under the key $k0, $k1) is <= $thr, i.e. u / 2^32 < density. Returns how many were kept.
+  (func (export "delta_random") (param $x i32) (param $b i32) (param $n i32) (param $start i32) (param $k0 i32)
+    (param $k1 i32) (param $thr i32) (result i32)
+    (local $end i32) (local $u v128) (local $keep v128) (local $acc v128) (local $idx v128) (local $k0v v128)
+    (local $k1v v128) (local $c1 v128) (local $c2 v128) (local $thrv v128) (local $four v128) (local $lanes i32)
+    (local $kept i32)
+    (local.set $idx (i32x4.add (i32x4.splat (local.get $start)) (v128.const i32x4 0 1 2 3)))
+    (local.set $four (i32x4.splat (i32.const 4)))
+    (local.set $k0v (i32x4.splat (local.get $k0)))
+    (local.set $k1v (i32x4.splat (local.get $k1)))
+    (local.set $c1 (i32x4.splat (i32.const 0x7feb352d)))
+    (local.set $c2 (i32x4.splat (i32.const 0x846ca68b)))
+    (local.set $thrv (i32x4.splat (local.get $thr)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $u (v128.xor (local.get $idx) (local.get $k0v)))
+        (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 16))))
+        (local.set $u (i32x4.mul (local.get $u) (local.get $c1)))
+        (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 15))))
+        (local.set $u (i32x4.mul (local.get $u) (local.get $c2)))
+        (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 16))))
+        (local.set $u (v128.xor (local.get $u) (local.get $k1v)))
+        (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 16))))
+        (local.set $u (i32x4.mul (local.get $u) (local.get $c1)))
+        (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 15))))
+        (local.set $u (i32x4.mul (local.get $u) (local.get $c2)))
+        (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 16))))
+        (local.set $keep (i32x4.le_u (local.get $u) (local.get $thrv)))
+        ;; a last partial group: lanes at and past n are not counted (their stores land past n, unread)
+        (local.set $lanes (i32.shr_u (i32.sub (local.get $end) (local.get $x)) (i32.const 2)))
+        (if (i32.lt_u (local.get $lanes) (i32.const 4))
+          (then
+            (local.set $keep (v128.and (local.get $keep)
+              (i32x4.gt_u (i32x4.splat (local.get $lanes)) (v128.const i32x4 0 1 2 3))))))
+        (v128.store (local.get $x)
+          (v128.and (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))) (local.get $keep)))
+        (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
+        (local.set $idx (i32x4.add (local.get $idx) (local.get $four)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $next)))
+    (i32.add
+      (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
+      (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc)))))
 )
