@@ -15,6 +15,7 @@ import {
   agreeAddMeanOut,
   agreeAddSumOut,
   agreeInit,
+  dellaKeepInto,
   deltaInto,
   deltaL1Into,
   deltaMaskMagInto,
@@ -198,27 +199,22 @@ class Scratch {
 function maskDellaInto(d: Float32Array, n: number, offset: number, p: ModelPlan, geo: FiberGeometry, s: Scratch): number {
   const r = s.rand.subarray(0, n);
   fillUniform(p.key, offset, r);
+  const du = new Uint32Array(d.buffer, d.byteOffset, n);
   const len = geo.fiberLength;
   const inner = geo.inner;
   s.ensureFiber(len);
   const g = s.gather;
   const ranks = s.ranks;
-  const lo = p.density - p.epsilon;
-  const eps = p.epsilon;
-  const den = len - 1;
   let kept = 0;
   for (let b = 0; b < n; b += geo.block) {
     for (let k = 0; k < inner; k++) {
       const start = b + k;
-      for (let t = 0; t < len; t++) g[t] = d[start + t * inner]!;
-      s.ranker.rankInto(g, len, ranks);
-      for (let t = 0; t < len; t++) {
-        const idx = start + t * inner;
-        // normalised rank (r - 1)/(n - 1) in [0, 1]; a one-element row takes the midpoint, i.e. p = density
-        const rn = den > 0 ? ranks[t]! / den : 0.5;
-        if (r[idx]! < lo + rn * 2 * eps) kept++;
-        else d[idx] = 0;
+      if (inner === 1) s.ranker.rankInto(d.subarray(start, start + len), len, ranks); // a contiguous fiber
+      else {
+        for (let t = 0; t < len; t++) g[t] = d[start + t * inner]!;
+        s.ranker.rankInto(g, len, ranks);
       }
+      kept += dellaKeepInto(du, r, ranks, start, inner, len, p.density - p.epsilon, p.epsilon);
     }
   }
   return kept;

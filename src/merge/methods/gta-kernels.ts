@@ -112,6 +112,33 @@ export function deltaMaskRandomInto(
   return kept;
 }
 
+/**
+ * DELLA's keep step over one fiber (elements start + t * stride, t < len, ranked by |d| into ranks[t]): keep iff
+ * r < lo + rn * 2 * eps with the normalised rank rn = rank / (len - 1) (0.5 for a one-element fiber); a dropped
+ * element's bits are cleared. Returns how many were kept.
+ */
+export function dellaKeepInto(
+  du: Uint32Array,
+  r: Float64Array,
+  ranks: Int32Array,
+  start: number,
+  stride: number,
+  len: number,
+  lo: number,
+  eps: number,
+): number {
+  const den = len - 1;
+  let kept = 0;
+  for (let t = 0; t < len; t++) {
+    const idx = start + t * stride;
+    const rn = den > 0 ? ranks[t]! / den : 0.5;
+    const keep = +(r[idx]! < lo + rn * 2 * eps);
+    du[idx] = du[idx]! & -keep;
+    kept += keep;
+  }
+  return kept;
+}
+
 // ---- weighted sums: acc[j] (f64) += d[j] * sc, in model order ----
 
 /** acc = 0 + d * sc */
