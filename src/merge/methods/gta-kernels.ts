@@ -283,6 +283,24 @@ export function agreeAddSumOut(d: Float32Array, s: Float64Array, m: Float64Array
   }
 }
 
+/**
+ * SCE's agree step: num += v * w and den += w where v * s > 0, v = t[j], branch-free. Exact only when every
+ * v * w is finite (finite t and |w| <= 1e200); callers check and loop with a branch otherwise.
+ */
+export function agreeWeightedAdd(t: Float32Array, s: Float64Array, num: Float64Array, den: Float64Array, n: number, w: number): void {
+  for (let j = 0; j < n; j++) {
+    const v = t[j]!;
+    const agree = +(v * s[j]! > 0);
+    num[j] = num[j]! + v * w * agree;
+    den[j] = den[j]! + w * agree;
+  }
+}
+
+/** t[j] := +0 where m[j] is zero (either sign), branch-free on the bits of t (tu views t). */
+export function zeroWhereZero(tu: Uint32Array, m: Float32Array, n: number): void {
+  for (let j = 0; j < n; j++) tu[j] = tu[j]! & -+(m[j] !== 0);
+}
+
 /** Branchy agree step for chunks with non-finite products: m += v, z += w only where v * s > 0. */
 export function agreeAddChecked(d: Float32Array, s: Float64Array, m: Float64Array, z: Float64Array, n: number, sc: number, w: number): void {
   for (let j = 0; j < n; j++) {

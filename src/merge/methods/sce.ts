@@ -1,9 +1,10 @@
 // sce (Select–Calculate–Erase): a variance top-k mask shared by all models, an unweighted sign vote, and
 // per-model weights from task-vector energy. Streams f32 chunks with f64 accumulators; bit-identical at any
-// chunking. Imports tensor/ kernels and merge types only.
+// chunking. Imports tensor/ kernels, the GTA hot-loop kernels (gta-kernels.ts) and merge types only.
 
 import { UsageError } from '../../errors.js';
 import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, applyMagnitudeMaskInto, type MagnitudeThreshold } from '../../tensor/select.js';
+import { agreeWeightedAdd, signVoteInto, zeroWhereZero } from './gta-kernels.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 
 const VAR_HIGH = 0;
@@ -104,7 +105,7 @@ class SceMerger implements TensorMerger {
     applyMagnitudeMaskInto(this.v.subarray(0, len), this.thr, this.ties, m);
     for (let i = 0; i < this.n; i++) {
       const t = this.tau[i]!;
-      for (let j = 0; j < len; j++) if (m[j] === 0) t[j] = 0;
+      zeroWhereZero(new Uint32Array(t.buffer, t.byteOffset, len), m, len);
     }
   }
 
@@ -176,10 +177,16 @@ class SceMerger implements TensorMerger {
       const t = this.tau[i]!;
       for (let j = 0; j < len; j++) sign[j] += t[j]!;
     }
-    for (let j = 0; j < len; j++) sign[j] = sign[j]! >= 0 ? 1 : -1;
+    // every vote sum finite => every tau finite; with bounded weights every v * w is then finite too
+    let fast = signVoteInto(sign, len) === 0;
+    for (let i = 0; i < n; i++) fast &&= Math.abs(this.omega[i]!) <= 1e200;
     for (let i = 0; i < n; i++) {
       const t = this.tau[i]!;
       const w = this.omega[i]!;
+      if (fast) {
+        agreeWeightedAdd(t, sign, num, den, len, w);
+        continue;
+      }
       for (let j = 0; j < len; j++) {
         const v = t[j]!;
         if (v * sign[j]! > 0) {
