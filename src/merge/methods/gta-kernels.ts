@@ -301,6 +301,52 @@ export function zeroWhereZero(tu: Uint32Array, m: Float32Array, n: number): void
   for (let j = 0; j < n; j++) tu[j] = tu[j]! & -+(m[j] !== 0);
 }
 
+// ---- SCE's elementwise steps (sce.ts) ----
+
+/** acc += t */
+export function addInto(t: Float32Array, acc: Float64Array, n: number): void {
+  for (let j = 0; j < n; j++) acc[j] = acc[j]! + t[j]!;
+}
+
+/** acc = acc / d */
+export function divideInto(acc: Float64Array, n: number, d: number): void {
+  for (let j = 0; j < n; j++) acc[j] = acc[j]! / d;
+}
+
+/** sq += (t - mean)^2 */
+export function squaredDeviationAdd(t: Float32Array, mean: Float64Array, sq: Float64Array, n: number): void {
+  for (let j = 0; j < n; j++) {
+    const dv = t[j]! - mean[j]!;
+    sq[j] = sq[j]! + dv * dv;
+  }
+}
+
+/** v = f32(sq / d) */
+export function quotientInto(sq: Float64Array, v: Float32Array, n: number, d: number): void {
+  for (let j = 0; j < n; j++) v[j] = sq[j]! / d;
+}
+
+/** how many v[j] !== 0 (NaN counts) */
+export function countNonzero(v: Float32Array, n: number): number {
+  let c = 0;
+  for (let j = 0; j < n; j++) c += +(v[j]! !== 0);
+  return c;
+}
+
+/** acc + sum of t^2 in element order */
+export function sumSquares(t: Float32Array, n: number, acc: number): number {
+  for (let j = 0; j < n; j++) {
+    const v = t[j]!;
+    acc += v * v;
+  }
+  return acc;
+}
+
+/** out = f32(b + num / max(den, 1e-6)) */
+export function weightedMeanOut(b: Float32Array, num: Float64Array, den: Float64Array, out: Float32Array, n: number): void {
+  for (let j = 0; j < n; j++) out[j] = b[j]! + num[j]! / Math.max(den[j]!, 1e-6);
+}
+
 /** Branchy agree step for chunks with non-finite products: m += v, z += w only where v * s > 0. */
 export function agreeAddChecked(d: Float32Array, s: Float64Array, m: Float64Array, z: Float64Array, n: number, sc: number, w: number): void {
   for (let j = 0; j < n; j++) {

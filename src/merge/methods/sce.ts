@@ -4,7 +4,19 @@
 
 import { UsageError } from '../../errors.js';
 import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, applyMagnitudeMaskInto, type MagnitudeThreshold } from '../../tensor/select.js';
-import { agreeWeightedAdd, signVoteInto, zeroWhereZero } from './gta-kernels.js';
+import {
+  addInto,
+  agreeWeightedAdd,
+  countNonzero,
+  deltaInto,
+  divideInto,
+  quotientInto,
+  signVoteInto,
+  squaredDeviationAdd,
+  sumSquares,
+  weightedMeanOut,
+  zeroWhereZero,
+} from './gta-kernels.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 
 const VAR_HIGH = 0;
@@ -92,7 +104,7 @@ class SceMerger implements TensorMerger {
     for (let i = 0; i < this.n; i++) {
       const x = chunk.models[i]!;
       const t = this.tau[i]!;
-      for (let j = 0; j < len; j++) t[j] = x[j]! - base[j]!;
+      deltaInto(x, base, t, len);
     }
     if (!withMask || this.thr.all) return;
     if (this.thr.none) {
@@ -117,19 +129,10 @@ class SceMerger implements TensorMerger {
     const v = this.v;
     mean.fill(0, 0, len);
     sq.fill(0, 0, len);
-    for (let i = 0; i < n; i++) {
-      const t = this.tau[i]!;
-      for (let j = 0; j < len; j++) mean[j] += t[j]!;
-    }
-    for (let j = 0; j < len; j++) mean[j] = mean[j]! / n;
-    for (let i = 0; i < n; i++) {
-      const t = this.tau[i]!;
-      for (let j = 0; j < len; j++) {
-        const dv = t[j]! - mean[j]!;
-        sq[j] += dv * dv;
-      }
-    }
-    for (let j = 0; j < len; j++) v[j] = sq[j]! / n;
+    for (let i = 0; i < n; i++) addInto(this.tau[i]!, mean, len);
+    divideInto(mean, len, n);
+    for (let i = 0; i < n; i++) squaredDeviationAdd(this.tau[i]!, mean, sq, len);
+    quotientInto(sq, v, len, n);
   }
 
   observe(_pass: number, chunk: Chunk): void {
@@ -139,21 +142,14 @@ class SceMerger implements TensorMerger {
       this.variance(len);
       const v = this.v.subarray(0, len);
       if (this.stage === VAR_HIGH) {
-        let nz = 0;
-        for (let j = 0; j < len; j++) if (v[j] !== 0) nz++;
-        this.nonzero += nz;
+        this.nonzero += countNonzero(v, len);
         this.sel.addHigh(v);
       } else this.sel.addLow(v);
       return;
     }
     // ENERGY: mean of the masked tau_i^2
     this.load(chunk, true);
-    for (let i = 0; i < this.n; i++) {
-      const t = this.tau[i]!;
-      let e = this.energy[i]!;
-      for (let j = 0; j < len; j++) e += t[j]! * t[j]!;
-      this.energy[i] = e;
-    }
+    for (let i = 0; i < this.n; i++) this.energy[i] = sumSquares(this.tau[i]!, len, this.energy[i]!);
   }
 
   emit(chunk: Chunk, out: Float32Array): void {
@@ -173,10 +169,7 @@ class SceMerger implements TensorMerger {
     sign.fill(0, 0, len);
     num.fill(0, 0, len);
     den.fill(0, 0, len);
-    for (let i = 0; i < n; i++) {
-      const t = this.tau[i]!;
-      for (let j = 0; j < len; j++) sign[j] += t[j]!;
-    }
+    for (let i = 0; i < n; i++) addInto(this.tau[i]!, sign, len);
     // every vote sum finite => every tau finite; with bounded weights every v * w is then finite too
     let fast = signVoteInto(sign, len) === 0;
     for (let i = 0; i < n; i++) fast &&= Math.abs(this.omega[i]!) <= 1e200;
@@ -195,7 +188,7 @@ class SceMerger implements TensorMerger {
         }
       }
     }
-    for (let j = 0; j < len; j++) out[j] = base[j]! + num[j]! / Math.max(den[j]!, 1e-6);
+    weightedMeanOut(base, num, den, out, len);
   }
 }
 
