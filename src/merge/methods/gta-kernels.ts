@@ -347,6 +347,17 @@ export function weightedMeanOut(b: Float32Array, num: Float64Array, den: Float64
   for (let j = 0; j < n; j++) out[j] = b[j]! + num[j]! / Math.max(den[j]!, 1e-6);
 }
 
+// ---- RAM (ram.ts) ----
+
+/** t = f32(x - b); count += 1 where |t| > eps (branch-free) */
+export function deltaCountActive(x: Float32Array, b: Float32Array, t: Float32Array, count: Float64Array, n: number, eps: number): void {
+  for (let j = 0; j < n; j++) {
+    const v = Math.fround(x[j]! - b[j]!);
+    t[j] = v;
+    count[j] = count[j]! + +(Math.abs(v) > eps);
+  }
+}
+
 /** Branchy agree step for chunks with non-finite products: m += v, z += w only where v * s > 0. */
 export function agreeAddChecked(d: Float32Array, s: Float64Array, m: Float64Array, z: Float64Array, n: number, sc: number, w: number): void {
   for (let j = 0; j < n; j++) {

@@ -1,8 +1,10 @@
 // ram and ramplus_tl (Reinforced Agent Merging): entries changed by one model are taken as is, entries changed
 // by several are averaged over those models; ramplus_tl boosts each model's unique entries by a per-tensor factor.
-// Streams f32 chunks, f64 per-element math; bit-identical at any chunking. Imports merge types only.
+// Streams f32 chunks, f64 per-element math; bit-identical at any chunking. Imports merge types and the
+// elementwise kernels of gta-kernels.ts only.
 
 import { UsageError } from '../../errors.js';
+import { deltaCountActive } from './gta-kernels.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 
 class RamMerger implements TensorMerger {
@@ -67,10 +69,7 @@ class RamMerger implements TensorMerger {
     for (let i = 0; i < this.n; i++) {
       const x = chunk.models[i]!;
       const t = this.tau[i]!;
-      for (let j = 0; j < len; j++) {
-        t[j] = x[j]! - base[j]!;
-        if (Math.abs(t[j]!) > eps) count[j]++;
-      }
+      deltaCountActive(x, base, t, count, len, eps);
     }
   }
 

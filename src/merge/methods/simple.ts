@@ -1,8 +1,9 @@
 // Element-wise methods with no statistics passes: linear, passthrough, nearswap (mergekit) and negmerge (NegMerge,
 // ICML 2025). Per-element math in f64 over f32 inputs, rounded once to f32; chunking cannot change a result.
-// Imports merge types and errors only.
+// Imports merge types, errors and the elementwise kernels of gta-kernels.ts only.
 
 import { UsageError } from '../../errors.js';
+import { quotientInto, scaleAdd, scaleInit } from './gta-kernels.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 
 function numParam(v: unknown, fallback: number): number {
@@ -34,14 +35,14 @@ class LinearMerger implements TensorMerger {
     const len = chunk.length;
     if (this.sum.length < len) this.sum = new Float64Array(len);
     const sum = this.sum;
-    sum.fill(0, 0, len);
-    for (let i = 0; i < this.weights.length; i++) {
-      const x = chunk.models[i]!;
-      const w = this.weights[i]!;
-      for (let j = 0; j < len; j++) sum[j] += x[j]! * w;
+    const n = this.weights.length;
+    if (n === 0) sum.fill(0, 0, len);
+    // sum = ((0 + x_0 * w_0) + x_1 * w_1) + ..., out = f32(sum / z): the same operations as a zero-filled sum
+    for (let i = 0; i < n; i++) {
+      if (i === 0) scaleInit(chunk.models[0]!, sum, len, this.weights[0]!);
+      else scaleAdd(chunk.models[i]!, sum, len, this.weights[i]!);
     }
-    const z = this.divisor;
-    for (let j = 0; j < len; j++) out[j] = sum[j]! / z;
+    quotientInto(sum, out, len, this.divisor);
   }
 }
 
