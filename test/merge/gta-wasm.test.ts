@@ -156,6 +156,10 @@ describe('GTA wasm kernels', () => {
         for (const u of du0) if ((u & 0x7fffffff) >>> 16 === bin) want.push(u & 0xffff);
         const k = w.binList(0, n, bin);
         expect(Array.from(w.outU.subarray(0, k))).toEqual(want);
+        w.model(0).set(xs[1]!);
+        const k2 = w.deltaBinList(0, n, bin);
+        expect(Array.from(w.outU.subarray(0, k2))).toEqual(want);
+        expect(Array.from(w.modelU(0).subarray(0, n))).toEqual(Array.from(du0));
       });
     }
   }

@@ -307,9 +307,10 @@ export class ModelTrimCollector implements ModelStatsCollector {
         if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
         const x = chunk.models[i]!;
         w.model(0).set(x.length === len ? x : x.subarray(0, len));
-        w.deltaAll(0, len);
-        if (pass === 0) this.sels[i]!.addHighArithmeticBits(w.modelU(0), len);
-        else this.sels[i]!.addLowList(w.outU, w.binList(0, len, this.sels[i]!.lowBin()));
+        if (pass === 0) {
+          w.deltaAll(0, len);
+          this.sels[i]!.addHighArithmeticBits(w.modelU(0), len);
+        } else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin()));
         continue;
       }
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
@@ -545,14 +546,14 @@ class GtaMerger implements TensorMerger {
       }
       const x = chunk.models[i]!;
       w.model(0).set(x.length === len ? x : x.subarray(0, len));
-      w.deltaAll(0, len);
       if (high) {
+        w.deltaAll(0, len);
         p.keepSel!.addHighArithmeticBits(w.modelU(0), len);
         p.dropSel?.addHighArithmeticBits(w.modelU(0), len);
-      } else {
-        if (p.keepNeedsLow) p.keepSel!.addLowList(w.outU, w.binList(0, len, p.keepSel!.lowBin()));
+      } else if (p.keepNeedsLow) {
+        p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin()));
         if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));
-      }
+      } else p.dropSel!.addLowList(w.outU, w.deltaBinList(0, len, p.dropSel!.lowBin()));
     }
   }
 

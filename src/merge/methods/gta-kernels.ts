@@ -396,6 +396,7 @@ interface MergeExports {
   sum_out(m: number, n: number, z: number, lambda: number, raw: number): void;
   delta_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number): number;
   bin_list(x: number, n: number, bin: number): number;
+  delta_bin_list(x: number, b: number, n: number, bin: number): number;
 }
 
 // The slice of the WebAssembly global used here (lib has no DOM typings).
@@ -460,6 +461,11 @@ export class MergeWasm {
   /** outU[0..k) := low 16 bits of |model(i)[j]| bits for every j < n whose high bits are `bin`; returns k */
   binList(i: number, n: number, bin: number): number {
     return this.ex.bin_list(MODEL_PTR + i * REGION, n, bin);
+  }
+
+  /** model(i) := f32(model(i) - base), then binList(i, n, bin) */
+  deltaBinList(i: number, n: number, bin: number): number {
+    return this.ex.delta_bin_list(MODEL_PTR + i * REGION, 0, n, bin);
   }
 
   /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat) */

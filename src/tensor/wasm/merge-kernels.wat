@@ -215,51 +215,66 @@
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $next))))
 
-    ;; Lists, in element order, the low 16 bits of |d| for every f32 d at $x whose |d| bits >>> 16 == $bin (the
-  ;; boundary bucket of a top-k selection) into the out region as u32; returns how many. Sixteen elements are
-  ;; tested at once (few are in the bucket); a group with a hit is listed lane by lane.
-  (func (export "bin_list") (param $x i32) (param $n i32) (param $bin i32) (result i32)
-    (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $stop i32)
-    (local $binv v128) (local $abs v128)
+  ;; Appends the low 16 bits of |d| for the lanes of the four f32 at $x set in $mask (lane order) to the out
+  ;; region after $k entries; returns the new count.
+  (func $list4 (param $x i32) (param $mask i32) (param $k i32) (result i32)
+    (local $lane i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $mask)))
+        (local.set $lane (i32.ctz (local.get $mask)))
+        (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2))
+          (i32.and (i32.load (i32.add (local.get $x) (i32.shl (local.get $lane) (i32.const 2)))) (i32.const 0xffff)))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (local.set $mask (i32.and (local.get $mask) (i32.sub (local.get $mask) (i32.const 1))))
+        (br $next)))
+    (local.get $k))
+
+  ;; Lists, in element order, the low 16 bits of |d| for every f32 d at $x whose |d| bits >>> 16 == $bin (the
+  ;; boundary bucket of a top-k selection) into the out region as u32; returns how many. With $sub, d is first
+  ;; computed in place as f32(x - b) (b at $b). Four lanes at a time; the hits of a group come from its bitmask.
+  (func $list (param $x i32) (param $b i32) (param $n i32) (param $bin i32) (param $sub i32) (result i32)
+    (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $m i32)
+    (local $binv v128) (local $abs v128) (local $d v128)
     (local.set $binv (i32x4.splat (local.get $bin)))
     (local.set $abs (i32x4.splat (i32.const 0x7fffffff)))
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
-    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -16)) (i32.const 2))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
     (block $vdone
       (loop $vnext
         (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
-        (local.set $stop (i32.add (local.get $x) (i32.const 64)))
-        (if (v128.any_true
-              (v128.or
-                (v128.or
-                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv))
-                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load offset=16 (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv)))
-                (v128.or
-                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load offset=32 (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv))
-                  (i32x4.eq (i32x4.shr_u (v128.and (v128.load offset=48 (local.get $x)) (local.get $abs)) (i32.const 16)) (local.get $binv)))))
+        (local.set $d (v128.load (local.get $x)))
+        (if (local.get $sub)
           (then
-            (loop $lane
-              (local.set $a (i32.and (i32.load (local.get $x)) (i32.const 0x7fffffff)))
-              (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
-                (then
-                  (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2)) (i32.and (local.get $a) (i32.const 0xffff)))
-                  (local.set $k (i32.add (local.get $k) (i32.const 1)))))
-              (local.set $x (i32.add (local.get $x) (i32.const 4)))
-              (br_if $lane (i32.lt_u (local.get $x) (local.get $stop))))
-            (br $vnext)))
-        (local.set $x (local.get $stop))
+            (local.set $d (f32x4.sub (local.get $d) (v128.load (local.get $b))))
+            (v128.store (local.get $x) (local.get $d))))
+        (local.set $m (i32x4.bitmask
+          (i32x4.eq (i32x4.shr_u (v128.and (local.get $d) (local.get $abs)) (i32.const 16)) (local.get $binv))))
+        (if (local.get $m)
+          (then (local.set $k (call $list4 (local.get $x) (local.get $m) (local.get $k)))))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
         (br $vnext)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (if (local.get $sub)
+          (then (f32.store (local.get $x) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))))
         (local.set $a (i32.and (i32.load (local.get $x)) (i32.const 0x7fffffff)))
         (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
           (then
             (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2)) (i32.and (local.get $a) (i32.const 0xffff)))
             (local.set $k (i32.add (local.get $k) (i32.const 1)))))
         (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
         (br $next)))
     (local.get $k))
+
+  (func (export "bin_list") (param $x i32) (param $n i32) (param $bin i32) (result i32)
+    (call $list (local.get $x) (i32.const 0) (local.get $n) (local.get $bin) (i32.const 0)))
+
+  (func (export "delta_bin_list") (param $x i32) (param $b i32) (param $n i32) (param $bin i32) (result i32)
+    (call $list (local.get $x) (local.get $b) (local.get $n) (local.get $bin) (i32.const 1)))
 
   ;; In place at $x: d = f32(x - b), kept iff the element's uniform u32 (rng.ts fillUniform's hash of
   ;; $start + j under the key $k0, $k1) is <= $thr, i.e. u / 2^32 < density. Returns how many were kept.
