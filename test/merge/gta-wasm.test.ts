@@ -145,6 +145,12 @@ describe('GTA wasm kernels', () => {
           K.scaleAddOut(jsD[1]!, M, base, out, n, sc[1]!, 1.7, 0.9);
           w.sumOut(2, n, 1.7, 0.9, false);
           expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
+          // the rescale's L1 norms, continuing running sums
+          const l1b = K.deltaL1Into(xs[2]!, base, new Float32Array(n), n, 0.125);
+          const l1a = K.l1Of(jd, n, 0.5);
+          w.model(0).set(xs[2]!);
+          const sums = w.l1Random(0, n, start, key, density, 0.125, 0.5);
+          expect([sums[0], sums[1]]).toEqual([l1b, l1a]);
         }
         // boundary-bucket candidates of a delta, in element order
         w.model(0).set(xs[1]!);

@@ -524,6 +524,16 @@ class GtaMerger implements TensorMerger {
         } else if (p.dropNeedsLow) p.dropSel!.addLowDelta(x, base, d, len);
       } else if (stage === NORM) {
         if (!p.rescale) continue;
+        const w = p.mode === RANDOM && len <= WASM_MAX_CHUNK ? mergeWasm() : undefined;
+        if (w !== undefined) {
+          // both norms in one sequential pass on the SIMD module (the DARE mask drawn there)
+          w.base.set(base.length === len ? base : base.subarray(0, len));
+          w.model(0).set(x.length === len ? x : x.subarray(0, len));
+          const sums = w.l1Random(0, len, chunk.offset, p.key, p.density, p.l1Before, p.l1After);
+          p.l1Before = sums[0]!;
+          p.l1After = sums[1]!;
+          continue;
+        }
         p.l1Before = deltaL1Into(x, base, d, len, p.l1Before);
         this.maskedDelta(p, chunk.offset, x, base, d, s.deltaU, len);
         p.l1After = l1Of(d, len, p.l1After);

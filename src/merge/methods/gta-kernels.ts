@@ -397,6 +397,7 @@ interface MergeExports {
   delta_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number): number;
   bin_list(x: number, n: number, bin: number): number;
   delta_bin_list(x: number, b: number, n: number, bin: number): number;
+  l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
 }
 
 // The slice of the WebAssembly global used here (lib has no DOM typings).
@@ -415,6 +416,7 @@ export class MergeWasm {
   private readonly models: Float32Array[];
   private readonly modelsU: Uint32Array[];
   private readonly params: Float64Array;
+  private readonly sums: Float64Array;
 
   constructor(private readonly ex: MergeExports) {
     const buf = ex.memory.buffer;
@@ -424,6 +426,7 @@ export class MergeWasm {
     this.models = Array.from({ length: WASM_MAX_MODELS }, (_, i) => new Float32Array(buf, MODEL_PTR + i * REGION, WASM_MAX_CHUNK));
     this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
     this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
+    this.sums = new Float64Array(buf, PARAM_PTR + 512, 2);
   }
 
   /** model i's region (its input, then its delta) */
@@ -468,6 +471,16 @@ export class MergeWasm {
     return this.ex.delta_bin_list(MODEL_PTR + i * REGION, 0, n, bin);
   }
 
+  /**
+   * DARE's L1 norms over the input in model(i): [before + Σ|d|, after + Σ|d kept|] with d = f32(model(i) - base)
+   * and deltaRandom's mask, summed in element order (model(i) is left as is). The pair is reused by the next call.
+   */
+  l1Random(i: number, n: number, start: number, key: StreamKey, density: number, before: number, after: number): Float64Array {
+    const thr = Math.ceil(density * 4294967296) - 1;
+    this.ex.l1_random(MODEL_PTR + i * REGION, 0, n, start, key.k0, key.k1, thr, before, after);
+    return this.sums;
+  }
+
   /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat) */
   tiesOut(m: number, n: number, divide: boolean, lambda: number): void {
     this.ex.ties_out(m, n, divide ? 1 : 0, lambda);
@@ -486,7 +499,7 @@ export class MergeWasm {
    * For 0 < density < 1: u / 2^32 < density <=> u < density * 2^32 (exact) <=> u <= ceil(density * 2^32) - 1.
    */
   deltaRandom(i: number, n: number, start: number, key: StreamKey, density: number): number {
-    const thr = Math.ceil(density * 4294967296) - 1;
+    const thr = Math.ceil(density * 4294967296) - 1; // see also l1Random
     return this.ex.delta_random(MODEL_PTR + i * REGION, 0, n, start, key.k0, key.k1, thr);
   }
 }
