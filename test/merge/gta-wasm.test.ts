@@ -8,6 +8,7 @@ import { assembleWat } from '../../scripts/build-wasm.js';
 import { mergeWasm, WASM_MAX_CHUNK, WASM_MAX_MODELS } from '../../src/merge/methods/gta-kernels.js';
 import * as K from '../../src/merge/methods/gta-kernels.js';
 import { fillUniform } from '../../src/tensor/rng.js';
+import { MagnitudeRanker } from '../../src/tensor/quantile.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAT = `${ROOT}src/tensor/wasm/merge-kernels.wat`;
@@ -71,9 +72,24 @@ describe('GTA wasm kernels', () => {
   });
 
   it('instantiates with room for the executor chunks', () => {
+    expect(mergeWasm()!.ranks.byteOffset + mergeWasm()!.ranks.byteLength).toBe(19 * 65536);
     expect(mergeWasm()).toBeDefined();
     expect(WASM_MAX_CHUNK).toBe(16384);
     expect(WASM_MAX_MODELS).toBe(8);
+  });
+
+  it('rank_into gives the ranks of MagnitudeRanker (ties by element order, NaN above all)', () => {
+    const w = mergeWasm()!;
+    const ranker = new MagnitudeRanker();
+    for (const n of [1, 2, 3, 17, 1000, 16384]) {
+      for (const special of [false, true]) {
+        const x = data(n + 5, n, special && n > 11);
+        if (n > 20) x.fill(0.5, 0, 10); // equal magnitudes
+        const want = new Int32Array(n);
+        ranker.rankInto(x, n, want);
+        expect(Array.from(w.rankInto(x, n).subarray(0, n))).toEqual(Array.from(want));
+      }
+    }
   });
 
   for (const n of [1, 2, 5, 16, 1000, 16383, 16384]) {

@@ -204,16 +204,18 @@ function maskDellaInto(d: Float32Array, n: number, offset: number, p: ModelPlan,
   const inner = geo.inner;
   s.ensureFiber(len);
   const g = s.gather;
-  const ranks = s.ranks;
+  // fibers that fit are ranked on the SIMD module (same ranks, faster), others by the JS ranker
+  const w = len <= WASM_MAX_CHUNK ? mergeWasm() : undefined;
   let kept = 0;
   for (let b = 0; b < n; b += geo.block) {
     for (let k = 0; k < inner; k++) {
       const start = b + k;
-      if (inner === 1) s.ranker.rankInto(d.subarray(start, start + len), len, ranks); // a contiguous fiber
-      else {
-        for (let t = 0; t < len; t++) g[t] = d[start + t * inner]!;
-        s.ranker.rankInto(g, len, ranks);
-      }
+      let fiber: Float32Array = g;
+      if (inner === 1) fiber = d.subarray(start, start + len); // a contiguous fiber
+      else for (let t = 0; t < len; t++) g[t] = d[start + t * inner]!;
+      let ranks: Int32Array = s.ranks;
+      if (w !== undefined) ranks = w.rankInto(fiber, len);
+      else s.ranker.rankInto(fiber, len, ranks);
       kept += dellaKeepInto(du, r, ranks, start, inner, len, p.density - p.epsilon, p.epsilon);
     }
   }

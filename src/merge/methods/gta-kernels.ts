@@ -386,6 +386,8 @@ export const WASM_MAX_MODELS = 8;
 const REGION = 65536;
 const MODEL_PTR = 2 * REGION;
 const PARAM_PTR = 10 * REGION;
+const RANK_IN_PTR = 17 * REGION;
+const RANK_OUT_PTR = 18 * REGION;
 
 interface MergeExports {
   readonly memory: { readonly buffer: ArrayBuffer };
@@ -397,6 +399,7 @@ interface MergeExports {
   delta_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number): number;
   bin_list(x: number, n: number, bin: number): number;
   delta_bin_list(x: number, b: number, n: number, bin: number): number;
+  rank_into(n: number): void;
   l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
 }
 
@@ -417,6 +420,9 @@ export class MergeWasm {
   private readonly modelsU: Uint32Array[];
   private readonly params: Float64Array;
   private readonly sums: Float64Array;
+  private readonly rankIn: Float32Array;
+  /** rankInto's output */
+  readonly ranks: Int32Array;
 
   constructor(private readonly ex: MergeExports) {
     const buf = ex.memory.buffer;
@@ -427,6 +433,8 @@ export class MergeWasm {
     this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
     this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
     this.sums = new Float64Array(buf, PARAM_PTR + 512, 2);
+    this.rankIn = new Float32Array(buf, RANK_IN_PTR, WASM_MAX_CHUNK);
+    this.ranks = new Int32Array(buf, RANK_OUT_PTR, WASM_MAX_CHUNK);
   }
 
   /** model i's region (its input, then its delta) */
@@ -479,6 +487,13 @@ export class MergeWasm {
     const thr = Math.ceil(density * 4294967296) - 1;
     this.ex.l1_random(MODEL_PTR + i * REGION, 0, n, start, key.k0, key.k1, thr, before, after);
     return this.sums;
+  }
+
+  /** ranks[0..n) := MagnitudeRanker ranks of x[0..n) (n <= WASM_MAX_CHUNK); returns the `ranks` view */
+  rankInto(x: Float32Array, n: number): Int32Array {
+    this.rankIn.set(x.length === n ? x : x.subarray(0, n));
+    this.ex.rank_into(n);
+    return this.ranks;
   }
 
   /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat) */

@@ -3,15 +3,17 @@
 ;; Each kernel performs the same IEEE operations in the same order as the JS kernels in gta-kernels.ts, so the
 ;; results are bit-identical to them (f32 sub, f64 promote/mul/add/div, round-to-nearest demote).
 ;;
-;; Fixed memory (12 pages, never grown), chunks of at most CAP = 16384 elements:
+;; Fixed memory (19 pages, never grown), chunks of at most CAP = 16384 elements:
 ;;   [0, 64K)                 base (f32)
 ;;   [64K, 128K)              out (f32)
 ;;   [128K + i*64K, ...)      model i (f32), i < 8: the input x_i, or its (masked) delta d_i
 ;;   [640K, 640K + 8*32)      per model i: sc_i as f64x2 at +0, w_i as f64x2 at +16
 ;;   [640K + 512, +16)        l1_random's two sums (f64)
+;;   [768K, 1088K)            rank_into: keys, keys2, perm, tmp (u32/i32 each), four digit histograms (4 KiB)
+;;   [1088K, 1152K)           rank_into's input (f32), [1152K, 1216K) its output ranks (i32)
 ;; ties_out and sum_out read and write up to 3 elements past n (inside the regions; callers copy out only n elements).
 (module
-  (memory (export "memory") 12 12)
+  (memory (export "memory") 19 19)
 
   (global $ties (mut i32) (i32.const 0))
 
@@ -360,4 +362,96 @@
         (br $next)))
     (f64.store (i32.const 655872) (local.get $before))
     (f64.store (i32.const 655880) (local.get $after)))
+
+  ;; rank_into (same algorithm and result as tensor/quantile.ts MagnitudeRanker.rankInto): ranks[j] = 0-based
+  ;; ascending rank of |x[j]| among the n <= CAP inputs, equal magnitudes ranked by element order (the later one
+  ;; lower). LSD radix sort on the magnitude bits, four 8-bit digits, all histograms built in one pass; a digit
+  ;; every key shares is skipped. Input f32 at 1114112, output i32 at 1179648.
+  (func (export "rank_into") (param $n i32)
+    (local $keys i32) (local $keys2 i32) (local $perm i32) (local $tmp i32) (local $t i32)
+    (local $r i32) (local $j i32) (local $k i32) (local $pass i32) (local $o i32) (local $shift i32)
+    (local $sum i32) (local $c i32) (local $d i32) (local $pos i32)
+    (local.set $keys (i32.const 786432))
+    (local.set $keys2 (i32.const 851968))
+    (local.set $perm (i32.const 917504))
+    (local.set $tmp (i32.const 983040))
+    ;; clear the histograms at 1048576 (1024 i32)
+    (local.set $r (i32.const 0))
+    (block $cdone
+      (loop $clear
+        (br_if $cdone (i32.ge_u (local.get $r) (i32.const 4096)))
+        (v128.store offset=1048576 (local.get $r) (v128.const i32x4 0 0 0 0))
+        (local.set $r (i32.add (local.get $r) (i32.const 16)))
+        (br $clear)))
+    ;; reversed start order: a stable ascending sort then places the later of two equal keys first
+    (local.set $r (i32.const 0))
+    (block $ldone
+      (loop $load
+        (br_if $ldone (i32.ge_u (local.get $r) (local.get $n)))
+        (local.set $j (i32.sub (i32.sub (local.get $n) (i32.const 1)) (local.get $r)))
+        (local.set $k (i32.and (i32.load offset=1114112 (i32.shl (local.get $j) (i32.const 2))) (i32.const 0x7fffffff)))
+        (i32.store (i32.add (local.get $keys) (i32.shl (local.get $r) (i32.const 2))) (local.get $k))
+        (i32.store (i32.add (local.get $perm) (i32.shl (local.get $r) (i32.const 2))) (local.get $j))
+        (local.set $d (i32.shl (i32.and (local.get $k) (i32.const 0xff)) (i32.const 2)))
+        (i32.store offset=1048576 (local.get $d) (i32.add (i32.load offset=1048576 (local.get $d)) (i32.const 1)))
+        (local.set $d (i32.shl (i32.and (i32.shr_u (local.get $k) (i32.const 8)) (i32.const 0xff)) (i32.const 2)))
+        (i32.store offset=1049600 (local.get $d) (i32.add (i32.load offset=1049600 (local.get $d)) (i32.const 1)))
+        (local.set $d (i32.shl (i32.and (i32.shr_u (local.get $k) (i32.const 16)) (i32.const 0xff)) (i32.const 2)))
+        (i32.store offset=1050624 (local.get $d) (i32.add (i32.load offset=1050624 (local.get $d)) (i32.const 1)))
+        (local.set $d (i32.shl (i32.shr_u (local.get $k) (i32.const 24)) (i32.const 2)))
+        (i32.store offset=1051648 (local.get $d) (i32.add (i32.load offset=1051648 (local.get $d)) (i32.const 1)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $load)))
+    (local.set $pass (i32.const 0))
+    (block $pdone
+      (loop $passes
+        (br_if $pdone (i32.ge_u (local.get $pass) (i32.const 4)))
+        (local.set $o (i32.add (i32.const 1048576) (i32.shl (local.get $pass) (i32.const 10))))
+        (local.set $shift (i32.shl (local.get $pass) (i32.const 3)))
+        (local.set $pass (i32.add (local.get $pass) (i32.const 1)))
+        ;; every key has this digit: the pass is a no-op
+        (br_if $passes (i32.eq (local.get $n)
+          (i32.load (i32.add (local.get $o) (i32.shl (i32.and (i32.shr_u (i32.load (local.get $keys)) (local.get $shift))
+                                                              (i32.const 0xff)) (i32.const 2))))))
+        (local.set $sum (i32.const 0))
+        (local.set $d (i32.const 0))
+        (block $sdone
+          (loop $prefix
+            (br_if $sdone (i32.ge_u (local.get $d) (i32.const 1024)))
+            (local.set $c (i32.load (i32.add (local.get $o) (local.get $d))))
+            (i32.store (i32.add (local.get $o) (local.get $d)) (local.get $sum))
+            (local.set $sum (i32.add (local.get $sum) (local.get $c)))
+            (local.set $d (i32.add (local.get $d) (i32.const 4)))
+            (br $prefix)))
+        (local.set $r (i32.const 0))
+        (block $edone
+          (loop $scatter
+            (br_if $edone (i32.ge_u (local.get $r) (local.get $n)))
+            (local.set $k (i32.load (i32.add (local.get $keys) (i32.shl (local.get $r) (i32.const 2)))))
+            (local.set $d (i32.add (local.get $o)
+              (i32.shl (i32.and (i32.shr_u (local.get $k) (local.get $shift)) (i32.const 0xff)) (i32.const 2))))
+            (local.set $pos (i32.load (local.get $d)))
+            (i32.store (local.get $d) (i32.add (local.get $pos) (i32.const 1)))
+            (local.set $pos (i32.shl (local.get $pos) (i32.const 2)))
+            (i32.store (i32.add (local.get $keys2) (local.get $pos)) (local.get $k))
+            (i32.store (i32.add (local.get $tmp) (local.get $pos))
+              (i32.load (i32.add (local.get $perm) (i32.shl (local.get $r) (i32.const 2)))))
+            (local.set $r (i32.add (local.get $r) (i32.const 1)))
+            (br $scatter)))
+        (local.set $t (local.get $keys))
+        (local.set $keys (local.get $keys2))
+        (local.set $keys2 (local.get $t))
+        (local.set $t (local.get $perm))
+        (local.set $perm (local.get $tmp))
+        (local.set $tmp (local.get $t))
+        (br $passes)))
+    (local.set $r (i32.const 0))
+    (block $odone
+      (loop $out
+        (br_if $odone (i32.ge_u (local.get $r) (local.get $n)))
+        (i32.store offset=1179648
+          (i32.shl (i32.load (i32.add (local.get $perm) (i32.shl (local.get $r) (i32.const 2)))) (i32.const 2))
+          (local.get $r))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $out))))
 )
