@@ -11,6 +11,11 @@
 //    vote sum non-finite too, see signVoteInto) and fall back to the *Checked kernels otherwise.
 // Accumulators are f64 (house rule: f32 math with f64 accumulators); `0 + v` starts a sum exactly like a
 // zero-filled accumulator would (it turns -0 into +0).
+//
+// The end of this file loads the SIMD module (src/tensor/wasm/merge-kernels.wat): gta-core.ts runs every chunk of
+// at most WASM_MAX_CHUNK elements there (inputs copied into fixed regions; 3-6x faster than these loops) and
+// keeps the JS kernels for larger chunks and runtimes without WebAssembly SIMD. test/merge/gta-paths.test.ts
+// checks both paths give the same bits.
 
 import { MERGE_KERNELS_WASM_BASE64 } from '../../tensor/wasm/merge-kernels.generated.js';
 import type { StreamKey } from '../../tensor/rng.js';
