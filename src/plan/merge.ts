@@ -20,7 +20,7 @@ import type { DType } from '../tensor/dtype.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { Scratch, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
-import { runPool } from './pool.js';
+import { LANES, runPool } from './pool.js';
 import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, openModels, type MergePlan, type StageOutput } from './plan.js';
 import { plannedCheckpoint } from './virtual.js';
 
@@ -253,7 +253,7 @@ export async function executePlan(
     if (threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
-        { models: plan.models.map((m) => ({ id: m.id, path: m.path })), method: method.name, seed: plan.seed, budgetBytes: budget, ...stats },
+        { models: plan.models.map((m) => ({ id: m.id, path: m.path })), method: method.name, seed: plan.seed, budgetBytes: Math.floor(budget / LANES), ...stats },
         jobs,
         threads,
         (job, n) => {
@@ -264,11 +264,26 @@ export async function executePlan(
       );
       checkAborted(options.signal);
     } else {
-      const scratch = new Scratch();
-      for (const t of plan.tensors) {
-        checkAborted(options.signal);
-        report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: budget * threads, scratch, ...stats }, t));
-      }
+      // LANES tensors at a time on this thread, so reads and writes of one overlap the computation of another
+      const queue = [...plan.tensors];
+      const laneBudget = Math.floor((budget * threads) / LANES);
+      let failed = false;
+      const lanes = await Promise.allSettled(
+        Array.from({ length: Math.min(LANES, queue.length) }, async () => {
+          const scratch = new Scratch();
+          try {
+            for (let t = queue.shift(); t && !failed; t = queue.shift()) {
+              checkAborted(options.signal);
+              report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: laneBudget, scratch, ...stats }, t));
+            }
+          } catch (e) {
+            failed = true; // the other lane stops after its current tensor
+            throw e;
+          }
+        }),
+      );
+      const firstError = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+      if (firstError) throw firstError.reason;
     }
     await writer.close();
   } catch (e) {

@@ -27,6 +27,9 @@ function spawn(): Worker {
   return new Worker(new URL('./worker.js', here));
 }
 
+/** Tensors in flight per worker: while one waits on reads or writes, the other computes. */
+export const LANES = 2;
+
 export interface PoolJob {
   index: number;
   tensor: PlanTensor;
@@ -50,30 +53,37 @@ export async function runPool(
       workers.map(
         (w) =>
           new Promise<void>((resolve) => {
-            const next = (): void => {
-              const job = failure || signal?.aborted ? undefined : queue.shift();
-              if (!job) {
-                w.postMessage({ type: 'close' });
-                return;
+            const inflight = new Map<number, PoolJob>();
+            let closing = false;
+            const fill = (): void => {
+              while (!closing && inflight.size < LANES) {
+                const job = failure || signal?.aborted ? undefined : queue.shift();
+                if (!job) break;
+                inflight.set(job.index, job);
+                w.postMessage({ type: 'tensor', index: job.index, tensor: job.tensor, file: job.file, offset: job.offset } satisfies WorkerTask);
               }
-              w.postMessage({ type: 'tensor', index: job.index, tensor: job.tensor, file: job.file, offset: job.offset } satisfies WorkerTask);
-              pending = job;
+              if (!closing && inflight.size === 0) {
+                closing = true;
+                w.postMessage({ type: 'close' });
+              }
             };
-            let pending: PoolJob | undefined;
             w.on('message', (m: WorkerReply) => {
               if (m.type === 'done') {
+                const job = inflight.get(m.index)!;
+                inflight.delete(m.index);
                 try {
-                  onDone(pending!, m.bytes);
+                  onDone(job, m.bytes);
                 } catch (e) {
                   failure ??= e as Error;
                 }
-                next();
+                fill();
               } else if (m.type === 'error') {
+                inflight.delete(m.index);
                 const Cls = CLASSES[m.error.name] ?? WeightkitError;
                 failure ??= m.error.code
                   ? new Cls(m.error.code as ErrorCode, m.error.message, { where: (m.error.where ?? {}) as Where })
                   : new Error(m.error.message);
-                next();
+                fill();
               } else if (m.type === 'closed') resolve();
             });
             w.on('error', (e) => {
@@ -82,7 +92,7 @@ export async function runPool(
             });
             w.on('exit', () => resolve());
             w.postMessage({ type: 'init', ...init } satisfies WorkerInit);
-            next();
+            fill();
           }),
       ),
     );

@@ -39,30 +39,30 @@ export type WorkerReply =
 const port = parentPort;
 if (port) {
   let init: WorkerInit | undefined;
-  const readers = new Map<number, CheckpointReader>();
-  const files = new Map<string, FileHandle>();
-  const scratch = new Scratch();
 
-  const reader = async (id: number): Promise<CheckpointReader> => {
+  // opened once and shared by concurrent tasks (the promise is cached so two tasks never open the same file twice)
+  const readers = new Map<number, Promise<CheckpointReader>>();
+  const files = new Map<string, Promise<FileHandle>>();
+  const reader = (id: number): Promise<CheckpointReader> => {
     let r = readers.get(id);
     if (!r) {
       const m = init!.models.find((x) => x.id === id)!;
-      r = await openCheckpointPath(m.path);
+      r = openCheckpointPath(m.path);
       readers.set(id, r);
     }
     return r;
   };
 
-  const fileHandle = async (path: string): Promise<FileHandle> => {
+  const fileHandle = (path: string): Promise<FileHandle> => {
     let fh = files.get(path);
     if (!fh) {
-      fh = await open(path, 'r+');
+      fh = open(path, 'r+');
       files.set(path, fh);
     }
     return fh;
   };
 
-  const run = async (task: WorkerTask): Promise<number> => {
+  const run = async (task: WorkerTask, scratch: Scratch): Promise<number> => {
     const t = task.tensor;
     const ids = [...(t.base ? [t.base.model] : []), ...t.inputs.map((i) => i.model)];
     const map = new Map<number, CheckpointReader>();
@@ -92,29 +92,38 @@ if (port) {
     );
   };
 
-  // tasks run one at a time, in arrival order
-  let queue: Promise<void> = Promise.resolve();
+  // up to LANES tasks run at once (the main thread sends that many): one waits on I/O while another computes
+  const running = new Set<Promise<void>>();
+  const freeScratch: Scratch[] = [];
   port.on('message', (msg: WorkerRequest) => {
-    queue = queue.then(async () => {
-      if (msg.type === 'init') {
-        init = msg;
-        return;
-      }
-      if (msg.type === 'close') {
-        for (const r of readers.values()) await r.close().catch(() => undefined);
-        for (const f of files.values()) await f.close().catch(() => undefined);
+    if (msg.type === 'init') {
+      init = msg;
+      return;
+    }
+    if (msg.type === 'close') {
+      void (async () => {
+        while (running.size > 0) await Promise.allSettled([...running]);
+        for (const r of readers.values()) await r.then((x) => x.close()).catch(() => undefined);
+        for (const f of files.values()) await f.then((x) => x.close()).catch(() => undefined);
         port.postMessage({ type: 'closed' } satisfies WorkerReply);
-        return;
-      }
+      })();
+      return;
+    }
+    const task = (async () => {
+      const scratch = freeScratch.pop() ?? new Scratch();
       try {
-        const bytes = await run(msg);
+        const bytes = await run(msg, scratch);
         port.postMessage({ type: 'done', index: msg.index, bytes } satisfies WorkerReply);
       } catch (e) {
         const err = isWeightkitError(e)
           ? { name: e.name, code: e.code, message: e.message, where: e.where }
           : { name: 'Error', message: e instanceof Error ? e.message : String(e) };
         port.postMessage({ type: 'error', index: msg.index, error: err } satisfies WorkerReply);
+      } finally {
+        freeScratch.push(scratch);
       }
-    });
+    })();
+    running.add(task);
+    void task.finally(() => running.delete(task));
   });
 }
