@@ -351,4 +351,20 @@ parameters: {trim_scope: model}
       expect((await readdir(root)).filter((f) => f.includes(`stopped-${threads}`))).toEqual([]);
     }
   });
+
+  it('tokenizer_source copies that model\'s tokenizer files; base by default', async () => {
+    const tok = join(root, 'tok-donor');
+    await writeModel(tok, tinyValues(6));
+    await writeFile(join(tok, 'tokenizer.json'), '{"donor": "tok"}');
+    await writeFile(join(tok, 'special_tokens_map.json'), '{"eos_token": "</s>"}');
+    const r = await recipe('tok.yaml', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n  - {model: tok-donor, parameters: {weight: 0}}\ntokenizer_source: tok-donor\n`);
+    const out = join(root, 'out-tok');
+    await merge(r, { out });
+    expect(await readFile(join(out, 'tokenizer.json'), 'utf8')).toBe('{"donor": "tok"}');
+    expect(existsSync(join(out, 'special_tokens_map.json'))).toBe(true);
+    const r2 = await recipe('tok2.yaml', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: tok-donor, parameters: {weight: 1}}\n`);
+    await merge(r2, { out: join(root, 'out-tok2') });
+    expect(await readFile(join(root, 'out-tok2', 'tokenizer.json'), 'utf8')).toBe(await readFile(join(fam.base, 'tokenizer.json'), 'utf8'));
+    expect(existsSync(join(root, 'out-tok2', 'special_tokens_map.json'))).toBe(false);
+  });
 });
