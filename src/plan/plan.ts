@@ -208,6 +208,8 @@ interface Source {
 interface SliceSpec {
   sources: Source[]; // non-base inputs in order (plus the base for 'input' methods)
   base?: number;
+  /** the base's layer range within a slice */
+  baseRange?: readonly [number, number];
   sliceParams: ParamsNode;
   pos: Pos;
 }
@@ -282,7 +284,7 @@ export function buildPlanFromModels(
       const spec: SliceSpec = { sources, sliceParams: s.parameters, pos: s.pos };
       if (base !== undefined) {
         spec.base = base;
-        if (baseRange) (spec as { baseRange?: readonly [number, number] }).baseRange = baseRange;
+        if (baseRange) spec.baseRange = baseRange;
       }
       slices.push(spec);
     }
@@ -330,8 +332,8 @@ export function buildPlanFromModels(
   const addTensor = (outName: string, slice: SliceSpec, inNames: (m: number) => string, t: number): void => {
     if (seen.has(outName)) return;
     seen.add(outName);
-    const refName = inNames(slice.base ?? slice.sources[0]?.model ?? reference);
     const refModel = slice.base ?? slice.sources[0]?.model ?? reference;
+    const refName = inNames(refModel);
     const refInfo = findInput(readers.get(refModel)!, refName);
     if (!refInfo) {
       problems.push(new PlanError('TENSOR_NOT_FOUND', `tensor '${refName}' is missing from model '${models[refModel]!.ref}'`, { where: { file: models[refModel]!.path, tensor: refName } }));
@@ -458,8 +460,7 @@ export function buildPlanFromModels(
     for (const s of slices) {
       const ranges = new Map<number, readonly [number, number]>();
       for (const src of s.sources) if (src.range) ranges.set(src.model, src.range);
-      const baseRange = (s as { baseRange?: readonly [number, number] }).baseRange;
-      if (s.base !== undefined && baseRange) ranges.set(s.base, baseRange);
+      if (s.base !== undefined && s.baseRange) ranges.set(s.base, s.baseRange);
       const lead = s.base ?? s.sources[0]?.model;
       if (lead === undefined) continue;
       const leadRange = ranges.get(lead) ?? [0, layoutOf(lead).numLayers];
