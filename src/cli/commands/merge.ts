@@ -80,16 +80,31 @@ function paramLine(p: ParamSpec): string {
 
 export function renderMethods(methods: readonly MergeMethod[], detail: boolean): string {
   if (!detail) {
-    return table([
-      ['method', 'base', 'models', 'parameters', 'summary'],
-      ...methods.map((m) => [
-        m.name,
-        m.base,
-        m.maxModels === undefined ? `${m.minModels}+` : m.minModels === m.maxModels ? String(m.minModels) : `${m.minModels}-${m.maxModels}`,
-        [...m.params.map((p) => p.name), ...m.modelParams.map((p) => `${p.name}*`)].join(', '),
-        m.summary,
-      ]),
-    ]) + '\n(* per-model parameter; weightkit methods <name> for details)\n';
+    // two lines per method, wrapped to 100 columns: name, base, model count and summary; then its parameters
+    const width = 100;
+    const left = 36;
+    const wrap = (text: string, indent: number): string[] => {
+      const out: string[] = [];
+      let line = '';
+      for (const word of text.split(' ')) {
+        if (line && line.length + 1 + word.length > width - indent) {
+          out.push(line);
+          line = word;
+        } else line = line ? `${line} ${word}` : word;
+      }
+      if (line) out.push(line);
+      return out;
+    };
+    const lines = [`${'method'.padEnd(18)}${'base'.padEnd(10)}${'models'.padEnd(8)}summary / parameters (* per model)`];
+    for (const m of methods) {
+      const count = m.maxModels === undefined ? `${m.minModels}+` : m.minModels === m.maxModels ? String(m.minModels) : `${m.minModels}-${m.maxModels}`;
+      const head = `${m.name.padEnd(18)}${m.base.padEnd(10)}${count.padEnd(8)}`;
+      const summary = wrap(m.summary, left);
+      lines.push(head + summary[0], ...summary.slice(1).map((l) => ' '.repeat(left) + l));
+      const params = [...m.params.map((p) => p.name), ...m.modelParams.map((p) => `${p.name}*`)].join(', ');
+      if (params) lines.push(...wrap(`parameters: ${params}`, left).map((l) => ' '.repeat(left) + l));
+    }
+    return lines.join('\n') + '\n\nweightkit methods <name> shows defaults, ranges, the formula and the reference.\n';
   }
   return methods
     .map((m) => {
