@@ -1,4 +1,4 @@
-// Script entry for `npm start` (like src/cli, allowed to print): generates the demo family under .cache/demo if
+// Script entry for `npm start` (in src/cli, so it may print): generates the demo family under .cache/demo if
 // needed, runs recipes/demo-{ties,dare-ties,slerp}.yaml through merge() into .cache/demo/out/<name>, and prints
 // what each merge did, measured from the written files. Generation and analysis live in family.ts / report.ts.
 
@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { merge } from '../plan/merge.js';
 import type { MergePlan } from '../plan/plan.js';
 import type { ParamValue } from '../recipe/spec.js';
-import { ensureDemoFamily, type DemoFamily } from './family.js';
-import { compareWithFamily, planParamByBlock, type BlockStats } from './report.js';
+import { ensureDemoFamily, type DemoFamily } from '../demo/family.js';
+import { compareWithFamily, planParamByBlock, type BlockStats } from '../demo/report.js';
 
-/** The repository root: this file is src/demo/main.ts (tsx) or dist/demo/main.js (compiled). */
+/** The repository root: this file is src/cli/demo.ts (tsx) or dist/cli/demo.js (compiled). */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FAMILY_DIR = join(ROOT, '.cache', 'demo');
 const RECIPES = ['demo-ties', 'demo-dare-ties', 'demo-slerp'];
