@@ -13,15 +13,15 @@ import { openShardedWriter } from '../io/safetensors/sharded-writer.js';
 import type { CheckpointReader } from '../io/types.js';
 import { getMethod, methodCatalog } from '../merge/registry.js';
 import type { MergeMethod } from '../merge/types.js';
-import { readRecipeFile } from '../recipe/load.js';
+import { ProblemSink, parseRecipeInto, readRecipeText, sortProblems } from '../recipe/load.js';
 import type { Recipe, RecipeDoc } from '../recipe/types.js';
-import { validateRecipe } from '../recipe/validate.js';
+import { validateRecipeInto } from '../recipe/validate.js';
 import type { DType } from '../tensor/dtype.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { Scratch, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
 import { LANES, runPool } from './pool.js';
-import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, openModels, type MergePlan, type StageOutput } from './plan.js';
+import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, type MergePlan, type StageOutput } from './plan.js';
 import { plannedCheckpoint } from './virtual.js';
 
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
@@ -86,15 +86,20 @@ export interface LoadedRecipe {
 
 /** Read, parse and validate a recipe file; order multi-document stages. Throws RecipeProblems. */
 export async function loadRecipe(path: string, options: { lenient?: boolean } = {}): Promise<LoadedRecipe> {
-  const recipe = await readRecipeFile(path, options);
-  const methods = validateRecipe(recipe, methodCatalog(), options);
+  // syntax, schema, method and model-path problems are all collected before anything is reported
+  const sink = new ProblemSink(Boolean(options.lenient));
+  const recipe = parseRecipeInto(await readRecipeText(path), path, sink);
+  const methods = validateRecipeInto(recipe, methodCatalog(), sink);
   const named = new Map<string, RecipeDoc>();
   for (const d of recipe.docs) if (d.name) named.set(d.name.value, d);
-  const refsOf = (d: RecipeDoc): string[] => [
-    ...(d.baseModel ? [d.baseModel.ref] : []),
-    ...(d.models ?? []).map((m) => m.model.ref),
-    ...(d.slices ?? []).flatMap((s) => [...(s.baseModel ? [s.baseModel.ref] : []), ...s.sources.map((x) => x.model.ref)]),
-  ];
+  for (const d of recipe.docs) {
+    for (const ref of modelRefsOf(d)) {
+      if (named.has(ref.ref)) continue;
+      const p = missingModelProblem(d, ref);
+      if (p && !sink.problems.some((q) => q.where.line === p.where.line && q.where.col === p.where.col)) sink.problems.push(p);
+    }
+  }
+  if (sink.problems.length > 0) throw new RecipeProblems(path, sortProblems(sink.problems));
   const order: RecipeDoc[] = [];
   const state = new Map<RecipeDoc, 'visiting' | 'done'>();
   const visit = (d: RecipeDoc): void => {
@@ -108,7 +113,7 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
       ]);
     }
     state.set(d, 'visiting');
-    for (const r of refsOf(d)) {
+    for (const r of modelRefsOf(d).map((x) => x.ref)) {
       const dep = named.get(r);
       if (dep && dep !== d) visit(dep);
       else if (dep === d) visit(d);
@@ -165,9 +170,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
   // every model path the recipe names must differ from the output
   const inputPaths: string[] = [];
   for (const { doc } of stages) {
-    const dir = dirname(resolve(doc.file));
-    const refs = [doc.baseModel, ...(doc.models ?? []).map((m) => m.model), ...(doc.slices ?? []).flatMap((s) => s.sources.map((x) => x.model))];
-    for (const r of refs) if (r && !stages.some((s) => s.doc.name?.value === r.ref)) inputPaths.push(resolve(dir, r.ref));
+    for (const r of modelRefsOf(doc)) if (!stages.some((s) => s.doc.name?.value === r.ref)) inputPaths.push(modelPath(doc, r));
   }
   const staged = await stageOutputDir(options.out, { overwrite: options.overwrite, inputs: inputPaths });
   const ownIntermediate = options.intermediateDir === undefined;

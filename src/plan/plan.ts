@@ -117,12 +117,8 @@ export interface ResolvedModels {
 
 const HF_ID_RE = /^[A-Za-z0-9][\w.-]*\/[\w.-]+(@[\w.-]+)?$/;
 
-/** Resolve and open every model a document references; all problems are reported together. */
-export async function openModels(
-  doc: RecipeDoc,
-  open: (path: string) => Promise<CheckpointReader>,
-  stages: ReadonlyMap<string, StageOutput> = new Map(),
-): Promise<ResolvedModels> {
+/** Every model reference of a document (base, models, slice sources and bases, tokenizer source). */
+export function modelRefsOf(doc: RecipeDoc): ModelRef[] {
   const refs: ModelRef[] = [];
   if (doc.baseModel) refs.push(doc.baseModel);
   for (const m of doc.models ?? []) refs.push(m.model);
@@ -132,11 +128,39 @@ export async function openModels(
   }
   const tokenizer = doc.tokenizerSource?.value;
   if (tokenizer?.kind === 'model') refs.push(tokenizer.model);
+  return refs;
+}
+
+/** Where a model reference points (relative paths against the recipe's folder). */
+export function modelPath(doc: RecipeDoc, ref: ModelRef): string {
+  return isAbsolute(ref.ref) ? ref.ref : resolve(dirname(resolve(doc.file)), ref.ref);
+}
+
+/** The problem with a reference that names no existing path (a Hugging Face id gets its own code), if any. */
+export function missingModelProblem(doc: RecipeDoc, ref: ModelRef): RecipeError | undefined {
+  const path = modelPath(doc, ref);
+  if (existsSync(path)) return undefined;
+  const hf = HF_ID_RE.test(ref.ref) && !ref.ref.startsWith('.');
+  return new RecipeError(
+    hf ? 'RECIPE_REMOTE_MODEL' : 'RECIPE_MODEL_NOT_FOUND',
+    hf
+      ? `'${ref.ref}' is not a local path; weightkit does not download models (download it first and give its folder)`
+      : `model '${ref.ref}' not found (looked for ${path})`,
+    { where: posWhere(ref.pos) },
+  );
+}
+
+/** Resolve and open every model a document references; all problems are reported together. */
+export async function openModels(
+  doc: RecipeDoc,
+  open: (path: string) => Promise<CheckpointReader>,
+  stages: ReadonlyMap<string, StageOutput> = new Map(),
+): Promise<ResolvedModels> {
+  const refs = modelRefsOf(doc);
   const models: PlanModel[] = [];
   const readers = new Map<number, CheckpointReader>();
   const byRef = new Map<string, number>();
   const problems: RecipeError[] = [];
-  const dir = dirname(resolve(doc.file));
   for (const r of refs) {
     if (byRef.has(r.ref)) continue;
     const stage = stages.get(r.ref);
@@ -147,20 +171,12 @@ export async function openModels(
         path = stage.path;
         reader = stage.reader;
       } else {
-        path = isAbsolute(r.ref) ? r.ref : resolve(dir, r.ref);
-        if (!existsSync(path)) {
-          const hf = HF_ID_RE.test(r.ref) && !r.ref.startsWith('.');
-          problems.push(
-            new RecipeError(
-              hf ? 'RECIPE_REMOTE_MODEL' : 'RECIPE_MODEL_NOT_FOUND',
-              hf
-                ? `'${r.ref}' is not a local path; weightkit does not download models (download it first and give its folder)`
-                : `model '${r.ref}' not found (looked for ${path})`,
-              { where: posWhere(r.pos) },
-            ),
-          );
+        const missing = missingModelProblem(doc, r);
+        if (missing) {
+          problems.push(missing);
           continue;
         }
+        path = modelPath(doc, r);
         reader = await open(path);
       }
     } catch (e) {

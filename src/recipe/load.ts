@@ -489,13 +489,16 @@ export function sortProblems(ps: RecipeError[]): RecipeError[] {
   return [...ps].sort((a, b) => (a.where.line ?? 0) - (b.where.line ?? 0) || (a.where.col ?? 0) - (b.where.col ?? 0));
 }
 
-/** Read and parse a recipe file. */
-export async function readRecipeFile(path: string, options: LoadOptions = {}): Promise<Recipe> {
-  let text: string;
+/** Read a recipe file's text (RECIPE_NOT_FOUND when it cannot be read). */
+export async function readRecipeText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (e) {
     throw new RecipeError('RECIPE_NOT_FOUND', `cannot read recipe: ${(e as Error).message}`, { where: { file: path }, cause: e });
   }
-  return parseRecipe(text, path, options);
+}
+
+/** Read and parse a recipe file. */
+export async function readRecipeFile(path: string, options: LoadOptions = {}): Promise<Recipe> {
+  return parseRecipe(await readRecipeText(path), path, options);
 }

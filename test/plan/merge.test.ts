@@ -367,4 +367,10 @@ parameters: {trim_scope: model}
     expect(await readFile(join(root, 'out-tok2', 'tokenizer.json'), 'utf8')).toBe(await readFile(join(fam.base, 'tokenizer.json'), 'utf8'));
     expect(existsSync(join(root, 'out-tok2', 'special_tokens_map.json'))).toBe(false);
   });
+
+  it('reports schema problems and missing model paths together', async () => {
+    const r = await recipe('both.yaml', `merge_method: linear\nmodels:\n  - {model: ft-a, parameters: {wieght: 1}}\n  - {model: nowhere, parameters: {weight: 1}}\n`);
+    const e = await errorOf(buildPlan(r));
+    expect(codesOf(e).sort()).toEqual(['RECIPE_MODEL_NOT_FOUND', 'RECIPE_PARAM_REQUIRED', 'RECIPE_UNKNOWN_PARAM']);
+  });
 });
