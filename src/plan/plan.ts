@@ -467,6 +467,15 @@ export function buildPlanFromModels(
       const t = l && info.name.startsWith(refLayout.prefix!) ? layerT(Number(l[1]), refLayout.numLayers) : 0;
       addTensor(info.name, s, () => info.name, t);
     }
+    // tensors other inputs have but the reference lacks are not in the output: say so
+    for (const src of s.sources) {
+      const extra = readers.get(src.model)!.tensors().filter((x) => !refReader.has(x.name) && !TIED.some(([a, b]) => b === x.name && refReader.has(a)));
+      if (extra.length > 0) {
+        warnings.push(
+          `model '${models[src.model]!.ref}' has ${extra.length} tensor(s) that '${models[reference]!.ref}' lacks (e.g. '${extra[0]!.name}'); they are not in the output`,
+        );
+      }
+    }
   } else {
     const prefix = refLayout.prefix;
     const firstSlice = slices[0]!;

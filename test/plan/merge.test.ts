@@ -373,4 +373,15 @@ parameters: {trim_scope: model}
     const e = await errorOf(buildPlan(r));
     expect(codesOf(e).sort()).toEqual(['RECIPE_MODEL_NOT_FOUND', 'RECIPE_PARAM_REQUIRED', 'RECIPE_UNKNOWN_PARAM']);
   });
+
+  it('warns about tensors an input has but the reference lacks', async () => {
+    const extra = join(root, 'extra');
+    const v = tinyValues(7);
+    v.set('model.extra_head.weight', new Float32Array([1, 2]));
+    await writeModel(extra, v, { shapes: { 'model.extra_head.weight': [2] } });
+    const r = await recipe('extra.yaml', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: extra, parameters: {weight: 1}}\n`);
+    const [plan] = await buildPlan(r);
+    expect(plan!.warnings.some((w) => w.includes("'model.extra_head.weight'") && w.includes('not in the output'))).toBe(true);
+    expect(plan!.tensors.some((t) => t.name === 'model.extra_head.weight')).toBe(false);
+  });
 });
