@@ -9,18 +9,44 @@ import { chunkElements, makeContext } from '../merge/run.js';
 import { PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
 import type { PlanInput, PlanTensor } from './plan.js';
+import { Workspace, WORKSPACE_START } from '../tensor/wasm/workspace.js';
 
 /** Where merged bytes go: a byte range of one declared output tensor. */
 export interface TensorSink {
   writeRange(name: string, byteOffset: number, bytes: Uint8Array): Promise<void>;
 }
 
-/** Reused buffers of one worker (grown on demand, never shrunk). */
+/** f32 slots from this index on (reader staging) are ordinary arrays, never workspace views. */
+const STAGING_SLOT = 100;
+/** bytes kept readable after the last slot: the SIMD kernels may read up to 16 bytes past an input */
+const SLOT_PAD_BYTES = 64;
+
+/**
+ * Reused buffers of one lane (grown on demand, never shrunk). The f32 slots below STAGING_SLOT live in a
+ * Workspace (the merge-kernel module's memory, one instance per Scratch), so the GTA kernels read the inputs and
+ * write the output in place. Slots are laid out back to back, each as large as the largest request it has seen
+ * (as the separate arrays were), and re-laid out when one must grow: that may grow the memory, which detaches
+ * every earlier view, so a chunk's slots are reserved together (reserveF32) before any of them is used. Without
+ * WebAssembly, or past the workspace's size limit, slots are ordinary arrays (the kernels then copy).
+ */
 export class Scratch {
-  private f32: Float32Array[] = [];
+  private f32: (Float32Array | undefined)[] = [];
   private bytes: ArrayBuffer = new ArrayBuffer(0);
+  private ws: Workspace | undefined | null = null;
+  /** f32 elements of each workspace slot (multiples of 4) and their byte offsets */
+  private caps: number[] = [];
+  private offsets: number[] = [];
+
+  /** Make slots [0, slots) hold n elements each without growing later (call before taking a chunk's views). */
+  reserveF32(slots: number, n: number): void {
+    this.layout(slots, n);
+  }
 
   f32Buffer(i: number, n: number): Float32Array {
+    if (i < STAGING_SLOT && this.layout(i + 1, n, i)) {
+      this.f32[i] = undefined;
+      return this.ws!.f32(this.offsets[i]!, n);
+    }
     let b = this.f32[i];
     if (!b || b.length < n) {
       // exact size: growing by a factor could overshoot the memory budget
@@ -28,6 +54,32 @@ export class Scratch {
       this.f32[i] = b;
     }
     return b.subarray(0, n);
+  }
+
+  /** Ensure slots [first, slots) of the workspace hold n elements (first = 0 unless given); false if none. */
+  private layout(slots: number, n: number, first = 0): boolean {
+    if (this.ws === null) this.ws = Workspace.create();
+    const ws = this.ws;
+    if (ws === undefined) return false;
+    const want = (n + 3) & ~3;
+    let grow = false;
+    for (let i = first; i < slots; i++) grow ||= !(this.caps[i]! >= want);
+    if (!grow) return true;
+    const caps = this.caps.slice();
+    for (let i = 0; i < slots; i++) caps[i] = Math.max(caps[i] ?? 0, i >= first ? want : 0);
+    const offsets: number[] = [];
+    let at = WORKSPACE_START;
+    for (const c of caps) {
+      offsets.push(at);
+      at += c * 4;
+    }
+    if (!ws.ensure(at + SLOT_PAD_BYTES)) {
+      this.ws = undefined; // too large for a workspace: ordinary arrays from now on (no view is ever detached)
+      return false;
+    }
+    this.caps = caps;
+    this.offsets = offsets;
+    return true;
   }
 
   byteBuffer(n: number): ArrayBuffer {
@@ -126,6 +178,8 @@ export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, 
   const rows = rowCountOf(t.shape);
   const load = async (r0: number, r1: number): Promise<Chunk> => {
     const n = (r1 - r0) * rowLen;
+    // every slot of the chunk (output 0, inputs 1..) at once: no later request may grow the workspace
+    ctx.scratch.reserveF32(inputs.length + 1, n);
     const arrays: Float32Array[] = [];
     for (let i = 0; i < inputs.length; i++) {
       const buf = ctx.scratch.f32Buffer(1 + i, n);

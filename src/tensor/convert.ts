@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { DTYPE_INFO, allocData, type DType, type TensorData } from './dtype.js';
 import { makeTensor, type Tensor } from './tensor.js';
 import { simdKernels } from './wasm/simd.js';
+import { workspaceOf } from './wasm/workspace.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // scalar helpers (also used to build tables and as test oracles)
@@ -329,6 +330,8 @@ export function f32ToF16Js(src: Float32Array, dst?: Uint16Array): Uint16Array {
 /** bf16 bits -> f32 (exact: bits << 16). Writes into `dst` (any view, >= src.length elements) when given. */
 export function bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array {
   const n = src.length;
+  // a destination inside an executor workspace is written in place by that module (no copy out of another one)
+  if (dst !== undefined && n >= WASM_MIN_ELEMENTS && workspaceOf(dst.buffer)?.widenBf16(src, dst, n) === true) return dst;
   const k = n >= WASM_MIN_ELEMENTS ? simdKernels() : undefined;
   if (k === undefined) return bf16ToF32Js(src, dst);
   const out = outF32(n, dst);

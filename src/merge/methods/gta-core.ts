@@ -29,7 +29,9 @@ import {
   deltaSum3Out,
   l1Of,
   mergeWasm,
+  mergeWasmFor,
   meanOut,
+  OUT_PTR,
   WASM_MAX_CHUNK,
   WASM_MAX_MODELS,
   type MergeWasm,
@@ -301,18 +303,18 @@ export class ModelTrimCollector implements ModelStatsCollector {
     if (this.delta.length < len) this.delta = new Float32Array(len);
     const d = this.delta;
     const base = chunk.base!;
-    const w = len <= WASM_MAX_CHUNK ? mergeWasm() : undefined;
-    if (w !== undefined) w.base.set(base.length === len ? base : base.subarray(0, len));
+    const w = len <= WASM_MAX_CHUNK ? mergeWasmFor(base) : undefined;
+    let bp = -1;
     for (let i = 0; i < this.densities.length; i++) {
       if (w !== undefined) {
         // the delta on the SIMD module, the counts here (see GtaMerger.observeWasm)
         if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
-        const x = chunk.models[i]!;
-        w.model(0).set(x.length === len ? x : x.subarray(0, len));
+        if (bp < 0) bp = w.place(base, len, w.base);
+        const xp = w.place(chunk.models[i]!, len, w.model(0));
         if (pass === 0) {
-          w.deltaAll(0, len);
+          w.deltaAll(0, len, xp, bp);
           this.sels[i]!.addHighArithmeticBits(w.modelU(0), len);
-        } else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin()));
+        } else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin(), xp, bp));
         continue;
       }
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
@@ -342,6 +344,8 @@ class GtaMerger implements TensorMerger {
   /** every model's delta is used whole (no sparsification) */
   private readonly dense: boolean;
   private readonly scratch = new Scratch();
+  /** emitWasm's input offsets (a dense sum reads the inputs themselves) */
+  private readonly inputPtrs: number[] = [];
   private stage = DONE;
 
   constructor(
@@ -507,7 +511,7 @@ class GtaMerger implements TensorMerger {
     const d = s.delta;
     const base = chunk.base!;
     const stage = this.stage;
-    const wasm = len <= WASM_MAX_CHUNK && stage !== NORM ? mergeWasm() : undefined;
+    const wasm = len <= WASM_MAX_CHUNK && stage !== NORM ? mergeWasmFor(base) : undefined;
     if (wasm !== undefined) {
       this.observeWasm(wasm, chunk);
       return;
@@ -526,12 +530,12 @@ class GtaMerger implements TensorMerger {
         } else if (p.dropNeedsLow) p.dropSel!.addLowDelta(x, base, d, len);
       } else if (stage === NORM) {
         if (!p.rescale) continue;
-        const w = p.mode === RANDOM && len <= WASM_MAX_CHUNK ? mergeWasm() : undefined;
+        const w = p.mode === RANDOM && len <= WASM_MAX_CHUNK ? mergeWasmFor(base) : undefined;
         if (w !== undefined) {
           // both norms in one sequential pass on the SIMD module (the DARE mask drawn there)
-          w.base.set(base.length === len ? base : base.subarray(0, len));
-          w.model(0).set(x.length === len ? x : x.subarray(0, len));
-          const sums = w.l1Random(0, len, chunk.offset, p.key, p.density, p.l1Before, p.l1After);
+          const bp = w.place(base, len, w.base);
+          const xp = w.place(x, len, w.model(0));
+          const sums = w.l1Random(0, len, chunk.offset, p.key, p.density, p.l1Before, p.l1After, xp, bp);
           p.l1Before = sums[0]!;
           p.l1After = sums[1]!;
           continue;
@@ -548,24 +552,21 @@ class GtaMerger implements TensorMerger {
     const len = chunk.length;
     const base = chunk.base!;
     const high = this.stage === HIGH;
-    let baseSet = false;
+    let bp = -1;
     for (let i = 0; i < this.plans.length; i++) {
       const p = this.plans[i]!;
       if (high ? !p.keepSel : !p.keepNeedsLow && !p.dropNeedsLow) continue;
-      if (!baseSet) {
-        w.base.set(base.length === len ? base : base.subarray(0, len));
-        baseSet = true;
-      }
-      const x = chunk.models[i]!;
-      w.model(0).set(x.length === len ? x : x.subarray(0, len));
+      // inputs in the module's memory (an executor workspace) are read in place, others copied to its regions
+      if (bp < 0) bp = w.place(base, len, w.base);
+      const xp = w.place(chunk.models[i]!, len, w.model(0));
       if (high) {
-        w.deltaAll(0, len);
+        w.deltaAll(0, len, xp, bp);
         p.keepSel!.addHighArithmeticBits(w.modelU(0), len);
         p.dropSel?.addHighArithmeticBits(w.modelU(0), len);
       } else if (p.keepNeedsLow) {
-        p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin()));
+        p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin(), xp, bp));
         if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));
-      } else p.dropSel!.addLowList(w.outU, w.deltaBinList(0, len, p.dropSel!.lowBin()));
+      } else p.dropSel!.addLowList(w.outU, w.deltaBinList(0, len, p.dropSel!.lowBin(), xp, bp));
     }
   }
 
@@ -623,7 +624,7 @@ class GtaMerger implements TensorMerger {
     }
     const s = this.scratch;
     s.ensure(len, n, this.cfg.consensus);
-    const wasm = len <= WASM_MAX_CHUNK && n <= WASM_MAX_MODELS ? mergeWasm() : undefined;
+    const wasm = len <= WASM_MAX_CHUNK && n <= WASM_MAX_MODELS ? mergeWasmFor(base) : undefined;
     if (wasm !== undefined) {
       this.emitWasm(wasm, chunk, out);
       return;
@@ -633,38 +634,43 @@ class GtaMerger implements TensorMerger {
   }
 
   /**
-   * emitSum or emitConsensus on the SIMD module: the inputs are copied into its fixed regions, the magnitude and
-   * DARE masks and the whole sum or vote run there; other masks are written into its memory by the JS kernels.
+   * emitSum or emitConsensus on the SIMD module: inputs and output that live in its memory (an executor workspace)
+   * are used in place, others copied through its fixed regions; the magnitude and DARE masks and the whole sum or
+   * vote run there, each delta written to its model region; other masks are written there by the JS kernels.
    */
   private emitWasm(w: MergeWasm, chunk: Chunk, out: Float32Array): void {
     const len = chunk.length;
     const base = chunk.base!;
     const plans = this.plans;
     const n = plans.length;
-    w.base.set(base.length === len ? base : base.subarray(0, len));
+    const bp = w.place(base, len, w.base);
+    const xs = this.inputPtrs;
     for (let i = 0; i < n; i++) {
       const p = plans[i]!;
       const x = chunk.models[i]!;
       w.setParams(i, p.factor * p.weight, p.weight);
       const t = p.keepT;
       if (p.mode === ALL || p.mode === MAG_MODEL || (p.mode === MAG && !t.none)) {
-        w.model(i).set(x.length === len ? x : x.subarray(0, len));
-        if (p.mode === MAG_MODEL) p.kept += w.deltaMag(i, len, p.minBits - 1, 0);
+        const xp = w.place(x, len, w.model(i));
+        xs[i] = xp;
+        if (p.mode === MAG_MODEL) p.kept += w.deltaMag(i, len, p.minBits - 1, 0, xp, bp);
         else if (p.mode === MAG && !t.all) {
-          p.kept += w.deltaMag(i, len, t.bits, p.keepTies.tiesLeft);
+          p.kept += w.deltaMag(i, len, t.bits, p.keepTies.tiesLeft, xp, bp);
           p.keepTies.tiesLeft = w.tiesLeft();
         } else {
           p.kept += len;
-          if (this.cfg.consensus || !this.dense) w.deltaAll(i, len); // a dense sum_out takes the inputs themselves
+          if (this.cfg.consensus || !this.dense) w.deltaAll(i, len, xp, bp); // a dense sum_out takes the inputs themselves
         }
       } else if (p.mode === RANDOM) {
-        w.model(i).set(x.length === len ? x : x.subarray(0, len));
-        p.kept += w.deltaRandom(i, len, chunk.offset, p.key, p.density);
+        p.kept += w.deltaRandom(i, len, chunk.offset, p.key, p.density, w.place(x, len, w.model(i)), bp);
       } else p.kept += this.maskedDelta(p, chunk.offset, x, base, w.model(i), w.modelU(i), len);
     }
-    if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda);
-    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, this.dense);
-    out.set(w.out.subarray(0, len));
+    const direct = w.holds(out);
+    const op = direct ? out.byteOffset : OUT_PTR;
+    if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda, bp, op);
+    else if (this.dense) w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, true, bp, op, xs);
+    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, false, bp, op);
+    if (!direct) out.set(w.out.subarray(0, len));
   }
 
   /** out = base + lambda * (sum_i w_i * f_i * delta_i') / z, the model terms added in model order. */

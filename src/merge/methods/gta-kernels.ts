@@ -13,13 +13,13 @@
 // zero-filled accumulator would (it turns -0 into +0).
 //
 // The end of this file loads the SIMD module (src/tensor/wasm/merge-kernels.wat): gta-core.ts runs every chunk of
-// at most WASM_MAX_CHUNK elements there (inputs copied into fixed regions; 3-6x faster than these loops) and
-// keeps the JS kernels for larger chunks and runtimes without WebAssembly SIMD. test/merge/gta-paths.test.ts
+// at most WASM_MAX_CHUNK elements there (3-6x faster than these loops; inputs that live in an executor workspace
+// are read in place, others copied into fixed regions) and keeps the JS kernels for larger chunks and runtimes
+// without WebAssembly SIMD. test/merge/gta-paths.test.ts
 // checks both paths give the same bits.
 
-import { MERGE_KERNELS_WASM_BASE64 } from '../../tensor/wasm/merge-kernels.generated.js';
 import type { StreamKey } from '../../tensor/rng.js';
-import { decodeBase64 } from '../../tensor/wasm/simd.js';
+import { instantiateMergeKernels, workspaceOf, type Workspace } from '../../tensor/wasm/workspace.js';
 
 const ABS = 0x7fffffff;
 const INF_BITS = 0x7f800000;
@@ -389,60 +389,91 @@ export const WASM_MAX_CHUNK = 16384;
 export const WASM_MAX_MODELS = 8;
 
 const REGION = 65536;
+/** byte offsets of the base and out regions */
+export const BASE_PTR = 0;
+export const OUT_PTR = REGION;
 const MODEL_PTR = 2 * REGION;
 const PARAM_PTR = 10 * REGION;
+const TABLE_PTR = PARAM_PTR + 1024;
 const RANK_IN_PTR = 17 * REGION;
 const RANK_OUT_PTR = 18 * REGION;
 
 interface MergeExports {
   readonly memory: { readonly buffer: ArrayBuffer };
   ties_left(): number;
-  delta_mag(x: number, b: number, n: number, bits: number, ties: number): number;
-  delta_all(x: number, b: number, n: number): void;
-  ties_out(m: number, n: number, divide: number, lambda: number): void;
-  sum_out(m: number, n: number, z: number, lambda: number, raw: number): void;
-  delta_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number): number;
+  delta_mag(x: number, b: number, d: number, n: number, bits: number, ties: number): number;
+  delta_all(x: number, b: number, d: number, n: number): void;
+  ties_out(m: number, n: number, b: number, o: number, divide: number, lambda: number): void;
+  sum_out(m: number, n: number, b: number, o: number, z: number, lambda: number, raw: number): void;
+  delta_random(x: number, b: number, d: number, n: number, start: number, k0: number, k1: number, thr: number): number;
   bin_list(x: number, n: number, bin: number): number;
-  delta_bin_list(x: number, b: number, n: number, bin: number): number;
+  delta_bin_list(x: number, b: number, d: number, n: number, bin: number): number;
   rank_into(n: number): void;
   l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
 }
 
-// The slice of the WebAssembly global used here (lib has no DOM typings).
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { readonly exports: unknown };
-}
-
-/** The module with views of its regions; callers fill `base` and `model(i)`, run a kernel, read `out`. */
+/**
+ * The module with views of its regions. Inputs are byte offsets into its memory: either arrays that already live
+ * there (an executor workspace, see place()) or the regions `base` and `model(i)` after the caller filled them.
+ * Every delta goes to a model region; outputs go to `out` or to any offset in the memory.
+ */
 export class MergeWasm {
-  readonly base: Float32Array;
-  readonly out: Float32Array;
+  private buf!: ArrayBuffer;
+  base!: Float32Array;
+  out!: Float32Array;
   /** the out region as u32 (bin_list's output) */
-  readonly outU: Uint32Array;
-  private readonly models: Float32Array[];
-  private readonly modelsU: Uint32Array[];
-  private readonly params: Float64Array;
-  private readonly sums: Float64Array;
-  private readonly rankIn: Float32Array;
+  outU!: Uint32Array;
+  private models!: Float32Array[];
+  private modelsU!: Uint32Array[];
+  private params!: Float64Array;
+  private sums!: Float64Array;
+  private table!: Int32Array;
+  private rankIn!: Float32Array;
   /** rankInto's output */
-  readonly ranks: Int32Array;
+  ranks!: Int32Array;
 
   constructor(private readonly ex: MergeExports) {
-    const buf = ex.memory.buffer;
-    this.base = new Float32Array(buf, 0, WASM_MAX_CHUNK);
-    this.out = new Float32Array(buf, REGION, WASM_MAX_CHUNK);
-    this.outU = new Uint32Array(buf, REGION, WASM_MAX_CHUNK);
+    this.views();
+  }
+
+  private views(): void {
+    const buf = (this.buf = this.ex.memory.buffer);
+    this.base = new Float32Array(buf, BASE_PTR, WASM_MAX_CHUNK);
+    this.out = new Float32Array(buf, OUT_PTR, WASM_MAX_CHUNK);
+    this.outU = new Uint32Array(buf, OUT_PTR, WASM_MAX_CHUNK);
     this.models = Array.from({ length: WASM_MAX_MODELS }, (_, i) => new Float32Array(buf, MODEL_PTR + i * REGION, WASM_MAX_CHUNK));
     this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
     this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
     this.sums = new Float64Array(buf, PARAM_PTR + 512, 2);
+    this.table = new Int32Array(buf, TABLE_PTR, WASM_MAX_MODELS);
     this.rankIn = new Float32Array(buf, RANK_IN_PTR, WASM_MAX_CHUNK);
     this.ranks = new Int32Array(buf, RANK_OUT_PTR, WASM_MAX_CHUNK);
   }
 
-  /** model i's region (its input, then its delta) */
+  /** Re-derive the views if the memory grew since (growing detaches them). */
+  sync(): this {
+    if (this.ex.memory.buffer !== this.buf) this.views();
+    return this;
+  }
+
+  /** Whether `a` is a view of this module's memory (then its byteOffset is a pointer the kernels take). */
+  holds(a: ArrayBufferView): boolean {
+    return a.buffer === this.buf;
+  }
+
+  /** The offset of a's first n elements in the memory: a's own if it lives there, else `region`'s after a copy. */
+  place(a: Float32Array, n: number, region: Float32Array): number {
+    if (a.buffer === this.buf) return a.byteOffset;
+    region.set(a.length === n ? a : a.subarray(0, n));
+    return region.byteOffset;
+  }
+
+  /** byte offset of model region i */
+  modelPtr(i: number): number {
+    return MODEL_PTR + i * REGION;
+  }
+
+  /** model region i (an input copied there, or a delta) */
   model(i: number): Float32Array {
     return this.models[i]!;
   }
@@ -460,18 +491,18 @@ export class MergeWasm {
     p[4 * i + 3] = w;
   }
 
-  /** model(i) := deltaMaskMagInto(model(i), base) with `ties` ties; returns kept (ties left: tiesLeft()) */
-  deltaMag(i: number, n: number, bits: number, ties: number): number {
-    return this.ex.delta_mag(MODEL_PTR + i * REGION, 0, n, bits, ties);
+  /** model(i) := deltaMaskMagInto(x, b) with `ties` ties; returns kept (ties left: tiesLeft()) */
+  deltaMag(i: number, n: number, bits: number, ties: number, x = this.modelPtr(i), b = BASE_PTR): number {
+    return this.ex.delta_mag(x, b, MODEL_PTR + i * REGION, n, bits, ties);
   }
 
   tiesLeft(): number {
     return this.ex.ties_left();
   }
 
-  /** model(i) := f32(model(i) - base) */
-  deltaAll(i: number, n: number): void {
-    this.ex.delta_all(MODEL_PTR + i * REGION, 0, n);
+  /** model(i) := f32(x - b) (x defaults to model(i) itself, b to the base region) */
+  deltaAll(i: number, n: number, x = this.modelPtr(i), b = BASE_PTR): void {
+    this.ex.delta_all(x, b, MODEL_PTR + i * REGION, n);
   }
 
   /** outU[0..k) := low 16 bits of |model(i)[j]| bits for every j < n whose high bits are `bin`; returns k */
@@ -479,18 +510,18 @@ export class MergeWasm {
     return this.ex.bin_list(MODEL_PTR + i * REGION, n, bin);
   }
 
-  /** model(i) := f32(model(i) - base), then binList(i, n, bin) */
-  deltaBinList(i: number, n: number, bin: number): number {
-    return this.ex.delta_bin_list(MODEL_PTR + i * REGION, 0, n, bin);
+  /** model(i) := f32(x - b), then binList(i, n, bin) */
+  deltaBinList(i: number, n: number, bin: number, x = this.modelPtr(i), b = BASE_PTR): number {
+    return this.ex.delta_bin_list(x, b, MODEL_PTR + i * REGION, n, bin);
   }
 
   /**
-   * DARE's L1 norms over the input in model(i): [before + Σ|d|, after + Σ|d kept|] with d = f32(model(i) - base)
-   * and deltaRandom's mask, summed in element order (model(i) is left as is). The pair is reused by the next call.
+   * DARE's L1 norms over the input at x: [before + Σ|d|, after + Σ|d kept|] with d = f32(x - b) and
+   * deltaRandom's mask, summed in element order (nothing is written). The pair is reused by the next call.
    */
-  l1Random(i: number, n: number, start: number, key: StreamKey, density: number, before: number, after: number): Float64Array {
+  l1Random(i: number, n: number, start: number, key: StreamKey, density: number, before: number, after: number, x = this.modelPtr(i), b = BASE_PTR): Float64Array {
     const thr = Math.ceil(density * 4294967296) - 1;
-    this.ex.l1_random(MODEL_PTR + i * REGION, 0, n, start, key.k0, key.k1, thr, before, after);
+    this.ex.l1_random(x, b, n, start, key.k0, key.k1, thr, before, after);
     return this.sums;
   }
 
@@ -501,44 +532,55 @@ export class MergeWasm {
     return this.ranks;
   }
 
-  /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat) */
-  tiesOut(m: number, n: number, divide: boolean, lambda: number): void {
-    this.ex.ties_out(m, n, divide ? 1 : 0, lambda);
+  /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat); exactly n written at o */
+  tiesOut(m: number, n: number, divide: boolean, lambda: number, b = BASE_PTR, o = OUT_PTR): void {
+    this.ex.ties_out(m, n, b, o, divide ? 1 : 0, lambda);
   }
 
   /**
-   * out := base + ((sum of d_i * sc_i) / z) * lambda with d_i = f32(model(i) - base) if `raw` (the regions hold
-   * inputs), else d_i = model(i) (the regions hold deltas)
+   * out := base + ((sum of d_i * sc_i) / z) * lambda with d_i = f32(x_i - base) if `raw` (x_i the inputs), else
+   * d_i = x_i (deltas); x_i is at xs[i], by default model(i). Exactly n outputs are written at o.
    */
-  sumOut(m: number, n: number, z: number, lambda: number, raw: boolean): void {
-    this.ex.sum_out(m, n, z, lambda, raw ? 1 : 0);
+  sumOut(m: number, n: number, z: number, lambda: number, raw: boolean, b = BASE_PTR, o = OUT_PTR, xs?: readonly number[]): void {
+    const t = this.table;
+    for (let i = 0; i < m; i++) t[i] = xs?.[i] ?? MODEL_PTR + i * REGION;
+    this.ex.sum_out(m, n, b, o, z, lambda, raw ? 1 : 0);
   }
 
   /**
-   * model(i) := f32(model(i) - base) where fillUniform(key, start)[j] < density, else +0; returns kept.
+   * model(i) := f32(x - b) where fillUniform(key, start)[j] < density, else +0; returns kept.
    * For 0 < density < 1: u / 2^32 < density <=> u < density * 2^32 (exact) <=> u <= ceil(density * 2^32) - 1.
    */
-  deltaRandom(i: number, n: number, start: number, key: StreamKey, density: number): number {
+  deltaRandom(i: number, n: number, start: number, key: StreamKey, density: number, x = this.modelPtr(i), b = BASE_PTR): number {
     const thr = Math.ceil(density * 4294967296) - 1; // see also l1Random
-    return this.ex.delta_random(MODEL_PTR + i * REGION, 0, n, start, key.k0, key.k1, thr);
+    return this.ex.delta_random(x, b, MODEL_PTR + i * REGION, n, start, key.k0, key.k1, thr);
   }
 }
 
 let cached: MergeWasm | undefined | null = null;
 
-/** The module, instantiated on first use; undefined where WebAssembly SIMD is unavailable (JS kernels then). */
+/** The shared instance, made on first use; undefined where WebAssembly SIMD is unavailable (JS kernels then). */
 export function mergeWasm(): MergeWasm | undefined {
   if (cached === null) {
-    cached = undefined;
-    try {
-      const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-      const bytes = decodeBase64(MERGE_KERNELS_WASM_BASE64);
-      if (api !== undefined && api.validate(bytes)) {
-        cached = new MergeWasm(new api.Instance(new api.Module(bytes), {}).exports as MergeExports);
-      }
-    } catch {
-      cached = undefined; // e.g. a runtime that forbids wasm compilation
-    }
+    const ex = instantiateMergeKernels();
+    cached = ex === undefined ? undefined : new MergeWasm(ex as MergeExports);
   }
   return cached;
+}
+
+const attached = new WeakMap<Workspace, MergeWasm>();
+
+/**
+ * The instance to run a piece on: the one whose memory holds `a` (an executor workspace: its arrays are read in
+ * place), else the shared one (arrays copied into its regions).
+ */
+export function mergeWasmFor(a: ArrayBufferView): MergeWasm | undefined {
+  const ws = workspaceOf(a.buffer);
+  if (ws === undefined) return mergeWasm();
+  let w = attached.get(ws);
+  if (w === undefined) {
+    w = new MergeWasm(ws.exports as MergeExports);
+    attached.set(ws, w);
+  }
+  return w.sync();
 }

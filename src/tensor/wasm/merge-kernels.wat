@@ -3,17 +3,23 @@
 ;; Each kernel performs the same IEEE operations in the same order as the JS kernels in gta-kernels.ts, so the
 ;; results are bit-identical to them (f32 sub, f64 promote/mul/add/div, round-to-nearest demote).
 ;;
-;; Fixed memory (19 pages, never grown), chunks of at most CAP = 16384 elements:
+;; Memory: 19 pages of fixed regions, growable to 3 GiB: an instance that backs an executor workspace
+;; (workspace.ts) holds the executor's f32 buffers past the fixed regions, and the kernels then read those inputs
+;; in place (pointer arguments $x, $b, $o); every delta is written to a model region ($d). Chunks of at most
+;; CAP = 16384 elements:
 ;;   [0, 64K)                 base (f32)
 ;;   [64K, 128K)              out (f32)
 ;;   [128K + i*64K, ...)      model i (f32), i < 8: the input x_i, or its (masked) delta d_i
 ;;   [640K, 640K + 8*32)      per model i: sc_i as f64x2 at +0, w_i as f64x2 at +16
 ;;   [640K + 512, +16)        l1_random's two sums (f64)
+;;   [640K + 1024, +32)       sum_out's input pointers (i32 per model)
+;;   [640K + 1088, +16)       ties_out / sum_out: the last partial group of four outputs
 ;;   [768K, 1088K)            rank_into: keys, keys2, perm, tmp (u32/i32 each), four digit histograms (4 KiB)
 ;;   [1088K, 1152K)           rank_into's input (f32), [1152K, 1216K) its output ranks (i32)
-;; ties_out and sum_out read and write up to 3 elements past n (inside the regions; callers copy out only n elements).
+;; Kernels may READ up to 3 elements past n (callers keep 16 bytes of memory after any input); delta_all and
+;; delta_random WRITE up to 3 past n into their model region; ties_out and sum_out write exactly n outputs.
 (module
-  (memory (export "memory") 19 19)
+  (memory (export "memory") 19 49152)
 
   (global $ties (mut i32) (i32.const 0))
 
@@ -34,13 +40,14 @@
     (i32.store (local.get $p) (i32.and (local.get $u) (i32.sub (i32.const 0) (local.get $keep))))
     (local.get $keep))
 
-  ;; In place at $x: d = f32(x - b), magnitude-masked against $bits with a budget of $ties ties (read it back
-  ;; with ties_left). Returns how many were kept. Four lanes at a time; a group holding a tie candidate while the
-  ;; budget lasts is settled lane by lane, in order.
-  (func (export "delta_mag") (param $x i32) (param $b i32) (param $n i32) (param $bits i32) (param $ties i32)
+  ;; At $d: d = f32(x - b), magnitude-masked against $bits with a budget of $ties ties (read it back with
+  ;; ties_left). Returns how many were kept. Four lanes at a time; a group holding a tie candidate while the
+  ;; budget lasts is settled lane by lane, in order. $d may equal $x.
+  (func (export "delta_mag") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $bits i32)
+    (param $ties i32)
     (result i32)
     (local $vend i32) (local $end i32) (local $kept i32) (local $stop i32)
-    (local $d v128) (local $a v128) (local $keep v128) (local $bv v128) (local $acc v128) (local $abs v128)
+    (local $dv v128) (local $a v128) (local $keep v128) (local $bv v128) (local $acc v128) (local $abs v128)
     (local $inf v128)
     (global.set $ties (local.get $ties))
     (local.set $bv (i32x4.splat (local.get $bits)))
@@ -51,57 +58,64 @@
     (block $vdone
       (loop $vnext
         (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
-        (local.set $d (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
-        (local.set $a (v128.and (local.get $d) (local.get $abs)))
+        (local.set $dv (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
+        (local.set $a (v128.and (local.get $dv) (local.get $abs)))
         (if (i32.and (v128.any_true (i32x4.eq (local.get $a) (local.get $bv)))
                      (i32.gt_s (global.get $ties) (i32.const 0)))
           (then
-            (v128.store (local.get $x) (local.get $d))
-            (local.set $stop (i32.add (local.get $x) (i32.const 16)))
+            (v128.store (local.get $d) (local.get $dv))
+            (local.set $stop (i32.add (local.get $d) (i32.const 16)))
             (loop $lane
-              (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $x) (local.get $bits))))
-              (local.set $x (i32.add (local.get $x) (i32.const 4)))
-              (br_if $lane (i32.lt_u (local.get $x) (local.get $stop))))
+              (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $d) (local.get $bits))))
+              (local.set $d (i32.add (local.get $d) (i32.const 4)))
+              (br_if $lane (i32.lt_u (local.get $d) (local.get $stop))))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
             (local.set $b (i32.add (local.get $b) (i32.const 16)))
             (br $vnext)))
         (local.set $keep
           (v128.and (i32x4.gt_s (local.get $a) (local.get $bv)) (i32x4.le_s (local.get $a) (local.get $inf))))
-        (v128.store (local.get $x) (v128.and (local.get $d) (local.get $keep)))
+        (v128.store (local.get $d) (v128.and (local.get $dv) (local.get $keep)))
         (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
         (local.set $x (i32.add (local.get $x) (i32.const 16)))
         (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (local.set $d (i32.add (local.get $d) (i32.const 16)))
         (br $vnext)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-        (f32.store (local.get $x) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))
-        (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $x) (local.get $bits))))
+        (f32.store (local.get $d) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))
+        (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $d) (local.get $bits))))
         (local.set $x (i32.add (local.get $x) (i32.const 4)))
         (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $d (i32.add (local.get $d) (i32.const 4)))
         (br $next)))
     (i32.add (local.get $kept)
       (i32.add
         (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
         (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc))))))
 
-  ;; In place at $x: d = f32(x - b) (an unsparsified delta). Four lanes at a time, up to 3 elements past n.
-  (func (export "delta_all") (param $x i32) (param $b i32) (param $n i32)
+  ;; At $d: d = f32(x - b) (an unsparsified delta). Four lanes at a time, up to 3 elements past n.
+  (func (export "delta_all") (param $x i32) (param $b i32) (param $d i32) (param $n i32)
     (local $end i32)
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-        (v128.store (local.get $x) (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
+        (v128.store (local.get $d) (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
         (local.set $x (i32.add (local.get $x) (i32.const 16)))
         (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (local.set $d (i32.add (local.get $d) (i32.const 16)))
         (br $next))))
 
 ;; TIES consensus over $m models' masked deltas, four elements (two f64x2 halves) at a time, all in registers:
   ;;   v_i = d_i * sc_i; S = ((0 + v_0) + v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere;
   ;;   M = 0 + sum of agreeing v_i, Z = 0 + sum of agreeing w_i (in model order, disagreeing terms add +0);
-  ;;   out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if $divide, else f32(b + M * lambda).
-  (func (export "ties_out") (param $m i32) (param $n i32) (param $divide i32) (param $lambda f64)
-    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32)
+  ;;   out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if $divide, else f32(b + M * lambda),
+  ;; with the base at $b and exactly n outputs written at $o (a last partial group goes through 656448).
+  (func (export "ties_out") (param $m i32) (param $n i32) (param $b i32) (param $o i32) (param $divide i32)
+    (param $lambda f64)
+    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $jfull i32)
+    (local $oa i32)
     (local $s0 v128) (local $s1 v128) (local $v0 v128) (local $v1 v128) (local $ge0 v128) (local $ge1 v128)
     (local $m0 v128) (local $m1 v128) (local $z0 v128) (local $z1 v128) (local $a0 v128) (local $a1 v128)
     (local $sc v128) (local $w v128) (local $lam v128) (local $zero v128) (local $one v128)
@@ -109,10 +123,13 @@
     (local.set $zero (f64x2.splat (f64.const 0)))
     (local.set $one (f64x2.splat (f64.const 1)))
     (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $jfull (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
     (local.set $pend (i32.add (i32.const 131072) (i32.shl (local.get $m) (i32.const 16))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
+        (local.set $oa (select (i32.add (local.get $o) (local.get $j)) (i32.const 656448)
+          (i32.lt_u (local.get $j) (local.get $jfull))))
         ;; the weighted vote
         (local.set $s0 (local.get $zero))
         (local.set $s1 (local.get $zero))
@@ -162,21 +179,38 @@
             (local.set $z1 (v128.bitselect (local.get $one) (local.get $z1) (f64x2.eq (local.get $z1) (local.get $zero))))
             (local.set $m0 (f64x2.div (local.get $m0) (local.get $z0)))
             (local.set $m1 (f64x2.div (local.get $m1) (local.get $z1)))))
-        (v128.store64_lane offset=65536 0 (local.get $j)
+        (v128.store64_lane 0 (local.get $oa)
           (f32x4.demote_f64x2_zero
-            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $j))) (f64x2.mul (local.get $m0) (local.get $lam)))))
-        (v128.store64_lane offset=65544 0 (local.get $j)
+            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $b) (local.get $j))))
+              (f64x2.mul (local.get $m0) (local.get $lam)))))
+        (v128.store64_lane offset=8 0 (local.get $oa)
           (f32x4.demote_f64x2_zero
-            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (local.get $j))) (f64x2.mul (local.get $m1) (local.get $lam)))))
+            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (i32.add (local.get $b) (local.get $j))))
+              (f64x2.mul (local.get $m1) (local.get $lam)))))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $next)))
+    (call $tail (i32.add (local.get $o) (local.get $jfull)) (i32.and (local.get $n) (i32.const 3))))
+
+  ;; Copies the first $k (< 4) outputs of a last partial group from 656448 to $o.
+  (func $tail (param $o i32) (param $k i32)
+    (local $i i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $k)))
+        (i32.store (i32.add (local.get $o) (i32.shl (local.get $i) (i32.const 2)))
+          (i32.load offset=656448 (i32.shl (local.get $i) (i32.const 2))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next))))
 
   ;; Weighted sum of $m task vectors, four elements (two f64x2 halves) at a time:
   ;;   out = f32(b + ((((0 + d_0 * sc_0) + d_1 * sc_1) + ...) / z) * lambda)
   ;; with d_i = f32(x_i - b) from the inputs in the model regions if $raw (task_arithmetic), else the (masked)
   ;; deltas held there (then b - b is subtracted instead: d - 0 is d exactly, as is x / 1, so $z == 1 skips it).
-  (func (export "sum_out") (param $m i32) (param $n i32) (param $z f64) (param $lambda f64) (param $raw i32)
+  ;; Model i's array is at the i32 pointer at 656384 + 4i; the base at $b; exactly n outputs are written at $o.
+  (func (export "sum_out") (param $m i32) (param $n i32) (param $b0 i32) (param $o i32) (param $z f64)
+    (param $lambda f64) (param $raw i32)
     (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $div i32)
+    (local $t i32) (local $jfull i32) (local $oa i32)
     (local $b v128) (local $bsub v128) (local $d v128) (local $s0 v128) (local $s1 v128) (local $sc v128)
     (local $lam v128) (local $zv v128) (local $rawv v128)
     (local.set $lam (f64x2.splat (local.get $lambda)))
@@ -184,39 +218,44 @@
     (local.set $div (f64.ne (local.get $z) (f64.const 1)))
     (local.set $rawv (i32x4.splat (i32.sub (i32.const 0) (i32.ne (local.get $raw) (i32.const 0)))))
     (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
-    (local.set $pend (i32.add (i32.const 131072) (i32.shl (local.get $m) (i32.const 16))))
+    (local.set $jfull (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
+    (local.set $pend (i32.add (i32.const 656384) (i32.shl (local.get $m) (i32.const 2))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
-        (local.set $b (v128.load (local.get $j)))
+        (local.set $oa (select (i32.add (local.get $o) (local.get $j)) (i32.const 656448)
+          (i32.lt_u (local.get $j) (local.get $jfull))))
+        (local.set $b (v128.load (i32.add (local.get $b0) (local.get $j))))
         (local.set $bsub (v128.and (local.get $b) (local.get $rawv)))
         (local.set $s0 (f64x2.splat (f64.const 0)))
         (local.set $s1 (local.get $s0))
-        (local.set $p (i32.add (i32.const 131072) (local.get $j)))
+        (local.set $t (i32.const 656384))
         (local.set $q (i32.const 655360))
         (block $mdone
           (loop $model
-            (br_if $mdone (i32.ge_u (local.get $p) (local.get $pend)))
+            (br_if $mdone (i32.ge_u (local.get $t) (local.get $pend)))
+            (local.set $p (i32.add (i32.load (local.get $t)) (local.get $j)))
             (local.set $sc (v128.load (local.get $q)))
             (local.set $d (f32x4.sub (v128.load (local.get $p)) (local.get $bsub)))
             (local.set $s0 (f64x2.add (local.get $s0) (f64x2.mul (f64x2.promote_low_f32x4 (local.get $d)) (local.get $sc))))
             (local.set $s1 (f64x2.add (local.get $s1)
               (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d))) (local.get $sc))))
-            (local.set $p (i32.add (local.get $p) (i32.const 65536)))
+            (local.set $t (i32.add (local.get $t) (i32.const 4)))
             (local.set $q (i32.add (local.get $q) (i32.const 32)))
             (br $model)))
         (if (local.get $div)
           (then
             (local.set $s0 (f64x2.div (local.get $s0) (local.get $zv)))
             (local.set $s1 (f64x2.div (local.get $s1) (local.get $zv)))))
-        (v128.store64_lane offset=65536 0 (local.get $j)
+        (v128.store64_lane 0 (local.get $oa)
           (f32x4.demote_f64x2_zero
             (f64x2.add (f64x2.promote_low_f32x4 (local.get $b)) (f64x2.mul (local.get $s0) (local.get $lam)))))
-        (v128.store64_lane offset=65544 0 (local.get $j)
+        (v128.store64_lane offset=8 0 (local.get $oa)
           (f32x4.demote_f64x2_zero
             (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $b) (local.get $b))) (f64x2.mul (local.get $s1) (local.get $lam)))))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
-        (br $next))))
+        (br $next)))
+    (call $tail (i32.add (local.get $o) (local.get $jfull)) (i32.and (local.get $n) (i32.const 3))))
 
   ;; Appends the low 16 bits of |d| for the lanes of the four f32 at $x set in $mask (lane order) to the out
   ;; region after $k entries; returns the new count.
@@ -235,8 +274,10 @@
 
   ;; Lists, in element order, the low 16 bits of |d| for every f32 d at $x whose |d| bits >>> 16 == $bin (the
   ;; boundary bucket of a top-k selection) into the out region as u32; returns how many. With $sub, d is first
-  ;; computed in place as f32(x - b) (b at $b). Four lanes at a time; the hits of a group come from its bitmask.
-  (func $list (param $x i32) (param $b i32) (param $n i32) (param $bin i32) (param $sub i32) (result i32)
+  ;; computed at $d as f32(x - b) (b at $b; without $sub, $d must equal $x). Four lanes at a time; the hits of a
+  ;; group come from its bitmask.
+  (func $list (param $x i32) (param $b i32) (param $d0 i32) (param $n i32) (param $bin i32) (param $sub i32)
+    (result i32)
     (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $m i32)
     (local $binv v128) (local $abs v128) (local $d v128)
     (local.set $binv (i32x4.splat (local.get $bin)))
@@ -250,39 +291,42 @@
         (if (local.get $sub)
           (then
             (local.set $d (f32x4.sub (local.get $d) (v128.load (local.get $b))))
-            (v128.store (local.get $x) (local.get $d))))
+            (v128.store (local.get $d0) (local.get $d))))
         (local.set $m (i32x4.bitmask
           (i32x4.eq (i32x4.shr_u (v128.and (local.get $d) (local.get $abs)) (i32.const 16)) (local.get $binv))))
         (if (local.get $m)
-          (then (local.set $k (call $list4 (local.get $x) (local.get $m) (local.get $k)))))
+          (then (local.set $k (call $list4 (local.get $d0) (local.get $m) (local.get $k)))))
         (local.set $x (i32.add (local.get $x) (i32.const 16)))
         (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (local.set $d0 (i32.add (local.get $d0) (i32.const 16)))
         (br $vnext)))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
         (if (local.get $sub)
-          (then (f32.store (local.get $x) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))))
-        (local.set $a (i32.and (i32.load (local.get $x)) (i32.const 0x7fffffff)))
+          (then (f32.store (local.get $d0) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))))
+        (local.set $a (i32.and (i32.load (local.get $d0)) (i32.const 0x7fffffff)))
         (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
           (then
             (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2)) (i32.and (local.get $a) (i32.const 0xffff)))
             (local.set $k (i32.add (local.get $k) (i32.const 1)))))
         (local.set $x (i32.add (local.get $x) (i32.const 4)))
         (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $d0 (i32.add (local.get $d0) (i32.const 4)))
         (br $next)))
     (local.get $k))
 
   (func (export "bin_list") (param $x i32) (param $n i32) (param $bin i32) (result i32)
-    (call $list (local.get $x) (i32.const 0) (local.get $n) (local.get $bin) (i32.const 0)))
+    (call $list (local.get $x) (i32.const 0) (local.get $x) (local.get $n) (local.get $bin) (i32.const 0)))
 
-  (func (export "delta_bin_list") (param $x i32) (param $b i32) (param $n i32) (param $bin i32) (result i32)
-    (call $list (local.get $x) (local.get $b) (local.get $n) (local.get $bin) (i32.const 1)))
+  (func (export "delta_bin_list") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $bin i32)
+    (result i32)
+    (call $list (local.get $x) (local.get $b) (local.get $d) (local.get $n) (local.get $bin) (i32.const 1)))
 
-  ;; In place at $x: d = f32(x - b), kept iff the element's uniform u32 (rng.ts fillUniform's hash of
-  ;; $start + j under the key $k0, $k1) is <= $thr, i.e. u / 2^32 < density. Returns how many were kept.
-  (func (export "delta_random") (param $x i32) (param $b i32) (param $n i32) (param $start i32) (param $k0 i32)
-    (param $k1 i32) (param $thr i32) (result i32)
+  ;; At $d: d = f32(x - b), kept iff the element's uniform u32 (rng.ts fillUniform's hash of $start + j under
+  ;; the key $k0, $k1) is <= $thr, i.e. u / 2^32 < density. Returns how many were kept.
+  (func (export "delta_random") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $start i32)
+    (param $k0 i32) (param $k1 i32) (param $thr i32) (result i32)
     (local $end i32) (local $u v128) (local $keep v128) (local $acc v128) (local $idx v128) (local $k0v v128)
     (local $k1v v128) (local $c1 v128) (local $c2 v128) (local $thrv v128) (local $four v128) (local $lanes i32)
     (local $kept i32)
@@ -316,10 +360,11 @@
           (then
             (local.set $keep (v128.and (local.get $keep)
               (i32x4.gt_u (i32x4.splat (local.get $lanes)) (v128.const i32x4 0 1 2 3))))))
-        (v128.store (local.get $x)
+        (v128.store (local.get $d)
           (v128.and (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))) (local.get $keep)))
         (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
         (local.set $idx (i32x4.add (local.get $idx) (local.get $four)))
+        (local.set $d (i32.add (local.get $d) (i32.const 16)))
         (local.set $x (i32.add (local.get $x) (i32.const 16)))
         (local.set $b (i32.add (local.get $b) (i32.const 16)))
         (br $next)))
@@ -362,6 +407,29 @@
         (br $next)))
     (f64.store (i32.const 655872) (local.get $before))
     (f64.store (i32.const 655880) (local.get $after)))
+
+;; bf16 -> f32 (exact: the bits shifted into the high half) from $src to $dst, exactly n outputs: eight lanes
+  ;; at a time, then one by one. Workspaces stage their source at 786432 (rank_into's scratch, unused there).
+  (func (export "widen_bf16") (param $src i32) (param $dst i32) (param $n i32)
+    (local $vend i32) (local $end i32) (local $v v128)
+    (local.set $end (i32.add (local.get $src) (i32.shl (local.get $n) (i32.const 1))))
+    (local.set $vend (i32.add (local.get $src) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 1))))
+    (block $vdone
+      (loop $vnext
+        (br_if $vdone (i32.ge_u (local.get $src) (local.get $vend)))
+        (local.set $v (v128.load (local.get $src)))
+        (v128.store (local.get $dst) (i32x4.shl (i32x4.extend_low_i16x8_u (local.get $v)) (i32.const 16)))
+        (v128.store offset=16 (local.get $dst) (i32x4.shl (i32x4.extend_high_i16x8_u (local.get $v)) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+        (br $vnext)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (i32.store (local.get $dst) (i32.shl (i32.load16_u (local.get $src)) (i32.const 16)))
+        (local.set $src (i32.add (local.get $src) (i32.const 2)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (br $next))))
 
   ;; rank_into (same algorithm and result as tensor/quantile.ts MagnitudeRanker.rankInto): ranks[j] = 0-based
   ;; ascending rank of |x[j]| among the n <= CAP inputs, equal magnitudes ranked by element order (the later one

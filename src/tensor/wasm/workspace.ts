@@ -1,0 +1,121 @@
+// Workspaces: f32 buffers that live inside an instance of the GTA merge-kernel module (merge-kernels.wat), so its
+// kernels read them in place instead of copying each piece into the module's fixed regions. Each Workspace owns
+// its own instance (one per executor Scratch, i.e. per lane of a thread): its memory grows only when its owner asks
+// for more room, never shrinks, and is freed with the owner. Growing detaches every earlier view, so owners take
+// fresh views after each `ensure`. Pure: no node: imports (uses globalThis.WebAssembly).
+
+import { decodeBase64 } from './simd.js';
+import { MERGE_KERNELS_WASM_BASE64 } from './merge-kernels.generated.js';
+
+const PAGE = 65536;
+/** The module's fixed regions (19 pages, see merge-kernels.wat); a workspace's own bytes start here. */
+export const WORKSPACE_START = 19 * PAGE;
+/** Largest memory an instance may grow to (the module's declared maximum). */
+export const WORKSPACE_MAX_BYTES = 49152 * PAGE;
+
+/** widenBf16's staging area: rank_into's scratch region, which a workspace instance never ranks in */
+const STAGE_PTR = 786432;
+const STAGE_ELEMENTS = 65536;
+
+interface Memory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+
+// The slice of the WebAssembly global used here (lib has no DOM typings).
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: unknown };
+}
+
+let compiled: { api: WasmApi; module: object } | undefined | null = null;
+
+function mergeModule(): { api: WasmApi; module: object } | undefined {
+  if (compiled === null) {
+    compiled = undefined;
+    try {
+      const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+      const bytes = decodeBase64(MERGE_KERNELS_WASM_BASE64);
+      if (api !== undefined && api.validate(bytes)) compiled = { api, module: new api.Module(bytes) };
+    } catch {
+      compiled = undefined; // e.g. a runtime that forbids wasm compilation
+    }
+  }
+  return compiled;
+}
+
+/** A fresh instance of the merge-kernel module (its exports); undefined without WebAssembly SIMD. */
+export function instantiateMergeKernels(): unknown {
+  const m = mergeModule();
+  if (m === undefined) return undefined;
+  try {
+    return new m.api.Instance(m.module, {}).exports;
+  } catch {
+    return undefined; // e.g. out of address space for another memory
+  }
+}
+
+const byBuffer = new WeakMap<ArrayBuffer, Workspace>();
+
+/** One merge-kernel instance whose memory past WORKSPACE_START holds its owner's buffers. */
+export class Workspace {
+  private readonly memory: Memory;
+
+  private constructor(readonly exports: unknown) {
+    this.memory = (exports as { memory: Memory }).memory;
+    byBuffer.set(this.memory.buffer, this);
+  }
+
+  /** A new workspace, or undefined where WebAssembly SIMD is unavailable. */
+  static create(): Workspace | undefined {
+    const ex = instantiateMergeKernels();
+    return ex === undefined ? undefined : new Workspace(ex);
+  }
+
+  /** The current buffer of the memory (replaced, and the old one detached, whenever ensure grows it). */
+  get buffer(): ArrayBuffer {
+    return this.memory.buffer;
+  }
+
+  /** Make the memory at least `byteLength` bytes long (WORKSPACE_START included); false if it cannot be. */
+  ensure(byteLength: number): boolean {
+    const have = this.memory.buffer.byteLength;
+    if (byteLength <= have) return true;
+    if (byteLength > WORKSPACE_MAX_BYTES) return false;
+    try {
+      this.memory.grow(Math.ceil((byteLength - have) / PAGE));
+    } catch {
+      return false; // the engine refused (address space, limits): callers fall back to ordinary arrays
+    }
+    byBuffer.set(this.memory.buffer, this);
+    return true;
+  }
+
+  /**
+   * dst[0..n) := bf16 bits src[0..n) widened to f32, written in place when dst lives in this memory (the source is
+   * staged through the module in 64K-element pieces). Returns false, doing nothing, when dst lives elsewhere.
+   */
+  widenBf16(src: Uint16Array, dst: Float32Array, n: number): boolean {
+    const buf = this.memory.buffer;
+    if (dst.buffer !== buf || dst.length < n) return false;
+    const stage = new Uint16Array(buf, STAGE_PTR, STAGE_ELEMENTS);
+    const widen = (this.exports as { widen_bf16: (src: number, dst: number, n: number) => void }).widen_bf16;
+    for (let off = 0; off < n; off += STAGE_ELEMENTS) {
+      const len = Math.min(STAGE_ELEMENTS, n - off);
+      stage.set(len === src.length ? src : src.subarray(off, off + len));
+      widen(STAGE_PTR, dst.byteOffset + off * 4, len);
+    }
+    return true;
+  }
+
+  /** A view of n f32 at `byteOffset` (a multiple of 4, inside the memory). */
+  f32(byteOffset: number, n: number): Float32Array {
+    return new Float32Array(this.memory.buffer, byteOffset, n);
+  }
+}
+
+/** The workspace whose memory is `buffer`, if any. */
+export function workspaceOf(buffer: ArrayBufferLike): Workspace | undefined {
+  return byBuffer.get(buffer as ArrayBuffer);
+}

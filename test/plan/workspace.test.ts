@@ -1,0 +1,136 @@
+// The executor's workspaces (src/tensor/wasm/workspace.ts, Scratch in src/plan/execute.ts): growing keeps the layout
+// usable, bf16 widening into a workspace is exact and writes exactly n values, and the GTA kernels that read
+// inputs in place and write outputs at any offset give the bits of the copying path without touching neighbours.
+import { describe, expect, it } from 'vitest';
+import { Scratch } from '../../src/plan/execute.js';
+import { bf16ToF32, bf16ToF32Js } from '../../src/tensor/convert.js';
+import { Workspace, WORKSPACE_START, workspaceOf } from '../../src/tensor/wasm/workspace.js';
+import { mergeWasm, mergeWasmFor, OUT_PTR } from '../../src/merge/methods/gta-kernels.js';
+
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+}
+
+const bits = (a: Float32Array): number[] => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+
+/** bf16-like f32 values with NaN, inf and -0 */
+function values(seed: number, n: number): Float32Array {
+  const r = rng(seed);
+  const a = new Float32Array(n);
+  const u = new Uint32Array(a.buffer);
+  for (let i = 0; i < n; i++) u[i] = (r() & 0x3fff0000) | ((r() & 1) << 31);
+  a[1] = NaN;
+  a[5] = Infinity;
+  a[6] = -0;
+  return a;
+}
+
+describe('workspace', () => {
+  it('grows on request, registers each new buffer, and refuses past its limit', () => {
+    const ws = Workspace.create()!;
+    expect(ws.buffer.byteLength).toBe(WORKSPACE_START);
+    expect(workspaceOf(ws.buffer)).toBe(ws);
+    const before = ws.buffer;
+    expect(ws.ensure(WORKSPACE_START + 100_000)).toBe(true);
+    expect(ws.buffer).not.toBe(before);
+    expect(workspaceOf(ws.buffer)).toBe(ws);
+    expect(ws.ensure(2 ** 33)).toBe(false);
+    expect(workspaceOf(new ArrayBuffer(8))).toBeUndefined();
+  });
+
+  it('widens bf16 in place, exactly n values, bit-identical to the JS loop', () => {
+    const ws = Workspace.create()!;
+    for (const n of [4096, 4103, 65536, 65537 + 9]) {
+      const r = rng(n);
+      const src = new Uint16Array(n);
+      for (let i = 0; i < n; i++) src[i] = r() & 0xffff;
+      expect(ws.ensure(WORKSPACE_START + 4 * (n + 16))).toBe(true);
+      const around = ws.f32(WORKSPACE_START, n + 16);
+      around.fill(7);
+      const dst = ws.f32(WORKSPACE_START + 32, n);
+      expect(bf16ToF32(src, dst)).toBe(dst);
+      expect(bits(dst)).toEqual(bits(bf16ToF32Js(src)));
+      expect(Array.from(around.subarray(0, 8))).toEqual(new Array(8).fill(7));
+      expect(Array.from(around.subarray(n + 8))).toEqual(new Array(8).fill(7));
+    }
+    expect(ws.widenBf16(new Uint16Array(8), new Float32Array(8), 8)).toBe(false);
+  });
+});
+
+describe('executor Scratch slots', () => {
+  it('live in a workspace; a reserved chunk keeps its views while its slots are taken', () => {
+    const s = new Scratch();
+    s.reserveF32(4, 1000);
+    const views = [0, 1, 2, 3].map((i) => s.f32Buffer(i, 1000));
+    views.forEach((v, i) => v.fill(i + 1));
+    for (let i = 3; i >= 0; i--) expect(s.f32Buffer(i, 999).buffer).toBe(views[0]!.buffer);
+    views.forEach((v, i) => expect(v[999]).toBe(i + 1)); // not detached, not overlapping
+    expect(workspaceOf(views[0]!.buffer)).toBeDefined();
+    // a larger chunk re-lays the slots out (earlier views are dead by then)
+    s.reserveF32(5, 5000);
+    const big = s.f32Buffer(4, 5000);
+    expect(big.length).toBe(5000);
+    expect(s.f32Buffer(100, 10).buffer).not.toBe(big.buffer); // reader staging stays on the JS heap
+  });
+});
+
+describe('GTA kernels on workspace arrays', () => {
+  for (const n of [1, 3, 6, 1001, 16384]) {
+    it(`read inputs in place and write exactly n outputs at any offset (n=${n})`, () => {
+      // reference: the shared instance, everything copied through its regions
+      const ref = mergeWasm()!;
+      const base = values(1, n);
+      const xs = [2, 3, 4].map((k) => values(k, n));
+      const sc = [1, 0.75, -0.5];
+      const want = (consensus: boolean, raw: boolean): number[] => {
+        ref.base.set(base);
+        for (let i = 0; i < 3; i++) {
+          ref.model(i).set(xs[i]!);
+          ref.setParams(i, sc[i]!, 1);
+          if (!raw) ref.deltaMag(i, n, 0x3c000000, 2);
+        }
+        if (consensus) ref.tiesOut(3, n, true, 0.9);
+        else ref.sumOut(3, n, 1.5, 0.9, raw);
+        return bits(ref.out.subarray(0, n));
+      };
+      // the same in a workspace: base, inputs and output are slots
+      const s = new Scratch();
+      s.reserveF32(5, n);
+      const out = s.f32Buffer(0, n);
+      const ins = [base, ...xs].map((a, i) => {
+        const v = s.f32Buffer(1 + i, n);
+        v.set(a);
+        return v;
+      });
+      const w = mergeWasmFor(out)!;
+      expect(w).not.toBe(ref);
+      expect(w.holds(ins[0]!)).toBe(true);
+      const next = new Float32Array(out.buffer, out.byteOffset + 4 * n, 4);
+      for (const [consensus, raw] of [[true, false], [false, false], [false, true]] as const) {
+        out.fill(5);
+        const saved = Array.from(next);
+        const bp = w.place(ins[0]!, n, w.base);
+        const ptrs: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const xp = w.place(ins[1 + i]!, n, w.model(i));
+          expect(xp).toBe(ins[1 + i]!.byteOffset);
+          ptrs.push(xp);
+          w.setParams(i, sc[i]!, 1);
+          if (!raw) w.deltaMag(i, n, 0x3c000000, 2, xp, bp);
+        }
+        if (consensus) w.tiesOut(3, n, true, 0.9, bp, out.byteOffset);
+        else w.sumOut(3, n, 1.5, 0.9, raw, bp, out.byteOffset, raw ? ptrs : undefined);
+        expect(bits(out)).toEqual(want(consensus, raw));
+        expect(Array.from(next)).toEqual(saved); // the next slot is untouched
+        ins.forEach((v, i) => expect(bits(v)).toEqual(bits([base, ...xs][i]!))); // inputs are read only
+      }
+      expect(OUT_PTR).toBe(65536);
+    });
+  }
+});
