@@ -25,13 +25,15 @@ const SLOT_PAD_BYTES = 64;
  * Reused buffers of one lane (grown on demand, never shrunk). The f32 slots below STAGING_SLOT live in a
  * Workspace (the merge-kernel module's memory, one instance per Scratch), so the GTA kernels read the inputs and
  * write the output in place. Slots are laid out back to back, each as large as the largest request it has seen
- * (as the separate arrays were), and re-laid out when one must grow: that may grow the memory, which detaches
- * every earlier view, so a chunk's slots are reserved together (reserveF32) before any of them is used. Without
- * WebAssembly, or past the workspace's size limit, slots are ordinary arrays (the kernels then copy).
+ * (as the separate arrays were), and re-laid out when one must grow (in a new, larger workspace when the memory is
+ * too small: memories are never grown), which moves them: a chunk's slots are reserved together (reserveF32)
+ * before any of them is used. Without WebAssembly, or past the workspace size limit, slots are ordinary arrays
+ * (the kernels then copy).
  */
 export class Scratch {
   private f32: (Float32Array | undefined)[] = [];
   private bytes: ArrayBuffer = new ArrayBuffer(0);
+  /** null until first used; undefined when no workspace can be had (ordinary arrays) */
   private ws: Workspace | undefined | null = null;
   /** f32 elements of each workspace slot (multiples of 4) and their byte offsets */
   private caps: number[] = [];
@@ -58,9 +60,7 @@ export class Scratch {
 
   /** Ensure slots [first, slots) of the workspace hold n elements (first = 0 unless given); false if none. */
   private layout(slots: number, n: number, first = 0): boolean {
-    if (this.ws === null) this.ws = Workspace.create();
-    const ws = this.ws;
-    if (ws === undefined) return false;
+    if (this.ws === undefined) return false;
     const want = (n + 3) & ~3;
     let grow = false;
     for (let i = first; i < slots; i++) grow ||= !(this.caps[i]! >= want);
@@ -73,9 +73,10 @@ export class Scratch {
       offsets.push(at);
       at += c * 4;
     }
-    if (!ws.ensure(at + SLOT_PAD_BYTES)) {
-      this.ws = undefined; // too large for a workspace: ordinary arrays from now on (no view is ever detached)
-      return false;
+    if (this.ws === null || this.ws.byteLength < at + SLOT_PAD_BYTES) {
+      // exact size: growing by a factor could overshoot the memory budget (the old workspace is garbage now)
+      this.ws = Workspace.create(at + SLOT_PAD_BYTES);
+      if (this.ws === undefined) return false; // too large, or no WebAssembly: ordinary arrays from now on
     }
     this.caps = caps;
     this.offsets = offsets;

@@ -1,5 +1,5 @@
-// The executor's workspaces (src/tensor/wasm/workspace.ts, Scratch in src/plan/execute.ts): growing keeps the layout
-// usable, bf16 widening into a workspace is exact and writes exactly n values, and the GTA kernels that read
+// The executor's workspaces (src/tensor/wasm/workspace.ts, Scratch in src/plan/execute.ts): a workspace has the
+// size asked for, bf16 widening into one is exact and writes exactly n values, and the GTA kernels that read
 // inputs in place and write outputs at any offset give the bits of the copying path without touching neighbours.
 import { describe, expect, it } from 'vitest';
 import { Scratch } from '../../src/plan/execute.js';
@@ -32,25 +32,23 @@ function values(seed: number, n: number): Float32Array {
 }
 
 describe('workspace', () => {
-  it('grows on request, registers each new buffer, and refuses past its limit', () => {
-    const ws = Workspace.create()!;
-    expect(ws.buffer.byteLength).toBe(WORKSPACE_START);
+  it('has the size asked for (whole pages), is registered by its buffer, and is refused past its limit', () => {
+    const ws = Workspace.create(WORKSPACE_START)!;
+    expect(ws.byteLength).toBe(WORKSPACE_START);
     expect(workspaceOf(ws.buffer)).toBe(ws);
-    const before = ws.buffer;
-    expect(ws.ensure(WORKSPACE_START + 100_000)).toBe(true);
-    expect(ws.buffer).not.toBe(before);
-    expect(workspaceOf(ws.buffer)).toBe(ws);
-    expect(ws.ensure(2 ** 33)).toBe(false);
+    const big = Workspace.create(WORKSPACE_START + 100_000)!;
+    expect(big.byteLength).toBe(WORKSPACE_START + 2 * 65536);
+    expect(workspaceOf(big.buffer)).toBe(big);
+    expect(Workspace.create(2 ** 33)).toBeUndefined();
     expect(workspaceOf(new ArrayBuffer(8))).toBeUndefined();
   });
 
   it('widens bf16 in place, exactly n values, bit-identical to the JS loop', () => {
-    const ws = Workspace.create()!;
     for (const n of [4096, 4103, 65536, 65537 + 9]) {
       const r = rng(n);
       const src = new Uint16Array(n);
       for (let i = 0; i < n; i++) src[i] = r() & 0xffff;
-      expect(ws.ensure(WORKSPACE_START + 4 * (n + 16))).toBe(true);
+      const ws = Workspace.create(WORKSPACE_START + 4 * (n + 16))!;
       const around = ws.f32(WORKSPACE_START, n + 16);
       around.fill(7);
       const dst = ws.f32(WORKSPACE_START + 32, n);
@@ -59,7 +57,7 @@ describe('workspace', () => {
       expect(Array.from(around.subarray(0, 8))).toEqual(new Array(8).fill(7));
       expect(Array.from(around.subarray(n + 8))).toEqual(new Array(8).fill(7));
     }
-    expect(ws.widenBf16(new Uint16Array(8), new Float32Array(8), 8)).toBe(false);
+    expect(Workspace.create(WORKSPACE_START)!.widenBf16(new Uint16Array(8), new Float32Array(8), 8)).toBe(false);
   });
 });
 
@@ -72,10 +70,12 @@ describe('executor Scratch slots', () => {
     for (let i = 3; i >= 0; i--) expect(s.f32Buffer(i, 999).buffer).toBe(views[0]!.buffer);
     views.forEach((v, i) => expect(v[999]).toBe(i + 1)); // not detached, not overlapping
     expect(workspaceOf(views[0]!.buffer)).toBeDefined();
-    // a larger chunk re-lays the slots out (earlier views are dead by then)
-    s.reserveF32(5, 5000);
-    const big = s.f32Buffer(4, 5000);
-    expect(big.length).toBe(5000);
+    // a larger chunk re-lays the slots out, in a larger workspace (earlier views are dead by then, not detached)
+    s.reserveF32(5, 500_000);
+    const big = s.f32Buffer(4, 500_000);
+    expect(big.length).toBe(500_000);
+    expect(big.buffer).not.toBe(views[0]!.buffer);
+    expect(views[0]!.length).toBe(1000);
     expect(s.f32Buffer(100, 10).buffer).not.toBe(big.buffer); // reader staging stays on the JS heap
   });
 });

@@ -3,9 +3,10 @@
 ;; Each kernel performs the same IEEE operations in the same order as the JS kernels in gta-kernels.ts, so the
 ;; results are bit-identical to them (f32 sub, f64 promote/mul/add/div, round-to-nearest demote).
 ;;
-;; Memory: 19 pages of fixed regions, growable to 3 GiB: an instance that backs an executor workspace
-;; (workspace.ts) holds the executor's f32 buffers past the fixed regions, and the kernels then read those inputs
-;; in place (pointer arguments $x, $b, $o); every delta is written to a model region ($d). Chunks of at most
+;; Memory: imported (at least the 19 pages of fixed regions; never grown: growing would detach every view of it,
+;; which slows all typed-array code of the isolate). An instance that backs an executor workspace (workspace.ts)
+;; holds the executor's f32 buffers past the fixed regions, and the kernels then read those inputs in place
+;; (pointer arguments $x, $b, $o); every delta is written to a model region ($d). Chunks of at most
 ;; CAP = 16384 elements:
 ;;   [0, 64K)                 base (f32)
 ;;   [64K, 128K)              out (f32)
@@ -19,7 +20,8 @@
 ;; Kernels may READ up to 3 elements past n (callers keep 16 bytes of memory after any input); delta_all and
 ;; delta_random WRITE up to 3 past n into their model region; ties_out and sum_out write exactly n outputs.
 (module
-  (memory (export "memory") 19 49152)
+  (import "env" "memory" (memory 19))
+  (export "memory" (memory 0))
 
   (global $ties (mut i32) (i32.const 0))
 

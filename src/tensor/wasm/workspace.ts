@@ -1,8 +1,9 @@
 // Workspaces: f32 buffers that live inside an instance of the GTA merge-kernel module (merge-kernels.wat), so its
-// kernels read them in place instead of copying each piece into the module's fixed regions. Each Workspace owns
-// its own instance (one per executor Scratch, i.e. per lane of a thread): its memory grows only when its owner asks
-// for more room, never shrinks, and is freed with the owner. Growing detaches every earlier view, so owners take
-// fresh views after each `ensure`. Pure: no node: imports (uses globalThis.WebAssembly).
+// kernels read them in place instead of copying each piece into the module's fixed regions. Each Workspace is its
+// own instance over its own memory of a fixed size (one per executor Scratch, i.e. per lane of a thread; a Scratch
+// that needs more room makes a larger one and drops the old). Memories are never grown: growing detaches the old
+// buffer, and one detach makes V8 re-check every typed array access of the isolate (JS loops ~25% slower).
+// Pure: no node: imports (uses globalThis.WebAssembly).
 
 import { decodeBase64 } from './simd.js';
 import { MERGE_KERNELS_WASM_BASE64 } from './merge-kernels.generated.js';
@@ -10,16 +11,14 @@ import { MERGE_KERNELS_WASM_BASE64 } from './merge-kernels.generated.js';
 const PAGE = 65536;
 /** The module's fixed regions (19 pages, see merge-kernels.wat); a workspace's own bytes start here. */
 export const WORKSPACE_START = 19 * PAGE;
-/** Largest memory an instance may grow to (the module's declared maximum). */
+/** Largest workspace memory made (beyond it the executor keeps ordinary arrays). */
 export const WORKSPACE_MAX_BYTES = 49152 * PAGE;
-
 /** widenBf16's staging area: rank_into's scratch region, which a workspace instance never ranks in */
 const STAGE_PTR = 786432;
 const STAGE_ELEMENTS = 65536;
 
 interface Memory {
   readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
 }
 
 // The slice of the WebAssembly global used here (lib has no DOM typings).
@@ -27,6 +26,7 @@ interface WasmApi {
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: unknown };
+  Memory: new (descriptor: { initial: number; maximum?: number }) => Memory;
 }
 
 let compiled: { api: WasmApi; module: object } | undefined | null = null;
@@ -45,14 +45,19 @@ function mergeModule(): { api: WasmApi; module: object } | undefined {
   return compiled;
 }
 
-/** A fresh instance of the merge-kernel module (its exports); undefined without WebAssembly SIMD. */
-export function instantiateMergeKernels(): unknown {
+/**
+ * A fresh instance of the merge-kernel module over a new memory of at least `byteLength` bytes (its exports, with
+ * `memory`); undefined without WebAssembly SIMD or when the memory cannot be made.
+ */
+export function instantiateMergeKernels(byteLength = WORKSPACE_START): unknown {
   const m = mergeModule();
-  if (m === undefined) return undefined;
+  if (m === undefined || byteLength > WORKSPACE_MAX_BYTES) return undefined;
   try {
-    return new m.api.Instance(m.module, {}).exports;
+    const pages = Math.max(19, Math.ceil(byteLength / PAGE));
+    const memory = new m.api.Memory({ initial: pages, maximum: pages });
+    return new m.api.Instance(m.module, { env: { memory } }).exports;
   } catch {
-    return undefined; // e.g. out of address space for another memory
+    return undefined; // e.g. out of memory or address space
   }
 }
 
@@ -60,36 +65,21 @@ const byBuffer = new WeakMap<ArrayBuffer, Workspace>();
 
 /** One merge-kernel instance whose memory past WORKSPACE_START holds its owner's buffers. */
 export class Workspace {
-  private readonly memory: Memory;
+  readonly buffer: ArrayBuffer;
 
   private constructor(readonly exports: unknown) {
-    this.memory = (exports as { memory: Memory }).memory;
-    byBuffer.set(this.memory.buffer, this);
+    this.buffer = (exports as { memory: Memory }).memory.buffer;
+    byBuffer.set(this.buffer, this);
   }
 
-  /** A new workspace, or undefined where WebAssembly SIMD is unavailable. */
-  static create(): Workspace | undefined {
-    const ex = instantiateMergeKernels();
+  /** A workspace of at least `byteLength` bytes (WORKSPACE_START included), or undefined if none can be made. */
+  static create(byteLength: number): Workspace | undefined {
+    const ex = instantiateMergeKernels(byteLength);
     return ex === undefined ? undefined : new Workspace(ex);
   }
 
-  /** The current buffer of the memory (replaced, and the old one detached, whenever ensure grows it). */
-  get buffer(): ArrayBuffer {
-    return this.memory.buffer;
-  }
-
-  /** Make the memory at least `byteLength` bytes long (WORKSPACE_START included); false if it cannot be. */
-  ensure(byteLength: number): boolean {
-    const have = this.memory.buffer.byteLength;
-    if (byteLength <= have) return true;
-    if (byteLength > WORKSPACE_MAX_BYTES) return false;
-    try {
-      this.memory.grow(Math.ceil((byteLength - have) / PAGE));
-    } catch {
-      return false; // the engine refused (address space, limits): callers fall back to ordinary arrays
-    }
-    byBuffer.set(this.memory.buffer, this);
-    return true;
+  get byteLength(): number {
+    return this.buffer.byteLength;
   }
 
   /**
@@ -97,7 +87,7 @@ export class Workspace {
    * staged through the module in 64K-element pieces). Returns false, doing nothing, when dst lives elsewhere.
    */
   widenBf16(src: Uint16Array, dst: Float32Array, n: number): boolean {
-    const buf = this.memory.buffer;
+    const buf = this.buffer;
     if (dst.buffer !== buf || dst.length < n) return false;
     const stage = new Uint16Array(buf, STAGE_PTR, STAGE_ELEMENTS);
     const widen = (this.exports as { widen_bf16: (src: number, dst: number, n: number) => void }).widen_bf16;
@@ -111,7 +101,7 @@ export class Workspace {
 
   /** A view of n f32 at `byteOffset` (a multiple of 4, inside the memory). */
   f32(byteOffset: number, n: number): Float32Array {
-    return new Float32Array(this.memory.buffer, byteOffset, n);
+    return new Float32Array(this.buffer, byteOffset, n);
   }
 }
 
