@@ -1,6 +1,6 @@
 // The bundled demo model family: a small Llama-shaped base and three fine-tunes, each base + a seeded task delta
 // with structure (concentrated in chosen layers/modules, a sparse large part plus small noise, signs that partly
-// agree and partly conflict), written as Hugging Face folders. Deterministic from the spec (no Math.random); the
+// agree and partly conflict), written as Hugging Face folders. Deterministic from the spec (seeded streams only); the
 // same spec gives the same bytes. Prints nothing; must not import src/cli or src/plan.
 
 import { createHash } from 'node:crypto';

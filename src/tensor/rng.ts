@@ -1,5 +1,5 @@
 // Seeded randomness. Counter-based: the random number for element i of a stream depends only on the stream key
-// and i, so results are the same at any chunking, thread count or processing order. Pure; never Math.random.
+// and i, so results are the same at any chunking, thread count or processing order. Pure; never the unseeded global random.
 
 /** 32-bit avalanche mix (lowbias32 by Chris Wellons' hash prospector). */
 export function mix32(x: number): number {
