@@ -142,7 +142,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
       (b) =>
         b
           .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe YAML (one or more documents)' })
-          .positional('out', { type: 'string', describe: 'output folder (same as --out)' })
+          .positional('out', { type: 'string', describe: 'output folder, also given as --out <dir>' })
           .option('out', { type: 'string', describe: 'output folder (must not exist or be empty unless --overwrite)' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory) and stop' })
           .option('threads', { type: 'number', describe: 'worker threads (default: number of cores)' })
@@ -157,7 +157,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           .option('verbose', { type: 'boolean', default: false, describe: 'with --dry-run: list every tensor' })
           .option('quiet', { type: 'boolean', default: false, describe: 'no progress and no summary' })
           .option('json', { type: 'boolean', default: false, describe: 'print the plan or result (and errors) as JSON' })
-          .example('weightkit merge recipes/ties.yaml --out merged/', 'run a TIES merge')
+          .example('weightkit merge recipes/methods/ties.yaml --out merged/', 'run a TIES merge')
           .example('weightkit merge recipe.yaml merged/ --dry-run', 'show the plan without reading tensor data'),
       async (argv) => {
         const a = argv as unknown as Record<string, unknown>;
