@@ -151,6 +151,24 @@ describe('weightkit CLI', () => {
     expect(p.code, p.stderr).toBe(0);
     await expectOrtMatches(patched, w2);
 
+    // --external always: tensors of 1 KB or more go to <out>.data (smaller ones stay inline, as in onnx's
+    // size_threshold); a model with an extra 2 KB initializer shows the data file, and ORT loads it by path
+    const bigValues = Float32Array.from({ length: 512 }, (_, i) => i / 512);
+    const bigModel = join(dir, 'mlp-big.onnx');
+    await writeFile(bigModel, buildMlp({ weights: mlpWeights(1), extra: [{ name: 'big', dataType: 1, dims: [512n], rawData: new Uint8Array(bigValues.buffer) }] }).bytes);
+    const bigWeights = join(dir, 'w2-big.safetensors');
+    await writeSafetensors(bigWeights, { ...Object.fromEntries(MLP_NAMES.map((n) => [n, makeTensor('F32', MLP_SHAPES[n], w2[n])])), big: makeTensor('F32', [512], bigValues.map((v) => -v)) });
+    const ext = join(dir, 'patched-ext.onnx');
+    const e = await run('convert', bigModel, '--weights', bigWeights, '--out', ext, '--external', 'always');
+    expect(e.code, e.stderr).toBe(0);
+    expect(existsSync(`${ext}.data`)).toBe(true);
+    await expectOrtMatches(ext, w2);
+    const back = await openCheckpointPath(ext);
+    expect(Array.from(await back.readF32('big')).slice(0, 3)).toEqual([-0, -1 / 512, -2 / 512]);
+    expect(back.info('big').file).toBe(`${ext}.data`);
+    await back.close();
+    expect((await run('convert', model, '--weights', weights, '--out', join(dir, 'bad.onnx'), '--external', 'sometimes')).code).toBe(2);
+
     // a missing tensor is an error naming it; --allow-missing keeps the model's value
     const partial = join(dir, 'partial.safetensors');
     await writeSafetensors(partial, { W1: makeTensor('F32', [8, 16], w2.W1) });
