@@ -245,6 +245,18 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
         { name: `merge: peak RSS, ${label}`, value: run.maxRssBytes / 1e9, unit: 'GB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GB (${run.rssSource})` },
       );
     }
+    // a one-pass method for comparison: task_arithmetic at the default thread count
+    const taRecipe = join(dir, 'ta.yaml');
+    await writeFile(taRecipe, recipeText('task_arithmetic', 1));
+    await rm(out, { recursive: true, force: true });
+    sync();
+    const ta = await runNode([...cli.args, 'merge', taRecipe, '--out', out, '--quiet', '--overwrite'], dir);
+    if (ta.code === 0) {
+      results.push(
+        { name: `merge: task_arithmetic, default (${cores} threads)`, value: moved / 1e9 / ta.seconds, unit: 'GB/s', note: `${ta.seconds.toFixed(2)} s wall (child)` },
+        { name: 'merge: time / I/O floor, task_arithmetic', value: ta.seconds / floor, unit: 'x', note: 'one pass over the inputs' },
+      );
+    } else results.push({ name: 'merge: task_arithmetic: FAILED', value: ta.code ?? -1, unit: 'exit', note: childError(ta.stderr) });
     await rm(out, { recursive: true, force: true });
     for (const m of MODELS) await rm(join(dir, m), { recursive: true, force: true });
 
