@@ -1,6 +1,7 @@
 // Exact top-k selection by magnitude with a two-pass radix histogram over the IEEE bits of |x| (16 high bits,
 // then 16 low bits inside the boundary bucket). Never sorts; streams over chunks and sums across tensors.
-// Ties at the threshold are broken by element order, so the kept set is exact-k and deterministic. Pure.
+// Ties at the threshold are broken by element order, so the kept set is exact-k and deterministic. The high pass
+// may also be counted elsewhere and handed over (HighCountHolder: the GTA merge-kernel wasm module does). Pure.
 
 const BINS = 65536;
 const ABS = 0x7fffffff;
@@ -73,6 +74,14 @@ function u32(x: Float32Array, n: number): Uint32Array {
   return new Uint32Array(x.buffer, x.byteOffset, n);
 }
 
+/**
+ * Keeps some of a selector's high-pass counts outside it (e.g. a histogram in a WebAssembly kernel module's
+ * memory). resolveHigh calls release(), which must hand them over with addMagnitudeCounts and forget the selector.
+ */
+export interface HighCountHolder {
+  release(sel: MagnitudeSelector): void;
+}
+
 /** Keep x iff |x| bits > `bits`, or |x| bits == `bits` and it is among the first `ties` such elements in order. */
 export interface MagnitudeThreshold {
   readonly bits: number;
@@ -101,6 +110,8 @@ export class MagnitudeSelector {
   private bin = -1;
   private need = 0; // how many to take from inside `bin`
   private result: MagnitudeThreshold | undefined;
+  /** holders of counts not yet added (see HighCountHolder) */
+  private readonly holders: HighCountHolder[] = [];
 
   private reserve(n: number): void {
     if (this.pending + n > FOLD_AT) {
@@ -131,9 +142,25 @@ export class MagnitudeSelector {
     histRaw(u, n, this.hiU);
   }
 
+  /** Counts of this selector's high pass are kept by `h` until resolveHigh (see HighCountHolder). */
+  holdCountsIn(h: HighCountHolder): void {
+    if (!this.holders.includes(h)) this.holders.push(h);
+  }
+
+  /**
+   * Add high-pass counts made elsewhere: counts[b] elements whose |x| bits >>> 16 is b, for b in [0, 0x7f80]
+   * (further bins, which hold NaNs, are ignored).
+   */
+  addMagnitudeCounts(counts: Uint32Array): void {
+    const hi = this.hi;
+    for (let b = 0; b < NUMBER_BINS; b++) hi[b] = hi[b]! + counts[b]!;
+  }
+
   /** Decide the boundary bucket for the k largest; returns whether a second (low-bits) pass is needed. */
   resolveHigh(k: number): boolean {
-    foldHigh(this.hiU, this.hi);
+    for (const h of this.holders) h.release(this);
+    this.holders.length = 0;
+    if (this.pending > 0) foldHigh(this.hiU, this.hi); // else hiU holds no counts (it is zero)
     this.pending = 0;
     const kk = Math.floor(k);
     if (kk <= 0) {

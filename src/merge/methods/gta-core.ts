@@ -307,14 +307,12 @@ export class ModelTrimCollector implements ModelStatsCollector {
     let bp = -1;
     for (let i = 0; i < this.densities.length; i++) {
       if (w !== undefined) {
-        // the delta on the SIMD module, the counts here (see GtaMerger.observeWasm)
+        // the delta and its high-bits counts on the SIMD module (see GtaMerger.observeWasm)
         if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
         if (bp < 0) bp = w.place(base, len, w.base);
         const xp = w.place(chunk.models[i]!, len, w.model(0));
-        if (pass === 0) {
-          w.deltaAll(0, len, xp, bp);
-          this.sels[i]!.addHighArithmeticBits(w.modelU(0), len);
-        } else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin(), xp, bp));
+        if (pass === 0) w.deltaHistHigh(this.sels[i]!, len, xp, bp);
+        else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin(), xp, bp));
         continue;
       }
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
@@ -547,7 +545,7 @@ class GtaMerger implements TensorMerger {
     }
   }
 
-  /** The HIGH and LOW passes on the SIMD module: deltas there, high-bits counts and low-pass candidates here. */
+  /** The HIGH and LOW passes on the SIMD module: deltas and high-bits counts there, low-pass candidates here. */
   private observeWasm(w: MergeWasm, chunk: Chunk): void {
     const len = chunk.length;
     const base = chunk.base!;
@@ -560,9 +558,11 @@ class GtaMerger implements TensorMerger {
       if (bp < 0) bp = w.place(base, len, w.base);
       const xp = w.place(chunk.models[i]!, len, w.model(0));
       if (high) {
-        w.deltaAll(0, len, xp, bp);
-        p.keepSel!.addHighArithmeticBits(w.modelU(0), len);
-        p.dropSel?.addHighArithmeticBits(w.modelU(0), len);
+        if (p.dropSel) {
+          w.deltaAll(0, len, xp, bp);
+          w.histHigh(p.keepSel!, 0, len);
+          w.histHigh(p.dropSel, 0, len);
+        } else w.deltaHistHigh(p.keepSel!, len, xp, bp);
       } else if (p.keepNeedsLow) {
         p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin(), xp, bp));
         if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));

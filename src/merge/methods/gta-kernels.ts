@@ -19,6 +19,7 @@
 // checks both paths give the same bits.
 
 import type { StreamKey } from '../../tensor/rng.js';
+import type { HighCountHolder, MagnitudeSelector } from '../../tensor/select.js';
 import { instantiateMergeKernels, workspaceOf, type Workspace } from '../../tensor/wasm/workspace.js';
 
 const ABS = 0x7fffffff;
@@ -397,6 +398,12 @@ const PARAM_PTR = 10 * REGION;
 const TABLE_PTR = PARAM_PTR + 1024;
 const RANK_IN_PTR = 17 * REGION;
 const RANK_OUT_PTR = 18 * REGION;
+/** hist_high's histogram slots: u32 x HIST_BINS each, by |d| bits >>> 16 */
+const HIST_PTR = 19 * REGION;
+const HIST_SLOTS = 8;
+const HIST_BINS = 32768;
+/** a slot is handed over before its counts could pass the u32 range */
+const HIST_MAX = 0xffffffff;
 
 interface MergeExports {
   readonly memory: { readonly buffer: ArrayBuffer };
@@ -409,6 +416,8 @@ interface MergeExports {
   bin_list(x: number, n: number, bin: number): number;
   delta_bin_list(x: number, b: number, d: number, n: number, bin: number): number;
   rank_into(n: number): void;
+  hist_high(d: number, n: number, h: number): void;
+  delta_hist_high(x: number, b: number, n: number, h: number): void;
   l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
 }
 
@@ -417,7 +426,7 @@ interface MergeExports {
  * there (an executor workspace, see place()) or the regions `base` and `model(i)` after the caller filled them.
  * Every delta goes to a model region; outputs go to `out` or to any offset in the memory.
  */
-export class MergeWasm {
+export class MergeWasm implements HighCountHolder {
   private buf!: ArrayBuffer;
   base!: Float32Array;
   out!: Float32Array;
@@ -431,6 +440,13 @@ export class MergeWasm {
   private rankIn!: Float32Array;
   /** rankInto's output */
   ranks!: Int32Array;
+  private hists!: Uint32Array[];
+  /** the selector whose high-pass counts each histogram slot holds */
+  private readonly histOwner: (MagnitudeSelector | undefined)[] = new Array<MagnitudeSelector | undefined>(HIST_SLOTS).fill(undefined);
+  /** elements counted in each slot, and when it was last used (the least recently used one is handed over) */
+  private readonly histCount = new Float64Array(HIST_SLOTS);
+  private readonly histUsed = new Float64Array(HIST_SLOTS);
+  private clock = 0;
 
   constructor(private readonly ex: MergeExports) {
     this.views();
@@ -448,6 +464,59 @@ export class MergeWasm {
     this.table = new Int32Array(buf, TABLE_PTR, WASM_MAX_MODELS);
     this.rankIn = new Float32Array(buf, RANK_IN_PTR, WASM_MAX_CHUNK);
     this.ranks = new Int32Array(buf, RANK_OUT_PTR, WASM_MAX_CHUNK);
+    this.hists = Array.from({ length: HIST_SLOTS }, (_, i) => new Uint32Array(buf, HIST_PTR + i * HIST_BINS * 4, HIST_BINS));
+  }
+
+  /**
+   * sel.addHighArithmeticBits over model(i)[0..n) (values made by IEEE arithmetic, e.g. deltaAll's), counted on
+   * the module into a histogram slot of sel's; the counts reach sel when it resolves (or when the slot is needed
+   * for another selector).
+   */
+  histHigh(sel: MagnitudeSelector, i: number, n: number): void {
+    this.ex.hist_high(MODEL_PTR + i * REGION, n, this.histSlot(sel, n));
+  }
+
+  /** histHigh over d = f32(x - b) of the inputs at x and b (the delta is not stored). */
+  deltaHistHigh(sel: MagnitudeSelector, n: number, x: number, b = BASE_PTR): void {
+    this.ex.delta_hist_high(x, b, n, this.histSlot(sel, n));
+  }
+
+  /** The byte offset of sel's histogram slot, with room for n more counts. */
+  private histSlot(sel: MagnitudeSelector, n: number): number {
+    const owner = this.histOwner;
+    let s = owner.indexOf(sel);
+    if (s >= 0 && this.histCount[s]! + n > HIST_MAX) this.handOver(s);
+    if (s < 0 || owner[s] === undefined) {
+      s = owner.indexOf(undefined);
+      if (s < 0) {
+        // all slots taken: hand over the least recently used one
+        s = 0;
+        for (let t = 1; t < HIST_SLOTS; t++) if (this.histUsed[t]! < this.histUsed[s]!) s = t;
+        this.handOver(s);
+      }
+      owner[s] = sel;
+      sel.holdCountsIn(this);
+    }
+    this.histCount[s] = this.histCount[s]! + n;
+    this.histUsed[s] = ++this.clock;
+    return HIST_PTR + s * HIST_BINS * 4;
+  }
+
+  /** Slot s's counts to their selector; the slot is cleared and freed. */
+  private handOver(s: number): void {
+    const sel = this.histOwner[s];
+    if (sel === undefined) return;
+    const h = this.hists[s]!;
+    sel.addMagnitudeCounts(h);
+    h.fill(0);
+    this.histOwner[s] = undefined;
+    this.histCount[s] = 0;
+  }
+
+  /** HighCountHolder: the counts held for sel (if any) to sel. */
+  release(sel: MagnitudeSelector): void {
+    const s = this.histOwner.indexOf(sel);
+    if (s >= 0) this.handOver(s);
   }
 
   /** Re-derive the views if the memory grew since (growing detaches them). */

@@ -3,7 +3,7 @@
 ;; Each kernel performs the same IEEE operations in the same order as the JS kernels in gta-kernels.ts, so the
 ;; results are bit-identical to them (f32 sub, f64 promote/mul/add/div, round-to-nearest demote).
 ;;
-;; Memory: imported (at least the 19 pages of fixed regions; never grown: growing would detach every view of it,
+;; Memory: imported (at least the 35 pages of fixed regions; never grown: growing would detach every view of it,
 ;; which slows all typed-array code of the isolate). An instance that backs an executor workspace (workspace.ts)
 ;; holds the executor's f32 buffers past the fixed regions, and the kernels then read those inputs in place
 ;; (pointer arguments $x, $b, $o); every delta is written to a model region ($d). Chunks of at most
@@ -17,10 +17,11 @@
 ;;   [640K + 1088, +16)       ties_out / sum_out: the last partial group of four outputs
 ;;   [768K, 1088K)            rank_into: keys, keys2, perm, tmp (u32/i32 each), four digit histograms (4 KiB)
 ;;   [1088K, 1152K)           rank_into's input (f32), [1152K, 1216K) its output ranks (i32)
+;;   [1216K + s*128K, ...)    high-bits histogram slot s < 8 (u32 x 32768 by |d| bits >>> 16, see hist_high)
 ;; Kernels may READ up to 3 elements past n (callers keep 16 bytes of memory after any input); delta_all and
 ;; delta_random WRITE up to 3 past n into their model region; ties_out and sum_out write exactly n outputs.
 (module
-  (import "env" "memory" (memory 19))
+  (import "env" "memory" (memory 35))
   (export "memory" (memory 0))
 
   (global $ties (mut i32) (i32.const 0))
@@ -410,7 +411,53 @@
     (f64.store (i32.const 655872) (local.get $before))
     (f64.store (i32.const 655880) (local.get $after)))
 
-;; bf16 -> f32 (exact: the bits shifted into the high half) from $src to $dst, exactly n outputs: eight lanes
+;; The high-bits histogram of a top-k magnitude selection (tensor/select.ts): for each of the n f32 d at $d,
+  ;; counts[|d| bits >>> 16] += 1 in the u32 histogram at $h (32768 bins; the caller folds bins 0..0x7f80 into its
+  ;; counts and skips the NaN bins, which hold only NaNs for values made by IEEE arithmetic). Exactly n read.
+  ;; With $sub, d = f32(x - b) of the inputs at $d and $b instead (not stored). Four elements per step from one
+  ;; v128, the counts incremented one by one.
+  (func $hist (param $d i32) (param $b i32) (param $n i32) (param $h i32) (param $sub i32)
+    (local $vend i32) (local $end i32) (local $v v128) (local $p i32) (local $u i32)
+    (local.set $end (i32.add (local.get $d) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $vend (i32.add (local.get $d) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
+    (block $vdone
+      (loop $vnext
+        (br_if $vdone (i32.ge_u (local.get $d) (local.get $vend)))
+        (local.set $v (v128.load (local.get $d)))
+        (if (local.get $sub)
+          (then (local.set $v (f32x4.sub (local.get $v) (v128.load (local.get $b))))))
+        ;; byte offset of the bin: ((u & 0x7fffffff) >>> 16) * 4 == (u >>> 14) & 0x1fffc
+        (local.set $v (v128.and (i32x4.shr_u (local.get $v) (i32.const 14)) (i32x4.splat (i32.const 0x1fffc))))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 0 (local.get $v))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 1 (local.get $v))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 2 (local.get $v))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 3 (local.get $v))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (br $vnext)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $d) (local.get $end)))
+        (local.set $u (i32.load (local.get $d)))
+        (if (local.get $sub)
+          (then (local.set $u (i32.reinterpret_f32 (f32.sub (f32.load (local.get $d)) (f32.load (local.get $b)))))))
+        (local.set $p (i32.add (local.get $h) (i32.and (i32.shr_u (local.get $u) (i32.const 14)) (i32.const 0x1fffc))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (br $next))))
+
+  (func (export "hist_high") (param $d i32) (param $n i32) (param $h i32)
+    (call $hist (local.get $d) (local.get $d) (local.get $n) (local.get $h) (i32.const 0)))
+
+  (func (export "delta_hist_high") (param $x i32) (param $b i32) (param $n i32) (param $h i32)
+    (call $hist (local.get $x) (local.get $b) (local.get $n) (local.get $h) (i32.const 1)))
+
+  ;; bf16 -> f32 (exact: the bits shifted into the high half) from $src to $dst, exactly n outputs: eight lanes
   ;; at a time, then one by one. Workspaces stage their source at 786432 (rank_into's scratch, unused there).
   (func (export "widen_bf16") (param $src i32) (param $dst i32) (param $n i32)
     (local $vend i32) (local $end i32) (local $v v128)
