@@ -1,8 +1,9 @@
-// Streaming execution of one plan tensor: read the inputs' rows as f32 (whole tensor when it fits the budget, row
-// chunks otherwise, re-read once per statistics pass), run the method's passes, encode to the output dtype and
-// write byte ranges. Bytes are identical at any chunk size and thread count.
+// Streaming execution of one plan tensor: read the inputs' rows (BF16/F16 as stored, others as f32; whole tensor
+// when it fits the budget, row chunks otherwise, re-read once per statistics pass), run the method's passes over
+// cache-sized f32 pieces (2-byte inputs widened exactly per piece), encode to the output dtype and write byte
+// ranges. Bytes are identical at any chunk size and thread count.
 
-import { fromF32 } from '../tensor/convert.js';
+import { bf16ToF32, f16ToF32, fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
@@ -41,11 +42,22 @@ export class Scratch {
 
   /** Make slots [0, slots) hold n elements each without growing later (call before taking a chunk's views). */
   reserveF32(slots: number, n: number): void {
-    this.layout(slots, n);
+    this.layout(new Array<number>(slots).fill(n));
+  }
+
+  /** Make slot i hold sizes[i] f32 elements, for every i, without growing later (a chunk's slots together). */
+  reserve(sizes: readonly number[]): void {
+    this.layout(sizes);
+  }
+
+  /** Slot i as n 2-byte values (its f32 capacity ceil(n / 2)): the stored bits of a BF16/F16 input. */
+  u16Buffer(i: number, n: number): Uint16Array {
+    const f = this.f32Buffer(i, (n + 1) >> 1);
+    return new Uint16Array(f.buffer, f.byteOffset, n);
   }
 
   f32Buffer(i: number, n: number): Float32Array {
-    if (i < STAGING_SLOT && this.layout(i + 1, n, i)) {
+    if (i < STAGING_SLOT && this.layout([n], i)) {
       this.f32[i] = undefined;
       return this.ws!.f32(this.offsets[i]!, n);
     }
@@ -58,15 +70,14 @@ export class Scratch {
     return b.subarray(0, n);
   }
 
-  /** Ensure slots [first, slots) of the workspace hold n elements (first = 0 unless given); false if none. */
-  private layout(slots: number, n: number, first = 0): boolean {
+  /** Ensure slot first + j of the workspace holds sizes[j] elements, for every j (first = 0 unless given); false if none. */
+  private layout(sizes: readonly number[], first = 0): boolean {
     if (this.ws === undefined) return false;
-    const want = (n + 3) & ~3;
     let grow = false;
-    for (let i = first; i < slots; i++) grow ||= !(this.caps[i]! >= want);
+    for (let j = 0; j < sizes.length; j++) grow ||= !(this.caps[first + j]! >= ((sizes[j]! + 3) & ~3));
     if (!grow) return true;
     const caps = this.caps.slice();
-    for (let i = 0; i < slots; i++) caps[i] = Math.max(caps[i] ?? 0, i >= first ? want : 0);
+    for (let i = 0; i < first + sizes.length; i++) caps[i] = Math.max(caps[i] ?? 0, i >= first ? (sizes[i - first]! + 3) & ~3 : 0);
     const offsets: number[] = [];
     let at = WORKSPACE_START;
     for (const c of caps) {
@@ -169,28 +180,133 @@ async function copyTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number>
   return written;
 }
 
+/** Largest piece a BF16/F16 input is widened into (larger pieces, e.g. whole-tensor methods, read f32 chunks). */
+const MAX_WIDEN_PIECE = 4 * (1 << 14);
+
+/** Largest single read of an input's stored bits (larger ranges are read in parts, concurrently). */
+const RAW_READ_BYTES = 4 << 20;
+
+/** A tensor's inputs, base first. */
+function inputsOf(t: PlanTensor): PlanInput[] {
+  return [...(t.base ? [t.base] : []), ...t.inputs];
+}
+
+/** Whether an input stays in its stored 2-byte form in I/O chunks (widened per piece); cut blocks read as f32. */
+function keepsRaw(input: PlanInput, pieceStep: number): boolean {
+  return input.block === undefined && (input.dtype === 'BF16' || input.dtype === 'F16') && pieceStep <= MAX_WIDEN_PIECE;
+}
+
+/**
+ * Largest I/O chunk (elements) under a byte budget, at least `floor`: per element, the inputs (2 bytes each kept
+ * in stored form, 4 read as f32), the output in f32 and its dtype and the method's scratch; per kept input, an f32
+ * piece buffer of min(pieceStep, chunk) elements.
+ */
+function maxChunkElements(t: PlanTensor, method: MergeMethod, pieceStep: number, budgetBytes: number, floor: number): number {
+  const inputs = inputsOf(t);
+  const raw = inputs.filter((i) => keepsRaw(i, pieceStep)).length;
+  const perElement = (inputs.length - raw) * 4 + raw * 2 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+  const small = Math.floor(budgetBytes / (perElement + raw * 4)); // chunks of at most one piece
+  const n = small <= pieceStep ? small : Math.floor((budgetBytes - raw * pieceStep * 4) / perElement);
+  return Math.max(floor, n);
+}
+
+/** An I/O chunk of a tensor's inputs: elements [offset, offset + length), served to the method in pieces. */
+export interface InputChunk {
+  readonly offset: number;
+  readonly length: number;
+  /** the chunk in pieces of at most the piece step (views, or f32 piece buffers reused by the next piece) */
+  pieces(): Generator<Chunk>;
+}
+
 /**
  * The chunks of a tensor's inputs (base first), `rowsPerChunk` rows at a time, as a re-iterable sequence: a tensor
  * that fits in one chunk is read once and served from memory on every pass; larger ones are re-read per pass.
+ * BF16/F16 inputs are kept as stored (2 bytes an element) and widened exactly to f32, piece by piece, into small
+ * piece buffers in the same workspace; other inputs are read as f32 and served as views.
  */
-export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, t: PlanTensor, rowsPerChunk: number): () => AsyncGenerator<Chunk> {
-  const inputs: PlanInput[] = [...(t.base ? [t.base] : []), ...t.inputs];
+export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, t: PlanTensor, rowsPerChunk: number, pieceStep: number): () => AsyncGenerator<InputChunk> {
+  const inputs = inputsOf(t);
+  const raw = inputs.map((i) => keepsRaw(i, pieceStep));
+  const rawCount = raw.filter((r) => r).length;
   const rowLen = rowLengthOf(t.shape);
   const rows = rowCountOf(t.shape);
-  const load = async (r0: number, r1: number): Promise<Chunk> => {
+  const hasBase = t.base !== undefined;
+  const load = async (r0: number, r1: number): Promise<InputChunk> => {
     const n = (r1 - r0) * rowLen;
-    // every slot of the chunk (output 0, inputs 1..) at once: no later request may grow the workspace
-    ctx.scratch.reserveF32(inputs.length + 1, n);
-    const arrays: Float32Array[] = [];
-    for (let i = 0; i < inputs.length; i++) {
-      const buf = ctx.scratch.f32Buffer(1 + i, n);
-      await readInputRows(ctx.readers.get(inputs[i]!.model)!, inputs[i]!, r0, r1, buf, ctx.scratch, i);
-      arrays.push(buf);
+    const step = Math.max(1, Math.min(pieceStep, n));
+    // every slot of the chunk (output 0, inputs 1.., piece buffers after them) at once: no later request may grow
+    // the workspace
+    const sizes = [n, ...raw.map((r) => (r ? (n + 1) >> 1 : n))];
+    for (let j = 0; j < rawCount; j++) sizes.push(step);
+    ctx.scratch.reserve(sizes);
+    const f32s: (Float32Array | undefined)[] = [];
+    const u16s: (Uint16Array | undefined)[] = [];
+    const pieceBufs: (Float32Array | undefined)[] = [];
+    // the stored bits are read straight into their slots, in parts of at most RAW_READ_BYTES all issued at once
+    // (the reads overlap each other and the f32 reads)
+    const rawReads: Promise<Uint8Array>[] = [];
+    const partRows = Math.max(1, Math.floor(RAW_READ_BYTES / Math.max(1, rowLen * 2)));
+    let j = 0;
+    try {
+      for (let i = 0; i < inputs.length; i++) {
+        const input = inputs[i]!;
+        const reader = ctx.readers.get(input.model)!;
+        if (raw[i]) {
+          const bits = ctx.scratch.u16Buffer(1 + i, n);
+          for (let a = r0; a < r1; a += partRows) {
+            const b = Math.min(r1, a + partRows);
+            const into = new Uint8Array(bits.buffer, bits.byteOffset + (a - r0) * rowLen * 2, (b - a) * rowLen * 2);
+            const read = reader.readBytes(input.tensor, { rowStart: a, rowEnd: b, into });
+            read.catch(() => undefined); // observed below, after the f32 reads
+            rawReads.push(read);
+          }
+          u16s.push(bits);
+          f32s.push(undefined);
+          pieceBufs.push(ctx.scratch.f32Buffer(1 + inputs.length + j++, step));
+        } else {
+          const buf = ctx.scratch.f32Buffer(1 + i, n);
+          await readInputRows(reader, input, r0, r1, buf, ctx.scratch, i);
+          f32s.push(buf);
+          u16s.push(undefined);
+          pieceBufs.push(undefined);
+        }
+      }
+    } catch (e) {
+      await Promise.allSettled(rawReads); // no read may still write into the slots once this chunk has failed
+      throw e;
     }
-    return { offset: r0 * rowLen, length: n, base: t.base ? arrays[0] : undefined, models: t.base ? arrays.slice(1) : arrays };
+    await Promise.all(rawReads);
+    const offset = r0 * rowLen;
+    const at = (o: number, len: number): Chunk => {
+      const arrays: Float32Array[] = [];
+      for (let i = 0; i < inputs.length; i++) {
+        const f = f32s[i];
+        if (f !== undefined) {
+          arrays.push(len === n ? f : f.subarray(o, o + len));
+        } else {
+          const dst = pieceBufs[i]!.subarray(0, len);
+          const src = u16s[i]!.subarray(o, o + len);
+          if (inputs[i]!.dtype === 'BF16') bf16ToF32(src, dst);
+          else f16ToF32(src, dst);
+          arrays.push(dst);
+        }
+      }
+      return { offset: offset + o, length: len, base: hasBase ? arrays[0] : undefined, models: hasBase ? arrays.slice(1) : arrays };
+    };
+    return {
+      offset,
+      length: n,
+      *pieces(): Generator<Chunk> {
+        if (n === 0) {
+          yield at(0, 0);
+          return;
+        }
+        for (let o = 0; o < n; o += step) yield at(o, Math.min(step, n - o));
+      },
+    };
   };
-  let cached: Chunk | undefined;
-  return async function* (): AsyncGenerator<Chunk> {
+  let cached: InputChunk | undefined;
+  return async function* (): AsyncGenerator<InputChunk> {
     if (rowsPerChunk >= rows) {
       cached ??= await load(0, rows);
       yield cached;
@@ -200,11 +316,10 @@ export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, 
   };
 }
 
-/** Rows per chunk for a tensor under a byte budget (at least one row). */
+/** Rows per chunk for a tensor under a byte budget (at least one row), for pieces of COMPUTE_CHUNK_ELEMENTS. */
 export function rowsPerChunkFor(t: PlanTensor, method: MergeMethod, budgetBytes: number): number {
   const rowLen = rowLengthOf(t.shape);
-  const bpe = (t.inputs.length + (t.base ? 1 : 0)) * 4 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
-  return Math.max(1, Math.floor(budgetBytes / (bpe * rowLen)));
+  return Math.max(1, Math.floor(maxChunkElements(t, method, COMPUTE_CHUNK_ELEMENTS, budgetBytes, 0) / rowLen));
 }
 
 /**
@@ -233,8 +348,8 @@ export async function runModelPrepass(
   const scratch = new Scratch();
   for (let p = 0; collector.beginPass(p); p++) {
     for (const t of merged) {
-      for await (const c of inputChunks({ readers, scratch }, t, rowsPerChunkFor(t, method, budgetBytes))()) {
-        for (const piece of splitChunk(c, COMPUTE_CHUNK_ELEMENTS)) collector.observe(p, t.name, piece);
+      for await (const c of inputChunks({ readers, scratch }, t, rowsPerChunkFor(t, method, budgetBytes), COMPUTE_CHUNK_ELEMENTS)()) {
+        for (const piece of c.pieces()) collector.observe(p, t.name, piece);
       }
     }
   }
@@ -258,25 +373,24 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   const numel = mctx.numel;
   const rowLen = mctx.rowLength;
   const rows = rowCountOf(t.shape);
-  const bpe = (t.inputs.length + (t.base ? 1 : 0)) * 4 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
-  const maxElems = Math.max(rowLen, Math.floor(ctx.budgetBytes / bpe));
+  // I/O chunks are as large as the budget allows; the method sees cache-sized pieces of them
+  const computeStep = chunkElements(merger, numel, rowLen, COMPUTE_CHUNK_ELEMENTS);
+  const maxElems = maxChunkElements(t, method, computeStep, ctx.budgetBytes, rowLen);
   let step = chunkElements(merger, numel, rowLen, maxElems);
   if (step % rowLen !== 0) step = Math.max(1, Math.floor(step / rowLen)) * rowLen; // reads are row-aligned
   const rowsPerChunk = Math.max(1, step / rowLen);
 
-  const chunks = inputChunks(ctx, t, rowsPerChunk);
-  // I/O chunks are as large as the budget allows; the method sees cache-sized pieces of them
-  const computeStep = chunkElements(merger, numel, rowLen, COMPUTE_CHUNK_ELEMENTS);
+  const chunks = inputChunks(ctx, t, rowsPerChunk, computeStep);
 
   if (merger.beginPass && merger.observe) {
     for (let p = 0; merger.beginPass(p); p++) {
-      for await (const c of chunks()) for (const piece of splitChunk(c, computeStep)) merger.observe(p, piece);
+      for await (const c of chunks()) for (const piece of c.pieces()) merger.observe(p, piece);
     }
   }
   let written = 0;
   for await (const c of chunks()) {
     const out = ctx.scratch.f32Buffer(0, c.length);
-    for (const piece of splitChunk(c, computeStep)) {
+    for (const piece of c.pieces()) {
       const o = piece.offset - c.offset;
       merger.emit(piece, out.subarray(o, o + piece.length));
     }
@@ -287,15 +401,3 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
 
 /** Elements a method processes at a time: its scratch and the inputs' pieces stay in the CPU caches. */
 export const COMPUTE_CHUNK_ELEMENTS = 1 << 14;
-
-/** Views of a chunk in pieces of at most `step` elements (step respects the method's chunking rule). */
-export function* splitChunk(c: Chunk, step: number): Generator<Chunk> {
-  if (c.length <= step) {
-    yield c;
-    return;
-  }
-  for (let o = 0; o < c.length; o += step) {
-    const len = Math.min(step, c.length - o);
-    yield { offset: c.offset + o, length: len, base: c.base?.subarray(o, o + len), models: c.models.map((m) => m.subarray(o, o + len)) };
-  }
-}

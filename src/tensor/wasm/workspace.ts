@@ -84,13 +84,19 @@ export class Workspace {
 
   /**
    * dst[0..n) := bf16 bits src[0..n) widened to f32, written in place when dst lives in this memory (the source is
-   * staged through the module in 64K-element pieces). Returns false, doing nothing, when dst lives elsewhere.
+   * staged through the module in 64K-element pieces, or read in place when it lives in this memory too, not
+   * overlapping dst). Returns
+   * false, doing nothing, when dst lives elsewhere.
    */
   widenBf16(src: Uint16Array, dst: Float32Array, n: number): boolean {
     const buf = this.buffer;
     if (dst.buffer !== buf || dst.length < n) return false;
-    const stage = new Uint16Array(buf, STAGE_PTR, STAGE_ELEMENTS);
     const widen = (this.exports as { widen_bf16: (src: number, dst: number, n: number) => void }).widen_bf16;
+    if (src.buffer === buf && src.length >= n) {
+      widen(src.byteOffset, dst.byteOffset, n);
+      return true;
+    }
+    const stage = new Uint16Array(buf, STAGE_PTR, STAGE_ELEMENTS);
     for (let off = 0; off < n; off += STAGE_ELEMENTS) {
       const len = Math.min(STAGE_ELEMENTS, n - off);
       stage.set(len === src.length ? src : src.subarray(off, off + len));
