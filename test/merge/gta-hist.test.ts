@@ -7,16 +7,9 @@ import { describe, it, expect } from 'vitest';
 import { mergeWasm, mergeWasmFor, WASM_MAX_CHUNK } from '../../src/merge/methods/gta-kernels.js';
 import { MagnitudeSelector } from '../../src/tensor/select.js';
 import { Workspace, WORKSPACE_START } from '../../src/tensor/wasm/workspace.js';
+import { uniform01 } from '../helpers/rng.js';
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
+const rng = uniform01;
 
 /** values of every kind: bf16-like small numbers, wide exponents, denormals, ±0, ±inf, NaN */
 function data(seed: number, n: number): Float32Array {

@@ -9,6 +9,7 @@ import { mergeWasm, WASM_MAX_CHUNK, WASM_MAX_MODELS } from '../../src/merge/meth
 import * as K from '../../src/merge/methods/gta-kernels.js';
 import { fillUniform } from '../../src/tensor/rng.js';
 import { MagnitudeRanker } from '../../src/tensor/quantile.js';
+import { uniform01 } from '../helpers/rng.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WAT = `${ROOT}src/tensor/wasm/merge-kernels.wat`;
@@ -29,15 +30,7 @@ function render(bytes: Uint8Array): string {
   );
 }
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
+const rng = uniform01;
 
 const bf = new Float32Array(1);
 const bfu = new Uint32Array(bf.buffer);

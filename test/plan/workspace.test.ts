@@ -6,16 +6,9 @@ import { Scratch } from '../../src/plan/execute.js';
 import { bf16ToF32, bf16ToF32Js } from '../../src/tensor/convert.js';
 import { Workspace, WORKSPACE_START, workspaceOf } from '../../src/tensor/wasm/workspace.js';
 import { mergeWasm, mergeWasmFor, OUT_PTR } from '../../src/merge/methods/gta-kernels.js';
+import { xorshift32 } from '../helpers/rng.js';
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
+const rng = xorshift32;
 
 const bits = (a: Float32Array): number[] => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 

@@ -22,20 +22,12 @@ import {
 import { makeTensor } from '../../src/tensor/tensor.js';
 import { isWeightkitError } from '../../src/errors.js';
 import type { DType } from '../../src/tensor/dtype.js';
+import { xorshift32 } from '../helpers/rng.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // independent oracles: values from the format definitions, rounding by exact f64 distance comparisons
 
-/** xorshift32, seeded; never Math.random. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
+const rng = xorshift32;
 
 const isNaNBits32 = (u: number): boolean => (u & 0x7fffffff) > 0x7f800000;
 const u32 = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);

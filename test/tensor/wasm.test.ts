@@ -16,16 +16,9 @@ import {
   f32ToF16,
   f32ToF16Js,
 } from '../../src/tensor/convert.js';
+import { xorshift32 } from '../helpers/rng.js';
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>> 0;
-  };
-}
+const rng = xorshift32;
 
 const u32 = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
