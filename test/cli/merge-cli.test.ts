@@ -125,4 +125,27 @@ describe('weightkit merge / validate / methods', () => {
     const avg = Object.fromEntries(MLP_NAMES.map((n) => [n, w1[n].map((v, i) => (v + w2[n][i]!) / 2)])) as unknown as MlpWeights;
     await expectOrtMatches(join(root, 'onnx-out', 'model.onnx'), avg);
   });
+
+  it('a missing recipe, a base for a method without one, and stages that depend on each other are errors', async () => {
+    const missing = await run('validate', join(root, 'no-such-recipe.yaml'));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^error\[RECIPE_NOT_FOUND\]/);
+    expect(missing.stderr).toContain('no-such-recipe.yaml');
+
+    const base = await run('validate', await recipe('pt-base.yaml', 'merge_method: passthrough\nbase_model: base\nmodels:\n  - model: ft-a\n'));
+    expect(base.code).toBe(2);
+    expect(base.stderr).toContain('error[RECIPE_BASE_NOT_ALLOWED]');
+    expect(base.stderr).toContain('pt-base.yaml:2:13');
+
+    const cycle = await run(
+      'validate',
+      await recipe(
+        'cycle.yaml',
+        'name: one\nmerge_method: linear\nmodels:\n  - {model: two, parameters: {weight: 1}}\n---\nname: two\nmerge_method: linear\nmodels:\n  - {model: one, parameters: {weight: 1}}\n---\nmerge_method: linear\nmodels:\n  - {model: two, parameters: {weight: 1}}\n',
+      ),
+    );
+    expect(cycle.code).toBe(2);
+    expect(cycle.stderr).toContain('error[RECIPE_CYCLE]');
+    expect(cycle.stderr).toMatch(/cycle\.yaml:\d+:\d+/);
+  });
 });
