@@ -197,14 +197,24 @@ function keepsRaw(input: PlanInput, pieceStep: number): boolean {
 }
 
 /**
+ * Working bytes per element of an I/O chunk: the inputs (2 bytes each for BF16/F16 kept in stored form, 4 for
+ * inputs read as f32), the output in f32 and in its dtype, and the method's scratch. The plan's memory estimate
+ * uses the same number.
+ */
+export function workingBytesPerElement(t: PlanTensor, method: MergeMethod, pieceStep = COMPUTE_CHUNK_ELEMENTS): number {
+  const inputs = inputsOf(t);
+  const raw = inputs.filter((i) => keepsRaw(i, pieceStep)).length;
+  return (inputs.length - raw) * 4 + raw * 2 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+}
+
+/**
  * Largest I/O chunk (elements) under a byte budget, at least `floor`: per element, the inputs (2 bytes each kept
  * in stored form, 4 read as f32), the output in f32 and its dtype and the method's scratch; per kept input, an f32
  * piece buffer of min(pieceStep, chunk) elements.
  */
 function maxChunkElements(t: PlanTensor, method: MergeMethod, pieceStep: number, budgetBytes: number, floor: number): number {
-  const inputs = inputsOf(t);
-  const raw = inputs.filter((i) => keepsRaw(i, pieceStep)).length;
-  const perElement = (inputs.length - raw) * 4 + raw * 2 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+  const raw = inputsOf(t).filter((i) => keepsRaw(i, pieceStep)).length;
+  const perElement = workingBytesPerElement(t, method, pieceStep);
   const small = Math.floor(budgetBytes / (perElement + raw * 4)); // chunks of at most one piece
   const n = small <= pieceStep ? small : Math.floor((budgetBytes - raw * pieceStep * 4) / perElement);
   return Math.max(floor, n);

@@ -14,6 +14,7 @@ import type { ModelRef, ParamsNode, Pos, RecipeDoc } from '../recipe/types.js';
 import { checkParamValue } from '../recipe/validate.js';
 import { DTYPE_INFO, isFloatDType, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/tensor.js';
+import { workingBytesPerElement } from './execute.js';
 import { inferLayout, isEmbeddingName, layerTensorName, type ModelLayout } from './layout.js';
 
 export interface PlanModel {
@@ -535,13 +536,6 @@ export function buildPlanFromModels(
   };
 }
 
-/** Bytes of working memory per element of a chunk: f32 inputs + output + read buffers + method scratch. */
-export function bytesPerElement(t: PlanTensor, method: MergeMethod): number {
-  const inputs = t.inputs.length + (t.base ? 1 : 0);
-  const rawIn = [...(t.base ? [t.base] : []), ...t.inputs].reduce((a, i) => a + DTYPE_INFO[i.dtype].bytes, 0);
-  return inputs * 4 + 4 + rawIn + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
-}
-
 export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMethod, threads: number, budget: number): MemoryEstimate {
   const perThread = Math.floor(budget / threads);
   let largest = { name: '', numel: 0 };
@@ -551,7 +545,7 @@ export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMeth
   for (const t of tensors) {
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel > largest.numel) largest = { name: t.name, numel };
-    const bpe = t.op === 'copy' ? DTYPE_INFO[t.dtype].bytes * 2 + 4 : bytesPerElement(t, method);
+    const bpe = t.op === 'copy' ? DTYPE_INFO[t.dtype].bytes * 2 + 4 : workingBytesPerElement(t, method);
     const whole = numel * bpe;
     if (whole > perThread) chunked++;
     worst = Math.max(worst, Math.min(whole, perThread));
