@@ -79,6 +79,12 @@ export const ERROR_CODES = [
   'RECIPE_WEIGHT_SUM_ZERO',
   'RECIPE_DUPLICATE_NAME', // two documents of a multi-document recipe with the same name
   'RECIPE_CYCLE', // multi-document stages that depend on each other
+  // stored vectors (task, time, robustness vectors and signatures)
+  'VECTOR_INVALID', // not a weightkit vector file, or its encoding metadata is malformed
+  'VECTOR_BASE_MISMATCH', // a vector made on a different base (fingerprint) than the one given
+  'VECTOR_EXPRESSION', // a `vector combine` expression that does not parse or is not linear
+  'VECTOR_NOT_FINITE', // NaN or infinity where a finite value is required (quantisation, sparsification)
+  'VECTOR_UNDO_MISMATCH', // an undo record that does not belong to this model/vector/scale
   // command line
   'USAGE',
 ] as const;
@@ -147,6 +153,8 @@ export class RecipeProblems extends RecipeError {
 export class PlanError extends WeightkitError {}
 /** An evaluation that cannot run (data, model inputs). */
 export class EvalError extends WeightkitError {}
+/** A stored vector that is malformed or does not fit the model it is used with. */
+export class VectorError extends WeightkitError {}
 /** Bad command-line or API arguments. */
 export class UsageError extends WeightkitError {}
 /** A system-level I/O failure (permissions, disk full) wrapped with the file it concerns. */
