@@ -2,47 +2,17 @@
 // tokenizer and generation files from the tokenizer donor, a README.md model card (method, inputs, recipe) and the
 // recipe itself. Copies only from model folders, never from unrelated files beside a single-file model.
 
-import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { copyIfExists, DONOR_FILES, isDirectory as isDir, TOKENIZER_FILES } from '../io/companions.js';
 import { basename, join } from 'node:path';
-import { wrapIoError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import type { MergePlan } from './plan.js';
 
-export const TOKENIZER_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'tokenizer.model',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'vocab.json',
-  'vocab.txt',
-  'merges.txt',
-  'chat_template.jinja',
-  'chat_template.json',
-] as const;
-export const DONOR_FILES = ['generation_config.json', 'preprocessor_config.json'] as const;
+export { TOKENIZER_FILES, DONOR_FILES } from '../io/companions.js';
 export const RECIPE_FILE = 'weightkit_recipe.yaml';
 
 const TORCH_DTYPE: Partial<Record<DType, string>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F64: 'float64' };
-
-async function isDir(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function copyIfExists(from: string, to: string): Promise<boolean> {
-  try {
-    await copyFile(from, to);
-    return true;
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') return false;
-    throw wrapIoError(e, from, 'copying');
-  }
-}
 
 /** The dtype holding most output bytes (what config.json's torch_dtype should say). */
 export function dominantDtype(plan: MergePlan): DType | undefined {

@@ -69,7 +69,7 @@ function assertFinite(values: Float32Array, what: string): void {
   }
 }
 
-function assertLevels(levels: number, minLevels: number, what: string): void {
+export function assertLevels(levels: number, minLevels: number, what: string): void {
   if (!Number.isInteger(levels) || levels < minLevels || levels > MAX_LEVELS) {
     throw new UsageError('USAGE', `${what}: levels must be an integer in [${minLevels}, ${MAX_LEVELS}], got ${levels}`);
   }
@@ -84,36 +84,52 @@ function assertRange(start: number, end: number, length: number, into: Float32Ar
   }
 }
 
-function makeCodes(levels: number, n: number): Codes {
+export function makeCodes(levels: number, n: number): Codes {
   return levels <= 256 ? new Uint8Array(n) : new Uint16Array(n);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // linear
 
-/** Uniform `levels`-level quantisation between min(values) and max(values). levels: integer in [2, 65536]. */
-export function quantizeLinear(values: Float32Array, levels: number): LinearQuantized {
-  assertLevels(levels, 2, 'quantizeLinear');
+/** Widen `r` to cover min/max of `values` (streaming range for linear quantisation; start from {min: Infinity, max: -Infinity}). */
+export function updateLinearRange(values: Float32Array, r: { min: number; max: number }): void {
   assertFinite(values, 'quantizeLinear');
-  const n = values.length;
-  const codes = makeCodes(levels, n);
-  if (n === 0) return { codes, min: 0, max: 0, levels };
-  let min = values[0]!;
-  let max = min;
-  for (let i = 1; i < n; i++) {
+  let min = r.min;
+  let max = r.max;
+  for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (v < min) min = v;
     if (v > max) max = v;
   }
-  if (max > min) {
-    const step = (max - min) / (levels - 1);
-    const top = levels - 1;
-    for (let i = 0; i < n; i++) {
-      const c = Math.round((values[i]! - min) / step);
-      codes[i] = c > top ? top : c; // f64 rounding could only overshoot at max
-    }
+  r.min = min;
+  r.max = max;
+}
+
+/** Codes of `values` for a linear quantiser over [min, max] (values must lie in that range). */
+export function encodeLinearInto(values: Float32Array, min: number, max: number, levels: number, codes: Codes): void {
+  const n = values.length;
+  if (!(max > min)) {
+    codes.fill(0, 0, n);
+    return;
   }
-  return { codes, min, max, levels };
+  const step = (max - min) / (levels - 1);
+  const top = levels - 1;
+  for (let i = 0; i < n; i++) {
+    const c = Math.round((values[i]! - min) / step);
+    codes[i] = c > top ? top : c < 0 ? 0 : c; // f64 rounding could only overshoot at max
+  }
+}
+
+/** Uniform `levels`-level quantisation between min(values) and max(values). levels: integer in [2, 65536]. */
+export function quantizeLinear(values: Float32Array, levels: number): LinearQuantized {
+  assertLevels(levels, 2, 'quantizeLinear');
+  const n = values.length;
+  const codes = makeCodes(levels, n);
+  const r = { min: Infinity, max: -Infinity };
+  updateLinearRange(values, r);
+  if (n === 0) return { codes, min: 0, max: 0, levels };
+  encodeLinearInto(values, r.min, r.max, levels, codes);
+  return { codes, min: r.min, max: r.max, levels };
 }
 
 /** Decode codes [start, end) into into[0 .. end - start). */
@@ -137,15 +153,12 @@ function logStep(lo: number, hi: number, m: number): number {
   return m === 1 ? 0 : (hi - lo) / (m - 1);
 }
 
-/** Sign + log-magnitude quantisation (scheme in the file header). levels: integer in [3, 65536]. */
-export function quantizeLog(values: Float32Array, levels: number): LogQuantized {
-  assertLevels(levels, 3, 'quantizeLog');
+/** Widen `r` to cover min/max of log2|v| over the non-zero `values` (start from {lo: Infinity, hi: -Infinity}). */
+export function updateLogRange(values: Float32Array, r: { lo: number; hi: number }): void {
   assertFinite(values, 'quantizeLog');
-  const n = values.length;
-  const codes = makeCodes(levels, n);
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < n; i++) {
+  let lo = r.lo;
+  let hi = r.hi;
+  for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (v !== 0) {
       const l = Math.log2(Math.abs(v));
@@ -153,7 +166,15 @@ export function quantizeLog(values: Float32Array, levels: number): LogQuantized 
       if (l > hi) hi = l;
     }
   }
-  if (lo > hi) return { codes, lo: 0, hi: 0, levels }; // empty or all zeros: every code 0
+  r.lo = lo;
+  r.hi = hi;
+}
+
+/** Codes of `values` for a log quantiser with log2-magnitude range [lo, hi] (lo > hi: every value is zero). */
+export function encodeLogInto(values: Float32Array, lo: number, hi: number, levels: number, codes: Codes): void {
+  const n = values.length;
+  codes.fill(0, 0, n);
+  if (lo > hi) return;
   const m = magnitudeLevels(levels);
   const step = logStep(lo, hi, m);
   const top = m - 1;
@@ -168,7 +189,17 @@ export function quantizeLog(values: Float32Array, levels: number): LogQuantized 
     }
     codes[i] = v > 0 ? 1 + j : 1 + m + j;
   }
-  return { codes, lo, hi, levels };
+}
+
+/** Sign + log-magnitude quantisation (scheme in the file header). levels: integer in [3, 65536]. */
+export function quantizeLog(values: Float32Array, levels: number): LogQuantized {
+  assertLevels(levels, 3, 'quantizeLog');
+  const codes = makeCodes(levels, values.length);
+  const r = { lo: Infinity, hi: -Infinity };
+  updateLogRange(values, r);
+  if (r.lo > r.hi) return { codes, lo: 0, hi: 0, levels }; // empty or all zeros: every code 0
+  encodeLogInto(values, r.lo, r.hi, levels, codes);
+  return { codes, lo: r.lo, hi: r.hi, levels };
 }
 
 /** Decode codes [start, end) into into[0 .. end - start). */
