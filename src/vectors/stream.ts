@@ -63,6 +63,10 @@ export interface StreamJob {
    * lengths of `append` outputs (indexed like `outputs`)
    */
   emit?(ins: ChunkInputs, outs: Array<Float32Array | TensorData>, chunk: ChunkView): void | readonly number[];
+  /** called before the job's first read (e.g. to load side data) */
+  prepare?(): Promise<void>;
+  /** called after each emitted chunk was written (e.g. to flush side records) */
+  afterChunk?(chunk: ChunkView): Promise<void>;
 }
 
 export interface RangeSink {
@@ -132,6 +136,7 @@ export async function runStream(jobs: readonly StreamJob[], options: StreamOptio
     const job = jobs[j]!;
     const rows = rowCountOf(job.shape);
     const rowLength = rowLengthOf(job.shape);
+    await job.prepare?.();
     if (job.copy) {
       const src = job.inputs[0]!;
       const bytes = await src.reader.readBytes(src.tensor);
@@ -209,6 +214,7 @@ export async function runStream(jobs: readonly StreamJob[], options: StreamOptio
             bytesWritten += len * bytes;
           }),
         );
+        await job.afterChunk?.(chunk);
         if (rows === 0) break;
       }
     }

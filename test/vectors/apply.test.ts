@@ -1,0 +1,161 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openCheckpointPath } from '../../src/io/open.js';
+import { applyVectorPath, applyVectors, removeVectors, undoPathFor } from '../../src/vectors/apply.js';
+import { extractVector } from '../../src/vectors/extract.js';
+import { tempDir, tinyValues, TINY_SHAPES, writeModel } from '../plan/helpers.js';
+
+type D = 'F32' | 'BF16' | 'F16';
+
+async function family(dtype: D) {
+  const dir = await tempDir();
+  const base = join(dir, 'base');
+  const a = join(dir, 'a');
+  const b = join(dir, 'b');
+  await writeModel(base, tinyValues(0), { dtype });
+  // a large delta so that rounding after adding loses low bits of the base
+  await writeModel(a, tinyValues(1, 3), { dtype });
+  await writeModel(b, tinyValues(2, 0.05), { dtype });
+  const va = join(dir, 'a.safetensors');
+  const vb = join(dir, 'b.safetensors');
+  await extractVector({ base, finetuned: a, out: va });
+  await extractVector({ base, finetuned: b, out: vb });
+  return { dir, base, a, b, va, vb };
+}
+
+async function tensorBytes(path: string): Promise<Map<string, Buffer>> {
+  const r = await openCheckpointPath(path);
+  const out = new Map<string, Buffer>();
+  for (const t of r.tensors()) out.set(t.name, Buffer.from(await r.readBytes(t.name)));
+  await r.close();
+  return out;
+}
+
+async function f32(path: string, name: string): Promise<Float32Array> {
+  const r = await openCheckpointPath(path);
+  const v = await r.readF32(name);
+  await r.close();
+  return v;
+}
+
+describe('vector apply / remove', () => {
+  it.each(['BF16', 'F16'] as const)('%s: extract then apply at scale 1 reproduces the fine-tuned model exactly', async (dtype) => {
+    const { dir, base, a, va } = await family(dtype);
+    const out = join(dir, 'applied');
+    const res = await applyVectors({ base, vectors: [{ path: va, scale: 1 }], out, budgetBytes: 48 });
+    expect(res.patched).toBe(Object.keys(TINY_SHAPES).length);
+    // f32 differences of 16-bit values are exact, so base + (ft - base) rounds back to ft
+    expect(await tensorBytes(out)).toEqual(await tensorBytes(a));
+    // companions come from the base folder
+    expect(await readdir(out)).toContain('config.json');
+  });
+
+  it('F32: extract then apply at scale 1 is within one ulp of the fine-tuned model', async () => {
+    const { dir, base, a, va } = await family('F32');
+    const out = join(dir, 'applied');
+    await applyVectors({ base, vectors: [{ path: va, scale: 1 }], out });
+    let differing = 0;
+    for (const name of Object.keys(TINY_SHAPES)) {
+      const want = await f32(a, name);
+      const got = await f32(out, name);
+      const bv = await f32(base, name);
+      for (let i = 0; i < want.length; i++) {
+        // one ulp at the larger of the magnitudes involved (f32(f - b) rounds at that scale)
+        const m = Math.max(Math.abs(want[i]!), Math.abs(bv[i]!));
+        const ulp = 2 ** (Math.floor(Math.log2(m)) - 23);
+        expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(ulp);
+        if (got[i] !== want[i]) differing++;
+      }
+    }
+    expect(differing).toBeLessThan(50);
+  });
+
+  it.each(['BF16', 'F16', 'F32'] as const)('%s: apply then remove restores the base byte for byte', async (dtype) => {
+    const { dir, base, va, vb } = await family(dtype);
+    const out = join(dir, 'applied');
+    const terms = [
+      { path: va, scale: 0.7 },
+      { path: vb, scale: -1.3 },
+    ];
+    const res = await applyVectors({ base, vectors: terms, out, budgetBytes: 40 });
+    expect(res.undo!.path).toBe(join(out, 'weightkit-undo.safetensors'));
+    if (dtype !== 'F32') expect(res.undo!.entries).toBeGreaterThan(0); // rounding really lost bits
+    // the values are base + sum s_k v_k rounded once
+    const name = 'model.layers.1.mlp.up_proj.weight';
+    const bv = await f32(base, name);
+    const av = await f32(va, name);
+    const bbv = await f32(vb, name);
+    const got = await f32(out, name);
+    if (dtype === 'F32') for (let i = 0; i < bv.length; i++) expect(got[i]).toBe(Math.fround(bv[i]! + Math.fround(0.7 * av[i]! + -1.3 * bbv[i]!)));
+    // plain subtraction would not restore the base...
+    const plain = join(dir, 'plain.safetensors');
+    const p = await removeVectors({ model: join(out, 'model.safetensors'), vectors: terms, out: plain });
+    expect(p.exact).toBe(false);
+    expect(p.warnings.join(' ')).toMatch(/no undo record/);
+    if (dtype !== 'F32') expect(await tensorBytes(plain)).not.toEqual(await tensorBytes(base));
+    // ...the undo record does
+    const restored = join(dir, 'restored');
+    const r = await removeVectors({ model: out, vectors: terms, out: restored, exact: true, budgetBytes: 40 });
+    expect(r.exact).toBe(true);
+    expect(await tensorBytes(restored)).toEqual(await tensorBytes(base));
+  });
+
+  it('single-file outputs keep the undo record beside the file', async () => {
+    const { dir, base, va } = await family('BF16');
+    const out = join(dir, 'applied.safetensors');
+    const res = await applyVectors({ base, vectors: [{ path: va, scale: 2.5 }], out });
+    expect(res.undo!.path).toBe(await undoPathFor(out));
+    expect(res.files).toContain(res.undo!.path);
+    const restored = join(dir, 'restored.safetensors');
+    const r = await removeVectors({ model: out, vectors: [{ path: va, scale: 2.5 }], out: restored, exact: true });
+    expect(r.exact).toBe(true);
+    expect(await tensorBytes(restored)).toEqual(await tensorBytes(base));
+    // a different scale does not match the record
+    await expect(removeVectors({ model: out, vectors: [{ path: va, scale: 2 }], out: join(dir, 'x.safetensors'), exact: true })).rejects.toMatchObject({
+      code: 'VECTOR_UNDO_MISMATCH',
+    });
+    const loose = await removeVectors({ model: out, vectors: [{ path: va, scale: 2 }], out: join(dir, 'y.safetensors') });
+    expect(loose.exact).toBe(false);
+  });
+
+  it('refuses a vector made on another base unless forced', async () => {
+    const { dir, base, b, va } = await family('F32');
+    await expect(applyVectors({ base: b, vectors: [{ path: va, scale: 1 }], out: join(dir, 'o') })).rejects.toMatchObject({
+      code: 'VECTOR_BASE_MISMATCH',
+      where: { file: va },
+    });
+    const res = await applyVectors({ base: b, vectors: [{ path: va, scale: 1 }], out: join(dir, 'o'), force: true });
+    expect(res.warnings.join(' ')).toMatch(/another base/);
+    expect(base).toBeDefined();
+  });
+
+  it('writes a whole coefficient path in one pass, equal to separate applies', async () => {
+    const { dir, base, va, vb } = await family('BF16');
+    const alphas = [0, 0.3, 1];
+    const res = await applyVectorPath({
+      base,
+      vectors: [va, vb],
+      points: alphas.map((a) => ({ out: join(dir, `p-${a}`), scales: [a, 1 - a] })),
+      budgetBytes: 64,
+    });
+    expect(res.outputs).toHaveLength(3);
+    for (const a of alphas) {
+      const single = join(dir, `s-${a}`);
+      await applyVectors({ base, vectors: [{ path: va, scale: a }, { path: vb, scale: 1 - a }], out: single, undo: false });
+      expect(await tensorBytes(join(dir, `p-${a}`))).toEqual(await tensorBytes(single));
+    }
+  });
+
+  it('never modifies its inputs and leaves nothing behind on failure', async () => {
+    const { dir, base, va } = await family('BF16');
+    const before = await readFile(join(base, 'model.safetensors'));
+    await expect(applyVectors({ base, vectors: [{ path: va, scale: NaN }], out: join(dir, 'o') })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(applyVectors({ base, vectors: [{ path: join(dir, 'nope.safetensors'), scale: 1 }], out: join(dir, 'o') })).rejects.toMatchObject({
+      code: 'CKPT_NOT_FOUND',
+    });
+    await expect(applyVectors({ base, vectors: [{ path: va, scale: 1 }], out: base })).rejects.toMatchObject({ code: 'OUT_INVALID' });
+    expect(await readFile(join(base, 'model.safetensors'))).toEqual(before);
+    expect((await readdir(dir)).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+});
