@@ -8,6 +8,7 @@ import { WEIGHTKIT_VERSION } from '../version.js';
 import { convertCommand } from './commands/convert.js';
 import { inspectCommand } from './commands/inspect.js';
 import { mergeCommands } from './commands/merge.js';
+import { vectorCommands } from './commands/vector.js';
 import { EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
 
 /** Where a command writes; tests pass collectors, the binary passes process streams. */
@@ -49,6 +50,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
   parser = inspectCommand(parser, ctx);
   parser = convertCommand(parser, ctx);
   parser = mergeCommands(parser, ctx);
+  parser = vectorCommands(parser, ctx);
   return parser;
 }
 

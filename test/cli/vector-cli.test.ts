@@ -1,0 +1,99 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { main, type CliIo } from '../../src/cli/main.js';
+import { openCheckpointPath } from '../../src/io/open.js';
+import { tempDir, tinyValues, writeModel } from '../plan/helpers.js';
+
+async function run(...args: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+async function bytesOf(path: string): Promise<Map<string, Buffer>> {
+  const r = await openCheckpointPath(path);
+  const m = new Map<string, Buffer>();
+  for (const t of r.tensors()) m.set(t.name, Buffer.from(await r.readBytes(t.name)));
+  await r.close();
+  return m;
+}
+
+let dir: string;
+let base: string;
+beforeAll(async () => {
+  dir = await tempDir('weightkit-vector-cli-');
+  base = join(dir, 'base');
+  await writeModel(base, tinyValues(0), { dtype: 'BF16' });
+  for (const s of [1, 2, 3]) await writeModel(join(dir, `m${s}`), tinyValues(s, 1.5), { dtype: 'BF16' });
+});
+
+describe('weightkit vector (CLI)', () => {
+  it('extract, info, combine, apply, remove --exact round trip', async () => {
+    for (const s of [1, 2, 3]) {
+      const r = await run('vector', 'extract', '--base', base, '--finetuned', join(dir, `m${s}`), '--out', join(dir, `t${s}.safetensors`), '--kind', 'time', '--label', String(2010 + s));
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/tensors\s+12/);
+    }
+    const info = await run('vector', 'info', join(dir, 't1.safetensors'), '--json');
+    expect(JSON.parse(info.stdout)).toMatchObject({ kind: 'time', label: '2011', tensors: 12 });
+    const comb = await run('vector', 'combine', `${join(dir, 't3.safetensors')} + 0.5 * (${join(dir, 't2.safetensors')} - ${join(dir, 't1.safetensors')})`, '--out', join(dir, 'c.safetensors'));
+    expect(comb.code, comb.stderr).toBe(0);
+    const ap = await run('vector', 'apply', '--base', base, '--vector', join(dir, 'c.safetensors'), '--scale', '0.8', '--out', join(dir, 'patched'));
+    expect(ap.code, ap.stderr).toBe(0);
+    expect(ap.stdout).toMatch(/undo record/);
+    const rm = await run('vector', 'remove', '--model', join(dir, 'patched'), '--vector', join(dir, 'c.safetensors'), '--scale', '0.8', '--out', join(dir, 'restored'), '--exact');
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(rm.stdout).toMatch(/byte-exact/);
+    expect(await bytesOf(join(dir, 'restored'))).toEqual(await bytesOf(base));
+  });
+
+  it('time-vector interpolation writes the whole alpha path; the analogy writes one point', async () => {
+    const t1 = join(dir, 'i1.safetensors');
+    const t2 = join(dir, 'i2.safetensors');
+    await run('vector', 'extract', '--base', base, '--finetuned', join(dir, 'm1'), '--out', t1);
+    await run('vector', 'extract', '--base', base, '--finetuned', join(dir, 'm2'), '--out', t2);
+    const r = await run('vector', 'interpolate', '--base', base, '--from', t1, '--to', t2, '--alphas', '0:1:0.5', '--out', join(dir, 'path'));
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(join(dir, 'path'))).sort()).toEqual(['alpha-0.00', 'alpha-0.50', 'alpha-1.00']);
+    // alpha 1 = base + tau_from = the fine-tuned model m1 (BF16 differences are exact in f32)
+    expect(await bytesOf(join(dir, 'path', 'alpha-1.00'))).toEqual(await bytesOf(join(dir, 'm1')));
+    expect(await bytesOf(join(dir, 'path', 'alpha-0.00'))).toEqual(await bytesOf(join(dir, 'm2')));
+    const a = await run('vector', 'analogy', '--base', base, '--task', t1, '--lm-target', t2, '--lm-start', t1, '--alpha1', '1', '--alpha2', '0', '--alpha3', '1', '--out', join(dir, 'analogy'), '--json');
+    expect(a.code, a.stderr).toBe(0);
+    // base + t1 + 0*t2 - t1 = base
+    expect(await bytesOf(join(dir, 'analogy'))).toEqual(await bytesOf(base));
+    expect(JSON.parse(a.stdout).outputs[0].scales).toEqual([1, 0, -1]);
+  });
+
+  it('signatures are extracted, composed with mean weights and removed', async () => {
+    const sig = join(dir, 'sig.safetensors');
+    const r = await run('vector', 'signature', '--pre', base, '--clean', join(dir, 'm1'), '--robust', join(dir, 'm2'), '--out', sig, '--layers', '2');
+    expect(r.code, r.stderr).toBe(0);
+    const ap = await run('vector', 'apply', '--base', join(dir, 'm1'), '--vector', sig, '--vector', sig, '--out', join(dir, 'm1-sig'), '--json');
+    expect(ap.code, ap.stderr).toBe(0);
+    expect(JSON.parse(ap.stdout).vectors.map((v: { scale: number }) => v.scale)).toEqual([0.5, 0.5]);
+  });
+
+  it('bad input: typed errors with exit 2 and no stack trace', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['vector', 'extract', '--base', base, '--finetuned', join(dir, 'nope'), '--out', join(dir, 'x.safetensors')], /CKPT_NOT_FOUND/],
+      [['vector', 'extract', '--base', base, '--finetuned', join(dir, 'm1'), '--out', join(dir, 'x.safetensors'), '--quantize', 'cubic'], /USAGE/],
+      [['vector', 'info', join(base, 'model.safetensors')], /VECTOR_INVALID/],
+      [['vector', 'combine', 'a * b', '--name', `a=${join(dir, 't1.safetensors')}`, '--name', `b=${join(dir, 't2.safetensors')}`, '--out', join(dir, 'y.safetensors')], /VECTOR_EXPRESSION/],
+      [['vector', 'apply', '--base', join(dir, 'm2'), '--vector', join(dir, 't1.safetensors'), '--out', join(dir, 'z')], /VECTOR_BASE_MISMATCH/],
+      [['vector', 'apply', '--base', base, '--vector', join(dir, 't1.safetensors'), '--scale', '1', '--scale', '2', '--scale', '3', '--out', join(dir, 'z')], /USAGE/],
+      [['vector', 'remove', '--model', base, '--vector', join(dir, 't1.safetensors'), '--out', join(dir, 'z'), '--exact'], /VECTOR_UNDO_MISMATCH/],
+      [['vector', 'interpolate', '--base', base, '--from', join(dir, 't1.safetensors'), '--to', join(dir, 't2.safetensors'), '--alphas', '1:0:0.1', '--out', join(dir, 'z')], /USAGE/],
+    ];
+    for (const [args, code] of cases) {
+      const r = await run(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(code);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(await readFile(join(base, 'model.safetensors'))).toBeTruthy();
+  });
+});
