@@ -3,23 +3,18 @@
 // same run (plain 16 MiB-chunk reads of all inputs + a write of one output, warm cache); plus a 7B-shaped dry run on
 // sparse files (headers real, data holes) for the plan's memory estimate. Targets: ratio <= 1.5, RSS < 1.5 GB.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { openCheckpointPath } from '../src/io/open.js';
 import { planSafetensors } from '../src/io/safetensors/writer.js';
 import { buildPlan } from '../src/plan/merge.js';
+import { childError, cliCommand, ioFloor, llamaConfig, runNode, sync } from './child.js';
 import { plainRead, writeLlamaFile } from './io.js';
 import { LLAMA_1B, LLAMA_7B, llamaDecls, type LlamaShape } from './llama.js';
 import type { BenchResult } from './types.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CHUNK = 16 * 2 ** 20;
 const MODELS = ['base', 'ft-1', 'ft-2', 'ft-3'] as const;
-const TIME = '/usr/bin/time';
 
 export interface MergeBenchOptions {
   /** shape of the executed merge (default LLAMA_1B) */
@@ -47,121 +42,6 @@ function recipeText(method: string, density: number): string {
   ].join('\n');
 }
 
-function llamaConfig(s: LlamaShape): string {
-  return JSON.stringify({
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    hidden_size: s.hidden,
-    intermediate_size: s.intermediate,
-    num_hidden_layers: s.layers,
-    num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads,
-    vocab_size: s.vocab,
-    torch_dtype: 'bfloat16',
-    tie_word_embeddings: false,
-  });
-}
-
-/** Flush dirty pages so one timed section does not pay for the previous one's writeback. */
-function sync(): void {
-  spawnSync('sync', { stdio: 'ignore' });
-}
-
-/** The I/O floor: read every input in 16 MiB chunks, then write `outBytes` in 16 MiB chunks; seconds. */
-async function ioFloor(inputs: readonly string[], outFile: string, outBytes: number): Promise<number> {
-  const buf = Buffer.alloc(CHUNK, 0x3c);
-  const t0 = performance.now();
-  for (const f of inputs) await plainRead(f);
-  const fh = await open(outFile, 'w');
-  try {
-    for (let off = 0; off < outBytes; off += CHUNK) {
-      const n = Math.min(CHUNK, outBytes - off);
-      let done = 0;
-      while (done < n) done += (await fh.write(buf, done, n - done, off + done)).bytesWritten;
-    }
-  } finally {
-    await fh.close();
-  }
-  const s = (performance.now() - t0) / 1000;
-  await rm(outFile, { force: true });
-  return s;
-}
-
-/** Newest modification time of any file under `dir` (ms). */
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' })) newest = Math.max(newest, statSync(join(dir, f)).mtimeMs);
-  return newest;
-}
-
-/**
- * How to start the CLI: the built binary when dist/ is at least as new as src/ (building it if not), else through
- * tsx. Returns the node arguments before the CLI arguments, and a note.
- */
-async function cliCommand(dir: string): Promise<{ args: string[]; note: string }> {
-  const dist = join(ROOT, 'dist', 'cli', 'main.js');
-  const fresh = (): boolean => existsSync(dist) && statSync(dist).mtimeMs >= newestMtime(join(ROOT, 'src'));
-  if (!fresh()) spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore', cwd: ROOT });
-  if (existsSync(dist) && fresh()) return { args: [join(ROOT, 'bin', 'weightkit.js')], note: 'bin/weightkit.js (dist)' };
-  const wrapper = join(dir, 'cli.mjs');
-  await writeFile(wrapper, `import { main } from ${JSON.stringify(join(ROOT, 'src', 'cli', 'main.ts'))};\nprocess.exitCode = await main(process.argv.slice(2));\n`);
-  return { args: ['--import', 'tsx', wrapper], note: 'src/cli via tsx (dist/ not buildable)' };
-}
-
-interface ChildRun {
-  seconds: number;
-  maxRssBytes: number;
-  rssSource: string;
-  code: number | null;
-  stderr: string;
-}
-
-/**
- * Run node with `args`, timing the wall clock. Peak RSS from GNU time's `-v` report when /usr/bin/time exists,
- * else from the child itself: an `--import`ed hook writes process.resourceUsage().maxRSS (KiB) at exit.
- */
-async function runNode(args: readonly string[], dir: string): Promise<ChildRun> {
-  const useTime = existsSync(TIME) && spawnSync(TIME, ['-v', 'true'], { stdio: 'ignore' }).status === 0;
-  const rssFile = join(dir, 'rss.txt');
-  let cmd: string;
-  let argv: string[];
-  if (useTime) {
-    cmd = TIME;
-    argv = ['-v', process.execPath, ...args];
-  } else {
-    const hook = join(dir, 'rss-hook.mjs');
-    await writeFile(
-      hook,
-      `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)));\n`,
-    );
-    cmd = process.execPath;
-    argv = ['--import', hook, ...args];
-  }
-  const t0 = performance.now();
-  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((res, rej) => {
-    const child = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => (err += d));
-    child.on('error', rej);
-    child.on('close', (c) => res({ code: c, stderr: err }));
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  let kib = NaN;
-  if (useTime) {
-    const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
-    if (m) kib = Number(m[1]);
-  } else {
-    kib = Number(await readFile(rssFile, 'utf8').catch(() => 'NaN'));
-  }
-  return { seconds, maxRssBytes: kib * 1024, rssSource: useTime ? '/usr/bin/time -v' : 'child process.resourceUsage().maxRSS', code, stderr };
-}
-
-/** The child's own stderr (GNU time appends its report), shortened to one line. */
-function childError(stderr: string): string {
-  const own = stderr.split(/\n(?:Command exited with non-zero status|\tCommand being timed)/)[0]!;
-  return own.trim().split('\n').slice(0, 4).join(' | ').slice(0, 400);
-}
 
 /** A valid safetensors file of `shape` whose data area is a hole: real header, ftruncate to the full size. */
 async function writeSparseLlama(path: string, shape: LlamaShape): Promise<number> {

@@ -4,12 +4,14 @@
 import { benchConvert } from './convert.js';
 import { benchIo } from './io.js';
 import { benchMerge } from './merge.js';
+import { benchVectors } from './vectors.js';
 import type { BenchResult } from './types.js';
 
 const BENCHES: Record<string, () => Promise<BenchResult[]>> = {
   convert: () => benchConvert({ elements: 64 * 2 ** 20 }),
   io: () => benchIo(),
   merge: () => benchMerge(),
+  vectors: () => benchVectors(),
 };
 
 async function run(): Promise<void> {
