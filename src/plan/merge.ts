@@ -94,7 +94,7 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
   for (const d of recipe.docs) if (d.name) named.set(d.name.value, d);
   for (const d of recipe.docs) {
     for (const ref of modelRefsOf(d)) {
-      if (named.has(ref.ref)) continue;
+      if (!ref.vector && named.has(ref.ref)) continue;
       const p = missingModelProblem(d, ref);
       if (p && !sink.problems.some((q) => q.where.line === p.where.line && q.where.col === p.where.col)) sink.problems.push(p);
     }
@@ -113,7 +113,7 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
       ]);
     }
     state.set(d, 'visiting');
-    for (const r of modelRefsOf(d).map((x) => x.ref)) {
+    for (const r of modelRefsOf(d).filter((x) => !x.vector).map((x) => x.ref)) {
       const dep = named.get(r);
       if (dep && dep !== d) visit(dep);
       else if (dep === d) visit(d);
@@ -170,7 +170,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
   // every model path the recipe names must differ from the output
   const inputPaths: string[] = [];
   for (const { doc } of stages) {
-    for (const r of modelRefsOf(doc)) if (!stages.some((s) => s.doc.name?.value === r.ref)) inputPaths.push(modelPath(doc, r));
+    for (const r of modelRefsOf(doc)) if (r.vector || !stages.some((s) => s.doc.name?.value === r.ref)) inputPaths.push(modelPath(doc, r));
   }
   const staged = await stageOutputDir(options.out, { overwrite: options.overwrite, inputs: inputPaths });
   const ownIntermediate = options.intermediateDir === undefined;
@@ -256,7 +256,7 @@ export async function executePlan(
     if (threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
-        { models: plan.models.map((m) => ({ id: m.id, path: m.path })), method: method.name, seed: plan.seed, budgetBytes: Math.floor(budget / LANES), ...stats },
+        { models: plan.models.map((m) => ({ id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}) })), method: method.name, seed: plan.seed, budgetBytes: Math.floor(budget / LANES), ...stats },
         jobs,
         threads,
         (job, n) => {

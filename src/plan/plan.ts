@@ -10,12 +10,14 @@ import type { CheckpointFormat, CheckpointReader, TensorInfo } from '../io/types
 import type { MergeMethod, Params } from '../merge/types.js';
 import { lookupParam, layerT } from '../recipe/params.js';
 import type { ParamSpec, ParamValue } from '../recipe/spec.js';
-import type { ModelRef, ParamsNode, Pos, RecipeDoc } from '../recipe/types.js';
+import { refKey, type ModelRef, type ParamsNode, type Pos, type RecipeDoc } from '../recipe/types.js';
 import { checkParamValue } from '../recipe/validate.js';
 import { DTYPE_INFO, isFloatDType, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/tensor.js';
+import { fingerprintCheckpoint } from '../vectors/format.js';
 import { workingBytesPerElement } from './execute.js';
 import { inferLayout, isEmbeddingName, layerTensorName, type ModelLayout } from './layout.js';
+import { openVectorModel } from './vector-model.js';
 
 export interface PlanModel {
   readonly id: number;
@@ -28,6 +30,8 @@ export interface PlanModel {
   readonly byteLength: number;
   /** produced by an earlier document of a multi-document recipe */
   readonly stage?: string;
+  /** a `vector:` entry: `path` is the vector file and the model is (model `base`) + vector */
+  readonly vector?: { readonly base: number };
 }
 
 export interface PlanInput {
@@ -113,6 +117,7 @@ export type ReaderMap = ReadonlyMap<number, CheckpointReader>;
 export interface ResolvedModels {
   readonly models: PlanModel[];
   readonly readers: Map<number, CheckpointReader>;
+  /** model id by refKey (a vector file and a model at the same path are different inputs) */
   readonly byRef: Map<string, number>;
 }
 
@@ -141,6 +146,9 @@ export function modelPath(doc: RecipeDoc, ref: ModelRef): string {
 export function missingModelProblem(doc: RecipeDoc, ref: ModelRef): RecipeError | undefined {
   const path = modelPath(doc, ref);
   if (existsSync(path)) return undefined;
+  if (ref.vector) {
+    return new RecipeError('RECIPE_MODEL_NOT_FOUND', `vector '${ref.ref}' not found (looked for ${path})`, { where: posWhere(ref.pos) });
+  }
   const hf = HF_ID_RE.test(ref.ref) && !ref.ref.startsWith('.');
   return new RecipeError(
     hf ? 'RECIPE_REMOTE_MODEL' : 'RECIPE_MODEL_NOT_FOUND',
@@ -151,7 +159,11 @@ export function missingModelProblem(doc: RecipeDoc, ref: ModelRef): RecipeError 
   );
 }
 
-/** Resolve and open every model a document references; all problems are reported together. */
+/**
+ * Resolve and open every model a document references; all problems are reported together. A `vector:` entry
+ * opens as the virtual model base_model + vector, after checking the vector's base fingerprint against
+ * base_model's (VECTOR_BASE_MISMATCH) unless the recipe sets force_vector_base.
+ */
 export async function openModels(
   doc: RecipeDoc,
   open: (path: string) => Promise<CheckpointReader>,
@@ -162,13 +174,30 @@ export async function openModels(
   const readers = new Map<number, CheckpointReader>();
   const byRef = new Map<string, number>();
   const problems: RecipeError[] = [];
+  let baseFingerprint: Promise<string> | undefined;
   for (const r of refs) {
-    if (byRef.has(r.ref)) continue;
-    const stage = stages.get(r.ref);
+    const key = refKey(r);
+    if (byRef.has(key)) continue;
+    const stage = r.vector ? undefined : stages.get(r.ref);
     let path: string;
     let reader: CheckpointReader;
+    let vectorBase: number | undefined;
     try {
-      if (stage) {
+      if (r.vector) {
+        const missing = missingModelProblem(doc, r);
+        vectorBase = doc.baseModel ? byRef.get(refKey(doc.baseModel)) : undefined;
+        if (missing || vectorBase === undefined) {
+          // without a base_model validation already said so; a base that failed to open has its own problem
+          if (missing) problems.push(missing);
+          continue;
+        }
+        const base = readers.get(vectorBase)!;
+        path = modelPath(doc, r);
+        reader = await openVectorModel(base, path, {
+          force: doc.forceVectorBase?.value === true,
+          baseFingerprint: () => (baseFingerprint ??= fingerprintCheckpoint(base)),
+        });
+      } else if (stage) {
         path = stage.path;
         reader = stage.reader;
       } else {
@@ -183,8 +212,9 @@ export async function openModels(
     } catch (e) {
       const we = e as WeightkitError;
       problems.push(
-        new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot open model '${r.ref}': ${(e as Error).message}`, {
+        new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
           where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
+          ...(we.hint !== undefined ? { hint: we.hint } : {}),
           cause: e,
         }),
       );
@@ -200,9 +230,10 @@ export async function openModels(
       tensorCount: tensors.length,
       byteLength: tensors.reduce((a, t) => a + t.byteLength, 0),
       ...(stage ? { stage: r.ref } : {}),
+      ...(vectorBase !== undefined ? { vector: { base: vectorBase } } : {}),
     });
     readers.set(id, reader);
-    byRef.set(r.ref, id);
+    byRef.set(key, id);
   }
   if (problems.length > 0) {
     for (const rd of readers.values()) if (![...stages.values()].some((s) => s.reader === rd)) await rd.close();
@@ -254,7 +285,7 @@ export function buildPlanFromModels(
   const { models, readers, byRef } = resolved;
   const warnings: string[] = [];
   const problems: WeightkitError[] = [];
-  const id = (r: ModelRef): number => byRef.get(r.ref)!;
+  const id = (r: ModelRef): number => byRef.get(refKey(r))!;
   const docBase = doc.baseModel ? id(doc.baseModel) : undefined;
   const usesBase = method.base === 'required' || method.base === 'optional';
 

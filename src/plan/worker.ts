@@ -10,10 +10,12 @@ import type { CheckpointReader } from '../io/types.js';
 import { getMethod } from '../merge/registry.js';
 import { Scratch, runTensor, type TensorSink } from './execute.js';
 import type { PlanTensor } from './plan.js';
+import { openVectorModel } from './vector-model.js';
 
 export interface WorkerInit {
   type: 'init';
-  models: { id: number; path: string }[];
+  /** `vectorBase`: the model is that model + the vector file at `path` (a recipe's `vector:` entry) */
+  models: { id: number; path: string; vectorBase?: number }[];
   method: string;
   seed: number;
   budgetBytes: number;
@@ -47,7 +49,8 @@ if (port) {
     let r = readers.get(id);
     if (!r) {
       const m = init!.models.find((x) => x.id === id)!;
-      r = openCheckpointPath(m.path);
+      // the plan already checked the vector's base fingerprint
+      r = m.vectorBase === undefined ? openCheckpointPath(m.path) : reader(m.vectorBase).then((base) => openVectorModel(base, m.path, { force: true }));
       readers.set(id, r);
     }
     return r;

@@ -53,10 +53,11 @@ const TOP_KEYS = [
   'modules',
   'name',
   'seed',
+  'force_vector_base',
 ] as const;
-const MODEL_KEYS = ['model', 'parameters'] as const;
+const MODEL_KEYS = ['model', 'vector', 'parameters'] as const;
 const SLICE_KEYS = ['sources', 'parameters', 'base_model', 'residual_weight'] as const;
-const SOURCE_KEYS = ['model', 'layer_range', 'parameters'] as const;
+const SOURCE_KEYS = ['model', 'vector', 'layer_range', 'parameters'] as const;
 const COMPUTE_DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
 
 /** Collects problems; `unknown()` respects leniency. */
@@ -146,6 +147,32 @@ class DocReader {
       return undefined;
     }
     return { ref: s.value, pos: s.pos };
+  }
+
+  /**
+   * The input of a model entry or slice source: `model: path` or `vector: file` (a stored task vector, the model
+   * base_model + vector). Reports a missing input and the two given together.
+   */
+  entryRef(e: Map<string, { node: YamlNode | null; keyPos: Pos }>, path: string, pos: Pos, what: string): ModelRef | undefined {
+    const me = e.get('model');
+    const ve = e.get('vector');
+    if (me && ve) {
+      this.sink.add('RECIPE_CONFLICT', `${what} takes either 'model' or 'vector', not both`, ve.keyPos);
+      return undefined;
+    }
+    if (ve) {
+      if (isMap(ve.node)) {
+        this.sink.add('RECIPE_TYPE', 'a vector reference must be the path of a vector file', this.pos(ve.node, `${path}.vector`, ve.keyPos));
+        return undefined;
+      }
+      const s = this.str(ve.node, `${path}.vector`, ve.keyPos, 'a vector reference');
+      return s ? { ref: s.value, pos: s.pos, vector: true } : undefined;
+    }
+    if (!me) {
+      this.sink.add('RECIPE_MISSING_KEY', `${what} needs 'model'`, pos);
+      return undefined;
+    }
+    return this.modelRef(me.node, `${path}.model`, me.keyPos);
   }
 
   scalarValue(node: YamlNode | null): ParamValue | undefined {
@@ -261,12 +288,7 @@ class DocReader {
 
   modelEntry(m: YAMLMap, path: string, pos: Pos): ModelEntry | undefined {
     const e = this.entries(m, path, MODEL_KEYS);
-    const me = e.get('model');
-    if (!me) {
-      this.sink.add('RECIPE_MISSING_KEY', "a model entry needs 'model'", pos);
-      return undefined;
-    }
-    const model = this.modelRef(me.node, `${path}.model`, me.keyPos);
+    const model = this.entryRef(e, path, pos, 'a model entry');
     const pe = e.get('parameters');
     const parameters = pe ? this.params(pe.node, `${path}.parameters`, pe.keyPos) : new Map();
     return model ? { model, parameters, pos } : undefined;
@@ -294,12 +316,7 @@ class DocReader {
     const sources: SliceSource[] = [];
     for (const s of this.seqOfMaps(se.node, `${path}.sources`, se.keyPos, 'sources')) {
       const se2 = this.entries(s.map, s.path, SOURCE_KEYS);
-      const me = se2.get('model');
-      if (!me) {
-        this.sink.add('RECIPE_MISSING_KEY', "a slice source needs 'model'", s.pos);
-        continue;
-      }
-      const model = this.modelRef(me.node, `${s.path}.model`, me.keyPos);
+      const model = this.entryRef(se2, s.path, s.pos, 'a slice source');
       const lr = se2.get('layer_range');
       const layerRange = lr ? this.layerRange(lr.node, `${s.path}.layer_range`, lr.keyPos) : undefined;
       const pe = se2.get('parameters');
@@ -402,6 +419,14 @@ class DocReader {
       if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) seed = { value: v, pos };
       else this.sink.add('RECIPE_TYPE', `seed must be a non-negative integer (got ${describe(se.node)})`, pos);
     }
+    let forceVectorBase: Located<boolean> | undefined;
+    const fe = e.get('force_vector_base');
+    if (fe) {
+      const v = this.scalarValue(fe.node);
+      const pos = this.pos(fe.node, 'force_vector_base', fe.keyPos);
+      if (typeof v === 'boolean') forceVectorBase = { value: v, pos };
+      else this.sink.add('RECIPE_TYPE', `force_vector_base must be true or false (got ${describe(fe.node)})`, pos);
+    }
     if (!mergeMethod) return undefined;
     return {
       file: this.file,
@@ -416,6 +441,7 @@ class DocReader {
       ...(outDtype ? { outDtype } : {}),
       ...(tokenizerSource ? { tokenizerSource } : {}),
       ...(seed ? { seed } : {}),
+      ...(forceVectorBase ? { forceVectorBase } : {}),
       pos: docPos,
       text,
     };

@@ -17,10 +17,19 @@ export interface Located<T> {
   readonly pos: Pos;
 }
 
-/** A model reference as written: a local path (resolved against the recipe folder) or an earlier stage's name. */
+/**
+ * A model reference as written: a local path (resolved against the recipe folder) or an earlier stage's name.
+ * `vector` marks a `vector:` entry: a stored task vector standing for the model base_model + vector.
+ */
 export interface ModelRef {
   readonly ref: string;
   readonly pos: Pos;
+  readonly vector?: true;
+}
+
+/** The key under which a reference is resolved: a vector file and a model at the same path are different inputs. */
+export function refKey(ref: ModelRef): string {
+  return ref.vector ? `vector:${ref.ref}` : ref.ref;
 }
 
 /** Name filter of a conditional parameter: plain substring (mergekit) or `re:` regular expression. */
@@ -81,6 +90,8 @@ export interface RecipeDoc {
   /** 'base' or a model reference */
   readonly tokenizerSource?: Located<{ kind: 'base' } | { kind: 'model'; model: ModelRef }>;
   readonly seed?: Located<number>;
+  /** weightkit extension: use `vector:` entries even when their base fingerprint differs from base_model's */
+  readonly forceVectorBase?: Located<boolean>;
   readonly pos: Pos;
   /** the document's YAML text, verbatim (written next to merge outputs) */
   readonly text: string;

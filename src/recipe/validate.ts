@@ -79,7 +79,7 @@ function inputsOf(doc: RecipeDoc): { ref: string; pos: Pos; levels: ParamsNode[]
   const baseRef = doc.baseModel?.ref;
   if (doc.models) {
     return [
-      doc.models.map((m) => ({ ref: m.model.ref, pos: m.pos, levels: [m.parameters, doc.parameters], isBase: m.model.ref === baseRef })),
+      doc.models.map((m) => ({ ref: m.model.ref, pos: m.pos, levels: [m.parameters, doc.parameters], isBase: !m.model.vector && m.model.ref === baseRef })),
     ];
   }
   return (doc.slices ?? []).map((s) =>
@@ -87,7 +87,7 @@ function inputsOf(doc: RecipeDoc): { ref: string; pos: Pos; levels: ParamsNode[]
       ref: src.model.ref,
       pos: src.pos,
       levels: [src.parameters, s.parameters, doc.parameters],
-      isBase: src.model.ref === (s.baseModel?.ref ?? baseRef),
+      isBase: !src.model.vector && src.model.ref === (s.baseModel?.ref ?? baseRef),
     })),
   );
 }
@@ -122,6 +122,15 @@ export function validateDoc(doc: RecipeDoc, catalog: MethodCatalog, sink: Proble
   }
   if (method.base === 'none' && doc.baseModel) {
     sink.add('RECIPE_BASE_NOT_ALLOWED', `${method.name} takes no base_model (remove it, or list the model under models)`, doc.baseModel.pos);
+  }
+  // `vector:` entries stand for base_model + vector: they need the top-level base and a method that takes one
+  const vectors = [...(doc.models ?? []).map((m) => m.model), ...(doc.slices ?? []).flatMap((s) => s.sources.map((x) => x.model))].filter((r) => r.vector);
+  for (const v of vectors) {
+    if (method.base === 'none') {
+      sink.add('RECIPE_BASE_NOT_ALLOWED', `${method.name} takes no base model, so it cannot use the vector '${v.ref}' (a vector is relative to base_model)`, v.pos);
+    } else if (!doc.baseModel) {
+      sink.add('RECIPE_BASE_REQUIRED', `the vector '${v.ref}' needs a top-level base_model (the model it is added to)`, v.pos);
+    }
   }
   // parameter names, scopes, values
   checkLevel(sink, doc.parameters, method, 'any');
