@@ -80,3 +80,68 @@ export { mergeTensors, type MergeTensorsInputs, type MergeTensorsOptions } from 
 export type { MergeMethod, TensorMerger, TensorContext, Chunk } from './merge/types.js';
 export { merge, buildPlan, loadRecipe, type MergeOptions, type MergeResult, type MergeProgress, type LoadedRecipe } from './plan/merge.js';
 export type { MergePlan, PlanTensor, PlanModel } from './plan/plan.js';
+
+// task, time and robustness vectors; interpolation and soups
+export {
+  VECTOR_KINDS,
+  VECTOR_METADATA_KEY,
+  fingerprintCheckpoint,
+  type VectorKind,
+  type VectorMeta,
+  type TensorEncoding,
+} from './vectors/format.js';
+export { openVector, type VectorReader } from './vectors/reader.js';
+export { extractVector, type ExtractOptions, type ExtractResult } from './vectors/extract.js';
+export { parseQuantizeSpec, type QuantizeSpec } from './vectors/quantize.js';
+export { combineVectors, type CombineOptions, type CombineResult } from './vectors/combine.js';
+export { parseVectorExpression, parseTerm, formatCombination, type LinearCombination, type LinearTerm } from './vectors/expression.js';
+export {
+  applyVectors,
+  removeVectors,
+  applyVectorPath,
+  undoPathFor,
+  type ApplyOptions,
+  type ApplyResult,
+  type RemoveOptions,
+  type RemoveResult,
+  type ApplyPathOptions,
+  type ApplyPathResult,
+  type PathPoint,
+  type VectorTerm,
+} from './vectors/apply.js';
+export {
+  extractSignature,
+  signatureWeights,
+  depthUnits,
+  type SignatureOptions,
+  type SignatureResult,
+  type LayerRow,
+} from './vectors/signature.js';
+export { parseGrid, formatAlpha } from './vectors/grid.js';
+export {
+  quantizeLinear,
+  quantizeLog,
+  dequantizeLinearInto,
+  dequantizeLogInto,
+  quantizationError,
+  sparsifyTopK,
+  densifyRangeInto,
+} from './tensor/vector-codecs.js';
+export { runStream, type StreamJob, type StreamOptions, type ChunkView } from './vectors/stream.js';
+export {
+  interpolateModels,
+  fisherAverage,
+  type InterpolateOptions,
+  type InterpolateResult,
+  type FisherAverageOptions,
+  type FisherAverageResult,
+} from './vectors/interpolate.js';
+export {
+  uniformSoup,
+  greedySoup,
+  averageReader,
+  type SoupEvaluator,
+  type GreedySoupResult,
+  type GreedySoupStep,
+  type UniformSoupOptions,
+} from './vectors/soup.js';

@@ -33,4 +33,24 @@ describe('public API', () => {
     const report = await wk.inspectCheckpoint(res.out);
     expect(report.parameters).toBe(plan!.tensors.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0));
   });
+
+  it('exposes the vector workflow: extract, combine, apply, remove, interpolate, soups', async () => {
+    const root = await tempDir('weightkit-api-vec-');
+    await tinyFamily(root);
+    const base = join(root, 'base');
+    const va = join(root, 'a.safetensors');
+    const vb = join(root, 'b.safetensors');
+    await wk.extractVector({ base, finetuned: join(root, 'ft-a'), out: va });
+    await wk.extractVector({ base, finetuned: join(root, 'ft-b'), out: vb, kind: 'time', label: '2016' });
+    expect((await wk.openVector(vb)).meta.label).toBe('2016');
+    await wk.combineVectors({ expression: `0.5 * ${va} + 0.5 * ${vb}`, out: join(root, 'm.safetensors') });
+    const applied = await wk.applyVectors({ base, vectors: [{ path: join(root, 'm.safetensors'), scale: 1.2 }], out: join(root, 'patched') });
+    expect(applied.undo).toBeDefined();
+    const removed = await wk.removeVectors({ model: join(root, 'patched'), vectors: [{ path: join(root, 'm.safetensors'), scale: 1.2 }], out: join(root, 'restored'), exact: true });
+    expect(removed.exact).toBe(true);
+    const path = await wk.interpolateModels({ from: join(root, 'ft-a'), to: join(root, 'ft-b'), alphas: wk.parseGrid('0:1:0.5', 'alphas'), out: join(root, 'wise') });
+    expect(path.outputs.map((o) => o.alpha)).toEqual([0, 0.5, 1]);
+    const soup = await wk.uniformSoup({ models: [join(root, 'ft-a'), join(root, 'ft-b')], out: join(root, 'soup') });
+    expect(soup.tensors).toBeGreaterThan(0);
+  });
 });

@@ -9,6 +9,7 @@ import { convertCommand } from './commands/convert.js';
 import { inspectCommand } from './commands/inspect.js';
 import { mergeCommands } from './commands/merge.js';
 import { vectorCommands } from './commands/vector.js';
+import { interpolateCommand, soupCommand } from './commands/vector-interpolate.js';
 import { EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
 
 /** Where a command writes; tests pass collectors, the binary passes process streams. */
@@ -51,6 +52,8 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
   parser = convertCommand(parser, ctx);
   parser = mergeCommands(parser, ctx);
   parser = vectorCommands(parser, ctx);
+  parser = interpolateCommand(parser, ctx);
+  parser = soupCommand(parser, ctx);
   return parser;
 }
 

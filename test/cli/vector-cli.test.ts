@@ -77,6 +77,15 @@ describe('weightkit vector (CLI)', () => {
     expect(JSON.parse(ap.stdout).vectors.map((v: { scale: number }) => v.scale)).toEqual([0.5, 0.5]);
   });
 
+  it('model interpolation (WiSE/BCWI path) and uniform soups from the top-level commands', async () => {
+    const r = await run('interpolate', '--from', join(dir, 'm1'), '--to', join(dir, 'm2'), '--alphas', '0,1', '--out', join(dir, 'wise'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(await bytesOf(join(dir, 'wise', 'alpha-1.00'))).toEqual(await bytesOf(join(dir, 'm2')));
+    const s = await run('soup', join(dir, 'm1'), join(dir, 'm1'), '--out', join(dir, 'soup'));
+    expect(s.code, s.stderr).toBe(0);
+    expect(await bytesOf(join(dir, 'soup'))).toEqual(await bytesOf(join(dir, 'm1')));
+  });
+
   it('bad input: typed errors with exit 2 and no stack trace', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['vector', 'extract', '--base', base, '--finetuned', join(dir, 'nope'), '--out', join(dir, 'x.safetensors')], /CKPT_NOT_FOUND/],
