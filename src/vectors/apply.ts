@@ -203,17 +203,20 @@ class UndoSpool {
   readonly segments = new Map<string, Array<{ at: number; count: number }>>();
   private size = 0;
   private fh: Awaited<ReturnType<typeof open>> | undefined;
+  private opening: Promise<Awaited<ReturnType<typeof open>>> | undefined;
   constructor(readonly path: string) {}
   async append(tensor: string, idx: Uint32Array, bits: Int32Array): Promise<void> {
     if (idx.length === 0) return;
-    this.fh ??= await open(this.path, 'w+');
+    // reserve the range and record the segment before any await: jobs of several lanes append concurrently
     const at = this.size;
-    await this.fh.write(new Uint8Array(idx.buffer, idx.byteOffset, idx.byteLength), 0, idx.byteLength, at);
-    await this.fh.write(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), 0, bits.byteLength, at + idx.byteLength);
     this.size += idx.byteLength + bits.byteLength;
     let list = this.segments.get(tensor);
     if (list === undefined) this.segments.set(tensor, (list = []));
     list.push({ at, count: idx.length });
+    this.opening ??= open(this.path, 'w+');
+    const fh = (this.fh = await this.opening);
+    await fh.write(new Uint8Array(idx.buffer, idx.byteOffset, idx.byteLength), 0, idx.byteLength, at);
+    await fh.write(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), 0, bits.byteLength, at + idx.byteLength);
   }
   count(tensor: string): number {
     return (this.segments.get(tensor) ?? []).reduce((a, s) => a + s.count, 0);
@@ -247,8 +250,9 @@ class UndoSpool {
     return entries;
   }
   async dispose(): Promise<void> {
-    await this.fh?.close();
+    if (this.opening !== undefined) await (await this.opening.catch(() => undefined))?.close();
     this.fh = undefined;
+    this.opening = undefined;
     await rm(this.path, { force: true });
   }
 }
@@ -330,6 +334,7 @@ export async function applyVectors(o: ApplyOptions): Promise<ApplyResult> {
             shape: t.shape,
             inputs: [{ reader: base, tensor: t.name, raw: true }, ...vs.map((k) => ({ reader: vectors[k]!, tensor: t.name }))],
             outputs: [{ sink: 0, dtype: dOut, raw: true }],
+            scratchBytesPerElement: 20,
             emit(ins, outs, c) {
               const n = c.numel;
               const b = toF32(t.dtype, ins[0]!, scratch.get(0, n));
@@ -479,6 +484,7 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
             shape: t.shape,
             inputs: [{ reader: model, tensor: t.name }, ...vs.map((k) => ({ reader: vectors[k]!, tensor: t.name }))],
             outputs: [{ sink: 0, dtype: t.dtype, raw: true }],
+            scratchBytesPerElement: 8,
             async prepare() {
               cursor = 0;
               if (u !== undefined && u.reader.has(t.name + UNDO_INDEX_SUFFIX)) {
@@ -601,6 +607,7 @@ export async function applyVectorPath(o: ApplyPathOptions): Promise<ApplyPathRes
             shape: t.shape,
             inputs: [{ reader: base, tensor: t.name }, ...vs.map((k) => ({ reader: vectors[k]!, tensor: t.name }))],
             outputs,
+            scratchBytesPerElement: 4,
             emit(ins, outs, c) {
               const n = c.numel;
               const b = ins[0] as Float32Array;
