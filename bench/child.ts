@@ -19,7 +19,12 @@ function sync(): void {
   spawnSync('sync', { stdio: 'ignore' });
 }
 
-/** The I/O floor: read every input in 16 MiB chunks, then write `outBytes` in 16 MiB chunks; seconds. */
+/**
+ * The I/O floor: read every input in 16 MiB chunks, then write `outBytes` in 16 MiB chunks; seconds. The file is
+ * removed after the timing, so that the pages it dirtied were paid for inside the timing exactly as a tool's output
+ * (on this VM, writes slow down 5-10x once several GB are dirty: a floor that never keeps what it writes is
+ * optimistic, see `pairedRuns`).
+ */
 export async function ioFloor(inputs: readonly string[], outFile: string, outBytes: number): Promise<number> {
   const buf = Buffer.alloc(CHUNK, 0x3c);
   const t0 = performance.now();
@@ -128,4 +133,38 @@ export function llamaConfig(s: LlamaShape): string {
     torch_dtype: 'bfloat16',
     tie_word_embeddings: false,
   });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+export interface Paired {
+  floor: number[];
+  tool: number[];
+  floorMedian: number;
+  toolMedian: number;
+  /** median of the per-round ratios tool / floor */
+  ratio: number;
+}
+
+/**
+ * Alternate the floor and the tool `rounds` times (floor first in even rounds, tool first in odd ones), each after
+ * `reset()` (remove outputs) and a sync, so both see the same page-cache state; medians and the median ratio.
+ */
+export async function pairedRuns(rounds: number, reset: () => Promise<void>, floor: () => Promise<number>, tool: () => Promise<number>): Promise<Paired> {
+  const f: number[] = [];
+  const t: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? ['floor', 'tool'] : ['tool', 'floor'];
+    for (const which of order) {
+      await reset();
+      sync();
+      if (which === 'floor') f.push(await floor());
+      else t.push(await tool());
+    }
+  }
+  await reset();
+  return { floor: f, tool: t, floorMedian: median(f), toolMedian: median(t), ratio: median(t.map((x, i) => x / f[i]!)) };
 }

@@ -1,12 +1,12 @@
 // Vector benchmark: a ~1B-parameter Llama-shaped bf16 base and one fine-tune in the OS temp dir; `weightkit vector
 // extract` (f32 vector, the default) and `weightkit vector apply` (with its undo record) run as child processes
-// (wall clock, peak RSS) against the I/O floor of the same bytes measured in the same run (plain 16 MiB-chunk reads
-// of the inputs + a plain write of the output's size, warm cache).
+// (wall clock, peak RSS) against the I/O floor of the same bytes, interleaved with the runs (plain 16 MiB-chunk
+// reads of the inputs + a plain write of the output's size, warm cache; medians).
 
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { childError, cliCommand, ioFloor, llamaConfig, runNode, sync } from './child.js';
+import { childError, cliCommand, ioFloor, llamaConfig, pairedRuns, runNode } from './child.js';
 import { plainRead, writeLlamaFile } from './io.js';
 import { LLAMA_1B, type LlamaShape } from './llama.js';
 import type { BenchResult } from './types.js';
@@ -52,31 +52,43 @@ export async function benchVectors(opts: { shape?: LlamaShape; rounds?: number }
     ];
     results.push({ name: 'vectors: base + fine-tune', value: (2 * modelBytes) / 1e9, unit: 'GB', note: 'bf16, ~1.1 G params each' });
     for (const s of steps) {
-      const run = await runNode([...cli.args, ...s.args], dir);
-      if (run.code !== 0) {
-        results.push({ name: `vectors: ${s.name}: FAILED`, value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
+      const first = await runNode([...cli.args, ...s.args], dir);
+      if (first.code !== 0) {
+        results.push({ name: `vectors: ${s.name}: FAILED`, value: first.code ?? -1, unit: 'exit', note: childError(first.stderr) });
         break;
       }
-      // measure again warm, then the floor of the same bytes
       const inputs = await s.inputs();
       const outBytes = await sizeOf(s.output);
-      for (const f of inputs) await plainRead(f);
-      sync();
-      const again = await runNode([...cli.args, ...s.args], dir);
-      const seconds = Math.min(run.seconds, again.seconds);
-      const floors: number[] = [];
-      for (let r = 0; r < rounds; r++) {
-        sync();
-        floors.push(await ioFloor(inputs, join(dir, 'floor.bin'), outBytes));
-      }
-      const floor = Math.min(...floors);
       let inBytes = 0;
       for (const f of inputs) inBytes += (await stat(f)).size;
+      for (const f of inputs) await plainRead(f);
+      let rss = first.maxRssBytes;
+      let failed = '';
+      const keep = s.output === vec; // the vector is the next step's input: runs overwrite it in place
+      const p = await pairedRuns(
+        rounds,
+        async () => {
+          await rm(join(dir, 'floor.bin'), { force: true });
+          if (!keep) await rm(s.output, { recursive: true, force: true });
+        },
+        () => ioFloor(inputs, join(dir, 'floor.bin'), outBytes),
+        async () => {
+          const run = await runNode([...cli.args, ...s.args], dir);
+          if (run.code !== 0) failed = childError(run.stderr);
+          rss = Math.max(rss, run.maxRssBytes);
+          return run.seconds;
+        },
+      );
+      if (failed) {
+        results.push({ name: `vectors: ${s.name}: FAILED`, value: -1, unit: 'exit', note: failed });
+        break;
+      }
+      const moved = ((inBytes + outBytes) / 1e9).toFixed(2);
       results.push(
-        { name: `vectors: ${s.name}`, value: seconds, unit: 's', note: `best of 2 runs; ${((inBytes + outBytes) / 1e9).toFixed(2)} GB moved; ${cli.note}` },
-        { name: `vectors: I/O floor for ${s.name}`, value: floor, unit: 's', note: `rounds: ${floors.map((x) => x.toFixed(2)).join(', ')}` },
-        { name: `vectors: time / I/O floor, ${s.name}`, value: seconds / floor, unit: 'x', note: '' },
-        { name: `vectors: peak RSS, ${s.name}`, value: Math.max(run.maxRssBytes, again.maxRssBytes) / 1e9, unit: 'GB', note: run.rssSource },
+        { name: `vectors: ${s.name}`, value: p.toolMedian, unit: 's', note: `median of ${rounds} (${p.tool.map((x) => x.toFixed(2)).join(', ')}); ${moved} GB moved; ${cli.note}` },
+        { name: `vectors: I/O floor for ${s.name}`, value: p.floorMedian, unit: 's', note: `median of ${rounds} (${p.floor.map((x) => x.toFixed(2)).join(', ')}), interleaved with the runs` },
+        { name: `vectors: time / I/O floor, ${s.name}`, value: p.ratio, unit: 'x', note: 'median of per-round ratios' },
+        { name: `vectors: peak RSS, ${s.name}`, value: rss / 1e9, unit: 'GB', note: first.rssSource },
       );
     }
   } finally {

@@ -173,6 +173,48 @@ function combineInto(vs: ReadonlyArray<Float32Array>, scales: readonly number[],
   }
 }
 
+/** elements per cache-sized piece of a chunk */
+const PIECE = 16384;
+
+/** The vector inputs (ins[1..]) cut to elements [p0, p1). */
+function pieces(ins: ReadonlyArray<unknown>, p0: number, p1: number): Float32Array[] {
+  const out: Float32Array[] = [];
+  for (let k = 1; k < ins.length; k++) out.push((ins[k] as Float32Array).subarray(p0, p1));
+  return out;
+}
+
+function addInto(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+}
+
+function subTo(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = a[i]! - b[i]!;
+}
+
+function subInto(a: Float32Array, b: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) a[i] = a[i]! - b[i]!;
+}
+
+/** Record (offset + i, want - got mod 2^16) wherever the 16-bit patterns differ. */
+function diffBits16(want: Uint16Array, got: Uint16Array, n: number, offset: number, records: UndoRecords): void {
+  for (let i = 0; i < n; i++) {
+    const w = want[i]!;
+    const g = got[i]!;
+    if (w !== g) records.push(offset + i, (w - g) & 0xffff);
+  }
+}
+
+/** Record (offset + i, want - got mod 2^32 as i32) wherever the f32 bit patterns differ. */
+function diffBits32(wantF: Float32Array, gotF: Float32Array, n: number, offset: number, records: UndoRecords): void {
+  const want = new Uint32Array(wantF.buffer, wantF.byteOffset, n);
+  const got = new Uint32Array(gotF.buffer, gotF.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const w = want[i]!;
+    const g = got[i]!;
+    if (w !== g) records.push(offset + i, (w - g) | 0);
+  }
+}
+
 /** Growable (index, bit difference) records of one tensor, flushed to a side file per chunk. */
 class UndoRecords {
   private idx = new Uint32Array(1024);
@@ -334,25 +376,29 @@ export async function applyVectors(o: ApplyOptions): Promise<ApplyResult> {
             shape: t.shape,
             inputs: [{ reader: base, tensor: t.name, raw: true }, ...vs.map((k) => ({ reader: vectors[k]!, tensor: t.name }))],
             outputs: [{ sink: 0, dtype: dOut, raw: true }],
-            scratchBytesPerElement: 20,
-            emit(ins, outs, c) {
+                        emit(ins, outs, c) {
+              // cache-sized pieces through every step (the steps are memory-bound one by one)
               const n = c.numel;
-              const b = toF32(t.dtype, ins[0]!, scratch.get(0, n));
-              const d = scratch.get(1, n);
-              combineInto(ins.slice(1) as Float32Array[], s, n, d);
-              const o32 = scratch.get(2, n);
-              for (let i = 0; i < n; i++) o32[i] = b[i]! + d[i]!;
-              fromF32(dOut, o32, outs[0]);
-              if (spool === undefined) return;
-              // what remove will compute: round(f32(out) - d) in the base dtype; record where it misses the base bits
-              const back = toF32(dOut, outs[0]!, scratch.get(3, n));
-              for (let i = 0; i < n; i++) back[i] = back[i]! - d[i]!;
-              const c2 = fromF32(t.dtype, back, scratch.raw(t.dtype, 4, n));
-              const want = bitsOf(t.dtype, ins[0]!);
-              const got = bitsOf(t.dtype, c2);
-              const wide = t.dtype === 'F32';
-              for (let i = 0; i < n; i++) {
-                if (want[i] !== got[i]) records.push(c.offset + i, wide ? (want[i]! - got[i]!) | 0 : (want[i]! - got[i]!) & 0xffff);
+              const base0 = ins[0]!;
+              const out = outs[0]!;
+              for (let p0 = 0; p0 < n; p0 += PIECE) {
+                const p1 = Math.min(n, p0 + PIECE);
+                const m = p1 - p0;
+                const bRaw = base0.subarray(p0, p1) as TensorData;
+                const b = toF32(t.dtype, bRaw, scratch.get(0, m));
+                const d = scratch.get(1, m);
+                combineInto(pieces(ins, p0, p1), s, m, d);
+                const o32 = scratch.get(2, m);
+                addInto(b, d, o32, m);
+                const oRaw = out.subarray(p0, p1) as TensorData;
+                fromF32(dOut, o32, oRaw);
+                if (spool === undefined) continue;
+                // what remove will compute: round(f32(out) - d) in the base dtype; record where it misses the base bits
+                const back = toF32(dOut, oRaw, scratch.get(3, m));
+                subInto(back, d, m);
+                const c2 = fromF32(t.dtype, back, scratch.raw(t.dtype, 4, m));
+                if (t.dtype === 'F32') diffBits32(bRaw as Float32Array, c2 as Float32Array, m, c.offset + p0, records);
+                else diffBits16(bRaw as Uint16Array, c2 as Uint16Array, m, c.offset + p0, records);
               }
             },
             async afterChunk() {
@@ -484,8 +530,7 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
             shape: t.shape,
             inputs: [{ reader: model, tensor: t.name }, ...vs.map((k) => ({ reader: vectors[k]!, tensor: t.name }))],
             outputs: [{ sink: 0, dtype: t.dtype, raw: true }],
-            scratchBytesPerElement: 8,
-            async prepare() {
+                        async prepare() {
               cursor = 0;
               if (u !== undefined && u.reader.has(t.name + UNDO_INDEX_SUFFIX)) {
                 fixIdx = (await u.reader.read(t.name + UNDO_INDEX_SUFFIX)).data as Uint32Array;
@@ -494,12 +539,16 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
             },
             emit(ins, outs, c) {
               const n = c.numel;
-              const d = scratch.get(1, n);
-              combineInto(ins.slice(1) as Float32Array[], s, n, d);
-              const m = ins[0] as Float32Array;
-              const back = scratch.get(3, n);
-              for (let i = 0; i < n; i++) back[i] = m[i]! - d[i]!;
-              fromF32(t.dtype, back, outs[0]);
+              const model = ins[0] as Float32Array;
+              for (let p0 = 0; p0 < n; p0 += PIECE) {
+                const p1 = Math.min(n, p0 + PIECE);
+                const m = p1 - p0;
+                const d = scratch.get(1, m);
+                combineInto(pieces(ins, p0, p1), s, m, d);
+                const back = scratch.get(3, m);
+                subTo(model.subarray(p0, p1), d, back, m);
+                fromF32(t.dtype, back, outs[0]!.subarray(p0, p1) as TensorData);
+              }
               if (fixIdx.length === 0) return;
               const bits = bitsOf(t.dtype, outs[0]!);
               const end = c.offset + n;
@@ -607,20 +656,25 @@ export async function applyVectorPath(o: ApplyPathOptions): Promise<ApplyPathRes
             shape: t.shape,
             inputs: [{ reader: base, tensor: t.name }, ...vs.map((k) => ({ reader: vectors[k]!, tensor: t.name }))],
             outputs,
-            scratchBytesPerElement: 4,
-            emit(ins, outs, c) {
+                        emit(ins, outs, c) {
               const n = c.numel;
               const b = ins[0] as Float32Array;
-              const d = scratch.get(1, n);
-              o.points.forEach((p, j) => {
-                const out = outs[j] as Float32Array;
-                if (vs.length === 0) {
-                  out.set(b.subarray(0, n));
-                  return;
+              const scales = o.points.map((p) => vs.map((k) => p.scales[k]!));
+              for (let p0 = 0; p0 < n; p0 += PIECE) {
+                const p1 = Math.min(n, p0 + PIECE);
+                const m = p1 - p0;
+                const bp = b.subarray(p0, p1);
+                const vp = pieces(ins, p0, p1);
+                const d = scratch.get(1, m);
+                for (let j = 0; j < o.points.length; j++) {
+                  const out = (outs[j] as Float32Array).subarray(p0, p1);
+                  if (vs.length === 0) out.set(bp);
+                  else {
+                    combineInto(vp, scales[j]!, m, d);
+                    addInto(bp, d, out, m);
+                  }
                 }
-                combineInto(ins.slice(1) as Float32Array[], vs.map((k) => p.scales[k]!), n, d);
-                for (let i = 0; i < n; i++) out[i] = b[i]! + d[i]!;
-              });
+              }
             },
           };
         });

@@ -68,6 +68,10 @@ export function checkVectorDtype(dtype: DType | undefined): DType {
   return d;
 }
 
+function diffInto(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) out[i] = a[i]! - b[i]!;
+}
+
 /** A job emitting f32(a) - f32(b) for one shared tensor, dense. */
 function denseDiffJob(t: TensorInfo, ft: CheckpointReader, base: CheckpointReader, dtype: DType): StreamJob {
   return {
@@ -79,10 +83,7 @@ function denseDiffJob(t: TensorInfo, ft: CheckpointReader, base: CheckpointReade
     ],
     outputs: [{ sink: 0, dtype }],
     emit(ins, outs, c) {
-      const f = ins[0] as Float32Array;
-      const b = ins[1] as Float32Array;
-      const o = outs[0] as Float32Array;
-      for (let i = 0; i < c.numel; i++) o[i] = f[i]! - b[i]!;
+      diffInto(ins[0] as Float32Array, ins[1] as Float32Array, outs[0] as Float32Array, c.numel);
     },
   };
 }
