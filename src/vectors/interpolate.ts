@@ -13,6 +13,7 @@ import { isFloatDType, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/tensor.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { formatAlpha } from './grid.js';
+import { slerpCoefficients } from '../merge/methods/slerp.js';
 import { pairTensors } from './pairing.js';
 import { runStream, type StreamJob, type StreamProgress } from './stream.js';
 
@@ -27,6 +28,11 @@ export interface InterpolateOptions {
   /** θ_new */
   to: string;
   alphas: readonly number[];
+  /**
+   * `linear` (default): (1 − α)·θ_from + α·θ_to. `slerp`: spherical interpolation per tensor over the flattened
+   * tensor, with mergekit's slerp formula and 0.9995 colinearity fallback (the merge method `slerp`, t = α).
+   */
+  method?: 'linear' | 'slerp';
   /** one α: the output (file, folder or .onnx). Several: a folder holding one model folder per α (formatAlpha). */
   out: string;
   /** diagonal Fisher of `from` / `to`: safetensors with the same tensor names and shapes, values >= 0 */
@@ -188,6 +194,9 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
   const floor = options.fisherFloor ?? DEFAULT_FISHER_FLOOR;
   if (!(floor > 0 && floor < Infinity)) throw new UsageError('USAGE', `--fisher-floor must be a positive number (got ${String(floor)})`);
   checkAlphas(options.alphas, useFisher);
+  const method = options.method ?? 'linear';
+  if (method !== 'linear' && method !== 'slerp') throw new UsageError('USAGE', `--method must be linear or slerp (got '${String(method)}')`);
+  if (method === 'slerp' && useFisher) throw new UsageError('USAGE', 'Fisher weights apply to linear interpolation only (not --method slerp)');
   const dtype = checkOutputDtype(options.dtype);
   const alphas = [...options.alphas];
   const multi = alphas.length > 1;
@@ -216,12 +225,13 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
       }
       const out = dtype ?? t.dtype;
       decls.push({ name: t.name, dtype: out, shape: t.shape });
-      jobs.push(interpolationJob(t, from, to, fFrom, fTo, alphas, floor, out));
+      jobs.push(method === 'slerp' ? slerpJob(t, from, to, alphas, out) : interpolationJob(t, from, to, fFrom, fTo, alphas, floor, out));
     }
     const detail = (alpha: number): object => ({
       from: options.from,
       to: options.to,
       alpha,
+      method,
       ...(useFisher ? { fisherFrom: options.fisherFrom, fisherTo: options.fisherTo, fisherFloor: floor } : {}),
     });
     const paths = multi ? alphas.map((a) => join(options.out, formatAlpha(a))) : [options.out];
@@ -256,6 +266,47 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
   } finally {
     await closeAllCheckpoints(readers);
   }
+}
+
+/** SLERP per tensor: a statistics pass for the Gram entries (f64, element order), then s0·from + s1·to per alpha. */
+function slerpJob(t: TensorInfo, from: CheckpointReader, to: CheckpointReader, alphas: readonly number[], dtype: DType): StreamJob {
+  let g00 = 0;
+  let g11 = 0;
+  let g01 = 0;
+  let coefs: Array<{ s0: number; s1: number }> = [];
+  return {
+    name: t.name,
+    shape: t.shape,
+    inputs: [
+      { reader: from, tensor: t.name },
+      { reader: to, tensor: t.name },
+    ],
+    outputs: alphas.map((_, k) => ({ sink: k, dtype })),
+    passes: 1,
+    observe(_pass, ins, c) {
+      const a = ins[0] as Float32Array;
+      const b = ins[1] as Float32Array;
+      for (let i = 0; i < c.numel; i++) {
+        const x = a[i]!;
+        const y = b[i]!;
+        g00 += x * x;
+        g11 += y * y;
+        g01 += x * y;
+      }
+    },
+    emit(ins, outs, c) {
+      if (c.r0 === 0) coefs = alphas.map((al) => slerpCoefficients(al, g00, g11, g01));
+      const a = ins[0] as Float32Array;
+      const b = ins[1] as Float32Array;
+      for (let k = 0; k < alphas.length; k++) {
+        const o = outs[k] as Float32Array;
+        const { s0, s1 } = coefs[k]!;
+        if (alphas[k] === 0) o.set(a.subarray(0, c.numel));
+        else if (alphas[k] === 1) o.set(b.subarray(0, c.numel));
+        else for (let i = 0; i < c.numel; i++) o[i] = s0 * a[i]! + s1 * b[i]!;
+      }
+    },
+  };
 }
 
 function interpolationJob(

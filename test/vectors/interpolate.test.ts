@@ -370,3 +370,30 @@ describe('interpolate and soup commands', () => {
     expect(e.code).toBe('USAGE');
   });
 });
+
+describe('slerp interpolation', () => {
+  it('equals the slerp merge method per tensor, for every alpha in one pass', async () => {
+    const { mergeTensors } = await import('../../src/merge/run.js');
+    const { getMethod } = await import('../../src/merge/registry.js');
+    const { tempDir: td, tinyValues: tv, writeModel: wm, TINY_SHAPES: shapes } = await import('../plan/helpers.js');
+    const { openCheckpointPath: open } = await import('../../src/io/open.js');
+    const { join: j } = await import('node:path');
+    const root = await td();
+    await wm(j(root, 'a'), tv(1, 0.5));
+    await wm(j(root, 'b'), tv(2, 0.5));
+    const res = await interpolateModels({ from: j(root, 'a'), to: j(root, 'b'), alphas: [0.25, 0.6], out: j(root, 'out'), method: 'slerp', budgetBytes: 40 });
+    const a = await open(j(root, 'a'));
+    const b = await open(j(root, 'b'));
+    for (const [k, alpha] of [0.25, 0.6].entries()) {
+      const o = await open(res.outputs[k]!.path);
+      for (const name of Object.keys(shapes)) {
+        const want = mergeTensors(getMethod('slerp'), { base: await a.readF32(name), models: [await b.readF32(name)] }, { params: { t: alpha }, modelParams: [{}] });
+        expect(Array.from(await o.readF32(name))).toEqual(Array.from(want));
+      }
+      await o.close();
+    }
+    await a.close();
+    await b.close();
+    await expect(interpolateModels({ from: j(root, 'a'), to: j(root, 'b'), alphas: [0.5], out: j(root, 'x'), method: 'slerp', fisherFrom: j(root, 'a'), fisherTo: j(root, 'b') })).rejects.toMatchObject({ code: 'USAGE' });
+  });
+});

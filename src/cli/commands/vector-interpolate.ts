@@ -41,6 +41,7 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
         .option('alphas', { type: 'string', describe: 'a grid start:stop:step (0:1:0.1) or a list (0.2,0.5,0.8); one folder per alpha under --out' })
         .option('fisher-from', { type: 'string', describe: 'diagonal Fisher of --from (safetensors, same tensor names and shapes)' })
         .option('fisher-to', { type: 'string', describe: 'diagonal Fisher of --to' })
+        .option('method', { type: 'string', choices: ['linear', 'slerp'], default: 'linear', describe: 'linear (WiSE-FT/BCWI) or slerp per tensor' })
         .option('fisher-floor', { type: 'string', describe: 'f_min: Fisher values below it count as it (default 1e-8)' })
         .option('out', { type: 'string', demandOption: true, describe: 'x.safetensors, a folder, or x.onnx (one alpha); a folder (several)' })
         .option('dtype', { type: 'string', describe: 'output float dtype bf16, f16 or f32 (default: that of --from)' })
@@ -68,6 +69,7 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
           to: String(argv.to),
           alphas,
           out: String(argv.out),
+          method: argv.method as 'linear' | 'slerp',
           ...(argv['fisher-from'] !== undefined ? { fisherFrom: String(argv['fisher-from']) } : {}),
           ...(argv['fisher-to'] !== undefined ? { fisherTo: String(argv['fisher-to']) } : {}),
           ...(fisherFloor !== undefined ? { fisherFloor } : {}),
