@@ -1,15 +1,15 @@
 // Merge benchmark: a ~1B-parameter Llama-shaped bf16 family (base + 3 fine-tunes) in the OS temp dir; `weightkit
 // merge` with ties (density 0.5) run as a child process (wall clock, peak RSS) against the I/O floor measured in the
-// same run (plain 16 MiB-chunk reads of all inputs + a write of one output, warm cache); plus a 7B-shaped dry run on
+// same run (plain 16 MiB-chunk reads of all inputs + a write of one output, warm cache, in rounds interleaved with the
+// runs: medians); plus a 7B-shaped dry run on
 // sparse files (headers real, data holes) for the plan's memory estimate. Targets: ratio <= 1.5, RSS < 1.5 GB.
 
 import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openCheckpointPath } from '../src/io/open.js';
 import { planSafetensors } from '../src/io/safetensors/writer.js';
 import { buildPlan } from '../src/plan/merge.js';
-import { childError, cliCommand, ioFloor, llamaConfig, runNode, sync } from './child.js';
+import { childError, cliCommand, ioFloor, llamaConfig, pairedRuns, runNode } from './child.js';
 import { plainRead, writeLlamaFile } from './io.js';
 import { LLAMA_1B, LLAMA_7B, llamaDecls, type LlamaShape } from './llama.js';
 import type { BenchResult } from './types.js';
@@ -56,11 +56,6 @@ async function writeSparseLlama(path: string, shape: LlamaShape): Promise<number
   return layout.fileByteLength;
 }
 
-async function dirBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const f of await readdir(dir)) if (f.endsWith('.safetensors')) n += (await stat(join(dir, f))).size;
-  return n;
-}
 
 export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchResult[]> {
   const shape = opts.shape ?? LLAMA_1B;
@@ -87,56 +82,55 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
     const recipe = join(dir, 'ties.yaml');
     await writeFile(recipe, recipeText('ties', density));
 
-    // (a) the I/O floor, warm cache
+    // (a) the I/O floor, warm cache: measured in rounds interleaved with each configuration's runs (below), since
+    // this VM's write speed depends on how many dirty pages are pending; plus a standalone best-of-rounds figure
     for (const f of inputs) await plainRead(f);
-    const floors: number[] = [];
-    for (let r = 0; r < rounds; r++) {
-      sync();
-      floors.push(await ioFloor(inputs, join(dir, 'floor.bin'), modelBytes));
-    }
-    const floor = Math.min(...floors);
     const moved = 5 * modelBytes;
-    results.push({ name: 'merge: I/O floor (read 4 + write 1, warm)', value: moved / 1e9 / floor, unit: 'GB/s', note: `${floor.toFixed(2)} s (rounds: ${floors.map((x) => x.toFixed(2)).join(', ')})` });
-
-    // (b) weightkit merge as a child process: one thread, then the CLI's default (one per core)
-    const cli = await cliCommand(dir);
+    const floorFile = join(dir, 'floor.bin');
     const out = join(dir, 'out');
-    const cores = availableParallelism();
-    const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [1, undefined] : [undefined];
-    for (const threads of threadRuns) {
-      const label = threads === undefined ? `default (${cores} threads)` : `--threads ${threads}`;
-      const [plan] = await buildPlan(recipe, { out, ...(threads ? { threads } : {}) });
-      const estimate = plan!.memory.peakBytes / 1e9;
-      const cliArgs = [...cli.args, 'merge', recipe, '--out', out, '--quiet', '--overwrite', ...(threads ? ['--threads', String(threads)] : [])];
+    const reset = async (): Promise<void> => {
+      await rm(floorFile, { force: true });
       await rm(out, { recursive: true, force: true });
-      sync();
-      const run = await runNode(cliArgs, dir);
-      if (run.code !== 0) {
-        results.push({ name: `merge: ties, ${label}: FAILED`, value: run.code ?? -1, unit: 'exit', note: childError(run.stderr) });
-        continue;
-      }
-      const outBytes = await dirBytes(out);
-      const r = await openCheckpointPath(out);
-      const tensors = r.tensors().length;
-      await r.close();
-      results.push(
-        { name: `merge: ties d=${density}, ${label}`, value: moved / 1e9 / run.seconds, unit: 'GB/s', note: `${run.seconds.toFixed(2)} s wall (child), ${tensors} tensors, ${(outBytes / 1e9).toFixed(2)} GB out; ${cli.note}` },
-        { name: `merge: time / I/O floor, ${label}`, value: run.seconds / floor, unit: 'x', note: 'target <= 1.5' },
-        { name: `merge: peak RSS, ${label}`, value: run.maxRssBytes / 1e9, unit: 'GB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GB (${run.rssSource})` },
-      );
-    }
-    // a one-pass method for comparison: task_arithmetic at the default thread count
+    };
+    const floorRun = (): Promise<number> => ioFloor(inputs, floorFile, modelBytes);
+
+    // (b) weightkit merge as a child process: one thread, then the CLI's default (one per core); then
+    // task_arithmetic (one pass over the inputs) for comparison
+    const cli = await cliCommand(dir);
+    const cores = availableParallelism();
     const taRecipe = join(dir, 'ta.yaml');
     await writeFile(taRecipe, recipeText('task_arithmetic', 1));
-    await rm(out, { recursive: true, force: true });
-    sync();
-    const ta = await runNode([...cli.args, 'merge', taRecipe, '--out', out, '--quiet', '--overwrite'], dir);
-    if (ta.code === 0) {
+    const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [1, undefined] : [undefined];
+    const configs = [
+      ...threadRuns.map((threads) => ({ method: 'ties', recipe, threads })),
+      { method: 'task_arithmetic', recipe: taRecipe, threads: undefined as number | undefined },
+    ];
+    for (const c of configs) {
+      const label = `${c.method}${c.method === 'ties' ? ` d=${density}` : ''}, ${c.threads === undefined ? `default (${cores} threads)` : `--threads ${c.threads}`}`;
+      const [plan] = await buildPlan(c.recipe, { out, ...(c.threads ? { threads: c.threads } : {}) });
+      const estimate = plan!.memory.peakBytes / 1e9;
+      const cliArgs = [...cli.args, 'merge', c.recipe, '--out', out, '--quiet', '--overwrite', ...(c.threads ? ['--threads', String(c.threads)] : [])];
+      let failed = '';
+      let rss = 0;
+      let rssSource = '';
+      const p = await pairedRuns(rounds, reset, floorRun, async () => {
+        const run = await runNode(cliArgs, dir);
+        if (run.code !== 0) failed = childError(run.stderr);
+        rss = Math.max(rss, run.maxRssBytes);
+        rssSource = run.rssSource;
+        return run.seconds;
+      });
+      if (failed) {
+        results.push({ name: `merge: ${label}: FAILED`, value: -1, unit: 'exit', note: failed });
+        continue;
+      }
       results.push(
-        { name: `merge: task_arithmetic, default (${cores} threads)`, value: moved / 1e9 / ta.seconds, unit: 'GB/s', note: `${ta.seconds.toFixed(2)} s wall (child)` },
-        { name: 'merge: time / I/O floor, task_arithmetic', value: ta.seconds / floor, unit: 'x', note: 'one pass over the inputs' },
+        { name: `merge: ${label}`, value: p.toolMedian, unit: 's', note: `median of ${rounds} (${p.tool.map((x) => x.toFixed(2)).join(', ')}), ${(moved / 1e9 / p.toolMedian).toFixed(2)} GB/s moved; ${cli.note}` },
+        { name: `merge: I/O floor (read 4 + write 1), with ${label}`, value: p.floorMedian, unit: 's', note: `median of ${rounds} (${p.floor.map((x) => x.toFixed(2)).join(', ')}), interleaved` },
+        { name: `merge: time / I/O floor, ${label}`, value: p.ratio, unit: 'x', note: c.method === 'ties' ? 'target <= 1.5 (median of per-round ratios)' : 'one pass over the inputs' },
+        { name: `merge: peak RSS, ${label}`, value: rss / 1e9, unit: 'GB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GB (${rssSource})` },
       );
-    } else results.push({ name: 'merge: task_arithmetic: FAILED', value: ta.code ?? -1, unit: 'exit', note: childError(ta.stderr) });
+    }
     await rm(out, { recursive: true, force: true });
     for (const m of MODELS) await rm(join(dir, m), { recursive: true, force: true });
 
