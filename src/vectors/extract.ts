@@ -22,8 +22,8 @@ import {
   type VectorMeta,
 } from './format.js';
 import { pairTensors } from './pairing.js';
-import { quantJob, type QuantizeSpec, type QuantStats } from './quantize.js';
-import { runStream, type StreamJob, type StreamProgress } from './stream.js';
+import { differenceOf, quantJob, totalQuantError, type QuantizeSpec, type QuantStats } from './quantize.js';
+import { runStream, type JobInput, type StreamJob, type StreamProgress } from './stream.js';
 
 export const VECTOR_DTYPES: readonly DType[] = ['F32', 'BF16', 'F16'];
 
@@ -68,6 +68,14 @@ export function checkVectorDtype(dtype: DType | undefined): DType {
   return d;
 }
 
+/** The inputs of a difference job: the fine-tuned tensor, then the base's. */
+function pairInputs(t: TensorInfo, ft: CheckpointReader, base: CheckpointReader): JobInput[] {
+  return [
+    { reader: ft, tensor: t.name },
+    { reader: base, tensor: t.name },
+  ];
+}
+
 function diffInto(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void {
   for (let i = 0; i < n; i++) out[i] = a[i]! - b[i]!;
 }
@@ -77,10 +85,7 @@ function denseDiffJob(t: TensorInfo, ft: CheckpointReader, base: CheckpointReade
   return {
     name: t.name,
     shape: t.shape,
-    inputs: [
-      { reader: ft, tensor: t.name },
-      { reader: base, tensor: t.name },
-    ],
+    inputs: pairInputs(t, ft, base),
     outputs: [{ sink: 0, dtype }],
     emit(ins, outs, c) {
       diffInto(ins[0] as Float32Array, ins[1] as Float32Array, outs[0] as Float32Array, c.numel);
@@ -103,10 +108,7 @@ function sparseDiffJob(t: TensorInfo, ft: CheckpointReader, base: CheckpointRead
   return {
     name: t.name,
     shape: t.shape,
-    inputs: [
-      { reader: ft, tensor: t.name },
-      { reader: base, tensor: t.name },
-    ],
+    inputs: pairInputs(t, ft, base),
     outputs: [
       { sink: 0, dtype: 'U32', tensor: t.name + SPARSE_INDEX_SUFFIX, append: true },
       { sink: 0, dtype, tensor: t.name + SPARSE_VALUE_SUFFIX, append: true },
@@ -183,7 +185,7 @@ export async function extractVector(options: ExtractOptions): Promise<ExtractRes
           storedBytes += k * (4 + DTYPE_INFO[dtype].bytes);
           jobs.push(sparseDiffJob(t, ft, base, dtype, k));
         } else if (options.quantize !== undefined) {
-          const q = quantJob(t, ft, base, options.quantize, encodings, quantStats);
+          const q = quantJob(t, pairInputs(t, ft, base), differenceOf(), options.quantize, encodings, quantStats);
           decls.push(q.decl, q.rangeDecl);
           storedBytes += t.numel * DTYPE_INFO[q.decl.dtype].bytes + 16;
           jobs.push(q.job);
@@ -227,17 +229,8 @@ export async function extractVector(options: ExtractOptions): Promise<ExtractRes
         denseF32Bytes,
         fingerprint,
       };
-      if (quantStats.length > 0) {
-        let err = 0;
-        let ref = 0;
-        let maxAbs = 0;
-        for (const s of quantStats) {
-          err += s.errSq;
-          ref += s.refSq;
-          maxAbs = Math.max(maxAbs, s.maxAbs);
-        }
-        result.quantization = { relL2: ref > 0 ? Math.sqrt(err / ref) : 0, maxAbs };
-      }
+      const quantization = totalQuantError(quantStats);
+      if (quantization !== undefined) result.quantization = quantization;
       return result;
     } finally {
       await ft.close();

@@ -3,7 +3,7 @@
 // (F64 [2]), measuring the reconstruction error on the way.
 
 import { UsageError } from '../errors.js';
-import type { CheckpointReader, TensorDecl, TensorInfo } from '../io/types.js';
+import type { TensorDecl, TensorInfo } from '../io/types.js';
 import {
   dequantizeLinearInto,
   dequantizeLogInto,
@@ -14,7 +14,7 @@ import {
   type Codes,
 } from '../tensor/vector-codecs.js';
 import { QUANT_CODE_SUFFIX, QUANT_RANGE_SUFFIX, type TensorEncoding } from './format.js';
-import type { StreamJob } from './stream.js';
+import type { ChunkInputs, StreamJob } from './stream.js';
 
 export interface QuantizeSpec {
   scheme: 'linear' | 'log';
@@ -44,14 +44,41 @@ export interface QuantStats {
   maxAbs: number;
 }
 
+/** Values of a chunk: f32(ins[0]) - f32(ins[1]), in a buffer of the returned function's own. */
+export function differenceOf(): (ins: ChunkInputs, n: number) => Float32Array {
+  let d = new Float32Array(0);
+  return (ins, n) => {
+    const x = ins[0] as Float32Array;
+    const y = ins[1] as Float32Array;
+    if (d.length < n) d = new Float32Array(n);
+    for (let i = 0; i < n; i++) d[i] = x[i]! - y[i]!;
+    return d.subarray(0, n);
+  };
+}
+
+/** Relative L2 error over all quantised tensors and the largest absolute error; undefined when none was quantised. */
+export function totalQuantError(stats: readonly QuantStats[]): { relL2: number; maxAbs: number } | undefined {
+  if (stats.length === 0) return undefined;
+  let err = 0;
+  let ref = 0;
+  let maxAbs = 0;
+  for (const s of stats) {
+    err += s.errSq;
+    ref += s.refSq;
+    maxAbs = Math.max(maxAbs, s.maxAbs);
+  }
+  return { relL2: ref > 0 ? Math.sqrt(err / ref) : 0, maxAbs };
+}
+
 /**
- * The job quantising one tensor whose values are f32(ins[0]) - f32(ins[1]) (when `b` is given) or ins[0]. Appends
- * its encoding to `encodings` and its error to `stats` (filled when the job has run).
+ * The job quantising one tensor whose chunk values `values(ins, n)` computes from the job's `inputs` (e.g.
+ * differenceOf() over [fine-tuned, base]). Adds its encoding to `encodings` and its error to `stats` (filled when
+ * the job has run); `range()` is the quantiser's range once the job ran, to be written as the range tensor.
  */
 export function quantJob(
   t: TensorInfo,
-  a: CheckpointReader,
-  b: CheckpointReader | undefined,
+  inputs: StreamJob['inputs'],
+  values: (ins: ChunkInputs, n: number) => Float32Array,
   spec: QuantizeSpec,
   encodings: Record<string, TensorEncoding>,
   stats: QuantStats[],
@@ -64,25 +91,13 @@ export function quantJob(
   const log = { lo: Infinity, hi: -Infinity };
   const st: QuantStats = { tensor: t.name, errSq: 0, refSq: 0, maxAbs: 0 };
   stats.push(st);
-  let d = new Float32Array(0);
   let back = new Float32Array(0);
-  const values = (ins: readonly unknown[], n: number): Float32Array => {
-    const x = ins[0] as Float32Array;
-    if (b === undefined) return x.subarray(0, n);
-    const y = ins[1] as Float32Array;
-    if (d.length < n) d = new Float32Array(n);
-    for (let i = 0; i < n; i++) d[i] = x[i]! - y[i]!;
-    return d.subarray(0, n);
-  };
   const rows = t.shape.length === 0 ? 1 : t.shape[0]!;
   let rangeWritten = false;
   const job: StreamJob = {
     name: t.name,
     shape: t.shape,
-    inputs: b === undefined ? [{ reader: a, tensor: t.name }] : [
-      { reader: a, tensor: t.name },
-      { reader: b, tensor: t.name },
-    ],
+    inputs,
     outputs: [{ sink: 0, dtype: codeDtype, tensor: decl.name }],
     passes: 1,
     observe(_pass, ins, c) {
@@ -111,7 +126,6 @@ export function quantJob(
       if (c.r1 >= rows) rangeWritten = true;
     },
   };
-  /** the range, valid once the job ran */
   const range = (): Float64Array => {
     if (!rangeWritten && t.numel > 0) throw new Error(`quantisation range of ${t.name} requested before its job ran`);
     if (spec.scheme === 'linear') return Float64Array.of(t.numel === 0 ? 0 : lin.min, t.numel === 0 ? 0 : lin.max);

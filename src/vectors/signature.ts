@@ -15,28 +15,17 @@ import { openCheckpointPath } from '../io/open.js';
 import { openCheckpointSink } from '../io/sink.js';
 import type { CheckpointReader, TensorDecl, TensorInfo } from '../io/types.js';
 import { inferLayout } from '../plan/layout.js';
-import {
-  dequantizeLinearInto,
-  dequantizeLogInto,
-  encodeLinearInto,
-  encodeLogInto,
-  updateLinearRange,
-  updateLogRange,
-  type Codes,
-} from '../tensor/vector-codecs.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import {
   encodeVectorMeta,
   fingerprintCheckpoint,
-  QUANT_CODE_SUFFIX,
-  QUANT_RANGE_SUFFIX,
   VECTOR_FORMAT_VERSION,
   type TensorEncoding,
   type VectorMeta,
 } from './format.js';
 import { pairTensors } from './pairing.js';
-import type { QuantizeSpec, QuantStats } from './quantize.js';
-import { runStream, type StreamJob, type StreamProgress } from './stream.js';
+import { quantJob, totalQuantError, type QuantizeSpec, type QuantStats } from './quantize.js';
+import { runStream, type ChunkInputs, type StreamJob, type StreamProgress } from './stream.js';
 
 export interface SignatureOptions {
   /** the pretrained model both fine-tunes started from */
@@ -271,76 +260,6 @@ function denseRwsJob(t: TensorInfo, pre: CheckpointReader, clean: CheckpointRead
   };
 }
 
-/**
- * Quantised RWS of one tensor: a range pass, then codes; the same storage and error accounting as quantize.ts's
- * quantJob, whose values are restricted to x - y or x (a candidate to move there as a values callback).
- */
-function quantRwsJob(
-  t: TensorInfo,
-  pre: CheckpointReader,
-  clean: CheckpointReader,
-  robust: CheckpointReader,
-  k: number,
-  spec: QuantizeSpec,
-  encodings: Record<string, TensorEncoding>,
-  stats: QuantStats[],
-): { decls: TensorDecl[]; job: StreamJob; range: () => Float64Array; rangeName: string } {
-  const codeDtype = spec.levels <= 256 ? 'U8' : 'U16';
-  const decl: TensorDecl = { name: t.name + QUANT_CODE_SUFFIX, dtype: codeDtype, shape: t.shape };
-  const rangeDecl: TensorDecl = { name: t.name + QUANT_RANGE_SUFFIX, dtype: 'F64', shape: [2] };
-  encodings[t.name] = { enc: spec.scheme, shape: [...t.shape], levels: spec.levels };
-  const lin = { min: Infinity, max: -Infinity };
-  const log = { lo: Infinity, hi: -Infinity };
-  const st: QuantStats = { tensor: t.name, errSq: 0, refSq: 0, maxAbs: 0 };
-  stats.push(st);
-  let v = new Float32Array(0);
-  let back = new Float32Array(0);
-  const values = (ins: readonly unknown[], n: number): Float32Array => {
-    if (v.length < n) v = new Float32Array(n);
-    return rwsInto(ins, n, k, v.subarray(0, n));
-  };
-  let ran = false;
-  const rows = t.shape.length === 0 ? 1 : t.shape[0]!;
-  const job: StreamJob = {
-    name: t.name,
-    shape: t.shape,
-    inputs: inputsOf(t, pre, clean, robust),
-    outputs: [{ sink: 0, dtype: codeDtype, tensor: decl.name }],
-    passes: 1,
-    observe(_pass, ins, c) {
-      const x = values(ins, c.numel);
-      if (spec.scheme === 'linear') updateLinearRange(x, lin);
-      else updateLogRange(x, log);
-    },
-    emit(ins, outs, c) {
-      const x = values(ins, c.numel);
-      const codes = outs[0] as Codes;
-      if (back.length < c.numel) back = new Float32Array(c.numel);
-      const r = back.subarray(0, c.numel);
-      if (spec.scheme === 'linear') {
-        encodeLinearInto(x, lin.min, lin.max, spec.levels, codes);
-        dequantizeLinearInto({ codes, min: lin.min, max: lin.max, levels: spec.levels }, 0, c.numel, r);
-      } else {
-        encodeLogInto(x, log.lo, log.hi, spec.levels, codes);
-        dequantizeLogInto({ codes, lo: log.lo, hi: log.hi, levels: spec.levels }, 0, c.numel, r);
-      }
-      for (let i = 0; i < c.numel; i++) {
-        const e = Math.abs(x[i]! - r[i]!);
-        st.errSq += e * e;
-        st.refSq += x[i]! * x[i]!;
-        if (e > st.maxAbs) st.maxAbs = e;
-      }
-      if (c.r1 >= rows) ran = true;
-    },
-  };
-  const range = (): Float64Array => {
-    if (!ran && t.numel > 0) throw new Error(`quantisation range of ${t.name} requested before its job ran`);
-    if (spec.scheme === 'linear') return Float64Array.of(t.numel === 0 ? 0 : lin.min, t.numel === 0 ? 0 : lin.max);
-    return log.lo > log.hi ? Float64Array.of(0, 0) : Float64Array.of(log.lo, log.hi);
-  };
-  return { decls: [decl, rangeDecl], job, range, rangeName: rangeDecl.name };
-}
-
 /** The float tensors all three checkpoints share (same names and shapes required), in pre's order. */
 function pairThree(pre: CheckpointReader, clean: CheckpointReader, robust: CheckpointReader): { shared: TensorInfo[]; skipped: string[] } {
   const pc = pairTensors(pre, clean, { roles: ['pretrained model', 'clean model'] });
@@ -482,10 +401,15 @@ export async function extractSignature(o: SignatureOptions): Promise<SignatureRe
       const t = info.get(name)!;
       const k = coefficient(stats.get(name)!);
       if (o.quantize !== undefined) {
-        const q = quantRwsJob(t, pre, clean, robust, k, o.quantize, encodings, quantStats);
-        decls.push(...q.decls);
+        let buf = new Float32Array(0);
+        const values = (ins: ChunkInputs, n: number): Float32Array => {
+          if (buf.length < n) buf = new Float32Array(n);
+          return rwsInto(ins, n, k, buf.subarray(0, n));
+        };
+        const q = quantJob(t, inputsOf(t, pre, clean, robust), values, o.quantize, encodings, quantStats);
+        decls.push(q.decl, q.rangeDecl);
         jobs.push(q.job);
-        ranges.push({ name: q.rangeName, range: q.range });
+        ranges.push({ name: q.rangeDecl.name, range: q.range });
       } else {
         decls.push({ name, dtype: 'F32', shape: t.shape });
         jobs.push(denseRwsJob(t, pre, clean, robust, k));
@@ -525,17 +449,8 @@ export async function extractSignature(o: SignatureOptions): Promise<SignatureRe
       throw e;
     }
     const result: SignatureResult = { out: o.out, selected, table, fingerprint };
-    if (quantStats.length > 0) {
-      let err = 0;
-      let ref = 0;
-      let maxAbs = 0;
-      for (const s of quantStats) {
-        err += s.errSq;
-        ref += s.refSq;
-        maxAbs = Math.max(maxAbs, s.maxAbs);
-      }
-      result.quantization = { relL2: ref > 0 ? Math.sqrt(err / ref) : 0, maxAbs };
-    }
+    const quantization = totalQuantError(quantStats);
+    if (quantization !== undefined) result.quantization = quantization;
     return result;
   } finally {
     for (const r of readers.reverse()) await r.close();
