@@ -180,6 +180,33 @@ export function keepJob(t: TensorInfo, reader: CheckpointReader, sinks: number, 
 }
 
 /**
+ * Jobs and output declarations for a model written from `first`'s tensor list: `make(t, dtype)` for the tensors in
+ * `shared`, the others (non-float, or on one side only) kept unchanged from `first` into every one of `sinks` sinks.
+ */
+export function modelJobs(
+  first: CheckpointReader,
+  shared: ReadonlySet<string>,
+  sinks: number,
+  dtype: DType | undefined,
+  make: (t: TensorInfo, out: DType) => StreamJob,
+): { decls: TensorDecl[]; jobs: StreamJob[] } {
+  const decls: TensorDecl[] = [];
+  const jobs: StreamJob[] = [];
+  for (const t of first.tensors()) {
+    if (!shared.has(t.name)) {
+      const job = keepJob(t, first, sinks, dtype);
+      decls.push({ name: t.name, dtype: job.outputs[0]!.dtype, shape: t.shape });
+      jobs.push(job);
+      continue;
+    }
+    const out = dtype ?? t.dtype;
+    decls.push({ name: t.name, dtype: out, shape: t.shape });
+    jobs.push(make(t, out));
+  }
+  return { decls, jobs };
+}
+
+/**
  * Interpolate `from` → `to` at every α of `alphas`, all in one pass over the inputs. Plain: θ = (1 − α)·θ_from +
  * α·θ_to. With Fisher files: c_old = (1 − α)·max(F_from, f_min), c_new = α·max(F_to, f_min), θ = (c_old·θ_from +
  * c_new·θ_to)/(c_old + c_new). α = 0 and α = 1 copy the endpoint's values. Several alphas go to
@@ -213,20 +240,9 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
       checkFisher(fTo, pairing.shared);
     }
     const shared = new Set(pairing.shared.map((t) => t.name));
-    const decls: TensorDecl[] = [];
-    const jobs: StreamJob[] = [];
-    for (const t of from.tensors()) {
-      if (!shared.has(t.name)) {
-        // non-float, or only in `from` (allowMissing): kept unchanged
-        const job = keepJob(t, from, alphas.length, dtype);
-        decls.push({ name: t.name, dtype: job.outputs[0]!.dtype, shape: t.shape });
-        jobs.push(job);
-        continue;
-      }
-      const out = dtype ?? t.dtype;
-      decls.push({ name: t.name, dtype: out, shape: t.shape });
-      jobs.push(method === 'slerp' ? slerpJob(t, from, to, alphas, out) : interpolationJob(t, from, to, fFrom, fTo, alphas, floor, out));
-    }
+    const { decls, jobs } = modelJobs(from, shared, alphas.length, dtype, (t, out) =>
+      method === 'slerp' ? slerpJob(t, from, to, alphas, out) : interpolationJob(t, from, to, fFrom, fTo, alphas, floor, out),
+    );
     const detail = (alpha: number): object => ({
       from: options.from,
       to: options.to,
@@ -425,39 +441,27 @@ export async function fisherAverage(options: FisherAverageOptions): Promise<Fish
         lambdas = lambdas.map((l, i) => (l * inv[i]!) / total);
       }
       const sharedNames = new Set(shared.map((t) => t.name));
-      const decls: TensorDecl[] = [];
-      const jobs: StreamJob[] = [];
-      for (const t of models[0]!.tensors()) {
-        if (!sharedNames.has(t.name)) {
-          const job = keepJob(t, models[0]!, 1, dtype);
-          decls.push({ name: t.name, dtype: job.outputs[0]!.dtype, shape: t.shape });
-          jobs.push(job);
-          continue;
-        }
-        const out = dtype ?? t.dtype;
-        decls.push({ name: t.name, dtype: out, shape: t.shape });
-        const lam = lambdas;
-        jobs.push({
-          name: t.name,
-          shape: t.shape,
-          inputs: [...models.map((m) => ({ reader: m, tensor: t.name })), ...fishers.map((f) => ({ reader: f, tensor: t.name }))],
-          outputs: [{ sink: 0, dtype: out }],
-          emit(ins, outs, c) {
-            for (let i = 0; i < n; i++) assertFisherValues(ins[n + i] as Float32Array, c.numel, fishers[i]!.path, t.name, c.offset);
-            const o = outs[0] as Float32Array;
-            for (let j = 0; j < c.numel; j++) {
-              let num = 0;
-              let den = 0;
-              for (let i = 0; i < n; i++) {
-                const w = lam[i]! * ((ins[n + i] as Float32Array)[j]! + eps);
-                num += w * (ins[i] as Float32Array)[j]!;
-                den += w;
-              }
-              o[j] = num / den;
+      const lam = lambdas;
+      const { decls, jobs } = modelJobs(models[0]!, sharedNames, 1, dtype, (t, out) => ({
+        name: t.name,
+        shape: t.shape,
+        inputs: [...models.map((m) => ({ reader: m, tensor: t.name })), ...fishers.map((f) => ({ reader: f, tensor: t.name }))],
+        outputs: [{ sink: 0, dtype: out }],
+        emit(ins, outs, c) {
+          for (let i = 0; i < n; i++) assertFisherValues(ins[n + i] as Float32Array, c.numel, fishers[i]!.path, t.name, c.offset);
+          const o = outs[0] as Float32Array;
+          for (let j = 0; j < c.numel; j++) {
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < n; i++) {
+              const w = lam[i]! * ((ins[n + i] as Float32Array)[j]! + eps);
+              num += w * (ins[i] as Float32Array)[j]!;
+              den += w;
             }
-          },
-        });
-      }
+            o[j] = num / den;
+          }
+        },
+      }));
       const sink = await openCheckpointSink(options.out, decls, {
         metadata: modelMetadata('fisher_average', { models: options.models, fishers: options.fishers, lambdas, epsilon: eps }),
         overwrite: options.overwrite,

@@ -10,7 +10,7 @@ import { fromF32 } from '../tensor/convert.js';
 import { isFloatDType, type DType, type TensorData } from '../tensor/dtype.js';
 import { formatShape, shapesEqual, type Tensor } from '../tensor/tensor.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
-import { checkOutputDtype, keepJob, openAllCheckpoints, closeAllCheckpoints, pairAll } from './interpolate.js';
+import { checkOutputDtype, modelJobs, openAllCheckpoints, closeAllCheckpoints, pairAll } from './interpolate.js';
 import { interrupted, runStream, type StreamJob, type StreamProgress } from './stream.js';
 
 export interface UniformSoupOptions {
@@ -189,27 +189,15 @@ export async function uniformSoup(options: UniformSoupOptions): Promise<UniformS
   try {
     const { shared, skipped } = pairAll(readers);
     const sharedNames = new Set(shared.map((t) => t.name));
-    const decls: TensorDecl[] = [];
-    const jobs: StreamJob[] = [];
-    for (const t of readers[0]!.tensors()) {
-      if (!sharedNames.has(t.name)) {
-        const job = keepJob(t, readers[0]!, 1, dtype);
-        decls.push({ name: t.name, dtype: job.outputs[0]!.dtype, shape: t.shape });
-        jobs.push(job);
-        continue;
-      }
-      const out = dtype ?? t.dtype;
-      decls.push({ name: t.name, dtype: out, shape: t.shape });
-      jobs.push({
-        name: t.name,
-        shape: t.shape,
-        inputs: readers.map((r) => ({ reader: r, tensor: t.name })),
-        outputs: [{ sink: 0, dtype: out }],
-        emit(ins, outs, c) {
-          meanInto(ins as Float32Array[], c.numel, outs[0] as Float32Array);
-        },
-      });
-    }
+    const { decls, jobs } = modelJobs(readers[0]!, sharedNames, 1, dtype, (t, out) => ({
+      name: t.name,
+      shape: t.shape,
+      inputs: readers.map((r) => ({ reader: r, tensor: t.name })),
+      outputs: [{ sink: 0, dtype: out }],
+      emit(ins, outs, c) {
+        meanInto(ins as Float32Array[], c.numel, outs[0] as Float32Array);
+      },
+    }));
     const sink = await openCheckpointSink(options.out, decls, {
       metadata: { format: 'pt', weightkit_version: WEIGHTKIT_VERSION, weightkit_soup: JSON.stringify({ models: options.models }) },
       overwrite: options.overwrite,
