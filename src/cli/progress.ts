@@ -69,3 +69,46 @@ export function createProgress(io: CliIo, options: { quiet: boolean; title: stri
     stop: () => undefined,
   };
 }
+
+/**
+ * Ctrl-C for long commands: the returned signal aborts on SIGINT (the library stops between chunks, removes what it
+ * staged and throws INTERRUPTED, exit code 130). Call dispose() when the command ends.
+ */
+export function interruptible(): { signal: AbortSignal; dispose: () => void } {
+  const stop = new AbortController();
+  const onSigint = (): void => stop.abort();
+  process.once('SIGINT', onSigint);
+  return { signal: stop.signal, dispose: () => process.off('SIGINT', onSigint) };
+}
+
+/** What the vector commands' streaming engine reports (structurally StreamProgress of src/vectors/stream.ts). */
+export interface StreamProgressLike {
+  tensor: string;
+  index: number;
+  count: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** Progress display plus Ctrl-C handling for one streaming command; stop() ends both (call it in a finally). */
+export function streamProgress(io: CliIo, argv: { quiet?: unknown; json?: unknown }, title: string): { onProgress: (p: StreamProgressLike) => void; signal: AbortSignal; stop: () => void } {
+  const started = Date.now();
+  const bar = createProgress(io, { quiet: Boolean(argv.quiet) || Boolean(argv.json), title });
+  const irq = interruptible();
+  return {
+    onProgress: (p) =>
+      bar.update({
+        done: p.index,
+        total: p.count,
+        bytesDone: p.bytesRead + p.bytesWritten,
+        bytesTotal: p.index > 0 ? Math.round(((p.bytesRead + p.bytesWritten) * p.count) / p.index) : 0,
+        elapsedMs: Date.now() - started,
+        label: p.tensor,
+      }),
+    signal: irq.signal,
+    stop: () => {
+      bar.stop();
+      irq.dispose();
+    },
+  };
+}

@@ -147,6 +147,17 @@ describe('vector apply / remove', () => {
     }
   });
 
+  it('an interrupted apply or extract stops with INTERRUPTED and leaves nothing behind', async () => {
+    const { dir, base, a, va } = await family('BF16');
+    const stop = new AbortController();
+    stop.abort();
+    const before = new Set(await readdir(dir));
+    await expect(applyVectors({ base, vectors: [{ path: va, scale: 1 }], out: join(dir, 'o'), signal: stop.signal })).rejects.toMatchObject({ code: 'INTERRUPTED' });
+    await expect(applyVectors({ base, vectors: [{ path: va, scale: 1 }], out: join(dir, 'o.safetensors'), signal: stop.signal })).rejects.toMatchObject({ code: 'INTERRUPTED' });
+    await expect(extractVector({ base, finetuned: a, out: join(dir, 'v2.safetensors'), signal: stop.signal })).rejects.toMatchObject({ code: 'INTERRUPTED' });
+    expect(new Set(await readdir(dir))).toEqual(before);
+  });
+
   it('never modifies its inputs and leaves nothing behind on failure', async () => {
     const { dir, base, va } = await family('BF16');
     const before = await readFile(join(base, 'model.safetensors'));

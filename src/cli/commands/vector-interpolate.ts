@@ -7,20 +7,10 @@ import { UsageError } from '../../errors.js';
 import { parseGrid } from '../../vectors/grid.js';
 import { interpolateModels } from '../../vectors/interpolate.js';
 import { uniformSoup } from '../../vectors/soup.js';
-import type { StreamProgress } from '../../vectors/stream.js';
 import { parseDTypeOption, parseSize } from '../args.js';
 import type { CommandContext } from '../main.js';
-import { createProgress, type ProgressReporter } from '../progress.js';
+import { streamProgress } from '../progress.js';
 import { formatCount } from '../render.js';
-
-function progressFor(ctx: CommandContext, argv: Record<string, unknown>, title: string): { reporter: ProgressReporter; onProgress: (p: StreamProgress) => void } {
-  const reporter = createProgress(ctx.io, { quiet: Boolean(argv['quiet']) || Boolean(argv['json']), title });
-  const t0 = Date.now();
-  return {
-    reporter,
-    onProgress: (p) => reporter.update({ done: p.index, total: p.count, bytesDone: p.bytesRead, bytesTotal: p.index > 0 ? Math.round((p.bytesRead * p.count) / p.index) : 0, elapsedMs: Date.now() - t0, label: p.tensor }),
-  };
-}
 
 function parseNumberOption(value: unknown, option: string): number {
   const s = String(value).trim();
@@ -61,7 +51,7 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
       const dtype = argv.dtype === undefined ? undefined : parseDTypeOption(argv.dtype, 'dtype', ['BF16', 'F16', 'F32']);
       const fisherFloor = argv['fisher-floor'] === undefined ? undefined : parseNumberOption(argv['fisher-floor'], 'fisher-floor');
       const budgetBytes = argv['memory-budget'] === undefined ? undefined : parseSize(argv['memory-budget'], 'memory-budget');
-      const { reporter, onProgress } = progressFor(ctx, argv, 'interpolate');
+      const { onProgress, signal, stop } = streamProgress(ctx.io, argv, 'interpolate');
       let r;
       try {
         r = await interpolateModels({
@@ -78,9 +68,10 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
           allowMissing: Boolean(argv['allow-missing']),
           overwrite: Boolean(argv.overwrite),
           onProgress,
+          signal,
         });
       } finally {
-        reporter.stop();
+        stop();
       }
       if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
       else if (!argv.quiet) {
@@ -113,7 +104,7 @@ export function soupCommand(y: Argv, ctx: CommandContext): Argv {
       if (models.length < 2) throw new UsageError('USAGE', `a soup needs at least two models (got ${models.length})`);
       const dtype = argv.dtype === undefined ? undefined : parseDTypeOption(argv.dtype, 'dtype', ['BF16', 'F16', 'F32']);
       const budgetBytes = argv['memory-budget'] === undefined ? undefined : parseSize(argv['memory-budget'], 'memory-budget');
-      const { reporter, onProgress } = progressFor(ctx, argv, 'soup');
+      const { onProgress, signal, stop } = streamProgress(ctx.io, argv, 'soup');
       let r;
       try {
         r = await uniformSoup({
@@ -123,9 +114,10 @@ export function soupCommand(y: Argv, ctx: CommandContext): Argv {
           ...(budgetBytes !== undefined ? { budgetBytes } : {}),
           overwrite: Boolean(argv.overwrite),
           onProgress,
+          signal,
         });
       } finally {
-        reporter.stop();
+        stop();
       }
       if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
       else if (!argv.quiet) ctx.io.stdout(`averaged ${formatCount(r.tensors)} tensors of ${models.length} models -> ${r.out}\n`);

@@ -7,6 +7,7 @@ import { parseQuantizeSpec } from '../../vectors/quantize.js';
 import { DEFAULT_AUTO_SHARE, extractSignature, type SignatureResult } from '../../vectors/signature.js';
 import { parseSize } from '../args.js';
 import type { CommandContext } from '../main.js';
+import { streamProgress } from '../progress.js';
 import { table } from '../render.js';
 
 function num(x: number): string {
@@ -70,7 +71,10 @@ export function signatureCommand(y: Argv, ctx: CommandContext): Argv {
     async (argv) => {
       const layers = String(argv.layers);
       const autoShare = argv['auto-share'] === undefined ? undefined : Number(argv['auto-share']);
+      const progress = streamProgress(ctx.io, argv, 'signature');
       const result = await extractSignature({
+        onProgress: progress.onProgress,
+        signal: progress.signal,
         pre: String(argv.pre),
         clean: String(argv.clean),
         robust: String(argv.robust),
@@ -81,7 +85,7 @@ export function signatureCommand(y: Argv, ctx: CommandContext): Argv {
         ...(argv.label !== undefined ? { label: String(argv.label) } : {}),
         ...(argv['memory-budget'] !== undefined ? { budgetBytes: parseSize(argv['memory-budget'], 'memory-budget') } : {}),
         overwrite: Boolean(argv.overwrite),
-      });
+      }).finally(() => progress.stop());
       if (argv.json) ctx.io.stdout(JSON.stringify(result, null, 2) + '\n');
       else {
         const rule = layers === 'auto' ? `auto (shallowest units reaching ${pct(autoShare ?? DEFAULT_AUTO_SHARE)} of Σ‖RWS‖/‖pre‖)` : /^\d+$/.test(layers.trim()) ? `first ${layers.trim()} depth units` : `tensors matching '${layers}'`;

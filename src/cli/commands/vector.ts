@@ -16,10 +16,9 @@ import { formatAlpha, parseGrid } from '../../vectors/grid.js';
 import { parseQuantizeSpec } from '../../vectors/quantize.js';
 import { openVector } from '../../vectors/reader.js';
 import { signatureWeights } from '../../vectors/signature.js';
-import type { StreamProgress } from '../../vectors/stream.js';
 import { parseDTypeOption } from '../args.js';
 import type { CommandContext } from '../main.js';
-import { createProgress } from '../progress.js';
+import { streamProgress } from '../progress.js';
 import { formatBytes, formatCount, table } from '../render.js';
 import { signatureCommand } from './vector-signature.js';
 
@@ -37,13 +36,8 @@ function num(v: unknown, option: string): number {
   return n;
 }
 
-function progressFor(ctx: CommandContext, argv: { quiet?: unknown; json?: unknown }, title: string): { onProgress: (p: StreamProgress) => void; stop: () => void } {
-  const started = Date.now();
-  const bar = createProgress(ctx.io, { quiet: Boolean(argv.quiet) || Boolean(argv.json), title });
-  return {
-    onProgress: (p) => bar.update({ done: p.index, total: p.count, bytesDone: p.bytesRead + p.bytesWritten, bytesTotal: 0, elapsedMs: Date.now() - started, label: p.tensor }),
-    stop: () => bar.stop(),
-  };
+function progressFor(ctx: CommandContext, argv: { quiet?: unknown; json?: unknown }, title: string): ReturnType<typeof streamProgress> {
+  return streamProgress(ctx.io, argv, title);
 }
 
 /** Scales for the given vectors: one per vector, one broadcast, or the default; `mean` divides by the count. */
@@ -131,6 +125,7 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
             allowMissing: Boolean(argv['allow-missing']),
             overwrite: Boolean(argv.overwrite),
             onProgress: p.onProgress,
+            signal: p.signal,
           });
           p.stop();
           if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
@@ -210,7 +205,10 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         }
         const terms = list(argv.term).map(parseTerm);
         if ((argv.expression === undefined) === (terms.length === 0)) throw new UsageError('USAGE', 'give an expression or --term COEF:PATH options (not both)');
+        const p = progressFor(ctx, argv, 'combine');
         const r = await combineVectors({
+          onProgress: p.onProgress,
+          signal: p.signal,
           ...(argv.expression !== undefined ? { expression: String(argv.expression) } : { terms }),
           names,
           out: String(argv.out),
@@ -220,7 +218,7 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
           force: Boolean(argv.force),
           allowMissing: Boolean(argv['allow-missing']),
           overwrite: Boolean(argv.overwrite),
-        });
+        }).finally(() => p.stop());
         for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
         if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
         else if (!argv.quiet) ctx.io.stdout(`${r.expression} -> ${r.out} (${formatCount(r.tensors)} tensors)\n`);
@@ -259,6 +257,7 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
             undo: Boolean(argv.undo),
             overwrite: Boolean(argv.overwrite),
             onProgress: p.onProgress,
+            signal: p.signal,
           });
           p.stop();
           for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
@@ -284,7 +283,16 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         }),
       async (argv) => {
         const vectors = await vectorTerms(list(argv.vector), list(argv.scale), argv.compose as string | undefined);
-        const r = await removeVectors({ model: String(argv.model), vectors, out: String(argv.out), exact: Boolean(argv.exact), overwrite: Boolean(argv.overwrite) });
+        const p = progressFor(ctx, argv as { quiet?: unknown; json?: unknown }, 'remove');
+        const r = await removeVectors({
+          model: String(argv.model),
+          vectors,
+          out: String(argv.out),
+          exact: Boolean(argv.exact),
+          overwrite: Boolean(argv.overwrite),
+          onProgress: p.onProgress,
+          signal: p.signal,
+        }).finally(() => p.stop());
         for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
         if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
         else if (!argv.quiet) ctx.io.stdout(`removed ${vectors.length} vector(s) -> ${r.out} (${r.exact ? 'byte-exact, base fingerprint verified' : 'not byte-exact'})\n`);
@@ -312,14 +320,17 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         const alphas = argv.alpha !== undefined ? [num(argv.alpha, 'alpha')] : parseGrid(String(argv.alphas), 'alphas');
         const base = String(argv.base);
         const outs = argv.alpha !== undefined ? [String(argv.out)] : await pointOutputs(String(argv.out), base, alphas.map(formatAlpha), Boolean(argv.overwrite));
+        const p = progressFor(ctx, argv, 'interpolate');
         const r = await applyVectorPath({
+          onProgress: p.onProgress,
+          signal: p.signal,
           base,
           vectors: [String(argv.from), String(argv.to)],
           points: alphas.map((a, k) => ({ out: outs[k]!, scales: [a, 1 - a] })),
           ...(argv.dtype !== undefined ? { dtype: dtypeOf(argv.dtype) } : {}),
           force: Boolean(argv.force),
           overwrite: Boolean(argv.overwrite),
-        });
+        }).finally(() => p.stop());
         for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
         if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
         else if (!argv.quiet) ctx.io.stdout(pathLines(r.outputs, ['alpha*from', '(1-alpha)*to']));
@@ -352,14 +363,17 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         const base = String(argv.base);
         const labels = combos.map(([x, y, z]) => `${formatAlpha(x).replace('alpha', 'a1')}_${formatAlpha(y).replace('alpha', 'a2')}_${formatAlpha(z).replace('alpha', 'a3')}`);
         const outs = combos.length === 1 ? [String(argv.out)] : await pointOutputs(String(argv.out), base, labels, Boolean(argv.overwrite));
+        const p = progressFor(ctx, argv, 'analogy');
         const r = await applyVectorPath({
+          onProgress: p.onProgress,
+          signal: p.signal,
           base,
           vectors: [String(argv.task), String(argv['lm-target']), String(argv['lm-start'])],
           points: combos.map(([x, y, z], k) => ({ out: outs[k]!, scales: [z, y, -x] })),
           ...(argv.dtype !== undefined ? { dtype: dtypeOf(argv.dtype) } : {}),
           force: Boolean(argv.force),
           overwrite: Boolean(argv.overwrite),
-        });
+        }).finally(() => p.stop());
         for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
         if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
         else if (!argv.quiet) ctx.io.stdout(pathLines(r.outputs, ['a3 (task)', 'a2 (lm y)', '-a1 (lm y0)']));
