@@ -85,6 +85,11 @@ export const ERROR_CODES = [
   'VECTOR_EXPRESSION', // a `vector combine` expression that does not parse or is not linear
   'VECTOR_NOT_FINITE', // NaN or infinity where a finite value is required (quantisation, sparsification)
   'VECTOR_UNDO_MISMATCH', // an undo record that does not belong to this model/vector/scale
+  // evaluation (datasets, models run through ONNX Runtime)
+  'EVAL_DATA', // a dataset file that is missing a tensor, malformed, or not a supported format
+  'EVAL_SHAPE', // data whose shape or dtype does not fit the model's input
+  'EVAL_LABEL_RANGE', // labels outside [0, classes) of the model's output
+  'EVAL_MODEL', // a model ONNX Runtime cannot load or run (with its message)
   // command line
   'USAGE',
 ] as const;
