@@ -1,0 +1,186 @@
+// QR factorisations: Householder (exact, f64, any shape) and a backend-accelerated orthonormalisation of tall f32
+// matrices (shifted CholeskyQR2, checked, with a Householder fallback). Guarantees: Q has orthonormal columns to
+// f64 (Householder) or the tolerance asked for (CholeskyQR); diag(R) >= 0. Pure: no node: imports, no onnxruntime.
+
+import type { MatMulBackend } from './backend.js';
+import { assertDim, assertLength, type Matrix } from './matrix.js';
+
+/** A thin QR factorisation: A (m x n) = Q (m x p) · R (p x n), p = min(m, n), QᵀQ = I, R upper trapezoidal, diag(R) >= 0. */
+export interface QrResult {
+  q: Matrix;
+  r: Matrix;
+}
+
+/**
+ * Householder QR in f64 (cost about 4·m·n·p flops in JS, including forming the thin Q). Works for any shape,
+ * including rank-deficient and 0-size matrices; Q is orthonormal to rounding even when A is singular.
+ */
+export function householderQr(a: Matrix): QrResult {
+  const m = a.rows;
+  const n = a.cols;
+  const p = Math.min(m, n);
+  // Column-major work copy: column c is w[c*m .. c*m+m).
+  const w = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let c = 0; c < n; c++) w[c * m + i] = a.data[i * n + c]!;
+  const vs: Float64Array[] = [];
+  const betas = new Float64Array(p);
+  for (let j = 0; j < p; j++) {
+    const col = j * m;
+    let norm2 = 0;
+    for (let i = j; i < m; i++) norm2 += w[col + i]! * w[col + i]!;
+    const norm = Math.sqrt(norm2);
+    const x0 = w[col + j]!;
+    const alpha = x0 >= 0 ? -norm : norm;
+    const v = new Float64Array(m - j);
+    for (let i = j; i < m; i++) v[i - j] = w[col + i]!;
+    v[0] = x0 - alpha;
+    let vv = 0;
+    for (let i = 0; i < v.length; i++) vv += v[i]! * v[i]!;
+    vs.push(v);
+    if (vv === 0 || norm === 0) {
+      betas[j] = 0;
+      continue;
+    }
+    const beta = 2 / vv;
+    betas[j] = beta;
+    for (let c = j; c < n; c++) {
+      const cc = c * m + j;
+      let s = 0;
+      for (let i = 0; i < v.length; i++) s += v[i]! * w[cc + i]!;
+      s *= beta;
+      if (s === 0) continue;
+      for (let i = 0; i < v.length; i++) w[cc + i] -= s * v[i]!;
+    }
+  }
+  const r = new Float64Array(p * n);
+  for (let i = 0; i < p; i++) for (let c = i; c < n; c++) r[i * n + c] = w[c * m + i]!;
+  // Thin Q: apply H_0 ... H_{p-1} to the first p columns of I (column-major), in reverse order.
+  const qc = new Float64Array(m * p);
+  for (let c = 0; c < p; c++) qc[c * m + c] = 1;
+  for (let j = p - 1; j >= 0; j--) {
+    const beta = betas[j]!;
+    if (beta === 0) continue;
+    const v = vs[j]!;
+    for (let c = j; c < p; c++) {
+      const cc = c * m + j;
+      let s = 0;
+      for (let i = 0; i < v.length; i++) s += v[i]! * qc[cc + i]!;
+      s *= beta;
+      if (s === 0) continue;
+      for (let i = 0; i < v.length; i++) qc[cc + i] -= s * v[i]!;
+    }
+  }
+  const q = new Float64Array(m * p);
+  for (let c = 0; c < p; c++) {
+    const flip = r[c * n + c]! < 0;
+    for (let i = 0; i < m; i++) q[i * p + c] = flip ? -qc[c * m + i]! : qc[c * m + i]!;
+    if (flip) for (let k = c; k < n; k++) r[c * n + k] = -r[c * n + k]!;
+  }
+  return { q: { rows: m, cols: p, data: q }, r: { rows: p, cols: n, data: r } };
+}
+
+/**
+ * Lower Cholesky factor L (G = L·Lᵀ) of a symmetric n x n row-major f64 matrix, in place of a new array;
+ * undefined when G is not numerically positive definite. Cost n³/3 flops in JS.
+ */
+export function choleskyLower(g: Float64Array, n: number): Float64Array | undefined {
+  const l = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const li = i * n;
+    for (let j = 0; j <= i; j++) {
+      const lj = j * n;
+      let s = g[li + j]!;
+      for (let p = 0; p < j; p++) s -= l[li + p]! * l[lj + p]!;
+      if (i === j) {
+        if (!(s > 0)) return undefined;
+        l[li + i] = Math.sqrt(s);
+      } else {
+        l[li + j] = s / l[lj + j]!;
+      }
+    }
+  }
+  return l;
+}
+
+/** Inverse of a lower-triangular n x n row-major f64 matrix with non-zero diagonal (n³/6 multiply-adds). */
+export function invertLower(l: Float64Array, n: number): Float64Array {
+  const x = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const xi = i * n;
+    const li = i * n;
+    x[xi + i] = 1;
+    for (let p = 0; p < i; p++) {
+      const f = l[li + p]!;
+      if (f === 0) continue;
+      const xp = p * n;
+      for (let j = 0; j <= p; j++) x[xi + j] -= f * x[xp + j]!;
+    }
+    const d = 1 / l[li + i]!;
+    for (let j = 0; j <= i; j++) x[xi + j] *= d;
+  }
+  return x;
+}
+
+/** Options of `orthonormalizeColumns`. */
+export interface OrthonormalizeOptions {
+  /** Accept Q when max |QᵀQ − I| (computed by the backend in f32) is at most this. Default 1e-4. */
+  tolerance?: number;
+  /** CholeskyQR passes before giving up and falling back to Householder. Default 4. */
+  maxPasses?: number;
+}
+
+/** Default of `OrthonormalizeOptions.tolerance`. */
+export const ORTHONORMALIZE_TOLERANCE = 1e-4;
+
+/**
+ * An m x l row-major f32 matrix (l <= m) with orthonormal columns spanning the column space of `y` (when y has full
+ * column rank). Repeated CholeskyQR: G = QᵀQ via the backend (m·l² multiply-adds), Cholesky and triangular inverse of
+ * the l x l G in JS f64 (l³/2), Q ← Q·L⁻ᵀ via the backend; a diagonal shift keeps Cholesky defined for ill-conditioned
+ * Y (shifted CholeskyQR3, Fukaya et al. 2020). Stops as soon as the measured ‖QᵀQ − I‖max ≤ tolerance (typically
+ * after 2 passes plus 1 check); falls back to `householderQr` in JS f64 (4·m·l² flops, slow for big m, l) when it
+ * does not converge, e.g. for rank-deficient Y. `y` is not modified.
+ */
+export async function orthonormalizeColumns(
+  y: Float32Array,
+  m: number,
+  l: number,
+  backend: MatMulBackend,
+  options: OrthonormalizeOptions = {},
+): Promise<Float32Array> {
+  assertDim('m', m);
+  assertDim('l', l);
+  assertLength('y', y, m, l);
+  if (l > m) throw new RangeError(`orthonormalizeColumns: l must be <= m for orthonormal columns, got m=${m}, l=${l}`);
+  if (l === 0 || m === 0) return new Float32Array(0);
+  const tol = options.tolerance ?? ORTHONORMALIZE_TOLERANCE;
+  const maxPasses = options.maxPasses ?? 4;
+  let q = y;
+  for (let pass = 0; pass <= maxPasses; pass++) {
+    const g32 = await backend.matmul(q, q, l, m, l, { transA: true });
+    const g = new Float64Array(l * l);
+    let worst = 0;
+    let trace = 0;
+    for (let i = 0; i < l; i++) {
+      for (let j = 0; j < l; j++) {
+        const v = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
+        g[i * l + j] = v;
+        worst = Math.max(worst, Math.abs(v - (i === j ? 1 : 0)));
+      }
+      trace += g[i * l + i]!;
+    }
+    if (worst <= tol) return q === y ? Float32Array.from(y) : q;
+    if (pass === maxPasses || !(trace > 0) || !Number.isFinite(trace)) break;
+    let chol = choleskyLower(g, l);
+    if (chol === undefined) {
+      // shifted CholeskyQR: s = 11 (m l + l (l + 1)) u ‖Y‖², with u the f32 unit roundoff of the backend's Gram
+      const shift = 11 * (m * l + l * (l + 1)) * 2 ** -24 * trace;
+      for (let i = 0; i < l; i++) g[i * l + i] += shift;
+      chol = choleskyLower(g, l);
+      if (chol === undefined) break;
+    }
+    const linv = invertLower(chol, l);
+    q = await backend.matmul(q, Float32Array.from(linv), m, l, l, { transB: true });
+  }
+  const { q: qh } = householderQr({ rows: m, cols: l, data: Float64Array.from(y) });
+  return Float32Array.from(qh.data);
+}

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOrtMatMul, type OrtMatMul } from '../../src/eval/ort-matmul.js';
+import { jsMatMul } from '../../src/tensor/linalg/backend.js';
+import { gaussian, maxAbsDiff } from '../tensor/linalg/helpers.js';
+
+let ort: OrtMatMul;
+beforeAll(async () => {
+  ort = await createOrtMatMul({ threads: 2 });
+});
+afterAll(async () => {
+  await ort.dispose();
+});
+
+const SHAPES: [number, number, number][] = [
+  [0, 4, 3],
+  [3, 0, 2],
+  [1, 1, 1],
+  [1, 9, 1],
+  [6, 1, 5],
+  [17, 33, 9],
+  [130, 257, 67],
+];
+
+describe('createOrtMatMul', () => {
+  for (const [m, k, n] of SHAPES) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        it(`matches jsMatMul: ${m}x${k} · ${k}x${n} transA=${transA} transB=${transB}`, async () => {
+          const a = Float32Array.from(gaussian(transA ? k : m, transA ? m : k, 7 + m).data);
+          const b = Float32Array.from(gaussian(transB ? n : k, transB ? k : n, 9 + n).data);
+          const got = await ort.matmul(a, b, m, k, n, { transA, transB });
+          const ref = await jsMatMul.matmul(a, b, m, k, n, { transA, transB });
+          expect(got.length).toBe(m * n);
+          expect(maxAbsDiff(got, ref)).toBeLessThan(2e-5 * Math.max(1, Math.sqrt(k)));
+        });
+      }
+    }
+  }
+
+  it('reuses one session across calls and shapes, and can run 1-threaded', async () => {
+    const one = await createOrtMatMul({ threads: 1 });
+    try {
+      expect(one.name).toBe('ort-1t');
+      for (const s of [5, 50, 5]) {
+        const a = Float32Array.from(gaussian(s, s, s).data);
+        const got = await one.matmul(a, a, s, s, s, { transB: true });
+        expect(maxAbsDiff(got, await jsMatMul.matmul(a, a, s, s, s, { transB: true }))).toBeLessThan(1e-4);
+      }
+    } finally {
+      await one.dispose();
+    }
+    await expect(one.matmul(new Float32Array(1), new Float32Array(1), 1, 1, 1)).rejects.toThrow(/after dispose/);
+  });
+
+  it('rejects bad arguments', async () => {
+    await expect(ort.matmul(new Float32Array(3), new Float32Array(4), 2, 2, 2)).rejects.toThrow(/a \(m x k\)/);
+    await expect(createOrtMatMul({ threads: 0 })).rejects.toThrow(/threads/);
+  });
+});
