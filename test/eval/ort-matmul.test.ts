@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOrtMatMul, type OrtMatMul } from '../../src/eval/ort-matmul.js';
 import { jsMatMul } from '../../src/tensor/linalg/backend.js';
-import { gaussian, maxAbsDiff } from '../tensor/linalg/helpers.js';
+import { randomizedSvd } from '../../src/tensor/linalg/randomized.js';
+import { polarFactor } from '../../src/tensor/linalg/polar.js';
+import { gaussian, maxAbsDiff, withSpectrum } from '../tensor/linalg/helpers.js';
 
 let ort: OrtMatMul;
 beforeAll(async () => {
@@ -55,5 +57,19 @@ describe('createOrtMatMul', () => {
   it('rejects bad arguments', async () => {
     await expect(ort.matmul(new Float32Array(3), new Float32Array(4), 2, 2, 2)).rejects.toThrow(/a \(m x k\)/);
     await expect(createOrtMatMul({ threads: 0 })).rejects.toThrow(/threads/);
+  });
+
+  it('randomizedSvd and polarFactor give the same answers on ORT as on JS', async () => {
+    const s = Array.from({ length: 80 }, (_, i) => 0.9 ** i);
+    const a = Float32Array.from(withSpectrum(150, 120, s, 1).data);
+    for (const core of ['jacobi', 'gram'] as const) {
+      const viaOrt = await randomizedSvd(a, 150, 120, 20, { backend: ort, seed: 2, core });
+      const viaJs = await randomizedSvd(a, 150, 120, 20, { backend: jsMatMul, seed: 2, core });
+      expect(maxAbsDiff(viaOrt.s, viaJs.s)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(viaOrt.u, viaJs.u)).toBeLessThan(1e-2);
+    }
+    const p1 = await polarFactor(a, 150, 120, ort);
+    const p2 = await polarFactor(a, 150, 120, jsMatMul);
+    expect(maxAbsDiff(p1.p, p2.p)).toBeLessThan(1e-3);
   });
 });

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { jsMatMul } from '../../../src/tensor/linalg/backend.js';
+import { orthonormalityError } from '../../../src/tensor/linalg/matrix.js';
+import { randomizedSvd, truncatedSvd, type TruncatedSvd } from '../../../src/tensor/linalg/randomized.js';
+import { gaussian, relativeReconstructionError, withSpectrum } from './helpers.js';
+
+function decaying(r: number, rate: number): number[] {
+  return Array.from({ length: r }, (_, i) => rate ** i);
+}
+
+/** Best rank-k relative Frobenius error for spectrum s. */
+function optimalError(s: readonly number[], k: number): number {
+  const tail = s.slice(k).reduce((a, x) => a + x * x, 0);
+  const all = s.reduce((a, x) => a + x * x, 0);
+  return Math.sqrt(tail / all);
+}
+
+function expectShapeAndOrthonormal(res: TruncatedSvd, m: number, n: number, k: number, tol = 2e-5): void {
+  expect([res.m, res.n, res.k, res.u.length, res.v.length, res.s.length]).toEqual([m, n, k, m * k, n * k, k]);
+  expect(orthonormalityError(res.u, m, k)).toBeLessThan(tol);
+  expect(orthonormalityError(res.v, n, k)).toBeLessThan(tol);
+  for (let i = 1; i < k; i++) expect(res.s[i]).toBeLessThanOrEqual(res.s[i - 1]! * (1 + 1e-6));
+}
+
+describe('randomizedSvd', () => {
+  const m = 200;
+  const n = 150;
+  const s = decaying(150, 0.85);
+  const a = Float32Array.from(withSpectrum(m, n, s, 42).data);
+
+  for (const core of ['jacobi', 'gram'] as const) {
+    for (const k of [1, 10, 60]) {
+      it(`decaying spectrum, k=${k}, core=${core}: near-optimal rank-k error, accurate top values`, async () => {
+        const res = await randomizedSvd(a, m, n, k, { backend: jsMatMul, seed: 7, core });
+        expectShapeAndOrthonormal(res, m, n, k);
+        const err = relativeReconstructionError(a, m, n, res.u, res.s, res.v);
+        // stated bound: within 1 % (relative) of the best possible rank-k error, plus f32 noise
+        expect(err).toBeLessThan(optimalError(s, k) * 1.01 + 1e-5);
+        for (let i = 0; i < Math.min(k, 5); i++) expect(Math.abs(res.s[i]! - s[i]!) / s[i]!).toBeLessThan(1e-4);
+      });
+    }
+  }
+
+  it('agrees with the exact SVD on the top singular values (flat-ish Gaussian matrix, q = 3)', async () => {
+    const g = Float32Array.from(gaussian(120, 90, 5).data);
+    const exact = await truncatedSvd(g, 120, 90, 8, { method: 'exact' });
+    const rnd = await randomizedSvd(g, 120, 90, 8, { backend: jsMatMul, seed: 1, powerIterations: 3, oversampling: 20 });
+    for (let i = 0; i < 8; i++) expect(Math.abs(rnd.s[i]! - exact.s[i]!) / exact.s[i]!).toBeLessThan(0.02);
+  });
+
+  it('is deterministic for a seed, and the seed matters', async () => {
+    const r1 = await randomizedSvd(a, m, n, 5, { backend: jsMatMul, seed: 3, powerIterations: 0 });
+    const r2 = await randomizedSvd(a, m, n, 5, { backend: jsMatMul, seed: 3, powerIterations: 0 });
+    const r3 = await randomizedSvd(a, m, n, 5, { backend: jsMatMul, seed: 4, powerIterations: 0 });
+    expect(r2.u).toEqual(r1.u);
+    expect(r3.s[4]).not.toBe(r1.s[4]);
+  });
+
+  for (const core of ['jacobi', 'gram'] as const) {
+    it(`rank-deficient input with k > rank (core=${core}): zero tail, orthonormal U and V`, async () => {
+      const low = Float32Array.from(withSpectrum(80, 60, [5, 3, 1], 9).data);
+      const res = await randomizedSvd(low, 80, 60, 6, { backend: jsMatMul, core });
+      expectShapeAndOrthonormal(res, 80, 60, 6, 1e-4);
+      expect(res.s[2]).toBeCloseTo(1, 4);
+      expect(res.s[3]).toBeLessThan(1e-3);
+      expect(relativeReconstructionError(low, 80, 60, res.u, res.s, res.v)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('tall and wide', async () => {
+    for (const [mm, nn] of [[300, 40], [40, 300]] as const) {
+      const x = Float32Array.from(withSpectrum(mm, nn, decaying(40, 0.7), mm).data);
+      const res = await randomizedSvd(x, mm, nn, 12, { backend: jsMatMul });
+      expectShapeAndOrthonormal(res, mm, nn, 12);
+      expect(relativeReconstructionError(x, mm, nn, res.u, res.s, res.v)).toBeLessThan(optimalError(decaying(40, 0.7), 12) * 1.01 + 1e-5);
+    }
+  });
+});
+
+describe('truncatedSvd', () => {
+  it('exact path: 1xN, Nx1, 0-size, k = 0, k = min(m, n)', async () => {
+    const row = Float32Array.from([3, 4]);
+    const r1 = await truncatedSvd(row, 1, 2, 1);
+    expect(r1.s[0]).toBeCloseTo(5, 6);
+    expect([...r1.u]).toEqual([1]);
+    expect(r1.v[0]).toBeCloseTo(0.6, 6);
+    const col = await truncatedSvd(Float32Array.from([0, -2, 0]), 3, 1, 1);
+    expect(col.s[0]).toBeCloseTo(2, 6);
+    expect(col.u[1]).toBeCloseTo(1, 6); // sign normalised: largest entry of u positive
+    expect(col.v[0]).toBeCloseTo(-1, 6);
+    expect((await truncatedSvd(new Float32Array(0), 0, 5, 0)).k).toBe(0);
+    expect((await truncatedSvd(new Float32Array(0), 4, 0, 0, { method: 'randomized' })).k).toBe(0);
+    const g = Float32Array.from(gaussian(9, 7, 1).data);
+    const full = await truncatedSvd(g, 9, 7, 7);
+    expect(relativeReconstructionError(g, 9, 7, full.u, full.s, full.v)).toBeLessThan(1e-6);
+    expect((await truncatedSvd(g, 9, 7, 0)).s.length).toBe(0);
+  });
+
+  it("'auto' is exact below the threshold and randomized above it", async () => {
+    const g = Float32Array.from(gaussian(30, 20, 2).data);
+    const exact = await truncatedSvd(g, 30, 20, 3, { method: 'exact' });
+    expect((await truncatedSvd(g, 30, 20, 3)).s).toEqual(exact.s);
+    const rnd = await truncatedSvd(g, 30, 20, 3, { exactMaxDim: 10, seed: 1 });
+    expect(rnd.s).not.toEqual(exact.s);
+    expect(Math.abs(rnd.s[0]! - exact.s[0]!) / exact.s[0]!).toBeLessThan(0.05);
+  });
+
+  it('argument errors name the parameter', async () => {
+    await expect(truncatedSvd(new Float32Array(6), 2, 3, 3)).rejects.toThrow(/k: expected at most min\(m, n\) = 2, got 3/);
+    await expect(truncatedSvd(new Float32Array(5), 2, 3, 1)).rejects.toThrow(/a \(m x n\)/);
+  });
+});
