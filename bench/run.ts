@@ -3,6 +3,7 @@
 
 import { benchConvert } from './convert.js';
 import { benchIo } from './io.js';
+import { benchLinalg } from './linalg.js';
 import { benchMerge } from './merge.js';
 import { benchVectors } from './vectors.js';
 import type { BenchResult } from './types.js';
@@ -12,6 +13,7 @@ const BENCHES: Record<string, () => Promise<BenchResult[]>> = {
   io: () => benchIo(),
   merge: () => benchMerge(),
   vectors: () => benchVectors(),
+  linalg: () => benchLinalg(),
 };
 
 async function run(): Promise<void> {

@@ -145,3 +145,19 @@ export {
   type GreedySoupStep,
   type UniformSoupOptions,
 } from './vectors/soup.js';
+
+// linear algebra (small dense f64 kernels; big products through a MatMulBackend: JS, or ONNX Runtime)
+export {
+  jsMatMul,
+  householderQr,
+  jacobiSvd,
+  symmetricEigen,
+  randomizedSvd,
+  truncatedSvd,
+  polarFactor,
+  orthonormalizeColumns,
+  type MatMulBackend,
+  type Matrix,
+  type TruncatedSvd,
+} from './tensor/linalg/index.js';
+export { createOrtMatMul } from './eval/ort-matmul.js';
