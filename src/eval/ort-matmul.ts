@@ -3,7 +3,7 @@
 // use and reused for every call. Results match jsMatMul to f32 rounding. The only linalg module importing ORT.
 
 import { create, toBinary } from '@bufbuild/protobuf';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { ModelProtoSchema } from 'onnx-buf';
 import { checkMatMulArgs, type MatMulBackend, type MatMulOptions } from '../tensor/linalg/backend.js';
 
@@ -58,15 +58,17 @@ export async function createOrtMatMul(options: OrtMatMulOptions = {}): Promise<O
   if (!Number.isSafeInteger(threads) || threads < 1) {
     throw new RangeError(`createOrtMatMul: threads must be a positive integer, got ${threads}`);
   }
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
+  // loaded on first use: importing weightkit does not load the native addon
+  const ort: typeof Ort = await import('onnxruntime-node');
+  const sessionOptions: Ort.InferenceSession.SessionOptions = {
     interOpNumThreads: 1,
     intraOpNumThreads: threads,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
   };
-  const sessions = new Map<number, Promise<ort.InferenceSession>>();
+  const sessions = new Map<number, Promise<Ort.InferenceSession>>();
   let disposed = false;
-  const session = (transA: boolean, transB: boolean): Promise<ort.InferenceSession> => {
+  const session = (transA: boolean, transB: boolean): Promise<Ort.InferenceSession> => {
     const key = (transA ? 1 : 0) | (transB ? 2 : 0);
     let s = sessions.get(key);
     if (s === undefined) {
