@@ -6,6 +6,7 @@ import yargs, { type Argv } from 'yargs';
 import { UsageError } from '../errors.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { convertCommand } from './commands/convert.js';
+import { evalCommand } from './commands/eval.js';
 import { inspectCommand } from './commands/inspect.js';
 import { mergeCommands } from './commands/merge.js';
 import { vectorCommands } from './commands/vector.js';
@@ -54,6 +55,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
   parser = vectorCommands(parser, ctx);
   parser = interpolateCommand(parser, ctx);
   parser = soupCommand(parser, ctx);
+  parser = evalCommand(parser, ctx);
   return parser;
 }
 

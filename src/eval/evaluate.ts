@@ -141,7 +141,7 @@ export async function evaluate(options: EvaluateOptions): Promise<EvalReport> {
 
     const perRow = rowNumel([...ds.inputs.shape]);
     const outRowBytes = 4 * (classes ?? 1) * sessions.length;
-    const batch = fixedBatch ?? Math.max(1, Math.min(batchWanted, Math.floor(budget / (inputRowBytes(ds) + outRowBytes))));
+    const batch = fixedBatch ?? Math.max(1, Math.min(batchWanted, ds.count, Math.floor(budget / (inputRowBytes(ds) + outRowBytes))));
     const buf = new Float32Array(batch * perRow);
     const accs: MetricsAccumulator[] = [];
     const t0 = performance.now();

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as nodePath from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { EvalError, PlanError } from '../errors.js';
 import { openOnnx, type OnnxValueInfo } from '../io/onnx/reader.js';
 import { patchOnnx } from '../io/onnx/patch.js';
@@ -155,7 +155,9 @@ export async function openEvalSession(model: string, options: EvalSessionOptions
       patchMs = performance.now() - t0;
     }
     const t1 = performance.now();
-    let session: ort.InferenceSession;
+    // loaded on first use: importing weightkit (or its CLI) does not load the native addon
+    const ort: typeof Ort = await import('onnxruntime-node');
+    let session: Ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(file, {
         intraOpNumThreads: threads,
@@ -171,7 +173,7 @@ export async function openEvalSession(model: string, options: EvalSessionOptions
       });
     }
     const createMs = performance.now() - t1;
-    return new OrtEvalSession(model, file, tempDir, io.input, io.output, patched, { patchMs, createMs }, session);
+    return new OrtEvalSession(ort, model, file, tempDir, io.input, io.output, patched, { patchMs, createMs }, session);
   } catch (e) {
     await cleanup();
     throw e;
@@ -179,9 +181,10 @@ export async function openEvalSession(model: string, options: EvalSessionOptions
 }
 
 class OrtEvalSession implements EvalSession {
-  private session: ort.InferenceSession | undefined;
+  private session: Ort.InferenceSession | undefined;
   private closing: Promise<void> | undefined;
   constructor(
+    private readonly ort: typeof Ort,
     readonly model: string,
     readonly file: string,
     readonly tempDir: string | undefined,
@@ -189,7 +192,7 @@ class OrtEvalSession implements EvalSession {
     readonly output: OnnxValueInfo,
     readonly patched: readonly string[],
     readonly timing: { readonly patchMs: number; readonly createMs: number },
-    session: ort.InferenceSession,
+    session: Ort.InferenceSession,
   ) {
     this.session = session;
   }
@@ -197,9 +200,9 @@ class OrtEvalSession implements EvalSession {
   async run(data: Float32Array, shape: readonly number[]): Promise<BatchOutput> {
     const s = this.session;
     if (s === undefined) throw new EvalError('EVAL_MODEL', 'the session is closed', { where: { file: this.model } });
-    let out: ort.InferenceSession.OnnxValueMapType;
+    let out: Ort.InferenceSession.OnnxValueMapType;
     try {
-      out = await s.run({ [this.input.name]: new ort.Tensor('float32', data, [...shape]) }, [this.output.name]);
+      out = await s.run({ [this.input.name]: new this.ort.Tensor('float32', data, [...shape]) }, [this.output.name]);
     } catch (e) {
       throw new EvalError('EVAL_MODEL', `ONNX Runtime failed to run the model: ${ortMessage(e)}`, {
         where: { file: this.model, tensor: this.input.name },

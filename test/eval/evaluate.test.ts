@@ -46,9 +46,33 @@ describe('evaluate through ONNX Runtime', () => {
     expect(r.patched).toBe(0);
     // one batch of everything gives the same numbers
     const one = await evaluate({ model: graph, data, batch: 1000, topK: 2 });
-    expect(one.batch).toBe(1000);
+    expect(one.batch).toBe(N); // capped at the example count
     expect(one.meanCrossEntropy).toBeCloseTo(r.meanCrossEntropy, 6);
     expect(one.topKAccuracy).toBeLessThan(1);
+    // a memory budget of 10 rows of input (8 f32) + output (4 f32) caps the batch
+    const capped = await evaluate({ model: graph, data, budgetBytes: 10 * (32 + 16) });
+    expect(capped.batch).toBe(10);
+    expect(Array.from(capped.predictions)).toEqual(js.preds);
+  });
+
+  it('a graph with a fixed batch dim runs in batches of that size, the last one zero-padded', async () => {
+    const { fromBinary, toBinary } = await import('@bufbuild/protobuf');
+    const { ModelProtoSchema } = await import('onnx-buf');
+    const { buildMlp } = await import('../io/onnx/build-model.js');
+    const { writeFile } = await import('node:fs/promises');
+    const m = fromBinary(ModelProtoSchema, buildMlp({ weights: mlpWeights(1) }).bytes);
+    for (const v of [m.graph!.input[0]!, m.graph!.output[0]!]) {
+      const t = v.type!.value;
+      if (t.case !== 'tensorType') throw new Error('not a tensor');
+      t.value.shape!.dim[0]!.value = { case: 'dimValue', value: 7n };
+    }
+    const fixed = join(dir, 'fixed7.onnx');
+    await writeFile(fixed, toBinary(ModelProtoSchema, m));
+    const r = await evaluate({ model: fixed, data, batch: 64 });
+    expect(r.batch).toBe(7);
+    expect(N % 7).not.toBe(0);
+    expect(r.count).toBe(N);
+    expect(Array.from(r.predictions)).toEqual(jsMetrics(x, y, mlpWeights(1)).preds);
   });
 
   it('uses patched weights from a safetensors checkpoint (predictions change and match the new weights)', async () => {
