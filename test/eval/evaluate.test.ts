@@ -122,6 +122,37 @@ describe('evaluate through ONNX Runtime', () => {
     await expect(s.run(new Float32Array(8), [1, 8])).rejects.toMatchObject({ code: 'EVAL_MODEL' });
   });
 
+  it('writes tensors of 1 KiB and more as external data next to the patched graph, and ORT reads them', async () => {
+    const { buildMlp } = await import('../io/onnx/build-model.js');
+    const { writeFile } = await import('node:fs/promises');
+    const { writeSafetensors } = await import('../../src/io/safetensors/writer.js');
+    const { makeTensor } = await import('../../src/tensor/tensor.js');
+    const extra = [{ name: 'E', dataType: 1, dims: [512n], rawData: new Uint8Array(2048) }];
+    const g = join(dir, 'with-extra.onnx');
+    await writeFile(g, buildMlp({ weights: mlpWeights(1), extra }).bytes);
+    const w = mlpWeights(31);
+    const ckpt = join(dir, 'w31-extra.safetensors');
+    await writeSafetensors(ckpt, {
+      W1: makeTensor('F32', [8, 16], w.W1),
+      b1: makeTensor('F32', [16], w.b1),
+      W2: makeTensor('F32', [16, 4], w.W2),
+      b2: makeTensor('F32', [4], w.b2),
+      E: makeTensor('BF16', [512], new Uint16Array(512).fill(0x3f80)),
+    });
+    const s = await openEvalSession(g, { weights: ckpt });
+    try {
+      expect((await readdir(s.tempDir!)).sort()).toEqual(['model.onnx', 'model.onnx.data']);
+      expect(s.patched).toContain('E');
+      const xs = seeded(2 * 8, 8);
+      const out = await s.run(xs, [2, 8]);
+      const ref = mlpForward(xs, 2, w);
+      for (let i = 0; i < ref.length; i++) expect(out.data[i]).toBeCloseTo(ref[i]!, 5);
+    } finally {
+      await s.close();
+    }
+    expect(existsSync(s.tempDir!)).toBe(false);
+  });
+
   it('reports negative flips and agreement against a reference model', async () => {
     const graph2 = await writeGraph(dir, 'mlp2.onnx', mlpWeights(5));
     const r = await evaluate({ model: graph, data, reference: { model: graph2 } });
