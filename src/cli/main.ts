@@ -5,6 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { UsageError } from '../errors.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
+import { analyzeCommands } from './commands/analyze.js';
 import { convertCommand } from './commands/convert.js';
 import { evalCommand } from './commands/eval.js';
 import { inspectCommand } from './commands/inspect.js';
@@ -53,6 +54,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
   parser = convertCommand(parser, ctx);
   parser = mergeCommands(parser, ctx);
   parser = vectorCommands(parser, ctx);
+  parser = analyzeCommands(parser, ctx);
   parser = interpolateCommand(parser, ctx);
   parser = soupCommand(parser, ctx);
   parser = evalCommand(parser, ctx);
