@@ -9,6 +9,7 @@ import { analyzeCommands } from './commands/analyze.js';
 import { convertCommand } from './commands/convert.js';
 import { evalCommand } from './commands/eval.js';
 import { inspectCommand } from './commands/inspect.js';
+import { loraCommands } from './commands/lora.js';
 import { mergeCommands } from './commands/merge.js';
 import { vectorCommands } from './commands/vector.js';
 import { interpolateCommand, soupCommand } from './commands/vector-interpolate.js';
@@ -54,6 +55,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
   parser = convertCommand(parser, ctx);
   parser = mergeCommands(parser, ctx);
   parser = vectorCommands(parser, ctx);
+  parser = loraCommands(parser, ctx);
   parser = analyzeCommands(parser, ctx);
   parser = interpolateCommand(parser, ctx);
   parser = soupCommand(parser, ctx);
