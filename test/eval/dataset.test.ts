@@ -1,11 +1,11 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDataset } from '../../src/eval/dataset.js';
 import { evaluate } from '../../src/eval/evaluate.js';
 import { encodeNpy } from '../../src/eval/npy.js';
 import { roundTo } from '../io/onnx/ort-check.js';
-import { evalTempDir, jsMetrics, makeData, mlpWeights, writeDataset, writeGraph, writeNpyPair, writeWeights } from './helpers.js';
+import { evalTempDir, jsMetrics, makeData, mlpWeights, writeDataset, writeGraph, writeNpyPair, writeWeights, removeEvalTempDirs } from './helpers.js';
 
 let dir: string;
 let graph: string;
@@ -16,6 +16,8 @@ beforeAll(async () => {
   dir = await evalTempDir();
   graph = await writeGraph(dir);
 });
+
+afterAll(removeEvalTempDirs);
 
 describe('datasets', () => {
   it('safetensors: default and custom names, ranged f32 reads of F16/BF16 inputs, integer labels', async () => {

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main, type CliIo } from '../../src/cli/main.js';
-import { evalTempDir, jsMetrics, makeData, mlpWeights, writeDataset, writeGraph, writeWeights } from './helpers.js';
+import { evalTempDir, jsMetrics, makeData, mlpWeights, writeDataset, writeGraph, writeWeights, removeEvalTempDirs } from './helpers.js';
 
 async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -26,6 +26,8 @@ beforeAll(async () => {
   data = await writeDataset(join(dir, 'data.safetensors'), x, y);
   weights = await writeWeights(join(dir, 'w.safetensors'), mlpWeights(9));
 });
+
+afterAll(removeEvalTempDirs);
 
 describe('weightkit eval', () => {
   it('prints accuracy, top-k, CE, entropy and the per-class table', async () => {

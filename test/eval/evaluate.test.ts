@@ -8,7 +8,7 @@ import { EVAL_TEMP_PREFIX, openEvalSession } from '../../src/eval/session.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { greedySoup } from '../../src/vectors/soup.js';
 import { roundWeights } from '../io/onnx/ort-check.js';
-import { evalTempDir, jsMetrics, makeData, mlpForward, mlpWeights, seeded, writeDataset, writeGraph, writeWeights } from './helpers.js';
+import { evalTempDir, jsMetrics, makeData, mlpForward, mlpWeights, seeded, writeDataset, writeGraph, writeWeights, removeEvalTempDirs } from './helpers.js';
 
 let dir: string;
 let graph: string;
@@ -23,6 +23,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await removeEvalTempDirs();
   // nothing of this process's eval sessions is left in the OS temp dir
   const left = (await readdir(tmpdir())).filter((n) => n.startsWith(`${EVAL_TEMP_PREFIX}${process.pid}-`));
   expect(left).toEqual([]);

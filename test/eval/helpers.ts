@@ -1,7 +1,7 @@
 // Test helpers for src/eval: the small MLP (test/io/onnx/build-model.ts) as a graph, generated labelled datasets
 // (safetensors and .npy), weight sets as safetensors, and an independent JS computation of accuracy and CE.
 
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeNpy } from '../../src/eval/npy.js';
@@ -13,8 +13,17 @@ import { MLP_NAMES, MLP_SHAPES, buildMlp, mlpForward, mlpWeights, seeded, type M
 
 export { MLP_NAMES, mlpForward, mlpWeights, seeded, type MlpWeights };
 
+const created: string[] = [];
+
 export async function evalTempDir(): Promise<string> {
-  return mkdtemp(join(tmpdir(), 'weightkit-evaltest-'));
+  const d = await mkdtemp(join(tmpdir(), 'weightkit-evaltest-'));
+  created.push(d);
+  return d;
+}
+
+/** Remove every folder evalTempDir made in this test file (call in afterAll). */
+export async function removeEvalTempDirs(): Promise<void> {
+  for (const d of created.splice(0)) await rm(d, { recursive: true, force: true });
 }
 
 /** Write the F32 MLP graph with `weights` (default seed 1). */

@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy, openNpy, parseNpyHeader } from '../../src/eval/npy.js';
-import { evalTempDir } from './helpers.js';
+import { evalTempDir, removeEvalTempDirs } from './helpers.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -31,6 +31,8 @@ async function write(name: string, bytes: Uint8Array): Promise<string> {
   await writeFile(p, bytes);
   return p;
 }
+
+afterAll(removeEvalTempDirs);
 
 describe('.npy reader', () => {
   it('reads what encodeNpy writes, by row ranges, for every supported dtype', async () => {
