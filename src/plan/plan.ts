@@ -17,6 +17,7 @@ import { formatShape, shapesEqual } from '../tensor/tensor.js';
 import { fingerprintCheckpoint } from '../vectors/format.js';
 import { workingBytesPerElement } from './execute.js';
 import { inferLayout, isEmbeddingName, layerTensorName, type ModelLayout } from './layout.js';
+import { loraVectorFile } from './lora-model.js';
 import { openVectorModel } from './vector-model.js';
 
 export interface PlanModel {
@@ -137,13 +138,28 @@ export function modelRefsOf(doc: RecipeDoc): ModelRef[] {
   return refs;
 }
 
-/** Where a model reference points (relative paths against the recipe's folder). */
+/** Where a model reference points (relative paths against the recipe's folder); for `base+adapter`, the base. */
 export function modelPath(doc: RecipeDoc, ref: ModelRef): string {
-  return isAbsolute(ref.ref) ? ref.ref : resolve(dirname(resolve(doc.file)), ref.ref);
+  const p = ref.lora ? ref.lora.base : ref.ref;
+  return isAbsolute(p) ? p : resolve(dirname(resolve(doc.file)), p);
+}
+
+/** The adapter folder of a `base+adapter` reference. */
+function adapterPath(doc: RecipeDoc, ref: ModelRef & { lora: { adapter: string } }): string {
+  const p = ref.lora.adapter;
+  return isAbsolute(p) ? p : resolve(dirname(resolve(doc.file)), p);
 }
 
 /** The problem with a reference that names no existing path (a Hugging Face id gets its own code), if any. */
 export function missingModelProblem(doc: RecipeDoc, ref: ModelRef): RecipeError | undefined {
+  if (ref.lora) {
+    const lora = ref.lora;
+    const adapter = adapterPath(doc, { ...ref, lora });
+    if (!existsSync(adapter)) {
+      return new RecipeError('RECIPE_MODEL_NOT_FOUND', `LoRA adapter '${lora.adapter}' of '${ref.ref}' not found (looked for ${adapter})`, { where: posWhere(ref.pos) });
+    }
+    return missingModelProblem(doc, { ref: lora.base, pos: ref.pos });
+  }
   const path = modelPath(doc, ref);
   if (existsSync(path)) return undefined;
   if (ref.vector) {
@@ -178,12 +194,33 @@ export async function openModels(
   for (const r of refs) {
     const key = refKey(r);
     if (byRef.has(key)) continue;
-    const stage = r.vector ? undefined : stages.get(r.ref);
+    const stage = r.vector || r.lora ? undefined : stages.get(r.ref);
     let path: string;
     let reader: CheckpointReader;
     let vectorBase: number | undefined;
     try {
-      if (r.vector) {
+      if (r.lora) {
+        // base+adapter: the base as a model of its own (workers reopen it), plus the adapter's ΔW as a cached vector
+        const missing = missingModelProblem(doc, r);
+        if (missing) {
+          problems.push(missing);
+          continue;
+        }
+        const baseRef: ModelRef = { ref: r.lora.base, pos: r.pos };
+        const basePath = modelPath(doc, r);
+        vectorBase = byRef.get(refKey(baseRef));
+        if (vectorBase === undefined) {
+          const br = await open(basePath);
+          vectorBase = models.length;
+          const bt = br.tensors();
+          models.push({ id: vectorBase, ref: baseRef.ref, path: basePath, format: br.format, tensorCount: bt.length, byteLength: bt.reduce((a, t) => a + t.byteLength, 0) });
+          readers.set(vectorBase, br);
+          byRef.set(refKey(baseRef), vectorBase);
+        }
+        const base = readers.get(vectorBase)!;
+        path = await loraVectorFile(base, basePath, adapterPath(doc, { ...r, lora: r.lora }));
+        reader = await openVectorModel(base, path, { force: true });
+      } else if (r.vector) {
         const missing = missingModelProblem(doc, r);
         vectorBase = doc.baseModel ? byRef.get(refKey(doc.baseModel)) : undefined;
         if (missing || vectorBase === undefined) {
@@ -212,7 +249,7 @@ export async function openModels(
     } catch (e) {
       const we = e as WeightkitError;
       problems.push(
-        new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
+        new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : r.lora ? 'use LoRA model' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
           where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
           ...(we.hint !== undefined ? { hint: we.hint } : {}),
           cause: e,

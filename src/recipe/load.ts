@@ -143,8 +143,12 @@ class DocReader {
     const s = this.str(node, path, keyPos, 'a model reference');
     if (!s) return undefined;
     if (s.value.includes('+')) {
-      this.sink.add('RECIPE_UNSUPPORTED', `LoRA references ('base+lora') are not supported yet: '${s.value}'`, s.pos);
-      return undefined;
+      const parts = s.value.split('+');
+      if (parts.length !== 2 || parts.some((x) => x.trim() === '')) {
+        this.sink.add('RECIPE_TYPE', `a LoRA reference is 'base+adapter', one '+' between two paths (got '${s.value}')`, s.pos);
+        return undefined;
+      }
+      return { ref: s.value, pos: s.pos, lora: { base: parts[0]!.trim(), adapter: parts[1]!.trim() } };
     }
     return { ref: s.value, pos: s.pos };
   }

@@ -20,11 +20,14 @@ export interface Located<T> {
 /**
  * A model reference as written: a local path (resolved against the recipe folder) or an earlier stage's name.
  * `vector` marks a `vector:` entry: a stored task vector standing for the model base_model + vector.
+ * `lora` marks a `model: base+adapter` reference.
  */
 export interface ModelRef {
   readonly ref: string;
   readonly pos: Pos;
   readonly vector?: true;
+  /** mergekit's `base+adapter`: the base model with a PEFT LoRA adapter's weight change added (paths as written) */
+  readonly lora?: { readonly base: string; readonly adapter: string };
 }
 
 /** The key under which a reference is resolved: a vector file and a model at the same path are different inputs. */

@@ -1,0 +1,74 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { RecipeProblems } from '../../src/errors.js';
+import { buildPlan, merge } from '../../src/plan/merge.js';
+import { loraToVector } from '../../src/vectors/lora.js';
+import { openVector } from '../../src/vectors/reader.js';
+import { readAllF32, tempDir, tinyValues, writeModel } from '../plan/helpers.js';
+import { randomFactor, writeAdapter } from './lora-helpers.js';
+
+const P = 'base_model.model.';
+const Q0 = 'model.layers.0.self_attn.q_proj';
+const U2 = 'model.layers.2.mlp.up_proj';
+
+let root: string;
+
+beforeAll(async () => {
+  root = await tempDir('weightkit-lora-recipe-');
+  process.env['WEIGHTKIT_LORA_CACHE'] = join(root, 'cache');
+  await writeModel(join(root, 'base'), tinyValues(0));
+  await writeModel(join(root, 'other'), tinyValues(2));
+  await writeAdapter(
+    join(root, 'ad'),
+    {
+      [`${P}${Q0}.lora_A.weight`]: randomFactor([2, 4], 1),
+      [`${P}${Q0}.lora_B.weight`]: randomFactor([4, 2], 2),
+      [`${P}${U2}.lora_A.weight`]: randomFactor([2, 4], 3),
+      [`${P}${U2}.lora_B.weight`]: randomFactor([6, 2], 4),
+    },
+    { r: 2, lora_alpha: 3, target_modules: ['q_proj', 'up_proj'] },
+  );
+  await loraToVector({ adapter: join(root, 'ad'), base: join(root, 'base'), out: join(root, 'ad.safetensors') });
+});
+
+async function mergeOf(name: string, text: string, threads = 1): Promise<Map<string, Float32Array>> {
+  const p = join(root, `${name}.yaml`);
+  await writeFile(p, text);
+  const out = join(root, `out-${name}`);
+  await merge(p, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}) });
+  return readAllF32(out);
+}
+
+describe('recipes: model: base+adapter', () => {
+  it('equals a vector: entry of the converted adapter, in-process and in the worker pool', async () => {
+    const tail = '  - model: other\n    parameters: {weight: 0.5}\nparameters: {normalize: false}\n';
+    const viaLora = await mergeOf('lora', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: base+ad\n    parameters: {weight: 0.5}\n${tail}`);
+    const viaVector = await mergeOf('vector', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - vector: ad.safetensors\n    parameters: {weight: 0.5}\n${tail}`);
+    expect(viaLora).toEqual(viaVector);
+    expect(viaLora.get(`${Q0}.weight`)).not.toEqual(tinyValues(0).get(`${Q0}.weight`));
+    const pooled = await mergeOf('lora-pool', `merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: base+ad\n    parameters: {weight: 0.5}\n${tail}`, 2);
+    expect(pooled).toEqual(viaVector);
+  });
+
+  it('a base+adapter whose base is not otherwise named is opened as its own model', async () => {
+    const out = await mergeOf('linear', 'merge_method: linear\nmodels:\n  - model: base+ad\n    parameters: {weight: 1}\n');
+    const v = await openVector(join(root, 'ad.safetensors'));
+    for (const [name, b] of tinyValues(0)) {
+      const d = v.has(name) ? await v.readF32(name) : new Float32Array(b.length);
+      expect(out.get(name), name).toEqual(b.map((x, i) => x + d[i]!));
+    }
+    await v.close();
+  });
+
+  it('missing adapters and malformed references are recipe problems at the entry', async () => {
+    const p = join(root, 'bad.yaml');
+    await writeFile(p, 'merge_method: linear\nmodels:\n  - model: base+nope\n    parameters: {weight: 1}\n  - model: base+ad+ad\n    parameters: {weight: 1}\n');
+    const e = await buildPlan(p).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RecipeProblems);
+    expect((e as RecipeProblems).problems.map((x) => [x.code, x.where.line])).toEqual([
+      ['RECIPE_TYPE', 5],
+      ['RECIPE_MODEL_NOT_FOUND', 3],
+    ].sort((a, b) => (a[1] as number) - (b[1] as number)));
+  });
+});
