@@ -6,9 +6,10 @@ import type { MethodCatalog } from '../recipe/validate.js';
 import { didYouMean } from '../recipe/suggest.js';
 import { GEOMETRIC_METHODS } from './methods/geometric.js';
 import { GTA_METHODS } from './methods/gta.js';
+import { SVD_METHODS } from './methods/tsv.js';
 import type { MergeMethod } from './types.js';
 
-export const METHODS: readonly MergeMethod[] = [...GTA_METHODS, ...GEOMETRIC_METHODS];
+export const METHODS: readonly MergeMethod[] = [...GTA_METHODS, ...GEOMETRIC_METHODS, ...SVD_METHODS];
 
 const BY_NAME: ReadonlyMap<string, MergeMethod> = new Map(METHODS.map((m) => [m.name, m]));
 

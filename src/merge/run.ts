@@ -1,10 +1,12 @@
 // Running a method over in-memory tensors: parameter defaults and checks, the statistics passes and the emit pass
-// over chunks. `mergeTensors` is the notebook-style API; the streaming executor uses the same chunk protocol.
+// over chunks. `mergeTensors` is the notebook-style API (`mergeTensorsAsync` for methods with an async compute step);
+// the streaming executor uses the same chunk protocol.
 
 import { UsageError } from '../errors.js';
 import type { ParamSpec, ParamValue } from '../recipe/spec.js';
 import { checkParamValue } from '../recipe/validate.js';
 import { toF32 } from '../tensor/convert.js';
+import type { MatMulBackend } from '../tensor/linalg/backend.js';
 import { streamKey } from '../tensor/rng.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Chunk, MergeMethod, Params, TensorContext, TensorMerger } from './types.js';
@@ -74,6 +76,8 @@ export interface MergeTensorsOptions {
   shape?: readonly number[];
   /** process in chunks of at most this many elements (results are identical at any chunk size) */
   chunkElements?: number;
+  /** matrix products of `linalg` methods (mergeTensorsAsync only; default jsMatMul) */
+  linalg?: MatMulBackend;
 }
 
 export interface MergeTensorsInputs {
@@ -88,7 +92,7 @@ function asF32(x: Float32Array | Tensor): Float32Array {
 /** Build the per-tensor context a method sees. */
 export function makeContext(
   method: MergeMethod,
-  init: { name: string; shape: readonly number[]; hasBase: boolean; params: Params; modelParams: readonly Params[]; seed: number; modelStats?: unknown },
+  init: { name: string; shape: readonly number[]; hasBase: boolean; params: Params; modelParams: readonly Params[]; seed: number; modelStats?: unknown; linalg?: MatMulBackend },
 ): TensorContext {
   const numel = init.shape.reduce((a, b) => a * b, 1);
   const rowLength = init.shape.length <= 1 ? 1 : init.shape.slice(1).reduce((a, b) => a * b, 1);
@@ -103,11 +107,18 @@ export function makeContext(
     modelCount: init.modelParams.length,
     rng: (i, purpose = method.name) => streamKey(init.seed, init.name, i, purpose),
     ...(init.modelStats !== undefined ? { modelStats: init.modelStats } : {}),
+    ...(init.linalg !== undefined ? { linalg: init.linalg } : {}),
   };
 }
 
-/** Merge in-memory tensors with a method (notebook-style API). Returns the merged values as f32. */
-export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Float32Array {
+interface PreparedMerge {
+  merger: TensorMerger;
+  numel: number;
+  step: number;
+  chunkAt: (offset: number, length: number) => Chunk;
+}
+
+function prepare(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): PreparedMerge {
   const models = inputs.models.map(asF32);
   const base = inputs.base === undefined ? undefined : asF32(inputs.base);
   const numel = (base ?? models[0])?.length ?? 0;
@@ -139,10 +150,47 @@ export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, op
     for (let p = 0; collector.beginPass(p); p++) collector.observe(p, name, chunkAt(0, numel));
     modelStats = collector.result();
   }
-  const ctx = makeContext(method, { name, shape, hasBase: base !== undefined, params, modelParams, seed: options.seed ?? 0, ...(modelStats !== undefined ? { modelStats } : {}) });
+  const ctx = makeContext(method, {
+    name,
+    shape,
+    hasBase: base !== undefined,
+    params,
+    modelParams,
+    seed: options.seed ?? 0,
+    ...(modelStats !== undefined ? { modelStats } : {}),
+    ...(options.linalg !== undefined ? { linalg: options.linalg } : {}),
+  });
   const merger = method.create(ctx);
-  const out = new Float32Array(numel);
   const step = chunkElements(merger, numel, ctx.rowLength, options.chunkElements ?? numel);
+  return { merger, numel, step, chunkAt };
+}
+
+/** Merge in-memory tensors with a method (notebook-style API). Returns the merged values as f32. */
+export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Float32Array {
+  const { merger, numel, step, chunkAt } = prepare(method, inputs, options);
+  if (merger.compute) {
+    throw new UsageError('USAGE', `${method.name} has an asynchronous linear-algebra step for tensor '${options.name ?? 'tensor'}': use mergeTensorsAsync`);
+  }
+  const out = new Float32Array(numel);
   drive(merger, numel, step, chunkAt, out);
+  return out;
+}
+
+/**
+ * Like mergeTensors, for every method including those with an async compute step (TSV-M, Iso-C): statistics
+ * passes, then compute() on the whole tensor, then emit. `options.linalg` runs their matrix products (default jsMatMul).
+ */
+export async function mergeTensorsAsync(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Promise<Float32Array> {
+  const { merger, numel, step, chunkAt } = prepare(method, inputs, options);
+  const out = new Float32Array(numel);
+  if (!merger.compute) {
+    drive(merger, numel, step, chunkAt, out);
+    return out;
+  }
+  if (merger.chunking !== 'tensor') throw new UsageError('USAGE', `${method.name}: compute() needs chunking 'tensor' (got '${merger.chunking}')`);
+  const whole = chunkAt(0, numel);
+  if (merger.beginPass && merger.observe) for (let p = 0; merger.beginPass(p); p++) merger.observe(p, whole);
+  await merger.compute(whole);
+  merger.emit(whole, out);
   return out;
 }

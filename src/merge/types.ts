@@ -3,6 +3,7 @@
 // passes, and writes f32 output. Methods never see paths, readers, YAML or ORT.
 
 import type { MethodSpec, ParamValue } from '../recipe/spec.js';
+import type { MatMulBackend } from '../tensor/linalg/backend.js';
 import type { StreamKey } from '../tensor/rng.js';
 
 export type Params = Readonly<Record<string, ParamValue>>;
@@ -26,6 +27,11 @@ export interface TensorContext {
   rng(modelIndex: number, purpose?: string): StreamKey;
   /** results of a whole-model statistics pre-pass, when the method declares one (e.g. TIES trim_scope: model) */
   readonly modelStats?: unknown;
+  /**
+   * Where large matrix products run, for methods that declare `linalg: true` (the ORT backend when the caller gave
+   * one, else undefined: the method falls back to jsMatMul). Injected by the caller of merge; methods never import ORT.
+   */
+  readonly linalg?: MatMulBackend;
 }
 
 /** A contiguous range of elements [offset, offset + length) of every input, as f32. */
@@ -50,6 +56,12 @@ export interface TensorMerger {
   observe?(pass: number, chunk: Chunk): void;
   /** Write the merged values for the chunk into `out` (length elements). Chunks arrive in order. */
   emit(chunk: Chunk, out: Float32Array): void;
+  /**
+   * Optional asynchronous whole-tensor step, only for chunking 'tensor': called once with the whole tensor after the
+   * statistics passes and before emit (which then receives the same single chunk). For methods that need linear
+   * algebra (SVDs, polar factors) through `ctx.linalg`.
+   */
+  compute?(chunk: Chunk): Promise<void>;
   /** Optional statistics about what the method kept/dropped for this tensor (for analysis and dry runs). */
   report?(): Record<string, number>;
 }
@@ -79,4 +91,10 @@ export interface MergeMethod extends MethodSpec {
   modelStats?(params: Params, modelParams: readonly Params[]): ModelStatsCollector | undefined;
   /** extra working memory per element beyond inputs and output, in bytes (for the plan's memory estimate) */
   readonly scratchBytesPerElement?: number;
+  /**
+   * The method runs large matrix products through `TensorContext.linalg` (TensorMerger.compute). The executor then
+   * merges on the calling thread (no worker pool: the ORT backend is multi-threaded itself), one tensor at a time,
+   * with the backend given in MergeOptions.linalg (jsMatMul when none).
+   */
+  readonly linalg?: boolean;
 }

@@ -9,6 +9,7 @@ import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
 import { PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
+import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import type { PlanInput, PlanTensor } from './plan.js';
 import { Workspace, WORKSPACE_START } from '../tensor/wasm/workspace.js';
 
@@ -109,6 +110,8 @@ export interface RunTensorContext {
   budgetBytes: number;
   scratch: Scratch;
   modelStats?: unknown;
+  /** matrix products of methods that declare `linalg` (default jsMatMul) */
+  linalg?: MatMulBackend;
 }
 
 function rowLengthOf(shape: readonly number[]): number {
@@ -378,6 +381,7 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
     modelParams: t.modelParams,
     seed: ctx.seed,
     ...(ctx.modelStats !== undefined ? { modelStats: ctx.modelStats } : {}),
+    ...(method.linalg ? { linalg: ctx.linalg ?? jsMatMul } : {}),
   });
   const merger: TensorMerger = method.create(mctx);
   const numel = mctx.numel;
@@ -396,6 +400,11 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
     for (let p = 0; merger.beginPass(p); p++) {
       for await (const c of chunks()) for (const piece of c.pieces()) merger.observe(p, piece);
     }
+  }
+  if (merger.compute) {
+    // chunking 'tensor': one chunk in one piece (the whole tensor); served from memory again by emit below
+    if (merger.chunking !== 'tensor') throw new PlanError('USAGE', `${method.name}: compute() needs chunking 'tensor' (tensor '${t.name}')`, { where: { tensor: t.name } });
+    for await (const c of chunks()) for (const piece of c.pieces()) await merger.compute(piece);
   }
   let written = 0;
   for await (const c of chunks()) {

@@ -17,6 +17,7 @@ import { ProblemSink, parseRecipeInto, readRecipeText, sortProblems } from '../r
 import type { Recipe, RecipeDoc } from '../recipe/types.js';
 import { validateRecipeInto } from '../recipe/validate.js';
 import type { DType } from '../tensor/dtype.js';
+import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { Scratch, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
@@ -63,6 +64,12 @@ export interface MergeOptions {
   pool?: 'auto' | 'always';
   /** stops the merge between tensors; the staged output is removed and an INTERRUPTED error thrown */
   signal?: AbortSignal;
+  /**
+   * Matrix products for methods that declare `linalg` (tsv, rtsvm, iso_c). Their tensors are merged on the calling
+   * thread, one at a time (no worker pool: this backend is multi-threaded itself). Default jsMatMul (~2-3 GFLOP/s);
+   * `mergeWithOrt` (src/eval/merge-with-ort.ts) and the CLI pass the ONNX Runtime backend (~50x faster).
+   */
+  linalg?: MatMulBackend;
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
@@ -252,8 +259,8 @@ export async function executePlan(
       onProgress?.({ tensorsDone: done, tensorsTotal: plan.tensors.length, bytesDone: bytes, bytesTotal: plan.outputBytes, elapsedMs: performance.now() - t0, tensor: name });
     };
     const modelStats = await runModelPrepass(method, plan.tensors, readers, budget * threads);
-    const stats = modelStats !== undefined ? { modelStats } : {};
-    if (threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
+    const stats = { ...(modelStats !== undefined ? { modelStats } : {}), ...(method.linalg ? { linalg: options.linalg ?? jsMatMul } : {}) };
+    if (!method.linalg && threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
         { models: plan.models.map((m) => ({ id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}) })), method: method.name, seed: plan.seed, budgetBytes: Math.floor(budget / LANES), ...stats },
@@ -267,12 +274,14 @@ export async function executePlan(
       );
       checkAborted(options.signal);
     } else {
-      // LANES tensors at a time on this thread, so reads and writes of one overlap the computation of another
+      // LANES tensors at a time on this thread, so reads and writes of one overlap the computation of another; a
+      // linalg method runs one tensor at a time (its backend is multi-threaded, and each tensor is held whole)
       const queue = [...plan.tensors];
-      const laneBudget = Math.floor((budget * threads) / LANES);
+      const lanesWanted = method.linalg ? 1 : LANES;
+      const laneBudget = Math.floor((budget * threads) / lanesWanted);
       let failed = false;
       const lanes = await Promise.allSettled(
-        Array.from({ length: Math.min(LANES, queue.length) }, async () => {
+        Array.from({ length: Math.min(lanesWanted, queue.length) }, async () => {
           const scratch = new Scratch();
           try {
             for (let t = queue.shift(); t && !failed; t = queue.shift()) {

@@ -1,0 +1,524 @@
+// SVD-based merges of task vectors: tsv (TSV-M, Gargiulo et al. CVPR 2025), rtsvm (R-TSVM, an approximate
+// reconstruction of Yang et al. 2025) and iso_c (Iso-C, Marczak et al. ICML 2025). 2-D tensors are merged whole in
+// an async compute() step whose big products go through ctx.linalg; other tensors are averaged elementwise.
+// Deterministic for a given seed whatever the thread count. Imports merge types, errors and src/tensor only.
+
+import { jsMatMul, type MatMulBackend } from '../../tensor/linalg/backend.js';
+import { fromArray } from '../../tensor/linalg/matrix.js';
+import { polarExact, polarNewtonSchulz } from '../../tensor/linalg/newton-schulz.js';
+import { randomizedSvd } from '../../tensor/linalg/randomized.js';
+import { jacobiSvd } from '../../tensor/linalg/svd.js';
+import { randomU32 } from '../../tensor/rng.js';
+import type { ParamSpec } from '../../recipe/spec.js';
+import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
+import { EMPTY_MERGER, QuantileSelector, tensorError } from './geo-util.js';
+
+/** Singular triplets with σ ≤ this × the task's largest σ are dropped before concatenation (numerically null). */
+export const DROP_RELATIVE = 1e-6;
+
+type SvdMode = 'exact' | 'randomized' | 'auto';
+
+interface Common {
+  alpha: number;
+  weights: Float64Array;
+  exact: boolean;
+  oversampling: number;
+  powerIterations: number;
+  backend: MatMulBackend;
+}
+
+function num(v: unknown, fallback: number): number {
+  return typeof v === 'number' ? v : fallback;
+}
+
+function common(ctx: TensorContext, mode: SvdMode): Common {
+  const m = ctx.shape[0] ?? 0;
+  const n = ctx.shape[1] ?? 0;
+  return {
+    alpha: num(ctx.params['alpha'], 1),
+    weights: Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1)),
+    exact: mode === 'exact' || (mode === 'auto' && Math.min(m, n) <= num(ctx.params['exact_max_dim'], 128)),
+    oversampling: num(ctx.params['oversampling'], 10),
+    powerIterations: num(ctx.params['power_iterations'], 2),
+    backend: ctx.linalg ?? jsMatMul,
+  };
+}
+
+/** out = base + alpha·v, exactly the base where alpha·v is zero (keeps −0 and makes alpha 0 bit-identical). */
+function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<number>, alpha: number): void {
+  for (let i = 0; i < out.length; i++) {
+    const d = alpha * v[i]!;
+    out[i] = d === 0 ? base[i]! : base[i]! + d;
+  }
+}
+
+/** Task vectors w_t·(x_t − base) in f32. */
+function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[] {
+  const base = chunk.base!;
+  return chunk.models.map((x, t) => {
+    const w = weights[t]!;
+    const tau = new Float32Array(chunk.length);
+    for (let i = 0; i < tau.length; i++) tau[i] = w * (x[i]! - base[i]!);
+    return tau;
+  });
+}
+
+/** Elementwise mean of the weighted task vectors (non-2-D tensors, or decompose: false). */
+function meanMerger(ctx: TensorContext): TensorMerger {
+  const weights = Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1));
+  const alpha = num(ctx.params['alpha'], 1);
+  const n = ctx.modelCount;
+  return {
+    chunking: 'elements',
+    emit(chunk: Chunk, out: Float32Array): void {
+      const base = chunk.base!;
+      for (let i = 0; i < chunk.length; i++) {
+        const b = base[i]!;
+        let s = 0;
+        for (let t = 0; t < n; t++) s += weights[t]! * (chunk.models[t]![i]! - b);
+        const d = alpha * (s / n);
+        out[i] = d === 0 ? b : b + d;
+      }
+    },
+  };
+}
+
+/** Whether a tensor takes the SVD path: 2-D with both dims > 0 and `decompose` not false. */
+function decomposes(ctx: TensorContext): boolean {
+  return ctx.shape.length === 2 && ctx.numel > 0 && ctx.params['decompose'] !== false;
+}
+
+function checkInputs(ctx: TensorContext, method: string): void {
+  if (!ctx.hasBase) throw tensorError(ctx, `${method} needs a base model (task vectors are model − base)`);
+  if (ctx.modelCount < 1) throw tensorError(ctx, `${method} needs at least one model besides the base`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// R-TSVM knobs
+
+interface RobustOptions {
+  reweight: 'huber' | 'clip' | 'none';
+  kappa: number;
+  clipQuantile: number;
+  taskWeighting: boolean;
+  adaptiveRank: boolean;
+  sparsityEps: number;
+}
+
+/** The f32 values at the given ranks of `v` (exact radix selection over the bits). */
+function selectRanks(v: Float32Array, ranks: number[]): number[] {
+  const bits = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  const sel = new QuantileSelector(ranks);
+  sel.addHigh(bits, v.length);
+  sel.resolveHigh();
+  sel.addLow(bits, v.length);
+  return sel.values();
+}
+
+/** numpy-style median (mean of the two middle values for an even count). */
+function median(v: Float32Array): number {
+  const n = v.length;
+  const [a, b] = selectRanks(v, [Math.floor((n - 1) / 2), Math.ceil((n - 1) / 2)]);
+  return (a! + b!) / 2;
+}
+
+/**
+ * Outlier-aware reweighting of one task vector in place; returns its outlier ratio (the fraction of entries the
+ * rule touches). huber: robust z = |τ − med| / (1.4826·MAD) (MAD = 0 falls back to 1.2533·mean absolute
+ * deviation; a constant τ is left alone), τ ← min(1, κ/z)·τ. clip: τ ← sign(τ)·min(|τ|, q-quantile of |τ|).
+ * none: only the ratio (of z > κ) is measured.
+ */
+function reweightInPlace(tau: Float32Array, o: RobustOptions): number {
+  const n = tau.length;
+  if (n === 0) return 0;
+  const dev = new Float32Array(n);
+  if (o.reweight === 'clip') {
+    for (let i = 0; i < n; i++) dev[i] = Math.abs(tau[i]!);
+    const q = selectRanks(dev, [Math.min(n - 1, Math.max(0, Math.ceil(o.clipQuantile * n) - 1))])[0]!;
+    let touched = 0;
+    for (let i = 0; i < n; i++) {
+      if (dev[i]! > q) {
+        tau[i] = tau[i]! > 0 ? q : -q;
+        touched++;
+      }
+    }
+    return touched / n;
+  }
+  const med = median(tau);
+  for (let i = 0; i < n; i++) dev[i] = Math.abs(tau[i]! - med);
+  let scale = 1.4826 * median(dev);
+  if (!(scale > 0)) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += dev[i]!;
+    scale = 1.2533 * (s / n);
+  }
+  if (!(scale > 0)) return 0;
+  let touched = 0;
+  const limit = o.kappa * scale; // z > κ  ⇔  |τ − med| > κ·s
+  for (let i = 0; i < n; i++) {
+    const d = dev[i]!;
+    if (d > limit) {
+      touched++;
+      if (o.reweight === 'huber') tau[i] = tau[i]! * (limit / d);
+    }
+  }
+  return touched / n;
+}
+
+/** ρ_t: fraction of entries with |τ| ≤ eps·max|τ| (an all-zero τ is fully sparse). */
+function sparsity(tau: Float32Array, eps: number): number {
+  let mx = 0;
+  for (let i = 0; i < tau.length; i++) mx = Math.max(mx, Math.abs(tau[i]!));
+  if (mx === 0) return 1;
+  const cut = eps * mx;
+  let z = 0;
+  for (let i = 0; i < tau.length; i++) if (Math.abs(tau[i]!) <= cut) z++;
+  return z / tau.length;
+}
+
+/** k_t ∝ (1 − ρ_t), each floor(r·a_t/Σa), so Σ k_t ≤ r; equal sparsities give ⌊r/T⌋ each (plain TSV-M). */
+export function adaptiveRanks(rho: readonly number[], r: number): number[] {
+  const a = rho.map((x) => Math.max(0, 1 - x));
+  const total = a.reduce((x, y) => x + y, 0);
+  if (!(total > 0)) return rho.map(() => 0);
+  if (a.every((x) => x === a[0])) return rho.map(() => Math.floor(r / rho.length));
+  const k = a.map((x) => Math.min(r, Math.floor((r * x) / total + 1e-9)));
+  while (k.reduce((x, y) => x + y, 0) > r) k[k.indexOf(Math.max(...k))]!--;
+  return k;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TSV-M core
+
+interface Triplets {
+  /** m x c and n x c, row-major (f64 on the exact path, f32 on the randomized one) */
+  u: Float64Array | Float32Array;
+  v: Float64Array | Float32Array;
+  s: Float64Array;
+}
+
+/** Keep the leading columns j < k of a rows x cols array whose σ_j > DROP_RELATIVE·σ_0, into f64 or f32. */
+function leading<A extends Float64Array | Float32Array>(make: (n: number) => A, src: ArrayLike<number>, rows: number, cols: number, keep: number): A {
+  const out = make(rows * keep);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < keep; j++) out[i * keep + j] = src[i * cols + j]!;
+  return out;
+}
+
+function keptCount(s: ArrayLike<number>, k: number): number {
+  const top = s[0] ?? 0;
+  let c = 0;
+  while (c < k && s[c]! > DROP_RELATIVE * top) c++;
+  return c;
+}
+
+/** Place the blocks side by side: U_cat (rows x Σc_t). */
+function concat<A extends Float64Array | Float32Array>(make: (n: number) => A, blocks: readonly A[], widths: readonly number[], rows: number): A {
+  const c = widths.reduce((x, y) => x + y, 0);
+  const out = make(rows * c);
+  let at = 0;
+  for (const [t, b] of blocks.entries()) {
+    const w = widths[t]!;
+    for (let i = 0; i < rows; i++) for (let j = 0; j < w; j++) out[i * c + at + j] = b[i * w + j]!;
+    at += w;
+  }
+  return out;
+}
+
+interface TsvReport {
+  rank: number;
+  polarIterations: number;
+}
+
+/** τ = polar(U_cat)·diag(s_cat)·polar(V_cat)ᵀ from each task's top-k_t triplets; returns the m·n values. */
+export async function tsvMerge(taus: readonly Float32Array[], m: number, n: number, ranks: readonly number[], c: Common, seedOf: (t: number) => number, report: TsvReport): Promise<ArrayLike<number>> {
+  const us: (Float64Array | Float32Array)[] = [];
+  const vs: (Float64Array | Float32Array)[] = [];
+  const widths: number[] = [];
+  const ss: number[] = [];
+  const f64 = (len: number): Float64Array => new Float64Array(len);
+  const f32 = (len: number): Float32Array => new Float32Array(len);
+  for (const [t, tau] of taus.entries()) {
+    const k = ranks[t]!;
+    if (k === 0) continue;
+    if (c.exact) {
+      const svd = jacobiSvd(fromArray(tau, m, n));
+      const r = svd.s.length;
+      const kept = keptCount(svd.s, k);
+      us.push(leading(f64, svd.u.data, m, r, kept));
+      vs.push(leading(f64, svd.v.data, n, r, kept));
+      widths.push(kept);
+      for (let j = 0; j < kept; j++) ss.push(svd.s[j]!);
+    } else {
+      const svd = await randomizedSvd(tau, m, n, k, { backend: c.backend, seed: seedOf(t), oversampling: c.oversampling, powerIterations: c.powerIterations });
+      const kept = keptCount(svd.s, k);
+      us.push(leading(f32, svd.u, m, k, kept));
+      vs.push(leading(f32, svd.v, n, k, kept));
+      widths.push(kept);
+      for (let j = 0; j < kept; j++) ss.push(svd.s[j]!);
+    }
+  }
+  const cw = ss.length;
+  report.rank = cw;
+  if (cw === 0) return new Float64Array(m * n);
+  const s = Float64Array.from(ss);
+  if (c.exact) {
+    const pu = polarExact(concat(f64, us as Float64Array[], widths, m), m, cw).p;
+    const pv = polarExact(concat(f64, vs as Float64Array[], widths, n), n, cw).p;
+    const out = new Float64Array(m * n);
+    const row = new Float64Array(cw);
+    for (let i = 0; i < m; i++) {
+      for (let l = 0; l < cw; l++) row[l] = pu[i * cw + l]! * s[l]!;
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let l = 0; l < cw; l++) acc += row[l]! * pv[j * cw + l]!;
+        out[i * n + j] = acc;
+      }
+    }
+    return out;
+  }
+  const pu = await polarNewtonSchulz(concat(f32, us as Float32Array[], widths, m), m, cw, c.backend);
+  const pv = await polarNewtonSchulz(concat(f32, vs as Float32Array[], widths, n), n, cw, c.backend);
+  report.polarIterations = pu.iterations + pv.iterations;
+  const us2 = pu.p;
+  for (let i = 0; i < m; i++) for (let l = 0; l < cw; l++) us2[i * cw + l] = us2[i * cw + l]! * s[l]!;
+  return c.backend.matmul(us2, pv.p, m, cw, n, { transB: true });
+}
+
+/** A whole-tensor merger whose compute() fills the result. */
+function wholeTensor(run: (chunk: Chunk) => Promise<ArrayLike<number>>, alpha: number, report: () => Record<string, number>): TensorMerger {
+  let result: ArrayLike<number> | undefined;
+  return {
+    chunking: 'tensor',
+    async compute(chunk: Chunk): Promise<void> {
+      result = await run(chunk);
+    },
+    emit(chunk: Chunk, out: Float32Array): void {
+      if (result === undefined) throw new Error('emit before compute');
+      applyInto(out, chunk.base!, result, alpha);
+      result = undefined;
+    },
+    report,
+  };
+}
+
+function createTsv(ctx: TensorContext, robust: RobustOptions | undefined, name: string): TensorMerger {
+  checkInputs(ctx, name);
+  if (ctx.numel === 0) return EMPTY_MERGER;
+  if (!decomposes(ctx)) return meanMerger(ctx);
+  const c = common(ctx, (ctx.params['svd'] as SvdMode | undefined) ?? 'auto');
+  const m = ctx.shape[0]!;
+  const n = ctx.shape[1]!;
+  const r = Math.min(m, n);
+  const T = ctx.modelCount;
+  const rep: TsvReport = { rank: 0, polarIterations: 0 };
+  const extra: Record<string, number> = {};
+  const seedOf = (t: number): number => randomU32(ctx.rng(t, 'tsv'), 0);
+  return wholeTensor(
+    async (chunk) => {
+      const taus = taskVectors(chunk, c.weights);
+      let ranks = taus.map(() => Math.floor(r / T));
+      if (robust) {
+        if (robust.adaptiveRank) {
+          const rho = taus.map((t) => sparsity(t, robust.sparsityEps));
+          ranks = adaptiveRanks(rho, r);
+          rho.forEach((x, t) => (extra[`sparsity_${t}`] = x));
+        }
+        if (robust.reweight !== 'none' || robust.taskWeighting) {
+          const ratios = taus.map((t) => (robust.reweight === 'none' ? reweightInPlace(Float32Array.from(t), robust) : reweightInPlace(t, robust)));
+          ratios.forEach((x, t) => (extra[`outlier_ratio_${t}`] = x));
+          if (robust.taskWeighting) {
+            const inv = ratios.map((x) => 1 / Math.max(x, 1 / chunk.length));
+            const mean = inv.reduce((a, b) => a + b, 0) / inv.length;
+            taus.forEach((tau, t) => {
+              const w = inv[t]! / mean;
+              for (let i = 0; i < tau.length; i++) tau[i] = tau[i]! * w;
+            });
+          }
+        }
+        ranks.forEach((k, t) => (extra[`rank_${t}`] = k));
+      }
+      return tsvMerge(taus, m, n, ranks, c, seedOf, rep);
+    },
+    c.alpha,
+    () => ({ ...extra, rank: rep.rank, polar_iterations: rep.polarIterations, exact: c.exact ? 1 : 0 }),
+  );
+}
+
+function createIsoC(ctx: TensorContext): TensorMerger {
+  checkInputs(ctx, 'iso_c');
+  if (ctx.numel === 0) return EMPTY_MERGER;
+  if (!decomposes(ctx)) return meanMerger(ctx);
+  const mode = (ctx.params['polar'] as string | undefined) ?? 'auto';
+  const c = common(ctx, mode === 'newton_schulz' ? 'randomized' : (mode as SvdMode));
+  const m = ctx.shape[0]!;
+  const n = ctx.shape[1]!;
+  const r = Math.min(m, n);
+  let meanSigma = 0;
+  let iterations = 0;
+  return wholeTensor(
+    async (chunk) => {
+      const base = chunk.base!;
+      const sum = new Float64Array(chunk.length);
+      for (const [t, x] of chunk.models.entries()) {
+        const w = c.weights[t]!;
+        for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! + w * (x[i]! - base[i]!);
+      }
+      if (c.exact) {
+        const { p, s } = polarExact(sum, m, n);
+        let total = 0;
+        for (const x of s) total += x;
+        meanSigma = total / r;
+        for (let i = 0; i < p.length; i++) p[i] = p[i]! * meanSigma;
+        return p;
+      }
+      const s32 = Float32Array.from(sum);
+      const pol = await polarNewtonSchulz(s32, m, n, c.backend);
+      iterations = pol.iterations;
+      // the nuclear norm is trace(Pᵀ·τ) = Σ P_ij·τ_ij
+      let nuclear = 0;
+      for (let i = 0; i < s32.length; i++) nuclear += pol.p[i]! * s32[i]!;
+      meanSigma = nuclear / r;
+      const p = pol.p;
+      for (let i = 0; i < p.length; i++) p[i] = p[i]! * meanSigma;
+      return p;
+    },
+    c.alpha,
+    () => ({ mean_sigma: meanSigma, polar_iterations: iterations, exact: c.exact ? 1 : 0 }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// declarations
+
+const ALPHA: ParamSpec = { name: 'alpha', type: 'number', default: 1, description: 'scale of the merged task vector: θ = base + alpha·τ' };
+const EXACT_MAX_DIM: ParamSpec = {
+  name: 'exact_max_dim',
+  type: 'number',
+  integer: true,
+  min: 1,
+  default: 128,
+  description: "with 'auto': tensors with min(rows, cols) up to this are decomposed exactly (Jacobi, f64), larger ones iteratively on the linalg backend",
+};
+const DECOMPOSE: ParamSpec = {
+  name: 'decompose',
+  type: 'boolean',
+  default: true,
+  description: 'whether a 2-D tensor takes the SVD path; set false through a tensor filter to average it instead (FusionBench leaves text_projection out)',
+};
+const WEIGHT: ParamSpec = { name: 'weight', type: 'number', default: 1, description: 'scales this model\'s task vector before the decomposition' };
+const TSV_PARAMS: readonly ParamSpec[] = [
+  ALPHA,
+  { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "per-task SVD and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder + Newton–Schulz polar on the linalg backend), 'auto' (exact up to exact_max_dim)" },
+  EXACT_MAX_DIM,
+  { name: 'oversampling', type: 'number', integer: true, min: 0, default: 10, description: 'randomized SVD: extra sketch columns' },
+  { name: 'power_iterations', type: 'number', integer: true, min: 0, default: 2, description: 'randomized SVD: subspace iterations' },
+  DECOMPOSE,
+];
+
+const TSV_COST =
+  ' Cost per m x n tensor, T tasks, r = min(m, n): exact path, T + 2 Jacobi SVDs in JS f64 (~0.05 s at 128²); randomized ' +
+  'path, per task (2q + 2)·m·n·(k + p) backend multiply-adds plus a (k + p)² eigenproblem in JS (~9·(k+p)³ flops, ' +
+  'about 5 s at k + p = 1034), then two Newton–Schulz polar factors of about 10-20 iterations of two m·c² products ' +
+  'each (c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
+  'U_cat, V_cat and two iterates of each, about (3T + 2)·m·n + 6·(m + n)·r f32. Runs on the calling thread with ' +
+  'the linalg backend (ORT from the CLI).';
+
+export const TSV: MergeMethod = {
+  name: 'tsv',
+  base: 'required',
+  minModels: 1,
+  params: TSV_PARAMS,
+  modelParams: [WEIGHT],
+  summary: 'TSV-M: each task\'s top ⌊r/T⌋ singular triplets, singular vectors decorrelated by their polar factors.',
+  formula:
+    'For each 2-D tensor (decompose true): τ_t = weight_t·(X_t − B) = U_t Σ_t V_tᵀ, k = ⌊r/T⌋ with r = min(m, n); ' +
+    'U_cat = [U_1[:, :k] … U_T[:, :k]], s_cat, V_cat likewise; Û = polar(U_cat), V̂ = polar(V_cat) (the nearest matrices ' +
+    'with orthonormal columns, P·Qᵀ from U_cat = P S Qᵀ); τ = Û·diag(s_cat)·V̂ᵀ. Other tensors: τ = mean_t τ_t. ' +
+    'Result B + alpha·τ. One task gives B + alpha·τ_1; alpha 0 gives B.' + TSV_COST,
+  reference:
+    'Gargiulo et al., "Task Singular Vectors: Reducing Task Interference in Model Merging", CVPR 2025 (AntoAndGar/task_singular_vectors; FusionBench TaskSingularVectorMerging).',
+  differences:
+    'Not in mergekit. Triplets with σ ≤ 1e-6·σ_max of their task (numerically null, arbitrary vectors) are left out ' +
+    'instead of the reference\'s zero padding, and the polar factor is the partial isometry on the range of U_cat ' +
+    '(the reference completes null directions arbitrarily; they meet zero singular values either way when U_cat has ' +
+    'full column rank). The randomized path seeds one stream per (seed, tensor, task). Every 2-D tensor (including ' +
+    'embeddings) takes the SVD path unless decompose is false; a tensor with r < T gets k = 0, i.e. the base.',
+  random: true,
+  linalg: true,
+  scratchBytesPerElement: 48,
+  create: (ctx) => createTsv(ctx, undefined, 'tsv'),
+};
+
+export const RTSVM: MergeMethod = {
+  name: 'rtsvm',
+  base: 'required',
+  minModels: 1,
+  params: [
+    ...TSV_PARAMS,
+    { name: 'reweight', type: 'string', choices: ['huber', 'clip', 'none'], default: 'huber', description: "outlier-aware weighting of task-vector entries: 'huber' (min(1, κ/z) on the robust z-score), 'clip' (at the clip_quantile of |τ|), 'none'" },
+    { name: 'kappa', type: 'number', min: 0, exclusiveMin: true, default: 3, description: 'Huber threshold on the robust z-score |τ − median| / (1.4826·MAD)' },
+    { name: 'clip_quantile', type: 'number', min: 0, max: 1, exclusiveMin: true, default: 0.999, description: "with reweight 'clip': quantile of |τ| to clip at" },
+    { name: 'task_weighting', type: 'boolean', default: false, description: 'also scale each task per tensor by the inverse of its outlier ratio, normalised to mean 1' },
+    { name: 'adaptive_rank', type: 'boolean', default: true, description: 'per-task ranks k_t ∝ 1 − sparsity instead of ⌊r/T⌋' },
+    { name: 'sparsity_eps', type: 'number', min: 0, default: 1e-6, description: 'an entry counts as zero when |τ| ≤ sparsity_eps·max|τ|' },
+  ],
+  modelParams: [WEIGHT],
+  summary: 'R-TSVM (approximate reconstruction): TSV-M with outlier-aware reweighting and sparsity-adaptive ranks.',
+  formula:
+    'APPROXIMATE: the paper\'s method section is not public; this is the best-effort reconstruction of ' +
+    'paper-methods.md §6 with every knob exposed. Per 2-D tensor, before TSV-M: ρ_t = fraction of |τ_t| ≤ ' +
+    'sparsity_eps·max|τ_t| and (adaptive_rank) k_t = ⌊r·(1 − ρ_t)/Σ_s(1 − ρ_s)⌋ (Σ k_t ≤ r; equal sparsities give ' +
+    '⌊r/T⌋); z = |τ − median(τ)| / (1.4826·MAD) (MAD = 0: 1.2533·mean absolute deviation) and (huber) τ ← min(1, κ/z)·τ, ' +
+    'or (clip) τ ← sign(τ)·min(|τ|, quantile_q |τ|); (task_weighting) τ_t ← τ_t·(1/o_t)/mean_s(1/o_s) with o_t the ' +
+    'outlier ratio (at least 1/numel). Then TSV-M with ranks k_t. With reweight none, task_weighting false and ' +
+    'adaptive_rank false it is exactly tsv (same bits). Non-2-D tensors: mean of τ_t, as tsv.' + TSV_COST +
+    ' Reweighting adds two exact radix-selection medians per task (O(m·n)).',
+  reference:
+    'Yang et al., "Mix Data or Merge Models? Balancing the Helpfulness, Honesty, and Harmlessness of LLMs via Model Merging", arXiv 2502.06876 (R-TSVM, renamed RESM in v3); no public code.',
+  differences: 'Not in mergekit. Approximate: whether the paper reweights entries, singular values or whole tasks, and what its "sparsity" is, is unknown.',
+  random: true,
+  linalg: true,
+  scratchBytesPerElement: 56,
+  create: (ctx) =>
+    createTsv(
+      ctx,
+      {
+        reweight: (ctx.params['reweight'] as RobustOptions['reweight'] | undefined) ?? 'huber',
+        kappa: num(ctx.params['kappa'], 3),
+        clipQuantile: num(ctx.params['clip_quantile'], 0.999),
+        taskWeighting: ctx.params['task_weighting'] === true,
+        adaptiveRank: ctx.params['adaptive_rank'] !== false,
+        sparsityEps: num(ctx.params['sparsity_eps'], 1e-6),
+      },
+      'rtsvm',
+    ),
+};
+
+export const ISO_C: MergeMethod = {
+  name: 'iso_c',
+  base: 'required',
+  minModels: 1,
+  params: [
+    { ...ALPHA, description: 'scale of the isotropic task vector: θ = base + alpha·τ_iso (FusionBench config 1.0; its reported results use 1.5)' },
+    { name: 'polar', type: 'string', choices: ['exact', 'newton_schulz', 'auto'], default: 'auto', description: "'exact' (Jacobi SVD in f64, small tensors), 'newton_schulz' (matrix products on the linalg backend), 'auto' (exact up to exact_max_dim)" },
+    EXACT_MAX_DIM,
+    DECOMPOSE,
+  ],
+  modelParams: [WEIGHT],
+  summary: 'Iso-C: the summed task vector with its singular spectrum flattened to the mean singular value.',
+  formula:
+    'For each 2-D tensor: τ_Σ = Σ_t weight_t·(X_t − B) = U S Vᵀ; τ_iso = mean(diag S)·U Vᵀ = (‖τ_Σ‖_*/r)·polar(τ_Σ) with ' +
+    'r = min(m, n) (the mean over all r singular values); other tensors τ = mean_t τ_t; result B + alpha·τ. ' +
+    'Cost: exact path one Jacobi SVD in JS f64; Newton–Schulz path about 10-20 iterations of two m·r² backend ' +
+    'products (a full-rank τ_Σ with a long spectral tail needs the most), the nuclear norm as trace(Pᵀτ_Σ). Memory ' +
+    'about (T + 6)·m·n f32. Runs on the calling thread with the linalg backend.',
+  reference: 'Marczak et al., "No Task Left Behind: Isotropic Model Merging with Common and Task-Specific Subspaces", ICML 2025 (FusionBench isotropic_merging).',
+  differences:
+    'Not in mergekit. The polar factor is the partial isometry on the range of τ_Σ: directions with σ ≈ 0 (a ' +
+    'rank-deficient sum) get no weight, where the reference gives arbitrary completed singular vectors the mean σ.',
+  linalg: true,
+  scratchBytesPerElement: 40,
+  create: createIsoC,
+};
+
+export const SVD_METHODS: readonly MergeMethod[] = [TSV, RTSVM, ISO_C];

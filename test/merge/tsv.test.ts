@@ -1,0 +1,293 @@
+// TSV-M, R-TSVM and Iso-C: hand-checkable formulas, an in-test exact reference (Jacobi), identities, neutral
+// R-TSVM == TSV-M bit for bit, the Newton–Schulz polar factor, determinism through merge, and errors.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RecipeProblems, WeightkitError } from '../../src/errors.js';
+import { adaptiveRanks, ISO_C, RTSVM, TSV } from '../../src/merge/methods/tsv.js';
+import { mergeTensors, mergeTensorsAsync } from '../../src/merge/run.js';
+import { buildPlan, merge } from '../../src/plan/merge.js';
+import { jsMatMul } from '../../src/tensor/linalg/backend.js';
+import { fromArray } from '../../src/tensor/linalg/matrix.js';
+import { polarExact, polarNewtonSchulz } from '../../src/tensor/linalg/newton-schulz.js';
+import { jacobiSvd } from '../../src/tensor/linalg/svd.js';
+import { SeededRandom } from '../../src/tensor/rng.js';
+import { tempDir, tinyFamily } from '../plan/helpers.js';
+
+function randomF32(n: number, seed: number, scale = 1): Float32Array {
+  const r = new SeededRandom(seed);
+  return Float32Array.from({ length: n }, () => r.normal() * scale);
+}
+
+function add(a: Float32Array, b: Float32Array): Float32Array {
+  return Float32Array.from(a, (x, i) => x + b[i]!);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]!));
+  return d;
+}
+
+/** The textbook polar factor P·Qᵀ of an m x c matrix (m >= c, full column rank) from its Jacobi SVD. */
+function refPolar(a: Float64Array, m: number, c: number): Float64Array {
+  const svd = jacobiSvd(fromArray(a, m, c));
+  const out = new Float64Array(m * c);
+  for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) {
+    let s = 0;
+    for (let l = 0; l < c; l++) s += svd.u.data[i * c + l]! * svd.v.data[j * c + l]!;
+    out[i * c + j] = s;
+  }
+  return out;
+}
+
+/** Reference TSV-M (paper §5, zero padding included) in f64: base + alpha·Û diag(s) V̂ᵀ. */
+function refTsv(base: Float32Array, models: Float32Array[], m: number, n: number, alpha: number): Float64Array {
+  const T = models.length;
+  const r = Math.min(m, n);
+  const k = Math.floor(r / T);
+  const ucat = new Float64Array(m * r);
+  const vcat = new Float64Array(n * r);
+  const s = new Float64Array(r);
+  models.forEach((x, t) => {
+    const tau = Float32Array.from(x, (v, i) => v - base[i]!);
+    const svd = jacobiSvd(fromArray(tau, m, n));
+    for (let j = 0; j < k; j++) {
+      s[t * k + j] = svd.s[j]!;
+      for (let i = 0; i < m; i++) ucat[i * r + t * k + j] = svd.u.data[i * r + j]!;
+      for (let i = 0; i < n; i++) vcat[i * r + t * k + j] = svd.v.data[i * r + j]!;
+    }
+  });
+  // only the non-padded columns have full rank; the padding meets s = 0
+  const c = T * k;
+  const pick = (a: Float64Array, rows: number): Float64Array => {
+    const o = new Float64Array(rows * c);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < c; j++) o[i * c + j] = a[i * r + j]!;
+    return o;
+  };
+  const pu = refPolar(pick(ucat, m), m, c);
+  const pv = refPolar(pick(vcat, n), n, c);
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+    let acc = 0;
+    for (let l = 0; l < c; l++) acc += pu[i * c + l]! * s[l]! * pv[j * c + l]!;
+    out[i * n + j] = base[i * n + j]! + alpha * acc;
+  }
+  return out;
+}
+
+function family(m: number, n: number, T: number, seed: number): { base: Float32Array; models: Float32Array[] } {
+  const base = randomF32(m * n, seed);
+  return { base, models: Array.from({ length: T }, (_, t) => add(base, randomF32(m * n, seed + 100 + t, 0.1))) };
+}
+
+describe('tsv', () => {
+  it('reduces to the sum of task vectors when the tasks have orthogonal supports of rank <= k', async () => {
+    const m = 8;
+    const base = randomF32(m * m, 1);
+    const t1 = new Float32Array(m * m);
+    const t2 = new Float32Array(m * m);
+    const r = new SeededRandom(2);
+    for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) {
+      t1[i * m + j] = r.normal();
+      t2[(i + 4) * m + j + 4] = r.normal();
+    }
+    const out = await mergeTensorsAsync(TSV, { base, models: [add(base, t1), add(base, t2)] }, { shape: [m, m], params: { svd: 'exact' } });
+    expect(maxAbsDiff(out, add(add(base, t1), t2))).toBeLessThan(1e-5);
+  });
+
+  it('matches the exact reference on random matrices (exact path; tall, wide, T not dividing r)', async () => {
+    for (const [m, n, T] of [[12, 12, 3], [16, 10, 3], [9, 14, 2], [20, 20, 4]] as const) {
+      const { base, models } = family(m, n, T, m * 7 + n);
+      const out = await mergeTensorsAsync(TSV, { base, models }, { shape: [m, n], params: { svd: 'exact', alpha: 0.7 } });
+      const ref = refTsv(base, models, m, n, 0.7);
+      expect(maxAbsDiff(out, ref), `${m}x${n} T=${T}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('matches the exact reference on the randomized path (full sketch: rSVD + Newton–Schulz polar)', async () => {
+    const [m, n, T] = [24, 20, 2];
+    const { base, models } = family(m, n, T, 5);
+    const out = await mergeTensorsAsync(TSV, { base, models }, { shape: [m, n], params: { svd: 'randomized', oversampling: 20 }, linalg: jsMatMul, seed: 3 });
+    const ref = refTsv(base, models, m, n, 1);
+    expect(maxAbsDiff(out, ref)).toBeLessThan(2e-4);
+  });
+
+  it('one task gives base + alpha·τ; alpha 0 gives the base bit for bit', async () => {
+    const { base, models } = family(10, 6, 1, 9);
+    const one = await mergeTensorsAsync(TSV, { base, models }, { shape: [10, 6], params: { alpha: 1, svd: 'exact' } });
+    expect(maxAbsDiff(one, models[0]!)).toBeLessThan(1e-6);
+    const fam = family(10, 6, 3, 10);
+    for (const svd of ['exact', 'randomized']) {
+      const zero = await mergeTensorsAsync(TSV, fam, { shape: [10, 6], params: { alpha: 0, svd } });
+      expect(Buffer.from(zero.buffer).equals(Buffer.from(fam.base.buffer)), svd).toBe(true);
+    }
+  });
+
+  it('averages non-2-D tensors (and 2-D ones with decompose: false): base + alpha·mean(weight·τ)', async () => {
+    const { base, models } = family(6, 1, 3, 11);
+    const w = [1, 0.5, 2];
+    for (const [shape, params] of [[[6], {}], [[2, 3], { decompose: false }], [[1, 2, 3], {}]] as const) {
+      const out = await mergeTensorsAsync(TSV, { base, models }, { shape, params: { alpha: 0.5, ...params }, modelParams: w.map((x) => ({ weight: x })) });
+      const ref = Float64Array.from(base, (b, i) => b + 0.5 * ((w[0]! * (models[0]![i]! - b) + w[1]! * (models[1]![i]! - b) + w[2]! * (models[2]![i]! - b)) / 3));
+      expect(maxAbsDiff(out, ref)).toBeLessThan(1e-6);
+    }
+  });
+
+  it('is deterministic for a seed and refuses the synchronous API', async () => {
+    const { base, models } = family(30, 30, 3, 12);
+    const opts = { shape: [30, 30], params: { svd: 'randomized' }, seed: 7 } as const;
+    const a = await mergeTensorsAsync(TSV, { base, models }, opts);
+    const b = await mergeTensorsAsync(TSV, { base, models }, opts);
+    expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+    expect(() => mergeTensors(TSV, { base, models }, { shape: [30, 30] })).toThrow(WeightkitError);
+  });
+
+  it('needs a base', async () => {
+    const { models } = family(4, 4, 2, 13);
+    await expect(mergeTensorsAsync(TSV, { models }, { shape: [4, 4] })).rejects.toMatchObject({ code: 'USAGE' });
+  });
+});
+
+describe('rtsvm', () => {
+  const neutral = { reweight: 'none', adaptive_rank: false, task_weighting: false } as const;
+
+  it('with neutral knobs reproduces tsv bit for bit (exact and randomized paths)', async () => {
+    for (const svd of ['exact', 'randomized'] as const) {
+      const { base, models } = family(40, 36, 3, 20);
+      const opts = { shape: [40, 36], seed: 4, modelParams: [{ weight: 1 }, { weight: 0.5 }, { weight: 1.5 }] };
+      const a = await mergeTensorsAsync(TSV, { base, models }, { ...opts, params: { svd, alpha: 0.9 } });
+      const b = await mergeTensorsAsync(RTSVM, { base, models }, { ...opts, params: { svd, alpha: 0.9, ...neutral } });
+      expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), svd).toBe(true);
+    }
+  });
+
+  it('equal sparsities keep floor(r/T); the ranks follow 1 − sparsity and never exceed r', () => {
+    expect(adaptiveRanks([0.2, 0.2, 0.2], 16)).toEqual([5, 5, 5]);
+    expect(adaptiveRanks([0, 0.5], 12)).toEqual([8, 4]);
+    expect(adaptiveRanks([1, 1], 12)).toEqual([0, 0]);
+    const k = adaptiveRanks([0.1, 0.3, 0.7, 0.05], 101);
+    expect(k.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(101);
+  });
+
+  it('Huber reweighting shrinks an outlier; adaptive ranks give a sparse task a smaller rank', async () => {
+    const [m, n] = [12, 12];
+    const base = new Float32Array(m * n);
+    const dense = randomF32(m * n, 30, 0.1);
+    const sparse = new Float32Array(m * n);
+    for (let i = 0; i < m * n; i += 4) sparse[i] = dense[(i * 7) % (m * n)]!;
+    dense[5] = 50; // an outlier
+    const models = [dense, sparse];
+    const rt = RTSVM.create({ ...ctxFor(m, n, 2), params: { alpha: 1, svd: 'exact', exact_max_dim: 128, oversampling: 10, power_iterations: 2, decompose: true, reweight: 'huber', kappa: 3, clip_quantile: 0.999, task_weighting: false, adaptive_rank: true, sparsity_eps: 1e-6 } });
+    const chunk = { offset: 0, length: m * n, base, models };
+    await rt.compute!(chunk);
+    const out = new Float32Array(m * n);
+    rt.emit(chunk, out);
+    const rep = rt.report!();
+    expect(rep['rank_0']!).toBeGreaterThan(rep['rank_1']!);
+    expect(rep['outlier_ratio_0']!).toBeGreaterThan(0);
+    expect(Math.abs(out[5]!)).toBeLessThan(10);
+    const plain = await mergeTensorsAsync(TSV, { base, models }, { shape: [m, n], params: { svd: 'exact' } });
+    expect(Math.abs(plain[5]!)).toBeGreaterThan(25);
+  });
+});
+
+function ctxFor(m: number, n: number, T: number) {
+  return {
+    name: 't',
+    shape: [m, n],
+    numel: m * n,
+    rowLength: n,
+    modelParams: Array.from({ length: T }, () => ({ weight: 1 })),
+    hasBase: true,
+    modelCount: T,
+    rng: () => ({ k0: 1, k1: 2 }),
+  };
+}
+
+describe('iso_c', () => {
+  it('flattens the spectrum of the summed task vector to its mean (exact and Newton–Schulz paths)', async () => {
+    const [m, n] = [14, 10];
+    const { base, models } = family(m, n, 3, 40);
+    const sum = new Float64Array(m * n);
+    for (const x of models) for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! + (x[i]! - base[i]!);
+    const sSum = jacobiSvd(fromArray(sum, m, n)).s;
+    const mean = sSum.reduce((a, b) => a + b, 0) / sSum.length;
+    for (const polar of ['exact', 'newton_schulz'] as const) {
+      const out = await mergeTensorsAsync(ISO_C, { base, models }, { shape: [m, n], params: { alpha: 2, polar } });
+      const tau = Float64Array.from(out, (x, i) => (x - base[i]!) / 2);
+      const s = jacobiSvd(fromArray(tau, m, n)).s;
+      for (const x of s) expect(Math.abs(x - mean) / mean, polar).toBeLessThan(polar === 'exact' ? 1e-5 : 1e-3);
+    }
+  });
+
+  it('takes a single model and averages non-2-D tensors', async () => {
+    const { base, models } = family(5, 1, 1, 41);
+    const out = await mergeTensorsAsync(ISO_C, { base, models }, { shape: [5], params: { alpha: 1 } });
+    expect(maxAbsDiff(out, models[0]!)).toBeLessThan(1e-6);
+  });
+});
+
+describe('polarNewtonSchulz', () => {
+  it('matches the exact polar factor on full-rank tall and wide matrices', async () => {
+    for (const [m, c] of [[30, 12], [12, 30], [16, 16]] as const) {
+      const a = randomF32(m * c, m + c);
+      const ns = await polarNewtonSchulz(a, m, c, jsMatMul);
+      const ex = polarExact(a, m, c).p;
+      expect(maxAbsDiff(ns.p, ex), `${m}x${c}`).toBeLessThan(1e-4);
+      expect(ns.iterations).toBeLessThan(40);
+    }
+  });
+
+  it('keeps exactly-zero columns zero and gives the partial isometry of the rest', async () => {
+    const [m, c] = [20, 8];
+    const a = randomF32(m * c, 3);
+    for (let i = 0; i < m; i++) for (const j of [6, 7]) a[i * c + j] = 0;
+    const ns = await polarNewtonSchulz(a, m, c, jsMatMul);
+    for (let i = 0; i < m; i++) for (const j of [6, 7]) expect(ns.p[i * c + j]).toBe(0);
+    expect(maxAbsDiff(ns.p, polarExact(a, m, c).p)).toBeLessThan(1e-4);
+  });
+
+  it('returns zeros for a zero matrix', async () => {
+    const ns = await polarNewtonSchulz(new Float32Array(12), 4, 3, jsMatMul);
+    expect(maxAbs(ns.p)).toBe(0);
+  });
+});
+
+describe('through merge', () => {
+  it('thread count and the worker pool do not change the bytes; recipe errors carry line:col', async () => {
+    const root = await tempDir();
+    const fam = await tinyFamily(root);
+    const recipe = join(root, 'tsv.yaml');
+    const text = `merge_method: tsv\nbase_model: ${fam.base}\nmodels:\n  - model: ${fam.a}\n  - model: ${fam.b}\n  - model: ${fam.c}\nparameters:\n  svd: randomized\n  alpha: 0.8\ndtype: float32\n`;
+    await writeFile(recipe, text);
+    await merge(recipe, { out: join(root, 'o1'), threads: 1 });
+    await merge(recipe, { out: join(root, 'o2'), threads: 2, pool: 'always' });
+    const b1 = await readFile(join(root, 'o1/model.safetensors'));
+    const b2 = await readFile(join(root, 'o2/model.safetensors'));
+    expect(b1.equals(b2)).toBe(true);
+
+    const noBase = join(root, 'nobase.yaml');
+    await writeFile(noBase, text.replace(`base_model: ${fam.base}\n`, ''));
+    const bad = join(root, 'bad.yaml');
+    await writeFile(bad, text.replace('svd: randomized', 'svd: lanczos'));
+    for (const [f, code, line] of [[noBase, 'RECIPE_BASE_REQUIRED', 1], [bad, undefined, 8]] as const) {
+      const e = await buildPlan(f).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e).toBeInstanceOf(RecipeProblems);
+      const p = (e as RecipeProblems).problems[0]!;
+      if (code) expect(p.code).toBe(code);
+      expect(p.where.line).toBe(line);
+      expect(p.where.col).toBeGreaterThan(0);
+    }
+  });
+});
