@@ -5,7 +5,8 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { METHODS } from '../../merge/registry.js';
 import type { MergeMethod } from '../../merge/types.js';
-import { buildPlan, loadRecipe, merge, type MergeOptions } from '../../plan/merge.js';
+import { mergeWithOrt } from '../../eval/merge-with-ort.js';
+import { buildPlan, loadRecipe, type MergeOptions } from '../../plan/merge.js';
 import type { MergePlan } from '../../plan/plan.js';
 import type { ParamSpec } from '../../recipe/spec.js';
 import { formatShape } from '../../tensor/tensor.js';
@@ -178,7 +179,8 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
         const onSigint = (): void => stop.abort();
         process.once('SIGINT', onSigint);
         try {
-          const r = await merge(recipe, {
+          // tsv / rtsvm / iso_c: matrix products on ONNX Runtime (created for the run and disposed after it)
+          const r = await mergeWithOrt(recipe, {
             ...opts,
             out,
             signal: stop.signal,
