@@ -3,6 +3,7 @@
 
 import { benchConvert } from './convert.js';
 import { benchIo } from './io.js';
+import { benchEval } from './eval.js';
 import { benchLinalg } from './linalg.js';
 import { benchMerge } from './merge.js';
 import { benchVectors } from './vectors.js';
@@ -14,6 +15,7 @@ const BENCHES: Record<string, () => Promise<BenchResult[]>> = {
   merge: () => benchMerge(),
   vectors: () => benchVectors(),
   linalg: () => benchLinalg(),
+  eval: () => benchEval(),
 };
 
 async function run(): Promise<void> {

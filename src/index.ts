@@ -161,3 +161,9 @@ export {
   type TruncatedSvd,
 } from './tensor/linalg/index.js';
 export { createOrtMatMul } from './eval/ort-matmul.js';
+
+// evaluation through ONNX Runtime (loaded on first use)
+export { evaluate, onnxEvaluator, type EvalReport } from './eval/evaluate.js';
+export { openDataset, type Dataset } from './eval/dataset.js';
+export { openEvalSession, type EvalSession } from './eval/session.js';
+export { classificationMetrics, compareWithReference } from './eval/metrics.js';
