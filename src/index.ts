@@ -167,3 +167,7 @@ export { evaluate, onnxEvaluator, type EvalReport } from './eval/evaluate.js';
 export { openDataset, type Dataset } from './eval/dataset.js';
 export { openEvalSession, type EvalSession } from './eval/session.js';
 export { classificationMetrics, compareWithReference } from './eval/metrics.js';
+
+// LoRA adapters (PEFT) in and out
+export { openLoraAdapter, loraToVector } from './vectors/lora.js';
+export { extractLora } from './vectors/lora-extract.js';
