@@ -171,3 +171,7 @@ export { classificationMetrics, compareWithReference } from './eval/metrics.js';
 // LoRA adapters (PEFT) in and out
 export { openLoraAdapter, loraToVector } from './vectors/lora.js';
 export { extractLora } from './vectors/lora-extract.js';
+
+// analysis: spectra and LIFT principal weights
+export { matrixSpectrum, readCheckpointSpectra, effectiveRank, stableRank, type MatrixSpectrum } from './analysis/spectra.js';
+export { readPrincipalWeights, principalMask } from './analysis/principal.js';
