@@ -76,7 +76,7 @@ export type { Recipe, RecipeDoc } from './recipe/types.js';
 export { parseRecipe } from './recipe/load.js';
 export { evalGradient } from './recipe/params.js';
 export { METHODS as methods, getMethod, methodCatalog } from './merge/registry.js';
-export { mergeTensors, type MergeTensorsInputs, type MergeTensorsOptions } from './merge/run.js';
+export { mergeTensors, mergeTensorsAsync, type MergeTensorsInputs, type MergeTensorsOptions } from './merge/run.js';
 export type { MergeMethod, TensorMerger, TensorContext, Chunk } from './merge/types.js';
 export { merge, buildPlan, loadRecipe, type MergeOptions, type MergeResult, type MergeProgress, type LoadedRecipe } from './plan/merge.js';
 export type { MergePlan, PlanTensor, PlanModel } from './plan/plan.js';
@@ -175,3 +175,5 @@ export { extractLora } from './vectors/lora-extract.js';
 // analysis: spectra and LIFT principal weights
 export { matrixSpectrum, readCheckpointSpectra, effectiveRank, stableRank, type MatrixSpectrum } from './analysis/spectra.js';
 export { readPrincipalWeights, principalMask } from './analysis/principal.js';
+export { polarNewtonSchulz, polarExact, type NewtonSchulzOptions, type NewtonSchulzResult } from './tensor/linalg/newton-schulz.js';
+export { mergeWithOrt, recipeNeedsLinalg } from './eval/merge-with-ort.js';
