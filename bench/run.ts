@@ -6,6 +6,7 @@ import { benchIo } from './io.js';
 import { benchEval } from './eval.js';
 import { benchLinalg } from './linalg.js';
 import { benchMerge } from './merge.js';
+import { benchSvd } from './svd.js';
 import { benchVectors } from './vectors.js';
 import type { BenchResult } from './types.js';
 
@@ -16,6 +17,7 @@ const BENCHES: Record<string, () => Promise<BenchResult[]>> = {
   vectors: () => benchVectors(),
   linalg: () => benchLinalg(),
   eval: () => benchEval(),
+  svd: () => benchSvd(),
 };
 
 async function run(): Promise<void> {
