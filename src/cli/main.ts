@@ -11,6 +11,7 @@ import { evalCommand } from './commands/eval.js';
 import { inspectCommand } from './commands/inspect.js';
 import { loraCommands } from './commands/lora.js';
 import { mergeCommands } from './commands/merge.js';
+import { sweepCommands } from './commands/sweep.js';
 import { vectorCommands } from './commands/vector.js';
 import { interpolateCommand, soupCommand } from './commands/vector-interpolate.js';
 import { EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
@@ -60,6 +61,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
   parser = interpolateCommand(parser, ctx);
   parser = soupCommand(parser, ctx);
   parser = evalCommand(parser, ctx);
+  parser = sweepCommands(parser, ctx);
   return parser;
 }
 

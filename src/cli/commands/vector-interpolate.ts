@@ -1,12 +1,13 @@
 // `weightkit interpolate --from OLD --to NEW --alpha a | --alphas 0:1:0.1 --out OUT` (BCWI / WiSE-FT, optionally
 // Fisher-weighted) and `weightkit soup M1 M2 ... --out OUT` (uniform model soup). Thin: parse, call the library,
-// render; the greedy soup needs an evaluator and is API-only for now.
+// render; `soup --greedy --eval eval.yaml` grows a greedy soup scored through ONNX Runtime (mean task accuracy).
 
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { parseGrid } from '../../vectors/grid.js';
 import { interpolateModels } from '../../vectors/interpolate.js';
-import { uniformSoup } from '../../vectors/soup.js';
+import { loadEvalConfig, onnxScorer } from '../../eval/eval-config.js';
+import { greedySoup, uniformSoup, type GreedySoupResult, type SoupEvaluator } from '../../vectors/soup.js';
 import { parseDTypeOption, parseSize } from '../args.js';
 import type { CommandContext } from '../main.js';
 import { streamProgress } from '../progress.js';
@@ -86,9 +87,8 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
 export function soupCommand(y: Argv, ctx: CommandContext): Argv {
   return y.command(
     'soup <models..>',
-    'uniform model soup: the mean of models fine-tuned from the same initialisation. The greedy soup (keep an ' +
-      'ingredient only if a held-out score improves) needs an evaluator and is available from the API only for now ' +
-      '(greedySoup)',
+    'uniform model soup: the mean of models fine-tuned from the same initialisation; with --greedy --eval, the greedy ' +
+      'soup (ingredients sorted by held-out score, each kept only if the score strictly increases)',
     (b) =>
       b
         .positional('models', { type: 'string', array: true, demandOption: true, describe: 'the ingredients (files or folders)' })
@@ -96,14 +96,22 @@ export function soupCommand(y: Argv, ctx: CommandContext): Argv {
         .option('dtype', { type: 'string', describe: 'output float dtype bf16, f16 or f32 (default: that of the first model)' })
         .option('memory-budget', { type: 'string', describe: 'bytes of row-chunk buffers (default 256MiB)' })
         .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing output' })
+        .option('greedy', { type: 'boolean', default: false, describe: 'greedy soup: needs --eval' })
+        .option('eval', { type: 'string', describe: 'eval.yaml: the score is the mean accuracy over its task datasets' })
         .option('json', { type: 'boolean', default: false, describe: 'print the result (and errors) as JSON' })
         .option('quiet', { type: 'boolean', default: false, describe: 'print nothing on success' })
-        .example('weightkit soup ft-1/ ft-2/ ft-3/ --out soup/', 'average three fine-tunes'),
+        .example('weightkit soup ft-1/ ft-2/ ft-3/ --out soup/', 'average three fine-tunes')
+        .example('weightkit soup ft-*/ --greedy --eval val.yaml --out soup/', 'greedy soup on held-out data'),
     async (argv) => {
       const models = (argv.models as unknown[]).map(String);
       if (models.length < 2) throw new UsageError('USAGE', `a soup needs at least two models (got ${models.length})`);
       const dtype = argv.dtype === undefined ? undefined : parseDTypeOption(argv.dtype, 'dtype', ['BF16', 'F16', 'F32']);
       const budgetBytes = argv['memory-budget'] === undefined ? undefined : parseSize(argv['memory-budget'], 'memory-budget');
+      if (argv.greedy !== (argv.eval !== undefined)) throw new UsageError('USAGE', argv.greedy ? '--greedy needs --eval <eval.yaml>' : '--eval is used by --greedy only');
+      if (argv.greedy) {
+        await runGreedySoup(ctx, models, String(argv.eval), String(argv.out), { dtype, budgetBytes, overwrite: Boolean(argv.overwrite), json: Boolean(argv.json), quiet: Boolean(argv.quiet) });
+        return;
+      }
       const { onProgress, signal, stop } = streamProgress(ctx.io, argv, 'soup');
       let r;
       try {
@@ -123,4 +131,51 @@ export function soupCommand(y: Argv, ctx: CommandContext): Argv {
       else if (!argv.quiet) ctx.io.stdout(`averaged ${formatCount(r.tensors)} tensors of ${models.length} models -> ${r.out}\n`);
     },
   );
+}
+
+async function runGreedySoup(
+  ctx: CommandContext,
+  models: string[],
+  evalPath: string,
+  out: string,
+  o: { dtype: ReturnType<typeof parseDTypeOption> | undefined; budgetBytes: number | undefined; overwrite: boolean; json: boolean; quiet: boolean },
+): Promise<void> {
+  const config = await loadEvalConfig(evalPath);
+  const tasks = config.datasets.filter((d) => d.role === 'task').map((d) => d.name);
+  const { signal, stop } = streamProgress(ctx.io, { quiet: true }, 'soup');
+  const scorer = onnxScorer(config, { signal });
+  let index = 0;
+  const evaluator: SoupEvaluator = {
+    async evaluate(model) {
+      const s = await scorer.score(model, { index: index++, values: {} });
+      return tasks.reduce((a, t) => a + s[t]!, 0) / tasks.length;
+    },
+  };
+  let r: GreedySoupResult;
+  try {
+    r = await greedySoup(models, evaluator, {
+      out,
+      overwrite: o.overwrite,
+      signal,
+      ...(o.dtype !== undefined ? { dtype: o.dtype } : {}),
+      ...(o.budgetBytes !== undefined ? { budgetBytes: o.budgetBytes } : {}),
+    });
+  } finally {
+    stop();
+    await scorer.close();
+  }
+  if (o.json) {
+    ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
+    return;
+  }
+  if (o.quiet) return;
+  const pctOf = (v: number): string => `${(v * 100).toFixed(2)}%`;
+  let s = 'ingredients (held-out score)\n';
+  for (const i of r.individual) s += `  ${pctOf(i.score)}  ${i.model}\n`;
+  s += 'greedy steps\n';
+  for (const [k, st] of r.steps.entries()) {
+    s += `  ${k === 0 ? 'start ' : st.accepted ? 'accept' : 'reject'} ${st.candidate}: ${pctOf(st.score)}${k > 0 ? ` (soup of ${st.members.length})` : ''}\n`;
+  }
+  s += `soup of ${r.members.length}/${models.length} models, held-out ${pctOf(r.score)} -> ${out}\n`;
+  ctx.io.stdout(s);
 }
