@@ -1,131 +1,193 @@
-// Script entry for `npm start` (in src/cli, so it may print): generates the demo family under .cache/demo if
-// needed, runs recipes/demo-{ties,dare-ties,slerp}.yaml through merge() into .cache/demo/out/<name>, and prints
-// what each merge did, measured from the written files. Generation and analysis live in family.ts / report.ts.
+// Script entry for `npm start` (in src/cli, so it may print): builds or loads the MNIST model zoo, runs the demo
+// experiments of src/demo/experiments (every merged or patched model evaluated through ONNX Runtime), and prints one
+// table per experiment, at most 100 columns wide. Scales are picked on validation splits, accuracies are on test.
+// Environment: WEIGHTKIT_DEMO_TINY=1 uses the tiny zoo (seconds; for tests), WEIGHTKIT_DEMO_CACHE=<dir> moves the
+// zoo and the outputs (default .cache; outputs in <cache>/demo-out, replaced on every run).
 
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { merge } from '../plan/merge.js';
-import type { MergePlan } from '../plan/plan.js';
-import type { ParamValue } from '../recipe/spec.js';
-import { ensureDemoFamily, type DemoFamily } from '../demo/family.js';
-import { compareWithFamily, planParamByBlock, type BlockStats } from '../demo/report.js';
+import { relative } from 'node:path';
+import {
+  CONTROL_FLOOR,
+  loadDawinRunner,
+  openDemo,
+  runBcwi,
+  runDawin,
+  runMultiTask,
+  runNegation,
+  runRobustness,
+  runTime,
+  type DemoContext,
+} from '../demo/experiments/index.js';
 
-/** The repository root: this file is src/cli/demo.ts (tsx) or dist/cli/demo.js (compiled). */
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FAMILY_DIR = join(ROOT, '.cache', 'demo');
-const RECIPES = ['demo-ties', 'demo-dare-ties', 'demo-slerp'];
+const pct = (x: number): string => (Number.isNaN(x) ? '-' : (x * 100).toFixed(1));
+/** A path relative to the working directory when it is inside it, else as is. */
+const rel = (p: string): string => (p.startsWith(`${process.cwd()}/`) ? relative(process.cwd(), p) : p);
 
-const rel = (p: string): string => relative(process.cwd(), p) || '.';
-const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
-const num = (x: number): string => x.toFixed(2);
-
-function mb(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(2)} MB`;
+type Cell = string;
+interface Column {
+  header: string;
+  /** left-aligned (text) or right-aligned (numbers, the default) */
+  left?: boolean;
 }
 
-function fmtParam(v: ParamValue | undefined): string {
-  if (v === undefined) return '-';
-  return typeof v === 'number' ? String(Number(v.toFixed(3))) : String(v);
+/** An aligned table: two spaces between columns, a dashed rule under the header. */
+function table(columns: readonly Column[], rows: readonly Cell[][]): string[] {
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly Cell[]): string =>
+    cells
+      .map((c, i) => (columns[i]!.left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(columns.map((c) => c.header)), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
 
-/** Parameters whose value differs between report blocks (gradients, filters), as extra table columns. */
-function varyingParams(plan: MergePlan, modelNames: readonly string[]): { label: string; values: Map<string, ParamValue | undefined> }[] {
-  const cols: { label: string; values: Map<string, ParamValue | undefined> }[] = [];
-  const first = plan.tensors[0];
-  if (!first) return cols;
-  const varies = (m: Map<string, ParamValue | undefined>): boolean => new Set(m.values()).size > 1;
-  for (const p of Object.keys(first.params)) {
-    const v = planParamByBlock(plan, p);
-    if (varies(v)) cols.push({ label: p, values: v });
+/** Words of `text` in lines of at most `width` characters. */
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (const w of text.split(' ')) {
+    if (cur !== '' && cur.length + 1 + w.length > width) {
+      out.push(cur);
+      cur = w;
+    } else cur = cur === '' ? w : `${cur} ${w}`;
   }
-  for (const [k, mp] of first.modelParams.entries()) {
-    for (const p of Object.keys(mp)) {
-      const v = planParamByBlock(plan, p, k);
-      if (varies(v)) cols.push({ label: `${p}[${modelNames[k] ?? k}]`, values: v });
-    }
-  }
-  return cols;
+  if (cur !== '') out.push(cur);
+  return out;
 }
 
-function modelName(family: DemoFamily, path: string): string {
-  const all = [family.base, ...family.fineTunes];
-  return all.find((m) => resolve(m.path) === resolve(path))?.name ?? rel(path);
+const WIDTH = 100;
+
+function heading(n: number, title: string, notes: readonly string[]): void {
+  console.log(`\n${n}. ${title}`);
+  for (const l of wrap(notes.join(' '), WIDTH - 3)) console.log(`   ${l}`);
+  console.log('');
 }
 
-const short = (name: string): string => name.replace(/^ft-/, '');
+function print(lines: readonly string[]): void {
+  for (const l of lines) console.log(`   ${l}`);
+}
 
-/** One row per block: distances (as % of |B|), kept shares, and the parameters that vary; two header lines. */
-function table(rows: readonly BlockStats[], extra: ReturnType<typeof varyingParams>): string[] {
-  const names = rows[0]?.models.map((m) => short(m.name)) ?? [];
-  const groups: { label: string; cols: string[] }[] = [
-    { label: '', cols: ['block'] },
-    { label: 'distance, % of |B|', cols: ['base', ...names] },
-    { label: 'kept share of X-B', cols: names },
-    { label: '', cols: ['=base'] },
-    ...(extra.length > 0 ? [{ label: 'varying parameters', cols: extra.map((c) => c.label.replace(/\[ft-/, '[')) }] : []),
-  ];
-  const head = groups.flatMap((g) => g.cols);
-  const body = rows.map((r) => [
-    r.block,
-    pct(r.moved),
-    ...r.models.map((m) => pct(m.distance)),
-    ...r.models.map((m) => num(m.kept)),
-    pct(r.equalToBase),
-    ...extra.map((c) => (r.block === 'matrices' ? '' : fmtParam(c.values.get(r.block)))),
+async function multiTask(ctx: DemoContext): Promise<void> {
+  const r = await runMultiTask(ctx);
+  const cos = r.cosines.flatMap((row, i) => row.slice(i + 1).map((c, k) => `${r.tasks[i]}/${r.tasks[i + k + 1]} ${c.toFixed(3)}`));
+  heading(1, `Multi-task merging of ${r.fineTunes.join(', ')}`, [
+    `test accuracy (%) per task; norm = mean of accuracy / the task's own fine-tune's accuracy.`,
+    `scale picked on validation (best mean normalised accuracy); task-vector cosines: ${cos.join(', ')}`,
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const GAP = '  ';
-  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(GAP).trimEnd();
-  // group labels start above the group's first column; a group is separated from the next by a wider gap
-  let top = '';
-  let col = 0;
-  for (const g of groups) {
-    const at = widths.slice(0, col).reduce((a, w) => a + w + GAP.length, 0);
-    top = top.padEnd(at) + g.label;
-    col += g.cols.length;
-  }
-  return [top.trimEnd(), line(head), ...body.map(line)];
+  print(
+    table(
+      [{ header: 'model', left: true }, { header: 'picked', left: true }, ...r.tasks.map((t) => ({ header: t })), { header: 'mean' }, { header: 'norm' }, { header: 'fixed settings', left: true }],
+      r.rows.map((row) => [row.name, row.picked, ...row.test.map(pct), pct(row.mean), pct(row.normalized), row.settings]),
+    ),
+  );
+}
+
+async function negation(ctx: DemoContext): Promise<void> {
+  const r = await runNegation(ctx);
+  heading(2, `Forgetting '${r.forgetTask}' by negation (control task '${r.controlTask}')`, [
+    `λ picked on validation: lowest forget accuracy with control >= ${CONTROL_FLOOR * 100}% of the base's`,
+    `(control floor ${pct(r.controlFloor)}%); test accuracy (%) below.`,
+    ...(r.rows.some((row) => row.atGridEdge) ? ['* the largest λ of the grid: the control floor did not bind.'] : []),
+  ]);
+  print(
+    table(
+      [{ header: 'model', left: true }, { header: 'subtracts', left: true }, { header: 'λ' }, { header: 'forget' }, { header: 'control' }, { header: 'val forget' }, { header: 'val control' }],
+      r.rows.map((row) => [
+        row.name,
+        row.detail,
+        row.lambda === undefined ? '' : `${row.lambda.toFixed(2)}${row.atGridEdge ? '*' : ''}`,
+        pct(row.forget),
+        pct(row.control),
+        row.valForget === undefined ? '' : pct(row.valForget),
+        row.valControl === undefined ? '' : pct(row.valControl),
+      ]),
+    ),
+  );
+}
+
+async function time(ctx: DemoContext): Promise<void> {
+  const r = await runTime(ctx);
+  heading(3, `Time vectors: interpolating the ${r.first} and ${r.last} time vectors for the periods between`, [
+    `model = base + α·τ_${r.first} + (1 − α)·τ_${r.last}, α picked per period on its validation split; test accuracy (%).`,
+    `'own' is the model fine-tuned on that period (a ceiling the method does not have).`,
+  ]);
+  print(
+    table(
+      [{ header: 'period', left: true }, { header: 'rotation' }, { header: 'base' }, { header: r.first }, { header: r.last }, { header: 'α' }, { header: 'interpolated' }, { header: 'own' }],
+      r.rows.map((row) => [row.period, `${row.degrees}°`, pct(row.base), pct(row.first), pct(row.last), row.alpha.toFixed(1), pct(row.interpolated), pct(row.own)]),
+    ),
+  );
+}
+
+async function robustness(ctx: DemoContext): Promise<void> {
+  const r = await runRobustness(ctx);
+  heading(4, 'Robust weight signature: patch a clean model, then remove the patch', [
+    `signature = the robust fine-tune's change orthogonal to the clean one's, kept for ${r.selected.join(', ')}`,
+    `(auto: the shallowest units holding half the relative change); removal ${r.restoredExactly ? 'restored every byte' : 'was NOT byte-exact'}` +
+      ` (undo record: ${r.undoEntries} elements). Test accuracy (%).`,
+  ]);
+  print(
+    table(
+      [{ header: 'model', left: true }, { header: r.cleanTask }, { header: r.corruptedTask }, { header: 'what', left: true }],
+      r.rows.map((row) => [row.name, pct(row.clean), pct(row.corrupted), row.detail]),
+    ),
+  );
+}
+
+async function bcwi(ctx: DemoContext): Promise<void> {
+  const r = await runBcwi(ctx);
+  heading(5, `Backward-compatible update: (1 − α)·${r.old} + α·${r.new}`, [
+    `test on '${r.task}' (${r.count} examples); negative flips = examples ${r.old} got right and the update gets wrong.`,
+  ]);
+  print(
+    table(
+      [{ header: 'α' }, { header: 'model', left: true }, { header: 'accuracy' }, { header: 'NFR %' }, { header: 'neg. flips' }, { header: 'pos. flips' }],
+      r.rows.map((row) => [
+        row.alpha.toFixed(1),
+        row.alpha === 0 ? r.old : row.alpha === 1 ? r.new : '',
+        pct(row.accuracy),
+        (row.negativeFlipRate * 100).toFixed(2),
+        String(row.negativeFlips),
+        String(row.positiveFlips),
+      ]),
+    ),
+  );
+}
+
+async function dawin(ctx: DemoContext): Promise<void> {
+  const runner = await loadDawinRunner();
+  const r = await runDawin(ctx, runner === undefined ? {} : { runner });
+  heading(6, `DaWin vs the best static interpolation between ${r.zeroShot} and each fine-tune`, [
+    `static: (1 − α)·${r.zeroShot} + α·fine-tune, α picked on validation; test accuracy (%).`,
+    ...(r.dawinAvailable ? [] : ['DaWin: not run (src/eval/dawin.ts is not wired into the demo yet).']),
+  ]);
+  print(
+    table(
+      [{ header: 'task', left: true }, { header: r.zeroShot }, { header: 'fine-tune' }, { header: 'α' }, { header: 'static' }, { header: 'DaWin' }],
+      r.rows.map((row) => [row.task, pct(row.zeroShot), pct(row.fineTunedAccuracy), row.staticAlpha.toFixed(1), pct(row.staticAccuracy), row.dawin === undefined ? '-' : pct(row.dawin)]),
+    ),
+  );
 }
 
 async function run(): Promise<void> {
   const t0 = performance.now();
-  const family = await ensureDemoFamily(FAMILY_DIR);
-  const tg = (performance.now() - t0) / 1000;
-  const s = family.spec.shape;
-  console.log('weightkit demo: three merges of a small Llama-shaped model family\n');
+  const tiny = process.env['WEIGHTKIT_DEMO_TINY'] === '1';
+  const cacheDir = process.env['WEIGHTKIT_DEMO_CACHE'];
+  console.log(`weightkit demo: merging, negating, interpolating and patching MNIST classifiers${tiny ? ' (tiny zoo)' : ''}`);
+  const ctx = await openDemo({ tiny, ...(cacheDir ? { cacheDir } : {}), log: (l) => console.log(l.replaceAll(`${process.cwd()}/`, '')) });
+  const zoo = ctx.zoo;
+  const tz = (performance.now() - t0) / 1000;
+  console.log(`zoo     ${rel(zoo.root!)}`);
   console.log(
-    `family  ${rel(family.dir)}  (${family.generated ? `generated in ${tg.toFixed(2)} s` : 'cached'}; ` +
-      `vocab ${s.vocab}, hidden ${s.hidden}, intermediate ${s.intermediate}, ${s.layers} layers, BF16, ${mb(family.byteLength)} in total)`,
+    `        ${zoo.models.length} MLPs ${zoo.architecture.sizes.join('-')}, ${zoo.tasks.length} tasks` +
+      ` (${zoo.build?.cached ? 'cached' : `built in ${tz.toFixed(1)} s`})`,
   );
-  console.log(`  base      ${family.base.description}`);
-  for (const ft of family.fineTunes) console.log(`  ${ft.name.padEnd(9)} = base + a seeded task delta that ${ft.description}`);
-  console.log(
-    '\nPer block of the network, measured from the written files (M = merged, B = base, X = a fine-tune):\n' +
-      '  distance  |M-B| and |M-X| relative to |B|: which model the merge is closest to\n' +
-      '  kept      <M-B, X-B> / |X-B|^2: 1 = all of X\'s change kept, 0 = none of it\n' +
-      '  =base     share of entries exactly equal to the base (what TIES/DARE trimming leaves untouched)\n' +
-      '  varying   parameters that differ between blocks (gradients, filters), as the plan resolved them',
-  );
-  const fineTunes = family.fineTunes.map((f) => ({ name: f.name, path: f.path }));
-  for (const name of RECIPES) {
-    const recipe = join(ROOT, 'recipes', `${name}.yaml`);
-    const out = join(FAMILY_DIR, 'out', name);
-    const result = await merge(recipe, { out, overwrite: true });
-    for (const plan of result.plans) {
-      const inputs = plan.tensors[0]?.inputs.map((i) => modelName(family, plan.models[i.model]!.path)) ?? [];
-      const base = plan.base === undefined ? undefined : modelName(family, plan.models[plan.base]!.path);
-      console.log(`\n== ${name}  (${rel(recipe)})`);
-      console.log(`method  ${plan.method}${plan.method.includes('dare') ? ` (seed ${plan.seed})` : ''}; base ${base ?? '-'}; models ${inputs.join(', ')}`);
-      console.log(
-        `wrote   ${plan.tensors.length} tensors, ${mb(result.bytesWritten)} in ${result.seconds.toFixed(2)} s -> ${rel(out)}` +
-          ` (${result.files.length} files; plan's peak-memory estimate ${mb(plan.memory.peakBytes)})`,
-      );
-      for (const w of result.warnings) console.log(`warning ${w}`);
-      const cmp = await compareWithFamily(out, family.base.path, fineTunes);
-      for (const l of table([...cmp.blocks, cmp.total], varyingParams(plan, inputs))) console.log(`  ${l}`);
-    }
-  }
-  console.log(`\ndone in ${((performance.now() - t0) / 1000).toFixed(1)} s; merged models are in ${rel(join(FAMILY_DIR, 'out'))}`);
+  console.log(`outputs ${rel(ctx.out)} (replaced on every run)`);
+  console.log('every model is evaluated through ONNX Runtime');
+  if (tiny) console.log('tiny zoo: a smoke test, the numbers mean nothing');
+  const experiments = [multiTask, negation, time, robustness, bcwi, dawin];
+  for (const e of experiments) await e(ctx);
+  const s = (performance.now() - t0) / 1000;
+  console.log(`\ndone in ${s.toFixed(1)} s (${ctx.counts.merges} merges, ${ctx.counts.evaluations} evaluations)`);
 }
 
 try {
