@@ -1,6 +1,6 @@
 // The evaluation config of sweeps and searches (eval.yaml): the ONNX graph, one labelled dataset per task with its
 // role (task or control) and normalisation reference, parsed strictly (every problem at once, each with line:col, as
-// RecipeProblems), plus the scorer that evaluates a set of weights on every dataset with one ORT session.
+// RecipeProblems), plus the scorer that evaluates a set of weights on every dataset through ORT.
 // Guarantees: paths resolve against the config's folder; sessions are closed on every path. No src/cli.
 
 import { readFile } from 'node:fs/promises';
@@ -250,7 +250,7 @@ export interface SweepScorer {
   close(): Promise<void>;
 }
 
-/** The ONNX Runtime scorer of an eval config: one session per scored model, every dataset through it. */
+/** The ONNX Runtime scorer of an eval config: each dataset through its own session of the patched graph (datasets stay open until close()). */
 export function onnxScorer(config: EvalConfig, options: ScoreOptions = {}): SweepScorer {
   const opened = new Map<string, Dataset>();
   const datasetOf = async (d: EvalDatasetSpec): Promise<Dataset> => {
