@@ -177,3 +177,8 @@ export { matrixSpectrum, readCheckpointSpectra, effectiveRank, stableRank, type 
 export { readPrincipalWeights, principalMask } from './analysis/principal.js';
 export { polarNewtonSchulz, polarExact, type NewtonSchulzOptions, type NewtonSchulzResult } from './tensor/linalg/newton-schulz.js';
 export { mergeWithOrt, recipeNeedsLinalg } from './eval/merge-with-ort.js';
+export { sweep, sweepCsv, selectPoint, type SweepResult } from './eval/sweep.js';
+export { search, type SearchResult } from './eval/search.js';
+export { cmaesMinimize, Cmaes } from './eval/cmaes.js';
+export { dawin, fitBetaMixture, dawinCoefficients, type DawinOptions, type DawinResult } from './eval/dawin.js';
+export { loadEvalConfig, onnxScorer } from './eval/eval-config.js';
