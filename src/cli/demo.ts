@@ -7,7 +7,8 @@
 import { relative } from 'node:path';
 import {
   CONTROL_FLOOR,
-  loadDawinRunner,
+  DAWIN_COMPONENTS,
+  dawinRunner,
   openDemo,
   runBcwi,
   runDawin,
@@ -154,16 +155,15 @@ async function bcwi(ctx: DemoContext): Promise<void> {
 }
 
 async function dawin(ctx: DemoContext): Promise<void> {
-  const runner = await loadDawinRunner();
-  const r = await runDawin(ctx, runner === undefined ? {} : { runner });
+  const r = await runDawin(ctx, { runner: dawinRunner });
   heading(6, `DaWin vs the best static interpolation between ${r.zeroShot} and each fine-tune`, [
-    `static: (1 − α)·${r.zeroShot} + α·fine-tune, α picked on validation; test accuracy (%).`,
-    ...(r.dawinAvailable ? [] : ['DaWin: not run (src/eval/dawin.ts is not wired into the demo yet).']),
+    `static: (1 − α)·${r.zeroShot} + α·fine-tune, α picked on validation; DaWin: a per-sample α from the two`,
+    `models' prediction entropies, grouped into ${DAWIN_COMPONENTS} Beta components (their α listed); test accuracy (%).`,
   ]);
   print(
     table(
-      [{ header: 'task', left: true }, { header: r.zeroShot }, { header: 'fine-tune' }, { header: 'α' }, { header: 'static' }, { header: 'DaWin' }],
-      r.rows.map((row) => [row.task, pct(row.zeroShot), pct(row.fineTunedAccuracy), row.staticAlpha.toFixed(1), pct(row.staticAccuracy), row.dawin === undefined ? '-' : pct(row.dawin)]),
+      [{ header: 'task', left: true }, { header: r.zeroShot }, { header: 'fine-tune' }, { header: 'α' }, { header: 'static' }, { header: 'DaWin' }, { header: 'DaWin α', left: true }],
+      r.rows.map((row) => [row.task, pct(row.zeroShot), pct(row.fineTunedAccuracy), row.staticAlpha.toFixed(1), pct(row.staticAccuracy), row.dawin === undefined ? '-' : pct(row.dawin), row.dawinDetail ?? '']),
     ),
   );
 }

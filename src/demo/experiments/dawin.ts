@@ -1,11 +1,10 @@
 // Experiment 6, DaWin vs the best static interpolation: for each task of the zoo's DaWin setting, the static
 // interpolation (1 − α)·θ_zero-shot + α·θ_fine-tuned with α picked on validation (the baseline DaWin is compared
-// with), and DaWin's dynamic per-sample interpolation when a runner is given. Prints nothing; must not import src/cli.
-//
-// INTEGRATION HOOK: DaWin itself lives in src/eval/dawin.ts (another change). Until it is wired in, `loadDawinRunner`
-// returns undefined and the experiment reports the static baseline only; wiring it is one adapter in that function.
+// with), and DaWin's dynamic per-sample interpolation (src/eval/dawin.ts, K = 3 Beta components) on the test split.
+// The runner is a parameter so tests can stub it. Prints nothing; must not import src/cli.
 
 import { join } from 'node:path';
+import { dawin } from '../../eval/dawin.js';
 import { interpolateModels } from '../../vectors/interpolate.js';
 import { grid, selectBest, type DemoContext, type GridPoint } from './context.js';
 
@@ -38,13 +37,21 @@ export interface DawinResult {
   rows: DawinRow[];
 }
 
-/**
- * The DaWin runner from src/eval/dawin.ts, or undefined while that module is not integrated. HOOK: adapt the
- * module's exported function here (its name and signature are the integrator's to fill in).
- */
-export async function loadDawinRunner(): Promise<DawinRunner | undefined> {
-  return undefined;
-}
+/** Beta-mixture components DaWin builds (one interpolated model each). */
+export const DAWIN_COMPONENTS = 3;
+
+/** DaWin (src/eval/dawin.ts) on the test split: per-sample coefficients from the endpoints' entropies, K models. */
+export const dawinRunner: DawinRunner = async (ctx, s) => {
+  const r = await dawin({
+    model: ctx.graph,
+    from: ctx.model(s.zeroShot),
+    to: ctx.model(s.fineTuned),
+    data: ctx.data(s.task, 'test'),
+    validation: ctx.data(s.task, 'val'),
+    k: DAWIN_COMPONENTS,
+  });
+  return { accuracy: r.accuracy, detail: r.perComponent.map((c) => c.alpha.toFixed(2)).join('/') };
+};
 
 export async function runDawin(ctx: DemoContext, options: { runner?: DawinRunner; grid?: readonly number[] } = {}): Promise<DawinResult> {
   const spec = ctx.zoo.experiments.dawin;
