@@ -72,7 +72,7 @@ async function multiTask(ctx: DemoContext): Promise<void> {
   const cos = r.cosines.flatMap((row, i) => row.slice(i + 1).map((c, k) => `${r.tasks[i]}/${r.tasks[i + k + 1]} ${c.toFixed(3)}`));
   heading(1, `Multi-task merging of ${r.fineTunes.join(', ')}`, [
     `test accuracy (%) per task; norm = mean of accuracy / the task's own fine-tune's accuracy.`,
-    `scale picked on validation (best mean normalised accuracy); task-vector cosines: ${cos.join(', ')}`,
+    `Scale picked on validation (best mean normalised accuracy); task-vector cosines: ${cos.join(', ')}`,
   ]);
   print(
     table(
