@@ -1,19 +1,13 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cliMatMul, ORT_MIN_PRODUCT } from '../../src/cli/commands/analyze.js';
-import { main, type CliIo } from '../../src/cli/main.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { jsMatMul } from '../../src/tensor/linalg/index.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { tempDir, tinyValues, writeModel } from '../plan/helpers.js';
+import { runCli } from '../helpers/cli.js';
 
-async function run(...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 let dir: string;
 let model: string;

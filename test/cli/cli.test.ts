@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { main, type CliIo } from '../../src/cli/main.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { writeSafetensors } from '../../src/io/safetensors/writer.js';
 import { bf16ToF32, f32ToBf16 } from '../../src/tensor/convert.js';
@@ -13,20 +12,9 @@ import { ONNX_HOSTILE_CASES } from '../fixtures/hostile/onnx-cases.js';
 import { MLP_NAMES, MLP_SHAPES, buildMlp, mlpWeights } from '../io/onnx/build-model.js';
 import { expectOrtMatches } from '../io/onnx/ort-check.js';
 import { tempDir } from '../plan/helpers.js';
+import { runCli } from '../helpers/cli.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(...args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 let dir: string;
 let small: string;

@@ -1,17 +1,11 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { main, type CliIo } from '../../src/cli/main.js';
 import { openVector } from '../../src/vectors/reader.js';
 import { tempDir, tinyValues, writeModel } from '../plan/helpers.js';
 import { addInto, lowRank, relError } from '../vectors/lora-helpers.js';
+import { runCli } from '../helpers/cli.js';
 
-async function run(...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 const Q0 = 'model.layers.0.self_attn.q_proj.weight';
 let dir: string;

@@ -2,19 +2,14 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { main, type CliIo } from '../../src/cli/main.js';
+import { type CliIo } from '../../src/cli/main.js';
 import { createProgress } from '../../src/cli/progress.js';
 import { buildMlp, mlpWeights, MLP_NAMES, type MlpWeights } from '../io/onnx/build-model.js';
 import { expectOrtMatches } from '../io/onnx/ort-check.js';
 import { tempDir, tinyFamily } from '../plan/helpers.js';
+import { runCli } from '../helpers/cli.js';
 
-async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 let root: string;
 beforeAll(async () => {

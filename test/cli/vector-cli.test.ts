@@ -1,17 +1,11 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { main, type CliIo } from '../../src/cli/main.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { tempDir, tinyValues, writeModel } from '../plan/helpers.js';
+import { runCli } from '../helpers/cli.js';
 
-async function run(...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 async function bytesOf(path: string): Promise<Map<string, Buffer>> {
   const r = await openCheckpointPath(path);
