@@ -16,6 +16,7 @@ import { fromF32 } from '../src/tensor/convert.js';
 import type { DType } from '../src/tensor/dtype.js';
 import { makeTensor } from '../src/tensor/tensor.js';
 import type { BenchResult } from './types.js';
+import { tensorTypeProto } from '../src/io/onnx/build.js';
 
 const IN = 2048;
 const HIDDEN = 4096;
@@ -59,19 +60,6 @@ function weights(seed: number): Map<string, Float32Array> {
 
 /** The MLP as one inline .onnx (raw_data initializers, symbolic batch dim). */
 function buildModel(w: Map<string, Float32Array>): Uint8Array {
-  const dims = (d: (number | string)[]) => ({
-    value: {
-      case: 'tensorType' as const,
-      value: {
-        elemType: 1,
-        shape: {
-          dim: d.map((v) =>
-            typeof v === 'number' ? { value: { case: 'dimValue' as const, value: BigInt(v) } } : { value: { case: 'dimParam' as const, value: v } },
-          ),
-        },
-      },
-    },
-  });
   const initializer: MessageInitShape<typeof TensorProtoSchema>[] = LAYERS.map(([name, shape]) => {
     const v = w.get(name)!;
     return { name, dataType: 1, dims: shape.map(BigInt), rawData: new Uint8Array(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength) };
@@ -95,8 +83,8 @@ function buildModel(w: Map<string, Float32Array>): Uint8Array {
           { opType: 'Add', input: ['h7', 'b3'], output: ['y'] },
         ],
         initializer,
-        input: [{ name: 'x', type: dims(['N', IN]) }],
-        output: [{ name: 'y', type: dims(['N', CLASSES]) }],
+        input: [{ name: 'x', type: tensorTypeProto(['N', IN]) }],
+        output: [{ name: 'y', type: tensorTypeProto(['N', CLASSES]) }],
       },
     }),
   );

@@ -5,6 +5,7 @@
 
 import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { ModelProtoSchema, NodeProtoSchema, TensorProtoSchema } from 'onnx-buf';
+import { tensorTypeProto } from '../io/onnx/build.js';
 
 export const ONNX_INPUT_NAME = 'input';
 export const ONNX_OUTPUT_NAME = 'logits';
@@ -56,21 +57,6 @@ export function buildMlpOnnx(layers: readonly DenseLayer[], docString: string): 
       current = act;
     }
   });
-  const tensorType = (dims: (number | string)[]) => ({
-    value: {
-      case: 'tensorType' as const,
-      value: {
-        elemType: 1,
-        shape: {
-          dim: dims.map((d) =>
-            typeof d === 'number'
-              ? { value: { case: 'dimValue' as const, value: BigInt(d) } }
-              : { value: { case: 'dimParam' as const, value: d } },
-          ),
-        },
-      },
-    },
-  });
   const model = create(ModelProtoSchema, {
     irVersion: 8n,
     producerName: 'weightkit-zoo',
@@ -81,8 +67,8 @@ export function buildMlpOnnx(layers: readonly DenseLayer[], docString: string): 
       name: 'zoo-mlp',
       node,
       initializer,
-      input: [{ name: ONNX_INPUT_NAME, type: tensorType(['batch', layers[0]!.inFeatures]) }],
-      output: [{ name: ONNX_OUTPUT_NAME, type: tensorType(['batch', layers[layers.length - 1]!.outFeatures]) }],
+      input: [{ name: ONNX_INPUT_NAME, type: tensorTypeProto(['batch', layers[0]!.inFeatures]) }],
+      output: [{ name: ONNX_OUTPUT_NAME, type: tensorTypeProto(['batch', layers[layers.length - 1]!.outFeatures]) }],
     },
   });
   return toBinary(ModelProtoSchema, model);

@@ -5,6 +5,7 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import type * as Ort from 'onnxruntime-node';
 import { ModelProtoSchema } from 'onnx-buf';
+import { tensorTypeProto } from '../io/onnx/build.js';
 import { checkMatMulArgs, type MatMulBackend, type MatMulOptions } from '../tensor/linalg/backend.js';
 
 /** Options of `createOrtMatMul`. */
@@ -19,14 +20,9 @@ export interface OrtMatMul extends MatMulBackend {
   dispose(): Promise<void>;
 }
 
-const FLOAT = 1;
 
 /** A one-node Gemm model: Y[M,N] = op(A)·op(B), A and B f32 with symbolic dims. */
 export function buildGemmModel(transA: boolean, transB: boolean): Uint8Array {
-  const dim = (d: string) => ({ value: { case: 'dimParam' as const, value: d } });
-  const tensorType = (dims: string[]) => ({
-    value: { case: 'tensorType' as const, value: { elemType: FLOAT, shape: { dim: dims.map(dim) } } },
-  });
   const attribute = [
     { name: 'transA', type: 2, i: transA ? 1n : 0n },
     { name: 'transB', type: 2, i: transB ? 1n : 0n },
@@ -39,10 +35,10 @@ export function buildGemmModel(transA: boolean, transB: boolean): Uint8Array {
       name: 'matmul',
       node: [{ opType: 'Gemm', name: 'gemm', input: ['A', 'B'], output: ['Y'], attribute }],
       input: [
-        { name: 'A', type: tensorType(transA ? ['K', 'M'] : ['M', 'K']) },
-        { name: 'B', type: tensorType(transB ? ['N', 'K'] : ['K', 'N']) },
+        { name: 'A', type: tensorTypeProto(transA ? ['K', 'M'] : ['M', 'K']) },
+        { name: 'B', type: tensorTypeProto(transB ? ['N', 'K'] : ['K', 'N']) },
       ],
-      output: [{ name: 'Y', type: tensorType(['M', 'N']) }],
+      output: [{ name: 'Y', type: tensorTypeProto(['M', 'N']) }],
     },
   });
   return toBinary(ModelProtoSchema, model);

@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ModelProtoSchema, NodeProtoSchema, TensorProtoSchema, TensorProto_DataLocation, type TensorProto } from 'onnx-buf';
 import { f32ToBf16, f32ToF16 } from '../../../src/tensor/convert.js';
+import { tensorTypeProto } from '../../../src/io/onnx/build.js';
 
 export type WeightDType = 'F32' | 'F16' | 'BF16';
 export const ONNX_CODE: Record<WeightDType, number> = { F32: 1, F16: 10, BF16: 16 };
@@ -136,21 +137,6 @@ export function buildMlp(options: MlpOptions = {}): BuiltModel {
     { opType: 'MatMul', name: 'mm2', input: ['h2', f('W2')], output: ['h3'] },
     { opType: 'Add', name: 'add2', input: ['h3', f('b2')], output: ['y'] },
   );
-  const tensorType = (dims: (number | string)[]) => ({
-    value: {
-      case: 'tensorType' as const,
-      value: {
-        elemType: 1,
-        shape: {
-          dim: dims.map((d) =>
-            typeof d === 'number'
-              ? { value: { case: 'dimValue' as const, value: BigInt(d) } }
-              : { value: { case: 'dimParam' as const, value: d } },
-          ),
-        },
-      },
-    },
-  });
   const model = create(ModelProtoSchema, {
     irVersion: 8n,
     producerName: 'weightkit-test',
@@ -166,8 +152,8 @@ export function buildMlp(options: MlpOptions = {}): BuiltModel {
       docString: 'graph doc',
       node: nodes,
       initializer,
-      input: [{ name: 'x', type: tensorType(['N', 8]) }],
-      output: [{ name: 'y', type: tensorType(['N', 4]) }],
+      input: [{ name: 'x', type: tensorTypeProto(['N', 8]) }],
+      output: [{ name: 'y', type: tensorTypeProto(['N', 4]) }],
       metadataProps: [{ key: 'graph-note', value: 'kept verbatim' }],
     },
   });
