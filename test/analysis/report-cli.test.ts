@@ -1,0 +1,102 @@
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderReport } from '../../src/analysis/report.js';
+import { writeReport } from '../../src/analysis/report-write.js';
+import { reportCommand } from '../../src/cli/commands/analyze-report.js';
+import type { CommandContext } from '../../src/cli/main.js';
+import { WeightkitError } from '../../src/errors.js';
+
+/** The analyze group with only the report subcommand mounted (as analyze.ts mounts it), run in-process. */
+async function run(...args: string[]): Promise<{ stdout: string; error?: WeightkitError }> {
+  let stdout = '';
+  const ctx: CommandContext = { io: { stdout: (s) => void (stdout += s), stderr: () => undefined, isTTY: false } };
+  const parser = yargs(args)
+    .strict()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new Error(msg);
+    })
+    .command('analyze', 'analyses', (a) => reportCommand(a, ctx).demandCommand(1));
+  try {
+    await parser.parseAsync();
+    return { stdout };
+  } catch (e) {
+    if (e instanceof WeightkitError) return { stdout, error: e };
+    throw e;
+  }
+}
+
+let dir: string;
+const vectors = { kind: 'vectors', names: ['a', 'b'], cosine: [[1, 0.3], [0.3, 1]], layers: [{ layer: 'l0', relativeChange: [0.1, 0.2] }] };
+const distance = { kind: 'distance', names: ['a', 'b'], metric: 'l2', matrix: [[0, 2], [2, 0]], mds: [[-1, 0], [1, 0]], stress: 0 };
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weightkit-report-cli-'));
+  await writeFile(join(dir, 'v.json'), JSON.stringify(vectors));
+  await writeFile(join(dir, 'd.json'), JSON.stringify(distance));
+  await writeFile(join(dir, 'bad.json'), '{"kind":');
+  await writeFile(join(dir, 'other.json'), '{"kind":"spectrum"}');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('weightkit analyze report', () => {
+  it('writes one HTML report from analyze --json results, byte-identical on a rerun', async () => {
+    const out = join(dir, 'r.html');
+    const r = await run('analyze', 'report', join(dir, 'v.json'), join(dir, 'd.json'), '--out', out, '--title', 'My <report>');
+    expect(r.error).toBeUndefined();
+    expect(r.stdout).toBe(`report (4 charts and tables) -> ${out}\n`);
+    const html = await readFile(out, 'utf8');
+    expect(html).toContain('<title>My &lt;report&gt;</title>');
+    expect(html.match(/data-kind="(\w+)"/g)).toEqual(['data-kind="heatmap"', 'data-kind="bars"', 'data-kind="heatmap"', 'data-kind="scatter"']);
+    const again = await run('analyze', 'report', join(dir, 'v.json'), join(dir, 'd.json'), '--out', out, '--title', 'My <report>', '--overwrite', '--json');
+    expect(JSON.parse(again.stdout)).toMatchObject({ out, items: 6, charts: 4 });
+    expect(await readFile(out, 'utf8')).toBe(html);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('refuses to replace a report without --overwrite (OUT_EXISTS)', async () => {
+    const out = join(dir, 'exists.html');
+    await writeFile(out, 'old');
+    const r = await run('analyze', 'report', join(dir, 'v.json'), '--out', out);
+    expect(r.error?.code).toBe('OUT_EXISTS');
+    expect(r.error?.where.file).toBe(out);
+    expect(await readFile(out, 'utf8')).toBe('old');
+  });
+
+  it('names the file at fault: missing, not JSON, unknown kind', async () => {
+    const out = join(dir, 'x.html');
+    const missing = await run('analyze', 'report', join(dir, 'none.json'), '--out', out);
+    expect(missing.error?.code).toBe('CKPT_NOT_FOUND');
+    expect(missing.error?.where.file).toBe(join(dir, 'none.json'));
+    const bad = await run('analyze', 'report', join(dir, 'bad.json'), '--out', out);
+    expect(bad.error).toMatchObject({ code: 'USAGE', where: { file: join(dir, 'bad.json') } });
+    const other = await run('analyze', 'report', join(dir, 'other.json'), '--out', out);
+    expect(other.error).toMatchObject({ code: 'USAGE', where: { file: join(dir, 'other.json'), path: 'kind' } });
+  });
+
+  it('accepts a ready report {title, items}', async () => {
+    await writeFile(join(dir, 'items.json'), JSON.stringify({ title: 't', items: [{ kind: 'text', paragraphs: ['hello'] }] }));
+    const out = join(dir, 'items.html');
+    const r = await run('analyze', 'report', join(dir, 'items.json'), '--out', out, '--quiet');
+    expect(r).toEqual({ stdout: '' });
+    expect(await readFile(out, 'utf8')).toContain('<p>hello</p>');
+  });
+});
+
+describe('writeReport', () => {
+  it('writes the rendered report (tmp + rename) and takes a bare item list', async () => {
+    const out = join(dir, 'w.html');
+    const items = [{ kind: 'text' as const, paragraphs: ['x'] }];
+    const n = await writeReport(out, items);
+    const html = await readFile(out, 'utf8');
+    expect(html).toBe(renderReport({ title: 'weightkit report', items }));
+    expect(n).toBe(Buffer.byteLength(html));
+    await expect(writeReport(join(dir, 'no-such-folder', 'r.html'), items)).rejects.toMatchObject({ code: 'OUT_INVALID' });
+    await expect(writeReport(dir, items)).rejects.toMatchObject({ code: 'OUT_EXISTS' });
+  });
+});
