@@ -1,0 +1,660 @@
+// `analyze vectors`: how task vectors δ_k = M_k − B (or stored vectors) differ and interfere, per tensor, per layer
+// and overall: norms, relative change, sparsity, kurtosis/outliers, pairwise cosine, sign conflicts, top-k mask
+// overlap (exact thresholds, select.ts) and optional spectra. Streams row chunks through src/vectors/stream.ts with
+// f64 accumulators in element order, so results do not depend on the memory budget. Must not import src/cli or ORT.
+
+import { UsageError } from '../errors.js';
+import { openCheckpointPath } from '../io/open.js';
+import type { CheckpointReader, TensorInfo } from '../io/types.js';
+import { inferLayout, splitLayerName } from '../plan/layout.js';
+import { isFloatDType } from '../tensor/dtype.js';
+import { MagnitudeSelector, type MagnitudeThreshold } from '../tensor/select.js';
+import { VECTOR_METADATA_KEY } from '../vectors/format.js';
+import { pairTensors } from '../vectors/pairing.js';
+import { openVector } from '../vectors/reader.js';
+import { runStream, type ChunkInputs, type StreamJob, type StreamProgress } from '../vectors/stream.js';
+import { matrixSpectrum, type MatrixSpectrum, type SpectrumOptions } from './spectra.js';
+
+/** Default --density of the top-k mask overlap. */
+export const DEFAULT_OVERLAP_DENSITY = 0.1;
+/** |δ| ≤ NEAR_ZERO_RELATIVE · max|δ| (per tensor) counts as near zero. */
+export const NEAR_ZERO_RELATIVE = 1e-6;
+/** |δ − mean| > OUTLIER_Z · std (per tensor) counts as an outlier. */
+export const OUTLIER_Z = 3;
+
+/** Where a tensor sits: before the numbered layers (embeddings), in layer i, or after them (norm, heads). */
+export type LayerKey = 'pre' | number | 'post';
+
+/** Statistics of one vector over a tensor or a group of tensors. */
+export interface VectorStats {
+  /** ‖δ‖ (f64 accumulation) */
+  norm: number;
+  /** ‖W_base‖ over the same elements; null without a base */
+  baseNorm: number | null;
+  /** ‖δ‖ / ‖W_base‖; null without a base (or a zero base) */
+  relativeChange: number | null;
+  mean: number;
+  std: number;
+  maxAbs: number;
+  /** fraction of exact zeros */
+  zeroFraction: number;
+  /** fraction with |δ| ≤ 1e-6 · max|δ| of its tensor */
+  nearZeroFraction: number;
+  /** excess kurtosis m4/m2² − 3 (0 for a Gaussian; 0 when the variance is 0) */
+  kurtosis: number;
+  /** fraction with |δ − mean| > 3 std of its tensor (0.27% for a Gaussian) */
+  outlierRatio: number;
+}
+
+/** Statistics of a tensor, a layer or the whole model. Matrices are K x K over the vectors (diagonal: 1 or 0). */
+export interface GroupStats {
+  numel: number;
+  tensors: number;
+  vectors: VectorStats[];
+  /** cos(δ_i, δ_j) = ⟨δ_i, δ_j⟩ / (‖δ_i‖ ‖δ_j‖); 0 when a vector is zero */
+  cosine: number[][];
+  /** among positions where δ_i and δ_j are both non-zero, the fraction with opposite signs */
+  signConflict: number[][];
+  /** among positions where at least two vectors are non-zero, the fraction with both signs present */
+  signConflictAll: number;
+  /** Jaccard |A∩B| / |A∪B| of the top-k |δ| masks (k = round(density · numel) per tensor; 1 for two empty masks) */
+  jaccard: number[][];
+}
+
+export interface TensorVectorStats extends GroupStats {
+  name: string;
+  shape: number[];
+  layer: LayerKey;
+  /** per vector, with --spectra and a 2-D tensor */
+  spectra?: MatrixSpectrum[];
+}
+
+export interface LayerVectorStats extends GroupStats {
+  layer: LayerKey;
+}
+
+export interface VectorsReport {
+  kind: 'weightkit.analyze.vectors';
+  version: 1;
+  mode: 'base' | 'vectors';
+  base: string | null;
+  /** one per vector: the fine-tuned model's or the vector's path */
+  paths: string[];
+  labels: string[];
+  density: number;
+  notes: string[];
+  global: GroupStats;
+  layers: LayerVectorStats[];
+  tensors: TensorVectorStats[];
+  skipped: { name: string; reason: string }[];
+  bytesRead: number;
+}
+
+export interface AnalyzeVectorsOptions {
+  /** with `models`: the base model; vectors are M_k − base */
+  base?: string;
+  models?: readonly string[];
+  /** stored vectors (or any checkpoints taken as vectors as they are) */
+  vectors?: readonly string[];
+  /** display names (default: the file or folder names) */
+  labels?: readonly string[];
+  /** top-k mask density in (0, 1] (default 0.1) */
+  density?: number;
+  /** singular values, effective and stable rank of every 2-D task vector (holds one tensor per vector in memory) */
+  spectra?: boolean;
+  spectrum?: SpectrumOptions;
+  /** chunk buffers in bytes (default 256 MiB) */
+  budgetBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: StreamProgress) => void;
+}
+
+/** Open a checkpoint, or a stored vector (dense logical tensors) when its metadata says it is one. */
+export async function openModelOrVector(path: string): Promise<CheckpointReader> {
+  const r = await openCheckpointPath(path);
+  if (r.format !== 'onnx' && r.metadata()[VECTOR_METADATA_KEY] !== undefined) {
+    await r.close();
+    return openVector(path);
+  }
+  return r;
+}
+
+/** A display label per path: the last path component (without .safetensors), made unique with #n. */
+export function defaultLabels(paths: readonly string[]): string[] {
+  const seen = new Map<string, number>();
+  return paths.map((p) => {
+    const parts = p.replace(/[\\/]+$/, '').split(/[\\/]/);
+    let l = (parts[parts.length - 1] ?? p).replace(/\.safetensors$/, '');
+    if (l === 'model' && parts.length > 1) l = parts[parts.length - 2]!;
+    const n = (seen.get(l) ?? 0) + 1;
+    seen.set(l, n);
+    return n === 1 ? l : `${l}#${n}`;
+  });
+}
+
+/** The float tensors every input shares (in the first input's order), checked pairwise: missing and mismatched
+ * tensors throw TENSOR_NOT_FOUND / TENSOR_SHAPE_MISMATCH; non-float tensors are listed as skipped. */
+export function sharedTensors(readers: readonly CheckpointReader[], roles: readonly string[]): { shared: TensorInfo[]; skipped: string[] } {
+  if (readers.length < 2) return { shared: readers[0]?.tensors().filter((t) => isFloatDType(t.dtype)) ?? [], skipped: readers[0]?.tensors().filter((t) => !isFloatDType(t.dtype)).map((t) => t.name) ?? [] };
+  let shared: TensorInfo[] = [];
+  const skipped = new Set<string>();
+  for (let k = 1; k < readers.length; k++) {
+    const p = pairTensors(readers[0]!, readers[k]!, { roles: [roles[0]!, roles[k]!] });
+    if (k === 1) shared = p.shared;
+    else {
+      const names = new Set(p.shared.map((t) => t.name));
+      shared = shared.filter((t) => names.has(t.name));
+    }
+    for (const s of p.skipped) skipped.add(s);
+  }
+  const keep = new Set(shared.map((t) => t.name));
+  for (const t of readers[0]!.tensors()) if (!keep.has(t.name)) skipped.add(t.name);
+  return { shared, skipped: [...skipped] };
+}
+
+/** Layer key of every name (inferLayout's prefix; unnumbered embeddings 'pre', other unnumbered tensors 'post'). */
+export function layerKeys(names: readonly string[]): Map<string, LayerKey> {
+  const layout = inferLayout(names);
+  const pre = new Set(layout.pre);
+  const out = new Map<string, LayerKey>();
+  for (const n of names) {
+    const l = layout.prefix === undefined ? undefined : splitLayerName(n, layout.prefix);
+    out.set(n, l ? l.index : pre.has(n) ? 'pre' : 'post');
+  }
+  return out;
+}
+
+export function compareLayerKeys(a: LayerKey, b: LayerKey): number {
+  const rank = (k: LayerKey): number => (k === 'pre' ? -1 : k === 'post' ? Number.MAX_SAFE_INTEGER : k);
+  return rank(a) - rank(b);
+}
+
+/** Raw accumulators of one tensor or group (everything additive, combined exactly). */
+interface Acc {
+  numel: number;
+  tensors: number;
+  baseSq: number;
+  hasBase: boolean;
+  // per vector
+  sum: Float64Array;
+  sumSq: Float64Array;
+  maxAbs: Float64Array;
+  zeros: Float64Array;
+  nearZeros: Float64Array;
+  outliers: Float64Array;
+  // central moments about the group mean (M2, M3, M4 sums), combined by Pébay's formulas
+  m2: Float64Array;
+  m3: Float64Array;
+  m4: Float64Array;
+  kept: Float64Array;
+  // per pair (i, j), row-major K x K, upper triangle used
+  dot: Float64Array;
+  conflicts: Float64Array;
+  both: Float64Array;
+  inter: Float64Array;
+  conflictAll: number;
+  multi: number;
+}
+
+function newAcc(k: number, hasBase: boolean): Acc {
+  const v = (): Float64Array => new Float64Array(k);
+  const p = (): Float64Array => new Float64Array(k * k);
+  return {
+    numel: 0,
+    tensors: 0,
+    baseSq: 0,
+    hasBase,
+    sum: v(),
+    sumSq: v(),
+    maxAbs: v(),
+    zeros: v(),
+    nearZeros: v(),
+    outliers: v(),
+    m2: v(),
+    m3: v(),
+    m4: v(),
+    kept: v(),
+    dot: p(),
+    conflicts: p(),
+    both: p(),
+    inter: p(),
+    conflictAll: 0,
+    multi: 0,
+  };
+}
+
+/** into += a (exact for counts and sums; Pébay's pairwise update for the central moments). */
+function addAcc(into: Acc, a: Acc): void {
+  const K = into.sum.length;
+  for (let k = 0; k < K; k++) {
+    const na = into.numel;
+    const nb = a.numel;
+    const n = na + nb;
+    if (nb === 0) continue;
+    if (na === 0) {
+      into.m2[k] = a.m2[k]!;
+      into.m3[k] = a.m3[k]!;
+      into.m4[k] = a.m4[k]!;
+    } else {
+      const d = a.sum[k]! / nb - into.sum[k]! / na;
+      const M2a = into.m2[k]!;
+      const M3a = into.m3[k]!;
+      const M2b = a.m2[k]!;
+      const M3b = a.m3[k]!;
+      into.m4[k] =
+        into.m4[k]! + a.m4[k]! + (d ** 4 * na * nb * (na * na - na * nb + nb * nb)) / n ** 3 + (6 * d * d * (na * na * M2b + nb * nb * M2a)) / (n * n) + (4 * d * (na * M3b - nb * M3a)) / n;
+      into.m3[k] = M3a + M3b + (d ** 3 * na * nb * (na - nb)) / (n * n) + (3 * d * (na * M2b - nb * M2a)) / n;
+      into.m2[k] = M2a + M2b + (d * d * na * nb) / n;
+    }
+  }
+  for (let k = 0; k < K; k++) {
+    into.sum[k] = into.sum[k]! + a.sum[k]!;
+    into.sumSq[k] = into.sumSq[k]! + a.sumSq[k]!;
+    into.maxAbs[k] = Math.max(into.maxAbs[k]!, a.maxAbs[k]!);
+    into.zeros[k] = into.zeros[k]! + a.zeros[k]!;
+    into.nearZeros[k] = into.nearZeros[k]! + a.nearZeros[k]!;
+    into.outliers[k] = into.outliers[k]! + a.outliers[k]!;
+    into.kept[k] = into.kept[k]! + a.kept[k]!;
+  }
+  for (let i = 0; i < K * K; i++) {
+    into.dot[i] = into.dot[i]! + a.dot[i]!;
+    into.conflicts[i] = into.conflicts[i]! + a.conflicts[i]!;
+    into.both[i] = into.both[i]! + a.both[i]!;
+    into.inter[i] = into.inter[i]! + a.inter[i]!;
+  }
+  into.numel += a.numel;
+  into.tensors += a.tensors;
+  into.baseSq += a.baseSq;
+  into.conflictAll += a.conflictAll;
+  into.multi += a.multi;
+}
+
+function finish(a: Acc): GroupStats {
+  const K = a.sum.length;
+  const n = a.numel;
+  const baseNorm = Math.sqrt(a.baseSq);
+  const vectors: VectorStats[] = [];
+  for (let k = 0; k < K; k++) {
+    const norm = Math.sqrt(a.sumSq[k]!);
+    const m2 = n > 0 ? a.m2[k]! / n : 0;
+    const m4 = n > 0 ? a.m4[k]! / n : 0;
+    vectors.push({
+      norm,
+      baseNorm: a.hasBase ? baseNorm : null,
+      relativeChange: a.hasBase && baseNorm > 0 ? norm / baseNorm : null,
+      mean: n > 0 ? a.sum[k]! / n : 0,
+      std: Math.sqrt(Math.max(0, m2)),
+      maxAbs: a.maxAbs[k]!,
+      zeroFraction: n > 0 ? a.zeros[k]! / n : 0,
+      nearZeroFraction: n > 0 ? a.nearZeros[k]! / n : 0,
+      kurtosis: m2 > 0 ? m4 / (m2 * m2) - 3 : 0,
+      outlierRatio: n > 0 ? a.outliers[k]! / n : 0,
+    });
+  }
+  const mat = (f: (i: number, j: number) => number): number[][] =>
+    Array.from({ length: K }, (_, i) => Array.from({ length: K }, (_, j) => (i === j ? f(i, i) : f(Math.min(i, j), Math.max(i, j)))));
+  return {
+    numel: n,
+    tensors: a.tensors,
+    vectors,
+    cosine: mat((i, j) => {
+      const d = i === j ? a.sumSq[i]! : a.dot[i * K + j]!;
+      const den = Math.sqrt(a.sumSq[i]! * a.sumSq[j]!);
+      return den > 0 ? d / den : 0;
+    }),
+    signConflict: mat((i, j) => (i === j ? 0 : a.both[i * K + j]! > 0 ? a.conflicts[i * K + j]! / a.both[i * K + j]! : 0)),
+    signConflictAll: a.multi > 0 ? a.conflictAll / a.multi : 0,
+    jaccard: mat((i, j) => {
+      if (i === j) return 1;
+      const inter = a.inter[i * K + j]!;
+      const union = a.kept[i]! + a.kept[j]! - inter;
+      return union > 0 ? inter / union : 1;
+    }),
+  };
+}
+
+const ABS = 0x7fffffff;
+const INF_BITS = 0x7f800000;
+
+/** mask[e] = 1 iff element e is among the kept top-k (threshold + tie budget carried in `state`). */
+function maskInto(d: Float32Array, n: number, t: MagnitudeThreshold, state: { ties: number }, mask: Uint8Array): number {
+  const u = new Uint32Array(d.buffer, d.byteOffset, n);
+  const bits = t.bits;
+  let ties = state.ties;
+  let kept = 0;
+  for (let i = 0; i < n; i++) {
+    const a = u[i]! & ABS;
+    let keep = +(a > bits) & +(a <= INF_BITS);
+    if (a === bits && ties > 0) {
+      keep = 1;
+      ties--;
+    }
+    mask[i] = keep;
+    kept += keep;
+  }
+  state.ties = ties;
+  return kept;
+}
+
+interface JobState {
+  acc: Acc;
+  deltas: Float32Array[];
+  pos: Uint8Array;
+  neg: Uint8Array;
+  nz: Uint8Array;
+  masks: Uint8Array[];
+  selectors: MagnitudeSelector[];
+  thresholds: MagnitudeThreshold[];
+  ties: { ties: number }[];
+  needLow: boolean[];
+  full: Float32Array[] | undefined;
+  spectra: MatrixSpectrum[] | undefined;
+}
+
+function grow(a: Float32Array, n: number): Float32Array {
+  return a.length >= n ? a : new Float32Array(n);
+}
+
+/** The vectors of a chunk: the inputs themselves (no base) or f32(M_k − B) in reused buffers. */
+function deltasOf(st: JobState, ins: ChunkInputs, n: number, hasBase: boolean, K: number): Float32Array[] {
+  const out: Float32Array[] = [];
+  for (let k = 0; k < K; k++) {
+    if (!hasBase) {
+      out.push((ins[k] as Float32Array).subarray(0, n));
+      continue;
+    }
+    st.deltas[k] = grow(st.deltas[k]!, n);
+    const d = st.deltas[k]!;
+    const x = ins[k + 1] as Float32Array;
+    const b = ins[0] as Float32Array;
+    for (let i = 0; i < n; i++) d[i] = x[i]! - b[i]!;
+    out.push(d.subarray(0, n));
+  }
+  return out;
+}
+
+/** Pass 0: sums, max, zeros, base norm, pairwise products and sign conflicts, the high histogram of |δ|. */
+function observeFirst(st: JobState, ds: Float32Array[], base: Float32Array | undefined, n: number): void {
+  const a = st.acc;
+  const K = ds.length;
+  if (base) {
+    let s = a.baseSq;
+    for (let i = 0; i < n; i++) s += base[i]! * base[i]!;
+    a.baseSq = s;
+  }
+  for (let k = 0; k < K; k++) {
+    const d = ds[k]!;
+    let s1 = a.sum[k]!;
+    let s2 = a.sumSq[k]!;
+    let mx = a.maxAbs[k]!;
+    let z = a.zeros[k]!;
+    for (let i = 0; i < n; i++) {
+      const x = d[i]!;
+      s1 += x;
+      s2 += x * x;
+      const ax = Math.abs(x);
+      if (ax > mx) mx = ax;
+      if (x === 0) z++;
+    }
+    a.sum[k] = s1;
+    a.sumSq[k] = s2;
+    a.maxAbs[k] = mx;
+    a.zeros[k] = z;
+    st.selectors[k]!.addHigh(d);
+  }
+  for (let i = 0; i < K; i++) {
+    for (let j = i + 1; j < K; j++) {
+      const x = ds[i]!;
+      const y = ds[j]!;
+      let dot = a.dot[i * K + j]!;
+      let c = a.conflicts[i * K + j]!;
+      let both = a.both[i * K + j]!;
+      for (let e = 0; e < n; e++) {
+        const p = x[e]! * y[e]!;
+        dot += p;
+        if (x[e] !== 0 && y[e] !== 0) {
+          both++;
+          if (x[e]! < 0 !== y[e]! < 0) c++;
+        }
+      }
+      a.dot[i * K + j] = dot;
+      a.conflicts[i * K + j] = c;
+      a.both[i * K + j] = both;
+    }
+  }
+  if (K >= 2) {
+    st.pos = st.pos.length >= n ? st.pos : new Uint8Array(n);
+    st.neg = st.neg.length >= n ? st.neg : new Uint8Array(n);
+    st.nz = st.nz.length >= n ? st.nz : new Uint8Array(n);
+    const pos = st.pos;
+    const neg = st.neg;
+    const nz = st.nz;
+    pos.fill(0, 0, n);
+    neg.fill(0, 0, n);
+    nz.fill(0, 0, n);
+    for (let k = 0; k < K; k++) {
+      const d = ds[k]!;
+      for (let e = 0; e < n; e++) {
+        const x = d[e]!;
+        pos[e] |= +(x > 0);
+        neg[e] |= +(x < 0);
+        nz[e] += +(x !== 0);
+      }
+    }
+    let all = a.conflictAll;
+    let multi = a.multi;
+    for (let e = 0; e < n; e++) {
+      if (nz[e]! >= 2) {
+        multi++;
+        all += pos[e]! & neg[e]!;
+      }
+    }
+    a.conflictAll = all;
+    a.multi = multi;
+  }
+}
+
+/** Pass 1: central moments about the tensor mean, outliers, near zeros; the low histogram where needed. */
+function observeSecond(st: JobState, ds: Float32Array[], n: number, numel: number): void {
+  const a = st.acc;
+  for (let k = 0; k < ds.length; k++) {
+    const d = ds[k]!;
+    const mean = numel > 0 ? a.sum[k]! / numel : 0;
+    const variance = numel > 0 ? Math.max(0, a.sumSq[k]! / numel - mean * mean) : 0;
+    const cut = OUTLIER_Z * Math.sqrt(variance);
+    const tiny = NEAR_ZERO_RELATIVE * a.maxAbs[k]!;
+    let m2 = a.m2[k]!;
+    let m3 = a.m3[k]!;
+    let m4 = a.m4[k]!;
+    let out = a.outliers[k]!;
+    let near = a.nearZeros[k]!;
+    for (let i = 0; i < n; i++) {
+      const x = d[i]!;
+      const c = x - mean;
+      const c2 = c * c;
+      m2 += c2;
+      m3 += c2 * c;
+      m4 += c2 * c2;
+      if (Math.abs(c) > cut) out++;
+      if (Math.abs(x) <= tiny) near++;
+    }
+    a.m2[k] = m2;
+    a.m3[k] = m3;
+    a.m4[k] = m4;
+    a.outliers[k] = out;
+    a.nearZeros[k] = near;
+    if (st.needLow[k]) st.selectors[k]!.addLow(d);
+  }
+}
+
+/** Emit pass: the top-k masks and their pairwise intersections; the full matrices for spectra. */
+function emitMasks(st: JobState, ds: Float32Array[], n: number, offset: number): void {
+  const a = st.acc;
+  const K = ds.length;
+  for (let k = 0; k < K; k++) {
+    if (st.masks[k]!.length < n) st.masks[k] = new Uint8Array(n);
+    a.kept[k] = a.kept[k]! + maskInto(ds[k]!, n, st.thresholds[k]!, st.ties[k]!, st.masks[k]!);
+    if (st.full) st.full[k]!.set(ds[k]!, offset);
+  }
+  for (let i = 0; i < K; i++) {
+    for (let j = i + 1; j < K; j++) {
+      const x = st.masks[i]!;
+      const y = st.masks[j]!;
+      let c = 0;
+      for (let e = 0; e < n; e++) c += x[e]! & y[e]!;
+      a.inter[i * K + j] = a.inter[i * K + j]! + c;
+    }
+  }
+}
+
+function checkDensity(d: number): void {
+  if (!(Number.isFinite(d) && d > 0 && d <= 1)) throw new UsageError('USAGE', `density: expected a number in (0, 1], got ${String(d)}`);
+}
+
+export interface VectorInputs {
+  /** the base model (mode 'base'), else undefined */
+  base?: CheckpointReader;
+  /** the fine-tuned models (with base) or the vectors */
+  inputs: readonly CheckpointReader[];
+  labels: readonly string[];
+}
+
+/** analyzeVectors over readers the caller owns. */
+export async function analyzeVectorReaders(src: VectorInputs, options: Omit<AnalyzeVectorsOptions, 'base' | 'models' | 'vectors' | 'labels'> = {}): Promise<VectorsReport> {
+  const density = options.density ?? DEFAULT_OVERLAP_DENSITY;
+  checkDensity(density);
+  const K = src.inputs.length;
+  if (K < 1) throw new UsageError('USAGE', 'analyze vectors: give at least one model (with --base) or vector');
+  if (src.labels.length !== K) throw new UsageError('USAGE', `labels: expected ${K}, got ${src.labels.length}`);
+  const hasBase = src.base !== undefined;
+  const all = hasBase ? [src.base!, ...src.inputs] : [...src.inputs];
+  const roles = hasBase ? ['base', ...src.labels.map((l) => `fine-tuned model '${l}'`)] : src.labels.map((l) => `vector '${l}'`);
+  const { shared, skipped } = sharedTensors(all, roles);
+  const layerOf = layerKeys(shared.map((t) => t.name));
+  const states: JobState[] = [];
+  const tensorSpectra: (MatrixSpectrum[] | undefined)[] = [];
+  const jobs: StreamJob[] = shared.map((t, ti) => {
+    const numel = t.shape.reduce((x, y) => x * y, 1);
+    const k = Math.round(density * numel);
+    const wantSpectra = Boolean(options.spectra) && t.shape.length === 2 && numel > 0;
+    const st: JobState = {
+      acc: newAcc(K, hasBase),
+      deltas: Array.from({ length: K }, () => new Float32Array(0)),
+      pos: new Uint8Array(0),
+      neg: new Uint8Array(0),
+      nz: new Uint8Array(0),
+      masks: Array.from({ length: K }, () => new Uint8Array(0)),
+      selectors: [],
+      thresholds: [],
+      ties: [],
+      needLow: [],
+      full: undefined,
+      spectra: undefined,
+    };
+    st.acc.numel = numel;
+    st.acc.tensors = 1;
+    states.push(st);
+    const job: StreamJob = {
+      name: t.name,
+      shape: t.shape,
+      inputs: all.map((r) => ({ reader: r, tensor: t.name })),
+      outputs: [],
+      passes: 2,
+      scratchBytesPerElement: (hasBase ? 4 * K : 0) + 3 + K + (wantSpectra ? 4 * K : 0),
+      prepare: async () => {
+        st.selectors = Array.from({ length: K }, () => new MagnitudeSelector());
+        if (wantSpectra) st.full = Array.from({ length: K }, () => new Float32Array(numel));
+      },
+      observe: (pass, ins, chunk) => {
+        const ds = deltasOf(st, ins, chunk.numel, hasBase, K);
+        if (pass === 0) {
+          observeFirst(st, ds, hasBase ? (ins[0] as Float32Array).subarray(0, chunk.numel) : undefined, chunk.numel);
+          if (chunk.r1 >= t.shape[0]! || t.shape.length === 0) {
+            st.needLow = st.selectors.map((s) => s.resolveHigh(k));
+          }
+        } else {
+          observeSecond(st, ds, chunk.numel, numel);
+          if (chunk.r1 >= t.shape[0]! || t.shape.length === 0) {
+            st.thresholds = st.selectors.map((s) => s.threshold());
+            st.ties = st.thresholds.map((th) => ({ ties: th.ties }));
+            st.selectors = [];
+          }
+        }
+      },
+      emit: (ins, _outs, chunk) => {
+        emitMasks(st, deltasOf(st, ins, chunk.numel, hasBase, K), chunk.numel, chunk.offset);
+      },
+      afterChunk: async (chunk) => {
+        if (!st.full || chunk.r1 < t.shape[0]!) return;
+        const full = st.full;
+        st.full = undefined;
+        const out: MatrixSpectrum[] = [];
+        for (const m of full) out.push(await matrixSpectrum(m, t.shape[0]!, t.shape[1]!, options.spectrum ?? {}));
+        tensorSpectra[ti] = out;
+      },
+    };
+    return job;
+  });
+  const r = await runStream(jobs, {
+    sinks: [],
+    ...(options.budgetBytes !== undefined ? { budgetBytes: options.budgetBytes } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  const global = newAcc(K, hasBase);
+  const layers = new Map<LayerKey, Acc>();
+  const tensors: TensorVectorStats[] = shared.map((t, i) => {
+    const acc = states[i]!.acc;
+    const layer = layerOf.get(t.name)!;
+    addAcc(global, acc);
+    let l = layers.get(layer);
+    if (!l) layers.set(layer, (l = newAcc(K, hasBase)));
+    addAcc(l, acc);
+    const sp = tensorSpectra[i];
+    return { name: t.name, shape: [...t.shape], layer, ...finish(acc), ...(sp ? { spectra: sp } : {}) };
+  });
+  const notes: string[] = [];
+  if (!hasBase) notes.push('no base model: relative change ‖δ‖/‖W‖ is not available (vectors analysed as given)');
+  if (K < 2) notes.push('one vector: no pairwise statistics');
+  return {
+    kind: 'weightkit.analyze.vectors',
+    version: 1,
+    mode: hasBase ? 'base' : 'vectors',
+    base: hasBase ? src.base!.path : null,
+    paths: src.inputs.map((x) => x.path),
+    labels: [...src.labels],
+    density,
+    notes,
+    global: finish(global),
+    layers: [...layers.entries()].sort((x, y) => compareLayerKeys(x[0], y[0])).map(([layer, acc]) => ({ layer, ...finish(acc) })),
+    tensors,
+    skipped: skipped.map((name) => ({ name, reason: 'not a float tensor in every input' })),
+    bytesRead: r.bytesRead,
+  };
+}
+
+/** `analyze vectors`: opens the inputs (--base B M1.. or --vectors V1..), analyses them, closes them. */
+export async function analyzeVectors(options: AnalyzeVectorsOptions): Promise<VectorsReport> {
+  const hasModels = options.models !== undefined && options.models.length > 0;
+  const hasVectors = options.vectors !== undefined && options.vectors.length > 0;
+  if (hasModels === hasVectors) throw new UsageError('USAGE', 'analyze vectors: give --base with models, or --vectors (one of them)');
+  if (hasModels && options.base === undefined) throw new UsageError('USAGE', 'analyze vectors: models need --base (or pass stored vectors with --vectors)');
+  if (hasVectors && options.base !== undefined) throw new UsageError('USAGE', 'analyze vectors: --base goes with models, not with --vectors');
+  checkDensity(options.density ?? DEFAULT_OVERLAP_DENSITY);
+  const paths = [...(hasModels ? options.models! : options.vectors!)];
+  const labels = options.labels ? [...options.labels] : defaultLabels(paths);
+  const opened: CheckpointReader[] = [];
+  try {
+    const base = options.base !== undefined ? await openCheckpointPath(options.base) : undefined;
+    if (base) opened.push(base);
+    const inputs: CheckpointReader[] = [];
+    for (const p of paths) {
+      const r = hasModels ? await openCheckpointPath(p) : await openModelOrVector(p);
+      opened.push(r);
+      inputs.push(r);
+    }
+    return await analyzeVectorReaders({ ...(base ? { base } : {}), inputs, labels }, options);
+  } finally {
+    for (const r of opened) await r.close();
+  }
+}
