@@ -1,11 +1,15 @@
-// `weightkit analyze <principal|spectrum>`: weight analyses over models and vectors. Every subcommand calls a library
+// `weightkit analyze <principal|spectrum|vectors|distance|merge>`: weight analyses over models and vectors. Every subcommand calls a library
 // function of src/analysis and renders its JSON-serialisable result; new analyses add one `a.command(...)` below.
 // Large products run on ONNX Runtime (loaded on first use only, so small models never start a session).
 
+import { writeFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
+import { analyzeDistance, type DistanceMetric, type DistanceReport } from '../../analysis/distance.js';
+import { analyzeMerge, type MergeAnalysisReport } from '../../analysis/merge-analysis.js';
 import { readPrincipalWeights, type PrincipalBudget } from '../../analysis/principal.js';
 import { readCheckpointSpectra, type TensorSpectrum } from '../../analysis/spectra.js';
+import { analyzeVectors, DEFAULT_OVERLAP_DENSITY, type GroupStats, type LayerKey, type VectorsReport } from '../../analysis/vectors.js';
 import { openCheckpointPath } from '../../io/open.js';
 import type { CheckpointReader } from '../../io/types.js';
 import { jsMatMul, type MatMulBackend, type MatMulOptions } from '../../tensor/linalg/index.js';
@@ -68,8 +72,185 @@ function spectrumRows(rs: readonly TensorSpectrum[], show: number): string[][] {
   ]);
 }
 
+/** Middle-truncate to `width` characters (tables stay within 100 columns). */
+export function clip(s: string, width: number): string {
+  if (s.length <= width) return s;
+  const head = Math.ceil((width - 1) / 2);
+  return s.slice(0, head) + '…' + s.slice(s.length - (width - 1 - head));
+}
+
+const layerName = (l: LayerKey): string => (typeof l === 'number' ? `layer ${l}` : l);
+
+function csvCell(v: string | number | null): string {
+  const s = v === null ? '' : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** Long-format CSV (one value per row): scope,name,a,b,metric,value. */
+export function longCsv(rows: readonly (readonly (string | number | null)[])[]): string {
+  return ['scope,name,a,b,metric,value', ...rows.map((r) => r.map(csvCell).join(','))].join('\n') + '\n';
+}
+
+/** CSV rows of a vectors report: per-vector metrics (b empty) and pairwise metrics, for global, layers, tensors. */
+export function vectorsCsvRows(r: VectorsReport): (string | number | null)[][] {
+  const rows: (string | number | null)[][] = [];
+  const group = (scope: string, name: string, g: GroupStats): void => {
+    g.vectors.forEach((v, k) => {
+      for (const [m, x] of Object.entries(v)) rows.push([scope, name, r.labels[k]!, '', m, x as number | null]);
+    });
+    const K = r.labels.length;
+    for (let i = 0; i < K; i++) {
+      for (let j = i + 1; j < K; j++) {
+        rows.push([scope, name, r.labels[i]!, r.labels[j]!, 'cosine', g.cosine[i]![j]!]);
+        rows.push([scope, name, r.labels[i]!, r.labels[j]!, 'signConflict', g.signConflict[i]![j]!]);
+        rows.push([scope, name, r.labels[i]!, r.labels[j]!, 'jaccard', g.jaccard[i]![j]!]);
+      }
+    }
+    rows.push([scope, name, '', '', 'signConflictAll', g.signConflictAll]);
+    rows.push([scope, name, '', '', 'numel', g.numel]);
+  };
+  group('global', 'all', r.global);
+  for (const l of r.layers) group('layer', layerName(l.layer), l);
+  for (const t of r.tensors) group('tensor', t.name, t);
+  return rows;
+}
+
+/** Terminal tables of a vectors report: per-vector statistics, then pairwise ones (per layer or per tensor). */
+export function renderVectors(r: VectorsReport, perTensor: boolean): string {
+  const K = r.labels.length;
+  const groups: Array<[string, GroupStats]> = [['all', r.global], ...(perTensor ? r.tensors.map((t) => [t.name, t] as [string, GroupStats]) : r.layers.map((l) => [layerName(l.layer), l] as [string, GroupStats]))];
+  const nameW = perTensor ? 34 : 10;
+  const labelW = 12;
+  let out = `task vectors: ${r.mode === 'base' ? `models - base (${clip(r.base ?? '', 60)})` : 'stored vectors'}\n${K} vector${K === 1 ? '' : 's'}, ${formatCount(r.global.numel)} values in ${r.tensors.length} tensors\n`;
+  for (const n of r.notes) out += `note: ${n}\n`;
+  const rows: string[][] = [[perTensor ? 'tensor' : 'layer', 'vector', 'norm', 'rel.chg', 'zeros', '~zero', 'kurt', 'outl>3σ']];
+  for (const [name, g] of groups) {
+    g.vectors.forEach((v, k) => {
+      rows.push([k === 0 ? clip(name, nameW) : '', clip(r.labels[k]!, labelW), sig(v.norm), v.relativeChange === null ? '-' : sig(v.relativeChange), pct(v.zeroFraction), pct(v.nearZeroFraction), v.kurtosis.toFixed(2), pct(v.outlierRatio)]);
+    });
+  }
+  out += table(rows, [false, false, true, true, true, true, true, true]);
+  if (K >= 2) {
+    const prow: string[][] = [[perTensor ? 'tensor' : 'layer', 'pair', 'cosine', 'sign-conflict', `jaccard@${r.density}`]];
+    for (const [name, g] of groups) {
+      let first = true;
+      for (let i = 0; i < K; i++) {
+        for (let j = i + 1; j < K; j++) {
+          prow.push([first ? clip(name, nameW) : '', `${clip(r.labels[i]!, 10)}~${clip(r.labels[j]!, 10)}`, fix(g.cosine[i]![j]!), pct(g.signConflict[i]![j]!), fix(g.jaccard[i]![j]!)]);
+          first = false;
+        }
+      }
+      if (K > 2) prow.push(['', 'all', '', pct(g.signConflictAll), '']);
+    }
+    out += '\n' + table(prow, [false, false, true, true, true]);
+  }
+  const sp = r.tensors.filter((t) => t.spectra);
+  if (sp.length > 0) {
+    const srows: string[][] = [['tensor', 'vector', 'shape', 'eff.rank', 'stable', 'σ1']];
+    for (const t of sp) {
+      t.spectra!.forEach((s, k) => srows.push([k === 0 ? clip(t.name, 34) : '', clip(r.labels[k]!, labelW), `${s.m}x${s.n}`, fix(s.effectiveRank, 2), fix(s.stableRank, 2), sig(s.spectralNorm)]));
+    }
+    out += '\n' + table(srows, [false, false, false, true, true, true]);
+  }
+  out += 'rel.chg = ‖δ‖/‖W_base‖; ~zero: |δ| ≤ 1e-6·max|δ|; kurt: excess kurtosis;\noutl: |δ−mean| > 3 std (per tensor)\n';
+  if (r.skipped.length > 0) out += `skipped: ${clip(r.skipped.map((s) => s.name).join(', '), 91)}\n`;
+  return out;
+}
+
+export function renderDistance(r: DistanceReport): string {
+  const n = r.labels.length;
+  const w = Math.max(6, Math.min(10, Math.floor(80 / Math.max(1, n))));
+  let out = `${r.metric} distances between ${n} ${r.base !== null ? `task vectors (base ${clip(r.base, 40)})` : 'models/vectors'}\n${formatCount(r.numel)} values in ${r.tensors} tensors\n`;
+  const rows: string[][] = [['', ...r.labels.map((l) => clip(l, w))]];
+  for (let i = 0; i < n; i++) rows.push([clip(r.labels[i]!, 14), ...r.matrix[i]!.map((d) => (r.metric === 'cosine' ? fix(d, 4) : sig(d)))]);
+  out += table(rows, [false, ...r.labels.map(() => true)]);
+  out += `\nMDS (classical, 2-D), stress ${fix(r.mds.stress, 4)}, eigenvalues ${r.mds.eigenvalues.map(sig).join(' ')}\n`;
+  out += table([['point', 'x', 'y'], ...r.mds.coords.map((c, i) => [clip(r.labels[i]!, 30), sig(c[0]!), sig(c[1] ?? 0)])], [false, true, true]);
+  const name = (id: number): string => (id < n ? clip(r.labels[id]!, 20) : `#${id - n + 1}`);
+  out += `\naverage-linkage clustering (leaf order: ${r.clustering.order.map((i) => clip(r.labels[i]!, 14)).join(', ')})\n`;
+  out += table([['merge', 'left', 'right', 'distance', 'size'], ...r.clustering.merges.map((m, s) => [`#${s + 1}`, name(m.left), name(m.right), r.metric === 'cosine' ? fix(m.distance, 4) : sig(m.distance), String(m.size)])], [false, false, false, true, true]);
+  return out;
+}
+
+function reportColumns(r: MergeAnalysisReport): string[] {
+  const keys = new Set<string>();
+  for (const t of r.tensors) if (t.report) for (const k of Object.keys(t.report)) keys.add(k);
+  return [...keys];
+}
+
+function reportHeader(key: string, r: MergeAnalysisReport): string {
+  const m = /^(.*)_(\d+)$/.exec(key);
+  return m ? `${m[1]!.replace('_fraction', '')}:${clip(r.models[Number(m[2])] ?? m[2]!, 8)}` : key;
+}
+
+function paramsText(p: Record<string, unknown>, mp: readonly Record<string, unknown>[]): string {
+  const g = Object.entries(p).map(([k, v]) => `${k}=${String(v)}`);
+  const keys = new Set(mp.flatMap((m) => Object.keys(m)));
+  for (const k of keys) g.push(`${k}=${mp.map((m) => String(m[k] ?? '-')).join('/')}`);
+  return g.join(' ');
+}
+
+export function renderMerge(r: MergeAnalysisReport, perTensor: boolean): string {
+  const cols = reportColumns(r).slice(0, 6);
+  let out = `merge analysis of ${clip(r.recipe, 40)}: ${r.method}${r.base !== null ? `, base ${clip(r.base, 16)}` : ''}\nmodels: ${clip(r.models.join(', '), 90)}\n`;
+  if (!r.reports) out += `note: ${r.method} reports no per-tensor statistics; showing the planned parameters\n`;
+  const fmtReport = (rep: Record<string, number> | null): string[] => cols.map((c) => (rep && rep[c] !== undefined ? (c.includes('fraction') ? pct(rep[c]!) : sig(rep[c]!)) : '-'));
+  const head = [perTensor ? 'tensor' : 'layer', 'numel', 'changed', ...cols.map((c) => reportHeader(c, r))];
+  const rows: string[][] = [head];
+  if (perTensor) {
+    for (const t of r.tensors) {
+      const numel = t.shape.reduce((a, b) => a * b, 1);
+      if (t.op === 'copy') rows.push([clip(t.name, 34), formatCount(numel), 'copy', ...cols.map(() => '')]);
+      else rows.push([clip(t.name, 34), formatCount(numel), t.effect ? pct(t.effect.changedFraction) : '-', ...fmtReport(t.report)]);
+    }
+  } else {
+    for (const l of r.layers) rows.push([layerName(l.layer), formatCount(l.numel), l.changedFraction === null ? '-' : pct(l.changedFraction), ...fmtReport(l.report)]);
+  }
+  rows.push(['total', formatCount(r.totals.numel), r.totals.changedFraction === null ? '-' : pct(r.totals.changedFraction), ...fmtReport(r.totals.report)]);
+  out += table(rows, [false, true, true, ...cols.map(() => true)]);
+  if (!r.reports || perTensor) {
+    const seen = new Set<string>();
+    const prow: string[][] = [[perTensor ? 'tensor' : 'layer', 'parameters']];
+    for (const t of r.tensors) {
+      if (t.op !== 'merge') continue;
+      const text = paramsText(t.params, t.modelParams);
+      const key = perTensor ? t.name : `${layerName(t.layer)}|${text}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      prow.push([perTensor ? clip(t.name, 34) : layerName(t.layer), clip(text, 60)]);
+    }
+    out += '\n' + table(prow);
+  }
+  out += 'changed: entries where the merge differs from the base; kept: entries each task vector keeps\n';
+  for (const w of r.warnings) out += `warning: ${clip(w, 91)}\n`;
+  return out;
+}
+
+function densityOf(v: unknown): number {
+  if (v === undefined) return DEFAULT_OVERLAP_DENSITY;
+  const d = Number(v);
+  if (!(Number.isFinite(d) && d > 0 && d <= 1)) throw new UsageError('USAGE', `--density must be a number in (0, 1] (got '${String(v)}')`);
+  return d;
+}
+
+function memoryOf(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const mb = Number(v);
+  if (!(Number.isFinite(mb) && mb > 0)) throw new UsageError('USAGE', `--memory must be a positive number of MB (got '${String(v)}')`);
+  return Math.floor(mb * 1024 * 1024);
+}
+
+function labelsOf(v: unknown, n: number): string[] | undefined {
+  if (v === undefined) return undefined;
+  const l = String(v).split(',').map((s) => s.trim());
+  if (l.length !== n || l.some((s) => s === '')) throw new UsageError('USAGE', `--labels must list ${n} comma-separated names (got '${String(v)}')`);
+  return l;
+}
+
+const strings = (v: unknown): string[] => (v === undefined ? [] : (Array.isArray(v) ? v : [v]).map(String));
+
 export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
-  return y.command('analyze', 'analyses of weights: principal weights (LIFT), spectra', (a) => {
+  return y.command('analyze', 'analyses of weights: principal weights (LIFT), spectra, task vectors, distances, merges', (a) => {
     a.command(
       'principal',
       'LIFT principal weights: top entries of each matrix\'s rank-r approximation, vs plain magnitude top entries',
@@ -178,6 +359,145 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
           p.stop();
           await backend.dispose();
           await reader.close();
+        }
+      },
+    );
+    a.command(
+      'vectors [models..]',
+      'task vectors per layer and tensor: norms, relative change, sparsity, kurtosis, cosine, sign conflicts, top-k overlap',
+      (b) =>
+        b
+          .positional('models', { type: 'string', array: true, describe: 'fine-tuned models (with --base)' })
+          .option('base', { type: 'string', describe: 'the base model: vectors are model - base' })
+          .option('vectors', { type: 'string', array: true, describe: 'stored vectors instead of models (no base: no relative change)' })
+          .option('density', { type: 'string', describe: `top-k mask density for the Jaccard overlap, in (0, 1] (default ${DEFAULT_OVERLAP_DENSITY})` })
+          .option('spectra', { type: 'boolean', default: false, describe: 'also singular values, effective and stable rank of each 2-D task vector (costly)' })
+          .option('top', { type: 'string', describe: 'singular values per matrix with --spectra' })
+          .option('labels', { type: 'string', describe: 'comma-separated display names of the vectors' })
+          .option('per-tensor', { type: 'boolean', default: false, describe: 'tables per tensor instead of per layer' })
+          .option('memory', { type: 'string', describe: 'chunk buffers in MB (default 1024)' })
+          .option('csv', { type: 'string', describe: 'also write every number as long-format CSV to this file' })
+          .option('json', { type: 'boolean', default: false })
+          .option('quiet', { type: 'boolean', default: false })
+          .example('weightkit analyze vectors --base ./base ./ft-a ./ft-b --density 0.2', 'how two fine-tunes interfere'),
+      async (argv) => {
+        const models = strings(argv.models);
+        const vectors = strings(argv.vectors);
+        if ((models.length > 0) === (vectors.length > 0)) throw new UsageError('USAGE', 'give models with --base, or --vectors (one of them)');
+        if (models.length > 0 && argv.base === undefined) throw new UsageError('USAGE', 'models need --base (or pass stored vectors with --vectors)');
+        const density = densityOf(argv.density);
+        const budget = memoryOf(argv.memory) ?? 1024 * 1024 * 1024;
+        const top = positiveInt(argv.top, 'top');
+        const labels = labelsOf(argv.labels, models.length + vectors.length);
+        const backend = cliMatMul();
+        const p = streamProgress(ctx.io, argv, 'vectors');
+        try {
+          const r = await analyzeVectors({
+            ...(models.length > 0 ? { base: String(argv.base), models } : { vectors }),
+            ...(argv.base !== undefined && vectors.length > 0 ? { base: String(argv.base) } : {}),
+            ...(labels ? { labels } : {}),
+            density,
+            spectra: Boolean(argv.spectra),
+            spectrum: { backend, ...(top !== undefined ? { top } : {}) },
+            budgetBytes: budget,
+            onProgress: p.onProgress,
+            signal: p.signal,
+          });
+          p.stop();
+          if (argv.csv !== undefined) await writeFile(String(argv.csv), longCsv(vectorsCsvRows(r)));
+          if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
+          else if (!argv.quiet) ctx.io.stdout(renderVectors(r, Boolean(argv['per-tensor'])));
+        } finally {
+          p.stop();
+          await backend.dispose();
+        }
+      },
+    );
+    a.command(
+      'distance <paths..>',
+      'distance matrix between models or vectors, a 2-D map (classical MDS, with stress) and average-linkage clustering',
+      (b) =>
+        b
+          .positional('paths', { type: 'string', array: true, describe: 'models or stored vectors (at least 2)' })
+          .option('metric', { type: 'string', choices: ['cosine', 'l2'], default: 'cosine' })
+          .option('base', { type: 'string', describe: 'compare task vectors model - base instead of the models' })
+          .option('labels', { type: 'string', describe: 'comma-separated display names' })
+          .option('memory', { type: 'string', describe: 'chunk buffers in MB (default 1024)' })
+          .option('csv', { type: 'string', describe: 'also write the distances, coordinates and merges as long-format CSV' })
+          .option('json', { type: 'boolean', default: false })
+          .option('quiet', { type: 'boolean', default: false }),
+      async (argv) => {
+        const paths = strings(argv.paths);
+        const labels = labelsOf(argv.labels, paths.length);
+        const p = streamProgress(ctx.io, argv, 'distance');
+        try {
+          const r = await analyzeDistance({
+            paths,
+            ...(argv.base !== undefined ? { base: String(argv.base) } : {}),
+            metric: argv.metric as DistanceMetric,
+            ...(labels ? { labels } : {}),
+            budgetBytes: memoryOf(argv.memory) ?? 1024 * 1024 * 1024,
+            onProgress: p.onProgress,
+            signal: p.signal,
+          });
+          p.stop();
+          if (argv.csv !== undefined) {
+            const rows: (string | number | null)[][] = [];
+            r.labels.forEach((a, i) => r.labels.forEach((b2, j) => rows.push(['matrix', r.metric, a, b2, 'distance', r.matrix[i]![j]!])));
+            r.labels.forEach((a, i) => r.mds.coords[i]!.forEach((c, d) => rows.push(['mds', 'coords', a, '', d === 0 ? 'x' : `dim${d}`.replace('dim1', 'y'), c])));
+            rows.push(['mds', 'stress', '', '', 'stress', r.mds.stress]);
+            r.clustering.merges.forEach((m, s) => rows.push(['cluster', `#${s + 1}`, String(m.left), String(m.right), 'distance', m.distance]));
+            await writeFile(String(argv.csv), longCsv(rows));
+          }
+          if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
+          else if (!argv.quiet) ctx.io.stdout(renderDistance(r));
+        } finally {
+          p.stop();
+        }
+      },
+    );
+    a.command(
+      'merge <recipe>',
+      'what a recipe\'s method keeps and drops per tensor (TIES/DARE kept fractions, changed entries); writes nothing',
+      (b) =>
+        b
+          .positional('recipe', { type: 'string', demandOption: true })
+          .option('per-tensor', { type: 'boolean', default: false })
+          .option('seed', { type: 'number', describe: 'override the recipe seed' })
+          .option('memory', { type: 'string', describe: 'working memory in MB (default 1000)' })
+          .option('csv', { type: 'string', describe: 'also write every reported number as long-format CSV' })
+          .option('json', { type: 'boolean', default: false })
+          .option('quiet', { type: 'boolean', default: false }),
+      async (argv) => {
+        const memory = memoryOf(argv.memory);
+        const backend = cliMatMul();
+        const p = streamProgress(ctx.io, argv, 'merge analysis');
+        try {
+          const r = await analyzeMerge(String(argv.recipe), {
+            ...(argv.seed !== undefined ? { seed: Number(argv.seed) } : {}),
+            ...(memory !== undefined ? { memoryBudget: memory } : {}),
+            linalg: backend,
+            onProgress: p.onProgress,
+            signal: p.signal,
+          });
+          p.stop();
+          if (argv.csv !== undefined) {
+            const rows: (string | number | null)[][] = [];
+            for (const t of r.tensors) {
+              for (const [k, v] of Object.entries(t.report ?? {})) rows.push(['tensor', t.name, '', '', k, v]);
+              if (t.effect) {
+                rows.push(['tensor', t.name, '', '', 'changedFraction', t.effect.changedFraction]);
+                rows.push(['tensor', t.name, '', '', 'signConflict', t.effect.signConflict]);
+              }
+            }
+            for (const l of r.layers) for (const [k, v] of Object.entries(l.report)) rows.push(['layer', layerName(l.layer), '', '', k, v]);
+            await writeFile(String(argv.csv), longCsv(rows));
+          }
+          if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
+          else if (!argv.quiet) ctx.io.stdout(renderMerge(r, Boolean(argv['per-tensor'])));
+        } finally {
+          p.stop();
+          await backend.dispose();
         }
       },
     );
