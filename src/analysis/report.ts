@@ -778,140 +778,245 @@ export function renderReport(report: Report): string {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// adapter: the JSON results of `weightkit analyze vectors|distance|merge` as report items. These interfaces are what
-// the adapter reads (extra fields are ignored, missing optional fields skip their chart).
+// adapter: the JSON results of `weightkit analyze vectors|distance|merge` (src/analysis/vectors.ts, distance.ts,
+// merge-analysis.ts) as report items. The interfaces below are the fields the adapter reads, declared structurally
+// (so this module imports nothing of theirs); extra fields are ignored.
 
-type Values = (number | null)[];
+type LayerKeyInput = 'pre' | number | 'post';
 
-/** What the report reads of an `analyze vectors` result. Per-layer arrays hold one value per name. */
+/** The per-vector statistics the report reads (VectorStats). */
+export interface VectorStatsInput {
+  norm: number;
+  relativeChange: number | null;
+  kurtosis: number;
+  outlierRatio: number;
+  zeroFraction: number;
+}
+
+/** GroupStats: K x K matrices over the vectors. */
+export interface GroupStatsInput {
+  vectors: VectorStatsInput[];
+  cosine: number[][];
+  signConflict: number[][];
+  signConflictAll?: number;
+  jaccard: number[][];
+}
+
+/** Singular values and ranks of one matrix (MatrixSpectrum). */
+export interface SpectrumInput {
+  singularValues: number[];
+  effectiveRank: number;
+  stableRank: number;
+  complete?: boolean;
+}
+
+/** `analyze vectors --json` (VectorsReport). */
 export interface VectorsAnalysisInput {
-  kind: 'vectors';
-  /** the vectors (or fine-tunes taken against `base`), in order */
-  names: string[];
-  base?: string;
-  layers?: { layer: string; relativeChange?: Values; norm?: Values; kurtosis?: Values; sparsity?: Values; outlierRatio?: Values }[];
-  /** pairwise cosine similarity of the whole vectors */
-  cosine?: Values[];
-  /** pairwise fraction of positions where both entries are non-zero and their signs differ */
-  signConflict?: Values[];
-  /** pairwise Jaccard overlap of the top-k magnitude masks at `density` */
-  jaccard?: Values[];
-  density?: number;
-  /** spectra of 2-D tensors of each vector */
-  spectra?: { name: string; tensor: string; singularValues: number[]; effectiveRank: number; stableRank?: number }[];
+  kind: 'weightkit.analyze.vectors';
+  base: string | null;
+  labels: string[];
+  density: number;
+  notes?: string[];
+  global: GroupStatsInput;
+  layers: (GroupStatsInput & { layer: LayerKeyInput })[];
+  tensors: (Partial<GroupStatsInput> & { name: string; layer: LayerKeyInput; spectra?: SpectrumInput[] })[];
+  skipped?: { name: string; reason: string }[];
 }
 
-/** What the report reads of an `analyze distance` result. */
+/** `analyze distance --json` (DistanceReport). */
 export interface DistanceAnalysisInput {
-  kind: 'distance';
-  names: string[];
-  metric?: string;
-  /** matrix[i][j]: distance between names[i] and names[j] */
-  matrix: Values[];
-  /** classical MDS coordinates, one per name */
-  mds?: ({ x: number; y: number } | [number, number])[];
-  stress?: number;
-  /** hierarchical clustering merges (see DendrogramItem) */
-  merges?: { a: number; b: number; height: number }[];
-  linkage?: string;
+  kind: 'weightkit.analyze.distance';
+  metric: string;
+  base: string | null;
+  labels: string[];
+  matrix: number[][];
+  cosine?: number[][];
+  norms?: number[];
+  mds?: { coords: number[][]; stress: number; eigenvalues?: number[] };
+  clustering?: { linkage: string; merges: { left: number; right: number; distance: number }[] };
 }
 
-/** What the report reads of an `analyze merge` result: one row per tensor, scalar fields only. */
+/** `analyze merge --json` (MergeAnalysisReport). Report keys ending in `_i` refer to models[i]. */
 export interface MergeAnalysisInput {
-  kind: 'merge';
-  recipe?: string;
-  method?: string;
-  tensors: ({ name: string } & Record<string, unknown>)[];
+  kind: 'weightkit.analyze.merge';
+  recipe: string;
+  method: string;
+  base: string | null;
+  models: string[];
+  tensors: { name: string; shape: number[]; op: string; report: Record<string, number> | null; effect: { changedFraction: number; signConflict: number } | null }[];
+  layers: { layer: LayerKeyInput; report: Record<string, number>; changedFraction: number | null }[];
+  totals?: { numel: number; report: Record<string, number>; changedFraction: number | null };
+  warnings?: string[];
 }
 
 export type AnalysisInput = VectorsAnalysisInput | DistanceAnalysisInput | MergeAnalysisInput;
+
+/** The kinds reportFromAnalyses accepts. */
+export const ANALYSIS_KINDS = ['weightkit.analyze.vectors', 'weightkit.analyze.distance', 'weightkit.analyze.merge'] as const;
 
 function need(ok: boolean, index: number, field: string, message: string): void {
   if (!ok) throw new UsageError('USAGE', `analysis ${index}: ${message}`, { where: { path: `analyses[${index}].${field}` } });
 }
 
-function vectorsItems(a: VectorsAnalysisInput, i: number): ReportItem[] {
-  need(Array.isArray(a.names), i, 'names', 'expected an array of names');
-  const items: ReportItem[] = [{ kind: 'section', title: `Task vectors: ${a.names.join(', ')}`, ...(a.base ? { note: `base: ${a.base}` } : {}) }];
-  if (a.cosine) items.push({ kind: 'heatmap', title: 'Cosine similarity', labels: a.names, values: a.cosine, domain: [-1, 1], scale: 'diverging', note: 'cos(τi, τj) of the whole vectors' });
-  if (a.signConflict) items.push({ kind: 'heatmap', title: 'Sign-conflict rate', labels: a.names, values: a.signConflict, domain: [0, 1], scale: 'sequential', note: 'fraction of positions where both entries are non-zero and their signs disagree' });
-  if (a.jaccard) items.push({ kind: 'heatmap', title: `Top-k mask overlap (Jaccard${a.density !== undefined ? `, density ${fmtNum(a.density)}` : ''})`, labels: a.names, values: a.jaccard, domain: [0, 1], scale: 'sequential' });
-  const layers = a.layers ?? [];
-  const perLayer = (key: 'relativeChange' | 'norm' | 'kurtosis' | 'sparsity' | 'outlierRatio'): Series[] | undefined => {
-    if (!layers.some((l) => Array.isArray(l[key]))) return undefined;
-    return a.names.map((name, k) => ({ name, values: layers.map((l) => l[key]?.[k] ?? null) }));
-  };
-  const cats = layers.map((l) => l.layer);
-  const rel = perLayer('relativeChange');
-  if (rel) items.push({ kind: 'bars', title: 'Relative change per layer ‖δ‖/‖W‖', categories: cats, series: rel, yLabel: '‖δ‖/‖W‖', note: 'where fine-tuning concentrates' });
-  const norm = perLayer('norm');
-  if (norm) items.push({ kind: 'lines', title: 'Norm per layer ‖δ‖', categories: cats, series: norm, yLabel: '‖δ‖' });
-  const kurt = perLayer('kurtosis');
-  if (kurt) items.push({ kind: 'lines', title: 'Kurtosis per layer', categories: cats, series: kurt, yLabel: 'kurtosis', note: 'heavy tails (outliers) show as high kurtosis' });
-  const sparsity = perLayer('sparsity');
-  if (sparsity) items.push({ kind: 'bars', title: 'Sparsity per layer', categories: cats, series: sparsity, yLabel: 'fraction of zeros' });
-  const outliers = perLayer('outlierRatio');
-  if (outliers) items.push({ kind: 'bars', title: 'Outlier ratio per layer', categories: cats, series: outliers, yLabel: 'outlier ratio' });
-  const spectra = a.spectra ?? [];
-  if (spectra.length > 0) {
-    const label = (s: { name: string; tensor: string }): string => `${s.name} · ${s.tensor}`;
-    items.push({ kind: 'lines', title: 'Singular values (log scale)', series: spectra.map((s) => ({ name: label(s), values: s.singularValues })), log: true, xLabel: 'index', yLabel: 'σ' });
-    const ranks: Series[] = [{ name: 'effective rank', values: spectra.map((s) => s.effectiveRank) }];
-    if (spectra.some((s) => s.stableRank !== undefined)) ranks.push({ name: 'stable rank', values: spectra.map((s) => s.stableRank ?? null) });
-    items.push({ kind: 'bars', title: 'Effective and stable rank', categories: spectra.map(label), series: ranks, yLabel: 'rank' });
+/** 'pre' → 'embeddings', 3 → 'layer 3', 'post' → 'head'. */
+export function layerName(k: LayerKeyInput): string {
+  return k === 'pre' ? 'embeddings' : k === 'post' ? 'head' : `layer ${k}`;
+}
+
+/** Up to `max` entries spread evenly over the list (first and last included), in order. */
+function spread<T>(xs: readonly T[], max: number): T[] {
+  if (xs.length <= max) return [...xs];
+  const picked = new Set<number>();
+  for (let k = 0; k < max; k++) picked.add(Math.round((k * (xs.length - 1)) / (max - 1)));
+  return [...picked].sort((a, b) => a - b).map((i) => xs[i]);
+}
+
+/** One series per unordered pair (i < j) of a per-group K x K matrix. */
+function pairSeries(labels: readonly string[], groups: readonly { m?: number[][] }[]): Series[] {
+  const out: Series[] = [];
+  for (let i = 0; i < labels.length; i++) {
+    for (let j = i + 1; j < labels.length; j++) out.push({ name: `${labels[i]} · ${labels[j]}`, values: groups.map((g) => g.m?.[i]?.[j] ?? null) });
   }
+  return out;
+}
+
+/** Spectra charts: one log-scale chart of at most this many tensors. */
+const MAX_SPECTRUM_CHARTS = 6;
+
+function vectorsItems(a: VectorsAnalysisInput, i: number): ReportItem[] {
+  need(Array.isArray(a.labels), i, 'labels', 'expected an array of labels');
+  need(a.global !== null && typeof a.global === 'object', i, 'global', 'expected the global statistics');
+  const names = a.labels;
+  const what = a.base ? `task vectors against ${a.base}` : 'vectors';
+  const items: ReportItem[] = [{ kind: 'section', title: `Vectors: ${names.join(', ')}`, note: `${what}; top-k overlap at density ${fmtNum(a.density)}` }];
+  if (a.notes?.length) items.push({ kind: 'text', paragraphs: a.notes });
+  const g = a.global;
+  items.push({
+    kind: 'table',
+    title: 'Whole-model statistics per vector',
+    columns: ['vector', '‖δ‖', '‖δ‖/‖W‖', 'kurtosis', 'outlier ratio', 'zero fraction'],
+    rows: g.vectors.map((v, k) => [names[k], v.norm, v.relativeChange, v.kurtosis, v.outlierRatio, v.zeroFraction]),
+  });
+  if (names.length >= 2) {
+    items.push({ kind: 'heatmap', title: 'Cosine similarity', labels: names, values: g.cosine, domain: [-1, 1], scale: 'diverging', note: 'cos(δi, δj) over every shared tensor' });
+    const all = g.signConflictAll !== undefined ? `; over all vectors: ${fmtNum(g.signConflictAll)}` : '';
+    items.push({ kind: 'heatmap', title: 'Sign-conflict rate', labels: names, values: g.signConflict, domain: [0, 1], scale: 'sequential', note: `among positions where both are non-zero, the fraction with opposite signs${all}` });
+    items.push({ kind: 'heatmap', title: `Top-k mask overlap (Jaccard, density ${fmtNum(a.density)})`, labels: names, values: g.jaccard, domain: [0, 1], scale: 'sequential' });
+  }
+  const layers = a.layers ?? [];
+  if (layers.length > 0) {
+    const cats = layers.map((l) => layerName(l.layer));
+    const per = (f: (v: VectorStatsInput) => number | null): Series[] => names.map((name, k) => ({ name, values: layers.map((l) => (l.vectors[k] ? f(l.vectors[k]) : null)) }));
+    const rel = per((v) => v.relativeChange);
+    if (rel.some((s) => s.values.some(isNum))) items.push({ kind: 'bars', title: 'Relative change per layer ‖δ‖/‖W‖', categories: cats, series: rel, yLabel: '‖δ‖/‖W‖', note: 'where fine-tuning concentrates' });
+    else items.push({ kind: 'bars', title: 'Norm per layer ‖δ‖', categories: cats, series: per((v) => v.norm), yLabel: '‖δ‖' });
+    items.push({ kind: 'lines', title: 'Kurtosis per layer', categories: cats, series: per((v) => v.kurtosis), yLabel: 'excess kurtosis', note: '0 for a Gaussian; heavy tails (outliers) score high' });
+    items.push({ kind: 'lines', title: 'Outlier ratio per layer', categories: cats, series: per((v) => v.outlierRatio), yLabel: 'fraction beyond 3 std', note: '0.27% for a Gaussian' });
+    if (names.length >= 2) {
+      items.push({ kind: 'lines', title: 'Cosine similarity per layer', categories: cats, series: pairSeries(names, layers.map((l) => ({ m: l.cosine }))), yLabel: 'cosine' });
+      items.push({ kind: 'lines', title: 'Sign-conflict rate per layer', categories: cats, series: pairSeries(names, layers.map((l) => ({ m: l.signConflict }))), yLabel: 'sign conflict' });
+    }
+  }
+  const withSpectra = (a.tensors ?? []).filter((t) => Array.isArray(t.spectra) && t.spectra.length > 0);
+  if (withSpectra.length > 0) {
+    const cats = withSpectra.map((t) => t.name);
+    items.push({ kind: 'bars', title: 'Effective rank per matrix', categories: cats, series: names.map((name, k) => ({ name, values: withSpectra.map((t) => t.spectra?.[k]?.effectiveRank ?? null) })), yLabel: 'effective rank', note: 'entropy effective rank exp(H(σ/Σσ))' });
+    items.push({ kind: 'bars', title: 'Stable rank per matrix', categories: cats, series: names.map((name, k) => ({ name, values: withSpectra.map((t) => t.spectra?.[k]?.stableRank ?? null) })), yLabel: 'stable rank', note: '‖δ‖F² / ‖δ‖₂²' });
+    const shown = spread(withSpectra, MAX_SPECTRUM_CHARTS);
+    for (const t of shown) {
+      items.push({
+        kind: 'lines',
+        title: `Singular values of ${t.name} (log scale)`,
+        series: names.map((name, k) => ({ name, values: t.spectra?.[k]?.singularValues ?? [] })),
+        log: true,
+        xLabel: 'index',
+        yLabel: 'σ',
+        ...(shown.length < withSpectra.length ? { note: `${shown.length} of ${withSpectra.length} matrices, spread from first to last` } : {}),
+      });
+    }
+  }
+  if (a.skipped?.length) items.push({ kind: 'text', title: 'Skipped tensors', paragraphs: a.skipped.map((s) => `${s.name}: ${s.reason}`) });
   return items;
 }
 
 function distanceItems(a: DistanceAnalysisInput, i: number): ReportItem[] {
-  need(Array.isArray(a.names), i, 'names', 'expected an array of names');
-  need(Array.isArray(a.matrix), i, 'matrix', 'expected a distance matrix');
-  const metric = a.metric ?? 'distance';
+  need(Array.isArray(a.labels), i, 'labels', 'expected an array of labels');
+  need(Array.isArray(a.matrix) && a.matrix.length === a.labels.length, i, 'matrix', `expected a ${a.labels.length} x ${a.labels.length} distance matrix`);
+  const names = a.labels;
+  const metric = a.metric === 'cosine' ? 'cosine distance 1 − cos' : a.metric === 'l2' ? 'L2 distance' : a.metric;
   const items: ReportItem[] = [
-    { kind: 'section', title: `Distances between ${a.names.length} models (${metric})` },
-    { kind: 'heatmap', title: `Distance matrix (${metric})`, labels: a.names, values: a.matrix, scale: 'sequential' },
+    { kind: 'section', title: `Distances between ${names.length} ${a.base ? 'task vectors' : 'models'} (${a.metric})`, ...(a.base ? { note: `vectors taken against ${a.base}` } : {}) },
+    { kind: 'heatmap', title: `Distance matrix (${metric})`, labels: names, values: a.matrix, scale: 'sequential' },
   ];
+  if (a.metric !== 'cosine' && a.cosine) items.push({ kind: 'heatmap', title: 'Cosine similarity', labels: names, values: a.cosine, domain: [-1, 1], scale: 'diverging' });
   if (a.mds) {
-    need(a.mds.length === a.names.length, i, 'mds', `expected ${a.names.length} coordinates (one per name), got ${a.mds.length}`);
-    const points = a.mds.map((p, k) => (Array.isArray(p) ? { label: a.names[k], x: p[0], y: p[1] } : { label: a.names[k], x: p.x, y: p.y }));
-    items.push({ kind: 'scatter', title: '2-D map (classical MDS)', points, ...(a.stress !== undefined ? { note: `stress ${fmtNum(a.stress)}` } : {}) });
+    need(Array.isArray(a.mds.coords) && a.mds.coords.length === names.length, i, 'mds.coords', `expected ${names.length} coordinates (one per label)`);
+    const eig = a.mds.eigenvalues?.length ? `; eigenvalues ${a.mds.eigenvalues.map(fmtNum).join(', ')}` : '';
+    items.push({
+      kind: 'scatter',
+      title: '2-D map (classical MDS)',
+      points: a.mds.coords.map((c, k) => ({ label: names[k], x: c[0] ?? 0, y: c[1] ?? 0 })),
+      note: `Kruskal stress-1 ${fmtNum(a.mds.stress)} (0 = the map keeps every distance)${eig}`,
+    });
   }
-  if (a.merges) items.push({ kind: 'dendrogram', title: `Hierarchical clustering${a.linkage ? ` (${a.linkage} linkage)` : ''}`, labels: a.names, merges: a.merges });
+  if (a.clustering && names.length >= 2) {
+    items.push({
+      kind: 'dendrogram',
+      title: `Hierarchical clustering (${a.clustering.linkage} linkage)`,
+      labels: names,
+      merges: a.clustering.merges.map((m) => ({ a: m.left, b: m.right, height: m.distance })),
+    });
+  }
+  if (a.norms) items.push({ kind: 'table', title: 'Norms', columns: ['', '‖x‖'], rows: names.map((n, k) => [n, a.norms?.[k] ?? null]) });
   return items;
+}
+
+/** `kept_fraction_1` → 'kept_fraction (model-b)' when models[1] = 'model-b'. */
+function reportKeyName(key: string, models: readonly string[]): string {
+  const m = /^(.*)_(\d+)$/.exec(key);
+  if (!m) return key;
+  const label = models[Number(m[2])];
+  return label === undefined ? key : `${m[1]} (${label})`;
 }
 
 function mergeItems(a: MergeAnalysisInput, i: number): ReportItem[] {
   need(Array.isArray(a.tensors), i, 'tensors', 'expected an array of per-tensor results');
+  const models = a.models ?? [];
+  const items: ReportItem[] = [{ kind: 'section', title: `Merge: ${a.method} (${a.recipe})`, note: `${a.base ? `base ${a.base}; ` : ''}models ${models.join(', ')}` }];
+  if (a.warnings?.length) items.push({ kind: 'text', title: 'Warnings', paragraphs: a.warnings });
+  const layers = a.layers ?? [];
   const keys: string[] = [];
-  for (const t of a.tensors) {
-    for (const [k, v] of Object.entries(t)) if (k !== 'name' && (typeof v === 'number' || typeof v === 'string' || v === null) && !keys.includes(k)) keys.push(k);
+  for (const l of layers) for (const k of Object.keys(l.report ?? {})) if (!keys.includes(k)) keys.push(k);
+  const cats = layers.map((l) => layerName(l.layer));
+  const fractionKeys = keys.filter((k) => layers.every((l) => l.report?.[k] === undefined || (l.report[k] >= 0 && l.report[k] <= 1)));
+  const otherKeys = keys.filter((k) => !fractionKeys.includes(k));
+  const series = (ks: readonly string[]): Series[] => ks.map((k) => ({ name: reportKeyName(k, models), values: layers.map((l) => l.report?.[k] ?? null) }));
+  if (layers.length > 0 && fractionKeys.length > 0) items.push({ kind: 'bars', title: 'Kept fractions per layer', categories: cats, series: series(fractionKeys), yLabel: 'fraction', note: 'numel-weighted means over each layer\'s merged tensors' });
+  if (layers.length > 0 && otherKeys.length > 0) items.push({ kind: 'lines', title: 'Other merge statistics per layer', categories: cats, series: series(otherKeys) });
+  if (layers.some((l) => l.changedFraction !== null && l.changedFraction !== undefined)) {
+    items.push({ kind: 'bars', title: 'Fraction of entries the merge changes, per layer', categories: cats, series: [{ name: 'changed', values: layers.map((l) => l.changedFraction ?? null) }], yLabel: 'fraction' });
   }
-  const cell = (v: unknown): Cell => (typeof v === 'number' || typeof v === 'string' ? v : null);
-  const title = [a.method, a.recipe].filter((s) => s).join(' · ');
-  const items: ReportItem[] = [{ kind: 'section', title: `Merge${title ? `: ${title}` : ''}` }];
-  const fractions = keys.filter((k) => a.tensors.every((t) => t[k] === undefined || t[k] === null || (typeof t[k] === 'number' && (t[k] as number) >= 0 && (t[k] as number) <= 1)) && a.tensors.some((t) => typeof t[k] === 'number'));
-  if (fractions.length > 0) {
-    items.push({
-      kind: 'bars',
-      title: 'Kept and dropped per tensor',
-      categories: a.tensors.map((t) => t.name),
-      series: fractions.map((k) => ({ name: k, values: a.tensors.map((t) => (typeof t[k] === 'number' ? (t[k] as number) : null)) })),
-      yLabel: 'fraction',
-    });
-  }
-  items.push({ kind: 'table', title: 'Per tensor', columns: ['tensor', ...keys], rows: a.tensors.map((t) => [t.name, ...keys.map((k) => cell(t[k]))]) });
+  const tkeys: string[] = [];
+  for (const t of a.tensors) for (const k of Object.keys(t.report ?? {})) if (!tkeys.includes(k)) tkeys.push(k);
+  items.push({
+    kind: 'table',
+    title: 'Per tensor',
+    columns: ['tensor', 'shape', 'op', ...tkeys.map((k) => reportKeyName(k, models)), 'changed', 'sign conflict'],
+    rows: a.tensors.map((t) => [t.name, (t.shape ?? []).join('x'), t.op, ...tkeys.map((k) => t.report?.[k] ?? null), t.effect?.changedFraction ?? null, t.effect?.signConflict ?? null]),
+  });
   return items;
 }
 
-/** Report items for the results of `analyze vectors | distance | merge` (in the given order). */
+/** Report items for the JSON results of `analyze vectors | distance | merge`, in the given order. */
 export function reportFromAnalyses(analyses: readonly AnalysisInput[], options: { title?: string; subtitle?: string } = {}): Report {
   const items: ReportItem[] = [];
   analyses.forEach((a, i) => {
+    need(a !== null && typeof a === 'object', i, 'kind', 'expected an analysis result object');
     const kind = (a as { kind?: unknown }).kind;
-    if (kind === 'vectors') items.push(...vectorsItems(a as VectorsAnalysisInput, i));
-    else if (kind === 'distance') items.push(...distanceItems(a as DistanceAnalysisInput, i));
-    else if (kind === 'merge') items.push(...mergeItems(a as MergeAnalysisInput, i));
-    else need(false, i, 'kind', `expected kind 'vectors', 'distance' or 'merge', got '${String(kind)}'`);
+    if (kind === 'weightkit.analyze.vectors') items.push(...vectorsItems(a as VectorsAnalysisInput, i));
+    else if (kind === 'weightkit.analyze.distance') items.push(...distanceItems(a as DistanceAnalysisInput, i));
+    else if (kind === 'weightkit.analyze.merge') items.push(...mergeItems(a as MergeAnalysisInput, i));
+    else need(false, i, 'kind', `expected kind ${ANALYSIS_KINDS.map((k) => `'${k}'`).join(', ')}, got '${String(kind)}'`);
   });
   return { title: options.title ?? 'weightkit analysis report', ...(options.subtitle ? { subtitle: options.subtitle } : {}), items };
 }

@@ -30,8 +30,13 @@ async function run(...args: string[]): Promise<{ stdout: string; error?: Weightk
 }
 
 let dir: string;
-const vectors = { kind: 'vectors', names: ['a', 'b'], cosine: [[1, 0.3], [0.3, 1]], layers: [{ layer: 'l0', relativeChange: [0.1, 0.2] }] };
-const distance = { kind: 'distance', names: ['a', 'b'], metric: 'l2', matrix: [[0, 2], [2, 0]], mds: [[-1, 0], [1, 0]], stress: 0 };
+const stats = { norm: 1, relativeChange: 0.1, kurtosis: 0, outlierRatio: 0, zeroFraction: 0 };
+const g = { vectors: [stats, stats], cosine: [[1, 0.3], [0.3, 1]], signConflict: [[0, 0.2], [0.2, 0]], jaccard: [[1, 0.5], [0.5, 1]] };
+const vectors = { kind: 'weightkit.analyze.vectors', base: 'b', labels: ['a', 'b'], density: 0.1, global: g, layers: [{ layer: 0, ...g }], tensors: [] };
+const distance = {
+  kind: 'weightkit.analyze.distance', metric: 'cosine', base: null, labels: ['a', 'b'], matrix: [[0, 2], [2, 0]],
+  mds: { coords: [[-1, 0], [1, 0]], stress: 0 }, clustering: { linkage: 'average', merges: [{ left: 0, right: 1, distance: 2, size: 2 }] },
+};
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'weightkit-report-cli-'));
@@ -49,12 +54,13 @@ describe('weightkit analyze report', () => {
     const out = join(dir, 'r.html');
     const r = await run('analyze', 'report', join(dir, 'v.json'), join(dir, 'd.json'), '--out', out, '--title', 'My <report>');
     expect(r.error).toBeUndefined();
-    expect(r.stdout).toBe(`report (4 charts and tables) -> ${out}\n`);
+    expect(r.stdout).toBe(`report (12 charts and tables) -> ${out}\n`);
     const html = await readFile(out, 'utf8');
     expect(html).toContain('<title>My &lt;report&gt;</title>');
-    expect(html.match(/data-kind="(\w+)"/g)).toEqual(['data-kind="heatmap"', 'data-kind="bars"', 'data-kind="heatmap"', 'data-kind="scatter"']);
+    const kinds = [...html.matchAll(/data-kind="(\w+)"/g)].map((m) => m[1]);
+    expect(kinds).toEqual(['table', 'heatmap', 'heatmap', 'heatmap', 'bars', 'lines', 'lines', 'lines', 'lines', 'heatmap', 'scatter', 'dendrogram']);
     const again = await run('analyze', 'report', join(dir, 'v.json'), join(dir, 'd.json'), '--out', out, '--title', 'My <report>', '--overwrite', '--json');
-    expect(JSON.parse(again.stdout)).toMatchObject({ out, items: 6, charts: 4 });
+    expect(JSON.parse(again.stdout)).toMatchObject({ out, items: 14, charts: 12 });
     expect(await readFile(out, 'utf8')).toBe(html);
     expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });

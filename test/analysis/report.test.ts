@@ -8,8 +8,11 @@ import {
   logAxis,
   renderReport,
   reportFromAnalyses,
+  type DistanceAnalysisInput,
+  type MergeAnalysisInput,
   type Report,
   type ReportItem,
+  type VectorsAnalysisInput,
 } from '../../src/analysis/report.js';
 import { UsageError, WeightkitError } from '../../src/errors.js';
 
@@ -179,35 +182,116 @@ describe('renderReport', () => {
   });
 });
 
+function group(k: number, f: (i: number, j: number) => number): { vectors: { norm: number; relativeChange: number | null; kurtosis: number; outlierRatio: number; zeroFraction: number }[]; cosine: number[][]; signConflict: number[][]; jaccard: number[][]; signConflictAll: number } {
+  const m = (g: (i: number, j: number) => number): number[][] => Array.from({ length: k }, (_, i) => Array.from({ length: k }, (_, j) => g(i, j)));
+  return {
+    vectors: Array.from({ length: k }, (_, v) => ({ norm: 1 + v, relativeChange: 0.1 * (v + 1), kurtosis: v, outlierRatio: 0.01, zeroFraction: 0 })),
+    cosine: m((i, j) => (i === j ? 1 : f(i, j))),
+    signConflict: m((i, j) => (i === j ? 0 : 0.4)),
+    jaccard: m((i, j) => (i === j ? 1 : 0.3)),
+    signConflictAll: 0.4,
+  };
+}
+
+function vectorsResult(): VectorsAnalysisInput {
+  const labels = ['a', 'b'];
+  return {
+    kind: 'weightkit.analyze.vectors',
+    base: 'base',
+    labels,
+    density: 0.1,
+    notes: ['a note'],
+    global: group(2, () => 0.2),
+    layers: [{ layer: 'pre', ...group(2, () => 0.5) }, { layer: 0, ...group(2, () => 0.1) }, { layer: 'post', ...group(2, () => -0.1) }],
+    tensors: [
+      { name: 'w0', layer: 0, spectra: [{ singularValues: [3, 2, 1], effectiveRank: 2.7, stableRank: 1.6 }, { singularValues: [2, 1], effectiveRank: 1.9, stableRank: 1.2 }] },
+      { name: 'b0', layer: 0 },
+    ],
+    skipped: [{ name: 'x', reason: 'integer' }],
+  };
+}
+
+function distanceResult(): DistanceAnalysisInput {
+  return {
+    kind: 'weightkit.analyze.distance',
+    metric: 'l2',
+    base: null,
+    labels: ['a', 'b', 'c'],
+    matrix: [[0, 1, 2], [1, 0, 2], [2, 2, 0]],
+    cosine: [[1, 0.5, 0], [0.5, 1, 0], [0, 0, 1]],
+    norms: [1, 2, 3],
+    mds: { coords: [[-0.5, 0], [0.5, 0], [0, 1.9]], stress: 0.01, eigenvalues: [2, 1] },
+    clustering: { linkage: 'average', merges: [{ left: 0, right: 1, distance: 1 }, { left: 2, right: 3, distance: 2 }] },
+  };
+}
+
+function mergeResult(): MergeAnalysisInput {
+  return {
+    kind: 'weightkit.analyze.merge',
+    recipe: 'ties.yaml',
+    method: 'ties',
+    base: 'base',
+    models: ['a', 'b'],
+    tensors: [
+      { name: 'w0', shape: [4, 4], op: 'merge', report: { kept_fraction_0: 0.2, kept_fraction_1: 0.3, rescale_0: 1.5 }, effect: { changedFraction: 0.4, signConflict: 0.1 } },
+      { name: 'n', shape: [4], op: 'copy', report: null, effect: null },
+    ],
+    layers: [{ layer: 0, report: { kept_fraction_0: 0.2, kept_fraction_1: 0.3, rescale_0: 1.5 }, changedFraction: 0.4 }],
+    totals: { numel: 20, report: { kept_fraction_0: 0.2 }, changedFraction: 0.4 },
+    warnings: [],
+  };
+}
+
 describe('reportFromAnalyses', () => {
-  it('turns vectors, distance and merge results into charts', () => {
-    const names = ['a', 'b'];
-    const r = reportFromAnalyses([
-      {
-        kind: 'vectors',
-        names,
-        cosine: [[1, 0.2], [0.2, 1]],
-        signConflict: [[0, 0.4], [0.4, 0]],
-        layers: [{ layer: 'l0', relativeChange: [0.1, 0.2], kurtosis: [3, 4] }, { layer: 'l1', relativeChange: [0.05, null] }],
-        spectra: [{ name: 'a', tensor: 'w', singularValues: [3, 2, 1], effectiveRank: 2.7 }],
-      },
-      { kind: 'distance', names, matrix: [[0, 1], [1, 0]], mds: [[-0.5, 0], { x: 0.5, y: 0 }], stress: 0, merges: [{ a: 0, b: 1, height: 1 }] },
-      { kind: 'merge', method: 'ties', tensors: [{ name: 'w', kept: 0.2, numel: 100, nested: { x: 1 } }] },
-    ]);
-    expect(r.items.map((i) => i.kind)).toEqual(['section', 'heatmap', 'heatmap', 'bars', 'lines', 'lines', 'bars', 'section', 'heatmap', 'scatter', 'dendrogram', 'section', 'bars', 'table']);
-    const rel = r.items[3] as Extract<ReportItem, { kind: 'bars' }>;
-    expect(rel.series).toEqual([{ name: 'a', values: [0.1, 0.05] }, { name: 'b', values: [0.2, null] }]);
-    const kurt = r.items[4] as Extract<ReportItem, { kind: 'lines' }>;
-    expect(kurt.series[0].values).toEqual([3, null]);
-    const table = r.items.at(-1) as Extract<ReportItem, { kind: 'table' }>;
-    expect(table.columns).toEqual(['tensor', 'kept', 'numel']);
-    expect(renderReport(r)).toContain('stress 0');
+  it('turns an analyze vectors result into tables, heatmaps, per-layer charts and spectra', () => {
+    const r = reportFromAnalyses([vectorsResult()]);
+    expect(r.items.map((i) => i.kind)).toEqual(['section', 'text', 'table', 'heatmap', 'heatmap', 'heatmap', 'bars', 'lines', 'lines', 'lines', 'lines', 'bars', 'bars', 'lines', 'text']);
+    const rel = r.items[6] as Extract<ReportItem, { kind: 'bars' }>;
+    expect(rel.categories).toEqual(['embeddings', 'layer 0', 'head']);
+    expect(rel.series.map((s) => s.name)).toEqual(['a', 'b']);
+    expect(rel.series[1].values).toEqual([0.2, 0.2, 0.2]);
+    const cos = r.items[9] as Extract<ReportItem, { kind: 'lines' }>;
+    expect(cos.series).toEqual([{ name: 'a · b', values: [0.5, 0.1, -0.1] }]);
+    const eff = r.items[11] as Extract<ReportItem, { kind: 'bars' }>;
+    expect(eff.categories).toEqual(['w0']);
+    expect(eff.series.map((s) => s.values)).toEqual([[2.7], [1.9]]);
+    const spec = r.items[13] as Extract<ReportItem, { kind: 'lines' }>;
+    expect(spec).toMatchObject({ log: true, series: [{ name: 'a', values: [3, 2, 1] }, { name: 'b', values: [2, 1] }] });
+    expect(() => renderReport(r)).not.toThrow();
   });
 
-  it('rejects an unknown kind with its index', () => {
+  it('without a base, charts norms instead of relative change', () => {
+    const v = vectorsResult();
+    v.base = null;
+    for (const l of v.layers) for (const s of l.vectors) s.relativeChange = null;
+    const r = reportFromAnalyses([v]);
+    expect(r.items.find((i) => i.kind === 'bars')?.title).toBe('Norm per layer ‖δ‖');
+  });
+
+  it('turns an analyze distance result into a matrix, the MDS map with its stress and the dendrogram', () => {
+    const r = reportFromAnalyses([distanceResult()]);
+    expect(r.items.map((i) => i.kind)).toEqual(['section', 'heatmap', 'heatmap', 'scatter', 'dendrogram', 'table']);
+    expect(r.items[3]).toMatchObject({ points: [{ label: 'a', x: -0.5, y: 0 }, { label: 'b', x: 0.5, y: 0 }, { label: 'c', x: 0, y: 1.9 }] });
+    expect((r.items[3] as { note: string }).note).toContain('stress-1 0.01');
+    expect(r.items[4]).toMatchObject({ merges: [{ a: 0, b: 1, height: 1 }, { a: 2, b: 3, height: 2 }] });
+    expect(renderReport(r)).toContain('merge 2 at 2: c, a, b');
+  });
+
+  it('turns an analyze merge result into kept fractions per layer (keys named by model) and a tensor table', () => {
+    const r = reportFromAnalyses([mergeResult()]);
+    expect(r.items.map((i) => i.kind)).toEqual(['section', 'bars', 'lines', 'bars', 'table']);
+    expect((r.items[1] as Extract<ReportItem, { kind: 'bars' }>).series.map((s) => s.name)).toEqual(['kept_fraction (a)', 'kept_fraction (b)']);
+    expect((r.items[2] as Extract<ReportItem, { kind: 'lines' }>).series.map((s) => s.name)).toEqual(['rescale (a)']);
+    const t = r.items[4] as Extract<ReportItem, { kind: 'table' }>;
+    expect(t.rows[1]).toEqual(['n', '4', 'copy', null, null, null, null, null]);
+    expect(() => renderReport(r)).not.toThrow();
+  });
+
+  it('rejects an unknown kind and malformed fields with their path', () => {
     const e = errorOf(() => reportFromAnalyses([{ kind: 'nope' } as never]));
     expect(e.where.path).toBe('analyses[0].kind');
-    const m = errorOf(() => reportFromAnalyses([{ kind: 'distance', names: ['a'], matrix: [[0]], mds: [] }]));
-    expect(m.where.path).toBe('analyses[0].mds');
+    const d = distanceResult();
+    d.mds = { coords: [], stress: 0 };
+    expect(errorOf(() => reportFromAnalyses([mergeResult(), d])).where.path).toBe('analyses[1].mds.coords');
   });
 });

@@ -5,11 +5,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { UsageError, wrapIoError } from '../../errors.js';
-import { reportFromAnalyses, type AnalysisInput, type Report, type ReportItem } from '../../analysis/report.js';
+import { ANALYSIS_KINDS, reportFromAnalyses, type AnalysisInput, type Report, type ReportItem } from '../../analysis/report.js';
 import { writeReport } from '../../analysis/report-write.js';
 import type { CommandContext } from '../main.js';
-
-const ANALYSIS_KINDS = ['vectors', 'distance', 'merge'];
 
 /** Read the inputs in order: analysis results become report items; a Report's items are taken as they are. */
 export async function readReportInputs(files: readonly string[]): Promise<ReportItem[]> {
@@ -30,7 +28,7 @@ export async function readReportInputs(files: readonly string[]): Promise<Report
     const list = Array.isArray(data) ? data : [data];
     for (const [k, d] of list.entries()) {
       const kind = (d as { kind?: unknown } | null)?.kind;
-      if (typeof kind === 'string' && ANALYSIS_KINDS.includes(kind)) {
+      if (typeof kind === 'string' && (ANALYSIS_KINDS as readonly string[]).includes(kind)) {
         try {
           items.push(...reportFromAnalyses([d as AnalysisInput]).items);
         } catch (e) {
