@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderReport } from '../../src/analysis/report.js';
 import { writeReport } from '../../src/analysis/report-write.js';
 import { reportCommand } from '../../src/cli/commands/analyze-report.js';
-import type { CommandContext } from '../../src/cli/main.js';
+import { main, type CommandContext } from '../../src/cli/main.js';
+import { tinyFamily } from '../plan/helpers.js';
 import { WeightkitError } from '../../src/errors.js';
 
 /** The analyze group with only the report subcommand mounted (as analyze.ts mounts it), run in-process. */
@@ -104,5 +105,27 @@ describe('writeReport', () => {
     expect(n).toBe(Buffer.byteLength(html));
     await expect(writeReport(join(dir, 'no-such-folder', 'r.html'), items)).rejects.toMatchObject({ code: 'OUT_INVALID' });
     await expect(writeReport(dir, items)).rejects.toMatchObject({ code: 'OUT_EXISTS' });
+  });
+});
+
+describe('analyze vectors | distance --json into analyze report', () => {
+  it('renders the real JSON results of the analysis commands', async () => {
+    const f = await tinyFamily(join(dir, 'zoo'));
+    const json = async (...args: string[]): Promise<string> => {
+      let out = '';
+      const code = await main(args, { stdout: (s) => void (out += s), stderr: () => undefined, isTTY: false });
+      expect(code).toBe(0);
+      return out;
+    };
+    await writeFile(join(dir, 'real-v.json'), await json('analyze', 'vectors', '--base', f.base, f.a, f.b, f.c, '--spectra', '--json'));
+    await writeFile(join(dir, 'real-d.json'), await json('analyze', 'distance', f.base, f.a, f.b, f.c, '--json'));
+    const out = join(dir, 'real.html');
+    const r = await run('analyze', 'report', join(dir, 'real-v.json'), join(dir, 'real-d.json'), '--out', out);
+    expect(r.error).toBeUndefined();
+    const html = await readFile(out, 'utf8');
+    const kinds = new Set([...html.matchAll(/data-kind="(\w+)"/g)].map((m) => m[1]));
+    expect([...kinds].sort()).toEqual(['bars', 'dendrogram', 'heatmap', 'lines', 'scatter', 'table']);
+    expect(html).toContain('Relative change per layer');
+    expect(html).toMatch(/Kruskal stress-1 \d/);
   });
 });
