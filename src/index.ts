@@ -182,3 +182,8 @@ export { search, type SearchResult } from './eval/search.js';
 export { cmaesMinimize, Cmaes } from './eval/cmaes.js';
 export { dawin, fitBetaMixture, dawinCoefficients, type DawinOptions, type DawinResult } from './eval/dawin.js';
 export { loadEvalConfig, onnxScorer } from './eval/eval-config.js';
+export { analyzeVectors, type VectorsReport, type AnalyzeVectorsOptions } from './analysis/vectors.js';
+export { analyzeDistance, classicalMds, averageLinkage, type DistanceReport } from './analysis/distance.js';
+export { analyzeMerge, type MergeAnalysisReport } from './analysis/merge-analysis.js';
+export { renderReport, reportFromAnalyses, type ReportItem } from './analysis/report.js';
+export { writeReport } from './analysis/report-write.js';

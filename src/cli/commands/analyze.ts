@@ -17,6 +17,7 @@ import { openVector } from '../../vectors/reader.js';
 import type { CommandContext } from '../main.js';
 import { streamProgress } from '../progress.js';
 import { formatCount, table } from '../render.js';
+import { reportCommand } from './analyze-report.js';
 
 /** Products with fewer multiply-adds than this run in JS (a few ms); larger ones on ONNX Runtime. */
 export const ORT_MIN_PRODUCT = 1 << 24;
@@ -501,6 +502,7 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
         }
       },
     );
+    reportCommand(a, ctx);
     return a.demandCommand(1, 'name an analyze subcommand (see weightkit analyze --help)');
   });
 }
