@@ -3,6 +3,7 @@
 
 import { benchConvert } from './convert.js';
 import { benchIo } from './io.js';
+import { benchAnalyze } from './analyze.js';
 import { benchEval } from './eval.js';
 import { benchLinalg } from './linalg.js';
 import { benchMerge } from './merge.js';
@@ -18,6 +19,7 @@ const BENCHES: Record<string, () => Promise<BenchResult[]>> = {
   linalg: () => benchLinalg(),
   eval: () => benchEval(),
   svd: () => benchSvd(),
+  analyze: () => benchAnalyze(),
 };
 
 async function run(): Promise<void> {
