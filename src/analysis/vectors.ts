@@ -336,13 +336,36 @@ function maskInto(d: Float32Array, n: number, t: MagnitudeThreshold, state: { ti
   return kept;
 }
 
-interface JobState {
-  acc: Acc;
+/**
+ * Cache-sized working buffers shared by every job of a run: observe/emit calls are synchronous, so two jobs never
+ * use them at the same time, and a finished job keeps no chunk-sized memory.
+ */
+interface PieceScratch {
   deltas: Float32Array[];
   pos: Uint8Array;
   neg: Uint8Array;
   nz: Uint8Array;
   masks: Uint8Array[];
+  /** small accumulator hand-over for the loop helpers */
+  tmp: Float64Array;
+}
+
+/** Elements per piece: every statistic of a piece runs on L1/L2-resident data. */
+const PIECE = 16384;
+
+function newScratch(k: number): PieceScratch {
+  return {
+    deltas: Array.from({ length: k }, () => new Float32Array(PIECE)),
+    pos: new Uint8Array(PIECE),
+    neg: new Uint8Array(PIECE),
+    nz: new Uint8Array(PIECE),
+    masks: Array.from({ length: k }, () => new Uint8Array(PIECE)),
+    tmp: new Float64Array(4),
+  };
+}
+
+interface JobState {
+  acc: Acc;
   selectors: MagnitudeSelector[];
   thresholds: MagnitudeThreshold[];
   ties: { ties: number }[];
@@ -351,106 +374,137 @@ interface JobState {
   spectra: MatrixSpectrum[] | undefined;
 }
 
-function grow(a: Float32Array, n: number): Float32Array {
-  return a.length >= n ? a : new Float32Array(n);
+function diffInto(x: Float32Array, b: Float32Array, d: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) d[i] = x[i]! - b[i]!;
 }
 
-/** The vectors of a chunk: the inputs themselves (no base) or f32(M_k − B) in reused buffers. */
-function deltasOf(st: JobState, ins: ChunkInputs, n: number, hasBase: boolean, K: number): Float32Array[] {
+/** The vectors of elements [p0, p1) of a chunk: the inputs themselves (no base) or f32(M_k − B) in the scratch. */
+function deltasOf(sc: PieceScratch, ins: ChunkInputs, p0: number, p1: number, hasBase: boolean, K: number): Float32Array[] {
   const out: Float32Array[] = [];
+  const n = p1 - p0;
   for (let k = 0; k < K; k++) {
     if (!hasBase) {
-      out.push((ins[k] as Float32Array).subarray(0, n));
+      out.push((ins[k] as Float32Array).subarray(p0, p1));
       continue;
     }
-    st.deltas[k] = grow(st.deltas[k]!, n);
-    const d = st.deltas[k]!;
-    const x = ins[k + 1] as Float32Array;
-    const b = ins[0] as Float32Array;
-    for (let i = 0; i < n; i++) d[i] = x[i]! - b[i]!;
+    const d = sc.deltas[k]!;
+    diffInto((ins[k + 1] as Float32Array).subarray(p0, p1), (ins[0] as Float32Array).subarray(p0, p1), d, n);
     out.push(d.subarray(0, n));
   }
   return out;
 }
 
+/** Σx, Σx², max|x|, #zeros of d[0..n) added to out[0..3]. */
+function momentsInto(d: Float32Array, n: number, out: Float64Array): void {
+  let s1 = out[0]!;
+  let s2 = out[1]!;
+  let mx = out[2]!;
+  let z = out[3]!;
+  for (let i = 0; i < n; i++) {
+    const x = d[i]!;
+    s1 += x;
+    s2 += x * x;
+    const ax = Math.abs(x);
+    mx = ax > mx ? ax : mx;
+    z += +(x === 0);
+  }
+  out[0] = s1;
+  out[1] = s2;
+  out[2] = mx;
+  out[3] = z;
+}
+
+/** ⟨x, y⟩, #positions where both are non-zero, and how many of those differ in sign, added to out[0..2]. */
+function pairInto(x: Float32Array, y: Float32Array, n: number, out: Float64Array): void {
+  const ux = new Uint32Array(x.buffer, x.byteOffset, n);
+  const uy = new Uint32Array(y.buffer, y.byteOffset, n);
+  let dot = out[0]!;
+  let both = out[1]!;
+  let c = out[2]!;
+  for (let e = 0; e < n; e++) {
+    dot += x[e]! * y[e]!;
+    const a = ux[e]!;
+    const b = uy[e]!;
+    const nz = +((a & ABS) !== 0) & +((b & ABS) !== 0);
+    both += nz;
+    c += ((a ^ b) >>> 31) & nz;
+  }
+  out[0] = dot;
+  out[1] = both;
+  out[2] = c;
+}
+
+/** Mark the signs of d's non-zero entries: pos/neg flags and a non-zero count per position. */
+function markSigns(d: Float32Array, n: number, pos: Uint8Array, neg: Uint8Array, nz: Uint8Array): void {
+  const u = new Uint32Array(d.buffer, d.byteOffset, n);
+  for (let e = 0; e < n; e++) {
+    const a = u[e]!;
+    const on = +((a & ABS) !== 0);
+    const sign = a >>> 31;
+    pos[e] |= on & (1 - sign);
+    neg[e] |= on & sign;
+    nz[e] += on;
+  }
+}
+
+function sumSquares(b: Float32Array, n: number, s: number): number {
+  for (let i = 0; i < n; i++) s += b[i]! * b[i]!;
+  return s;
+}
+
+/** Positions with two or more non-zero entries, and how many of those hold both signs, added to out[0..1]. */
+function conflictsInto(pos: Uint8Array, neg: Uint8Array, nz: Uint8Array, n: number, out: Float64Array): void {
+  let multi = out[0]!;
+  let all = out[1]!;
+  for (let e = 0; e < n; e++) {
+    const m = +(nz[e]! >= 2);
+    multi += m;
+    all += m & pos[e]! & neg[e]!;
+  }
+  out[0] = multi;
+  out[1] = all;
+}
+
 /** Pass 0: sums, max, zeros, base norm, pairwise products and sign conflicts, the high histogram of |δ|. */
-function observeFirst(st: JobState, ds: Float32Array[], base: Float32Array | undefined, n: number): void {
+function observeFirst(st: JobState, sc: PieceScratch, ds: Float32Array[], base: Float32Array | undefined, n: number): void {
   const a = st.acc;
   const K = ds.length;
-  if (base) {
-    let s = a.baseSq;
-    for (let i = 0; i < n; i++) s += base[i]! * base[i]!;
-    a.baseSq = s;
-  }
+  const t = sc.tmp;
+  if (base) a.baseSq = sumSquares(base, n, a.baseSq);
   for (let k = 0; k < K; k++) {
     const d = ds[k]!;
-    let s1 = a.sum[k]!;
-    let s2 = a.sumSq[k]!;
-    let mx = a.maxAbs[k]!;
-    let z = a.zeros[k]!;
-    for (let i = 0; i < n; i++) {
-      const x = d[i]!;
-      s1 += x;
-      s2 += x * x;
-      const ax = Math.abs(x);
-      if (ax > mx) mx = ax;
-      if (x === 0) z++;
-    }
-    a.sum[k] = s1;
-    a.sumSq[k] = s2;
-    a.maxAbs[k] = mx;
-    a.zeros[k] = z;
+    t[0] = a.sum[k]!;
+    t[1] = a.sumSq[k]!;
+    t[2] = a.maxAbs[k]!;
+    t[3] = a.zeros[k]!;
+    momentsInto(d, n, t);
+    a.sum[k] = t[0]!;
+    a.sumSq[k] = t[1]!;
+    a.maxAbs[k] = t[2]!;
+    a.zeros[k] = t[3]!;
     st.selectors[k]!.addHigh(d);
   }
   for (let i = 0; i < K; i++) {
     for (let j = i + 1; j < K; j++) {
-      const x = ds[i]!;
-      const y = ds[j]!;
-      let dot = a.dot[i * K + j]!;
-      let c = a.conflicts[i * K + j]!;
-      let both = a.both[i * K + j]!;
-      for (let e = 0; e < n; e++) {
-        const p = x[e]! * y[e]!;
-        dot += p;
-        if (x[e] !== 0 && y[e] !== 0) {
-          both++;
-          if (x[e]! < 0 !== y[e]! < 0) c++;
-        }
-      }
-      a.dot[i * K + j] = dot;
-      a.conflicts[i * K + j] = c;
-      a.both[i * K + j] = both;
+      t[0] = a.dot[i * K + j]!;
+      t[1] = a.both[i * K + j]!;
+      t[2] = a.conflicts[i * K + j]!;
+      pairInto(ds[i]!, ds[j]!, n, t);
+      a.dot[i * K + j] = t[0]!;
+      a.both[i * K + j] = t[1]!;
+      a.conflicts[i * K + j] = t[2]!;
     }
   }
   if (K >= 2) {
-    st.pos = st.pos.length >= n ? st.pos : new Uint8Array(n);
-    st.neg = st.neg.length >= n ? st.neg : new Uint8Array(n);
-    st.nz = st.nz.length >= n ? st.nz : new Uint8Array(n);
-    const pos = st.pos;
-    const neg = st.neg;
-    const nz = st.nz;
-    pos.fill(0, 0, n);
-    neg.fill(0, 0, n);
-    nz.fill(0, 0, n);
-    for (let k = 0; k < K; k++) {
-      const d = ds[k]!;
-      for (let e = 0; e < n; e++) {
-        const x = d[e]!;
-        pos[e] |= +(x > 0);
-        neg[e] |= +(x < 0);
-        nz[e] += +(x !== 0);
-      }
-    }
-    let all = a.conflictAll;
-    let multi = a.multi;
-    for (let e = 0; e < n; e++) {
-      if (nz[e]! >= 2) {
-        multi++;
-        all += pos[e]! & neg[e]!;
-      }
-    }
-    a.conflictAll = all;
-    a.multi = multi;
+    sc.pos.fill(0, 0, n);
+    sc.neg.fill(0, 0, n);
+    sc.nz.fill(0, 0, n);
+    for (let k = 0; k < K; k++) markSigns(ds[k]!, n, sc.pos, sc.neg, sc.nz);
+    t[0] = a.multi;
+    t[1] = a.conflictAll;
+    conflictsInto(sc.pos, sc.neg, sc.nz, n, t);
+    a.multi = t[0]!;
+    a.conflictAll = t[1]!;
   }
 }
 
@@ -488,18 +542,17 @@ function observeSecond(st: JobState, ds: Float32Array[], n: number, numel: numbe
 }
 
 /** Emit pass: the top-k masks and their pairwise intersections; the full matrices for spectra. */
-function emitMasks(st: JobState, ds: Float32Array[], n: number, offset: number): void {
+function emitMasks(st: JobState, sc: PieceScratch, ds: Float32Array[], n: number, offset: number): void {
   const a = st.acc;
   const K = ds.length;
   for (let k = 0; k < K; k++) {
-    if (st.masks[k]!.length < n) st.masks[k] = new Uint8Array(n);
-    a.kept[k] = a.kept[k]! + maskInto(ds[k]!, n, st.thresholds[k]!, st.ties[k]!, st.masks[k]!);
+    a.kept[k] = a.kept[k]! + maskInto(ds[k]!, n, st.thresholds[k]!, st.ties[k]!, sc.masks[k]!);
     if (st.full) st.full[k]!.set(ds[k]!, offset);
   }
   for (let i = 0; i < K; i++) {
     for (let j = i + 1; j < K; j++) {
-      const x = st.masks[i]!;
-      const y = st.masks[j]!;
+      const x = sc.masks[i]!;
+      const y = sc.masks[j]!;
       let c = 0;
       for (let e = 0; e < n; e++) c += x[e]! & y[e]!;
       a.inter[i * K + j] = a.inter[i * K + j]! + c;
@@ -532,6 +585,7 @@ export async function analyzeVectorReaders(src: VectorInputs, options: Omit<Anal
   const { shared, skipped } = sharedTensors(all, roles);
   const layerOf = layerKeys(shared.map((t) => t.name));
   const states: JobState[] = [];
+  const scratch = newScratch(K);
   const tensorSpectra: (MatrixSpectrum[] | undefined)[] = [];
   const jobs: StreamJob[] = shared.map((t, ti) => {
     const numel = t.shape.reduce((x, y) => x * y, 1);
@@ -539,11 +593,6 @@ export async function analyzeVectorReaders(src: VectorInputs, options: Omit<Anal
     const wantSpectra = Boolean(options.spectra) && t.shape.length === 2 && numel > 0;
     const st: JobState = {
       acc: newAcc(K, hasBase),
-      deltas: Array.from({ length: K }, () => new Float32Array(0)),
-      pos: new Uint8Array(0),
-      neg: new Uint8Array(0),
-      nz: new Uint8Array(0),
-      masks: Array.from({ length: K }, () => new Uint8Array(0)),
       selectors: [],
       thresholds: [],
       ties: [],
@@ -560,20 +609,23 @@ export async function analyzeVectorReaders(src: VectorInputs, options: Omit<Anal
       inputs: all.map((r) => ({ reader: r, tensor: t.name })),
       outputs: [],
       passes: 2,
-      scratchBytesPerElement: (hasBase ? 4 * K : 0) + 3 + K + (wantSpectra ? 4 * K : 0),
+      scratchBytesPerElement: wantSpectra ? 4 * K : 0,
       prepare: async () => {
         st.selectors = Array.from({ length: K }, () => new MagnitudeSelector());
         if (wantSpectra) st.full = Array.from({ length: K }, () => new Float32Array(numel));
       },
       observe: (pass, ins, chunk) => {
-        const ds = deltasOf(st, ins, chunk.numel, hasBase, K);
+        for (let p0 = 0; p0 < chunk.numel; p0 += PIECE) {
+          const p1 = Math.min(chunk.numel, p0 + PIECE);
+          const ds = deltasOf(scratch, ins, p0, p1, hasBase, K);
+          if (pass === 0) observeFirst(st, scratch, ds, hasBase ? (ins[0] as Float32Array).subarray(p0, p1) : undefined, p1 - p0);
+          else observeSecond(st, ds, p1 - p0, numel);
+        }
         if (pass === 0) {
-          observeFirst(st, ds, hasBase ? (ins[0] as Float32Array).subarray(0, chunk.numel) : undefined, chunk.numel);
           if (chunk.r1 >= t.shape[0]! || t.shape.length === 0) {
             st.needLow = st.selectors.map((s) => s.resolveHigh(k));
           }
         } else {
-          observeSecond(st, ds, chunk.numel, numel);
           if (chunk.r1 >= t.shape[0]! || t.shape.length === 0) {
             st.thresholds = st.selectors.map((s) => s.threshold());
             st.ties = st.thresholds.map((th) => ({ ties: th.ties }));
@@ -582,7 +634,10 @@ export async function analyzeVectorReaders(src: VectorInputs, options: Omit<Anal
         }
       },
       emit: (ins, _outs, chunk) => {
-        emitMasks(st, deltasOf(st, ins, chunk.numel, hasBase, K), chunk.numel, chunk.offset);
+        for (let p0 = 0; p0 < chunk.numel; p0 += PIECE) {
+          const p1 = Math.min(chunk.numel, p0 + PIECE);
+          emitMasks(st, scratch, deltasOf(scratch, ins, p0, p1, hasBase, K), p1 - p0, chunk.offset + p0);
+        }
       },
       afterChunk: async (chunk) => {
         if (!st.full || chunk.r1 < t.shape[0]!) return;
