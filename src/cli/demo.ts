@@ -14,6 +14,7 @@ import {
   runDawin,
   runMultiTask,
   runNegation,
+  runReport,
   runRobustness,
   runTime,
   type DemoContext,
@@ -186,6 +187,8 @@ async function run(): Promise<void> {
   if (tiny) console.log('tiny zoo: a smoke test, the numbers mean nothing');
   const experiments = [multiTask, negation, time, robustness, bcwi, dawin];
   for (const e of experiments) await e(ctx);
+  const rep = await runReport(ctx);
+  console.log(`\nanalysis report: ${rel(rep.path)} (task-vector cosines, sign conflicts, per-layer change, a map of all ${zoo.models.length} models; open it in a browser)`);
   const s = (performance.now() - t0) / 1000;
   console.log(`\ndone in ${s.toFixed(1)} s (${ctx.counts.merges} merges, ${ctx.counts.evaluations} evaluations)`);
 }

@@ -1,16 +1,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { main, type CliIo } from '../../src/cli/main.js';
+import { runCli } from '../helpers/cli.js';
 import { tempDir, tinyFamily } from '../plan/helpers.js';
 
-async function run(...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), isTTY: false };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 const width = (s: string): number => Math.max(...s.split('\n').map((l) => [...l].length));
 
@@ -44,6 +38,24 @@ describe('weightkit analyze vectors', () => {
     const lines = (await readFile(csv, 'utf8')).trim().split('\n');
     expect(lines[0]).toBe('scope,name,a,b,metric,value');
     expect(lines).toContain(`global,all,A,B,cosine,${rep.global.cosine[0][1]}`);
+  });
+
+  it('--report writes a self-contained HTML report for vectors, distance and merge', async () => {
+    const cases: string[][] = [
+      ['analyze', 'vectors', '--base', fam.base, fam.a, fam.b],
+      ['analyze', 'distance', fam.base, fam.a, fam.b],
+      ['analyze', 'merge', join(dir, 'ties.yaml')],
+    ];
+    for (const [i, args] of cases.entries()) {
+      const out = join(dir, `r${i}.html`);
+      const r = await run(...args, '--report', out);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`report: ${out}`);
+      const html = await readFile(out, 'utf8');
+      expect(html).toMatch(/^<!DOCTYPE html>/i);
+      expect(html).toContain('<svg');
+      expect(html).not.toMatch(/<script/i);
+    }
   });
 
   it('--vectors mode says there is no relative change', async () => {

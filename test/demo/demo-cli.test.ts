@@ -2,7 +2,7 @@
 // every experiment's heading and table header printed, no line wider than 100 columns, the total time at the end.
 
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,9 @@ describe('npm start (tiny zoo)', () => {
     expect(stdout).toMatch(/removal\s+restored\s+every\s+byte/);
     expect(stdout).toMatch(/α\s+model\s+accuracy\s+NFR %/);
     expect(stdout).toMatch(/\ndone in \d+\.\d s/);
+    expect(stdout).toMatch(/analysis report: .*demo-out\/report\.html/);
+    const html = await readFile(join(tmp, 'demo-out', 'report.html'), 'utf8');
+    expect(html).toContain('<svg');
     // lines naming the temp folder hold a long absolute path; everything else fits 100 columns
     for (const line of stdout.split('\n')) if (!line.includes(tmp)) expect(line.length, line).toBeLessThanOrEqual(100);
     expect((await readdir(tmp)).sort()).toEqual(['demo-out', 'zoo-tiny']);

@@ -18,6 +18,8 @@ import type { CommandContext } from '../main.js';
 import { streamProgress } from '../progress.js';
 import { formatCount, table } from '../render.js';
 import { reportCommand } from './analyze-report.js';
+import { reportFromAnalyses, type AnalysisInput } from '../../analysis/report.js';
+import { writeReport } from '../../analysis/report-write.js';
 
 /** Products with fewer multiply-adds than this run in JS (a few ms); larger ones on ONNX Runtime. */
 export const ORT_MIN_PRODUCT = 1 << 24;
@@ -378,6 +380,7 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
           .option('per-tensor', { type: 'boolean', default: false, describe: 'tables per tensor instead of per layer' })
           .option('memory', { type: 'string', describe: 'chunk buffers in MB (default 1024)' })
           .option('csv', { type: 'string', describe: 'also write every number as long-format CSV to this file' })
+          .option('report', { type: 'string', describe: 'also write a self-contained HTML report (charts and their numbers) to this file' })
           .option('json', { type: 'boolean', default: false })
           .option('quiet', { type: 'boolean', default: false })
           .example('weightkit analyze vectors --base ./base ./ft-a ./ft-b --density 0.2', 'how two fine-tunes interfere'),
@@ -406,6 +409,10 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
           });
           p.stop();
           if (argv.csv !== undefined) await writeFile(String(argv.csv), longCsv(vectorsCsvRows(r)));
+          if (argv.report !== undefined) {
+            await writeReport(String(argv.report), reportFromAnalyses([r as AnalysisInput]), { overwrite: true });
+            if (!argv.json && !argv.quiet) ctx.io.stderr(`report: ${String(argv.report)}\n`);
+          }
           if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
           else if (!argv.quiet) ctx.io.stdout(renderVectors(r, Boolean(argv['per-tensor'])));
         } finally {
@@ -425,6 +432,7 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
           .option('labels', { type: 'string', describe: 'comma-separated display names' })
           .option('memory', { type: 'string', describe: 'chunk buffers in MB (default 1024)' })
           .option('csv', { type: 'string', describe: 'also write the distances, coordinates and merges as long-format CSV' })
+          .option('report', { type: 'string', describe: 'also write a self-contained HTML report (charts and their numbers) to this file' })
           .option('json', { type: 'boolean', default: false })
           .option('quiet', { type: 'boolean', default: false }),
       async (argv) => {
@@ -450,6 +458,10 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
             r.clustering.merges.forEach((m, s) => rows.push(['cluster', `#${s + 1}`, String(m.left), String(m.right), 'distance', m.distance]));
             await writeFile(String(argv.csv), longCsv(rows));
           }
+          if (argv.report !== undefined) {
+            await writeReport(String(argv.report), reportFromAnalyses([r as AnalysisInput]), { overwrite: true });
+            if (!argv.json && !argv.quiet) ctx.io.stderr(`report: ${String(argv.report)}\n`);
+          }
           if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
           else if (!argv.quiet) ctx.io.stdout(renderDistance(r));
         } finally {
@@ -467,6 +479,7 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
           .option('seed', { type: 'number', describe: 'override the recipe seed' })
           .option('memory', { type: 'string', describe: 'working memory in MB (default 1000)' })
           .option('csv', { type: 'string', describe: 'also write every reported number as long-format CSV' })
+          .option('report', { type: 'string', describe: 'also write a self-contained HTML report (charts and their numbers) to this file' })
           .option('json', { type: 'boolean', default: false })
           .option('quiet', { type: 'boolean', default: false }),
       async (argv) => {
@@ -493,6 +506,10 @@ export function analyzeCommands(y: Argv, ctx: CommandContext): Argv {
             }
             for (const l of r.layers) for (const [k, v] of Object.entries(l.report)) rows.push(['layer', layerName(l.layer), '', '', k, v]);
             await writeFile(String(argv.csv), longCsv(rows));
+          }
+          if (argv.report !== undefined) {
+            await writeReport(String(argv.report), reportFromAnalyses([r as AnalysisInput]), { overwrite: true });
+            if (!argv.json && !argv.quiet) ctx.io.stderr(`report: ${String(argv.report)}\n`);
           }
           if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
           else if (!argv.quiet) ctx.io.stdout(renderMerge(r, Boolean(argv['per-tensor'])));

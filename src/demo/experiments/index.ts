@@ -14,6 +14,7 @@ export * from './time.js';
 export * from './robustness.js';
 export * from './bcwi.js';
 export * from './dawin.js';
+export * from './report.js';
 
 /** The repository's `.cache` folder. */
 export const DEFAULT_CACHE_DIR = resolve(fileURLToPath(new URL('../../../.cache', import.meta.url)));
