@@ -7,7 +7,7 @@ import { UsageError } from '../errors.js';
 import { openCheckpointSink, sinkKindOf, type CheckpointSink } from '../io/sink.js';
 import type { CheckpointReader, TensorDecl, TensorInfo } from '../io/types.js';
 import { EXACT_MAX_DIM, jsMatMul, truncatedSvd, type MatMulBackend } from '../tensor/linalg/index.js';
-import { topKMagnitude, type MagnitudeThreshold } from '../tensor/select.js';
+import { topKMagnitude, type MagnitudeThreshold, magnitudeMaskInto } from '../tensor/select.js';
 import { energyCaptured, frobeniusSquared, matrixSkipReason, throwIfAborted, type AnalysisProgress, type SkippedTensor } from './spectra.js';
 
 /** LIFT's recommended filter rank r and LoRA-equivalent budget rank R (README: 128 for both). */
@@ -43,43 +43,12 @@ export function budgetCount(m: number, n: number, budget: PrincipalBudget): numb
   return Math.min((m + n) * budget.loraRank, m * n);
 }
 
-const ABS = 0x7fffffff;
-const INF_BITS = 0x7f800000;
-
 /**
  * out[i] = 1 for the elements a MagnitudeThreshold keeps (|x| bits above `bits`, or equal and among the first `ties`
  * in order; NaN never), else 0. Returns the count kept.
  */
 export function thresholdMaskInto(x: Float32Array, t: MagnitudeThreshold, out: Uint8Array): number {
-  const n = x.length;
-  if (t.none) {
-    out.fill(0, 0, n);
-    return 0;
-  }
-  const u = new Uint32Array(x.buffer, x.byteOffset, n);
-  if (t.all) {
-    let kept = 0;
-    for (let i = 0; i < n; i++) {
-      const keep = +((u[i]! & ABS) <= INF_BITS);
-      out[i] = keep;
-      kept += keep;
-    }
-    return kept;
-  }
-  const bits = t.bits;
-  let ties = t.ties;
-  let kept = 0;
-  for (let i = 0; i < n; i++) {
-    const a = u[i]! & ABS;
-    let keep = +(a > bits) & +(a <= INF_BITS);
-    if (a === bits && ties > 0) {
-      keep = 1;
-      ties--;
-    }
-    out[i] = keep;
-    kept += keep;
-  }
-  return kept;
+  return magnitudeMaskInto(x, x.length, t, { ties: t.ties }, out);
 }
 
 /** Mask of the k largest |x| (exact k for finite data; ties broken by element order). */

@@ -8,7 +8,7 @@ import { openCheckpointPath } from '../io/open.js';
 import type { CheckpointReader, TensorInfo } from '../io/types.js';
 import { inferLayout, splitLayerName } from '../plan/layout.js';
 import { isFloatDType } from '../tensor/dtype.js';
-import { MagnitudeSelector, type MagnitudeThreshold } from '../tensor/select.js';
+import { MagnitudeSelector, type MagnitudeThreshold, magnitudeMaskInto } from '../tensor/select.js';
 import { VECTOR_METADATA_KEY } from '../vectors/format.js';
 import { pairTensors } from '../vectors/pairing.js';
 import { openVector } from '../vectors/reader.js';
@@ -314,27 +314,7 @@ function finish(a: Acc): GroupStats {
 }
 
 const ABS = 0x7fffffff;
-const INF_BITS = 0x7f800000;
 
-/** mask[e] = 1 iff element e is among the kept top-k (threshold + tie budget carried in `state`). */
-function maskInto(d: Float32Array, n: number, t: MagnitudeThreshold, state: { ties: number }, mask: Uint8Array): number {
-  const u = new Uint32Array(d.buffer, d.byteOffset, n);
-  const bits = t.bits;
-  let ties = state.ties;
-  let kept = 0;
-  for (let i = 0; i < n; i++) {
-    const a = u[i]! & ABS;
-    let keep = +(a > bits) & +(a <= INF_BITS);
-    if (a === bits && ties > 0) {
-      keep = 1;
-      ties--;
-    }
-    mask[i] = keep;
-    kept += keep;
-  }
-  state.ties = ties;
-  return kept;
-}
 
 /**
  * Cache-sized working buffers shared by every job of a run: observe/emit calls are synchronous, so two jobs never
@@ -546,7 +526,7 @@ function emitMasks(st: JobState, sc: PieceScratch, ds: Float32Array[], n: number
   const a = st.acc;
   const K = ds.length;
   for (let k = 0; k < K; k++) {
-    a.kept[k] = a.kept[k]! + maskInto(ds[k]!, n, st.thresholds[k]!, st.ties[k]!, sc.masks[k]!);
+    a.kept[k] = a.kept[k]! + magnitudeMaskInto(ds[k]!, n, st.thresholds[k]!, st.ties[k]!, sc.masks[k]!);
     if (st.full) st.full[k]!.set(ds[k]!, offset);
   }
   for (let i = 0; i < K; i++) {

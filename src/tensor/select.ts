@@ -277,3 +277,31 @@ export function applyMagnitudeMaskInto(
   state.tiesLeft = ties;
   return kept;
 }
+
+/**
+ * The 0/1 mask of a threshold over a chunk in order: mask[i] = 1 iff x[i] is kept (|x| above the threshold bits, or
+ * equal while `state.ties` lasts; NaN never). `state.ties` carries the tie budget across chunks (start it at
+ * `t.ties`). Returns how many were kept.
+ */
+export function magnitudeMaskInto(x: Float32Array, n: number, t: MagnitudeThreshold, state: { ties: number }, mask: Uint8Array): number {
+  if (t.none) {
+    mask.fill(0, 0, n);
+    return 0;
+  }
+  const u = u32(x, n);
+  const bits = t.all ? -1 : t.bits;
+  let ties = state.ties;
+  let kept = 0;
+  for (let i = 0; i < n; i++) {
+    const a = u[i]! & ABS;
+    let keep = +(a > bits) & +(a <= INF_BITS);
+    if (a === bits && ties > 0) {
+      keep = 1;
+      ties--;
+    }
+    mask[i] = keep;
+    kept += keep;
+  }
+  state.ties = ties;
+  return kept;
+}

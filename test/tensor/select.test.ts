@@ -69,3 +69,23 @@ describe('top-k magnitude selection', () => {
     expect([...oa, ...ob]).toEqual([0, 9, 0, 8, 0, 7]);
   });
 });
+
+describe('magnitudeMaskInto', () => {
+  it('marks exactly the elements applyMagnitudeMaskInto keeps, across chunks and ties; NaN never', async () => {
+    const { magnitudeMaskInto } = await import('../../src/tensor/select.js');
+    const x = Float32Array.from([0.5, -2, 2, 0, NaN, -0.5, 2, 1, -2, 0.25]);
+    for (const k of [0, 1, 3, 4, 6, 9, 10, 20]) {
+      const t = topKMagnitude(x, k);
+      const vals = new Float32Array(x.length);
+      applyMagnitudeMaskInto(x, t, { tiesLeft: t.ties }, vals);
+      const mask = new Uint8Array(x.length);
+      const state = { ties: t.ties };
+      let kept = 0;
+      for (const [a, b] of [[0, 3], [3, 4], [4, 10]] as const) kept += magnitudeMaskInto(x.subarray(a, b), b - a, t, state, mask.subarray(a, b));
+      const want = Array.from(x, (v, i) => +(!Number.isNaN(v) && (t.all || vals[i] !== 0)));
+      expect(Array.from(mask)).toEqual(want);
+      expect(kept).toBe(want.reduce((s, m) => s + m, 0));
+      if (k <= 9 && !t.all) expect(kept).toBe(k);
+    }
+  });
+});
