@@ -1,7 +1,8 @@
 // Streaming execution of one plan tensor: read the inputs' rows (BF16/F16 as stored, others as f32; whole tensor
 // when it fits the budget, row chunks otherwise, re-read once per statistics pass), run the method's passes over
 // cache-sized f32 pieces (2-byte inputs widened exactly per piece), encode to the output dtype and write byte
-// ranges. Bytes are identical at any chunk size and thread count.
+// ranges (all-BF16 pieces widen lazily: kernels that read BF16 bits skip it). Bytes are identical at any chunk size
+// and thread count.
 
 import { bf16ToF32, f16ToF32, fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
@@ -11,7 +12,7 @@ import { PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import type { PlanInput, PlanTensor } from './plan.js';
-import { Workspace, WORKSPACE_START } from '../tensor/wasm/workspace.js';
+import { Workspace, WORKSPACE_START, workspaceOf, type Bf16Inputs } from '../tensor/wasm/workspace.js';
 
 /** Where merged bytes go: a byte range of one declared output tensor. */
 export interface TensorSink {
@@ -235,7 +236,9 @@ export interface InputChunk {
  * The chunks of a tensor's inputs (base first), `rowsPerChunk` rows at a time, as a re-iterable sequence: a tensor
  * that fits in one chunk is read once and served from memory on every pass; larger ones are re-read per pass.
  * BF16/F16 inputs are kept as stored (2 bytes an element) and widened exactly to f32, piece by piece, into small
- * piece buffers in the same workspace; other inputs are read as f32 and served as views.
+ * piece buffers in the same workspace; other inputs are read as f32 and served as views. When every input (base
+ * included) is BF16 in the workspace, each piece also carries the stored bits (Bf16Inputs) and is widened only when
+ * its f32 views are read: the GTA kernels read the bits themselves, so TIES never widens.
  */
 export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, t: PlanTensor, rowsPerChunk: number, pieceStep: number): () => AsyncGenerator<InputChunk> {
   const inputs = inputsOf(t);
@@ -290,7 +293,10 @@ export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, 
     }
     await Promise.all(rawReads);
     const offset = r0 * rowLen;
-    const at = (o: number, len: number): Chunk => {
+    // every input BF16 bits in one workspace: pieces also carry the bits (Bf16Inputs) and widen only when read
+    const bits = u16s[0]?.buffer;
+    const lazy = hasBase && n > 0 && workspaceOf(bits!) !== undefined && inputs.every((input, i) => input.dtype === 'BF16' && u16s[i]?.buffer === bits);
+    const widen = (o: number, len: number): Float32Array[] => {
       const arrays: Float32Array[] = [];
       for (let i = 0; i < inputs.length; i++) {
         const f = f32s[i];
@@ -304,7 +310,27 @@ export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, 
           arrays.push(dst);
         }
       }
-      return { offset: offset + o, length: len, base: hasBase ? arrays[0] : undefined, models: hasBase ? arrays.slice(1) : arrays };
+      return arrays;
+    };
+    const at = (o: number, len: number): Chunk => {
+      if (!lazy) {
+        const arrays = widen(o, len);
+        return { offset: offset + o, length: len, base: hasBase ? arrays[0] : undefined, models: hasBase ? arrays.slice(1) : arrays };
+      }
+      let arrays: Float32Array[] | undefined;
+      let models: Float32Array[] | undefined;
+      const piece: Chunk & Bf16Inputs = {
+        offset: offset + o,
+        length: len,
+        get base(): Float32Array {
+          return (arrays ??= widen(o, len))[0]!;
+        },
+        get models(): Float32Array[] {
+          return (models ??= (arrays ??= widen(o, len)).slice(1));
+        },
+        bf16: u16s.map((u) => u!.subarray(o, o + len)),
+      };
+      return piece;
     };
     return {
       offset,

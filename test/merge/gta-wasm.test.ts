@@ -9,6 +9,7 @@ import { mergeWasm, WASM_MAX_CHUNK, WASM_MAX_MODELS } from '../../src/merge/meth
 import * as K from '../../src/merge/methods/gta-kernels.js';
 import { fillUniform } from '../../src/tensor/rng.js';
 import { MagnitudeRanker } from '../../src/tensor/quantile.js';
+import { MagnitudeSelector } from '../../src/tensor/select.js';
 import { uniform01 } from '../helpers/rng.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -175,6 +176,88 @@ describe('GTA wasm kernels', () => {
         const k2 = w.deltaBinList(0, n, bin);
         expect(Array.from(w.outU.subarray(0, k2))).toEqual(want);
         expect(Array.from(w.modelU(0).subarray(0, n))).toEqual(Array.from(du0));
+      });
+    }
+  }
+  // BF16 inputs read as stored bits (the executor's pieces, Bf16Inputs) must give the bits of the same values widened
+  for (const n of [1, 3, 5, 1000, 16383, 16384]) {
+    for (const special of [false, true]) {
+      it(`the BF16-input kernels equal the f32-input kernels on the widened values (n=${n}, special=${special})`, () => {
+        const w = mergeWasm()!;
+        const buf = w.out.buffer;
+        const base = data(2, n, false);
+        const xs = [0, 1, 2].map((i) => data(20 + i, n, special && i === 1));
+        if (n > 20) {
+          // equal magnitudes: ties at the threshold below
+          base.fill(0, 0, 12);
+          xs[0]!.fill(0.00390625, 0, 12);
+        }
+        // the stored bits of base and inputs (data() is bf16-exact), two arrays per spare model region
+        const ptrs = [w.modelPtr(6), w.modelPtr(6) + 32768, w.modelPtr(7), w.modelPtr(7) + 32768];
+        [base, ...xs].forEach((a, i) => {
+          const u = new Uint16Array(buf, ptrs[i]!, n);
+          const au = new Uint32Array(a.buffer, a.byteOffset, n);
+          for (let j = 0; j < n; j++) u[j] = au[j]! >>> 16;
+        });
+        const [bu, x0u, x1u, x2u] = ptrs as [number, number, number, number];
+        // f32 inputs at model regions 3..5, the base in the base region
+        xs.forEach((x, i) => w.model(3 + i).set(x));
+        w.base.set(base);
+        const region = (i: number): number[] => Array.from(w.modelU(i).subarray(0, n));
+        w.deltaAll(0, n, w.modelPtr(3));
+        const all = region(0);
+        w.deltaAll(0, n, x0u, bu, 1);
+        expect(region(0)).toEqual(all);
+        // magnitude masks with a tie budget
+        const bits = (new Uint32Array(new Float32Array([0.00390625]).buffer)[0]! & 0x7fffffff) - 1;
+        const bitsTie = new Uint32Array(new Float32Array([0.00390625]).buffer)[0]!;
+        for (const [t, ties] of [[bits, 0], [bitsTie, 5]] as const) {
+          const kept = w.deltaMag(0, n, t, ties, w.modelPtr(3));
+          const left = w.tiesLeft();
+          const want = region(0);
+          expect(w.deltaMag(0, n, t, ties, x0u, bu, 1)).toBe(kept);
+          expect(w.tiesLeft()).toBe(left);
+          expect(region(0)).toEqual(want);
+        }
+        // DARE masks
+        const key = { k0: 0x1234567, k1: 0x7654321 };
+        const keptR = w.deltaRandom(0, n, 77, key, 0.4, w.modelPtr(4));
+        const wantR = region(0);
+        expect(w.deltaRandom(0, n, 77, key, 0.4, x1u, bu, 1)).toBe(keptR);
+        expect(region(0)).toEqual(wantR);
+        // boundary-bucket lists
+        const bin = (all[n >> 1]! & 0x7fffffff) >>> 16;
+        const kl = w.deltaBinList(0, n, bin, w.modelPtr(3));
+        const list = Array.from(w.outU.subarray(0, kl));
+        const dl = region(0);
+        expect(w.deltaBinList(0, n, bin, x0u, bu, 1)).toBe(kl);
+        expect(Array.from(w.outU.subarray(0, kl))).toEqual(list);
+        expect(region(0)).toEqual(dl);
+        // high-bits histograms: the same boundary and threshold
+        const s32 = new MagnitudeSelector();
+        const s16 = new MagnitudeSelector();
+        w.deltaHistHigh(s32, n, w.modelPtr(5));
+        w.deltaHistHigh(s16, n, x2u, bu, 1);
+        const k = Math.max(1, n >> 1);
+        expect(s16.resolveHigh(k)).toBe(s32.resolveHigh(k));
+        expect(s16.lowBin()).toBe(s32.lowBin());
+        // the consensus and the sums with a BF16 base (and BF16 inputs for the raw sum)
+        for (let i = 0; i < 3; i++) w.setParams(i, [1, 0.7, -0.25][i]!, [1, 0.7, 0.5][i]!);
+        for (let i = 0; i < 3; i++) w.deltaAll(i, n, w.modelPtr(3 + i));
+        for (const divide of [true, false]) {
+          w.tiesOut(3, n, divide, 0.9);
+          const want = Array.from(w.outU.subarray(0, n));
+          w.tiesOut(3, n, divide, 0.9, bu, undefined, 1);
+          expect(Array.from(w.outU.subarray(0, n))).toEqual(want);
+        }
+        w.sumOut(3, n, 1.7, 0.9, false);
+        const wantSum = Array.from(w.outU.subarray(0, n));
+        w.sumOut(3, n, 1.7, 0.9, false, bu, undefined, undefined, 1);
+        expect(Array.from(w.outU.subarray(0, n))).toEqual(wantSum);
+        w.sumOut(3, n, 1.7, 0.9, true, undefined, undefined, [3, 4, 5].map((i) => w.modelPtr(i)));
+        const wantRaw = Array.from(w.outU.subarray(0, n));
+        w.sumOut(3, n, 1.7, 0.9, true, bu, undefined, [x0u, x1u, x2u], 1);
+        expect(Array.from(w.outU.subarray(0, n))).toEqual(wantRaw);
       });
     }
   }

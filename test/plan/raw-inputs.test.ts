@@ -1,6 +1,7 @@
-// BF16/F16 inputs stay in their stored 2-byte form in the executor's I/O chunks and are widened piece by piece
-// (src/plan/execute.ts inputChunks): the merged bytes equal those of the same values stored as F32 (read as f32
-// chunks), whole tensors or chunked, on one thread or two, with and without an embedding block cut.
+// BF16/F16 inputs stay in their stored 2-byte form in the executor's I/O chunks and are widened piece by piece, or
+// read as stored bits by the GTA kernels (src/plan/execute.ts inputChunks): the merged bytes equal those of the
+// same values stored as F32 (read as f32 chunks), whole tensors or chunked, on one thread or two, with and without
+// an embedding block cut.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -48,7 +49,7 @@ async function family(dtype: DType, stored: DType, bigVocab = false): Promise<st
 
 async function run(dir: string, method: string, name: string, options: { threads?: number; memoryBudget?: number; pool?: 'always' } = {}): Promise<Buffer> {
   const recipe = join(dir, `${method}.yaml`);
-  const params = method === 'ties' ? ', density: 0.5' : '';
+  const params = method === 'task_arithmetic' ? '' : method === 'della' ? ', density: 0.5, epsilon: 0.1' : ', density: 0.5';
   await writeFile(
     recipe,
     `merge_method: ${method}\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1${params}}}\n  - {model: b, parameters: {weight: 0.7${params}}}\n  - {model: c, parameters: {weight: 0.4${params}}}\ndtype: float32\n`,
@@ -82,6 +83,24 @@ describe('executor: BF16/F16 inputs widened per piece', () => {
       }
     }, 60_000);
   }
+
+  it('BF16: the kernels that read stored bits (dare_ties, trim_scope model) and the JS masks that widen (breadcrumbs_ties, della) equal the F32-stored inputs', async () => {
+    const raw = await family('BF16', 'BF16');
+    const f32 = await family('BF16', 'F32');
+    for (const method of ['dare_ties', 'breadcrumbs_ties', 'della']) {
+      const want = await run(f32, method, 'ref');
+      same(await run(raw, method, 'whole'), want);
+      same(await run(raw, method, 'chunked', { memoryBudget: 400_000 }), want);
+    }
+    const model = join(raw, 'ties-model.yaml');
+    const modelF32 = join(f32, 'ties-model.yaml');
+    const text = 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.4}}\n  - {model: b, parameters: {weight: 0.7, density: 0.6}}\nparameters: {trim_scope: model}\ndtype: float32\n';
+    await writeFile(model, text);
+    await writeFile(modelF32, text);
+    await merge(modelF32, { out: join(f32, 'out-model'), threads: 1 });
+    await merge(model, { out: join(raw, 'out-model'), threads: 1 });
+    same(await readFile(join(raw, 'out-model', 'model.safetensors')), await readFile(join(f32, 'out-model', 'model.safetensors')));
+  }, 60_000);
 
   it('BF16 with an embedding vocabulary cut (that input read as f32) equals the F32-stored inputs', async () => {
     const raw = await family('BF16', 'BF16', true);

@@ -9,6 +9,7 @@ import { UsageError } from '../../errors.js';
 import { MagnitudeRanker } from '../../tensor/quantile.js';
 import { fillUniform, type StreamKey } from '../../tensor/rng.js';
 import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, type MagnitudeThreshold } from '../../tensor/select.js';
+import type { Bf16Inputs } from '../../tensor/wasm/workspace.js';
 import {
   agreeAdd,
   agreeAddChecked,
@@ -302,22 +303,23 @@ export class ModelTrimCollector implements ModelStatsCollector {
     if (pass === 0) this.total += len;
     if (this.delta.length < len) this.delta = new Float32Array(len);
     const d = this.delta;
-    const base = chunk.base!;
-    const w = len <= WASM_MAX_CHUNK ? mergeWasmFor(base) : undefined;
+    const raw = (chunk as Bf16Inputs).bf16;
+    const bf = raw !== undefined ? 1 : 0;
+    const w = len <= WASM_MAX_CHUNK ? mergeWasmFor(raw !== undefined ? raw[0]! : chunk.base!) : undefined;
     let bp = -1;
     for (let i = 0; i < this.densities.length; i++) {
       if (w !== undefined) {
         // the delta and its high-bits counts on the SIMD module (see GtaMerger.observeWasm)
         if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
-        if (bp < 0) bp = w.place(base, len, w.base);
-        const xp = w.place(chunk.models[i]!, len, w.model(0));
-        if (pass === 0) w.deltaHistHigh(this.sels[i]!, len, xp, bp);
-        else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin(), xp, bp));
+        if (bp < 0) bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
+        const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(0));
+        if (pass === 0) w.deltaHistHigh(this.sels[i]!, len, xp, bp, bf);
+        else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin(), xp, bp, bf));
         continue;
       }
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
-      if (pass === 0) this.sels[i]!.addHighDelta(chunk.models[i]!, base, d, len);
-      else this.sels[i]!.addLowDelta(chunk.models[i]!, base, d, len);
+      if (pass === 0) this.sels[i]!.addHighDelta(chunk.models[i]!, chunk.base!, d, len);
+      else this.sels[i]!.addLowDelta(chunk.models[i]!, chunk.base!, d, len);
     }
   }
 
@@ -507,13 +509,17 @@ class GtaMerger implements TensorMerger {
     const s = this.scratch;
     s.ensure(len, this.plans.length, this.cfg.consensus);
     const d = s.delta;
-    const base = chunk.base!;
     const stage = this.stage;
-    const wasm = len <= WASM_MAX_CHUNK && stage !== NORM ? mergeWasmFor(base) : undefined;
-    if (wasm !== undefined) {
-      this.observeWasm(wasm, chunk);
-      return;
+    if (len <= WASM_MAX_CHUNK && stage !== NORM) {
+      // BF16 inputs in a workspace are read as stored bits (their f32 views are then never widened)
+      const raw = (chunk as Bf16Inputs).bf16;
+      const wasm = mergeWasmFor(raw !== undefined ? raw[0]! : chunk.base!);
+      if (wasm !== undefined) {
+        this.observeWasm(wasm, chunk, raw);
+        return;
+      }
     }
+    const base = chunk.base!;
     for (let i = 0; i < this.plans.length; i++) {
       const p = this.plans[i]!;
       const x = chunk.models[i]!;
@@ -545,28 +551,31 @@ class GtaMerger implements TensorMerger {
     }
   }
 
-  /** The HIGH and LOW passes on the SIMD module: deltas and high-bits counts there, low-pass candidates here. */
-  private observeWasm(w: MergeWasm, chunk: Chunk): void {
+  /**
+   * The HIGH and LOW passes on the SIMD module: deltas and high-bits counts there, low-pass candidates here. `raw`:
+   * the inputs' BF16 bits (base first) in the module's memory, read instead of the f32 views.
+   */
+  private observeWasm(w: MergeWasm, chunk: Chunk, raw: readonly Uint16Array[] | undefined): void {
     const len = chunk.length;
-    const base = chunk.base!;
     const high = this.stage === HIGH;
+    const bf = raw !== undefined ? 1 : 0;
     let bp = -1;
     for (let i = 0; i < this.plans.length; i++) {
       const p = this.plans[i]!;
       if (high ? !p.keepSel : !p.keepNeedsLow && !p.dropNeedsLow) continue;
       // inputs in the module's memory (an executor workspace) are read in place, others copied to its regions
-      if (bp < 0) bp = w.place(base, len, w.base);
-      const xp = w.place(chunk.models[i]!, len, w.model(0));
+      if (bp < 0) bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
+      const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(0));
       if (high) {
         if (p.dropSel) {
-          w.deltaAll(0, len, xp, bp);
+          w.deltaAll(0, len, xp, bp, bf);
           w.histHigh(p.keepSel!, 0, len);
           w.histHigh(p.dropSel, 0, len);
-        } else w.deltaHistHigh(p.keepSel!, len, xp, bp);
+        } else w.deltaHistHigh(p.keepSel!, len, xp, bp, bf);
       } else if (p.keepNeedsLow) {
-        p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin(), xp, bp));
+        p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin(), xp, bp, bf));
         if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));
-      } else p.dropSel!.addLowList(w.outU, w.deltaBinList(0, len, p.dropSel!.lowBin(), xp, bp));
+      } else p.dropSel!.addLowList(w.outU, w.deltaBinList(0, len, p.dropSel!.lowBin(), xp, bp, bf));
     }
   }
 
@@ -609,7 +618,6 @@ class GtaMerger implements TensorMerger {
 
   emit(chunk: Chunk, out: Float32Array): void {
     const len = chunk.length;
-    const base = chunk.base!;
     const plans = this.plans;
     const n = plans.length;
     if (chunk.offset === 0) {
@@ -619,15 +627,20 @@ class GtaMerger implements TensorMerger {
       }
     }
     if (n === 0) {
+      const base = chunk.base!;
       for (let j = 0; j < len; j++) out[j] = base[j]!;
       return;
     }
     const s = this.scratch;
     s.ensure(len, n, this.cfg.consensus);
-    const wasm = len <= WASM_MAX_CHUNK && n <= WASM_MAX_MODELS ? mergeWasmFor(base) : undefined;
-    if (wasm !== undefined) {
-      this.emitWasm(wasm, chunk, out);
-      return;
+    if (len <= WASM_MAX_CHUNK && n <= WASM_MAX_MODELS) {
+      // BF16 inputs in a workspace are read as stored bits (their f32 views are then never widened)
+      const raw = (chunk as Bf16Inputs).bf16;
+      const wasm = mergeWasmFor(raw !== undefined ? raw[0]! : chunk.base!);
+      if (wasm !== undefined) {
+        this.emitWasm(wasm, chunk, out, raw);
+        return;
+      }
     }
     if (this.cfg.consensus) this.emitConsensus(chunk, out);
     else this.emitSum(chunk, out);
@@ -637,39 +650,41 @@ class GtaMerger implements TensorMerger {
    * emitSum or emitConsensus on the SIMD module: inputs and output that live in its memory (an executor workspace)
    * are used in place, others copied through its fixed regions; the magnitude and DARE masks and the whole sum or
    * vote run there, each delta written to its model region; other masks are written there by the JS kernels.
+   * `raw`: the inputs' BF16 bits (base first) in the module's memory, read instead of the f32 views (which the JS
+   * masks still widen when they run).
    */
-  private emitWasm(w: MergeWasm, chunk: Chunk, out: Float32Array): void {
+  private emitWasm(w: MergeWasm, chunk: Chunk, out: Float32Array, raw: readonly Uint16Array[] | undefined): void {
     const len = chunk.length;
-    const base = chunk.base!;
     const plans = this.plans;
     const n = plans.length;
-    const bp = w.place(base, len, w.base);
+    const bf = raw !== undefined ? 1 : 0;
+    const bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
     const xs = this.inputPtrs;
     for (let i = 0; i < n; i++) {
       const p = plans[i]!;
-      const x = chunk.models[i]!;
       w.setParams(i, p.factor * p.weight, p.weight);
       const t = p.keepT;
       if (p.mode === ALL || p.mode === MAG_MODEL || (p.mode === MAG && !t.none)) {
-        const xp = w.place(x, len, w.model(i));
+        const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(i));
         xs[i] = xp;
-        if (p.mode === MAG_MODEL) p.kept += w.deltaMag(i, len, p.minBits - 1, 0, xp, bp);
+        if (p.mode === MAG_MODEL) p.kept += w.deltaMag(i, len, p.minBits - 1, 0, xp, bp, bf);
         else if (p.mode === MAG && !t.all) {
-          p.kept += w.deltaMag(i, len, t.bits, p.keepTies.tiesLeft, xp, bp);
+          p.kept += w.deltaMag(i, len, t.bits, p.keepTies.tiesLeft, xp, bp, bf);
           p.keepTies.tiesLeft = w.tiesLeft();
         } else {
           p.kept += len;
-          if (this.cfg.consensus || !this.dense) w.deltaAll(i, len, xp, bp); // a dense sum_out takes the inputs themselves
+          if (this.cfg.consensus || !this.dense) w.deltaAll(i, len, xp, bp, bf); // a dense sum_out takes the inputs themselves
         }
       } else if (p.mode === RANDOM) {
-        p.kept += w.deltaRandom(i, len, chunk.offset, p.key, p.density, w.place(x, len, w.model(i)), bp);
-      } else p.kept += this.maskedDelta(p, chunk.offset, x, base, w.model(i), w.modelU(i), len);
+        const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(i));
+        p.kept += w.deltaRandom(i, len, chunk.offset, p.key, p.density, xp, bp, bf);
+      } else p.kept += this.maskedDelta(p, chunk.offset, chunk.models[i]!, chunk.base!, w.model(i), w.modelU(i), len);
     }
     const direct = w.holds(out);
     const op = direct ? out.byteOffset : OUT_PTR;
-    if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda, bp, op);
-    else if (this.dense) w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, true, bp, op, xs);
-    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, false, bp, op);
+    if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda, bp, op, bf);
+    else if (this.dense) w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, true, bp, op, xs, bf);
+    else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, false, bp, op, undefined, bf);
     if (!direct) out.set(w.out.subarray(0, len));
   }
 

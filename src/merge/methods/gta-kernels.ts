@@ -408,16 +408,16 @@ const HIST_MAX = 0xffffffff;
 interface MergeExports {
   readonly memory: { readonly buffer: ArrayBuffer };
   ties_left(): number;
-  delta_mag(x: number, b: number, d: number, n: number, bits: number, ties: number): number;
-  delta_all(x: number, b: number, d: number, n: number): void;
-  ties_out(m: number, n: number, b: number, o: number, divide: number, lambda: number): void;
-  sum_out(m: number, n: number, b: number, o: number, z: number, lambda: number, raw: number): void;
-  delta_random(x: number, b: number, d: number, n: number, start: number, k0: number, k1: number, thr: number): number;
+  delta_mag(x: number, b: number, d: number, n: number, bits: number, ties: number, bf: number): number;
+  delta_all(x: number, b: number, d: number, n: number, bf: number): void;
+  ties_out(m: number, n: number, b: number, o: number, divide: number, lambda: number, bf: number): void;
+  sum_out(m: number, n: number, b: number, o: number, z: number, lambda: number, raw: number, bf: number): void;
+  delta_random(x: number, b: number, d: number, n: number, start: number, k0: number, k1: number, thr: number, bf: number): number;
   bin_list(x: number, n: number, bin: number): number;
-  delta_bin_list(x: number, b: number, d: number, n: number, bin: number): number;
+  delta_bin_list(x: number, b: number, d: number, n: number, bin: number, bf: number): number;
   rank_into(n: number): void;
   hist_high(d: number, n: number, h: number): void;
-  delta_hist_high(x: number, b: number, n: number, h: number): void;
+  delta_hist_high(x: number, b: number, n: number, h: number, bf: number): void;
   l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
 }
 
@@ -476,9 +476,9 @@ export class MergeWasm implements HighCountHolder {
     this.ex.hist_high(MODEL_PTR + i * REGION, n, this.histSlot(sel, n));
   }
 
-  /** histHigh over d = f32(x - b) of the inputs at x and b (the delta is not stored). */
-  deltaHistHigh(sel: MagnitudeSelector, n: number, x: number, b = BASE_PTR): void {
-    this.ex.delta_hist_high(x, b, n, this.histSlot(sel, n));
+  /** histHigh over d = f32(x - b) of the inputs at x and b (the delta is not stored); bf: both are BF16 bits. */
+  deltaHistHigh(sel: MagnitudeSelector, n: number, x: number, b = BASE_PTR, bf = 0): void {
+    this.ex.delta_hist_high(x, b, n, this.histSlot(sel, n), bf);
   }
 
   /** The byte offset of sel's histogram slot, with room for n more counts. */
@@ -560,18 +560,18 @@ export class MergeWasm implements HighCountHolder {
     p[4 * i + 3] = w;
   }
 
-  /** model(i) := deltaMaskMagInto(x, b) with `ties` ties; returns kept (ties left: tiesLeft()) */
-  deltaMag(i: number, n: number, bits: number, ties: number, x = this.modelPtr(i), b = BASE_PTR): number {
-    return this.ex.delta_mag(x, b, MODEL_PTR + i * REGION, n, bits, ties);
+  /** model(i) := deltaMaskMagInto(x, b) with `ties` ties; returns kept (ties left: tiesLeft()); bf: x, b are BF16 bits */
+  deltaMag(i: number, n: number, bits: number, ties: number, x = this.modelPtr(i), b = BASE_PTR, bf = 0): number {
+    return this.ex.delta_mag(x, b, MODEL_PTR + i * REGION, n, bits, ties, bf);
   }
 
   tiesLeft(): number {
     return this.ex.ties_left();
   }
 
-  /** model(i) := f32(x - b) (x defaults to model(i) itself, b to the base region) */
-  deltaAll(i: number, n: number, x = this.modelPtr(i), b = BASE_PTR): void {
-    this.ex.delta_all(x, b, MODEL_PTR + i * REGION, n);
+  /** model(i) := f32(x - b) (x defaults to model(i) itself, b to the base region; bf: x, b are BF16 bits) */
+  deltaAll(i: number, n: number, x = this.modelPtr(i), b = BASE_PTR, bf = 0): void {
+    this.ex.delta_all(x, b, MODEL_PTR + i * REGION, n, bf);
   }
 
   /** outU[0..k) := low 16 bits of |model(i)[j]| bits for every j < n whose high bits are `bin`; returns k */
@@ -579,9 +579,9 @@ export class MergeWasm implements HighCountHolder {
     return this.ex.bin_list(MODEL_PTR + i * REGION, n, bin);
   }
 
-  /** model(i) := f32(x - b), then binList(i, n, bin) */
-  deltaBinList(i: number, n: number, bin: number, x = this.modelPtr(i), b = BASE_PTR): number {
-    return this.ex.delta_bin_list(x, b, MODEL_PTR + i * REGION, n, bin);
+  /** model(i) := f32(x - b), then binList(i, n, bin) (bf: x, b are BF16 bits) */
+  deltaBinList(i: number, n: number, bin: number, x = this.modelPtr(i), b = BASE_PTR, bf = 0): number {
+    return this.ex.delta_bin_list(x, b, MODEL_PTR + i * REGION, n, bin, bf);
   }
 
   /**
@@ -601,28 +601,32 @@ export class MergeWasm implements HighCountHolder {
     return this.ranks;
   }
 
-  /** out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat); exactly n written at o */
-  tiesOut(m: number, n: number, divide: boolean, lambda: number, b = BASE_PTR, o = OUT_PTR): void {
-    this.ex.ties_out(m, n, b, o, divide ? 1 : 0, lambda);
+  /**
+   * out := the TIES consensus of the m masked deltas in model(0..m) (see ties_out in the .wat); exactly n written at
+   * o; bf: the base at b is BF16 bits
+   */
+  tiesOut(m: number, n: number, divide: boolean, lambda: number, b = BASE_PTR, o = OUT_PTR, bf = 0): void {
+    this.ex.ties_out(m, n, b, o, divide ? 1 : 0, lambda, bf);
   }
 
   /**
    * out := base + ((sum of d_i * sc_i) / z) * lambda with d_i = f32(x_i - base) if `raw` (x_i the inputs), else
-   * d_i = x_i (deltas); x_i is at xs[i], by default model(i). Exactly n outputs are written at o.
+   * d_i = x_i (deltas); x_i is at xs[i], by default model(i). Exactly n outputs are written at o. bf: the base (and
+   * with `raw` the inputs) are BF16 bits.
    */
-  sumOut(m: number, n: number, z: number, lambda: number, raw: boolean, b = BASE_PTR, o = OUT_PTR, xs?: readonly number[]): void {
+  sumOut(m: number, n: number, z: number, lambda: number, raw: boolean, b = BASE_PTR, o = OUT_PTR, xs?: readonly number[], bf = 0): void {
     const t = this.table;
     for (let i = 0; i < m; i++) t[i] = xs?.[i] ?? MODEL_PTR + i * REGION;
-    this.ex.sum_out(m, n, b, o, z, lambda, raw ? 1 : 0);
+    this.ex.sum_out(m, n, b, o, z, lambda, raw ? 1 : 0, bf);
   }
 
   /**
-   * model(i) := f32(x - b) where fillUniform(key, start)[j] < density, else +0; returns kept.
+   * model(i) := f32(x - b) where fillUniform(key, start)[j] < density, else +0; returns kept (bf: x, b are BF16 bits).
    * For 0 < density < 1: u / 2^32 < density <=> u < density * 2^32 (exact) <=> u <= ceil(density * 2^32) - 1.
    */
-  deltaRandom(i: number, n: number, start: number, key: StreamKey, density: number, x = this.modelPtr(i), b = BASE_PTR): number {
+  deltaRandom(i: number, n: number, start: number, key: StreamKey, density: number, x = this.modelPtr(i), b = BASE_PTR, bf = 0): number {
     const thr = Math.ceil(density * 4294967296) - 1; // see also l1Random
-    return this.ex.delta_random(x, b, MODEL_PTR + i * REGION, n, start, key.k0, key.k1, thr);
+    return this.ex.delta_random(x, b, MODEL_PTR + i * REGION, n, start, key.k0, key.k1, thr, bf);
   }
 }
 

@@ -20,6 +20,9 @@
 ;;   [1216K + s*128K, ...)    high-bits histogram slot s < 8 (u32 x 32768 by |d| bits >>> 16, see hist_high)
 ;; Kernels may READ up to 3 elements past n (callers keep 16 bytes of memory after any input); delta_all and
 ;; delta_random WRITE up to 3 past n into their model region; ties_out and sum_out write exactly n outputs.
+;; Inputs may also be BF16 bits (the executor's stored bits, see workspace.ts Bf16Inputs): with $bf = 1 the delta
+;; kernels read x and b, ties_out its base, sum_out its base (and its inputs when $raw) as u16 and widen them
+;; exactly (bits << 16) in the loop; the hot vector loops are written out once per input format.
 (module
   (import "env" "memory" (memory 35))
   (export "memory" (memory 0))
@@ -47,49 +50,80 @@
   ;; ties_left). Returns how many were kept. Four lanes at a time; a group holding a tie candidate while the
   ;; budget lasts is settled lane by lane, in order. $d may equal $x.
   (func (export "delta_mag") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $bits i32)
-    (param $ties i32)
+    (param $ties i32) (param $bf i32)
     (result i32)
-    (local $vend i32) (local $end i32) (local $kept i32) (local $stop i32)
+    (local $vend i32) (local $end i32) (local $kept i32) (local $stop i32) (local $sh i32) (local $st i32)
     (local $dv v128) (local $a v128) (local $keep v128) (local $bv v128) (local $acc v128) (local $abs v128)
     (local $inf v128)
     (global.set $ties (local.get $ties))
     (local.set $bv (i32x4.splat (local.get $bits)))
     (local.set $abs (i32x4.splat (i32.const 0x7fffffff)))
     (local.set $inf (i32x4.splat (i32.const 0x7f800000)))
-    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
-    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
-    (block $vdone
-      (loop $vnext
-        (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
-        (local.set $dv (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
-        (local.set $a (v128.and (local.get $dv) (local.get $abs)))
-        (if (i32.and (v128.any_true (i32x4.eq (local.get $a) (local.get $bv)))
-                     (i32.gt_s (global.get $ties) (i32.const 0)))
-          (then
-            (v128.store (local.get $d) (local.get $dv))
-            (local.set $stop (i32.add (local.get $d) (i32.const 16)))
-            (loop $lane
-              (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $d) (local.get $bits))))
-              (local.set $d (i32.add (local.get $d) (i32.const 4)))
-              (br_if $lane (i32.lt_u (local.get $d) (local.get $stop))))
-            (local.set $x (i32.add (local.get $x) (i32.const 16)))
-            (local.set $b (i32.add (local.get $b) (i32.const 16)))
-            (br $vnext)))
-        (local.set $keep
-          (v128.and (i32x4.gt_s (local.get $a) (local.get $bv)) (i32x4.le_s (local.get $a) (local.get $inf))))
-        (v128.store (local.get $d) (v128.and (local.get $dv) (local.get $keep)))
-        (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
-        (local.set $x (i32.add (local.get $x) (i32.const 16)))
-        (local.set $b (i32.add (local.get $b) (i32.const 16)))
-        (local.set $d (i32.add (local.get $d) (i32.const 16)))
-        (br $vnext)))
+    (local.set $sh (i32.sub (i32.const 2) (local.get $bf)))
+    (local.set $st (i32.shl (i32.const 4) (local.get $sh)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (local.get $sh))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (local.get $sh))))
+    (if (local.get $bf)
+      ;; the same loop specialised for BF16 inputs and for f32 inputs (no per-load branch)
+      (then
+        (block $vdone
+          (loop $vnext
+            (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+            (local.set $dv (f32x4.sub (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $x))) (i32.const 16)) (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $b))) (i32.const 16))))
+            (local.set $a (v128.and (local.get $dv) (local.get $abs)))
+            (if (i32.and (v128.any_true (i32x4.eq (local.get $a) (local.get $bv)))
+                         (i32.gt_s (global.get $ties) (i32.const 0)))
+              (then
+                (v128.store (local.get $d) (local.get $dv))
+                (local.set $stop (i32.add (local.get $d) (i32.const 16)))
+                (loop $lane
+                  (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $d) (local.get $bits))))
+                  (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                  (br_if $lane (i32.lt_u (local.get $d) (local.get $stop))))
+                (local.set $x (i32.add (local.get $x) (local.get $st)))
+                (local.set $b (i32.add (local.get $b) (local.get $st)))
+                (br $vnext)))
+            (local.set $keep
+              (v128.and (i32x4.gt_s (local.get $a) (local.get $bv)) (i32x4.le_s (local.get $a) (local.get $inf))))
+            (v128.store (local.get $d) (v128.and (local.get $dv) (local.get $keep)))
+            (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
+            (local.set $x (i32.add (local.get $x) (local.get $st)))
+            (local.set $b (i32.add (local.get $b) (local.get $st)))
+            (local.set $d (i32.add (local.get $d) (i32.const 16)))
+            (br $vnext))))
+      (else
+        (block $vdone
+          (loop $vnext
+            (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+            (local.set $dv (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
+            (local.set $a (v128.and (local.get $dv) (local.get $abs)))
+            (if (i32.and (v128.any_true (i32x4.eq (local.get $a) (local.get $bv)))
+                         (i32.gt_s (global.get $ties) (i32.const 0)))
+              (then
+                (v128.store (local.get $d) (local.get $dv))
+                (local.set $stop (i32.add (local.get $d) (i32.const 16)))
+                (loop $lane
+                  (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $d) (local.get $bits))))
+                  (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                  (br_if $lane (i32.lt_u (local.get $d) (local.get $stop))))
+                (local.set $x (i32.add (local.get $x) (local.get $st)))
+                (local.set $b (i32.add (local.get $b) (local.get $st)))
+                (br $vnext)))
+            (local.set $keep
+              (v128.and (i32x4.gt_s (local.get $a) (local.get $bv)) (i32x4.le_s (local.get $a) (local.get $inf))))
+            (v128.store (local.get $d) (v128.and (local.get $dv) (local.get $keep)))
+            (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
+            (local.set $x (i32.add (local.get $x) (local.get $st)))
+            (local.set $b (i32.add (local.get $b) (local.get $st)))
+            (local.set $d (i32.add (local.get $d) (i32.const 16)))
+            (br $vnext)))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-        (f32.store (local.get $d) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))
+        (f32.store (local.get $d) (f32.sub (if (result f32) (local.get $bf) (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $x)) (i32.const 16)))) (else (f32.load (local.get $x)))) (if (result f32) (local.get $bf) (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $b)) (i32.const 16)))) (else (f32.load (local.get $b))))))
         (local.set $kept (i32.add (local.get $kept) (call $settle (local.get $d) (local.get $bits))))
-        (local.set $x (i32.add (local.get $x) (i32.const 4)))
-        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $x (i32.add (local.get $x) (i32.shr_u (local.get $st) (i32.const 2))))
+        (local.set $b (i32.add (local.get $b) (i32.shr_u (local.get $st) (i32.const 2))))
         (local.set $d (i32.add (local.get $d) (i32.const 4)))
         (br $next)))
     (i32.add (local.get $kept)
@@ -98,15 +132,16 @@
         (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc))))))
 
   ;; At $d: d = f32(x - b) (an unsparsified delta). Four lanes at a time, up to 3 elements past n.
-  (func (export "delta_all") (param $x i32) (param $b i32) (param $d i32) (param $n i32)
-    (local $end i32)
-    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+  (func (export "delta_all") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $bf i32)
+    (local $end i32) (local $st i32)
+    (local.set $st (i32.shl (i32.const 8) (i32.eqz (local.get $bf))))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.sub (i32.const 2) (local.get $bf)))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
-        (v128.store (local.get $d) (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
-        (local.set $x (i32.add (local.get $x) (i32.const 16)))
-        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (v128.store (local.get $d) (f32x4.sub (if (result v128) (local.get $bf) (then (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $x))) (i32.const 16))) (else (v128.load (local.get $x)))) (if (result v128) (local.get $bf) (then (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $b))) (i32.const 16))) (else (v128.load (local.get $b))))))
+        (local.set $x (i32.add (local.get $x) (local.get $st)))
+        (local.set $b (i32.add (local.get $b) (local.get $st)))
         (local.set $d (i32.add (local.get $d) (i32.const 16)))
         (br $next))))
 
@@ -116,12 +151,12 @@
   ;;   out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if $divide, else f32(b + M * lambda),
   ;; with the base at $b and exactly n outputs written at $o (a last partial group goes through 656448).
   (func (export "ties_out") (param $m i32) (param $n i32) (param $b i32) (param $o i32) (param $divide i32)
-    (param $lambda f64)
+    (param $lambda f64) (param $bf i32)
     (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $jfull i32)
     (local $oa i32)
     (local $s0 v128) (local $s1 v128) (local $v0 v128) (local $v1 v128) (local $ge0 v128) (local $ge1 v128)
     (local $m0 v128) (local $m1 v128) (local $z0 v128) (local $z1 v128) (local $a0 v128) (local $a1 v128)
-    (local $sc v128) (local $w v128) (local $lam v128) (local $zero v128) (local $one v128)
+    (local $sc v128) (local $w v128) (local $lam v128) (local $zero v128) (local $one v128) (local $bv v128)
     (local.set $lam (f64x2.splat (local.get $lambda)))
     (local.set $zero (f64x2.splat (f64.const 0)))
     (local.set $one (f64x2.splat (f64.const 1)))
@@ -182,13 +217,17 @@
             (local.set $z1 (v128.bitselect (local.get $one) (local.get $z1) (f64x2.eq (local.get $z1) (local.get $zero))))
             (local.set $m0 (f64x2.div (local.get $m0) (local.get $z0)))
             (local.set $m1 (f64x2.div (local.get $m1) (local.get $z1)))))
+        (local.set $bv (if (result v128) (local.get $bf)
+          (then (i32x4.shl (i32x4.extend_low_i16x8_u
+            (v128.load64_zero (i32.add (local.get $b) (i32.shr_u (local.get $j) (i32.const 1))))) (i32.const 16)))
+          (else (v128.load (i32.add (local.get $b) (local.get $j))))))
         (v128.store64_lane 0 (local.get $oa)
           (f32x4.demote_f64x2_zero
-            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero (i32.add (local.get $b) (local.get $j))))
+            (f64x2.add (f64x2.promote_low_f32x4 (local.get $bv))
               (f64x2.mul (local.get $m0) (local.get $lam)))))
         (v128.store64_lane offset=8 0 (local.get $oa)
           (f32x4.demote_f64x2_zero
-            (f64x2.add (f64x2.promote_low_f32x4 (v128.load64_zero offset=8 (i32.add (local.get $b) (local.get $j))))
+            (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $bv) (local.get $bv)))
               (f64x2.mul (local.get $m1) (local.get $lam)))))
         (local.set $j (i32.add (local.get $j) (i32.const 16)))
         (br $next)))
@@ -211,14 +250,15 @@
   ;; deltas held there (then b - b is subtracted instead: d - 0 is d exactly, as is x / 1, so $z == 1 skips it).
   ;; Model i's array is at the i32 pointer at 656384 + 4i; the base at $b; exactly n outputs are written at $o.
   (func (export "sum_out") (param $m i32) (param $n i32) (param $b0 i32) (param $o i32) (param $z f64)
-    (param $lambda f64) (param $raw i32)
-    (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $div i32)
+    (param $lambda f64) (param $raw i32) (param $bf i32)
+    (local $bfx i32) (local $j i32) (local $jend i32) (local $p i32) (local $q i32) (local $pend i32) (local $div i32)
     (local $t i32) (local $jfull i32) (local $oa i32)
     (local $b v128) (local $bsub v128) (local $d v128) (local $s0 v128) (local $s1 v128) (local $sc v128)
     (local $lam v128) (local $zv v128) (local $rawv v128)
     (local.set $lam (f64x2.splat (local.get $lambda)))
     (local.set $zv (f64x2.splat (local.get $z)))
     (local.set $div (f64.ne (local.get $z) (f64.const 1)))
+    (local.set $bfx (i32.and (local.get $bf) (i32.ne (local.get $raw) (i32.const 0))))
     (local.set $rawv (i32x4.splat (i32.sub (i32.const 0) (i32.ne (local.get $raw) (i32.const 0)))))
     (local.set $jend (i32.shl (local.get $n) (i32.const 2)))
     (local.set $jfull (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2)))
@@ -228,7 +268,10 @@
         (br_if $done (i32.ge_u (local.get $j) (local.get $jend)))
         (local.set $oa (select (i32.add (local.get $o) (local.get $j)) (i32.const 656448)
           (i32.lt_u (local.get $j) (local.get $jfull))))
-        (local.set $b (v128.load (i32.add (local.get $b0) (local.get $j))))
+        (local.set $b (if (result v128) (local.get $bf)
+          (then (i32x4.shl (i32x4.extend_low_i16x8_u
+            (v128.load64_zero (i32.add (local.get $b0) (i32.shr_u (local.get $j) (i32.const 1))))) (i32.const 16)))
+          (else (v128.load (i32.add (local.get $b0) (local.get $j))))))
         (local.set $bsub (v128.and (local.get $b) (local.get $rawv)))
         (local.set $s0 (f64x2.splat (f64.const 0)))
         (local.set $s1 (local.get $s0))
@@ -237,9 +280,9 @@
         (block $mdone
           (loop $model
             (br_if $mdone (i32.ge_u (local.get $t) (local.get $pend)))
-            (local.set $p (i32.add (i32.load (local.get $t)) (local.get $j)))
+            (local.set $p (i32.add (i32.load (local.get $t)) (i32.shr_u (local.get $j) (local.get $bfx))))
             (local.set $sc (v128.load (local.get $q)))
-            (local.set $d (f32x4.sub (v128.load (local.get $p)) (local.get $bsub)))
+            (local.set $d (f32x4.sub (if (result v128) (local.get $bfx) (then (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $p))) (i32.const 16))) (else (v128.load (local.get $p)))) (local.get $bsub)))
             (local.set $s0 (f64x2.add (local.get $s0) (f64x2.mul (f64x2.promote_low_f32x4 (local.get $d)) (local.get $sc))))
             (local.set $s1 (f64x2.add (local.get $s1)
               (f64x2.mul (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $d) (local.get $d))) (local.get $sc))))
@@ -280,57 +323,80 @@
   ;; computed at $d as f32(x - b) (b at $b; without $sub, $d must equal $x). Four lanes at a time; the hits of a
   ;; group come from its bitmask.
   (func $list (param $x i32) (param $b i32) (param $d0 i32) (param $n i32) (param $bin i32) (param $sub i32)
+    (param $bf i32)
     (result i32)
-    (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $m i32)
+    (local $sh i32) (local $st i32) (local $end i32) (local $vend i32) (local $k i32) (local $a i32) (local $m i32)
     (local $binv v128) (local $abs v128) (local $d v128)
     (local.set $binv (i32x4.splat (local.get $bin)))
     (local.set $abs (i32x4.splat (i32.const 0x7fffffff)))
-    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
-    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
-    (block $vdone
-      (loop $vnext
-        (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
-        (local.set $d (v128.load (local.get $x)))
-        (if (local.get $sub)
-          (then
-            (local.set $d (f32x4.sub (local.get $d) (v128.load (local.get $b))))
-            (v128.store (local.get $d0) (local.get $d))))
-        (local.set $m (i32x4.bitmask
-          (i32x4.eq (i32x4.shr_u (v128.and (local.get $d) (local.get $abs)) (i32.const 16)) (local.get $binv))))
-        (if (local.get $m)
-          (then (local.set $k (call $list4 (local.get $d0) (local.get $m) (local.get $k)))))
-        (local.set $x (i32.add (local.get $x) (i32.const 16)))
-        (local.set $b (i32.add (local.get $b) (i32.const 16)))
-        (local.set $d0 (i32.add (local.get $d0) (i32.const 16)))
-        (br $vnext)))
+    (local.set $sh (i32.sub (i32.const 2) (local.get $bf)))
+    (local.set $st (i32.shl (i32.const 4) (local.get $sh)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (local.get $sh))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (local.get $sh))))
+    (if (local.get $bf)
+      ;; the same loop specialised for BF16 inputs and for f32 inputs (no per-load branch)
+      (then
+        (block $vdone
+          (loop $vnext
+            (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+            (if (local.get $sub)
+              (then
+                (local.set $d (f32x4.sub (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $x))) (i32.const 16)) (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $b))) (i32.const 16))))
+                (v128.store (local.get $d0) (local.get $d)))
+              (else (local.set $d (v128.load (local.get $x)))))
+            (local.set $m (i32x4.bitmask
+              (i32x4.eq (i32x4.shr_u (v128.and (local.get $d) (local.get $abs)) (i32.const 16)) (local.get $binv))))
+            (if (local.get $m)
+              (then (local.set $k (call $list4 (local.get $d0) (local.get $m) (local.get $k)))))
+            (local.set $x (i32.add (local.get $x) (local.get $st)))
+            (local.set $b (i32.add (local.get $b) (local.get $st)))
+            (local.set $d0 (i32.add (local.get $d0) (i32.const 16)))
+            (br $vnext))))
+      (else
+        (block $vdone
+          (loop $vnext
+            (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+            (if (local.get $sub)
+              (then
+                (local.set $d (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))))
+                (v128.store (local.get $d0) (local.get $d)))
+              (else (local.set $d (v128.load (local.get $x)))))
+            (local.set $m (i32x4.bitmask
+              (i32x4.eq (i32x4.shr_u (v128.and (local.get $d) (local.get $abs)) (i32.const 16)) (local.get $binv))))
+            (if (local.get $m)
+              (then (local.set $k (call $list4 (local.get $d0) (local.get $m) (local.get $k)))))
+            (local.set $x (i32.add (local.get $x) (local.get $st)))
+            (local.set $b (i32.add (local.get $b) (local.get $st)))
+            (local.set $d0 (i32.add (local.get $d0) (i32.const 16)))
+            (br $vnext)))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
         (if (local.get $sub)
-          (then (f32.store (local.get $d0) (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))))
+          (then (f32.store (local.get $d0) (f32.sub (if (result f32) (local.get $bf) (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $x)) (i32.const 16)))) (else (f32.load (local.get $x)))) (if (result f32) (local.get $bf) (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $b)) (i32.const 16)))) (else (f32.load (local.get $b))))))))
         (local.set $a (i32.and (i32.load (local.get $d0)) (i32.const 0x7fffffff)))
         (if (i32.eq (i32.shr_u (local.get $a) (i32.const 16)) (local.get $bin))
           (then
             (i32.store offset=65536 (i32.shl (local.get $k) (i32.const 2)) (i32.and (local.get $a) (i32.const 0xffff)))
             (local.set $k (i32.add (local.get $k) (i32.const 1)))))
-        (local.set $x (i32.add (local.get $x) (i32.const 4)))
-        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $x (i32.add (local.get $x) (i32.shr_u (local.get $st) (i32.const 2))))
+        (local.set $b (i32.add (local.get $b) (i32.shr_u (local.get $st) (i32.const 2))))
         (local.set $d0 (i32.add (local.get $d0) (i32.const 4)))
         (br $next)))
     (local.get $k))
 
   (func (export "bin_list") (param $x i32) (param $n i32) (param $bin i32) (result i32)
-    (call $list (local.get $x) (i32.const 0) (local.get $x) (local.get $n) (local.get $bin) (i32.const 0)))
+    (call $list (local.get $x) (i32.const 0) (local.get $x) (local.get $n) (local.get $bin) (i32.const 0) (i32.const 0)))
 
   (func (export "delta_bin_list") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $bin i32)
-    (result i32)
-    (call $list (local.get $x) (local.get $b) (local.get $d) (local.get $n) (local.get $bin) (i32.const 1)))
+    (param $bf i32) (result i32)
+    (call $list (local.get $x) (local.get $b) (local.get $d) (local.get $n) (local.get $bin) (i32.const 1) (local.get $bf)))
 
   ;; At $d: d = f32(x - b), kept iff the element's uniform u32 (rng.ts fillUniform's hash of $start + j under
   ;; the key $k0, $k1) is <= $thr, i.e. u / 2^32 < density. Returns how many were kept.
   (func (export "delta_random") (param $x i32) (param $b i32) (param $d i32) (param $n i32) (param $start i32)
-    (param $k0 i32) (param $k1 i32) (param $thr i32) (result i32)
-    (local $end i32) (local $u v128) (local $keep v128) (local $acc v128) (local $idx v128) (local $k0v v128)
+    (param $k0 i32) (param $k1 i32) (param $thr i32) (param $bf i32) (result i32)
+    (local $sh i32) (local $st i32) (local $end i32) (local $u v128) (local $keep v128) (local $acc v128) (local $idx v128) (local $k0v v128)
     (local $k1v v128) (local $c1 v128) (local $c2 v128) (local $thrv v128) (local $four v128) (local $lanes i32)
     (local $kept i32)
     (local.set $idx (i32x4.add (i32x4.splat (local.get $start)) (v128.const i32x4 0 1 2 3)))
@@ -340,7 +406,9 @@
     (local.set $c1 (i32x4.splat (i32.const 0x7feb352d)))
     (local.set $c2 (i32x4.splat (i32.const 0x846ca68b)))
     (local.set $thrv (i32x4.splat (local.get $thr)))
-    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $sh (i32.sub (i32.const 2) (local.get $bf)))
+    (local.set $st (i32.shl (i32.const 4) (local.get $sh)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (local.get $sh))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
@@ -358,18 +426,18 @@
         (local.set $u (v128.xor (local.get $u) (i32x4.shr_u (local.get $u) (i32.const 16))))
         (local.set $keep (i32x4.le_u (local.get $u) (local.get $thrv)))
         ;; a last partial group: lanes at and past n are not counted (their stores land past n, unread)
-        (local.set $lanes (i32.shr_u (i32.sub (local.get $end) (local.get $x)) (i32.const 2)))
+        (local.set $lanes (i32.shr_u (i32.sub (local.get $end) (local.get $x)) (local.get $sh)))
         (if (i32.lt_u (local.get $lanes) (i32.const 4))
           (then
             (local.set $keep (v128.and (local.get $keep)
               (i32x4.gt_u (i32x4.splat (local.get $lanes)) (v128.const i32x4 0 1 2 3))))))
         (v128.store (local.get $d)
-          (v128.and (f32x4.sub (v128.load (local.get $x)) (v128.load (local.get $b))) (local.get $keep)))
+          (v128.and (f32x4.sub (if (result v128) (local.get $bf) (then (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $x))) (i32.const 16))) (else (v128.load (local.get $x)))) (if (result v128) (local.get $bf) (then (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $b))) (i32.const 16))) (else (v128.load (local.get $b))))) (local.get $keep)))
         (local.set $acc (i32x4.sub (local.get $acc) (local.get $keep)))
         (local.set $idx (i32x4.add (local.get $idx) (local.get $four)))
         (local.set $d (i32.add (local.get $d) (i32.const 16)))
-        (local.set $x (i32.add (local.get $x) (i32.const 16)))
-        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (local.set $x (i32.add (local.get $x) (local.get $st)))
+        (local.set $b (i32.add (local.get $b) (local.get $st)))
         (br $next)))
     (i32.add
       (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
@@ -417,45 +485,71 @@
   ;; With $sub, d = f32(x - b) of the inputs at $d and $b instead (not stored). Four elements per step from one
   ;; v128, the counts incremented one by one.
   (func $hist (param $d i32) (param $b i32) (param $n i32) (param $h i32) (param $sub i32)
-    (local $vend i32) (local $end i32) (local $v v128) (local $p i32) (local $u i32)
-    (local.set $end (i32.add (local.get $d) (i32.shl (local.get $n) (i32.const 2))))
-    (local.set $vend (i32.add (local.get $d) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 2))))
-    (block $vdone
-      (loop $vnext
-        (br_if $vdone (i32.ge_u (local.get $d) (local.get $vend)))
-        (local.set $v (v128.load (local.get $d)))
-        (if (local.get $sub)
-          (then (local.set $v (f32x4.sub (local.get $v) (v128.load (local.get $b))))))
-        ;; byte offset of the bin: ((u & 0x7fffffff) >>> 16) * 4 == (u >>> 14) & 0x1fffc
-        (local.set $v (v128.and (i32x4.shr_u (local.get $v) (i32.const 14)) (i32x4.splat (i32.const 0x1fffc))))
-        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 0 (local.get $v))))
-        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
-        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 1 (local.get $v))))
-        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
-        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 2 (local.get $v))))
-        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
-        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 3 (local.get $v))))
-        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
-        (local.set $d (i32.add (local.get $d) (i32.const 16)))
-        (local.set $b (i32.add (local.get $b) (i32.const 16)))
-        (br $vnext)))
+    (param $bf i32)
+    (local $sh i32) (local $st i32) (local $vend i32) (local $end i32) (local $v v128) (local $p i32) (local $u i32)
+    (local.set $sh (i32.sub (i32.const 2) (local.get $bf)))
+    (local.set $st (i32.shl (i32.const 4) (local.get $sh)))
+    (local.set $end (i32.add (local.get $d) (i32.shl (local.get $n) (local.get $sh))))
+    (local.set $vend (i32.add (local.get $d) (i32.shl (i32.and (local.get $n) (i32.const -4)) (local.get $sh))))
+    (if (local.get $bf)
+      ;; the same loop specialised for BF16 inputs and for f32 inputs (no per-load branch)
+      (then
+        (block $vdone
+          (loop $vnext
+            (br_if $vdone (i32.ge_u (local.get $d) (local.get $vend)))
+            (if (local.get $sub)
+              (then (local.set $v (f32x4.sub (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $d))) (i32.const 16)) (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $b))) (i32.const 16)))))
+              (else (local.set $v (v128.load (local.get $d)))))
+            ;; byte offset of the bin: ((u & 0x7fffffff) >>> 16) * 4 == (u >>> 14) & 0x1fffc
+            (local.set $v (v128.and (i32x4.shr_u (local.get $v) (i32.const 14)) (i32x4.splat (i32.const 0x1fffc))))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 0 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 1 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 2 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 3 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $d (i32.add (local.get $d) (local.get $st)))
+            (local.set $b (i32.add (local.get $b) (local.get $st)))
+            (br $vnext))))
+      (else
+        (block $vdone
+          (loop $vnext
+            (br_if $vdone (i32.ge_u (local.get $d) (local.get $vend)))
+            (if (local.get $sub)
+              (then (local.set $v (f32x4.sub (v128.load (local.get $d)) (v128.load (local.get $b)))))
+              (else (local.set $v (v128.load (local.get $d)))))
+            ;; byte offset of the bin: ((u & 0x7fffffff) >>> 16) * 4 == (u >>> 14) & 0x1fffc
+            (local.set $v (v128.and (i32x4.shr_u (local.get $v) (i32.const 14)) (i32x4.splat (i32.const 0x1fffc))))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 0 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 1 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 2 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 3 (local.get $v))))
+            (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+            (local.set $d (i32.add (local.get $d) (local.get $st)))
+            (local.set $b (i32.add (local.get $b) (local.get $st)))
+            (br $vnext)))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $d) (local.get $end)))
-        (local.set $u (i32.load (local.get $d)))
         (if (local.get $sub)
-          (then (local.set $u (i32.reinterpret_f32 (f32.sub (f32.load (local.get $d)) (f32.load (local.get $b)))))))
+          (then (local.set $u (i32.reinterpret_f32 (f32.sub (if (result f32) (local.get $bf) (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $d)) (i32.const 16)))) (else (f32.load (local.get $d)))) (if (result f32) (local.get $bf) (then (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $b)) (i32.const 16)))) (else (f32.load (local.get $b))))))))
+          (else (local.set $u (i32.load (local.get $d)))))
         (local.set $p (i32.add (local.get $h) (i32.and (i32.shr_u (local.get $u) (i32.const 14)) (i32.const 0x1fffc))))
         (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
-        (local.set $d (i32.add (local.get $d) (i32.const 4)))
-        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $d (i32.add (local.get $d) (i32.shr_u (local.get $st) (i32.const 2))))
+        (local.set $b (i32.add (local.get $b) (i32.shr_u (local.get $st) (i32.const 2))))
         (br $next))))
 
   (func (export "hist_high") (param $d i32) (param $n i32) (param $h i32)
-    (call $hist (local.get $d) (local.get $d) (local.get $n) (local.get $h) (i32.const 0)))
+    (call $hist (local.get $d) (local.get $d) (local.get $n) (local.get $h) (i32.const 0) (i32.const 0)))
 
-  (func (export "delta_hist_high") (param $x i32) (param $b i32) (param $n i32) (param $h i32)
-    (call $hist (local.get $x) (local.get $b) (local.get $n) (local.get $h) (i32.const 1)))
+  (func (export "delta_hist_high") (param $x i32) (param $b i32) (param $n i32) (param $h i32) (param $bf i32)
+    (call $hist (local.get $x) (local.get $b) (local.get $n) (local.get $h) (i32.const 1) (local.get $bf)))
 
   ;; bf16 -> f32 (exact: the bits shifted into the high half) from $src to $dst, exactly n outputs: eight lanes
   ;; at a time, then one by one. Workspaces stage their source at 786432 (rank_into's scratch, unused there).

@@ -61,6 +61,15 @@ export function instantiateMergeKernels(byteLength = WORKSPACE_START): unknown {
   }
 }
 
+/**
+ * What a merge piece (plan/execute.ts) may carry besides its f32 views: its inputs' stored BF16 bits, base first,
+ * when every input is BF16 kept in one workspace. Kernels that widen BF16 themselves read these in place; the f32
+ * views (`base`, `models`) are then widened only if something reads them.
+ */
+export interface Bf16Inputs {
+  readonly bf16?: readonly Uint16Array[];
+}
+
 const byBuffer = new WeakMap<ArrayBuffer, Workspace>();
 
 /** One merge-kernel instance whose memory past WORKSPACE_START holds its owner's buffers. */
