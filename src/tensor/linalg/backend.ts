@@ -109,3 +109,44 @@ export const jsMatMul: MatMulBackend = {
     return matmulF32(A, B, m, k, n);
   },
 };
+
+/** Smallest column count that `gramMatrix` splits into two halves. */
+const GRAM_SPLIT_MIN = 512;
+
+/**
+ * G = XᵀX (cols x cols, row-major, symmetric to rounding) of a row-major rows x cols f32 X. From GRAM_SPLIT_MIN
+ * columns on, X is split into column halves X1, X2 and only X1ᵀ·X (the top rows of G) and X2ᵀX2 are multiplied
+ * (3/4 of the multiply-adds); the lower-left block is the transpose of the upper-right one.
+ */
+export async function gramMatrix(x: Float32Array, rows: number, cols: number, backend: MatMulBackend): Promise<Float32Array> {
+  assertDim('rows', rows);
+  assertDim('cols', cols);
+  assertLength('x (rows x cols)', x, rows, cols);
+  if (cols < GRAM_SPLIT_MIN) return backend.matmul(x, x, cols, rows, cols, { transA: true });
+  const c1 = cols >> 1;
+  const c2 = cols - c1;
+  const x1 = new Float32Array(rows * c1);
+  const x2 = new Float32Array(rows * c2);
+  for (let i = 0; i < rows; i++) {
+    const r = i * cols;
+    x1.set(x.subarray(r, r + c1), i * c1);
+    x2.set(x.subarray(r + c1, r + cols), i * c2);
+  }
+  const top = await backend.matmul(x1, x, c1, rows, cols, { transA: true }); // rows [0, c1) of G
+  const g22 = await backend.matmul(x2, x2, c2, rows, c2, { transA: true });
+  const g = new Float32Array(cols * cols);
+  g.set(top);
+  for (let i = 0; i < c2; i++) g.set(g22.subarray(i * c2, i * c2 + c2), (c1 + i) * cols + c1);
+  const B = 32;
+  for (let i0 = 0; i0 < c2; i0 += B) {
+    const i1 = Math.min(c2, i0 + B);
+    for (let j0 = 0; j0 < c1; j0 += B) {
+      const j1 = Math.min(c1, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        const r = (c1 + i) * cols;
+        for (let j = j0; j < j1; j++) g[r + j] = top[j * cols + c1 + i]!;
+      }
+    }
+  }
+  return g;
+}

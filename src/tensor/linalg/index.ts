@@ -1,7 +1,7 @@
 // Public entry of the linear-algebra core (dense f64 small kernels, f32 big operands through a MatMulBackend).
 // Explicit named exports only. Pure: no node: imports; the ORT backend is src/eval/ort-matmul.ts.
 
-export { checkMatMulArgs, jsMatMul, matmulF32, transposeF32, type MatMulBackend, type MatMulOptions } from './backend.js';
+export { checkMatMulArgs, gramMatrix, jsMatMul, matmulF32, transposeF32, type MatMulBackend, type MatMulOptions } from './backend.js';
 export {
   assertDim,
   assertLength,
@@ -17,6 +17,7 @@ export {
   type Matrix,
 } from './matrix.js';
 export {
+  choleskyInverseBlocked,
   choleskyLower,
   householderQr,
   invertLower,

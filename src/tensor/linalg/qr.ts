@@ -2,7 +2,7 @@
 // matrices (shifted CholeskyQR2, checked, with a Householder fallback). Guarantees: Q has orthonormal columns to
 // f64 (Householder) or the tolerance asked for (CholeskyQR); diag(R) >= 0. Pure: no node: imports, no onnxruntime.
 
-import type { MatMulBackend } from './backend.js';
+import { gramMatrix, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, type Matrix } from './matrix.js';
 
 /** A thin QR factorisation: A (m x n) = Q (m x p) · R (p x n), p = min(m, n), QᵀQ = I, R upper trapezoidal, diag(R) >= 0. */
@@ -121,6 +121,55 @@ export function invertLower(l: Float64Array, n: number): Float64Array {
   return x;
 }
 
+/** Largest block factorised in JS by `choleskyInverseBlocked`; bigger ones are split in two, products on the backend. */
+const CHOLESKY_LEAF = 128;
+
+/**
+ * L⁻¹ (row-major f32, lower triangular) for the Cholesky factor L of a symmetric positive definite n x n row-major
+ * f64 matrix G, or undefined when G is not numerically positive definite. Recursive 2 x 2 blocking: X11 = L11⁻¹
+ * from G11; L21 = G21·X11ᵀ; the Schur complement S = G22 − L21·L21ᵀ; X22 = L22⁻¹ from S; X21 = −X22·L21·X11. The
+ * four products of each level run on the backend (f32, about 2n³/3 multiply-adds in all), blocks of at most
+ * CHOLESKY_LEAF rows by `choleskyLower` + `invertLower` in JS f64 (so n <= CHOLESKY_LEAF gives exactly their
+ * result). The f32 Schur complements carry rounding of order u·‖G‖, the size of the rounding already in an f32 Gram.
+ */
+export async function choleskyInverseBlocked(g: Float64Array, n: number, backend: MatMulBackend): Promise<Float32Array | undefined> {
+  assertDim('n', n);
+  assertLength('g (n x n)', g, n, n);
+  if (n <= CHOLESKY_LEAF) {
+    const l = choleskyLower(g, n);
+    return l === undefined ? undefined : Float32Array.from(invertLower(l, n));
+  }
+  const n1 = n >> 1;
+  const n2 = n - n1;
+  const g11 = new Float64Array(n1 * n1);
+  const g21 = new Float32Array(n2 * n1);
+  const g22 = new Float64Array(n2 * n2);
+  for (let i = 0; i < n1; i++) g11.set(g.subarray(i * n + 0, i * n + n1), i * n1);
+  for (let i = 0; i < n2; i++) {
+    const row = (n1 + i) * n;
+    for (let j = 0; j < n1; j++) g21[i * n1 + j] = g[row + j]!;
+    g22.set(g.subarray(row + n1, row + n), i * n2);
+  }
+  const x11 = await choleskyInverseBlocked(g11, n1, backend);
+  if (x11 === undefined) return undefined;
+  const l21 = await backend.matmul(g21, x11, n2, n1, n1, { transB: true });
+  const ll = await backend.matmul(l21, l21, n2, n1, n2, { transB: true });
+  for (let i = 0; i < n2; i++) {
+    for (let j = 0; j < n2; j++) g22[i * n2 + j] = g22[i * n2 + j]! - 0.5 * (ll[i * n2 + j]! + ll[j * n2 + i]!);
+  }
+  const x22 = await choleskyInverseBlocked(g22, n2, backend);
+  if (x22 === undefined) return undefined;
+  const x21 = await backend.matmul(x22, await backend.matmul(l21, x11, n2, n1, n1), n2, n2, n1);
+  const out = new Float32Array(n * n);
+  for (let i = 0; i < n1; i++) out.set(x11.subarray(i * n1, i * n1 + n1), i * n);
+  for (let i = 0; i < n2; i++) {
+    const row = (n1 + i) * n;
+    for (let j = 0; j < n1; j++) out[row + j] = -x21[i * n1 + j]!;
+    out.set(x22.subarray(i * n2, i * n2 + n2), row + n1);
+  }
+  return out;
+}
+
 /** Options of `orthonormalizeColumns`. */
 export interface OrthonormalizeOptions {
   /** Accept Q when max |QᵀQ − I| (computed by the backend in f32) is at most this. Default 1e-4. */
@@ -135,7 +184,7 @@ export const ORTHONORMALIZE_TOLERANCE = 1e-4;
 /**
  * An m x l row-major f32 matrix (l <= m) with orthonormal columns spanning the column space of `y` (when y has full
  * column rank). Repeated CholeskyQR: G = QᵀQ via the backend (m·l² multiply-adds), Cholesky and triangular inverse of
- * the l x l G in JS f64 (l³/2), Q ← Q·L⁻ᵀ via the backend; a diagonal shift keeps Cholesky defined for ill-conditioned
+ * the l x l G (`choleskyInverseBlocked`: JS f64 up to 128, recursive blocks with backend products above), Q ← Q·L⁻ᵀ via the backend; a diagonal shift keeps Cholesky defined for ill-conditioned
  * Y (shifted CholeskyQR3, Fukaya et al. 2020). Stops as soon as the measured ‖QᵀQ − I‖max ≤ tolerance (typically
  * after 2 passes plus 1 check); falls back to `householderQr` in JS f64 (4·m·l² flops, slow for big m, l) when it
  * does not converge, e.g. for rank-deficient Y. `y` is not modified.
@@ -156,7 +205,7 @@ export async function orthonormalizeColumns(
   const maxPasses = options.maxPasses ?? 4;
   let q = y;
   for (let pass = 0; pass <= maxPasses; pass++) {
-    const g32 = await backend.matmul(q, q, l, m, l, { transA: true });
+    const g32 = await gramMatrix(q, m, l, backend);
     const g = new Float64Array(l * l);
     let worst = 0;
     let trace = 0;
@@ -170,16 +219,15 @@ export async function orthonormalizeColumns(
     }
     if (worst <= tol) return q === y ? Float32Array.from(y) : q;
     if (pass === maxPasses || !(trace > 0) || !Number.isFinite(trace)) break;
-    let chol = choleskyLower(g, l);
-    if (chol === undefined) {
+    let linv = await choleskyInverseBlocked(g, l, backend);
+    if (linv === undefined) {
       // shifted CholeskyQR: s = 11 (m l + l (l + 1)) u ‖Y‖², with u the f32 unit roundoff of the backend's Gram
       const shift = 11 * (m * l + l * (l + 1)) * 2 ** -24 * trace;
       for (let i = 0; i < l; i++) g[i * l + i] += shift;
-      chol = choleskyLower(g, l);
-      if (chol === undefined) break;
+      linv = await choleskyInverseBlocked(g, l, backend);
+      if (linv === undefined) break;
     }
-    const linv = invertLower(chol, l);
-    q = await backend.matmul(q, Float32Array.from(linv), m, l, l, { transB: true });
+    q = await backend.matmul(q, linv, m, l, l, { transB: true });
   }
   const { q: qh } = householderQr({ rows: m, cols: l, data: Float64Array.from(y) });
   return Float32Array.from(qh.data);

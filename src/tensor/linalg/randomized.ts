@@ -2,7 +2,7 @@
 // with every m·n-sized product through a MatMulBackend, and the exact Jacobi SVD for small inputs. Deterministic for
 // a given seed (the repo's SeededRandom; never the unseeded random). Pure: no node: imports, no onnxruntime.
 
-import { jsMatMul, type MatMulBackend } from './backend.js';
+import { gramMatrix, jsMatMul, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
 import { orthonormalizeColumns } from './qr.js';
 import { jacobiSvd, symmetricEigen } from './svd.js';
@@ -104,7 +104,7 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
     v = leadingColumns(svd.u.data, n, l, k);
     uSmall = leadingColumns(svd.v.data, l, l, k);
   } else {
-    const g32 = await be.matmul(bt, bt, l, n, l, { transA: true }); // B·Bᵀ
+    const g32 = await gramMatrix(bt, n, l, be); // B·Bᵀ
     const g = new Float64Array(l * l);
     for (let i = 0; i < l; i++) for (let j = 0; j < l; j++) g[i * l + j] = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
     const eig = symmetricEigen({ rows: l, cols: l, data: g });

@@ -162,12 +162,11 @@ export function symmetricEigen(a: Matrix): SymmetricEigen {
   const n = a.rows;
   if (a.cols !== n) throw new RangeError(`symmetricEigen: expected a square matrix, got ${a.rows}x${a.cols}`);
   if (n === 0) return { values: new Float64Array(0), vectors: { rows: 0, cols: 0, data: new Float64Array(0) } };
-  const V = Float64Array.from(a.data);
+  // A is symmetric, so its copy is also Aᵀ: tred2 and tql2 both work on Vᵀ (rotations touch contiguous rows).
+  const vt = Float64Array.from(a.data);
   const d = new Float64Array(n);
   const e = new Float64Array(n);
-  tred2(n, V, d, e);
-  // tql2 rotates columns of V; work on Vᵀ so the rotations touch contiguous rows.
-  const vt = transpose({ rows: n, cols: n, data: V }).data;
+  tred2(n, vt, d, e);
   tql2(n, vt, d, e);
   const order = Array.from({ length: n }, (_, j) => j).sort((x, y) => d[y]! - d[x]! || x - y);
   const values = new Float64Array(n);
@@ -181,9 +180,12 @@ export function symmetricEigen(a: Matrix): SymmetricEigen {
   return { values, vectors: { rows: n, cols: n, data: vectors } };
 }
 
-/** Householder reduction to tridiagonal form (JAMA tred2), V row-major n x n in/out. */
-function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array): void {
-  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j]!;
+/**
+ * Householder reduction to tridiagonal form (JAMA tred2) on W = Vᵀ (row j of W is column j of JAMA's V, so every
+ * inner loop runs along contiguous memory): W holds the symmetric input on entry and Vᵀ on exit.
+ */
+function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): void {
+  for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
     let h = 0;
@@ -191,9 +193,9 @@ function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array): vo
     if (scale === 0) {
       e[i] = d[i - 1]!;
       for (let j = 0; j < i; j++) {
-        d[j] = V[(i - 1) * n + j]!;
-        V[i * n + j] = 0;
-        V[j * n + i] = 0;
+        d[j] = W[j * n + (i - 1)]!;
+        W[j * n + i] = 0;
+        W[i * n + j] = 0;
       }
     } else {
       for (let k = 0; k < i; k++) {
@@ -209,10 +211,10 @@ function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array): vo
       for (let j = 0; j < i; j++) e[j] = 0;
       for (let j = 0; j < i; j++) {
         f = d[j]!;
-        V[j * n + i] = f;
-        g = e[j]! + V[j * n + j]! * f;
+        W[i * n + j] = f;
+        g = e[j]! + W[j * n + j]! * f;
         for (let k = j + 1; k <= i - 1; k++) {
-          const vkj = V[k * n + j]!;
+          const vkj = W[j * n + k]!;
           g += vkj * d[k]!;
           e[k] += vkj * f;
         }
@@ -228,33 +230,63 @@ function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array): vo
       for (let j = 0; j < i; j++) {
         f = d[j]!;
         g = e[j]!;
-        for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k]! + g * d[k]!;
-        d[j] = V[(i - 1) * n + j]!;
-        V[i * n + j] = 0;
+        for (let k = j; k <= i - 1; k++) W[j * n + k] -= f * e[k]! + g * d[k]!;
+        d[j] = W[j * n + (i - 1)]!;
+        W[j * n + i] = 0;
       }
     }
     d[i] = h;
   }
   for (let i = 0; i < n - 1; i++) {
-    V[(n - 1) * n + i] = V[i * n + i]!;
-    V[i * n + i] = 1;
+    W[i * n + (n - 1)] = W[i * n + i]!;
+    W[i * n + i] = 1;
     const h = d[i + 1]!;
     if (h !== 0) {
-      for (let k = 0; k <= i; k++) d[k] = V[k * n + i + 1]! / h;
+      for (let k = 0; k <= i; k++) d[k] = W[(i + 1) * n + k]! / h;
       for (let j = 0; j <= i; j++) {
         let g = 0;
-        for (let k = 0; k <= i; k++) g += V[k * n + i + 1]! * V[k * n + j]!;
-        for (let k = 0; k <= i; k++) V[k * n + j] -= g * d[k]!;
+        for (let k = 0; k <= i; k++) g += W[(i + 1) * n + k]! * W[j * n + k]!;
+        for (let k = 0; k <= i; k++) W[j * n + k] -= g * d[k]!;
       }
     }
-    for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
+    for (let k = 0; k <= i; k++) W[(i + 1) * n + k] = 0;
   }
   for (let j = 0; j < n; j++) {
-    d[j] = V[(n - 1) * n + j]!;
-    V[(n - 1) * n + j] = 0;
+    d[j] = W[j * n + (n - 1)]!;
+    W[j * n + (n - 1)] = 0;
   }
-  V[(n - 1) * n + n - 1] = 1;
+  W[(n - 1) * n + (n - 1)] = 1;
   e[0] = 0;
+}
+
+const SWEEP_CHUNK = 128;
+
+/**
+ * Apply one QL sweep's rotations i = m−1 … l (rotation i mixes rows i and i+1 of vt: row i+1 ← s·row i + c·row i+1,
+ * row i ← c·row i − s·row i+1) in chunks of SWEEP_CHUNK columns. Row i+1's value is carried in `carry` from one
+ * rotation to the next, so each element is loaded and stored once per rotation; same arithmetic, same bits as
+ * rotating whole rows one after another.
+ */
+function applySweep(vt: Float64Array, n: number, l: number, m: number, cs: Float64Array, sn: Float64Array, carry: Float64Array): void {
+  for (let k0 = 0; k0 < n; k0 += SWEEP_CHUNK) {
+    const w = Math.min(SWEEP_CHUNK, n - k0);
+    const top = m * n + k0;
+    for (let k = 0; k < w; k++) carry[k] = vt[top + k]!;
+    for (let i = m - 1; i >= l; i--) {
+      const c = cs[i]!;
+      const s = sn[i]!;
+      const ri = i * n + k0;
+      const ri1 = ri + n;
+      for (let k = 0; k < w; k++) {
+        const x = carry[k]!;
+        const y = vt[ri + k]!;
+        vt[ri1 + k] = s * y + c * x;
+        carry[k] = c * y - s * x;
+      }
+    }
+    const bottom = l * n + k0;
+    for (let k = 0; k < w; k++) vt[bottom + k] = carry[k]!;
+  }
 }
 
 /** Implicit QL on the tridiagonal (d, e) (JAMA tql2); vt holds Vᵀ (row i = eigenvector i). */
@@ -263,6 +295,9 @@ function tql2(n: number, vt: Float64Array, d: Float64Array, e: Float64Array): vo
   e[n - 1] = 0;
   let f = 0;
   let tst1 = 0;
+  const cs = new Float64Array(n);
+  const sn = new Float64Array(n);
+  const carry = new Float64Array(SWEEP_CHUNK);
   for (let l = 0; l < n; l++) {
     tst1 = Math.max(tst1, Math.abs(d[l]!) + Math.abs(e[l]!));
     let m = l;
@@ -303,15 +338,10 @@ function tql2(n: number, vt: Float64Array, d: Float64Array, e: Float64Array): vo
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          const ri = i * n;
-          const ri1 = (i + 1) * n;
-          for (let k = 0; k < n; k++) {
-            const x = vt[ri1 + k]!;
-            const y = vt[ri + k]!;
-            vt[ri1 + k] = s * y + c * x;
-            vt[ri + k] = c * y - s * x;
-          }
+          cs[i] = c;
+          sn[i] = s;
         }
+        applySweep(vt, n, l, m, cs, sn, carry);
         p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
         e[l] = s * p;
         d[l] = c * p;

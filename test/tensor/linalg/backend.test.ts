@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsMatMul, transposeF32 } from '../../../src/tensor/linalg/backend.js';
+import { gramMatrix, jsMatMul, transposeF32 } from '../../../src/tensor/linalg/backend.js';
 import { gaussian, maxAbsDiff, refMatMul } from './helpers.js';
 
 const SHAPES: [number, number, number][] = [
@@ -44,5 +44,26 @@ describe('jsMatMul', () => {
   it('transposeF32 round-trips', () => {
     const a = Float32Array.from(gaussian(37, 70, 3).data);
     expect(transposeF32(transposeF32(a, 37, 70), 70, 37)).toEqual(a);
+  });
+});
+
+describe('gramMatrix', () => {
+  for (const [rows, cols] of [[0, 0], [4, 0], [0, 3], [9, 5], [20, 511], [20, 512], [7, 601]] as const) {
+    it(`${rows}x${cols}: XᵀX to f32 rounding (split into halves from 512 columns)`, async () => {
+      const x = Float32Array.from(gaussian(rows, cols, rows + cols).data);
+      const g = await gramMatrix(x, rows, cols, jsMatMul);
+      expect(g.length).toBe(cols * cols);
+      expect(maxAbsDiff(g, refMatMul(x, x, cols, rows, cols, true, false))).toBeLessThan(1e-4 * Math.max(1, rows));
+      if (cols >= 512) {
+        let asymmetric = 0; // the off-diagonal blocks are mirrored exactly
+        const c1 = cols >> 1;
+        for (let i = c1; i < cols; i++) for (let j = 0; j < c1; j++) if (g[i * cols + j] !== g[j * cols + i]) asymmetric++;
+        expect(asymmetric).toBe(0);
+      }
+    });
+  }
+
+  it('rejects a wrong length, naming x', async () => {
+    await expect(gramMatrix(new Float32Array(5), 2, 3, jsMatMul)).rejects.toThrow(/x \(rows x cols\)/);
   });
 });

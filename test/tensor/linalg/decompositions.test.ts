@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { jsMatMul } from '../../../src/tensor/linalg/backend.js';
 import { identity, multiply, orthonormalityError, transpose, type Matrix } from '../../../src/tensor/linalg/matrix.js';
-import { householderQr, orthonormalizeColumns } from '../../../src/tensor/linalg/qr.js';
+import { choleskyLower, householderQr, invertLower, choleskyInverseBlocked, orthonormalizeColumns } from '../../../src/tensor/linalg/qr.js';
 import { jacobiSvd, symmetricEigen } from '../../../src/tensor/linalg/svd.js';
 import { gaussian, maxAbsDiff, relativeReconstructionError, withSpectrum } from './helpers.js';
 
@@ -120,8 +120,37 @@ describe('jacobiSvd', () => {
   });
 });
 
+describe('choleskyInverseBlocked', () => {
+  for (const n of [0, 1, 128, 129, 300]) {
+    it(`n=${n}: L⁻¹ of chol(G) to f32 rounding (exactly the JS result up to 128), X·G·Xᵀ = I`, async () => {
+      const b = gaussian(n, n + 5, 11 + n);
+      const g = multiply(b, transpose(b)).data;
+      const x = (await choleskyInverseBlocked(g, n, jsMatMul))!;
+      expect(x.length).toBe(n * n);
+      const ref = invertLower(choleskyLower(g, n)!, n);
+      if (n <= 128) expect([...x]).toEqual([...Float32Array.from(ref)]);
+      let scale = 0;
+      for (const v of ref) scale = Math.max(scale, Math.abs(v));
+      expect(maxAbsDiff(x, ref)).toBeLessThan(1e-4 * Math.max(1, scale));
+      for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) expect(x[i * n + j]).toBe(0);
+      const xm = { rows: n, cols: n, data: Float64Array.from(x) };
+      const xgxt = multiply(multiply(xm, { rows: n, cols: n, data: g }), transpose(xm));
+      expect(maxAbsDiff(xgxt.data, identity(n).data)).toBeLessThan(1e-3);
+    });
+  }
+
+  it('undefined for an indefinite matrix, also when the failure is in a Schur complement', async () => {
+    for (const n of [5, 300]) {
+      const b = gaussian(n, n + 5, 3);
+      const g = multiply(b, transpose(b)).data;
+      g[(n - 1) * n + n - 1] = -1;
+      expect(await choleskyInverseBlocked(g, n, jsMatMul)).toBeUndefined();
+    }
+  });
+});
+
 describe('symmetricEigen', () => {
-  for (const n of [0, 1, 2, 5, 40, 97]) {
+  for (const n of [0, 1, 2, 5, 40, 97, 300]) {
     it(`n=${n}: A V = V Λ, VᵀV = I, descending`, () => {
       const g = gaussian(n, n, n + 1);
       const a = multiply(g, transpose(g));
