@@ -39,7 +39,7 @@ export interface CommandContext {
 export function buildParser(args: readonly string[], ctx: CommandContext): Argv {
   let parser = yargs([...args])
     .scriptName('weightkit')
-    .usage('weightkit <command> [options]\n\nA workbench for neural-network weights: safetensors and ONNX checkpoints.')
+    .usage('weightkit <command> [options]\n\nA workbench for neural-network weights: safetensors and ONNX checkpoints, merging, task vectors,\nevaluation through ONNX Runtime and analysis.')
     .version(WEIGHTKIT_VERSION)
     .help()
     .alias('h', 'help')
