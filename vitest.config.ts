@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // a private temp root per run, removed at the end (tests create folders under os.tmpdir())
+    globalSetup: ['test/global-tmp.ts'],
   },
 });
