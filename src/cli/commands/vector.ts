@@ -7,7 +7,7 @@ import type { Argv } from 'yargs';
 import { PlanError, UsageError } from '../../errors.js';
 import { sinkKindOf } from '../../io/sink.js';
 import type { DType } from '../../tensor/dtype.js';
-import { applyVectorPath, applyVectors, removeVectors, type VectorTerm } from '../../vectors/apply.js';
+import { applyVectorPath, applyVectors, removeVectors, type PathPoint, type VectorTerm } from '../../vectors/apply.js';
 import { combineVectors } from '../../vectors/combine.js';
 import { parseTerm } from '../../vectors/expression.js';
 import { extractVector, VECTOR_DTYPES } from '../../vectors/extract.js';
@@ -83,6 +83,26 @@ async function pointOutputs(out: string, base: string, labels: string[], overwri
 
 function dtypeOf(v: unknown): DType | undefined {
   return v === undefined ? undefined : parseDTypeOption(v, 'dtype', VECTOR_DTYPES);
+}
+
+type PathArgv = { dtype?: unknown; force?: unknown; overwrite?: unknown; json?: unknown; quiet?: unknown };
+
+/** Write base + Σ scales·vectors for every point (one pass), then print warnings and the outputs table. */
+async function runPath(ctx: CommandContext, argv: PathArgv, title: string, base: string, vectors: string[], points: PathPoint[], columns: string[]): Promise<void> {
+  const p = progressFor(ctx, argv, title);
+  const r = await applyVectorPath({
+    base,
+    vectors,
+    points,
+    ...(argv.dtype !== undefined ? { dtype: dtypeOf(argv.dtype) } : {}),
+    force: Boolean(argv.force),
+    overwrite: Boolean(argv.overwrite),
+    onProgress: p.onProgress,
+    signal: p.signal,
+  }).finally(() => p.stop());
+  for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
+  if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
+  else if (!argv.quiet) ctx.io.stdout(pathLines(r.outputs, columns));
 }
 
 function pathLines(outputs: Array<{ out: string; scales: number[] }>, names: string[]): string {
@@ -320,20 +340,8 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         const alphas = argv.alpha !== undefined ? [num(argv.alpha, 'alpha')] : parseGrid(String(argv.alphas), 'alphas');
         const base = String(argv.base);
         const outs = argv.alpha !== undefined ? [String(argv.out)] : await pointOutputs(String(argv.out), base, alphas.map(formatAlpha), Boolean(argv.overwrite));
-        const p = progressFor(ctx, argv, 'interpolate');
-        const r = await applyVectorPath({
-          onProgress: p.onProgress,
-          signal: p.signal,
-          base,
-          vectors: [String(argv.from), String(argv.to)],
-          points: alphas.map((a, k) => ({ out: outs[k]!, scales: [a, 1 - a] })),
-          ...(argv.dtype !== undefined ? { dtype: dtypeOf(argv.dtype) } : {}),
-          force: Boolean(argv.force),
-          overwrite: Boolean(argv.overwrite),
-        }).finally(() => p.stop());
-        for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
-        if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
-        else if (!argv.quiet) ctx.io.stdout(pathLines(r.outputs, ['alpha*from', '(1-alpha)*to']));
+        const points = alphas.map((a, k) => ({ out: outs[k]!, scales: [a, 1 - a] }));
+        await runPath(ctx, argv, 'interpolate', base, [String(argv.from), String(argv.to)], points, ['alpha*from', '(1-alpha)*to']);
       },
     );
     v.command(
@@ -363,20 +371,9 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         const base = String(argv.base);
         const labels = combos.map(([x, y, z]) => `${formatAlpha(x).replace('alpha', 'a1')}_${formatAlpha(y).replace('alpha', 'a2')}_${formatAlpha(z).replace('alpha', 'a3')}`);
         const outs = combos.length === 1 ? [String(argv.out)] : await pointOutputs(String(argv.out), base, labels, Boolean(argv.overwrite));
-        const p = progressFor(ctx, argv, 'analogy');
-        const r = await applyVectorPath({
-          onProgress: p.onProgress,
-          signal: p.signal,
-          base,
-          vectors: [String(argv.task), String(argv['lm-target']), String(argv['lm-start'])],
-          points: combos.map(([x, y, z], k) => ({ out: outs[k]!, scales: [z, y, -x] })),
-          ...(argv.dtype !== undefined ? { dtype: dtypeOf(argv.dtype) } : {}),
-          force: Boolean(argv.force),
-          overwrite: Boolean(argv.overwrite),
-        }).finally(() => p.stop());
-        for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
-        if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
-        else if (!argv.quiet) ctx.io.stdout(pathLines(r.outputs, ['a3 (task)', 'a2 (lm y)', '-a1 (lm y0)']));
+        const points = combos.map(([x, y, z], k) => ({ out: outs[k]!, scales: [z, y, -x] }));
+        const vectors = [String(argv.task), String(argv['lm-target']), String(argv['lm-start'])];
+        await runPath(ctx, argv, 'analogy', base, vectors, points, ['a3 (task)', 'a2 (lm y)', '-a1 (lm y0)']);
       },
     );
     signatureCommand(v, ctx);
