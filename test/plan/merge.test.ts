@@ -7,6 +7,7 @@ import { openCheckpointPath } from '../../src/io/open.js';
 import { buildPlan, merge } from '../../src/plan/merge.js';
 import { RECIPE_FILE } from '../../src/plan/outputs.js';
 import { readAllF32, tempDir, tinyFamily, tinyValues, writeModel, TINY_SHAPES } from './helpers.js';
+import { errorOf as rejectionOf } from '../io/safetensors/helpers.js';
 
 let root: string;
 let fam: { base: string; a: string; b: string; c: string };
@@ -22,15 +23,7 @@ async function recipe(name: string, text: string): Promise<string> {
   return p;
 }
 
-async function errorOf(p: Promise<unknown>): Promise<WeightkitError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(WeightkitError);
-    return e as WeightkitError;
-  }
-  throw new Error('expected an error');
-}
+const errorOf = (p: Promise<unknown>): Promise<WeightkitError> => rejectionOf(() => p);
 
 function codesOf(e: WeightkitError): string[] {
   return e instanceof RecipeProblems ? e.problems.map((p) => p.code) : [e.code];

@@ -10,6 +10,7 @@ import { makeTensor } from '../../src/tensor/tensor.js';
 import { extractVector } from '../../src/vectors/extract.js';
 import { openVector } from '../../src/vectors/reader.js';
 import { readAllF32, tempDir, tinyValues, writeModel, TINY_SHAPES } from './helpers.js';
+import { errorOf as rejectionOf } from '../io/safetensors/helpers.js';
 
 let root: string;
 
@@ -19,15 +20,7 @@ async function recipe(name: string, text: string): Promise<string> {
   return p;
 }
 
-async function errorOf(p: Promise<unknown>): Promise<WeightkitError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(WeightkitError);
-    return e as WeightkitError;
-  }
-  throw new Error('expected an error');
-}
+const errorOf = (p: Promise<unknown>): Promise<WeightkitError> => rejectionOf(() => p);
 
 function problemsOf(e: WeightkitError): [string, number | undefined, number | undefined][] {
   expect(e).toBeInstanceOf(RecipeProblems);
