@@ -146,6 +146,8 @@ class StoredVectorReader implements VectorReader {
     if (enc.enc === 'sparse') {
       const lo = await this.lowerBound(name, enc.nnz, start);
       const hi = await this.lowerBound(name, enc.nnz, end);
+      // a read reaching the tensor's end sees every remaining index: they must all lie before it
+      if (end === l.info.numel && hi < enc.nnz) throw invalid(this.path, name, 'sparse index past the end of the tensor');
       const idx = (await this.stored.read(name + SPARSE_INDEX_SUFFIX, { rowStart: lo, rowEnd: hi })).data as Uint32Array;
       const vals = await this.stored.readF32(name + SPARSE_VALUE_SUFFIX, { rowStart: lo, rowEnd: hi });
       for (let i = 1; i < idx.length; i++) {
