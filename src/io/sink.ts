@@ -63,40 +63,21 @@ export async function openCheckpointSink(out: string, decls: readonly TensorDecl
   const removeSides = async (): Promise<void> => {
     for (const s of sides) await rm(s, { force: true });
   };
-  if (kind === 'file') {
-    await checkOutputFile(out, { overwrite: options.overwrite, inputs: options.inputs });
-    const w: SafetensorsWriter = await openSafetensorsWriter(out, decls, { metadata });
-    return {
-      kind,
-      out,
-      write: (n, d) => w.write(n, d),
-      writeRange: (n, o, d) => w.writeRange(n, o, d),
-      sidePath,
-      async close() {
-        await w.close();
-        return [out];
-      },
-      async abort() {
-        await w.abort();
-        await removeSides();
-      },
-    };
-  }
-  if (kind === 'onnx') {
-    if (options.donor === undefined || !options.donor.endsWith('.onnx')) {
-      throw new UsageError('USAGE', `an .onnx output (${out}) needs an ONNX model to patch; the input here is not an .onnx file`, {
-        where: { file: out },
-        hint: 'write a .safetensors file or a folder instead',
-      });
+  if (kind === 'file' || kind === 'onnx') {
+    // one safetensors writer: the output itself, or (.onnx) the weights spliced into the donor graph at close()
+    let donor: string | undefined;
+    if (kind === 'onnx') {
+      if (options.donor === undefined || !options.donor.endsWith('.onnx')) {
+        throw new UsageError('USAGE', `an .onnx output (${out}) needs an ONNX model to patch; the input here is not an .onnx file`, {
+          where: { file: out },
+          hint: 'write a .safetensors file or a folder instead',
+        });
+      }
+      donor = options.donor;
     }
-    const donor = options.donor;
     await checkOutputFile(out, { overwrite: options.overwrite, inputs: options.inputs });
-    const weights = tmpPathFor(out) + '.safetensors';
-    const w = await openSafetensorsWriter(weights, decls, { metadata });
-    const cleanup = async (): Promise<void> => {
-      await w.abort();
-      await rm(weights, { force: true });
-    };
+    const target = donor === undefined ? out : tmpPathFor(out) + '.safetensors';
+    const w: SafetensorsWriter = await openSafetensorsWriter(target, decls, { metadata });
     return {
       kind,
       out,
@@ -104,16 +85,21 @@ export async function openCheckpointSink(out: string, decls: readonly TensorDecl
       writeRange: (n, o, d) => w.writeRange(n, o, d),
       sidePath,
       async close() {
+        if (donor === undefined) {
+          await w.close();
+          return [out];
+        }
         try {
           await w.close();
-          await patchOnnxFromWeights({ model: donor, weights, out, overwrite: true, allowMissing: true });
+          await patchOnnxFromWeights({ model: donor, weights: target, out, overwrite: true, allowMissing: true });
         } finally {
-          await rm(weights, { force: true });
+          await rm(target, { force: true });
         }
         return [out];
       },
       async abort() {
-        await cleanup();
+        await w.abort();
+        if (donor !== undefined) await rm(target, { force: true });
         await removeSides();
       },
     };

@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { applyVectorPath, applyVectors, removeVectors, undoPathFor } from '../../src/vectors/apply.js';
 import { extractVector } from '../../src/vectors/extract.js';
+import { openVector } from '../../src/vectors/reader.js';
+import { MLP_NAMES, mlpWeights, writeMlp } from '../io/onnx/build-model.js';
 import { tempDir, tinyValues, TINY_SHAPES, writeModel } from '../plan/helpers.js';
 
 type D = 'F32' | 'BF16' | 'F16';
@@ -156,6 +158,37 @@ describe('vector apply / remove', () => {
     await expect(applyVectors({ base, vectors: [{ path: va, scale: 1 }], out: join(dir, 'o.safetensors'), signal: stop.signal })).rejects.toMatchObject({ code: 'INTERRUPTED' });
     await expect(extractVector({ base, finetuned: a, out: join(dir, 'v2.safetensors'), signal: stop.signal })).rejects.toMatchObject({ code: 'INTERRUPTED' });
     expect(new Set(await readdir(dir))).toEqual(before);
+  });
+
+  it('patches an ONNX base into an .onnx output (and back exactly); a non-ONNX base cannot give an .onnx output', async () => {
+    const dir = await tempDir();
+    const base = writeMlp(dir, 'base.onnx', { weights: mlpWeights(1) });
+    const ft = writeMlp(dir, 'ft.onnx', { weights: mlpWeights(2) });
+    const v = join(dir, 'v.safetensors');
+    await extractVector({ base, finetuned: ft, out: v });
+    const out = join(dir, 'patched.onnx');
+    const res = await applyVectors({ base, vectors: [{ path: v, scale: 0.5 }], out });
+    expect(res.undo!.path).toBe(`${out}.weightkit-undo.safetensors`);
+    const want = mlpWeights(1);
+    const got = await openCheckpointPath(out);
+    const vr = await openVector(v);
+    for (const name of MLP_NAMES) {
+      const w = await got.readF32(name);
+      const d = await vr.readF32(name);
+      for (let i = 0; i < w.length; i++) expect(w[i]).toBe(Math.fround(want[name][i]! + Math.fround(0.5 * d[i]!)));
+    }
+    await got.close();
+    await vr.close();
+    const back = join(dir, 'back.onnx');
+    const r = await removeVectors({ model: out, vectors: [{ path: v, scale: 0.5 }], out: back, exact: true });
+    expect(r.exact).toBe(true);
+    expect(await tensorBytes(back)).toEqual(await tensorBytes(base));
+    const { base: stBase, va } = await family('F32');
+    await expect(applyVectors({ base: stBase, vectors: [{ path: va, scale: 1 }], out: join(dir, 'x.onnx') })).rejects.toMatchObject({
+      code: 'USAGE',
+      where: { file: join(dir, 'x.onnx') },
+    });
+    expect((await readdir(dir)).filter((f) => f.includes('.tmp'))).toEqual([]);
   });
 
   it('never modifies its inputs and leaves nothing behind on failure', async () => {
