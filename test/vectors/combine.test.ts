@@ -80,3 +80,17 @@ describe('vector combine', () => {
     });
   });
 });
+
+describe('vector option errors', () => {
+  it('every bad option is a USAGE error stating what was expected', async () => {
+    const { dir, base, paths } = await setup();
+    const { applyVectorPath } = await import('../../src/vectors/apply.js');
+    await expect(combineVectors({ expression: paths[0]!, terms: [{ ref: paths[0]!, coef: 1 }], out: join(dir, 'a.safetensors') })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(combineVectors({ terms: [{ ref: paths[0]!, coef: NaN }], out: join(dir, 'a.safetensors') })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(combineVectors({ expression: paths[0]!, out: join(dir, 'a.bin') })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/\.safetensors/) });
+    await expect(combineVectors({ expression: paths[0]!, out: join(dir, 'a.safetensors'), dtype: 'I32' })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/f32, bf16, f16/) });
+    await expect(extractVector({ base, finetuned: join(dir, 'm1'), out: join(dir, 'q.safetensors'), density: 0.5, quantize: { scheme: 'linear', levels: 16 } })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(applyVectorPath({ base, vectors: [paths[0]!, paths[1]!], points: [{ out: join(dir, 'p'), scales: [1] }] })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/2 finite coefficients/) });
+    await expect(applyVectorPath({ base, vectors: [paths[0]!], points: [] })).rejects.toMatchObject({ code: 'USAGE' });
+  });
+});
