@@ -13,6 +13,19 @@ import type { ParamSpec } from '../../recipe/spec.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
 import { EMPTY_MERGER, QuantileSelector, tensorError } from './geo-util.js';
 
+/**
+ * Randomized-path defaults: q = 3 subspace iterations and p = max(10, ⌈k/4⌉) extra sketch columns. TSV keeps a large
+ * share of the spectrum (k = r/T), so its top-k boundary sits where the spectrum is still flat: the error of the
+ * captured subspace shrinks like (σ_{k+p}/σ_k)^{2q+1}, and the Halko default p = 10, q = 2 left the merged update
+ * 19% (512²) to 25% (1024²) away from the exact TSV-M on a 0.997^i spectrum (bench/svd); p = k/4, q = 3: 0.16% at 512².
+ */
+export const DEFAULT_POWER_ITERATIONS = 3;
+
+/** The default oversampling for a task rank k (see DEFAULT_POWER_ITERATIONS). */
+export function defaultOversampling(k: number): number {
+  return Math.max(10, Math.ceil(k / 4));
+}
+
 /** Singular triplets with σ ≤ this × the task's largest σ are dropped before concatenation (numerically null). */
 export const DROP_RELATIVE = 1e-6;
 
@@ -22,7 +35,8 @@ interface Common {
   alpha: number;
   weights: Float64Array;
   exact: boolean;
-  oversampling: number;
+  /** undefined: max(10, ⌈k/4⌉) per task (see DEFAULT_POWER_ITERATIONS) */
+  oversampling: number | undefined;
   powerIterations: number;
   backend: MatMulBackend;
 }
@@ -38,8 +52,8 @@ function common(ctx: TensorContext, mode: SvdMode): Common {
     alpha: num(ctx.params['alpha'], 1),
     weights: Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1)),
     exact: mode === 'exact' || (mode === 'auto' && Math.min(m, n) <= num(ctx.params['exact_max_dim'], 128)),
-    oversampling: num(ctx.params['oversampling'], 10),
-    powerIterations: num(ctx.params['power_iterations'], 2),
+    oversampling: typeof ctx.params['oversampling'] === 'number' ? ctx.params['oversampling'] : undefined,
+    powerIterations: num(ctx.params['power_iterations'], DEFAULT_POWER_ITERATIONS),
     backend: ctx.linalg ?? jsMatMul,
   };
 }
@@ -249,7 +263,8 @@ export async function tsvMerge(taus: readonly Float32Array[], m: number, n: numb
       widths.push(kept);
       for (let j = 0; j < kept; j++) ss.push(svd.s[j]!);
     } else {
-      const svd = await randomizedSvd(tau, m, n, k, { backend: c.backend, seed: seedOf(t), oversampling: c.oversampling, powerIterations: c.powerIterations });
+      const oversampling = c.oversampling ?? defaultOversampling(k);
+      const svd = await randomizedSvd(tau, m, n, k, { backend: c.backend, seed: seedOf(t), oversampling, powerIterations: c.powerIterations });
       const kept = keptCount(svd.s, k);
       us.push(leading(f32, svd.u, m, k, kept));
       vs.push(leading(f32, svd.v, n, k, kept));
@@ -410,19 +425,19 @@ const TSV_PARAMS: readonly ParamSpec[] = [
   ALPHA,
   { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "per-task SVD and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder + Newton–Schulz polar on the linalg backend), 'auto' (exact up to exact_max_dim)" },
   EXACT_MAX_DIM,
-  { name: 'oversampling', type: 'number', integer: true, min: 0, default: 10, description: 'randomized SVD: extra sketch columns' },
-  { name: 'power_iterations', type: 'number', integer: true, min: 0, default: 2, description: 'randomized SVD: subspace iterations' },
+  { name: 'oversampling', type: 'number', integer: true, min: 0, description: 'randomized SVD: extra sketch columns p (unset: max(10, ⌈k/4⌉) for a task rank k, since TSV cuts the spectrum where it is still flat)' },
+  { name: 'power_iterations', type: 'number', integer: true, min: 0, default: DEFAULT_POWER_ITERATIONS, description: 'randomized SVD: subspace iterations q (the subspace error shrinks like (σ_{k+p}/σ_k)^{2q+1})' },
   DECOMPOSE,
 ];
 
 const TSV_COST =
   ' Cost per m x n tensor, T tasks, r = min(m, n): exact path, T + 2 Jacobi SVDs in JS f64 (~0.05 s at 128²); randomized ' +
-  'path, per task (2q + 2)·m·n·(k + p) backend multiply-adds plus a (k + p)² eigenproblem in JS (~9·(k+p)³ flops, ' +
-  'about 3 s at k + p = 1034), then two polar factors by Polar-Express quintic steps finished with Newton–Schulz ' +
-  '(about 10 steps, 28 m·c² products on a 4096² U_cat; c = Σ k_t ≤ r) and one m·c·n product; measured 49.8 s per ' +
-  '4096² layer with 4 tasks on 2 cores with ORT. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
+  'path, per task (2q + 2)·m·n·l backend multiply-adds (l = k + p) plus an l x l eigenproblem (Householder reduction ' +
+  'in JS, ~1.4·l³ flops, eigenvectors by inverse iteration, back-transformation on the backend), then two polar ' +
+  'factors by Polar-Express quintic steps finished with Newton–Schulz (about 10 steps, 25 m·c² products on a 4096² ' +
+  'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
   'U_cat, V_cat and two iterates of each, about (3T + 2)·m·n + 6·(m + n)·r f32. Runs on the calling thread with ' +
-  'the linalg backend (ORT from the CLI).';
+  'the linalg backend (ORT from the CLI); bench/svd measures a 4096² layer.';
 
 export const TSV: MergeMethod = {
   name: 'tsv',

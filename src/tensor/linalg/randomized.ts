@@ -5,7 +5,8 @@
 import { gramMatrix, jsMatMul, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
 import { orthonormalizeColumns } from './qr.js';
-import { jacobiSvd, symmetricEigen } from './svd.js';
+import { symmetricEigenF32 } from './eigen.js';
+import { jacobiSvd } from './svd.js';
 import { SeededRandom } from '../rng.js';
 
 /**
@@ -64,7 +65,7 @@ function empty(m: number, n: number): TruncatedSvd {
 }
 
 /** Columns [0, k) of a row-major rows x cols f64 array, as f32. */
-function leadingColumns(src: Float64Array, rows: number, cols: number, k: number): Float32Array {
+function leadingColumns(src: ArrayLike<number>, rows: number, cols: number, k: number): Float32Array {
   const out = new Float32Array(rows * k);
   for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out[i * k + j] = src[i * cols + j]!;
   return out;
@@ -107,10 +108,10 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
     const g32 = await gramMatrix(bt, n, l, be); // B·Bᵀ
     const g = new Float64Array(l * l);
     for (let i = 0; i < l; i++) for (let j = 0; j < l; j++) g[i * l + j] = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
-    const eig = symmetricEigen({ rows: l, cols: l, data: g });
+    const eig = await symmetricEigenF32(g, l, be);
     s = new Float64Array(k);
     for (let j = 0; j < k; j++) s[j] = Math.sqrt(Math.max(0, eig.values[j]!));
-    uSmall = leadingColumns(eig.vectors.data, l, l, k);
+    uSmall = leadingColumns(eig.vectors, l, l, k);
     const scaled = new Float32Array(l * k);
     const floor = s[0]! * 1e-6;
     for (let i = 0; i < l; i++) for (let j = 0; j < k; j++) scaled[i * k + j] = s[j]! > floor ? uSmall[i * k + j]! / s[j]! : 0;

@@ -184,7 +184,36 @@ export function symmetricEigen(a: Matrix): SymmetricEigen {
  * Householder reduction to tridiagonal form (JAMA tred2) on W = Vᵀ (row j of W is column j of JAMA's V, so every
  * inner loop runs along contiguous memory): W holds the symmetric input on entry and Vᵀ on exit.
  */
-function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): void {
+export function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): void {
+  tred2Reduce(n, W, d, e);
+  for (let i = 0; i < n - 1; i++) {
+    W[i * n + (n - 1)] = W[i * n + i]!;
+    W[i * n + i] = 1;
+    const h = d[i + 1]!;
+    if (h !== 0) {
+      for (let k = 0; k <= i; k++) d[k] = W[(i + 1) * n + k]! / h;
+      for (let j = 0; j <= i; j++) {
+        let g = 0;
+        for (let k = 0; k <= i; k++) g += W[(i + 1) * n + k]! * W[j * n + k]!;
+        for (let k = 0; k <= i; k++) W[j * n + k] -= g * d[k]!;
+      }
+    }
+    for (let k = 0; k <= i; k++) W[(i + 1) * n + k] = 0;
+  }
+  for (let j = 0; j < n; j++) {
+    d[j] = W[j * n + (n - 1)]!;
+    W[j * n + (n - 1)] = 0;
+  }
+  W[(n - 1) * n + (n - 1)] = 1;
+  e[0] = 0;
+}
+
+/**
+ * The reduction half of `tred2`: on exit e[i] couples i − 1 and i (e[0] = 0), the diagonal of T is on W's diagonal,
+ * row i of W holds the Householder vector u_i in columns [0, i) and d[i] its h (P_i = I − u_i·u_iᵀ/h_i, identity
+ * when h_i = 0); A = V·T·Vᵀ with V = P_{n−1}···P_1.
+ */
+export function tred2Reduce(n: number, W: Float64Array, d: Float64Array, e: Float64Array): void {
   for (let j = 0; j < n; j++) d[j] = W[j * n + (n - 1)]!;
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
@@ -237,25 +266,6 @@ function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Array): vo
     }
     d[i] = h;
   }
-  for (let i = 0; i < n - 1; i++) {
-    W[i * n + (n - 1)] = W[i * n + i]!;
-    W[i * n + i] = 1;
-    const h = d[i + 1]!;
-    if (h !== 0) {
-      for (let k = 0; k <= i; k++) d[k] = W[(i + 1) * n + k]! / h;
-      for (let j = 0; j <= i; j++) {
-        let g = 0;
-        for (let k = 0; k <= i; k++) g += W[(i + 1) * n + k]! * W[j * n + k]!;
-        for (let k = 0; k <= i; k++) W[j * n + k] -= g * d[k]!;
-      }
-    }
-    for (let k = 0; k <= i; k++) W[(i + 1) * n + k] = 0;
-  }
-  for (let j = 0; j < n; j++) {
-    d[j] = W[j * n + (n - 1)]!;
-    W[j * n + (n - 1)] = 0;
-  }
-  W[(n - 1) * n + (n - 1)] = 1;
   e[0] = 0;
 }
 
@@ -289,8 +299,12 @@ function applySweep(vt: Float64Array, n: number, l: number, m: number, cs: Float
   }
 }
 
-/** Implicit QL on the tridiagonal (d, e) (JAMA tql2); vt holds Vᵀ (row i = eigenvector i). */
-function tql2(n: number, vt: Float64Array, d: Float64Array, e: Float64Array): void {
+/**
+ * Implicit QL on the tridiagonal (d, e) (JAMA tql2; e[i] couples i − 1 and i, e[0] unused): d receives the
+ * eigenvalues (unsorted); vt holds Vᵀ (row i = eigenvector i) and receives the rotations, or is undefined for
+ * eigenvalues only (O(n²)).
+ */
+export function tql2(n: number, vt: Float64Array | undefined, d: Float64Array, e: Float64Array): void {
   for (let i = 1; i < n; i++) e[i - 1] = e[i]!;
   e[n - 1] = 0;
   let f = 0;
@@ -341,7 +355,7 @@ function tql2(n: number, vt: Float64Array, d: Float64Array, e: Float64Array): vo
           cs[i] = c;
           sn[i] = s;
         }
-        applySweep(vt, n, l, m, cs, sn, carry);
+        if (vt !== undefined) applySweep(vt, n, l, m, cs, sn, carry);
         p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
         e[l] = s * p;
         d[l] = c * p;
