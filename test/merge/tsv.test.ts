@@ -14,6 +14,7 @@ import { polarExact, polarNewtonSchulz } from '../../src/tensor/linalg/newton-sc
 import { jacobiSvd } from '../../src/tensor/linalg/svd.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { tempDir, tinyFamily } from '../plan/helpers.js';
+import { withSpectrum } from '../tensor/linalg/helpers.js';
 
 function randomF32(n: number, seed: number, scale = 1): Float32Array {
   const r = new SeededRandom(seed);
@@ -119,6 +120,32 @@ describe('tsv', () => {
     const ref = refTsv(base, models, m, n, 1);
     expect(maxAbsDiff(out, ref)).toBeLessThan(2e-4);
   });
+
+  it('randomized defaults (p = max(10, k/4), q = 3) stay near the exact merge when the spectrum is flat at the cut', async () => {
+    // 4 tasks of a 256² layer, σ_i = 0.953^i: at k = 64 the spectrum falls only 4.7% per index, like a 4096² layer
+    // with 0.997^i (bench/svd). Halko's p = 10, q = 2 lands several % away; the defaults must not.
+    const n = 256;
+    const base = randomF32(n * n, 1, 0.02);
+    const models = [0, 1, 2, 3].map((t) => {
+      const tau = withSpectrum(n, n, Array.from({ length: 160 }, (_, i) => 0.01 * 0.953 ** i * (1 + 0.05 * ((i * 7 + t) % 3))), 40 + 2 * t);
+      return Float32Array.from(base, (b, i) => b + tau.data[i]!);
+    });
+    const ctx = { shape: [n, n], linalg: jsMatMul, name: 'layer' };
+    const exact = await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'exact' } });
+    const rel = (x: Float32Array): number => {
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < x.length; i++) {
+        num += (x[i]! - exact[i]!) ** 2;
+        den += (exact[i]! - base[i]!) ** 2;
+      }
+      return Math.sqrt(num / den);
+    };
+    const byDefault = rel(await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'randomized' } }));
+    const halko = rel(await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'randomized', oversampling: 10, power_iterations: 2 } }));
+    expect(byDefault).toBeLessThan(0.005);
+    expect(halko).toBeGreaterThan(0.02);
+  }, 60_000);
 
   it('one task gives base + alpha·τ; alpha 0 gives the base bit for bit', async () => {
     const { base, models } = family(10, 6, 1, 9);
