@@ -1,7 +1,10 @@
 // Exact top-k selection by magnitude with a two-pass radix histogram over the IEEE bits of |x| (16 high bits,
 // then 16 low bits inside the boundary bucket). Never sorts; streams over chunks and sums across tensors.
 // Ties at the threshold are broken by element order, so the kept set is exact-k and deterministic. The high pass
-// may also be counted elsewhere and handed over (HighCountHolder: the GTA merge-kernel wasm module does). Pure.
+// may also be counted elsewhere and handed over (HighCountHolder: the GTA merge-kernel wasm module does), with the
+// counts of its inexact elements (low 16 bits nonzero) per bucket alongside (addInexactCounts): when the boundary
+// bucket holds fewer inexact elements than it must give, its threshold is its exact value b << 16 and the low
+// pass is skipped. Pure.
 
 const BINS = 65536;
 const ABS = 0x7fffffff;
@@ -112,6 +115,8 @@ export class MagnitudeSelector {
   private result: MagnitudeThreshold | undefined;
   /** holders of counts not yet added (see HighCountHolder) */
   private readonly holders: HighCountHolder[] = [];
+  /** while every counted element was classified (see trackInexact): per bucket, those with low 16 bits nonzero */
+  private inexact: Float64Array | undefined;
 
   private reserve(n: number): void {
     if (this.pending + n > FOLD_AT) {
@@ -122,6 +127,7 @@ export class MagnitudeSelector {
   }
 
   addHigh(x: Float32Array): void {
+    this.inexact = undefined;
     if (x.length > FOLD_AT) {
       for (let o = 0; o < x.length; o += FOLD_AT) this.addHigh(x.subarray(o, o + FOLD_AT));
       return;
@@ -132,14 +138,43 @@ export class MagnitudeSelector {
 
   /** addHigh over d = f32(x - base) for the first n elements; d (n elements) receives the differences. */
   addHighDelta(x: Float32Array, base: Float32Array, d: Float32Array, n: number): void {
+    this.inexact = undefined;
     this.reserve(n);
     diffHistHigh(x, base, d, u32(d, n), n, this.hiU);
   }
 
   /** addHigh over the f32 bits of n values made by IEEE arithmetic (e.g. differences: any NaN is quiet). */
   addHighArithmeticBits(u: Uint32Array, n: number): void {
+    this.inexact = undefined;
     this.reserve(n);
     histRaw(u, n, this.hiU);
+  }
+
+  /**
+   * Before any counts: count the inexact elements (|x| bits with nonzero low 16 bits) of each bucket too. Every
+   * count then added with addMagnitudeCounts must have its inexact elements' counts added with addInexactCounts;
+   * counts from addHigh* or a call to dropInexact end this. While it lasts, resolveHigh needs no low pass when the
+   * boundary bucket must give more elements than it holds inexact ones.
+   */
+  trackInexact(): void {
+    this.inexact = new Float64Array(NUMBER_BINS);
+  }
+
+  /** Whether the inexact elements are still being counted (see trackInexact). */
+  tracksInexact(): boolean {
+    return this.inexact !== undefined;
+  }
+
+  /** Stop counting inexact elements (some counts come without theirs). */
+  dropInexact(): void {
+    this.inexact = undefined;
+  }
+
+  /** Add inexact-element counts made elsewhere, by bucket as in addMagnitudeCounts (which they are also part of). */
+  addInexactCounts(counts: Uint32Array): void {
+    const e = this.inexact;
+    if (e === undefined) return;
+    for (let b = 0; b < NUMBER_BINS; b++) e[b] = e[b]! + counts[b]!;
   }
 
   /** Counts of this selector's high pass are kept by `h` until resolveHigh (see HighCountHolder). */
@@ -163,6 +198,8 @@ export class MagnitudeSelector {
     if (this.pending > 0) foldHigh(this.hiU, this.hi); // else hiU holds no counts (it is zero)
     this.pending = 0;
     const kk = Math.floor(k);
+    const inexact = this.inexact;
+    this.inexact = undefined;
     if (kk <= 0) {
       this.result = KEEP_NONE;
       return false;
@@ -183,6 +220,13 @@ export class MagnitudeSelector {
           // the whole bucket is kept: threshold at its lowest possible value with all ties kept
           // keep iff |x| bits >= b<<16: encode as (b<<16) - 1 with no ties
           this.result = { bits: ((b << 16) >>> 0) - 1, ties: 0, all: false, none: false };
+          return false;
+        }
+        const e = inexact === undefined ? c : inexact[b]!;
+        if (this.need > e) {
+          // the bucket's other elements are exact (|x| bits b << 16, the smallest in it) and some of them are kept:
+          // what the low pass would find (every inexact one above them kept, the rest of `need` as ties in order)
+          this.result = { bits: (b << 16) >>> 0, ties: this.need - e, all: false, none: false };
           return false;
         }
         if (this.lo.length === 0) this.lo = new Float64Array(BINS);

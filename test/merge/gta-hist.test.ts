@@ -1,7 +1,8 @@
 // The SIMD module's high-bits histogram (MergeWasm.histHigh / deltaHistHigh, hist_high / delta_hist_high in
 // merge-kernels.wat) must give a MagnitudeSelector exactly the counts of the JS pass (addHighArithmeticBits /
 // addHighDelta), whatever the data (NaN, inf, -0, denormals), the chunking, and how many selectors share the
-// module's histogram slots.
+// module's histogram slots; with the inexact deltas of BF16 inputs counted apart, the thresholds of the two-pass
+// selection, with or without its low pass.
 
 import { describe, it, expect } from 'vitest';
 import { mergeWasm, mergeWasmFor, WASM_MAX_CHUNK } from '../../src/merge/methods/gta-kernels.js';
@@ -136,5 +137,67 @@ describe('wasm high-bits histogram', () => {
       s.resolveHigh(n >> 1);
       expect(firstDiff(s, js)).toEqual(SAME);
     }
+  });
+
+  it('BF16 inputs with inexact deltas counted apart: the thresholds of the two-pass JS selection, mostly without a low pass', () => {
+    const n = 20003;
+    const ws = Workspace.create(WORKSPACE_START + 2 * 2 * (n + 16))!;
+    const xb = new Uint16Array(ws.buffer, WORKSPACE_START, n);
+    const bb = new Uint16Array(ws.buffer, WORKSPACE_START + 2 * (n + 16), n);
+    const r = rng(11);
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const bf16 = (v: number): number => {
+      f[0] = v;
+      return u[0]! >>> 16;
+    };
+    for (let i = 0; i < n; i++) {
+      const b = (r() - 0.5) * 0.04;
+      bb[i] = bf16(b);
+      const k = r();
+      // mostly small deltas (exact: same exponent), some across exponents or signs (inexact), NaN, inf, ±0 and repeats
+      if (k < 0.7) xb[i] = bf16(b + (r() - 0.5) * 0.004);
+      else if (k < 0.85) xb[i] = bf16(-b * (r() + 0.5));
+      else if (k < 0.9) xb[i] = bf16(b * 7.3);
+      else if (k < 0.92) xb[i] = r() < 0.5 ? 0x7fc0 : 0xff80; // NaN, -inf
+      else if (k < 0.94) xb[i] = bb[i]!; // delta +0
+      else xb[i] = xb[Math.max(0, i - 1 - ((r() * 4) | 0))]!;
+    }
+    const xf = new Float32Array(n);
+    const bf = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      u[0] = xb[i]! << 16;
+      xf[i] = f[0]!;
+      u[0] = bb[i]! << 16;
+      bf[i] = f[0]!;
+    }
+    const w = mergeWasmFor(xb)!;
+    const d = new Float32Array(n);
+    let skipped = 0;
+    let lowPasses = 0;
+    for (const k of [0, 1, 7, 100, 2500, 5000, 9000, 10001, 12345, 15000, 17777, 19000, 20003, 25000, ...Array.from({ length: 40 }, (_, j) => 300 + j * 487)]) {
+      const js = new MagnitudeSelector();
+      for (let o = 0; o < n; o += 4096) {
+        const len = Math.min(4096, n - o);
+        js.addHighDelta(xf.subarray(o, o + len), bf.subarray(o, o + len), d, len);
+      }
+      const jsLow = js.resolveHigh(k);
+      if (jsLow) js.addLowDelta(xf, bf, d, n);
+      const sel = new MagnitudeSelector();
+      sel.trackInexact();
+      for (let o = 0; o < n; o += 4096) w.deltaHistInexact(sel, Math.min(4096, n - o), xb.byteOffset + 2 * o, bb.byteOffset + 2 * o);
+      const low = sel.resolveHigh(k);
+      expect(firstDiff(sel, js)).toEqual(SAME);
+      if (low) {
+        lowPasses++;
+        for (let o = 0; o < n; o += 4096) {
+          const len = Math.min(4096, n - o);
+          sel.addLowList(w.outU, w.deltaBinList(0, len, sel.lowBin(), xb.byteOffset + 2 * o, bb.byteOffset + 2 * o, 1));
+        }
+      } else if (jsLow) skipped++;
+      expect(sel.threshold()).toEqual(js.threshold());
+    }
+    expect(skipped).toBeGreaterThan(10);
+    expect(lowPasses).toBeGreaterThan(0);
   });
 });

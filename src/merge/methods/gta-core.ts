@@ -468,6 +468,8 @@ class GtaMerger implements TensorMerger {
         p.dropNeedsLow = false;
         p.keepSel = p.mode === MAG || p.mode === OUTLIERS ? new MagnitudeSelector() : undefined;
         p.dropSel = p.mode === OUTLIERS && p.dropK > 0 ? new MagnitudeSelector() : undefined;
+        // BF16 pieces count their inexact deltas apart (observeWasm), which usually makes the low pass unnecessary
+        if (p.mode === MAG) p.keepSel!.trackInexact();
       }
     } else if (stage === NORM) {
       for (const p of this.plans) {
@@ -567,11 +569,15 @@ class GtaMerger implements TensorMerger {
       if (bp < 0) bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
       const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(0));
       if (high) {
-        if (p.dropSel) {
+        if (bf === 1 && p.keepSel!.tracksInexact()) w.deltaHistInexact(p.keepSel!, len, xp, bp);
+        else if (p.dropSel) {
           w.deltaAll(0, len, xp, bp, bf);
           w.histHigh(p.keepSel!, 0, len);
           w.histHigh(p.dropSel, 0, len);
-        } else w.deltaHistHigh(p.keepSel!, len, xp, bp, bf);
+        } else {
+          p.keepSel!.dropInexact(); // counts without their inexact counts
+          w.deltaHistHigh(p.keepSel!, len, xp, bp, bf);
+        }
       } else if (p.keepNeedsLow) {
         p.keepSel!.addLowList(w.outU, w.deltaBinList(0, len, p.keepSel!.lowBin(), xp, bp, bf));
         if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));

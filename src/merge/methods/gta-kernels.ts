@@ -402,6 +402,8 @@ const RANK_OUT_PTR = 18 * REGION;
 const HIST_PTR = 19 * REGION;
 const HIST_SLOTS = 8;
 const HIST_BINS = 32768;
+/** slot s's inexact counts (delta_hist_inexact) lie this far past the slot */
+const INEXACT_OFFSET = 1 << 20;
 /** a slot is handed over before its counts could pass the u32 range */
 const HIST_MAX = 0xffffffff;
 
@@ -418,6 +420,7 @@ interface MergeExports {
   rank_into(n: number): void;
   hist_high(d: number, n: number, h: number): void;
   delta_hist_high(x: number, b: number, n: number, h: number, bf: number): void;
+  delta_hist_inexact(x: number, b: number, n: number, h: number): void;
   l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
 }
 
@@ -441,11 +444,14 @@ export class MergeWasm implements HighCountHolder {
   /** rankInto's output */
   ranks!: Int32Array;
   private hists!: Uint32Array[];
+  private inexactHists!: Uint32Array[];
   /** the selector whose high-pass counts each histogram slot holds */
   private readonly histOwner: (MagnitudeSelector | undefined)[] = new Array<MagnitudeSelector | undefined>(HIST_SLOTS).fill(undefined);
   /** elements counted in each slot, and when it was last used (the least recently used one is handed over) */
   private readonly histCount = new Float64Array(HIST_SLOTS);
   private readonly histUsed = new Float64Array(HIST_SLOTS);
+  /** whether a slot's inexact counts may be nonzero */
+  private readonly inexactUsed = new Uint8Array(HIST_SLOTS);
   private clock = 0;
 
   constructor(private readonly ex: MergeExports) {
@@ -465,6 +471,7 @@ export class MergeWasm implements HighCountHolder {
     this.rankIn = new Float32Array(buf, RANK_IN_PTR, WASM_MAX_CHUNK);
     this.ranks = new Int32Array(buf, RANK_OUT_PTR, WASM_MAX_CHUNK);
     this.hists = Array.from({ length: HIST_SLOTS }, (_, i) => new Uint32Array(buf, HIST_PTR + i * HIST_BINS * 4, HIST_BINS));
+    this.inexactHists = Array.from({ length: HIST_SLOTS }, (_, i) => new Uint32Array(buf, HIST_PTR + INEXACT_OFFSET + i * HIST_BINS * 4, HIST_BINS));
   }
 
   /**
@@ -479,6 +486,16 @@ export class MergeWasm implements HighCountHolder {
   /** histHigh over d = f32(x - b) of the inputs at x and b (the delta is not stored); bf: both are BF16 bits. */
   deltaHistHigh(sel: MagnitudeSelector, n: number, x: number, b = BASE_PTR, bf = 0): void {
     this.ex.delta_hist_high(x, b, n, this.histSlot(sel, n), bf);
+  }
+
+  /**
+   * deltaHistHigh over the BF16 bits at x and b, the inexact deltas (low 16 f32 bits nonzero) counted apart and
+   * handed to sel with addInexactCounts as well, so that sel may resolve without a low pass (trackInexact).
+   */
+  deltaHistInexact(sel: MagnitudeSelector, n: number, x: number, b: number): void {
+    const h = this.histSlot(sel, n);
+    this.inexactUsed[(h - HIST_PTR) / (HIST_BINS * 4)] = 1;
+    this.ex.delta_hist_inexact(x, b, n, h);
   }
 
   /** The byte offset of sel's histogram slot, with room for n more counts. */
@@ -509,6 +526,13 @@ export class MergeWasm implements HighCountHolder {
     const h = this.hists[s]!;
     sel.addMagnitudeCounts(h);
     h.fill(0);
+    if (this.inexactUsed[s] === 1) {
+      const e = this.inexactHists[s]!;
+      sel.addMagnitudeCounts(e);
+      sel.addInexactCounts(e);
+      e.fill(0);
+      this.inexactUsed[s] = 0;
+    }
     this.histOwner[s] = undefined;
     this.histCount[s] = 0;
   }

@@ -3,7 +3,7 @@
 ;; Each kernel performs the same IEEE operations in the same order as the JS kernels in gta-kernels.ts, so the
 ;; results are bit-identical to them (f32 sub, f64 promote/mul/add/div, round-to-nearest demote).
 ;;
-;; Memory: imported (at least the 35 pages of fixed regions; never grown: growing would detach every view of it,
+;; Memory: imported (at least the 51 pages of fixed regions; never grown: growing would detach every view of it,
 ;; which slows all typed-array code of the isolate). An instance that backs an executor workspace (workspace.ts)
 ;; holds the executor's f32 buffers past the fixed regions, and the kernels then read those inputs in place
 ;; (pointer arguments $x, $b, $o); every delta is written to a model region ($d). Chunks of at most
@@ -18,13 +18,14 @@
 ;;   [768K, 1088K)            rank_into: keys, keys2, perm, tmp (u32/i32 each), four digit histograms (4 KiB)
 ;;   [1088K, 1152K)           rank_into's input (f32), [1152K, 1216K) its output ranks (i32)
 ;;   [1216K + s*128K, ...)    high-bits histogram slot s < 8 (u32 x 32768 by |d| bits >>> 16, see hist_high)
+;;   [2240K + s*128K, ...)    slot s's inexact counts (delta_hist_inexact): 1M past the slot, same layout
 ;; Kernels may READ up to 3 elements past n (callers keep 16 bytes of memory after any input); delta_all and
 ;; delta_random WRITE up to 3 past n into their model region; ties_out and sum_out write exactly n outputs.
 ;; Inputs may also be BF16 bits (the executor's stored bits, see workspace.ts Bf16Inputs): with $bf = 1 the delta
 ;; kernels read x and b, ties_out its base, sum_out its base (and its inputs when $raw) as u16 and widen them
 ;; exactly (bits << 16) in the loop; the hot vector loops are written out once per input format.
 (module
-  (import "env" "memory" (memory 35))
+  (import "env" "memory" (memory 51))
   (export "memory" (memory 0))
 
   (global $ties (mut i32) (i32.const 0))
@@ -550,6 +551,46 @@
 
   (func (export "delta_hist_high") (param $x i32) (param $b i32) (param $n i32) (param $h i32) (param $bf i32)
     (call $hist (local.get $x) (local.get $b) (local.get $n) (local.get $h) (i32.const 1) (local.get $bf)))
+
+;; delta_hist_high for BF16 inputs (d = f32(x - b), not stored) that counts an inexact d (low 16 bits of its f32
+  ;; bits not all zero: its high-bits bin does not fix its value) in the slot's inexact counts (1M past $h) instead
+  ;; of the slot itself (the caller adds both to the totals). A boundary bin without enough inexact elements then
+  ;; needs no low pass (select.ts addInexactCounts). Exactly n read.
+  (func (export "delta_hist_inexact") (param $x i32) (param $b i32) (param $n i32) (param $h i32)
+    (local $vend i32) (local $end i32) (local $u i32) (local $p i32)
+    (local $v v128) (local $o v128) (local $low v128) (local $zero v128) (local $far v128)
+    (local.set $low (i32x4.splat (i32.const 0xffff)))
+    (local.set $far (i32x4.splat (i32.const 0x100000)))
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 1))))
+    (local.set $vend (i32.add (local.get $x) (i32.shl (i32.and (local.get $n) (i32.const -4)) (i32.const 1))))
+    (block $vdone
+      (loop $vnext
+        (br_if $vdone (i32.ge_u (local.get $x) (local.get $vend)))
+        (local.set $v (f32x4.sub (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $x))) (i32.const 16)) (i32x4.shl (i32x4.extend_low_i16x8_u (v128.load64_zero (local.get $b))) (i32.const 16))))
+        ;; byte offset of the bin: ((u & 0x7fffffff) >>> 16) * 4 == (u >>> 14) & 0x1fffc, plus 1M if inexact
+        (local.set $o (i32x4.add (v128.and (i32x4.shr_u (local.get $v) (i32.const 14)) (i32x4.splat (i32.const 0x1fffc)))
+          (v128.and (i32x4.ne (v128.and (local.get $v) (local.get $low)) (local.get $zero)) (local.get $far))))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 0 (local.get $o))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 1 (local.get $o))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 2 (local.get $o))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $p (i32.add (local.get $h) (i32x4.extract_lane 3 (local.get $o))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $x (i32.add (local.get $x) (i32.const 8)))
+        (local.set $b (i32.add (local.get $b) (i32.const 8)))
+        (br $vnext)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $u (i32.reinterpret_f32 (f32.sub (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $x)) (i32.const 16))) (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $b)) (i32.const 16))))))
+        (local.set $p (i32.add (i32.add (local.get $h) (i32.and (i32.shr_u (local.get $u) (i32.const 14)) (i32.const 0x1fffc)))
+          (select (i32.const 0x100000) (i32.const 0) (i32.and (local.get $u) (i32.const 0xffff)))))
+        (i32.store (local.get $p) (i32.add (i32.load (local.get $p)) (i32.const 1)))
+        (local.set $x (i32.add (local.get $x) (i32.const 2)))
+        (local.set $b (i32.add (local.get $b) (i32.const 2)))
+        (br $next))))
 
   ;; bf16 -> f32 (exact: the bits shifted into the high half) from $src to $dst, exactly n outputs: eight lanes
   ;; at a time, then one by one. Workspaces stage their source at 786432 (rank_into's scratch, unused there).

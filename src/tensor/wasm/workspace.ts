@@ -9,8 +9,8 @@ import { decodeBase64 } from './simd.js';
 import { MERGE_KERNELS_WASM_BASE64 } from './merge-kernels.generated.js';
 
 const PAGE = 65536;
-/** The module's fixed regions (35 pages, see merge-kernels.wat); a workspace's own bytes start here. */
-export const WORKSPACE_START = 35 * PAGE;
+/** The module's fixed regions (51 pages, see merge-kernels.wat); a workspace's own bytes start here. */
+export const WORKSPACE_START = 51 * PAGE;
 /** Largest workspace memory made (beyond it the executor keeps ordinary arrays). */
 export const WORKSPACE_MAX_BYTES = 49152 * PAGE;
 /** widenBf16's staging area: rank_into's scratch region, which a workspace instance never ranks in */
