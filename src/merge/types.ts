@@ -80,6 +80,14 @@ export interface ModelStatsCollector {
   result(): unknown;
 }
 
+/** Estimated work of one tensor merged whole by a linalg method (for the plan; see MergeMethod.wholeTensorCost). */
+export interface WholeTensorCost {
+  /** peak working bytes while the tensor is merged, its inputs included */
+  readonly bytes: number;
+  /** floating-point operations (multiply-adds count 2), almost all in backend matrix products */
+  readonly flops: number;
+}
+
 export interface MergeMethod extends MethodSpec {
   create(ctx: TensorContext): TensorMerger;
   /**
@@ -97,4 +105,10 @@ export interface MergeMethod extends MethodSpec {
    * with the backend given in MergeOptions.linalg (jsMatMul when none).
    */
   readonly linalg?: boolean;
+  /**
+   * For linalg methods: the estimated cost of merging one tensor whole, from its shape, the number of non-base
+   * models and its resolved parameters; undefined for a tensor that streams like an elementwise merge (1-D, or
+   * decompose false). The plan's memory estimate and FLOP count use it.
+   */
+  wholeTensorCost?(shape: readonly number[], models: number, params: Params): WholeTensorCost | undefined;
 }

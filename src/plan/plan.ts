@@ -69,6 +69,11 @@ export interface MemoryEstimate {
   readonly peakBytes: number;
   /** number of tensors too large to process whole under the budget (streamed in row chunks) */
   readonly chunkedTensors: number;
+  /**
+   * Linalg methods (tsv, rtsvm, iso_c): tensors merged whole, the largest one's working set, and the estimated
+   * floating-point operations of all of them (matrix products on the linalg backend).
+   */
+  readonly wholeTensors?: { count: number; largest: { name: string; bytes: number }; flops: number };
 }
 
 export interface MergePlan {
@@ -575,7 +580,13 @@ export function buildPlanFromModels(
   if (problems.length > 0) throw new RecipeProblems(doc.file, problems as RecipeError[]);
 
   const threads = Math.max(1, options.threads ?? 1);
-  const memory = estimateMemory(tensors, method, threads, options.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+  const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  const memory = estimateMemory(tensors, method, threads, budget);
+  const big = memory.wholeTensors?.largest;
+  if (big !== undefined && big.bytes > budget) {
+    const gb = (b: number): string => (b >= 1e8 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
+    warnings.push(`${method.name} merges 2-D tensors whole: '${big.name}' needs about ${gb(big.bytes)} of working memory, above the ${gb(budget)} budget (set decompose: false for it through a filter to average it instead)`);
+  }
   const outputBytes = tensors.reduce((a, t) => a + t.byteLength, 0);
   const inputBytes = tensors.reduce((a, t) => a + [...(t.base ? [t.base] : []), ...t.inputs].reduce((b, i) => b + i.shape.reduce((x, y) => x * y, 1) * DTYPE_INFO[i.dtype].bytes, 0), 0);
   const tokenizer = doc.tokenizerSource?.value;
@@ -610,16 +621,37 @@ export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMeth
   let worst = 0;
   let chunked = 0;
   let chunkElements = 0;
+  let whole: { count: number; largest: { name: string; bytes: number }; flops: number } | undefined;
   for (const t of tensors) {
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel > largest.numel) largest = { name: t.name, numel };
+    const cost = t.op === 'copy' ? undefined : method.wholeTensorCost?.(t.shape, t.inputs.length, t.params);
+    if (cost !== undefined) {
+      // held whole whatever the budget (one tensor at a time on the calling thread)
+      whole ??= { count: 0, largest: { name: '', bytes: 0 }, flops: 0 };
+      whole.count++;
+      whole.flops += cost.flops;
+      if (cost.bytes > whole.largest.bytes) whole.largest = { name: t.name, bytes: cost.bytes };
+      worst = Math.max(worst, cost.bytes);
+      continue;
+    }
     const bpe = t.op === 'copy' ? DTYPE_INFO[t.dtype].bytes * 2 + 4 : workingBytesPerElement(t, method);
-    const whole = numel * bpe;
-    if (whole > perThread) chunked++;
-    worst = Math.max(worst, Math.min(whole, perThread));
+    const bytes = numel * bpe;
+    if (bytes > perThread) chunked++;
+    worst = Math.max(worst, Math.min(bytes, perThread));
     chunkElements = Math.max(chunkElements, Math.floor(perThread / bpe));
   }
-  // node runtime and modules (main thread, plus one runtime per worker), reader scratch, histograms, writer state
-  const overhead = 150_000_000 + (threads > 1 ? threads * 70_000_000 : 0);
-  return { budgetBytes: budget, threads, chunkElements, largestTensor: largest, peakBytes: overhead + worst * threads, chunkedTensors: chunked };
+  // node runtime and modules (main thread, plus one runtime per worker), reader scratch, histograms, writer state;
+  // linalg methods merge on the calling thread (one lane) and load ONNX Runtime (about 100 MB)
+  const lanes = method.linalg ? 1 : threads;
+  const overhead = 150_000_000 + (lanes > 1 ? lanes * 70_000_000 : 0) + (method.linalg ? 100_000_000 : 0);
+  return {
+    budgetBytes: budget,
+    threads,
+    chunkElements,
+    largestTensor: largest,
+    peakBytes: overhead + worst * lanes,
+    chunkedTensors: chunked,
+    ...(whole !== undefined ? { wholeTensors: whole } : {}),
+  };
 }

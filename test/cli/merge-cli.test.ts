@@ -49,6 +49,18 @@ describe('weightkit merge / validate / methods', () => {
     expect((await run('merge', r)).stderr).toMatch(/^error\[USAGE\]/);
   });
 
+  it('--dry-run of an SVD method shows the tensors merged whole with their flops and working set', async () => {
+    const r = await recipe('tsv.yaml', 'merge_method: tsv\nbase_model: base\nmodels:\n  - model: ft-a\n  - model: ft-b\nparameters:\n  svd: randomized\n');
+    const d = await run('merge', r, '--dry-run');
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(/linear algebra\s+\d+ tensor\(s\) merged whole, ~[\d.]+ [GT]FLOP \(~[\d.]+ (s|min|h) at 300 GFLOP\/s/);
+    expect(d.stdout).toMatch(/largest working set ~[\d.]+ [kMG]B \(/);
+    const j = JSON.parse((await run('merge', r, '--dry-run', '--json')).stdout);
+    expect(j.memory.wholeTensors.flops).toBeGreaterThan(0);
+    const ties = await run('merge', await recipe('ta.yaml', 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft-a\n'), '--dry-run');
+    expect(ties.stdout).not.toContain('linear algebra');
+  });
+
   it('renders every recipe problem with file:line:col and a caret, exit 2', async () => {
     const r = await recipe('bad.yaml', 'merge_method: ties\nbase_model: base\nmodels:\n  - model: ft-a\n    parameters:\n      densty: 0.5\n      weight: 1\n');
     const v = await run('validate', r);

@@ -317,4 +317,32 @@ describe('through merge', () => {
       expect(p.where.col).toBeGreaterThan(0);
     }
   });
+
+  it('the plan counts the tensors merged whole, their flops and working set, and warns above the budget', async () => {
+    const root = await tempDir();
+    const fam = await tinyFamily(root);
+    const recipe = join(root, 'tsv.yaml');
+    const text = `merge_method: tsv\nbase_model: ${fam.base}\nmodels:\n  - model: ${fam.a}\n  - model: ${fam.b}\n  - model: ${fam.c}\nparameters:\n  svd: randomized\ndtype: float32\n`;
+    await writeFile(recipe, text);
+    const [plan] = await buildPlan(recipe);
+    const twoD = plan!.tensors.filter((t) => t.shape.length === 2);
+    const whole = plan!.memory.wholeTensors!;
+    expect(whole.count).toBe(twoD.length);
+    expect(whole.flops).toBeGreaterThan(0);
+    const biggest = Math.max(...twoD.map((t) => t.shape[0]! * t.shape[1]!));
+    expect(whole.largest.bytes).toBeGreaterThanOrEqual((2 * 3 + 3) * biggest * 4); // inputs and task vectors held whole
+    expect(plan!.memory.peakBytes).toBeGreaterThan(whole.largest.bytes);
+    expect(plan!.warnings.some((w) => w.includes('merges 2-D tensors whole'))).toBe(false);
+    const [tight] = await buildPlan(recipe, { memoryBudget: Math.floor(whole.largest.bytes / 2) });
+    expect(tight!.warnings.some((w) => w.includes(`'${whole.largest.name}'`) && w.includes('above the'))).toBe(true);
+    // more power iterations cost more; decompose: false everywhere leaves nothing merged whole
+    await writeFile(recipe, text.replace('svd: randomized', 'svd: randomized\n  power_iterations: 6'));
+    expect((await buildPlan(recipe))[0]!.memory.wholeTensors!.flops).toBeGreaterThan(whole.flops);
+    await writeFile(recipe, text.replace('svd: randomized', 'decompose: false'));
+    expect((await buildPlan(recipe))[0]!.memory.wholeTensors).toBeUndefined();
+    for (const method of ['rtsvm', 'iso_c']) {
+      await writeFile(recipe, text.replace('merge_method: tsv', `merge_method: ${method}`).replace('svd: randomized', method === 'iso_c' ? 'polar: newton_schulz' : 'svd: randomized'));
+      expect((await buildPlan(recipe))[0]!.memory.wholeTensors!.count, method).toBe(twoD.length);
+    }
+  });
 });

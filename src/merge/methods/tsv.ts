@@ -10,7 +10,7 @@ import { randomizedSvd } from '../../tensor/linalg/randomized.js';
 import { jacobiSvd } from '../../tensor/linalg/svd.js';
 import { randomU32 } from '../../tensor/rng.js';
 import type { ParamSpec } from '../../recipe/spec.js';
-import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
+import type { Chunk, MergeMethod, Params, TensorContext, TensorMerger, WholeTensorCost } from '../types.js';
 import { EMPTY_MERGER, QuantileSelector, tensorError } from './geo-util.js';
 
 /**
@@ -430,6 +430,63 @@ const TSV_PARAMS: readonly ParamSpec[] = [
   DECOMPOSE,
 ];
 
+// ---- cost estimates for the plan (order of magnitude: flops count a multiply-add as 2) ----
+
+/** Polar-Express + Newton–Schulz steps assumed by the estimate (measured: 10 on a 4096² TSV-M U_cat). */
+const POLAR_STEPS_ESTIMATE = 10;
+
+/** Flops and working bytes of a matmul-only polar factor of an a x b matrix. */
+function polarCost(a: number, b: number): { flops: number; bytes: number } {
+  const [hi, lo] = a >= b ? [a, b] : [b, a];
+  // per step: Gram (3/4 of 2·hi·lo²), G² (3/4 of 2·lo³), X·(aI + bG + cG²) (2·hi·lo²)
+  return { flops: POLAR_STEPS_ESTIMATE * (3.5 * hi * lo * lo + 1.5 * lo ** 3), bytes: (3 * hi * lo + 3 * lo * lo) * 4 };
+}
+
+/** Flops of an exact (Jacobi, f64) SVD of an a x b matrix: about 10 sweeps of r²/2 rotations over both factors. */
+function jacobiFlops(a: number, b: number): number {
+  const r = Math.min(a, b);
+  return 30 * a * b * r + 30 * r * r * r;
+}
+
+function exactPath(shape: readonly number[], params: Params, mode: unknown): boolean {
+  const maxDim = typeof params['exact_max_dim'] === 'number' ? params['exact_max_dim'] : 128;
+  return mode === 'exact' || ((mode ?? 'auto') === 'auto' && Math.min(shape[0]!, shape[1]!) <= maxDim);
+}
+
+function tsvCost(shape: readonly number[], T: number, params: Params): WholeTensorCost | undefined {
+  if (shape.length !== 2 || params['decompose'] === false || T < 1) return undefined;
+  const [m, n] = [shape[0]!, shape[1]!];
+  if (m * n === 0) return undefined;
+  const r = Math.min(m, n);
+  const k = Math.floor(r / T);
+  const c = k * T;
+  const held = (2 * T + 3) * m * n * 4; // base, inputs and task vectors in f32, the f64 result
+  if (k === 0) return { bytes: held, flops: 0 };
+  if (exactPath(shape, params, params['svd'])) {
+    return { bytes: held + (m * n + (m + n) * r) * 8 * 2, flops: T * jacobiFlops(m, n) + jacobiFlops(m, c) + jacobiFlops(n, c) + 2 * m * c * n };
+  }
+  const p = typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(k);
+  const q = typeof params['power_iterations'] === 'number' ? params['power_iterations'] : DEFAULT_POWER_ITERATIONS;
+  const l = Math.min(k + p, m, n);
+  const perTask = (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 3.5 * 2 * Math.max(m, n) * l * l + 5.4 * l ** 3 + 2 * (m + n) * l * k;
+  const sketch = (m + 3 * n) * l * 4 + l * l * 24;
+  const pu = polarCost(m, c);
+  const pv = polarCost(n, c);
+  const cat = 2 * (m + n) * c * 4; // the per-task blocks and U_cat, V_cat
+  return { bytes: held + cat + Math.max(sketch, pu.bytes, pv.bytes), flops: T * perTask + pu.flops + pv.flops + 2 * m * c * n };
+}
+
+function isoCost(shape: readonly number[], T: number, params: Params): WholeTensorCost | undefined {
+  if (shape.length !== 2 || params['decompose'] === false || T < 1) return undefined;
+  const [m, n] = [shape[0]!, shape[1]!];
+  if (m * n === 0) return undefined;
+  const held = (T + 1) * m * n * 4 + m * n * 12; // base and inputs in f32, the f64 sum and its f32 copy
+  const mode = params['polar'] === 'newton_schulz' ? 'randomized' : params['polar'];
+  if (exactPath(shape, params, mode)) return { bytes: held + (m * n + (m + n) * Math.min(m, n)) * 8 * 2, flops: jacobiFlops(m, n) };
+  const pol = polarCost(m, n);
+  return { bytes: held + pol.bytes, flops: pol.flops };
+}
+
 const TSV_COST =
   ' Cost per m x n tensor, T tasks, r = min(m, n): exact path, T + 2 Jacobi SVDs in JS f64 (~0.05 s at 128²); randomized ' +
   'path, per task (2q + 2)·m·n·l backend multiply-adds (l = k + p) plus an l x l eigenproblem (Householder reduction ' +
@@ -437,7 +494,8 @@ const TSV_COST =
   'factors by Polar-Express quintic steps finished with Newton–Schulz (about 10 steps, 25 m·c² products on a 4096² ' +
   'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
   'U_cat, V_cat and two iterates of each, about (3T + 2)·m·n + 6·(m + n)·r f32. Runs on the calling thread with ' +
-  'the linalg backend (ORT from the CLI); bench/svd measures a 4096² layer.';
+  'the linalg backend (ORT from the CLI); bench/svd measures a 4096² layer. `merge --dry-run` prints the estimated ' +
+  'flops and largest working set of the tensors merged whole.';
 
 export const TSV: MergeMethod = {
   name: 'tsv',
@@ -462,6 +520,7 @@ export const TSV: MergeMethod = {
   random: true,
   linalg: true,
   scratchBytesPerElement: 48,
+  wholeTensorCost: tsvCost,
   create: (ctx) => createTsv(ctx, undefined, 'tsv'),
 };
 
@@ -495,6 +554,7 @@ export const RTSVM: MergeMethod = {
   random: true,
   linalg: true,
   scratchBytesPerElement: 56,
+  wholeTensorCost: tsvCost,
   create: (ctx) =>
     createTsv(
       ctx,
@@ -534,6 +594,7 @@ export const ISO_C: MergeMethod = {
     'rank-deficient sum) get no weight, where the reference gives arbitrary completed singular vectors the mean σ.',
   linalg: true,
   scratchBytesPerElement: 40,
+  wholeTensorCost: isoCost,
   create: createIsoC,
 };
 
