@@ -209,6 +209,38 @@ export function tred2(n: number, W: Float64Array, d: Float64Array, e: Float64Arr
 }
 
 /**
+ * One row of the reduction's symmetric product: for k in [k0, k1): e[k] += W[row + k]·f, and returns
+ * Σ W[row + k]·d[k] in four interleaved partial sums (the single running sum was bound by add latency).
+ */
+function symvRow(W: Float64Array, d: Float64Array, e: Float64Array, row: number, k0: number, k1: number, f: number): number {
+  let g0 = 0;
+  let g1 = 0;
+  let g2 = 0;
+  let g3 = 0;
+  let k = k0;
+  for (; k + 3 < k1; k += 4) {
+    const w0 = W[row + k]!;
+    const w1 = W[row + k + 1]!;
+    const w2 = W[row + k + 2]!;
+    const w3 = W[row + k + 3]!;
+    g0 += w0 * d[k]!;
+    g1 += w1 * d[k + 1]!;
+    g2 += w2 * d[k + 2]!;
+    g3 += w3 * d[k + 3]!;
+    e[k] += w0 * f;
+    e[k + 1] += w1 * f;
+    e[k + 2] += w2 * f;
+    e[k + 3] += w3 * f;
+  }
+  for (; k < k1; k++) {
+    const w = W[row + k]!;
+    g0 += w * d[k]!;
+    e[k] += w * f;
+  }
+  return g0 + g1 + (g2 + g3);
+}
+
+/**
  * The reduction half of `tred2`: on exit e[i] couples i − 1 and i (e[0] = 0), the diagonal of T is on W's diagonal,
  * row i of W holds the Householder vector u_i in columns [0, i) and d[i] its h (P_i = I − u_i·u_iᵀ/h_i, identity
  * when h_i = 0); A = V·T·Vᵀ with V = P_{n−1}···P_1.
@@ -241,13 +273,7 @@ export function tred2Reduce(n: number, W: Float64Array, d: Float64Array, e: Floa
       for (let j = 0; j < i; j++) {
         f = d[j]!;
         W[i * n + j] = f;
-        g = e[j]! + W[j * n + j]! * f;
-        for (let k = j + 1; k <= i - 1; k++) {
-          const vkj = W[j * n + k]!;
-          g += vkj * d[k]!;
-          e[k] += vkj * f;
-        }
-        e[j] = g;
+        e[j] = e[j]! + W[j * n + j]! * f + symvRow(W, d, e, j * n, j + 1, i, f);
       }
       f = 0;
       for (let j = 0; j < i; j++) {
