@@ -109,6 +109,21 @@ export class SeededRandom {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
   }
 
+  /**
+   * Fill `out` with standard normals, both Box-Muller outputs of each uniform pair used (about twice as fast as
+   * `normal()` per element; a different stream than repeated `normal()` calls).
+   */
+  fillNormal(out: Float32Array | Float64Array): void {
+    for (let i = 0; i < out.length; i += 2) {
+      let u = this.next();
+      while (u === 0) u = this.next();
+      const r = Math.sqrt(-2 * Math.log(u));
+      const t = 2 * Math.PI * this.next();
+      out[i] = r * Math.cos(t);
+      if (i + 1 < out.length) out[i + 1] = r * Math.sin(t);
+    }
+  }
+
   /** Integer in [0, n). */
   int(n: number): number {
     return Math.floor(this.next() * n);

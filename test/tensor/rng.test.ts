@@ -40,4 +40,28 @@ describe('seeded randomness', () => {
     expect(new SeededRandom(6).next()).not.toBe(xs[0]);
     for (const x of xs) expect(x >= 0 && x < 1).toBe(true);
   });
+
+  it('fillNormal is reproducible, standard normal (mean 0, variance 1, both halves of each pair used) and handles odd lengths', () => {
+    const a = new Float64Array(200001);
+    new SeededRandom(9).fillNormal(a);
+    const b = new Float64Array(200001);
+    new SeededRandom(9).fillNormal(b);
+    expect(b).toEqual(a);
+    let mean = 0;
+    let sq = 0;
+    let evenOdd = 0;
+    for (let i = 0; i < a.length; i++) {
+      mean += a[i]!;
+      sq += a[i]! * a[i]!;
+      if (i + 1 < a.length && i % 2 === 0) evenOdd += a[i]! * a[i + 1]!;
+    }
+    mean /= a.length;
+    expect(Math.abs(mean)).toBeLessThan(0.01);
+    expect(Math.abs(sq / a.length - 1)).toBeLessThan(0.02);
+    expect(Math.abs(evenOdd / (a.length / 2))).toBeLessThan(0.02); // the cos and sin halves are uncorrelated
+    expect(a[a.length - 1]).not.toBe(0);
+    const f = new Float32Array(3);
+    new SeededRandom(9).fillNormal(f);
+    expect(Array.from(f)).toEqual(Array.from(a.subarray(0, 3), (x) => Math.fround(x)));
+  });
 });

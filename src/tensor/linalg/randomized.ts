@@ -88,7 +88,7 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
   const l = Math.min(k + p, m, n);
   const rng = new SeededRandom(options.seed ?? 0);
   const omega = new Float32Array(n * l);
-  for (let i = 0; i < omega.length; i++) omega[i] = rng.normal();
+  rng.fillNormal(omega);
   let basis = await orthonormalizeColumns(await be.matmul(a, omega, m, n, l), m, l, be);
   for (let it = 0; it < q; it++) {
     const z = await orthonormalizeColumns(await be.matmul(a, basis, n, m, l, { transA: true }), n, l, be);
