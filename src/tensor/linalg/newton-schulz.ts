@@ -264,16 +264,20 @@ export async function polarNewtonSchulz(a: Float32Array, m: number, c: number, b
     }
     const next = await backend.matmul(x, mcoef, m, c, c);
     it++;
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < next.length; i++) {
-      const d = next[i]! - x[i]!;
-      diff += d * d;
-      norm += next[i]! * next[i]!;
+    const prev = residual;
+    if (!scaled || it === maxIt) {
+      // only the plain phase tests convergence (a scaled step is a fixed part of the schedule); the last allowed
+      // step always reports its residual
+      let diff = 0;
+      let norm = 0;
+      for (let i = 0; i < next.length; i++) {
+        const d = next[i]! - x[i]!;
+        diff += d * d;
+        norm += next[i]! * next[i]!;
+      }
+      residual = norm > 0 ? Math.sqrt(diff / norm) : 0;
     }
     x = next;
-    const prev = residual;
-    residual = norm > 0 ? Math.sqrt(diff / norm) : 0;
     // converged, or stuck at the rounding-noise floor (small and no longer decreasing); a large residual that grows
     // is a small singular value still on its way up, not noise
     if (!scaled && (residual <= tol || (plain > 2 && residual < 100 * tol && residual >= prev))) break;
