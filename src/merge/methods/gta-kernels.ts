@@ -413,6 +413,7 @@ interface MergeExports {
   delta_mag(x: number, b: number, d: number, n: number, bits: number, ties: number, bf: number): number;
   delta_all(x: number, b: number, d: number, n: number, bf: number): void;
   ties_out(m: number, n: number, b: number, o: number, divide: number, lambda: number, bf: number): void;
+  ties_out3(n: number, b: number, o: number, divide: number, lambda: number, bf: number): void;
   sum_out(m: number, n: number, b: number, o: number, z: number, lambda: number, raw: number, bf: number): void;
   delta_random(x: number, b: number, d: number, n: number, start: number, k0: number, k1: number, thr: number, bf: number): number;
   bin_list(x: number, n: number, bin: number): number;
@@ -630,7 +631,9 @@ export class MergeWasm implements HighCountHolder {
    * o; bf: the base at b is BF16 bits
    */
   tiesOut(m: number, n: number, divide: boolean, lambda: number, b = BASE_PTR, o = OUT_PTR, bf = 0): void {
-    this.ex.ties_out(m, n, b, o, divide ? 1 : 0, lambda, bf);
+    // three models (the common TIES recipe): unrolled, each product computed once (same bits, ~10% faster)
+    if (m === 3) this.ex.ties_out3(n, b, o, divide ? 1 : 0, lambda, bf);
+    else this.ex.ties_out(m, n, b, o, divide ? 1 : 0, lambda, bf);
   }
 
   /**
