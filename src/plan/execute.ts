@@ -140,11 +140,17 @@ export async function readInputRows(reader: CheckpointReader, input: PlanInput, 
   for (let r = 0; r < r1 - r0; r++) into.set(tmp.subarray(r * fullCols, r * fullCols + cols), r * cols);
 }
 
-/** Encode f32 values to the output dtype in a reused byte buffer and write them. */
+/**
+ * Encode f32 values to the output dtype in a reused byte buffer and write them. BF16 values that live in a workspace
+ * are encoded in place there (`values` is then overwritten: callers do not read it again).
+ */
 async function writeF32(ctx: RunTensorContext, t: PlanTensor, elemOffset: number, values: Float32Array): Promise<number> {
   const bytesPer = DTYPE_INFO[t.dtype].bytes;
   let bytes: Uint8Array;
-  if (t.dtype === 'F32') {
+  const bf16 = t.dtype === 'BF16' ? workspaceOf(values.buffer)?.narrowBf16InPlace(values) : undefined;
+  if (bf16 !== undefined) {
+    bytes = new Uint8Array(bf16.buffer, bf16.byteOffset, bf16.byteLength);
+  } else if (t.dtype === 'F32') {
     bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   } else {
     const buf = ctx.scratch.byteBuffer(values.length * bytesPer);

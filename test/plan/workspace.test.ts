@@ -1,9 +1,10 @@
 // The executor's workspaces (src/tensor/wasm/workspace.ts, Scratch in src/plan/execute.ts): a workspace has the
-// size asked for, bf16 widening into one is exact and writes exactly n values, and the GTA kernels that read
+// size asked for, bf16 widening into one is exact and writes exactly n values, bf16 narrowing in place rounds as
+// convert.ts and writes exactly n values, and the GTA kernels that read
 // inputs in place and write outputs at any offset give the bits of the copying path without touching neighbours.
 import { describe, expect, it } from 'vitest';
 import { Scratch } from '../../src/plan/execute.js';
-import { bf16ToF32, bf16ToF32Js } from '../../src/tensor/convert.js';
+import { bf16ToF32, bf16ToF32Js, f32ToBf16Js } from '../../src/tensor/convert.js';
 import { Workspace, WORKSPACE_START, workspaceOf } from '../../src/tensor/wasm/workspace.js';
 import { mergeWasm, mergeWasmFor, OUT_PTR } from '../../src/merge/methods/gta-kernels.js';
 import { xorshift32 } from '../helpers/rng.js';
@@ -51,6 +52,35 @@ describe('workspace', () => {
       expect(Array.from(around.subarray(n + 8))).toEqual(new Array(8).fill(7));
     }
     expect(Workspace.create(WORKSPACE_START)!.widenBf16(new Uint16Array(8), new Float32Array(8), 8)).toBe(false);
+  });
+
+  it('narrows f32 to bf16 in place, exactly n values, bit-identical to the JS loop (rounding ties, NaN payloads, inf, denormals)', () => {
+    for (const n of [0, 1, 7, 8, 4103, 16384 + 5]) {
+      const r = rng(n + 1);
+      const src = new Float32Array(n);
+      const u = new Uint32Array(src.buffer);
+      for (let i = 0; i < n; i++) {
+        const k = r() % 8;
+        if (k === 0) u[i] = (r() & 0xffff0000) | 0x8000; // exactly halfway: ties to even
+        else if (k === 1) u[i] = 0x7f800000 | (r() & 0x807fffff) | 1; // NaN, any payload and sign
+        else if (k === 2) u[i] = r() & 0x807fffff; // denormals and zeros
+        else if (k === 3) u[i] = (r() & 0x80000000) | 0x7f7fffff; // rounds up to inf
+        else u[i] = r();
+      }
+      if (n > 3) src[3] = -Infinity;
+      const want = f32ToBf16Js(src);
+      const ws = Workspace.create(WORKSPACE_START + 4 * (n + 16))!;
+      const around = new Uint32Array(ws.buffer, WORKSPACE_START, n + 16);
+      around.fill(0x12345678);
+      const values = ws.f32(WORKSPACE_START + 32, n);
+      values.set(src);
+      const got = ws.narrowBf16InPlace(values)!;
+      expect(got.byteOffset).toBe(values.byteOffset);
+      expect(Array.from(got)).toEqual(Array.from(want));
+      expect(Array.from(around.subarray(0, 8))).toEqual(new Array(8).fill(0x12345678));
+      expect(Array.from(around.subarray(n + 8))).toEqual(new Array(8).fill(0x12345678));
+    }
+    expect(Workspace.create(WORKSPACE_START)!.narrowBf16InPlace(new Float32Array(8))).toBeUndefined();
   });
 });
 

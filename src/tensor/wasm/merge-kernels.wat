@@ -694,6 +694,54 @@
         (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
         (br $next))))
 
+  ;; f32 -> bf16 bits, round to nearest even, NaN quieted (as kernels.wat f32_to_bf16 and convert.ts), from $src to
+  ;; $dst, exactly n outputs: eight at a time, then one by one. $dst may equal $src (in place: a group's writes land
+  ;; below its reads, which come first).
+  (func (export "narrow_bf16") (param $src i32) (param $dst i32) (param $n i32)
+    (local $vend i32) (local $end i32) (local $s i32) (local $u v128) (local $a v128) (local $b v128)
+    (local $cquiet v128) (local $c7fff v128) (local $c1 v128)
+    (local.set $cquiet (i32x4.splat (i32.const 0x00400000)))
+    (local.set $c7fff (i32x4.splat (i32.const 0x7fff)))
+    (local.set $c1 (i32x4.splat (i32.const 1)))
+    (local.set $end (i32.add (local.get $src) (i32.shl (local.get $n) (i32.const 2))))
+    (local.set $vend (i32.add (local.get $src) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+    (block $vdone
+      (loop $vnext
+        (br_if $vdone (i32.ge_u (local.get $src) (local.get $vend)))
+        (local.set $u (v128.load (local.get $src)))
+        (local.set $a
+          (v128.bitselect
+            (v128.or (local.get $u) (local.get $cquiet))
+            (i32x4.add
+              (i32x4.add (local.get $u) (local.get $c7fff))
+              (v128.and (i32x4.shr_u (local.get $u) (i32.const 16)) (local.get $c1)))
+            (f32x4.ne (local.get $u) (local.get $u))))
+        (local.set $u (v128.load offset=16 (local.get $src)))
+        (local.set $b
+          (v128.bitselect
+            (v128.or (local.get $u) (local.get $cquiet))
+            (i32x4.add
+              (i32x4.add (local.get $u) (local.get $c7fff))
+              (v128.and (i32x4.shr_u (local.get $u) (i32.const 16)) (local.get $c1)))
+            (f32x4.ne (local.get $u) (local.get $u))))
+        (v128.store (local.get $dst)
+          (i8x16.shuffle 2 3 6 7 10 11 14 15 18 19 22 23 26 27 30 31 (local.get $a) (local.get $b)))
+        (local.set $src (i32.add (local.get $src) (i32.const 32)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (br $vnext)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $src) (local.get $end)))
+        (local.set $s (i32.load (local.get $src)))
+        (i32.store16 (local.get $dst)
+          (select
+            (i32.shr_u (i32.or (local.get $s) (i32.const 0x00400000)) (i32.const 16))
+            (i32.shr_u (i32.add (i32.add (local.get $s) (i32.const 0x7fff)) (i32.and (i32.shr_u (local.get $s) (i32.const 16)) (i32.const 1))) (i32.const 16))
+            (f32.ne (f32.reinterpret_i32 (local.get $s)) (f32.reinterpret_i32 (local.get $s)))))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 2)))
+        (br $next))))
+
   ;; rank_into (same algorithm and result as tensor/quantile.ts MagnitudeRanker.rankInto): ranks[j] = 0-based
   ;; ascending rank of |x[j]| among the n <= CAP inputs, equal magnitudes ranked by element order (the later one
   ;; lower). LSD radix sort on the magnitude bits, four 8-bit digits, all histograms built in one pass; a digit

@@ -114,6 +114,18 @@ export class Workspace {
     return true;
   }
 
+  /**
+   * The f32 values of `values` (a view of this memory) rounded to BF16 bits in place (as convert.ts f32ToBf16):
+   * returns the n u16 at the same offset, over the first half of the values, which are lost. Undefined, doing
+   * nothing, when `values` lives elsewhere.
+   */
+  narrowBf16InPlace(values: Float32Array): Uint16Array | undefined {
+    if (values.buffer !== this.buffer) return undefined;
+    const narrow = (this.exports as { narrow_bf16: (src: number, dst: number, n: number) => void }).narrow_bf16;
+    narrow(values.byteOffset, values.byteOffset, values.length);
+    return new Uint16Array(this.buffer, values.byteOffset, values.length);
+  }
+
   /** A view of n f32 at `byteOffset` (a multiple of 4, inside the memory). */
   f32(byteOffset: number, n: number): Float32Array {
     return new Float32Array(this.buffer, byteOffset, n);
