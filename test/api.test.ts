@@ -42,7 +42,9 @@ describe('public API', () => {
     const vb = join(root, 'b.safetensors');
     await wk.extractVector({ base, finetuned: join(root, 'ft-a'), out: va });
     await wk.extractVector({ base, finetuned: join(root, 'ft-b'), out: vb, kind: 'time', label: '2016' });
-    expect((await wk.openVector(vb)).meta.label).toBe('2016');
+    const opened = await wk.openVector(vb);
+    expect(opened.meta.label).toBe('2016');
+    await opened.close();
     await wk.combineVectors({ expression: `0.5 * ${va} + 0.5 * ${vb}`, out: join(root, 'm.safetensors') });
     const applied = await wk.applyVectors({ base, vectors: [{ path: join(root, 'm.safetensors'), scale: 1.2 }], out: join(root, 'patched') });
     expect(applied.undo).toBeDefined();

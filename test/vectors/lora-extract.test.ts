@@ -64,7 +64,12 @@ describe('lora extract', () => {
     expect(cfg).toMatchObject({ peft_type: 'LORA', r: 3, lora_alpha: 3, target_modules: [Q(0), Q(2), UP(1)].map((n) => n.slice(0, -7)).sort(), modules_to_save: ['model.embed_tokens'] });
     expect(cfg.rank_pattern).toEqual({ 'model.layers.0.self_attn.q_proj': 2 });
     expect(cfg.alpha_pattern).toEqual({ 'model.layers.0.self_attn.q_proj': 2 });
-    expect((await openLoraAdapter(out)).modules.map((m) => m.scale)).toEqual([1, 1, 1]);
+    const adapter = await openLoraAdapter(out);
+    try {
+      expect(adapter.modules.map((m) => m.scale)).toEqual([1, 1, 1]);
+    } finally {
+      await adapter.close();
+    }
   });
 
   it('rank below the true rank: the reported error is ‖τ − BA‖/‖τ‖ of what to-vector reads', async () => {
