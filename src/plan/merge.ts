@@ -76,6 +76,21 @@ function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new UsageError('INTERRUPTED', 'interrupted; nothing was written (the partial output was removed)');
 }
 
+/**
+ * The backend with an abort check before every product: a linalg method holds one tensor for many seconds (a 4096²
+ * TSV-M layer: about 300 products), so Ctrl-C stops between products instead of after the tensor.
+ */
+function abortable(backend: MatMulBackend, signal: AbortSignal | undefined): MatMulBackend {
+  if (signal === undefined) return backend;
+  return {
+    name: backend.name,
+    matmul(a, b, m, k, n, opts) {
+      checkAborted(signal);
+      return backend.matmul(a, b, m, k, n, opts);
+    },
+  };
+}
+
 export interface MergeResult {
   out: string;
   plans: MergePlan[];
@@ -259,7 +274,7 @@ export async function executePlan(
       onProgress?.({ tensorsDone: done, tensorsTotal: plan.tensors.length, bytesDone: bytes, bytesTotal: plan.outputBytes, elapsedMs: performance.now() - t0, tensor: name });
     };
     const modelStats = await runModelPrepass(method, plan.tensors, readers, budget * threads);
-    const stats = { ...(modelStats !== undefined ? { modelStats } : {}), ...(method.linalg ? { linalg: options.linalg ?? jsMatMul } : {}) };
+    const stats = { ...(modelStats !== undefined ? { modelStats } : {}), ...(method.linalg ? { linalg: abortable(options.linalg ?? jsMatMul, options.signal) } : {}) };
     if (!method.linalg && threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(

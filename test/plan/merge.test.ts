@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RecipeProblems, WeightkitError } from '../../src/errors.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { buildPlan, merge } from '../../src/plan/merge.js';
+import { jsMatMul } from '../../src/tensor/linalg/backend.js';
 import { RECIPE_FILE } from '../../src/plan/outputs.js';
 import { readAllF32, tempDir, tinyFamily, tinyValues, writeModel, TINY_SHAPES } from './helpers.js';
 import { errorOf as rejectionOf } from '../io/safetensors/helpers.js';
@@ -343,6 +344,27 @@ parameters: {trim_scope: model}
       expect(existsSync(out)).toBe(false);
       expect((await readdir(root)).filter((f) => f.includes(`stopped-${threads}`))).toEqual([]);
     }
+  });
+
+  it('an SVD merge stops between matrix products, not only between tensors', async () => {
+    const r = await recipe('stop-tsv.yaml', `merge_method: tsv\nbase_model: base\nmodels:\n  - model: ft-a\n  - model: ft-b\nparameters:\n  svd: randomized\n`);
+    const out = join(root, 'stopped-tsv');
+    const stop = new AbortController();
+    let calls = 0;
+    let tensors = 0;
+    // a backend that asks to stop during its third product: the fourth call must not reach it
+    const linalg = {
+      name: 'counting',
+      matmul: (...args: Parameters<typeof jsMatMul.matmul>) => {
+        if (++calls === 3) stop.abort();
+        return jsMatMul.matmul(...args);
+      },
+    };
+    const e = await errorOf(merge(r, { out, linalg, signal: stop.signal, onProgress: () => tensors++ }));
+    expect(e.code).toBe('INTERRUPTED');
+    expect(calls).toBe(3);
+    expect(tensors).toBe(0);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('tokenizer_source copies that model\'s tokenizer files; base by default', async () => {

@@ -191,7 +191,8 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
         }
         if (!out) throw new UsageError('USAGE', 'name the output folder: weightkit merge <recipe> --out <dir>');
         const progress = createProgress(ctx.io, { quiet: Boolean(argv.quiet) || Boolean(argv.json), title: 'merge' });
-        // Ctrl-C stops between tensors; the staged output is removed before the command exits (code 130)
+        // Ctrl-C stops between tensors (SVD methods: between matrix products); the staged output is removed before
+        // the command exits (code 130)
         const stop = new AbortController();
         const onSigint = (): void => stop.abort();
         process.once('SIGINT', onSigint);
