@@ -6,10 +6,11 @@ import type { MethodCatalog } from '../recipe/validate.js';
 import { didYouMean } from '../recipe/suggest.js';
 import { GEOMETRIC_METHODS } from './methods/geometric.js';
 import { GTA_METHODS } from './methods/gta.js';
+import { ISO_CTS } from './methods/iso-cts.js';
 import { SVD_METHODS } from './methods/tsv.js';
 import type { MergeMethod } from './types.js';
 
-export const METHODS: readonly MergeMethod[] = [...GTA_METHODS, ...GEOMETRIC_METHODS, ...SVD_METHODS];
+export const METHODS: readonly MergeMethod[] = [...GTA_METHODS, ...GEOMETRIC_METHODS, ...SVD_METHODS, ISO_CTS];
 
 const BY_NAME: ReadonlyMap<string, MergeMethod> = new Map(METHODS.map((m) => [m.name, m]));
 

@@ -56,15 +56,15 @@ describe('selection rules', () => {
 
 describe('experiments (tiny zoo)', () => {
   it('multi-task: base, fine-tunes and one row per method, the scale picked by the best validation score', async () => {
-    const r = await runMultiTask(ctx, { methods: ['task arithmetic', 'TSV-M', 'model stock'] });
+    const r = await runMultiTask(ctx, { methods: ['task arithmetic', 'TSV-M', 'Iso-CTS', 'model stock'] });
     expect(r.tasks).toEqual(ctx.zoo.experiments.multiTask.tasks);
-    expect(r.rows.map((x) => x.name)).toEqual(['base', ...r.fineTunes, 'task arithmetic', 'TSV-M', 'model stock']);
+    expect(r.rows.map((x) => x.name)).toEqual(['base', ...r.fineTunes, 'task arithmetic', 'TSV-M', 'Iso-CTS', 'model stock']);
     for (const row of r.rows) {
       expect(row.test).toHaveLength(r.tasks.length);
       expect(row.test.every(inUnit)).toBe(true);
       expect(row.mean).toBeCloseTo(row.test.reduce((a, b) => a + b, 0) / row.test.length, 12);
     }
-    expect(r.grids.map((g) => g.label)).toEqual(['task arithmetic', 'TSV-M']);
+    expect(r.grids.map((g) => g.label)).toEqual(['task arithmetic', 'TSV-M', 'Iso-CTS']);
     for (const g of r.grids) {
       const best = Math.max(...g.points.map((p) => p.score));
       expect(g.points[g.picked]!.score).toBe(best);

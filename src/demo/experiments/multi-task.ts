@@ -1,5 +1,5 @@
 // Experiment 1, multi-task merging: the task fine-tunes of the zoo merged by task arithmetic, TIES, DARE-TIES,
-// TSV-M, Iso-C and model stock. Each method's scale is picked on the validation splits (best mean normalised
+// TSV-M, Iso-C, Iso-CTS and model stock. Each method's scale is picked on the validation splits (best mean normalised
 // accuracy, i.e. accuracy / the task's own fine-tune's accuracy) from a fixed grid; every row reports test accuracy.
 // Prints nothing; must not import src/cli.
 
@@ -36,6 +36,7 @@ export const MULTI_TASK_METHODS: readonly MultiTaskMethod[] = [
   },
   { label: 'TSV-M', method: 'tsv', scale: 'alpha', grid: grid(0.25, 2, 0.25), settings: '' },
   { label: 'Iso-C', method: 'iso_c', scale: 'alpha', grid: grid(0.25, 2, 0.25), settings: '' },
+  { label: 'Iso-CTS', method: 'iso_cts', scale: 'alpha', grid: grid(0.25, 2, 0.25), settings: 'common 0.8' },
   { label: 'model stock', method: 'model_stock', settings: 'no scale' },
 ];
 

@@ -29,9 +29,9 @@ export function defaultOversampling(k: number): number {
 /** Singular triplets with σ ≤ this × the task's largest σ are dropped before concatenation (numerically null). */
 export const DROP_RELATIVE = 1e-6;
 
-type SvdMode = 'exact' | 'randomized' | 'auto';
+export type SvdMode = 'exact' | 'randomized' | 'auto';
 
-interface Common {
+export interface Common {
   alpha: number;
   weights: Float64Array;
   exact: boolean;
@@ -41,11 +41,11 @@ interface Common {
   backend: MatMulBackend;
 }
 
-function num(v: unknown, fallback: number): number {
+export function num(v: unknown, fallback: number): number {
   return typeof v === 'number' ? v : fallback;
 }
 
-function common(ctx: TensorContext, mode: SvdMode): Common {
+export function common(ctx: TensorContext, mode: SvdMode): Common {
   const m = ctx.shape[0] ?? 0;
   const n = ctx.shape[1] ?? 0;
   return {
@@ -59,7 +59,7 @@ function common(ctx: TensorContext, mode: SvdMode): Common {
 }
 
 /** out = base + alpha·v, exactly the base where alpha·v is zero (keeps −0 and makes alpha 0 bit-identical). */
-function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<number>, alpha: number): void {
+export function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<number>, alpha: number): void {
   for (let i = 0; i < out.length; i++) {
     const d = alpha * v[i]!;
     out[i] = d === 0 ? base[i]! : base[i]! + d;
@@ -67,7 +67,7 @@ function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<number>, 
 }
 
 /** Task vectors w_t·(x_t − base) in f32. */
-function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[] {
+export function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[] {
   const base = chunk.base!;
   return chunk.models.map((x, t) => {
     const w = weights[t]!;
@@ -78,7 +78,7 @@ function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[] {
 }
 
 /** Elementwise mean of the weighted task vectors (non-2-D tensors, or decompose: false). */
-function meanMerger(ctx: TensorContext): TensorMerger {
+export function meanMerger(ctx: TensorContext): TensorMerger {
   const weights = Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1));
   const alpha = num(ctx.params['alpha'], 1);
   const n = ctx.modelCount;
@@ -98,11 +98,11 @@ function meanMerger(ctx: TensorContext): TensorMerger {
 }
 
 /** Whether a tensor takes the SVD path: 2-D with both dims > 0 and `decompose` not false. */
-function decomposes(ctx: TensorContext): boolean {
+export function decomposes(ctx: TensorContext): boolean {
   return ctx.shape.length === 2 && ctx.numel > 0 && ctx.params['decompose'] !== false;
 }
 
-function checkInputs(ctx: TensorContext, method: string): void {
+export function checkInputs(ctx: TensorContext, method: string): void {
   if (!ctx.hasBase) throw tensorError(ctx, `${method} needs a base model (task vectors are model − base)`);
   if (ctx.modelCount < 1) throw tensorError(ctx, `${method} needs at least one model besides the base`);
 }
@@ -212,13 +212,13 @@ interface Triplets {
 }
 
 /** Keep the leading columns j < k of a rows x cols array whose σ_j > DROP_RELATIVE·σ_0, into f64 or f32. */
-function leading<A extends Float64Array | Float32Array>(make: (n: number) => A, src: ArrayLike<number>, rows: number, cols: number, keep: number): A {
+export function leading<A extends Float64Array | Float32Array>(make: (n: number) => A, src: ArrayLike<number>, rows: number, cols: number, keep: number): A {
   const out = make(rows * keep);
   for (let i = 0; i < rows; i++) for (let j = 0; j < keep; j++) out[i * keep + j] = src[i * cols + j]!;
   return out;
 }
 
-function keptCount(s: ArrayLike<number>, k: number): number {
+export function keptCount(s: ArrayLike<number>, k: number): number {
   const top = s[0] ?? 0;
   let c = 0;
   while (c < k && s[c]! > DROP_RELATIVE * top) c++;
@@ -226,7 +226,7 @@ function keptCount(s: ArrayLike<number>, k: number): number {
 }
 
 /** Place the blocks side by side: U_cat (rows x Σc_t). */
-function concat<A extends Float64Array | Float32Array>(make: (n: number) => A, blocks: readonly A[], widths: readonly number[], rows: number): A {
+export function concat<A extends Float64Array | Float32Array>(make: (n: number) => A, blocks: readonly A[], widths: readonly number[], rows: number): A {
   const c = widths.reduce((x, y) => x + y, 0);
   const out = make(rows * c);
   let at = 0;
@@ -300,7 +300,7 @@ export async function tsvMerge(taus: readonly Float32Array[], m: number, n: numb
 }
 
 /** A whole-tensor merger whose compute() fills the result. */
-function wholeTensor(run: (chunk: Chunk) => Promise<ArrayLike<number>>, alpha: number, report: () => Record<string, number>): TensorMerger {
+export function wholeTensor(run: (chunk: Chunk) => Promise<ArrayLike<number>>, alpha: number, report: () => Record<string, number>): TensorMerger {
   let result: ArrayLike<number> | undefined;
   return {
     chunking: 'tensor',
@@ -405,8 +405,8 @@ function createIsoC(ctx: TensorContext): TensorMerger {
 // ---------------------------------------------------------------------------------------------------------------
 // declarations
 
-const ALPHA: ParamSpec = { name: 'alpha', type: 'number', default: 1, description: 'scale of the merged task vector: θ = base + alpha·τ' };
-const EXACT_MAX_DIM: ParamSpec = {
+export const ALPHA: ParamSpec = { name: 'alpha', type: 'number', default: 1, description: 'scale of the merged task vector: θ = base + alpha·τ' };
+export const EXACT_MAX_DIM: ParamSpec = {
   name: 'exact_max_dim',
   type: 'number',
   integer: true,
@@ -414,13 +414,13 @@ const EXACT_MAX_DIM: ParamSpec = {
   default: 128,
   description: "with 'auto': tensors with min(rows, cols) up to this are decomposed exactly (Jacobi, f64), larger ones iteratively on the linalg backend",
 };
-const DECOMPOSE: ParamSpec = {
+export const DECOMPOSE: ParamSpec = {
   name: 'decompose',
   type: 'boolean',
   default: true,
   description: 'whether a 2-D tensor takes the SVD path; set false through a tensor filter to average it instead (FusionBench leaves text_projection out)',
 };
-const WEIGHT: ParamSpec = { name: 'weight', type: 'number', default: 1, description: 'scales this model\'s task vector before the decomposition' };
+export const WEIGHT: ParamSpec = { name: 'weight', type: 'number', default: 1, description: 'scales this model\'s task vector before the decomposition' };
 const TSV_PARAMS: readonly ParamSpec[] = [
   ALPHA,
   { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "per-task SVD and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder + Newton–Schulz polar on the linalg backend), 'auto' (exact up to exact_max_dim)" },
@@ -436,19 +436,19 @@ const TSV_PARAMS: readonly ParamSpec[] = [
 const POLAR_STEPS_ESTIMATE = 10;
 
 /** Flops and working bytes of a matmul-only polar factor of an a x b matrix. */
-function polarCost(a: number, b: number): { flops: number; bytes: number } {
+export function polarCost(a: number, b: number): { flops: number; bytes: number } {
   const [hi, lo] = a >= b ? [a, b] : [b, a];
   // per step: Gram (3/4 of 2·hi·lo²), G² (3/4 of 2·lo³), X·(aI + bG + cG²) (2·hi·lo²)
   return { flops: POLAR_STEPS_ESTIMATE * (3.5 * hi * lo * lo + 1.5 * lo ** 3), bytes: (3 * hi * lo + 3 * lo * lo) * 4 };
 }
 
 /** Flops of an exact (Jacobi, f64) SVD of an a x b matrix: about 10 sweeps of r²/2 rotations over both factors. */
-function jacobiFlops(a: number, b: number): number {
+export function jacobiFlops(a: number, b: number): number {
   const r = Math.min(a, b);
   return 30 * a * b * r + 30 * r * r * r;
 }
 
-function exactPath(shape: readonly number[], params: Params, mode: unknown): boolean {
+export function exactPath(shape: readonly number[], params: Params, mode: unknown): boolean {
   const maxDim = typeof params['exact_max_dim'] === 'number' ? params['exact_max_dim'] : 128;
   return mode === 'exact' || ((mode ?? 'auto') === 'auto' && Math.min(shape[0]!, shape[1]!) <= maxDim);
 }
