@@ -1,6 +1,7 @@
 // LoRA adapters out (mergekit-extract-lora semantics): for every 2-D (and conv) weight of τ = F − B, the top singular
 // triplets of τ written as a PEFT adapter, B = U·√S and A = √S·Vᵀ (scale 1: lora_alpha = r), with rank_pattern /
-// alpha_pattern where ranks differ; input embeddings go to modules_to_save at full weight unless embedLora. Reports
+// alpha_pattern where ranks differ; input embeddings and norms go to modules_to_save at full weight (unless embedLora /
+// skipUndecomposable); mergekit's include/exclude regexes and --no-distribute-scale are supported. Reports
 // each module's relative reconstruction error ‖τ − BA‖/‖τ‖ measured on the factors as stored. Memory: one τ and its
 // factors at a time (factors are staged in a scratch file). Must not import src/eval: the caller passes the backend.
 
@@ -42,6 +43,14 @@ export interface LoraExtractOptions {
   embedLora?: boolean;
   /** modules saved at full weight (modules_to_save), by module name or `.`-suffix */
   saveModules?: readonly string[];
+  /** regular expressions (searched in the module name, like Python's re.search): when given, only matching modules are extracted (mergekit -i) */
+  include?: readonly string[];
+  /** regular expressions: matching modules are left out (mergekit -e); an excluded input embedding is not saved whole either */
+  exclude?: readonly string[];
+  /** B = U·√S, A = √S·Vᵀ (default true, mergekit's --distribute-scale); false: B = U, A = S·Vᵀ */
+  distributeScale?: boolean;
+  /** changed modules a LoRA cannot hold (norms: 1-D weights) are left out instead of saved at full weight in modules_to_save (mergekit's --skip-undecomposable) */
+  skipUndecomposable?: boolean;
   /** products of the randomized SVD and the error check (default jsMatMul; the CLI passes ONNX Runtime) */
   backend?: MatMulBackend;
   /** 'auto' (default): exact Jacobi for min(m, n) <= 256, randomized above */
@@ -54,14 +63,18 @@ export interface LoraExtractOptions {
   onProgress?: (p: StreamProgress) => void;
 }
 
-export type ExtractedKind = 'lora' | 'lora_embedding' | 'full' | 'zero' | 'dropped';
+export type ExtractedKind = 'lora' | 'lora_embedding' | 'full' | 'zero' | 'dropped' | 'excluded';
 
 export interface ExtractedModule {
   /** the base tensor */
   tensor: string;
   module: string;
   shape: number[];
-  /** lora / lora_embedding: factors written; full: modules_to_save; zero: τ = 0 (nothing written); dropped: τ ≠ 0 but not representable (1-D, biases: mergekit leaves them out) */
+  /**
+   * lora / lora_embedding: factors written; full: modules_to_save (input embeddings, --save-module, and modules a
+   * LoRA cannot hold such as norms); zero: τ = 0 (nothing written); dropped: τ ≠ 0 but left out (biases of LoRA
+   * modules; undecomposable modules with skipUndecomposable); excluded: left out by include/exclude
+   */
   kind: ExtractedKind;
   rank: number;
   /** ‖τ − BA‖/‖τ‖ with the factors as stored (0 for full, 1 for dropped, 0 for zero) */
@@ -102,6 +115,17 @@ function matches(list: readonly string[], module: string): boolean {
   return list.some((t) => module === t || module.endsWith('.' + t));
 }
 
+/** The --include/--exclude patterns as RegExps; an invalid one is a USAGE error naming it. */
+function compileRegexes(sources: readonly string[] | undefined, option: string): RegExp[] {
+  return (sources ?? []).map((src) => {
+    try {
+      return new RegExp(src);
+    } catch (e) {
+      throw new UsageError('USAGE', `--${option}: '${src}' is not a valid regular expression (${e instanceof Error ? e.message : String(e)})`);
+    }
+  });
+}
+
 function encode(dtype: DType, v: Float32Array): { bytes: Uint8Array; values: Float32Array } {
   const data = fromF32(dtype, v);
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -117,6 +141,8 @@ export async function extractLora(options: LoraExtractOptions): Promise<LoraExtr
   if (options.out.endsWith('.safetensors')) throw new UsageError('USAGE', `an adapter is a folder; --out ${options.out} names a .safetensors file`);
   const backend = options.backend ?? jsMatMul;
   const saveModules = options.saveModules ?? [];
+  const include = compileRegexes(options.include, 'include');
+  const exclude = compileRegexes(options.exclude, 'exclude');
   const base = await openCheckpointPath(options.base);
   try {
     const ft = await openCheckpointPath(options.finetuned);
@@ -129,7 +155,7 @@ export async function extractLora(options: LoraExtractOptions): Promise<LoraExtr
         scratch = await open(scratchPath, 'w+').catch((e: unknown) => {
           throw wrapIoError(e, scratchPath, 'creating scratch file');
         });
-        const run = await extractAll(pairing.shared, base, ft, options, { dtype, eps, backend, saveModules, scratch, scratchPath });
+        const run = await extractAll(pairing.shared, base, ft, options, { dtype, eps, backend, saveModules, include, exclude, scratch, scratchPath });
         const { modules, items } = run;
         const loraModules = modules.filter((m) => m.kind === 'lora' || m.kind === 'lora_embedding');
         if (loraModules.length === 0 && !modules.some((m) => m.kind === 'full')) {
@@ -216,6 +242,8 @@ interface RunContext {
   eps: number;
   backend: MatMulBackend;
   saveModules: readonly string[];
+  include: readonly RegExp[];
+  exclude: readonly RegExp[];
   scratch: FileHandle;
   scratchPath: string;
 }
@@ -240,6 +268,9 @@ async function extractAll(
     bytesWritten += bytes.byteLength;
     return values;
   };
+  // the rank of each module's weight: a module whose weight is not 2-D (a norm) cannot be held by a LoRA
+  const weightRank = new Map<string, number>();
+  for (const t of shared) if (t.name.endsWith('.weight')) weightRank.set(moduleOf(t.name), t.shape.length);
   for (const [index, t] of shared.entries()) {
     if (options.signal?.aborted) throw interrupted();
     const module = moduleOf(t.name);
@@ -259,14 +290,24 @@ async function extractAll(
     const record = (kind: ExtractedKind, rank: number, relError: number, extra: Partial<ExtractedModule> = {}): void => {
       modules.push({ tensor: t.name, module, shape, kind, rank, relError, norm, ...extra });
     };
-    if (matches(ctx.saveModules, module) || (embedding && !options.embedLora && norm2 > 0)) {
+    // mergekit's order: --save-module, input embeddings (unless excluded), then the include/exclude filter
+    const excluded = ctx.exclude.some((r) => r.test(module));
+    const selected = !excluded && (ctx.include.length === 0 || ctx.include.some((r) => r.test(module)));
+    const saveWhole = (): void => {
       items.push({ name: PEFT_PREFIX + t.name, dtype: ctx.dtype, shape, full: t.name });
       bytesWritten += t.numel * DTYPE_INFO[ctx.dtype].bytes;
       record('full', 0, 0);
+    };
+    if (matches(ctx.saveModules, module) || (embedding && !options.embedLora && norm2 > 0 && !excluded)) {
+      saveWhole();
+    } else if (!selected) {
+      record('excluded', 0, norm2 > 0 ? 1 : 0);
     } else if (norm2 === 0) {
       record('zero', 0, 0);
     } else if (!weight || shape.length < 2) {
-      record('dropped', 0, 1);
+      // a norm (module without a 2-D weight) goes to modules_to_save whole; a LoRA module's bias is left out
+      if ((weightRank.get(module) ?? 0) < 2 && !options.skipUndecomposable) saveWhole();
+      else record('dropped', 0, 1);
     } else {
       const m = shape[0]!;
       const n = t.numel / m;
@@ -282,10 +323,15 @@ async function extractAll(
       } else {
         const bf = new Float32Array(m * keep);
         const af = new Float32Array(keep * n);
+        // distributed: B = U·√S, A = √S·Vᵀ; else S goes to the factor mergekit calls A (for an embedding, the one
+        // stored as lora_embedding_A, i.e. our U side)
+        const distribute = options.distributeScale ?? true;
         for (let j = 0; j < keep; j++) {
-          const sq = Math.sqrt(svd.s[j]!);
-          for (let i = 0; i < m; i++) bf[i * keep + j] = svd.u[i * svd.k + j]! * sq;
-          for (let c = 0; c < n; c++) af[j * n + c] = svd.v[c * svd.k + j]! * sq;
+          const s = svd.s[j]!;
+          const su = distribute ? Math.sqrt(s) : embedding ? s : 1;
+          const sv = distribute ? Math.sqrt(s) : embedding ? 1 : s;
+          for (let i = 0; i < m; i++) bf[i * keep + j] = svd.u[i * svd.k + j]! * su;
+          for (let c = 0; c < n; c++) af[j * n + c] = svd.v[c * svd.k + j]! * sv;
         }
         let bq: Float32Array;
         let aq: Float32Array;
@@ -316,6 +362,7 @@ function card(options: LoraExtractOptions, r: number, modules: readonly Extracte
   const lora = modules.filter((m) => m.kind === 'lora' || m.kind === 'lora_embedding');
   const full = modules.filter((m) => m.kind === 'full');
   const dropped = modules.filter((m) => m.kind === 'dropped');
+  const excluded = modules.filter((m) => m.kind === 'excluded' && m.relError > 0);
   return [
     '---',
     'library_name: peft',
@@ -323,11 +370,12 @@ function card(options: LoraExtractOptions, r: number, modules: readonly Extracte
     '# LoRA extracted by weightkit',
     '',
     `A rank-${r} LoRA approximating \`${options.finetuned}\` − \`${options.base}\`, extracted with \`weightkit lora extract\``,
-    `(truncated SVD per module; B = U·√S, A = √S·Vᵀ, lora_alpha = r).`,
+    `(truncated SVD per module; ${options.distributeScale === false ? 'B = U, A = S·Vᵀ' : 'B = U·√S, A = √S·Vᵀ'}, lora_alpha = r).`,
     '',
     `- LoRA modules: ${lora.length}`,
     `- full modules (modules_to_save): ${full.length}`,
     `- tensors whose change is not representable and was left out: ${dropped.length}${dropped.length > 0 ? ` (${dropped.map((d) => d.tensor).join(', ')})` : ''}`,
+    ...(excluded.length > 0 ? [`- changed tensors left out by --include/--exclude: ${excluded.length}`] : []),
     '',
   ].join('\n');
 }

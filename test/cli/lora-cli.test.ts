@@ -47,6 +47,30 @@ describe('weightkit lora (CLI)', () => {
     await v.close();
   });
 
+  it("mergekit's flags: --max-rank, -i/-e, --no-distribute-scale, --skip-undecomposable", async () => {
+    const f = tinyValues(0);
+    const changed = addInto(f, { [Q0]: lowRank(Q0, 3, 5), 'model.layers.1.self_attn.q_proj.weight': lowRank('model.layers.1.self_attn.q_proj.weight', 2, 6), 'model.norm.weight': new Float32Array([0.1, 0, 0, 0]) });
+    const ft2 = join(dir, 'ft2');
+    await writeModel(ft2, changed);
+    const kinds = async (...flags: string[]): Promise<Map<string, string>> => {
+      const r = await run('lora', 'extract', '--base', base, '--finetuned', ft2, '--out', join(dir, `k${flags.join('').replace(/\W/g, '')}`), '--json', '--backend', 'js', ...flags);
+      expect(r.code, r.stderr).toBe(0);
+      return new Map(JSON.parse(r.stdout).modules.map((m: { tensor: string; kind: string; rank: number }) => [m.tensor, `${m.kind}:${m.rank}`]));
+    };
+    const all = await kinds('--max-rank', '2');
+    expect(all.get(Q0)).toBe('lora:2');
+    expect(all.get('model.norm.weight')).toBe('full:0');
+    const filtered = await kinds('-i', 'q_proj', '-e', 'layers\\.1\\.', '--skip-undecomposable', '--no-distribute-scale');
+    expect(filtered.get(Q0)).toBe('lora:3');
+    expect(filtered.get('model.layers.1.self_attn.q_proj.weight')).toBe('excluded:0');
+    expect(filtered.get('model.norm.weight')).toBe('excluded:0');
+    const skip = await kinds('--skip-undecomposable');
+    expect(skip.get('model.norm.weight')).toBe('dropped:0');
+    const bad = await run('lora', 'extract', '--base', base, '--finetuned', ft2, '--out', join(dir, 'bad'), '--exclude', '[');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/error\[USAGE\].*--exclude: '\['/);
+  });
+
   it('errors are rendered with their code and exit non-zero', async () => {
     const r = await run('lora', 'info', join(dir, 'missing'));
     expect(r.code).not.toBe(0);

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { openCheckpointPath } from '../../src/io/open.js';
 import { openVector } from '../../src/vectors/reader.js';
 import { extractLora } from '../../src/vectors/lora-extract.js';
 import { loraToVector, openLoraAdapter } from '../../src/vectors/lora.js';
@@ -43,11 +44,11 @@ async function roundTrip(adapter: string): Promise<Map<string, Float32Array>> {
 }
 
 describe('lora extract', () => {
-  it('rank >= the true rank: extract -> to-vector reproduces τ; embeddings are saved whole; 1-D changes are reported as dropped', async () => {
+  it('rank >= the true rank: extract -> to-vector reproduces τ; embeddings and norms are saved whole (mergekit)', async () => {
     const out = join(dir, 'a4');
     const r = await extractLora({ base, finetuned: ft, out, rank: 4 });
     const v = await roundTrip(out);
-    for (const k of [Q(0), UP(1), Q(2), 'model.embed_tokens.weight']) {
+    for (const k of [Q(0), UP(1), Q(2), 'model.embed_tokens.weight', 'model.norm.weight']) {
       const got = v.get(k)!;
       for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - tau[k]![i]!)).toBeLessThan(2e-6);
     }
@@ -57,11 +58,10 @@ describe('lora extract', () => {
     expect(by.get(Q(2))).toMatchObject({ kind: 'lora', rank: 3 });
     expect(by.get(Q(0))!.relError).toBeLessThan(1e-6);
     expect(by.get('model.embed_tokens.weight')).toMatchObject({ kind: 'full' });
-    expect(by.get('model.norm.weight')).toMatchObject({ kind: 'dropped', relError: 1 });
+    expect(by.get('model.norm.weight')).toMatchObject({ kind: 'full' });
     expect(by.get(Q(1))).toMatchObject({ kind: 'zero' });
-    expect(v.has('model.norm.weight')).toBe(false);
     const cfg = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 3, lora_alpha: 3, target_modules: [Q(0), Q(2), UP(1)].map((n) => n.slice(0, -7)).sort(), modules_to_save: ['model.embed_tokens'] });
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 3, lora_alpha: 3, target_modules: [Q(0), Q(2), UP(1)].map((n) => n.slice(0, -7)).sort(), modules_to_save: ['model.embed_tokens', 'model.norm'] });
     expect(cfg.rank_pattern).toEqual({ 'model.layers.0.self_attn.q_proj': 2 });
     expect(cfg.alpha_pattern).toEqual({ 'model.layers.0.self_attn.q_proj': 2 });
     const adapter = await openLoraAdapter(out);
@@ -107,6 +107,44 @@ describe('lora extract', () => {
     const m = r.modules.find((x) => x.tensor === UP(1))!;
     expect(m.relError).toBeGreaterThan(1e-4);
     expect(Math.abs(m.relError - relError(tau[UP(1)]!, v.get(UP(1))!))).toBeLessThan(1e-5);
+  });
+
+  it('mergekit options: include/exclude regexes, --skip-undecomposable, --no-distribute-scale', async () => {
+    const only = await extractLora({ base, finetuned: ft, out: join(dir, 'inc'), rank: 4, include: ['q_proj$'], exclude: ['layers\\.2\\.'] });
+    const kinds = new Map(only.modules.map((m) => [m.tensor, m.kind]));
+    expect(kinds.get(Q(0))).toBe('lora');
+    expect(kinds.get(Q(2))).toBe('excluded');
+    expect(kinds.get(UP(1))).toBe('excluded');
+    expect(kinds.get('model.norm.weight')).toBe('excluded');
+    expect(kinds.get('model.embed_tokens.weight')).toBe('full'); // embeddings are saved unless excluded, as mergekit
+    expect(only.modules.find((m) => m.tensor === UP(1))!.relError).toBe(1);
+    const noEmbed = await extractLora({ base, finetuned: ft, out: join(dir, 'exc'), rank: 4, exclude: ['embed'] });
+    expect(noEmbed.modules.find((m) => m.tensor === 'model.embed_tokens.weight')!.kind).toBe('excluded');
+
+    const skip = await extractLora({ base, finetuned: ft, out: join(dir, 'skip'), rank: 4, skipUndecomposable: true });
+    expect(skip.modules.find((m) => m.tensor === 'model.norm.weight')).toMatchObject({ kind: 'dropped', relError: 1 });
+    expect((await roundTrip(join(dir, 'skip'))).has('model.norm.weight')).toBe(false);
+
+    // B = U (orthonormal columns), A = S·Vᵀ; the product is the same
+    const plain = join(dir, 'plain');
+    await extractLora({ base, finetuned: ft, out: plain, rank: 4, distributeScale: false });
+    const v = await roundTrip(plain);
+    expect(relError(tau[UP(1)]!, v.get(UP(1))!)).toBeLessThan(1e-6);
+    const w = await openCheckpointPath(join(plain, 'adapter_model.safetensors'));
+    try {
+      const b = await w.readF32('base_model.model.model.layers.1.mlp.up_proj.lora_B.weight');
+      const [rows, k] = w.info('base_model.model.model.layers.1.mlp.up_proj.lora_B.weight').shape as [number, number];
+      for (let a = 0; a < k; a++) {
+        for (let c = 0; c < k; c++) {
+          let dot = 0;
+          for (let i = 0; i < rows; i++) dot += b[i * k + a]! * b[i * k + c]!;
+          expect(Math.abs(dot - (a === c ? 1 : 0))).toBeLessThan(1e-5);
+        }
+      }
+    } finally {
+      await w.close();
+    }
+    await expect(extractLora({ base, finetuned: ft, out: join(dir, 'bad-re'), rank: 4, include: ['('] })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining("--include: '('") });
   });
 
   it('refuses an existing output and a rank of 0', async () => {

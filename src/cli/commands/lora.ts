@@ -34,11 +34,15 @@ export function loraCommands(y: Argv, ctx: CommandContext): Argv {
           .option('base', { type: 'string', demandOption: true, describe: 'the base checkpoint' })
           .option('finetuned', { type: 'string', demandOption: true, describe: 'the fine-tuned checkpoint' })
           .option('out', { type: 'string', demandOption: true, describe: 'the adapter folder to write' })
-          .option('rank', { type: 'number', demandOption: true, describe: 'largest rank kept per module' })
+          .option('rank', { type: 'number', alias: 'max-rank', default: 128, describe: 'largest rank kept per module (mergekit\'s --max-rank)' })
           .option('sv-epsilon', { type: 'number', default: 0, describe: 'drop singular values below this fraction of the module\'s largest (ranks then differ: rank_pattern)' })
           .option('dtype', { type: 'string', describe: 'factor dtype: f32 (default), bf16, f16' })
           .option('embed-lora', { type: 'boolean', default: false, describe: 'input embeddings as lora_embedding_A/B instead of full weights in modules_to_save' })
           .option('save-module', { type: 'string', array: true, describe: 'a module saved at full weight (modules_to_save); repeatable' })
+          .option('include', { type: 'string', array: true, alias: ['i', 'include-regex'], describe: 'extract only modules whose name matches this regular expression (searched, as Python re.search); repeatable' })
+          .option('exclude', { type: 'string', array: true, alias: ['e', 'exclude-regex'], describe: 'leave out modules whose name matches this regular expression; repeatable' })
+          .option('distribute-scale', { type: 'boolean', default: true, describe: 'B = U·√S and A = √S·Vᵀ; --no-distribute-scale: B = U, A = S·Vᵀ' })
+          .option('skip-undecomposable', { type: 'boolean', default: false, describe: 'leave out changed modules a LoRA cannot hold (norms) instead of saving them whole in modules_to_save' })
           .option('svd', { type: 'string', choices: ['auto', 'exact', 'randomized'], default: 'auto', describe: 'exact Jacobi SVD, randomized (Halko), or auto by size' })
           .option('backend', { type: 'string', choices: ['ort', 'js'], default: 'ort', describe: 'where large products run' })
           .option('base-name', { type: 'string', describe: 'base_model_name_or_path for the config (default: --base)' })
@@ -64,6 +68,10 @@ export function loraCommands(y: Argv, ctx: CommandContext): Argv {
             ...(argv.dtype !== undefined ? { dtype: dtypeOf(argv.dtype) } : {}),
             embedLora: Boolean(argv['embed-lora']),
             saveModules: ((argv['save-module'] as string[] | undefined) ?? []).map(String),
+            include: ((argv.include as string[] | undefined) ?? []).map(String),
+            exclude: ((argv.exclude as string[] | undefined) ?? []).map(String),
+            distributeScale: argv['distribute-scale'] !== false,
+            skipUndecomposable: Boolean(argv['skip-undecomposable']),
             svd: argv.svd as 'auto' | 'exact' | 'randomized',
             ...(be ? { backend: be.backend } : {}),
             ...(argv['base-name'] !== undefined ? { baseModelName: String(argv['base-name']) } : {}),
@@ -85,6 +93,8 @@ export function loraCommands(y: Argv, ctx: CommandContext): Argv {
           ctx.io.stdout(table(rows, [false, false, false, true, true]));
           const dropped = r.modules.filter((m) => m.kind === 'dropped');
           if (dropped.length > 0) ctx.io.stdout(`note: ${dropped.length} changed tensor(s) a LoRA cannot hold were left out (use --save-module to keep them whole)\n`);
+          const excluded = r.modules.filter((m) => m.kind === 'excluded' && m.relError > 0);
+          if (excluded.length > 0) ctx.io.stdout(`note: ${excluded.length} changed tensor(s) were left out by --include/--exclude\n`);
         } finally {
           p.stop();
           await be?.dispose();
