@@ -131,14 +131,39 @@ class DocReader {
     return undefined;
   }
 
+  /** A `{path, revision}` model path of the dict form (or a plain string); a revision needs a hub, so it is refused. */
+  modelPath(node: YamlNode | null, path: string, keyPos: Pos, what: string): Located<string> | undefined {
+    if (!isMap(node)) return this.str(node, path, keyPos, what);
+    const e = this.entries(node, path, ['path', 'revision']);
+    const rev = e.get('revision');
+    if (rev) {
+      this.sink.add('RECIPE_UNSUPPORTED', `${what}: 'revision' selects a Hugging Face hub revision; weightkit does not download (give a local path)`, rev.keyPos);
+    }
+    const p = e.get('path');
+    if (!p) {
+      this.sink.add('RECIPE_MISSING_KEY', `${what} needs 'path'`, this.pos(node, path, keyPos));
+      return undefined;
+    }
+    return rev ? undefined : this.str(p.node, `${path}.path`, p.keyPos, what);
+  }
+
   modelRef(node: YamlNode | null, path: string, keyPos: Pos): ModelRef | undefined {
     if (isMap(node)) {
-      this.sink.add(
-        'RECIPE_UNSUPPORTED',
-        'model references must be plain local paths; the {path, revision, lora} form is not supported yet',
-        this.pos(node, path, keyPos),
-      );
-      return undefined;
+      // mergekit's dict form {model: {path, revision}, lora: {path, revision}, override_architecture}
+      const e = this.entries(node, path, ['model', 'lora', 'override_architecture']);
+      const oa = e.get('override_architecture');
+      if (oa) this.sink.add('RECIPE_UNSUPPORTED', "'override_architecture' is not supported (weightkit reads tensors by name, not through an architecture class)", oa.keyPos);
+      const me = e.get('model');
+      if (!me) {
+        this.sink.add('RECIPE_MISSING_KEY', "a model reference in dict form needs 'model'", this.pos(node, path, keyPos));
+        return undefined;
+      }
+      const model = this.modelPath(me.node, `${path}.model`, me.keyPos, 'a model path');
+      const le = e.get('lora');
+      const lora = le ? this.modelPath(le.node, `${path}.lora`, le.keyPos, 'a LoRA adapter path') : undefined;
+      if (!model || (le && !lora) || oa) return undefined;
+      if (lora) return { ref: `${model.value}+${lora.value}`, pos: model.pos, lora: { base: model.value, adapter: lora.value } };
+      return { ref: model.value, pos: model.pos };
     }
     const s = this.str(node, path, keyPos, 'a model reference');
     if (!s) return undefined;

@@ -71,4 +71,32 @@ describe('recipes: model: base+adapter', () => {
       ['RECIPE_MODEL_NOT_FOUND', 3],
     ].sort((a, b) => (a[1] as number) - (b[1] as number)));
   });
+
+  it("mergekit's dict form {model: {path}, lora: {path}} equals base+adapter; revision and override_architecture are refused at their key", async () => {
+    const tail = '    parameters: {weight: 1}\n';
+    const plus = await mergeOf('plus', `merge_method: linear\nmodels:\n  - model: base+ad\n${tail}`);
+    const dict = await mergeOf('dict', `merge_method: linear\nmodels:\n  - model:\n      model: {path: base}\n      lora: {path: ad}\n${tail}`);
+    expect(dict).toEqual(plus);
+    const bare = await mergeOf('dict-bare', `merge_method: linear\nmodels:\n  - model: {model: {path: base}}\n${tail}`);
+    expect(bare.get(`${Q0}.weight`)).toEqual(tinyValues(0).get(`${Q0}.weight`));
+    const p = join(root, 'bad-dict.yaml');
+    await writeFile(
+      p,
+      'merge_method: linear\nmodels:\n  - model:\n      model: {path: base, revision: main}\n    parameters: {weight: 1}\n' +
+        '  - model:\n      model: {path: base}\n      override_architecture: LlamaForCausalLM\n    parameters: {weight: 1}\n' +
+        '  - model:\n      lora: {path: ad}\n    parameters: {weight: 1}\n  - model: {model: {paht: base}}\n    parameters: {weight: 1}\n',
+    );
+    const e = await buildPlan(p).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RecipeProblems);
+    const got = (e as RecipeProblems).problems.map((x) => [x.code, x.where.line, x.where.col]);
+    expect(got).toEqual(
+      expect.arrayContaining([
+        ['RECIPE_UNSUPPORTED', 4, 27],
+        ['RECIPE_UNSUPPORTED', 8, 7],
+        ['RECIPE_MISSING_KEY', 11, 7],
+        ['RECIPE_UNKNOWN_KEY', 13, 21],
+      ]),
+    );
+    expect((e as RecipeProblems).problems.find((x) => x.code === 'RECIPE_UNKNOWN_KEY')!.message).toContain("did you mean 'path'");
+  });
 });
