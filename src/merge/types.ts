@@ -84,8 +84,10 @@ export interface ModelStatsCollector {
 export interface WholeTensorCost {
   /** peak working bytes while the tensor is merged, its inputs included */
   readonly bytes: number;
-  /** floating-point operations (multiply-adds count 2), almost all in backend matrix products */
+  /** floating-point operations (multiply-adds count 2) in backend matrix products (ONNX Runtime: ~300 GFLOP/s here) */
   readonly flops: number;
+  /** floating-point operations in JS loops (eigen reductions, Jacobi SVDs: ~1-3 GFLOP/s) */
+  readonly jsFlops?: number;
 }
 
 export interface MergeMethod extends MethodSpec {

@@ -73,7 +73,7 @@ export interface MemoryEstimate {
    * Linalg methods (tsv, rtsvm, iso_c): tensors merged whole, the largest one's working set, and the estimated
    * floating-point operations of all of them (matrix products on the linalg backend).
    */
-  readonly wholeTensors?: { count: number; largest: { name: string; bytes: number }; flops: number };
+  readonly wholeTensors?: { count: number; largest: { name: string; bytes: number }; flops: number; jsFlops: number };
 }
 
 export interface MergePlan {
@@ -621,16 +621,17 @@ export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMeth
   let worst = 0;
   let chunked = 0;
   let chunkElements = 0;
-  let whole: { count: number; largest: { name: string; bytes: number }; flops: number } | undefined;
+  let whole: { count: number; largest: { name: string; bytes: number }; flops: number; jsFlops: number } | undefined;
   for (const t of tensors) {
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel > largest.numel) largest = { name: t.name, numel };
     const cost = t.op === 'copy' ? undefined : method.wholeTensorCost?.(t.shape, t.inputs.length, t.params);
     if (cost !== undefined) {
       // held whole whatever the budget (one tensor at a time on the calling thread)
-      whole ??= { count: 0, largest: { name: '', bytes: 0 }, flops: 0 };
+      whole ??= { count: 0, largest: { name: '', bytes: 0 }, flops: 0, jsFlops: 0 };
       whole.count++;
       whole.flops += cost.flops;
+      whole.jsFlops += cost.jsFlops ?? 0;
       if (cost.bytes > whole.largest.bytes) whole.largest = { name: t.name, bytes: cost.bytes };
       worst = Math.max(worst, cost.bytes);
       continue;

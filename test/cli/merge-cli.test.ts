@@ -53,10 +53,11 @@ describe('weightkit merge / validate / methods', () => {
     const r = await recipe('tsv.yaml', 'merge_method: tsv\nbase_model: base\nmodels:\n  - model: ft-a\n  - model: ft-b\nparameters:\n  svd: randomized\n');
     const d = await run('merge', r, '--dry-run');
     expect(d.code, d.stderr).toBe(0);
-    expect(d.stdout).toMatch(/linear algebra\s+\d+ tensor\(s\) merged whole, ~[\d.]+ [GT]FLOP \(~[\d.]+ (s|min|h) at 300 GFLOP\/s/);
+    expect(d.stdout).toMatch(/linear algebra\s+\d+ tensor\(s\) merged whole: ~[\d.]+ [GT]FLOP in matrix products \+ ~[\d.]+ [GT]FLOP in JS \(~[\d.]+ (s|min|h) at 300 and 2 GFLOP\/s\)/);
     expect(d.stdout).toMatch(/largest working set ~[\d.]+ [kMG]B \(/);
     const j = JSON.parse((await run('merge', r, '--dry-run', '--json')).stdout);
     expect(j.memory.wholeTensors.flops).toBeGreaterThan(0);
+    expect(j.memory.wholeTensors.jsFlops).toBeGreaterThan(0);
     const ties = await run('merge', await recipe('ta.yaml', 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft-a\n'), '--dry-run');
     expect(ties.stdout).not.toContain('linear algebra');
   });

@@ -39,6 +39,8 @@ function mergeOptions(argv: Record<string, unknown>): Omit<MergeOptions, 'out'> 
 
 /** Matrix-product throughput of the ORT backend measured on 2 cores (bench/linalg: 4096 x 4096 x 1034), for the dry run's time hint. */
 const ORT_FLOPS_2_CORES = 300e9;
+/** JS loop throughput (the eigen reduction: ~2.6 GFLOP/s at l = 1280; Jacobi SVDs less), for the same hint. */
+const JS_FLOPS = 2e9;
 
 function formatFlops(f: number): string {
   return f >= 1e12 ? `${(f / 1e12).toFixed(1)} TFLOP` : `${(f / 1e9).toFixed(1)} GFLOP`;
@@ -63,7 +65,7 @@ export function renderPlan(plan: MergePlan, verbose: boolean): string {
     ...(plan.memory.wholeTensors
       ? [[
           'linear algebra',
-          `${formatCount(plan.memory.wholeTensors.count)} tensor(s) merged whole, ~${formatFlops(plan.memory.wholeTensors.flops)} (~${formatSeconds(plan.memory.wholeTensors.flops / ORT_FLOPS_2_CORES)} at 300 GFLOP/s, ONNX Runtime on 2 cores); largest working set ~${formatBytes(plan.memory.wholeTensors.largest.bytes)} (${plan.memory.wholeTensors.largest.name})`,
+          `${formatCount(plan.memory.wholeTensors.count)} tensor(s) merged whole: ~${formatFlops(plan.memory.wholeTensors.flops)} in matrix products + ~${formatFlops(plan.memory.wholeTensors.jsFlops)} in JS (~${formatSeconds(plan.memory.wholeTensors.flops / ORT_FLOPS_2_CORES + plan.memory.wholeTensors.jsFlops / JS_FLOPS)} at 300 and 2 GFLOP/s); largest working set ~${formatBytes(plan.memory.wholeTensors.largest.bytes)} (${plan.memory.wholeTensors.largest.name})`,
         ] as [string, string]]
       : []),
     ['seed', String(plan.seed)],

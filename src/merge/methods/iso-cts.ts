@@ -19,6 +19,7 @@ import {
   decomposes,
   DEFAULT_POWER_ITERATIONS,
   defaultOversampling,
+  EIGEN_JS_FLOPS,
   EXACT_MAX_DIM,
   exactPath,
   jacobiFlops,
@@ -194,20 +195,22 @@ function isoCtsCost(shape: readonly number[], T: number, params: Params): WholeT
   const { common: k, perTask } = ctsSplit(r, T, fraction);
   const held = (2 * T + 4) * m * n * 4; // base, inputs, task vectors and their sum in f32, the f64 result
   if (exactPath(shape, params, params['svd'])) {
-    return { bytes: held + (m * n + (m + n) * r) * 8 * 3, flops: (T + 1) * jacobiFlops(m, n) + 4 * T * m * n * k + jacobiFlops(m, r) + jacobiFlops(n, r) + 2 * m * r * n };
+    return { bytes: held + (m * n + (m + n) * r) * 8 * 3, flops: 0, jsFlops: (T + 1) * jacobiFlops(m, n) + 4 * T * m * n * k + jacobiFlops(m, r) + jacobiFlops(n, r) + 2 * m * r * n };
   }
   const q = typeof params['power_iterations'] === 'number' ? params['power_iterations'] : DEFAULT_POWER_ITERATIONS;
+  let js = 0;
   const rsvd = (kk: number): number => {
     if (kk === 0) return 0;
     const p = typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(kk);
     const l = Math.min(kk + p, m, n);
-    return (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 7 * Math.max(m, n) * l * l + 5.4 * l ** 3 + 2 * (m + n) * l * kk;
+    js += EIGEN_JS_FLOPS * l ** 3;
+    return (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 7 * Math.max(m, n) * l * l + 4 * l ** 3 + 2 * (m + n) * l * kk;
   };
   const l = Math.min(k + (typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(Math.max(k, 1))), m, n);
   const pu = polarCost(m, r);
   const pv = polarCost(n, r);
   const flops = rsvd(k) + T * (rsvd(perTask) + (k > 0 ? 4 * m * n * k : 0)) + pu.flops + pv.flops + 2 * m * r * n;
-  return { bytes: held + 2 * (m + n) * r * 4 + Math.max((m + 3 * n) * l * 4 + l * l * 24, pu.bytes, pv.bytes), flops };
+  return { bytes: held + 2 * (m + n) * r * 4 + Math.max((m + 3 * n) * l * 4 + l * l * 24, pu.bytes, pv.bytes), flops, jsFlops: js };
 }
 
 export const ISO_CTS: MergeMethod = {

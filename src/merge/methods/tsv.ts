@@ -432,6 +432,9 @@ const TSV_PARAMS: readonly ParamSpec[] = [
 
 // ---- cost estimates for the plan (order of magnitude: flops count a multiply-add as 2) ----
 
+/** JS flops of an l x l eigenproblem per l³: the Householder reduction (4/3) plus inverse iteration and sorting. */
+export const EIGEN_JS_FLOPS = 1.5;
+
 /** Polar-Express + Newton–Schulz steps assumed by the estimate (measured: 10 on a 4096² TSV-M U_cat). */
 const POLAR_STEPS_ESTIMATE = 10;
 
@@ -463,17 +466,17 @@ function tsvCost(shape: readonly number[], T: number, params: Params): WholeTens
   const held = (2 * T + 3) * m * n * 4; // base, inputs and task vectors in f32, the f64 result
   if (k === 0) return { bytes: held, flops: 0 };
   if (exactPath(shape, params, params['svd'])) {
-    return { bytes: held + (m * n + (m + n) * r) * 8 * 2, flops: T * jacobiFlops(m, n) + jacobiFlops(m, c) + jacobiFlops(n, c) + 2 * m * c * n };
+    return { bytes: held + (m * n + (m + n) * r) * 8 * 2, flops: 0, jsFlops: T * jacobiFlops(m, n) + jacobiFlops(m, c) + jacobiFlops(n, c) + 2 * m * c * n };
   }
   const p = typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(k);
   const q = typeof params['power_iterations'] === 'number' ? params['power_iterations'] : DEFAULT_POWER_ITERATIONS;
   const l = Math.min(k + p, m, n);
-  const perTask = (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 3.5 * 2 * Math.max(m, n) * l * l + 5.4 * l ** 3 + 2 * (m + n) * l * k;
+  const perTask = (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 3.5 * 2 * Math.max(m, n) * l * l + 4 * l ** 3 + 2 * (m + n) * l * k;
   const sketch = (m + 3 * n) * l * 4 + l * l * 24;
   const pu = polarCost(m, c);
   const pv = polarCost(n, c);
   const cat = 2 * (m + n) * c * 4; // the per-task blocks and U_cat, V_cat
-  return { bytes: held + cat + Math.max(sketch, pu.bytes, pv.bytes), flops: T * perTask + pu.flops + pv.flops + 2 * m * c * n };
+  return { bytes: held + cat + Math.max(sketch, pu.bytes, pv.bytes), flops: T * perTask + pu.flops + pv.flops + 2 * m * c * n, jsFlops: T * EIGEN_JS_FLOPS * l ** 3 };
 }
 
 function isoCost(shape: readonly number[], T: number, params: Params): WholeTensorCost | undefined {
@@ -482,7 +485,7 @@ function isoCost(shape: readonly number[], T: number, params: Params): WholeTens
   if (m * n === 0) return undefined;
   const held = (T + 1) * m * n * 4 + m * n * 12; // base and inputs in f32, the f64 sum and its f32 copy
   const mode = params['polar'] === 'newton_schulz' ? 'randomized' : params['polar'];
-  if (exactPath(shape, params, mode)) return { bytes: held + (m * n + (m + n) * Math.min(m, n)) * 8 * 2, flops: jacobiFlops(m, n) };
+  if (exactPath(shape, params, mode)) return { bytes: held + (m * n + (m + n) * Math.min(m, n)) * 8 * 2, flops: 0, jsFlops: jacobiFlops(m, n) };
   const pol = polarCost(m, n);
   return { bytes: held + pol.bytes, flops: pol.flops };
 }
