@@ -14,6 +14,7 @@ import { fromArray } from '../../src/tensor/linalg/matrix.js';
 import { jacobiSvd } from '../../src/tensor/linalg/svd.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { tempDir, tinyFamily } from '../plan/helpers.js';
+import { refPolar } from './svd-ref.js';
 
 function randomF32(n: number, seed: number, scale = 1): Float32Array {
   const r = new SeededRandom(seed);
@@ -29,18 +30,6 @@ function family(m: number, n: number, T: number, seed: number): { base: Float32A
 function cols(a: ArrayLike<number>, rows: number, width: number, k: number): Float64Array {
   const out = new Float64Array(rows * k);
   for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out[i * k + j] = a[i * width + j]!;
-  return out;
-}
-
-/** P·Qᵀ from the SVD of an m x c matrix of full column rank. */
-function polar(a: Float64Array, m: number, c: number): Float64Array {
-  const svd = jacobiSvd(fromArray(a, m, c));
-  const out = new Float64Array(m * c);
-  for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) {
-    let s = 0;
-    for (let l = 0; l < c; l++) s += svd.u.data[i * c + l]! * svd.v.data[j * c + l]!;
-    out[i * c + j] = s;
-  }
   return out;
 }
 
@@ -84,8 +73,8 @@ function refIsoCts(base: Float32Array, models: Float32Array[], m: number, n: num
     });
     return out;
   };
-  const pu = polar(cat(blocksU, m), m, r);
-  const pv = polar(cat(blocksV, n), n, r);
+  const pu = refPolar(cat(blocksU, m), m, r);
+  const pv = refPolar(cat(blocksV, n), n, r);
   const mean = sig.reduce((a, b) => a + b, 0) / r;
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {

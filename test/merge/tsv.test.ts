@@ -14,6 +14,7 @@ import { polarExact, polarNewtonSchulz } from '../../src/tensor/linalg/newton-sc
 import { jacobiSvd } from '../../src/tensor/linalg/svd.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { tempDir, tinyFamily } from '../plan/helpers.js';
+import { refPolar } from './svd-ref.js';
 import { withSpectrum } from '../tensor/linalg/helpers.js';
 
 function randomF32(n: number, seed: number, scale = 1): Float32Array {
@@ -35,18 +36,6 @@ function maxAbs(a: ArrayLike<number>): number {
   let d = 0;
   for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]!));
   return d;
-}
-
-/** The textbook polar factor P·Qᵀ of an m x c matrix (m >= c, full column rank) from its Jacobi SVD. */
-function refPolar(a: Float64Array, m: number, c: number): Float64Array {
-  const svd = jacobiSvd(fromArray(a, m, c));
-  const out = new Float64Array(m * c);
-  for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) {
-    let s = 0;
-    for (let l = 0; l < c; l++) s += svd.u.data[i * c + l]! * svd.v.data[j * c + l]!;
-    out[i * c + j] = s;
-  }
-  return out;
 }
 
 /** Reference TSV-M (paper §5, zero padding included) in f64: base + alpha·Û diag(s) V̂ᵀ. */
