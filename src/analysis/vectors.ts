@@ -451,6 +451,11 @@ function observeFirst(st: JobState, sc: PieceScratch, ds: Float32Array[], base: 
   const K = ds.length;
   const t = sc.tmp;
   if (base) a.baseSq = sumSquares(base, n, a.baseSq);
+  if (K === 3) {
+    firstPass3(a, ds[0]!, ds[1]!, ds[2]!, n);
+    for (let k = 0; k < K; k++) st.selectors[k]!.addHigh(ds[k]!);
+    return;
+  }
   for (let k = 0; k < K; k++) {
     const d = ds[k]!;
     t[0] = a.sum[k]!;
@@ -486,6 +491,96 @@ function observeFirst(st: JobState, sc: PieceScratch, ds: Float32Array[], base: 
     a.multi = t[0]!;
     a.conflictAll = t[1]!;
   }
+}
+
+/**
+ * observeFirst's statistics for three vectors in one pass over the piece (the common case of three fine-tunes):
+ * moments, pairwise products / shared nonzeros / sign conflicts, and the all-vector conflict counts, each
+ * accumulator updated in element order exactly as momentsInto / pairInto / markSigns + conflictsInto do, so the
+ * results are bit-identical to the general path while each delta is read once instead of five times.
+ */
+function firstPass3(a: Acc, d0: Float32Array, d1: Float32Array, d2: Float32Array, n: number): void {
+  const u0 = new Uint32Array(d0.buffer, d0.byteOffset, n);
+  const u1 = new Uint32Array(d1.buffer, d1.byteOffset, n);
+  const u2 = new Uint32Array(d2.buffer, d2.byteOffset, n);
+  let s10 = a.sum[0]!, s11 = a.sum[1]!, s12 = a.sum[2]!;
+  let s20 = a.sumSq[0]!, s21 = a.sumSq[1]!, s22 = a.sumSq[2]!;
+  let mx0 = a.maxAbs[0]!, mx1 = a.maxAbs[1]!, mx2 = a.maxAbs[2]!;
+  let z0 = a.zeros[0]!, z1 = a.zeros[1]!, z2 = a.zeros[2]!;
+  let dot01 = a.dot[1]!, dot02 = a.dot[2]!, dot12 = a.dot[5]!;
+  let both01 = a.both[1]!, both02 = a.both[2]!, both12 = a.both[5]!;
+  let c01 = a.conflicts[1]!, c02 = a.conflicts[2]!, c12 = a.conflicts[5]!;
+  let multi = a.multi;
+  let all = a.conflictAll;
+  for (let e = 0; e < n; e++) {
+    const x0 = d0[e]!;
+    const x1 = d1[e]!;
+    const x2 = d2[e]!;
+    s10 += x0;
+    s11 += x1;
+    s12 += x2;
+    s20 += x0 * x0;
+    s21 += x1 * x1;
+    s22 += x2 * x2;
+    const ax0 = Math.abs(x0);
+    const ax1 = Math.abs(x1);
+    const ax2 = Math.abs(x2);
+    mx0 = ax0 > mx0 ? ax0 : mx0;
+    mx1 = ax1 > mx1 ? ax1 : mx1;
+    mx2 = ax2 > mx2 ? ax2 : mx2;
+    z0 += +(x0 === 0);
+    z1 += +(x1 === 0);
+    z2 += +(x2 === 0);
+    dot01 += x0 * x1;
+    dot02 += x0 * x2;
+    dot12 += x1 * x2;
+    const b0 = u0[e]!;
+    const b1 = u1[e]!;
+    const b2 = u2[e]!;
+    const on0 = +((b0 & ABS) !== 0);
+    const on1 = +((b1 & ABS) !== 0);
+    const on2 = +((b2 & ABS) !== 0);
+    const n01 = on0 & on1;
+    const n02 = on0 & on2;
+    const n12 = on1 & on2;
+    both01 += n01;
+    both02 += n02;
+    both12 += n12;
+    c01 += ((b0 ^ b1) >>> 31) & n01;
+    c02 += ((b0 ^ b2) >>> 31) & n02;
+    c12 += ((b1 ^ b2) >>> 31) & n12;
+    const g0 = b0 >>> 31;
+    const g1 = b1 >>> 31;
+    const g2 = b2 >>> 31;
+    const pos = (on0 & (1 - g0)) | (on1 & (1 - g1)) | (on2 & (1 - g2));
+    const neg = (on0 & g0) | (on1 & g1) | (on2 & g2);
+    const m = +(on0 + on1 + on2 >= 2);
+    multi += m;
+    all += m & pos & neg;
+  }
+  a.sum[0] = s10;
+  a.sum[1] = s11;
+  a.sum[2] = s12;
+  a.sumSq[0] = s20;
+  a.sumSq[1] = s21;
+  a.sumSq[2] = s22;
+  a.maxAbs[0] = mx0;
+  a.maxAbs[1] = mx1;
+  a.maxAbs[2] = mx2;
+  a.zeros[0] = z0;
+  a.zeros[1] = z1;
+  a.zeros[2] = z2;
+  a.dot[1] = dot01;
+  a.dot[2] = dot02;
+  a.dot[5] = dot12;
+  a.both[1] = both01;
+  a.both[2] = both02;
+  a.both[5] = both12;
+  a.conflicts[1] = c01;
+  a.conflicts[2] = c02;
+  a.conflicts[5] = c12;
+  a.multi = multi;
+  a.conflictAll = all;
 }
 
 /** Pass 1: central moments about the tensor mean, outliers, near zeros; the low histogram where needed. */

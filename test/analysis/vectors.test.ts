@@ -57,6 +57,40 @@ describe('analyzeVectors: hand-computed values', () => {
     expect(r.global.vectors[0]!.norm).toBeCloseTo(Math.sqrt(106), 10);
   });
 
+  it('three vectors (the fused one-pass kernel) give bit for bit what each pair and each vector give alone', async () => {
+    // signed zeros, exact zeros, sign conflicts among all three
+    const shapes = { 'model.layers.0.w': [8] };
+    const vals = {
+      b3: [0, 0, 0, 0, 0, 0, 0, 0],
+      x: [1, -0, 0, 2, -3, 0.5, 0, -1],
+      y: [-1, 2, 0, 2, 3, -0.5, -0, 0],
+      z: [1, 0, 0, -2, 3, 0.25, 7, -1],
+    };
+    for (const [name, v] of Object.entries(vals)) await writeModel(join(dir, name), new Map([['model.layers.0.w', Float32Array.from(v)]]), { shapes });
+    const m = (n: string): string => join(dir, n);
+    const three = await analyzeVectors({ base: m('b3'), models: [m('x'), m('y'), m('z')], density: 0.5 });
+    const t3 = three.tensors[0]!;
+    for (const [i, j] of [[0, 1], [0, 2], [1, 2]] as const) {
+      const pair = (await analyzeVectors({ base: m('b3'), models: [m(['x', 'y', 'z'][i]!), m(['x', 'y', 'z'][j]!)], density: 0.5 })).tensors[0]!;
+      expect(t3.cosine[i]![j]).toBe(pair.cosine[0]![1]);
+      expect(t3.signConflict[i]![j]).toBe(pair.signConflict[0]![1]);
+      expect(t3.jaccard[i]![j]).toBe(pair.jaccard[0]![1]);
+      expect(t3.vectors[i]).toEqual(pair.vectors[0]);
+      expect(t3.vectors[j]).toEqual(pair.vectors[1]);
+    }
+    // all three, by brute force over the elements where at least two vectors are nonzero
+    const nz = (a: number[]): boolean[] => a.map((v) => v !== 0);
+    let multi = 0;
+    let conflict = 0;
+    for (let e = 0; e < 8; e++) {
+      const on = [vals.x, vals.y, vals.z].filter((a) => nz(a)[e]);
+      if (on.length < 2) continue;
+      multi++;
+      if (on.some((a) => a[e]! > 0) && on.some((a) => a[e]! < 0)) conflict++;
+    }
+    expect(t3.signConflictAll).toBeCloseTo(conflict / multi, 15);
+  });
+
   it('vectors mode: no base, no relative change, said in the notes', async () => {
     const r = await analyzeVectors({ vectors: [join(dir, 'v1'), join(dir, 'v1')], density: 0.5 });
     expect(r.mode).toBe('vectors');
