@@ -83,7 +83,7 @@ export const ERROR_CODES = [
   'VECTOR_INVALID', // not a weightkit vector file, or its encoding metadata is malformed
   'VECTOR_BASE_MISMATCH', // a vector made on a different base (fingerprint) than the one given
   'VECTOR_EXPRESSION', // a `vector combine` expression that does not parse or is not linear
-  'VECTOR_NOT_FINITE', // NaN or infinity where a finite value is required (quantisation, sparsification)
+  'VECTOR_NOT_FINITE', // NaN or infinity where a finite value is required (quantisation, sparsification, SVD merges)
   'VECTOR_UNDO_MISMATCH', // an undo record that does not belong to this model/vector/scale
   // evaluation (datasets, models run through ONNX Runtime)
   'EVAL_DATA', // a dataset file that is missing a tensor, malformed, or not a supported format

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RecipeProblems } from '../../src/errors.js';
 import { ctsSplit, ISO_CTS } from '../../src/merge/methods/iso-cts.js';
-import { ISO_C } from '../../src/merge/methods/tsv.js';
+import { ISO_C, RTSVM, TSV } from '../../src/merge/methods/tsv.js';
 import { mergeTensorsAsync } from '../../src/merge/run.js';
 import { buildPlan } from '../../src/plan/merge.js';
 import { jsMatMul } from '../../src/tensor/linalg/backend.js';
@@ -154,5 +154,27 @@ describe('iso_cts', () => {
     );
     expect(e).toBeInstanceOf(RecipeProblems);
     expect((e as RecipeProblems).problems[0]!.where.line).toBe(7);
+  });
+
+  it('every SVD method refuses a NaN or infinity in a 2-D input with VECTOR_NOT_FINITE naming the tensor and model', async () => {
+    const { base, models } = family(6, 5, 2, 31);
+    const bad = Float32Array.from(models[1]!);
+    bad[7] = NaN;
+    const infBase = Float32Array.from(base);
+    infBase[0] = Infinity;
+    for (const method of [TSV, RTSVM, ISO_C, ISO_CTS]) {
+      for (const svd of ['exact', 'randomized']) {
+        const params = method === ISO_C ? { polar: svd === 'exact' ? 'exact' : 'newton_schulz' } : { svd };
+        const e = await mergeTensorsAsync(method, { base, models: [models[0]!, bad] }, { shape: [6, 5], params, linalg: jsMatMul, name: 'w' }).catch((x: unknown) => x);
+        expect(e, `${method.name} ${svd}`).toMatchObject({ code: 'VECTOR_NOT_FINITE', where: { tensor: 'w' } });
+        expect((e as Error).message).toContain('model 2 (in recipe order) has a non-finite value (NaN) at element 7');
+        const f = await mergeTensorsAsync(method, { base: infBase, models }, { shape: [6, 5], params, linalg: jsMatMul, name: 'w' }).catch((x: unknown) => x);
+        expect((f as Error).message).toContain('the base model has a non-finite value (Infinity) at element 0');
+      }
+      // 1-D tensors are averaged elementwise: the NaN stays in its element
+      const flat = await mergeTensorsAsync(method, { base, models: [models[0]!, bad] }, { shape: [30], params: {} });
+      expect(Number.isNaN(flat[7])).toBe(true);
+      expect(flat.filter((x) => Number.isNaN(x))).toHaveLength(1);
+    }
   });
 });

@@ -13,6 +13,7 @@ import { EMPTY_MERGER } from './geo-util.js';
 import {
   ALPHA,
   checkInputs,
+  checkInputsFinite,
   common,
   concat,
   DECOMPOSE,
@@ -180,7 +181,10 @@ function createIsoCts(ctx: TensorContext): TensorMerger {
   // stream T seeds the common subspace's sketch, 0..T−1 the tasks'
   const seedOf = (t: number): number => randomU32(ctx.rng(t, 'iso_cts'), 0);
   return wholeTensor(
-    (chunk: Chunk) => isoCtsMerge(taskVectors(chunk, c.weights), m, n, fraction, c, seedOf, rep),
+    (chunk: Chunk) => {
+      checkInputsFinite(ctx.name, 'iso_cts', chunk);
+      return isoCtsMerge(taskVectors(chunk, c.weights), m, n, fraction, c, seedOf, rep);
+    },
     c.alpha,
     () => ({ common: rep.common, per_task: rep.perTask, mean_sigma: rep.meanSigma, polar_iterations: rep.polarIterations, exact: c.exact ? 1 : 0 }),
   );

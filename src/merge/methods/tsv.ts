@@ -3,6 +3,7 @@
 // an async compute() step whose big products go through ctx.linalg; other tensors are averaged elementwise.
 // Deterministic for a given seed whatever the thread count. Imports merge types, errors and src/tensor only.
 
+import { VectorError } from '../../errors.js';
 import { jsMatMul, type MatMulBackend } from '../../tensor/linalg/backend.js';
 import { fromArray } from '../../tensor/linalg/matrix.js';
 import { polarExact, polarNewtonSchulz } from '../../tensor/linalg/newton-schulz.js';
@@ -75,6 +76,29 @@ export function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[]
     for (let i = 0; i < tau.length; i++) tau[i] = w * (x[i]! - base[i]!);
     return tau;
   });
+}
+
+/**
+ * Refuse NaN or infinity in what a whole-tensor decomposition reads: one such value spreads to every entry of the
+ * merged matrix (or, past a rank test, silently drops the task); elementwise methods keep it to its element.
+ * `which(i)` names the array for the message.
+ */
+export function checkFinite(name: string, method: string, arrays: readonly ArrayLike<number>[], which: (i: number) => string): void {
+  for (const [t, a] of arrays.entries()) {
+    for (let i = 0; i < a.length; i++) {
+      if (Number.isFinite(a[i]!)) continue;
+      throw new VectorError(
+        'VECTOR_NOT_FINITE',
+        `tensor '${name}': ${which(t)} has a non-finite value (${a[i]}) at element ${i}; ${method} decomposes whole matrices, where it would corrupt every entry`,
+        { where: { tensor: name } },
+      );
+    }
+  }
+}
+
+/** Checks a chunk's base and models (named for the message: the base, then models in recipe order). */
+export function checkInputsFinite(name: string, method: string, chunk: Chunk): void {
+  checkFinite(name, method, [chunk.base!, ...chunk.models], (i) => (i === 0 ? 'the base model' : `model ${i} (in recipe order)`));
 }
 
 /** Elementwise mean of the weighted task vectors (non-2-D tensors, or decompose: false). */
@@ -330,6 +354,7 @@ function createTsv(ctx: TensorContext, robust: RobustOptions | undefined, name: 
   const seedOf = (t: number): number => randomU32(ctx.rng(t, 'tsv'), 0);
   return wholeTensor(
     async (chunk) => {
+      checkInputsFinite(ctx.name, name, chunk);
       const taus = taskVectors(chunk, c.weights);
       let ranks = taus.map(() => Math.floor(r / T));
       if (robust) {
@@ -373,6 +398,7 @@ function createIsoC(ctx: TensorContext): TensorMerger {
   return wholeTensor(
     async (chunk) => {
       const base = chunk.base!;
+      checkInputsFinite(ctx.name, 'iso_c', chunk);
       const sum = new Float64Array(chunk.length);
       for (const [t, x] of chunk.models.entries()) {
         const w = c.weights[t]!;
