@@ -3,12 +3,12 @@
 // Guarantees: exactly k entries per mask (exact top-k by radix threshold, ties by element order), one matrix in
 // memory at a time. Must not import src/eval, src/cli or onnxruntime (the caller hands a MatMulBackend).
 
-import { UsageError } from '../errors.js';
+import { UsageError, VectorError } from '../errors.js';
 import { openCheckpointSink, sinkKindOf, type CheckpointSink } from '../io/sink.js';
 import type { CheckpointReader, TensorDecl, TensorInfo } from '../io/types.js';
 import { EXACT_MAX_DIM, jsMatMul, truncatedSvd, type MatMulBackend } from '../tensor/linalg/index.js';
 import { topKMagnitude, type MagnitudeThreshold, magnitudeMaskInto } from '../tensor/select.js';
-import { energyCaptured, frobeniusSquared, matrixSkipReason, throwIfAborted, type AnalysisProgress, type SkippedTensor } from './spectra.js';
+import { energyCaptured, firstNonFinite, frobeniusSquared, matrixSkipReason, throwIfAborted, type AnalysisProgress, type SkippedTensor } from './spectra.js';
 
 /** LIFT's recommended filter rank r and LoRA-equivalent budget rank R (README: 128 for both). */
 export const LIFT_DEFAULT_RANK = 128;
@@ -259,6 +259,10 @@ export async function readPrincipalWeights(reader: CheckpointReader, options: Pr
       const t = chosen[i]!;
       const [m, n] = t.shape as [number, number];
       const w = await reader.readF32(t.name);
+      const bad = firstNonFinite(w);
+      if (bad >= 0) {
+        throw new VectorError('VECTOR_NOT_FINITE', `tensor '${t.name}': non-finite value (${w[bad]}) at element ${bad}; its principal weights are undefined`, { where: { file: reader.path, tensor: t.name } });
+      }
       bytesRead += t.byteLength;
       const k = budgetCount(m, n, budget);
       const p = await principalMask(w, m, n, rank, k, options);

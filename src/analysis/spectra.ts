@@ -3,7 +3,7 @@
 // of any CheckpointReader (models and vectors alike), one tensor in memory at a time. Results are plain JSON data.
 // Pure except for the MatMulBackend it is handed; must not import src/eval, src/cli or onnxruntime.
 
-import { UsageError, WeightkitError } from '../errors.js';
+import { UsageError, VectorError, WeightkitError } from '../errors.js';
 import type { CheckpointReader, TensorInfo } from '../io/types.js';
 import { isFloatDType } from '../tensor/dtype.js';
 import { EXACT_MAX_DIM, jsMatMul, truncatedSvd, type MatMulBackend } from '../tensor/linalg/index.js';
@@ -180,7 +180,7 @@ export interface TensorSpectrum extends MatrixSpectrum {
 export interface SkippedTensor {
   name: string;
   shape: number[];
-  reason: 'not 2-D' | 'not float' | 'empty' | 'excluded';
+  reason: 'not 2-D' | 'not float' | 'empty' | 'excluded' | 'non-finite values';
 }
 
 /** Progress of a per-tensor pass (the shape of the CLI's streamProgress). */
@@ -231,8 +231,18 @@ export async function readTensorSpectrum(reader: CheckpointReader, name: string,
   }
   const [m, n] = t.shape as [number, number];
   const a = await reader.readF32(name);
+  const bad = firstNonFinite(a);
+  if (bad >= 0) {
+    throw new VectorError('VECTOR_NOT_FINITE', `tensor '${name}': non-finite value (${a[bad]}) at element ${bad}; its spectrum is undefined`, { where: { file: reader.path, tensor: name } });
+  }
   const s = await matrixSpectrum(a, m, n, options);
   return { name, dtype: t.dtype, shape: [m, n], ...s };
+}
+
+/** Index of the first NaN or infinity, or −1. */
+export function firstNonFinite(a: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
+  return -1;
 }
 
 /**
@@ -254,7 +264,15 @@ export async function readCheckpointSpectra(reader: CheckpointReader, options: C
   for (let i = 0; i < chosen.length; i++) {
     throwIfAborted(options.signal, reader.path);
     const t = chosen[i]!;
-    const r = await readTensorSpectrum(reader, t.name, options);
+    let r: TensorSpectrum;
+    try {
+      r = await readTensorSpectrum(reader, t.name, options);
+    } catch (e) {
+      // a broken tensor is listed, not fatal: the rest of the checkpoint is still described
+      if (!(e instanceof VectorError && e.code === 'VECTOR_NOT_FINITE')) throw e;
+      skipped.push({ name: t.name, shape: [...t.shape], reason: 'non-finite values' });
+      continue;
+    }
     bytesRead += t.byteLength;
     tensors.push(r);
     options.onTensor?.(r);

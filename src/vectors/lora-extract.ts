@@ -7,7 +7,7 @@
 
 import { open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UsageError, wrapIoError } from '../errors.js';
+import { UsageError, VectorError, wrapIoError } from '../errors.js';
 import { readExactlyAt, writeExactlyAt } from '../io/file.js';
 import { openCheckpointPath } from '../io/open.js';
 import { stageOutputDir } from '../io/output.js';
@@ -113,6 +113,11 @@ function moduleOf(name: string): string {
 
 function matches(list: readonly string[], module: string): boolean {
   return list.some((t) => module === t || module.endsWith('.' + t));
+}
+
+/** A non-finite change: an SVD of it would be NaN everywhere (or silently rank 0). */
+function notFinite(tensor: string, index: number, where: string): VectorError {
+  return new VectorError('VECTOR_NOT_FINITE', `tensor '${tensor}': ${where} gives a non-finite change at element ${index}; a LoRA cannot be extracted from it`, { where: { tensor } });
 }
 
 /** The --include/--exclude patterns as RegExps; an invalid one is a USAGE error naming it. */
@@ -281,6 +286,7 @@ async function extractAll(
     let norm2 = 0;
     for (let i = 0; i < tau.length; i++) {
       const d = tau[i]! - b[i]!;
+      if (!Number.isFinite(d)) throw notFinite(t.name, i, Number.isFinite(b[i]!) ? `the fine-tuned model (${options.finetuned})` : `the base (${options.base})`);
       tau[i] = d;
       norm2 += d * d;
     }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -175,5 +176,23 @@ describe('readPrincipalWeights', () => {
     const u8 = await openCheckpointPath(join(dir, 'u8'));
     expect(u8.tensors().every((t) => t.dtype === 'U8')).toBe(true);
     await u8.close();
+  });
+
+  it('a matrix with a NaN is VECTOR_NOT_FINITE naming it, and nothing is written', async () => {
+    const dir = await tempDir('weightkit-principal-nan-');
+    const values = tinyValues(0);
+    values.get('model.layers.1.mlp.up_proj.weight')![2] = NaN;
+    await writeModel(join(dir, 'm'), values);
+    const out = join(dir, 'masks.safetensors');
+    const r = await openCheckpointPath(join(dir, 'm'));
+    try {
+      await expect(readPrincipalWeights(r, { rank: 1, budget: { fraction: 0.25 }, out })).rejects.toMatchObject({
+        code: 'VECTOR_NOT_FINITE',
+        where: { tensor: 'model.layers.1.mlp.up_proj.weight' },
+      });
+    } finally {
+      await r.close();
+    }
+    expect(existsSync(out)).toBe(false);
   });
 });

@@ -136,4 +136,21 @@ describe('spectra of a checkpoint', () => {
       await r.close();
     }
   });
+
+  it('a tensor with NaN or infinity is skipped as non-finite in a checkpoint, and VECTOR_NOT_FINITE alone', async () => {
+    const dir = await tempDir('weightkit-spectra-nan-');
+    const values = tinyValues(0);
+    values.get('model.layers.0.mlp.up_proj.weight')![5] = NaN;
+    values.get('lm_head.weight')![0] = -Infinity;
+    await writeModel(join(dir, 'm'), values);
+    const r = await openCheckpointPath(join(dir, 'm'));
+    try {
+      const res = await readCheckpointSpectra(r);
+      expect(res.skipped.filter((x) => x.reason === 'non-finite values').map((x) => x.name).sort()).toEqual(['lm_head.weight', 'model.layers.0.mlp.up_proj.weight']);
+      expect(res.tensors.some((t) => t.name === 'lm_head.weight')).toBe(false);
+      await expect(readTensorSpectrum(r, 'lm_head.weight')).rejects.toMatchObject({ code: 'VECTOR_NOT_FINITE', where: { tensor: 'lm_head.weight' } });
+    } finally {
+      await r.close();
+    }
+  });
 });

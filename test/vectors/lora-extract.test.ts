@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -145,6 +146,19 @@ describe('lora extract', () => {
       await w.close();
     }
     await expect(extractLora({ base, finetuned: ft, out: join(dir, 'bad-re'), rank: 4, include: ['('] })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining("--include: '('") });
+  });
+
+  it('a NaN in the fine-tune is VECTOR_NOT_FINITE naming the tensor and the model; nothing is written', async () => {
+    const bad = tinyValues(0);
+    bad.get(Q(1))![2] = NaN;
+    await writeModel(join(dir, 'ft-nan'), bad);
+    const out = join(dir, 'nan-adapter');
+    await expect(extractLora({ base, finetuned: join(dir, 'ft-nan'), out, rank: 4 })).rejects.toMatchObject({
+      code: 'VECTOR_NOT_FINITE',
+      where: { tensor: Q(1) },
+      message: expect.stringContaining('the fine-tuned model'),
+    });
+    expect(existsSync(out)).toBe(false);
   });
 
   it('refuses an existing output and a rank of 0', async () => {
