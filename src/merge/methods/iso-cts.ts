@@ -246,7 +246,8 @@ export const ISO_CTS: MergeMethod = {
     'Not in mergekit. As for tsv: triplets with σ ≤ 1e-6·σ_max of their decomposition are left out of U_cat/V_cat ' +
     '(the reference keeps arbitrary vectors for them), while their zero σ still count in the mean, as in the ' +
     'reference; the polar factor is the partial isometry on the range. Subspace sizes use Python\'s round, as the ' +
-    'reference; a common size that would go negative is clamped.',
+    'reference; a common size that would go negative is clamped. NaN or infinity in a decomposed tensor: ' +
+    'VECTOR_NOT_FINITE, as for tsv.',
   random: true,
   linalg: true,
   scratchBytesPerElement: 56,

@@ -545,7 +545,9 @@ export const TSV: MergeMethod = {
     'instead of the reference\'s zero padding, and the polar factor is the partial isometry on the range of U_cat ' +
     '(the reference completes null directions arbitrarily; they meet zero singular values either way when U_cat has ' +
     'full column rank). The randomized path seeds one stream per (seed, tensor, task). Every 2-D tensor (including ' +
-    'embeddings) takes the SVD path unless decompose is false; a tensor with r < T gets k = 0, i.e. the base.',
+    'embeddings) takes the SVD path unless decompose is false; a tensor with r < T gets k = 0, i.e. the base. A NaN ' +
+    'or infinity in a tensor that takes the SVD path is VECTOR_NOT_FINITE naming the tensor, model and element (a ' +
+    'decomposition would spread it to the whole tensor); averaged tensors keep it to its element.',
   random: true,
   linalg: true,
   scratchBytesPerElement: 48,
@@ -620,7 +622,8 @@ export const ISO_C: MergeMethod = {
   reference: 'Marczak et al., "No Task Left Behind: Isotropic Model Merging with Common and Task-Specific Subspaces", ICML 2025 (FusionBench isotropic_merging).',
   differences:
     'Not in mergekit. The polar factor is the partial isometry on the range of τ_Σ: directions with σ ≈ 0 (a ' +
-    'rank-deficient sum) get no weight, where the reference gives arbitrary completed singular vectors the mean σ.',
+    'rank-deficient sum) get no weight, where the reference gives arbitrary completed singular vectors the mean σ. ' +
+    'NaN or infinity in a decomposed tensor: VECTOR_NOT_FINITE, as for tsv.',
   linalg: true,
   scratchBytesPerElement: 40,
   wholeTensorCost: isoCost,
