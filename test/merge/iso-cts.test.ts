@@ -164,7 +164,7 @@ describe('iso_cts', () => {
     infBase[0] = Infinity;
     for (const method of [TSV, RTSVM, ISO_C, ISO_CTS]) {
       for (const svd of ['exact', 'randomized']) {
-        const params = method === ISO_C ? { polar: svd === 'exact' ? 'exact' : 'newton_schulz' } : { svd };
+        const params: Record<string, string> = method === ISO_C ? { polar: svd === 'exact' ? 'exact' : 'newton_schulz' } : { svd };
         const e = await mergeTensorsAsync(method, { base, models: [models[0]!, bad] }, { shape: [6, 5], params, linalg: jsMatMul, name: 'w' }).catch((x: unknown) => x);
         expect(e, `${method.name} ${svd}`).toMatchObject({ code: 'VECTOR_NOT_FINITE', where: { tensor: 'w' } });
         expect((e as Error).message).toContain('model 2 (in recipe order) has a non-finite value (NaN) at element 7');
