@@ -1,4 +1,4 @@
-// TSV-M / Iso-C through mergeWithOrt (ONNX Runtime products) agree with the pure-JS backend to f32 rounding.
+// TSV-M / Iso-C / Iso-CTS through mergeWithOrt (ONNX Runtime products) agree with the pure-JS backend to f32 rounding.
 
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ describe('mergeWithOrt', () => {
   it('runs linalg methods on ORT, matching jsMatMul closely', async () => {
     const root = await tempDir();
     const fam = await tinyFamily(root);
-    for (const [method, param] of [['tsv', 'svd: randomized'], ['iso_c', 'polar: newton_schulz']] as const) {
+    for (const [method, param] of [['tsv', 'svd: randomized'], ['iso_c', 'polar: newton_schulz'], ['iso_cts', 'svd: randomized']] as const) {
       const recipe = join(root, `${method}.yaml`);
       await writeFile(recipe, `merge_method: ${method}\nbase_model: ${fam.base}\nmodels:\n  - model: ${fam.a}\n  - model: ${fam.b}\nparameters:\n  ${param}\ndtype: float32\n`);
       expect(await recipeNeedsLinalg(recipe)).toBe(true);
