@@ -267,6 +267,8 @@ export class ModelTrimCollector implements ModelStatsCollector {
     const n = this.densities.length;
     if (pass === 0) {
       this.sels = this.densities.map(() => new MagnitudeSelector());
+      // BF16 pieces count their inexact deltas apart, which usually makes pass 1 unnecessary (see GtaMerger)
+      for (const sel of this.sels) sel.trackInexact();
       this.needLow = this.densities.map(() => false);
       this.minBits = this.densities.map(() => 0);
       this.total = 0;
@@ -313,8 +315,12 @@ export class ModelTrimCollector implements ModelStatsCollector {
         if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
         if (bp < 0) bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
         const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(0));
-        if (pass === 0) w.deltaHistHigh(this.sels[i]!, len, xp, bp, bf);
-        else this.sels[i]!.addLowList(w.outU, w.deltaBinList(0, len, this.sels[i]!.lowBin(), xp, bp, bf));
+        const sel = this.sels[i]!;
+        if (pass === 0 && raw !== undefined && sel.tracksInexact()) w.deltaHistInexact(sel, len, xp, bp);
+        else if (pass === 0) {
+          sel.dropInexact(); // counts without their inexact counts
+          w.deltaHistHigh(sel, len, xp, bp, bf);
+        } else sel.addLowList(w.outU, w.deltaBinList(0, len, sel.lowBin(), xp, bp, bf));
         continue;
       }
       if (pass === 0 ? this.densities[i]! >= 1 : !this.needLow[i]) continue;
