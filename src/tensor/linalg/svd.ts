@@ -23,36 +23,45 @@ const MAX_SWEEPS = 60;
 
 /**
  * Replace the columns j of the row-major rows x cols array `q` with `good[j] === false` by unit vectors orthogonal
- * to every other column (Gram-Schmidt of e_0, e_1, ... against the good columns, twice). Used where a singular
- * value is zero and its singular vector is arbitrary. Cost rows·cols per replaced column.
+ * to every other column. Used where a singular value is zero and its singular vector is arbitrary. Each new column
+ * is the unit vector e_i whose part outside the current good columns is largest (1 − Σ_c q_ic², at least
+ * (rows − good)/rows, so this always succeeds while cols <= rows), Gram-Schmidt'ed twice against them; the lowest
+ * index wins ties, so the result is deterministic. Cost rows·cols per replaced column.
  */
 export function completeOrthonormalColumns(q: Float64Array, rows: number, cols: number, good: boolean[]): void {
+  if (good.every((g) => g)) return;
+  if (cols > rows) throw new RangeError(`completeOrthonormalColumns: cannot complete ${cols} columns in dimension ${rows}`);
+  // inside[i] = Σ over good columns of q_ic²: how much of e_i they already span
+  const inside = new Float64Array(rows);
+  for (let c = 0; c < cols; c++) {
+    if (!good[c]) continue;
+    for (let i = 0; i < rows; i++) inside[i] = inside[i]! + q[i * cols + c]! * q[i * cols + c]!;
+  }
   const col = new Float64Array(rows);
-  let next = 0;
   for (let j = 0; j < cols; j++) {
     if (good[j]) continue;
-    for (; next < rows; next++) {
-      col.fill(0);
-      col[next] = 1;
-      for (let pass = 0; pass < 2; pass++) {
-        for (let c = 0; c < cols; c++) {
-          if (!good[c]) continue;
-          let d = 0;
-          for (let i = 0; i < rows; i++) d += q[i * cols + c]! * col[i]!;
-          if (d !== 0) for (let i = 0; i < rows; i++) col[i] -= d * q[i * cols + c]!;
-        }
-      }
-      let nrm = 0;
-      for (let i = 0; i < rows; i++) nrm += col[i]! * col[i]!;
-      nrm = Math.sqrt(nrm);
-      if (nrm > 0.5) {
-        for (let i = 0; i < rows; i++) q[i * cols + j] = col[i]! / nrm;
-        good[j] = true;
-        next++;
-        break;
+    let best = 0;
+    for (let i = 1; i < rows; i++) if (inside[i]! < inside[best]!) best = i;
+    col.fill(0);
+    col[best] = 1;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let c = 0; c < cols; c++) {
+        if (!good[c]) continue;
+        let d = 0;
+        for (let i = 0; i < rows; i++) d += q[i * cols + c]! * col[i]!;
+        if (d !== 0) for (let i = 0; i < rows; i++) col[i] = col[i]! - d * q[i * cols + c]!;
       }
     }
-    if (!good[j]) throw new RangeError(`completeOrthonormalColumns: cannot complete ${cols} columns in dimension ${rows}`);
+    let nrm = 0;
+    for (let i = 0; i < rows; i++) nrm += col[i]! * col[i]!;
+    nrm = Math.sqrt(nrm);
+    if (!(nrm > 1e-8)) throw new RangeError(`completeOrthonormalColumns: the good columns are not orthonormal (rows ${rows}, cols ${cols})`);
+    for (let i = 0; i < rows; i++) {
+      const v = col[i]! / nrm;
+      q[i * cols + j] = v;
+      inside[i] = inside[i]! + v * v;
+    }
+    good[j] = true;
   }
 }
 

@@ -105,6 +105,14 @@ describe('jacobiSvd', () => {
     expect([...z.s]).toEqual([0, 0, 0]);
   });
 
+  it('square matrices of low rank complete almost every singular vector (128² of rank 27, 64² of rank 60)', () => {
+    // a greedy completion from unit vectors with a fixed acceptance threshold ran out of candidates here
+    for (const [n, r] of [[128, 27], [64, 60], [40, 1]] as const) {
+      const res = expectSvd(withSpectrum(n, n, Array.from({ length: r }, (_, i) => 1 + i), 3), 1e-10);
+      expect(res.s[r]).toBeLessThan(1e-12 * r);
+    }
+  });
+
   it('is deterministic in sign: the largest |entry| of each U column is positive', () => {
     const a = gaussian(9, 6, 11);
     const res = jacobiSvd(a);
