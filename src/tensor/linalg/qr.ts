@@ -176,6 +176,11 @@ export interface OrthonormalizeOptions {
   tolerance?: number;
   /** CholeskyQR passes before giving up and falling back to Householder. Default 4. */
   maxPasses?: number;
+  /**
+   * What to do instead of `householderQr` (4·m·l² flops in JS) when CholeskyQR does not converge, typically for a
+   * rank-deficient Y; it must return m x l orthonormal columns whose span contains Y's column space.
+   */
+  fallback?: (y: Float32Array, m: number, l: number) => Promise<Float32Array>;
 }
 
 /** Default of `OrthonormalizeOptions.tolerance`. */
@@ -229,6 +234,45 @@ export async function orthonormalizeColumns(
     }
     q = await backend.matmul(q, linv, m, l, l, { transB: true });
   }
+  if (options.fallback !== undefined) return options.fallback(y, m, l);
   const { q: qh } = householderQr({ rows: m, cols: l, data: Float64Array.from(y) });
   return Float32Array.from(qh.data);
+}
+
+/**
+ * Column indices of Y (m x l) chosen by Cholesky with complete pivoting of the Gram G = YᵀY (f64 from an f32 Gram):
+ * each step takes the column with the largest residual norm after projecting out those already taken, and stops
+ * once every residual² is at most `relTol`·max diag(G). O(l²·r) flops for r chosen columns; the chosen columns are
+ * well conditioned (pivoted Cholesky selects like column-pivoted QR).
+ */
+export function pivotedCholeskyColumns(g: Float64Array, l: number, relTol: number): number[] {
+  const d = new Float64Array(l);
+  let top = 0;
+  for (let i = 0; i < l; i++) {
+    d[i] = g[i * l + i]!;
+    top = Math.max(top, d[i]!);
+  }
+  const chosen: number[] = [];
+  if (!(top > 0)) return chosen;
+  const cols: Float64Array[] = []; // L's columns, indexed by original column
+  const taken = new Uint8Array(l);
+  for (;;) {
+    let p = -1;
+    for (let i = 0; i < l; i++) if (!taken[i] && (p < 0 || d[i]! > d[p]!)) p = i;
+    if (p < 0 || !(d[p]! > relTol * top)) break;
+    const piv = Math.sqrt(d[p]!);
+    const c = new Float64Array(l);
+    for (let i = 0; i < l; i++) {
+      if (taken[i] || i === p) continue;
+      let v = g[i * l + p]!;
+      for (const prev of cols) v -= prev[i]! * prev[p]!;
+      c[i] = v / piv;
+      d[i] = Math.max(0, d[i]! - c[i]! * c[i]!);
+    }
+    c[p] = piv;
+    taken[p] = 1;
+    cols.push(c);
+    chosen.push(p);
+  }
+  return chosen;
 }

@@ -4,7 +4,7 @@
 
 import { gramMatrix, jsMatMul, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
-import { orthonormalizeColumns } from './qr.js';
+import { orthonormalizeColumns, pivotedCholeskyColumns } from './qr.js';
 import { symmetricEigenF32 } from './eigen.js';
 import { jacobiSvd } from './svd.js';
 import { SeededRandom } from '../rng.js';
@@ -72,6 +72,53 @@ function leadingColumns(src: ArrayLike<number>, rows: number, cols: number, k: n
 }
 
 /**
+ * Work rows·cols² from which a basis that CholeskyQR cannot orthonormalise (a rank-deficient sketch: A of rank
+ * below the sketch width, as for low-rank task vectors) goes to `lowRankOrthonormalBasis` instead of Householder QR
+ * in JS (4·rows·cols² flops: about 27 s for a 4096 x 1280 basis).
+ */
+export const LOW_RANK_FALLBACK_MIN_WORK = 5e7;
+
+/** Residual² (relative to the largest column's squared norm) below which a sketch column counts as dependent. */
+const PIVOT_TOLERANCE = 1e-9;
+
+/**
+ * m x l orthonormal columns spanning the column space of a rank-deficient tall Y: the columns chosen by pivoted
+ * Cholesky of YᵀY (the well-conditioned ones, until the rest are dependent to PIVOT_TOLERANCE) orthonormalised by
+ * CholeskyQR, then seeded Gaussian directions with those projected out (twice) for the remaining columns. Products
+ * through the backend; JS work O(l²·r) for rank r.
+ */
+export async function lowRankOrthonormalBasis(y: Float32Array, m: number, l: number, backend: MatMulBackend, seed: number): Promise<Float32Array> {
+  assertLength('y', y, m, l);
+  const g32 = await gramMatrix(y, m, l, backend);
+  const g = new Float64Array(l * l);
+  for (let i = 0; i < l; i++) for (let j = 0; j < l; j++) g[i * l + j] = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
+  const cols = pivotedCholeskyColumns(g, l, PIVOT_TOLERANCE);
+  const r = cols.length;
+  let q1: Float32Array = new Float32Array(0);
+  if (r > 0) {
+    const sel = new Float32Array(m * r);
+    for (let i = 0; i < m; i++) for (let j = 0; j < r; j++) sel[i * r + j] = y[i * l + cols[j]!]!;
+    q1 = await orthonormalizeColumns(sel, m, r, backend);
+  }
+  const c = l - r;
+  const out = new Float32Array(m * l);
+  for (let i = 0; i < m; i++) for (let j = 0; j < r; j++) out[i * l + j] = q1[i * r + j]!;
+  if (c === 0) return out;
+  const z = new Float32Array(m * c);
+  new SeededRandom(seed).fillNormal(z);
+  if (r > 0) {
+    for (let pass = 0; pass < 2; pass++) {
+      const proj = await backend.matmul(q1, z, r, m, c, { transA: true });
+      const back = await backend.matmul(q1, proj, m, r, c);
+      for (let i = 0; i < z.length; i++) z[i] = z[i]! - back[i]!;
+    }
+  }
+  const q2 = await orthonormalizeColumns(z, m, c, backend);
+  for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) out[i * l + r + j] = q2[i * c + j]!;
+  return out;
+}
+
+/**
  * Top-k SVD by the randomized range finder: Y = AΩ with Gaussian Ω (n x l), Q = orth(Y); q times Q ← orth(A·orth(AᵀQ));
  * then the SVD of the small B = QᵀA. Products through `backend`: (2q + 2)·m·n·l multiply-adds plus m·l² per
  * orthonormalisation; JS work is O(l³). Error (Halko 10.4): near the best rank-k error when the spectrum decays;
@@ -86,13 +133,21 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
   if (k === 0) return empty(m, n);
   const be = options.backend;
   const l = Math.min(k + p, m, n);
-  const rng = new SeededRandom(options.seed ?? 0);
+  const seed = options.seed ?? 0;
+  const rng = new SeededRandom(seed);
   const omega = new Float32Array(n * l);
   rng.fillNormal(omega);
-  let basis = await orthonormalizeColumns(await be.matmul(a, omega, m, n, l), m, l, be);
+  let calls = 0;
+  // big rank-deficient bases go to the pivoted-Cholesky fallback, small ones to Householder (exact, f64)
+  const orth = (y: Float32Array, rows: number, cols: number): Promise<Float32Array> => {
+    const salt = ++calls;
+    const big = rows * cols * cols >= LOW_RANK_FALLBACK_MIN_WORK;
+    return orthonormalizeColumns(y, rows, cols, be, big ? { fallback: (yy, mm, ll) => lowRankOrthonormalBasis(yy, mm, ll, be, (seed + 0x9e3779b9 * salt) >>> 0) } : {});
+  };
+  let basis = await orth(await be.matmul(a, omega, m, n, l), m, l);
   for (let it = 0; it < q; it++) {
-    const z = await orthonormalizeColumns(await be.matmul(a, basis, n, m, l, { transA: true }), n, l, be);
-    basis = await orthonormalizeColumns(await be.matmul(a, z, m, n, l), m, l, be);
+    const z = await orth(await be.matmul(a, basis, n, m, l, { transA: true }), n, l);
+    basis = await orth(await be.matmul(a, z, m, n, l), m, l);
   }
   const bt = await be.matmul(a, basis, n, m, l, { transA: true }); // Bᵀ = AᵀQ, n x l
   const core = options.core ?? 'auto';
@@ -115,7 +170,7 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
     const scaled = new Float32Array(l * k);
     const floor = s[0]! * 1e-6;
     for (let i = 0; i < l; i++) for (let j = 0; j < k; j++) scaled[i * k + j] = s[j]! > floor ? uSmall[i * k + j]! / s[j]! : 0;
-    v = await orthonormalizeColumns(await be.matmul(bt, scaled, n, l, k), n, k, be);
+    v = await orth(await be.matmul(bt, scaled, n, l, k), n, k);
   }
   const u = await be.matmul(basis, uSmall, m, l, k);
   return { m, n, k, u, s, v };

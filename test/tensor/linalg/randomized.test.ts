@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { jsMatMul } from '../../../src/tensor/linalg/backend.js';
 import { orthonormalityError } from '../../../src/tensor/linalg/matrix.js';
-import { randomizedSvd, truncatedSvd, type TruncatedSvd } from '../../../src/tensor/linalg/randomized.js';
-import { gaussian, relativeReconstructionError, withSpectrum } from './helpers.js';
+import { LOW_RANK_FALLBACK_MIN_WORK, lowRankOrthonormalBasis, randomizedSvd, truncatedSvd, type TruncatedSvd } from '../../../src/tensor/linalg/randomized.js';
+import { pivotedCholeskyColumns } from '../../../src/tensor/linalg/qr.js';
+import { gaussian, refMatMul, relativeReconstructionError, withSpectrum } from './helpers.js';
 
 function decaying(r: number, rate: number): number[] {
   return Array.from({ length: r }, (_, i) => rate ** i);
@@ -110,3 +111,53 @@ describe('truncatedSvd', () => {
     await expect(truncatedSvd(new Float32Array(5), 2, 3, 1)).rejects.toThrow(/a \(m x n\)/);
   });
 });
+
+describe('rank-deficient sketches (low-rank matrices, k above the rank)', () => {
+  it('pivotedCholeskyColumns picks the independent columns and stops at the rank', () => {
+    const y = multiplyF64(gaussian(30, 4, 1).data, gaussian(4, 12, 2).data, 30, 4, 12); // rank 4
+    const g = gram(y, 30, 12);
+    expect(pivotedCholeskyColumns(g, 12, 1e-9)).toHaveLength(4);
+    const full = gram(gaussian(30, 12, 3).data, 30, 12);
+    expect(pivotedCholeskyColumns(full, 12, 1e-9).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(pivotedCholeskyColumns(new Float64Array(9), 3, 1e-9)).toEqual([]);
+  });
+
+  it('lowRankOrthonormalBasis: orthonormal, spans Y, deterministic', async () => {
+    const m = 60;
+    const l = 20;
+    const y = Float32Array.from(multiplyF64(gaussian(m, 5, 4).data, gaussian(5, l, 5).data, m, 5, l));
+    const q = await lowRankOrthonormalBasis(y, m, l, jsMatMul, 7);
+    expect(orthonormalityError(q, m, l)).toBeLessThan(1e-5);
+    // Y − Q·QᵀY ≈ 0
+    const qty = refMatMul(q, y, l, m, l, true);
+    const back = refMatMul(q, qty, m, l, l);
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < y.length; i++) {
+      num += (y[i]! - back[i]!) ** 2;
+      den += y[i]! ** 2;
+    }
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+    expect(await lowRankOrthonormalBasis(y, m, l, jsMatMul, 7)).toEqual(q);
+  });
+
+  it('randomizedSvd of a rank-6 matrix with a sketch past the Householder threshold: exact top values, orthonormal factors', async () => {
+    const n = 800;
+    const s = [6, 5, 4, 3, 2, 1];
+    const a = Float32Array.from(withSpectrum(n, n, s, 9).data);
+    const k = 200;
+    const res = await randomizedSvd(a, n, n, k, { backend: jsMatMul, seed: 1, oversampling: 50, powerIterations: 1 });
+    expect(n * (k + 50) ** 2).toBeGreaterThanOrEqual(LOW_RANK_FALLBACK_MIN_WORK);
+    for (let i = 0; i < 6; i++) expect(Math.abs(res.s[i]! - s[i]!) / s[i]!).toBeLessThan(1e-4);
+    expect(res.s[6]).toBeLessThan(1e-4);
+    expectShapeAndOrthonormal(res, n, n, k, 1e-4);
+  }, 60_000);
+});
+
+function multiplyF64(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
+  return refMatMul(a, b, m, k, n);
+}
+
+function gram(y: ArrayLike<number>, m: number, l: number): Float64Array {
+  return refMatMul(y, y, l, m, l, true);
+}
