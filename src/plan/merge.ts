@@ -34,12 +34,6 @@ export function defaultThreads(): number {
 /** Below this much output, worker start-up costs more than it saves: merge on the calling thread. */
 export const POOL_MIN_BYTES = 32_000_000;
 
-/**
- * Tensors in flight when merging on the calling thread (the pool's workers run LANES each): with two, the thread
- * still waited on reads and writes 15% of a 1.1B-parameter ties merge (--threads 1), with three 3%.
- */
-const LOCAL_LANES = 3;
-
 export interface MergeProgress {
   stage: number;
   stages: number;
@@ -295,10 +289,10 @@ export async function executePlan(
       );
       checkAborted(options.signal);
     } else {
-      // LOCAL_LANES tensors at a time on this thread, so reads and writes of some overlap the computation of another;
-      // a linalg method runs one tensor at a time (its backend is multi-threaded, and each tensor is held whole)
+      // LANES tensors at a time on this thread, so reads and writes of some overlap the computation of another; a
+      // linalg method runs one tensor at a time (its backend is multi-threaded, and each tensor is held whole)
       const queue = [...plan.tensors];
-      const lanesWanted = method.linalg ? 1 : LOCAL_LANES;
+      const lanesWanted = method.linalg ? 1 : LANES;
       const laneBudget = Math.floor((budget * threads) / lanesWanted);
       let failed = false;
       const lanes = await Promise.allSettled(

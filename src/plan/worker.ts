@@ -95,7 +95,7 @@ if (port) {
     );
   };
 
-  // up to LANES tasks run at once (the main thread sends that many): one waits on I/O while another computes
+  // up to LANES tasks run at once (the main thread sends that many): some wait on I/O while another computes
   const running = new Set<Promise<void>>();
   const freeScratch: Scratch[] = [];
   port.on('message', (msg: WorkerRequest) => {
