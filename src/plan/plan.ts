@@ -383,6 +383,7 @@ export function buildPlanFromModels(
 
   const first = slices[0]!;
   const reference = first.base ?? first.sources[0]?.model ?? docBase ?? 0;
+  const usage = new Map<number, { found: number; missing: number; firstMissing: string; pos: Pos }>();
   const refReader = readers.get(reference)!;
   const layouts = new Map<number, ModelLayout>();
   const layoutOf = (m: number): ModelLayout => {
@@ -441,10 +442,15 @@ export function buildPlanFromModels(
     for (const src of slice.sources) {
       const nm = inNames(src.model);
       const info = findInput(readers.get(src.model)!, nm);
+      let use = usage.get(src.model);
+      if (use === undefined) usage.set(src.model, (use = { found: 0, missing: 0, firstMissing: '', pos: src.pos }));
       if (!info) {
+        use.missing++;
+        use.firstMissing ||= nm;
         warnings.push(`tensor '${nm}' is missing from model '${models[src.model]!.ref}': merged without it`);
         continue;
       }
+      use.found++;
       if (info.name !== nm) warnings.push(`model '${models[src.model]!.ref}' has no '${nm}': using its tied '${info.name}'`);
       if (!float) continue;
       if (!shapesEqual(info.shape, refInfo.shape)) {
@@ -576,6 +582,18 @@ export function buildPlanFromModels(
     }
     numLayers = outLayer;
     for (const name of refLayout.post) addTensor(name, lastSlice, () => name, 0);
+  }
+  // a model that holds none of the tensors it is asked for is a different architecture (or a wrong path), not a
+  // model with a few missing tensors: merging would silently return the others
+  for (const [m, use] of usage) {
+    if (use.found > 0 || use.missing === 0) continue;
+    problems.push(
+      new RecipeError(
+        'TENSOR_NOT_FOUND',
+        `model '${models[m]!.ref}' has none of the ${use.missing} tensor(s) it is asked for (the first: '${use.firstMissing}'); it does not look like the same architecture as '${models[reference]!.ref}'`,
+        { where: posWhere(use.pos) },
+      ),
+    );
   }
   if (problems.length > 0) throw new RecipeProblems(doc.file, problems as RecipeError[]);
 

@@ -346,6 +346,17 @@ parameters: {trim_scope: model}
     }
   });
 
+  it('a model that holds none of the tensors asked of it is TENSOR_NOT_FOUND at its recipe line (a few missing ones only warn)', async () => {
+    await writeModel(join(root, 'alien'), new Map([['fc1.weight', new Float32Array(4)], ['fc1.bias', new Float32Array(2)]]), { shapes: { 'fc1.weight': [2, 2], 'fc1.bias': [2] } });
+    const r = await recipe('alien.yaml', 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: ft-a\n    parameters: {weight: 1}\n  - model: alien\n    parameters: {weight: 1}\n');
+    const e = await errorOf(buildPlan(r));
+    expect(e.code).toBe('RECIPE_INVALID');
+    const p = (e as RecipeProblems).problems[0]!;
+    expect(p.code).toBe('TENSOR_NOT_FOUND');
+    expect(p.message).toMatch(/model 'alien' has none of the \d+ tensor\(s\) it is asked for/);
+    expect([p.where.line, p.where.col]).toEqual([6, 5]);
+  });
+
   it('an SVD merge stops between matrix products, not only between tensors', async () => {
     const r = await recipe('stop-tsv.yaml', `merge_method: tsv\nbase_model: base\nmodels:\n  - model: ft-a\n  - model: ft-b\nparameters:\n  svd: randomized\n`);
     const out = join(root, 'stopped-tsv');
