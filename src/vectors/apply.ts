@@ -233,8 +233,9 @@ class UndoRecords {
     this.bits[this.n] = diff;
     this.n++;
   }
-  take(): { idx: Uint32Array; bits: Int32Array } {
-    const out = { idx: this.idx.slice(0, this.n), bits: this.bits.slice(0, this.n) };
+  /** The records so far; `narrow` stores 16-bit differences (mod 2^16, so 0..65535) as U16 instead of I32. */
+  take(narrow: boolean): { idx: Uint32Array; bits: Int32Array | Uint16Array } {
+    const out = { idx: this.idx.slice(0, this.n), bits: narrow ? Uint16Array.from(this.bits.subarray(0, this.n)) : this.bits.slice(0, this.n) };
     this.n = 0;
     return out;
   }
@@ -243,12 +244,15 @@ class UndoRecords {
 /** Side file of undo records: per tensor, segments of (indices, bits) appended in order. */
 class UndoSpool {
   readonly segments = new Map<string, Array<{ at: number; count: number }>>();
+  /** bytes per stored difference of each tensor: 2 (U16, for BF16/F16) or 4 (I32, for F32) */
+  private readonly widths = new Map<string, 2 | 4>();
   private size = 0;
   private fh: Awaited<ReturnType<typeof open>> | undefined;
   private opening: Promise<Awaited<ReturnType<typeof open>>> | undefined;
   constructor(readonly path: string) {}
-  async append(tensor: string, idx: Uint32Array, bits: Int32Array): Promise<void> {
+  async append(tensor: string, idx: Uint32Array, bits: Int32Array | Uint16Array): Promise<void> {
     if (idx.length === 0) return;
+    this.widths.set(tensor, bits.BYTES_PER_ELEMENT as 2 | 4);
     // reserve the range and record the segment before any await: jobs of several lanes append concurrently
     const at = this.size;
     this.size += idx.byteLength + bits.byteLength;
@@ -270,17 +274,18 @@ class UndoSpool {
     for (const t of this.segments.keys()) {
       const n = this.count(t);
       entries += n;
-      decls.push({ name: t + UNDO_INDEX_SUFFIX, dtype: 'U32', shape: [n] }, { name: t + UNDO_BITS_SUFFIX, dtype: 'I32', shape: [n] });
+      decls.push({ name: t + UNDO_INDEX_SUFFIX, dtype: 'U32', shape: [n] }, { name: t + UNDO_BITS_SUFFIX, dtype: this.widths.get(t) === 2 ? 'U16' : 'I32', shape: [n] });
     }
     const w = await openSafetensorsWriter(path, decls, { metadata: { [UNDO_METADATA_KEY]: JSON.stringify(meta), weightkit_version: WEIGHTKIT_VERSION } });
     try {
       for (const [t, segs] of this.segments) {
+        const width = this.widths.get(t) ?? 4;
         let done = 0;
         for (const s of segs) {
-          const buf = new Uint8Array(s.count * 8);
+          const buf = new Uint8Array(s.count * (4 + width));
           await this.fh!.read(buf, 0, buf.byteLength, s.at);
           await w.writeRange(t + UNDO_INDEX_SUFFIX, done * 4, buf.subarray(0, s.count * 4));
-          await w.writeRange(t + UNDO_BITS_SUFFIX, done * 4, buf.subarray(s.count * 4));
+          await w.writeRange(t + UNDO_BITS_SUFFIX, done * width, buf.subarray(s.count * 4));
           done += s.count;
         }
       }
@@ -403,7 +408,7 @@ export async function applyVectors(o: ApplyOptions): Promise<ApplyResult> {
             },
             async afterChunk() {
               if (spool !== undefined && records.n > 0) {
-                const r = records.take();
+                const r = records.take(t.dtype !== 'F32');
                 await spool.append(t.name, r.idx, r.bits);
               }
             },
@@ -523,7 +528,7 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
           if (vs.length === 0) return { name: t.name, shape: t.shape, inputs: [{ reader: model, tensor: t.name }], outputs: [{ sink: 0, dtype: t.dtype }], copy: true };
           const s = vs.map((k) => scales[k]!);
           let fixIdx: Uint32Array = new Uint32Array(0);
-          let fixBits: Int32Array = new Int32Array(0);
+          let fixBits: Int32Array | Uint16Array = new Int32Array(0); // U16 for 16-bit dtypes (I32 in older records)
           let cursor = 0;
           return {
             name: t.name,
@@ -534,7 +539,7 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
               cursor = 0;
               if (u !== undefined && u.reader.has(t.name + UNDO_INDEX_SUFFIX)) {
                 fixIdx = (await u.reader.read(t.name + UNDO_INDEX_SUFFIX)).data as Uint32Array;
-                fixBits = (await u.reader.read(t.name + UNDO_BITS_SUFFIX)).data as Int32Array;
+                fixBits = (await u.reader.read(t.name + UNDO_BITS_SUFFIX)).data as Int32Array | Uint16Array;
               }
             },
             emit(ins, outs, c) {

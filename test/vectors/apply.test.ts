@@ -2,6 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCheckpointPath } from '../../src/io/open.js';
+import { openSafetensorsWriter } from '../../src/io/safetensors/writer.js';
 import { applyVectorPath, applyVectors, removeVectors, undoPathFor } from '../../src/vectors/apply.js';
 import { extractVector } from '../../src/vectors/extract.js';
 import { openVector } from '../../src/vectors/reader.js';
@@ -101,6 +102,27 @@ describe('vector apply / remove', () => {
     const r = await removeVectors({ model: out, vectors: terms, out: restored, exact: true, budgetBytes: 40 });
     expect(r.exact).toBe(true);
     expect(await tensorBytes(restored)).toEqual(await tensorBytes(base));
+    // 16-bit dtypes store their bit differences (mod 2^16) as U16, F32 as I32; records of the older all-I32 layout
+    // still restore exactly
+    const undoPath = join(out, 'weightkit-undo.safetensors');
+    const undo = await openCheckpointPath(undoPath);
+    const bitsTensors = undo.tensors().filter((t) => t.name.endsWith('.__undo_bits'));
+    const meta = undo.metadata();
+    const old = new Map<string, { dtype: 'U32' | 'I32'; data: Uint8Array }>();
+    for (const t of undo.tensors()) {
+      const data = (await undo.read(t.name)).data as Uint32Array | Uint16Array | Int32Array;
+      old.set(t.name, t.dtype === 'U16' ? { dtype: 'I32', data: new Uint8Array(Int32Array.from(data).buffer) } : { dtype: t.dtype as 'U32' | 'I32', data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    }
+    await undo.close();
+    expect(new Set(bitsTensors.map((t) => t.dtype))).toEqual(new Set([dtype === 'F32' ? 'I32' : 'U16']));
+    if (dtype !== 'F32') {
+      const w = await openSafetensorsWriter(undoPath, [...old].map(([name, v]) => ({ name, dtype: v.dtype, shape: [v.data.byteLength / 4] })), { metadata: meta });
+      for (const [name, v] of old) await w.write(name, v.data);
+      await w.close();
+      const again = join(dir, 'restored-old-layout');
+      expect((await removeVectors({ model: out, vectors: terms, out: again, exact: true })).exact).toBe(true);
+      expect(await tensorBytes(again)).toEqual(await tensorBytes(base));
+    }
   });
 
   it('single-file outputs keep the undo record beside the file', async () => {
