@@ -2,7 +2,7 @@
 // quantiser's range in a statistics pass, then writes the codes (U8 up to 256 levels, U16 above) and the range
 // (F64 [2]), measuring the reconstruction error on the way.
 
-import { UsageError } from '../errors.js';
+import { UsageError, VectorError } from '../errors.js';
 import type { TensorDecl, TensorInfo } from '../io/types.js';
 import {
   dequantizeLinearInto,
@@ -102,8 +102,15 @@ export function quantJob(
     passes: 1,
     observe(_pass, ins, c) {
       const v = values(ins, c.numel);
-      if (spec.scheme === 'linear') updateLinearRange(v, lin);
-      else updateLogRange(v, log);
+      try {
+        if (spec.scheme === 'linear') updateLinearRange(v, lin);
+        else updateLogRange(v, log);
+      } catch (e) {
+        // name the tensor and the element in it (the codec only knows the chunk)
+        if (!(e instanceof VectorError && e.code === 'VECTOR_NOT_FINITE')) throw e;
+        const i = v.findIndex((x) => !Number.isFinite(x));
+        throw new VectorError('VECTOR_NOT_FINITE', `tensor '${t.name}': element ${c.offset + i} is ${v[i]}; ${spec.scheme} quantisation needs finite values`, { where: { tensor: t.name } });
+      }
     },
     emit(ins, outs, c) {
       const v = values(ins, c.numel);

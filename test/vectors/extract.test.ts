@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -109,6 +110,23 @@ describe('vector extract', () => {
     expect(Math.sqrt(err / ref)).toBeCloseTo(res.quantization!.relL2, 5);
     await d.close();
     await v.close();
+  });
+
+  it('a NaN met by quantisation is VECTOR_NOT_FINITE naming the tensor and its element (chunked reads included)', async () => {
+    const dir = await tempDir();
+    const base = join(dir, 'base');
+    const ft = join(dir, 'ft');
+    await writeModel(base, tinyValues(0));
+    const bad = tinyValues(1);
+    bad.get('model.layers.1.mlp.up_proj.weight')![17] = NaN; // [6, 4]: row 4 of a 1-row chunk
+    await writeModel(ft, bad);
+    for (const q of ['linear:16', 'log:16']) {
+      const out = join(dir, `${q.replace(':', '-')}.safetensors`);
+      const e = await extractVector({ base, finetuned: ft, out, quantize: parseQuantizeSpec(q), budgetBytes: 50 }).catch((x: unknown) => x);
+      expect(e, q).toMatchObject({ code: 'VECTOR_NOT_FINITE', where: { tensor: 'model.layers.1.mlp.up_proj.weight' } });
+      expect((e as Error).message).toContain("tensor 'model.layers.1.mlp.up_proj.weight': element 17 is NaN");
+      expect(existsSync(out)).toBe(false);
+    }
   });
 
   it('skips integer tensors, refuses one-sided tensors unless allowed, and names the tensor', async () => {
