@@ -164,7 +164,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe YAML (one or more documents)' })
           .positional('out', { type: 'string', describe: 'output folder, also given as --out <dir>' })
           .option('out', { type: 'string', describe: 'output folder (must not exist or be empty unless --overwrite)' })
-          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory) and stop' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory; for SVD methods their flops) and stop' })
           .option('threads', { type: 'number', describe: 'worker threads (default: number of cores)' })
           .option('seed', { type: 'number', describe: 'seed for random methods (overrides the recipe)' })
           .option('shard-size', { type: 'string', describe: 'max bytes per output shard (default 5GB)' })
