@@ -7,8 +7,9 @@ import { UsageError, VectorError } from '../errors.js';
 import { openCheckpointSink, sinkKindOf, type CheckpointSink } from '../io/sink.js';
 import type { CheckpointReader, TensorDecl, TensorInfo } from '../io/types.js';
 import { EXACT_MAX_DIM, jsMatMul, truncatedSvd, type MatMulBackend } from '../tensor/linalg/index.js';
+import { firstNonFinite } from '../tensor/vector-codecs.js';
 import { topKMagnitude, type MagnitudeThreshold, magnitudeMaskInto } from '../tensor/select.js';
-import { energyCaptured, firstNonFinite, frobeniusSquared, matrixSkipReason, throwIfAborted, type AnalysisProgress, type SkippedTensor } from './spectra.js';
+import { energyCaptured, frobeniusSquared, matrixSkipReason, throwIfAborted, type AnalysisProgress, type SkippedTensor } from './spectra.js';
 
 /** LIFT's recommended filter rank r and LoRA-equivalent budget rank R (README: 128 for both). */
 export const LIFT_DEFAULT_RANK = 128;

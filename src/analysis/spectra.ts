@@ -6,6 +6,7 @@
 import { UsageError, VectorError, WeightkitError } from '../errors.js';
 import type { CheckpointReader, TensorInfo } from '../io/types.js';
 import { isFloatDType } from '../tensor/dtype.js';
+import { firstNonFinite } from '../tensor/vector-codecs.js';
 import { EXACT_MAX_DIM, jsMatMul, truncatedSvd, type MatMulBackend } from '../tensor/linalg/index.js';
 
 /** Singular values computed for a matrix whose min(m, n) exceeds the exact limit, unless the caller sets `top`. */
@@ -237,12 +238,6 @@ export async function readTensorSpectrum(reader: CheckpointReader, name: string,
   }
   const s = await matrixSpectrum(a, m, n, options);
   return { name, dtype: t.dtype, shape: [m, n], ...s };
-}
-
-/** Index of the first NaN or infinity, or −1. */
-export function firstNonFinite(a: ArrayLike<number>): number {
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
-  return -1;
 }
 
 /**

@@ -53,7 +53,7 @@ const ABS = 0x7fffffff;
 // checks
 
 /** Index of the first NaN or ±Infinity, or -1. v - v is 0 for every finite v and NaN otherwise. */
-function firstNonFinite(values: Float32Array): number {
+export function firstNonFinite(values: ArrayLike<number>): number {
   const n = values.length;
   for (let i = 0; i < n; i++) {
     const v = values[i]!;

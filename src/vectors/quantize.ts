@@ -9,6 +9,7 @@ import {
   dequantizeLogInto,
   encodeLinearInto,
   encodeLogInto,
+  firstNonFinite,
   updateLinearRange,
   updateLogRange,
   type Codes,
@@ -108,7 +109,7 @@ export function quantJob(
       } catch (e) {
         // name the tensor and the element in it (the codec only knows the chunk)
         if (!(e instanceof VectorError && e.code === 'VECTOR_NOT_FINITE')) throw e;
-        const i = v.findIndex((x) => !Number.isFinite(x));
+        const i = firstNonFinite(v);
         throw new VectorError('VECTOR_NOT_FINITE', `tensor '${t.name}': element ${c.offset + i} is ${v[i]}; ${spec.scheme} quantisation needs finite values`, { where: { tensor: t.name } });
       }
     },

@@ -10,6 +10,7 @@ import { polarExact, polarNewtonSchulz } from '../../tensor/linalg/newton-schulz
 import { randomizedSvd } from '../../tensor/linalg/randomized.js';
 import { jacobiSvd } from '../../tensor/linalg/svd.js';
 import { randomU32 } from '../../tensor/rng.js';
+import { firstNonFinite } from '../../tensor/vector-codecs.js';
 import type { ParamSpec } from '../../recipe/spec.js';
 import type { Chunk, MergeMethod, Params, TensorContext, TensorMerger, WholeTensorCost } from '../types.js';
 import { EMPTY_MERGER, QuantileSelector, tensorError } from './geo-util.js';
@@ -26,6 +27,9 @@ export const DEFAULT_POWER_ITERATIONS = 3;
 export function defaultOversampling(k: number): number {
   return Math.max(10, Math.ceil(k / 4));
 }
+
+/** Largest min(m, n) that `svd: auto` (and iso_c's `polar: auto`) decomposes exactly. */
+const EXACT_MAX_DIM_DEFAULT = 128;
 
 /** Singular triplets with σ ≤ this × the task's largest σ are dropped before concatenation (numerically null). */
 export const DROP_RELATIVE = 1e-6;
@@ -52,7 +56,7 @@ export function common(ctx: TensorContext, mode: SvdMode): Common {
   return {
     alpha: num(ctx.params['alpha'], 1),
     weights: Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1)),
-    exact: mode === 'exact' || (mode === 'auto' && Math.min(m, n) <= num(ctx.params['exact_max_dim'], 128)),
+    exact: exactPath([m, n], ctx.params, mode),
     oversampling: typeof ctx.params['oversampling'] === 'number' ? ctx.params['oversampling'] : undefined,
     powerIterations: num(ctx.params['power_iterations'], DEFAULT_POWER_ITERATIONS),
     backend: ctx.linalg ?? jsMatMul,
@@ -85,14 +89,13 @@ export function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[]
  */
 export function checkFinite(name: string, method: string, arrays: readonly ArrayLike<number>[], which: (i: number) => string): void {
   for (const [t, a] of arrays.entries()) {
-    for (let i = 0; i < a.length; i++) {
-      if (Number.isFinite(a[i]!)) continue;
-      throw new VectorError(
-        'VECTOR_NOT_FINITE',
-        `tensor '${name}': ${which(t)} has a non-finite value (${a[i]}) at element ${i}; ${method} decomposes whole matrices, where it would corrupt every entry`,
-        { where: { tensor: name } },
-      );
-    }
+    const i = firstNonFinite(a);
+    if (i < 0) continue;
+    throw new VectorError(
+      'VECTOR_NOT_FINITE',
+      `tensor '${name}': ${which(t)} has a non-finite value (${a[i]}) at element ${i}; ${method} decomposes whole matrices, where it would corrupt every entry`,
+      { where: { tensor: name } },
+    );
   }
 }
 
@@ -437,7 +440,7 @@ export const EXACT_MAX_DIM: ParamSpec = {
   type: 'number',
   integer: true,
   min: 1,
-  default: 128,
+  default: EXACT_MAX_DIM_DEFAULT,
   description: "with 'auto': tensors with min(rows, cols) up to this are decomposed exactly (Jacobi, f64), larger ones iteratively on the linalg backend",
 };
 export const DECOMPOSE: ParamSpec = {
@@ -478,7 +481,7 @@ export function jacobiFlops(a: number, b: number): number {
 }
 
 export function exactPath(shape: readonly number[], params: Params, mode: unknown): boolean {
-  const maxDim = typeof params['exact_max_dim'] === 'number' ? params['exact_max_dim'] : 128;
+  const maxDim = typeof params['exact_max_dim'] === 'number' ? params['exact_max_dim'] : EXACT_MAX_DIM_DEFAULT;
   return mode === 'exact' || ((mode ?? 'auto') === 'auto' && Math.min(shape[0]!, shape[1]!) <= maxDim);
 }
 

@@ -150,3 +150,11 @@ export async function gramMatrix(x: Float32Array, rows: number, cols: number, ba
   }
   return g;
 }
+
+/** XᵀX as an exactly symmetric f64 matrix: `gramMatrix` on the backend, then (G + Gᵀ)/2 (removes f32 asymmetry). */
+export async function symmetricGramF64(x: Float32Array, rows: number, cols: number, backend: MatMulBackend): Promise<Float64Array> {
+  const g32 = await gramMatrix(x, rows, cols, backend);
+  const g = new Float64Array(cols * cols);
+  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) g[i * cols + j] = 0.5 * (g32[i * cols + j]! + g32[j * cols + i]!);
+  return g;
+}

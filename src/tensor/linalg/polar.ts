@@ -2,7 +2,7 @@
 // TSV-M to orthogonalise concatenated singular vectors. Big products through a MatMulBackend; JS work is an r x r
 // symmetric eigenproblem. Pure: no node: imports, no onnxruntime.
 
-import { gramMatrix, transposeF32, type MatMulBackend } from './backend.js';
+import { symmetricGramF64, transposeF32, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength } from './matrix.js';
 import { orthonormalizeColumns } from './qr.js';
 import { symmetricEigen } from './svd.js';
@@ -30,9 +30,7 @@ export async function polarFactor(a: Float32Array, m: number, r: number, backend
     return { p: transposeF32(t.p, r, m), singularValues: t.singularValues };
   }
   if (r === 0) return { p: new Float32Array(0), singularValues: new Float64Array(0) };
-  const g32 = await gramMatrix(a, m, r, backend);
-  const g = new Float64Array(r * r);
-  for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) g[i * r + j] = 0.5 * (g32[i * r + j]! + g32[j * r + i]!);
+  const g = await symmetricGramF64(a, m, r, backend);
   const eig = symmetricEigen({ rows: r, cols: r, data: g });
   const sigma = new Float64Array(r);
   for (let j = 0; j < r; j++) sigma[j] = Math.sqrt(Math.max(0, eig.values[j]!));

@@ -2,7 +2,7 @@
 // matrices (shifted CholeskyQR2, checked, with a Householder fallback). Guarantees: Q has orthonormal columns to
 // f64 (Householder) or the tolerance asked for (CholeskyQR); diag(R) >= 0. Pure: no node: imports, no onnxruntime.
 
-import { gramMatrix, type MatMulBackend } from './backend.js';
+import { symmetricGramF64, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, type Matrix } from './matrix.js';
 
 /** A thin QR factorisation: A (m x n) = Q (m x p) · R (p x n), p = min(m, n), QᵀQ = I, R upper trapezoidal, diag(R) >= 0. */
@@ -210,16 +210,11 @@ export async function orthonormalizeColumns(
   const maxPasses = options.maxPasses ?? 4;
   let q = y;
   for (let pass = 0; pass <= maxPasses; pass++) {
-    const g32 = await gramMatrix(q, m, l, backend);
-    const g = new Float64Array(l * l);
+    const g = await symmetricGramF64(q, m, l, backend);
     let worst = 0;
     let trace = 0;
     for (let i = 0; i < l; i++) {
-      for (let j = 0; j < l; j++) {
-        const v = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
-        g[i * l + j] = v;
-        worst = Math.max(worst, Math.abs(v - (i === j ? 1 : 0)));
-      }
+      for (let j = 0; j < l; j++) worst = Math.max(worst, Math.abs(g[i * l + j]! - (i === j ? 1 : 0)));
       trace += g[i * l + i]!;
     }
     if (worst <= tol) return q === y ? Float32Array.from(y) : q;

@@ -2,7 +2,7 @@
 // with every m·n-sized product through a MatMulBackend, and the exact Jacobi SVD for small inputs. Deterministic for
 // a given seed (the repo's SeededRandom; never the unseeded random). Pure: no node: imports, no onnxruntime.
 
-import { gramMatrix, jsMatMul, type MatMulBackend } from './backend.js';
+import { jsMatMul, symmetricGramF64, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
 import { orthonormalizeColumns, pivotedCholeskyColumns } from './qr.js';
 import { symmetricEigenF32 } from './eigen.js';
@@ -89,9 +89,7 @@ const PIVOT_TOLERANCE = 1e-9;
  */
 export async function lowRankOrthonormalBasis(y: Float32Array, m: number, l: number, backend: MatMulBackend, seed: number): Promise<Float32Array> {
   assertLength('y', y, m, l);
-  const g32 = await gramMatrix(y, m, l, backend);
-  const g = new Float64Array(l * l);
-  for (let i = 0; i < l; i++) for (let j = 0; j < l; j++) g[i * l + j] = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
+  const g = await symmetricGramF64(y, m, l, backend);
   const cols = pivotedCholeskyColumns(g, l, PIVOT_TOLERANCE);
   const r = cols.length;
   let q1: Float32Array = new Float32Array(0);
@@ -160,9 +158,7 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
     v = leadingColumns(svd.u.data, n, l, k);
     uSmall = leadingColumns(svd.v.data, l, l, k);
   } else {
-    const g32 = await gramMatrix(bt, n, l, be); // B·Bᵀ
-    const g = new Float64Array(l * l);
-    for (let i = 0; i < l; i++) for (let j = 0; j < l; j++) g[i * l + j] = 0.5 * (g32[i * l + j]! + g32[j * l + i]!);
+    const g = await symmetricGramF64(bt, n, l, be); // B·Bᵀ
     const eig = await symmetricEigenF32(g, l, be);
     s = new Float64Array(k);
     for (let j = 0; j < k; j++) s[j] = Math.sqrt(Math.max(0, eig.values[j]!));
