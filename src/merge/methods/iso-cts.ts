@@ -4,7 +4,6 @@
 // products on ctx.linalg; other tensors are averaged. Shares TSV-M's building blocks (tsv.ts).
 
 import { fromArray } from '../../tensor/linalg/matrix.js';
-import { polarExact, polarNewtonSchulz } from '../../tensor/linalg/newton-schulz.js';
 import { randomizedSvd } from '../../tensor/linalg/randomized.js';
 import { jacobiSvd } from '../../tensor/linalg/svd.js';
 import { randomU32 } from '../../tensor/rng.js';
@@ -15,7 +14,6 @@ import {
   checkInputs,
   checkInputsFinite,
   common,
-  concat,
   DECOMPOSE,
   decomposes,
   DEFAULT_POWER_ITERATIONS,
@@ -28,6 +26,7 @@ import {
   leading,
   meanMerger,
   polarCost,
+  polarRecombine,
   taskVectors,
   WEIGHT,
   wholeTensor,
@@ -61,6 +60,17 @@ interface CtsReport {
   perTask: number;
   meanSigma: number;
   polarIterations: number;
+}
+
+/** σ̄·polar(U_cat)·polar(V_cat)ᵀ with σ̄ = (sum of the kept singular values) / r: the isotropic spectrum. */
+async function recombine(us: (Float64Array | Float32Array)[], vs: (Float64Array | Float32Array)[], widths: number[], total: number, r: number, m: number, n: number, c: Common, rep: CtsReport): Promise<ArrayLike<number>> {
+  const cw = widths.reduce((a, b) => a + b, 0);
+  const mean = total / r;
+  rep.meanSigma = mean;
+  if (cw === 0) return new Float64Array(m * n);
+  const res = await polarRecombine(us, vs, widths, new Float64Array(cw).fill(mean), m, n, c);
+  rep.polarIterations = res.iterations;
+  return res.out;
 }
 
 /** M = σ_iso·polar(U_cat)·polar(V_cat)ᵀ (m·n values) for the summed task vector and the tasks, see the module comment. */
@@ -107,21 +117,7 @@ async function isoCtsMerge(taus: readonly Float32Array[], m: number, n: number, 
         for (let j = 0; j < kt; j++) total += ts.s[j]!;
       }
     }
-    const cw = widths.reduce((a, b) => a + b, 0);
-    const mean = total / r;
-    rep.meanSigma = mean;
-    if (cw === 0) return new Float64Array(size);
-    const pu = polarExact(concat((len) => new Float64Array(len), us, widths, m), m, cw).p;
-    const pv = polarExact(concat((len) => new Float64Array(len), vs, widths, n), n, cw).p;
-    const out = new Float64Array(size);
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) {
-        let acc = 0;
-        for (let l = 0; l < cw; l++) acc += pu[i * cw + l]! * pv[j * cw + l]!;
-        out[i * n + j] = mean * acc;
-      }
-    }
-    return out;
+    return recombine(us, vs, widths, total, r, m, n, c, rep);
   }
   const be = c.backend;
   const sum = new Float32Array(size);
@@ -158,16 +154,7 @@ async function isoCtsMerge(taus: readonly Float32Array[], m: number, n: number, 
       for (let j = 0; j < kt; j++) total += svd.s[j]!;
     }
   }
-  const cw = widths.reduce((a, b) => a + b, 0);
-  const mean = total / r;
-  rep.meanSigma = mean;
-  if (cw === 0) return new Float64Array(size);
-  const pu = await polarNewtonSchulz(concat(f32, us, widths, m), m, cw, be);
-  const pv = await polarNewtonSchulz(concat(f32, vs, widths, n), n, cw, be);
-  rep.polarIterations = pu.iterations + pv.iterations;
-  const p = pu.p;
-  for (let i = 0; i < p.length; i++) p[i] = p[i]! * mean;
-  return be.matmul(p, pv.p, m, cw, n, { transB: true });
+  return recombine(us, vs, widths, total, r, m, n, c, rep);
 }
 
 function createIsoCts(ctx: TensorContext): TensorMerger {

@@ -303,7 +303,28 @@ export async function tsvMerge(taus: readonly Float32Array[], m: number, n: numb
   report.rank = cw;
   if (cw === 0) return new Float64Array(m * n);
   const s = Float64Array.from(ss);
+  const r = await polarRecombine(us, vs, widths, s, m, n, c);
+  report.polarIterations = r.iterations;
+  return r.out;
+}
+
+/**
+ * polar(U_cat)·diag(s)·polar(V_cat)ᵀ (m·n values) from side-by-side blocks of singular vectors (f64 on the exact path,
+ * f32 otherwise; s has one weight per column): exact polar factors and products in JS f64, or Newton–Schulz polar
+ * factors and one product on the backend. Shared by tsv/rtsvm and iso_cts.
+ */
+export async function polarRecombine(
+  us: readonly (Float64Array | Float32Array)[],
+  vs: readonly (Float64Array | Float32Array)[],
+  widths: readonly number[],
+  s: Float64Array,
+  m: number,
+  n: number,
+  c: Common,
+): Promise<{ out: ArrayLike<number>; iterations: number }> {
+  const cw = s.length;
   if (c.exact) {
+    const f64 = (len: number): Float64Array => new Float64Array(len);
     const pu = polarExact(concat(f64, us as Float64Array[], widths, m), m, cw).p;
     const pv = polarExact(concat(f64, vs as Float64Array[], widths, n), n, cw).p;
     const out = new Float64Array(m * n);
@@ -316,14 +337,14 @@ export async function tsvMerge(taus: readonly Float32Array[], m: number, n: numb
         out[i * n + j] = acc;
       }
     }
-    return out;
+    return { out, iterations: 0 };
   }
+  const f32 = (len: number): Float32Array => new Float32Array(len);
   const pu = await polarNewtonSchulz(concat(f32, us as Float32Array[], widths, m), m, cw, c.backend);
   const pv = await polarNewtonSchulz(concat(f32, vs as Float32Array[], widths, n), n, cw, c.backend);
-  report.polarIterations = pu.iterations + pv.iterations;
   const us2 = pu.p;
   for (let i = 0; i < m; i++) for (let l = 0; l < cw; l++) us2[i * cw + l] = us2[i * cw + l]! * s[l]!;
-  return c.backend.matmul(us2, pv.p, m, cw, n, { transB: true });
+  return { out: await c.backend.matmul(us2, pv.p, m, cw, n, { transB: true }), iterations: pu.iterations + pv.iterations };
 }
 
 /** A whole-tensor merger whose compute() fills the result. */
