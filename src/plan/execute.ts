@@ -11,6 +11,7 @@ import { chunkElements, makeContext } from '../merge/run.js';
 import { PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
+import { installNativeKernels } from './native.js';
 import type { PlanInput, PlanTensor } from './plan.js';
 import { Workspace, WORKSPACE_START, workspaceOf, type Bf16Inputs } from '../tensor/wasm/workspace.js';
 
@@ -208,25 +209,33 @@ function keepsRaw(input: PlanInput, pieceStep: number): boolean {
 
 /**
  * Working bytes per element of an I/O chunk: the inputs (2 bytes each for BF16/F16 kept in stored form, 4 for
- * inputs read as f32), the output in f32 and in its dtype, and the method's scratch. The plan's memory estimate
- * uses the same number.
+ * inputs read as f32) and the output in f32 and in its dtype. The method's scratch and the f32 piece buffers of
+ * the kept inputs live per piece (pieceBytes). The plan's memory estimate uses the same numbers.
  */
-export function workingBytesPerElement(t: PlanTensor, method: MergeMethod, pieceStep = COMPUTE_CHUNK_ELEMENTS): number {
+export function workingBytesPerElement(t: PlanTensor, pieceStep = COMPUTE_CHUNK_ELEMENTS): number {
   const inputs = inputsOf(t);
   const raw = inputs.filter((i) => keepsRaw(i, pieceStep)).length;
-  return (inputs.length - raw) * 4 + raw * 2 + 4 + DTYPE_INFO[t.dtype].bytes + (method.scratchBytesPerElement ?? 8);
+  return (inputs.length - raw) * 4 + raw * 2 + 4 + DTYPE_INFO[t.dtype].bytes;
 }
 
 /**
- * Largest I/O chunk (elements) under a byte budget, at least `floor`: per element, the inputs (2 bytes each kept
- * in stored form, 4 read as f32), the output in f32 and its dtype and the method's scratch; per kept input, an f32
- * piece buffer of min(pieceStep, chunk) elements.
+ * Working bytes of one piece of `elements` elements (at most the piece step): the method's scratch (a merger sees
+ * one piece at a time and sizes its buffers to it) and one f32 piece buffer per input kept in stored form.
+ */
+export function pieceBytes(t: PlanTensor, method: MergeMethod, elements: number, pieceStep = COMPUTE_CHUNK_ELEMENTS): number {
+  const raw = inputsOf(t).filter((i) => keepsRaw(i, pieceStep)).length;
+  return elements * (raw * 4 + (method.scratchBytesPerElement ?? 8));
+}
+
+/**
+ * Largest I/O chunk (elements) under a byte budget, at least `floor`: workingBytesPerElement per element plus one
+ * piece's pieceBytes (min(pieceStep, chunk) elements).
  */
 function maxChunkElements(t: PlanTensor, method: MergeMethod, pieceStep: number, budgetBytes: number, floor: number): number {
-  const raw = inputsOf(t).filter((i) => keepsRaw(i, pieceStep)).length;
-  const perElement = workingBytesPerElement(t, method, pieceStep);
-  const small = Math.floor(budgetBytes / (perElement + raw * 4)); // chunks of at most one piece
-  const n = small <= pieceStep ? small : Math.floor((budgetBytes - raw * pieceStep * 4) / perElement);
+  const perElement = workingBytesPerElement(t, pieceStep);
+  const perPieceElement = pieceBytes(t, method, 1, pieceStep);
+  const small = Math.floor(budgetBytes / (perElement + perPieceElement)); // chunks of at most one piece
+  const n = small <= pieceStep ? small : Math.floor((budgetBytes - pieceBytes(t, method, pieceStep, pieceStep)) / perElement);
   return Math.max(floor, n);
 }
 
@@ -404,6 +413,7 @@ export async function runModelPrepass(
 /** Run one plan tensor through the method and the sink. Returns the bytes written. */
 export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
   if (t.op === 'copy') return copyTensor(ctx, t);
+  installNativeKernels(); // this thread's merges use the native kernels when built (same bits), else WebAssembly
   const { method } = ctx;
   const mctx = makeContext(method, {
     name: t.name,

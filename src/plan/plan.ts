@@ -15,7 +15,7 @@ import { checkParamValue } from '../recipe/validate.js';
 import { DTYPE_INFO, isFloatDType, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual } from '../tensor/tensor.js';
 import { fingerprintCheckpoint } from '../vectors/format.js';
-import { workingBytesPerElement } from './execute.js';
+import { COMPUTE_CHUNK_ELEMENTS, pieceBytes, workingBytesPerElement } from './execute.js';
 import { inferLayout, isEmbeddingName, layerTensorName, type ModelLayout } from './layout.js';
 import { loraVectorFile } from './lora-model.js';
 import { openVectorModel } from './vector-model.js';
@@ -654,11 +654,14 @@ export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMeth
       worst = Math.max(worst, cost.bytes);
       continue;
     }
-    const bpe = t.op === 'copy' ? DTYPE_INFO[t.dtype].bytes * 2 + 4 : workingBytesPerElement(t, method);
-    const bytes = numel * bpe;
+    const bpe = t.op === 'copy' ? DTYPE_INFO[t.dtype].bytes * 2 + 4 : workingBytesPerElement(t);
+    // pieces are COMPUTE_CHUNK_ELEMENTS, or whole rows for mergers that chunk by rows
+    const rowLen = t.shape.length <= 1 ? 1 : numel / Math.max(1, t.shape[0]!);
+    const piece = t.op === 'copy' ? 0 : pieceBytes(t, method, Math.min(numel, Math.max(COMPUTE_CHUNK_ELEMENTS, rowLen)));
+    const bytes = numel * bpe + piece;
     if (bytes > perThread) chunked++;
     worst = Math.max(worst, Math.min(bytes, perThread));
-    chunkElements = Math.max(chunkElements, Math.floor(perThread / bpe));
+    chunkElements = Math.max(chunkElements, Math.floor((perThread - piece) / bpe));
   }
   // node runtime and modules (main thread, plus one runtime per worker), reader scratch, histograms, writer state;
   // linalg methods merge on the calling thread (one lane) and load ONNX Runtime (about 100 MB)

@@ -9,6 +9,7 @@ import { UsageError } from '../../errors.js';
 import { MagnitudeRanker } from '../../tensor/quantile.js';
 import { fillUniform, type StreamKey } from '../../tensor/rng.js';
 import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, type MagnitudeThreshold } from '../../tensor/select.js';
+import { nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Inputs } from '../../tensor/wasm/workspace.js';
 import {
   agreeAdd,
@@ -32,6 +33,9 @@ import {
   mergeWasm,
   mergeWasmFor,
   meanOut,
+  NATIVE_ALL,
+  NATIVE_MAG,
+  NATIVE_NONE,
   OUT_PTR,
   WASM_MAX_CHUNK,
   WASM_MAX_MODELS,
@@ -42,6 +46,7 @@ import {
   signVoteInto,
   sumOut,
 } from './gta-kernels.js';
+import type { NativeKernels } from '../../tensor/native-kernels.js';
 import type { Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger } from '../types.js';
 
 /** How each task vector is thinned before weighting (mergekit's SparsificationMethod, plus 'none'). */
@@ -349,6 +354,8 @@ class GtaMerger implements TensorMerger {
   private readonly geo: FiberGeometry;
   /** every model's delta is used whole (no sparsification) */
   private readonly dense: boolean;
+  /** every model's mask is one the native TIES kernel makes (magnitude threshold, all or none) */
+  private readonly nativeModes: boolean;
   private readonly scratch = new Scratch();
   /** emitWasm's input offsets (a dense sum reads the inputs themselves) */
   private readonly inputPtrs: number[] = [];
@@ -390,6 +397,7 @@ class GtaMerger implements TensorMerger {
     });
     this.weightSum = Math.abs(wsum) < 1e-8 ? 1 : wsum;
     this.dense = this.plans.every((x) => x.mode === ALL);
+    this.nativeModes = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === MAG || x.mode === MAG_MODEL);
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
     this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
   }
@@ -671,6 +679,14 @@ class GtaMerger implements TensorMerger {
     const n = plans.length;
     const bf = raw !== undefined ? 1 : 0;
     const bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
+    const direct = w.holds(out);
+    const op = direct ? out.byteOffset : OUT_PTR;
+    const nat = raw !== undefined && this.cfg.consensus && this.nativeModes ? nativeKernels() : undefined;
+    if (nat !== undefined) {
+      this.emitNative(nat, w, len, raw!, bp, op);
+      if (!direct) out.set(w.out.subarray(0, len));
+      return;
+    }
     const xs = this.inputPtrs;
     for (let i = 0; i < n; i++) {
       const p = plans[i]!;
@@ -692,12 +708,35 @@ class GtaMerger implements TensorMerger {
         p.kept += w.deltaRandom(i, len, chunk.offset, p.key, p.density, xp, bp, bf);
       } else p.kept += this.maskedDelta(p, chunk.offset, chunk.models[i]!, chunk.base!, w.model(i), w.modelU(i), len);
     }
-    const direct = w.holds(out);
-    const op = direct ? out.byteOffset : OUT_PTR;
     if (this.cfg.consensus) w.tiesOut(n, len, this.divide, this.lambda, bp, op, bf);
     else if (this.dense) w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, true, bp, op, xs, bf);
     else w.sumOut(n, len, this.divide ? this.weightSum : 1, this.lambda, false, bp, op, undefined, bf);
     if (!direct) out.set(w.out.subarray(0, len));
+  }
+
+  /**
+   * emitWasm's TIES step on the native kernels (BF16 inputs in the module's memory; every model's mask a magnitude
+   * threshold or none): the same masks, counts, tie budgets and bits.
+   */
+  private emitNative(k: NativeKernels, w: MergeWasm, len: number, raw: readonly Uint16Array[], bp: number, op: number): void {
+    const plans = this.plans;
+    const n = plans.length;
+    for (let i = 0; i < n; i++) {
+      const p = plans[i]!;
+      w.setParams(i, p.factor * p.weight, p.weight);
+      const xp = raw[i + 1]!.byteOffset;
+      const t = p.keepT;
+      if (p.mode === MAG_MODEL) w.setNativeModel(i, xp, NATIVE_MAG, p.minBits - 1, 0);
+      else if (p.mode === NONE || (p.mode === MAG && t.none)) w.setNativeModel(i, xp, NATIVE_NONE);
+      else if (p.mode === MAG && !t.all) w.setNativeModel(i, xp, NATIVE_MAG, t.bits, p.keepTies.tiesLeft);
+      else w.setNativeModel(i, xp, NATIVE_ALL);
+    }
+    w.tiesNative(k, n, len, this.divide, this.lambda, bp, op);
+    for (let i = 0; i < n; i++) {
+      const p = plans[i]!;
+      p.kept += w.nativeKept(i);
+      if (p.mode === MAG && !p.keepT.all && !p.keepT.none) p.keepTies.tiesLeft = w.nativeTiesLeft(i);
+    }
   }
 
   /** out = base + lambda * (sum_i w_i * f_i * delta_i') / z, the model terms added in model order. */

@@ -19,6 +19,7 @@
 // checks both paths give the same bits.
 
 import type { StreamKey } from '../../tensor/rng.js';
+import type { NativeKernels } from '../../tensor/native-kernels.js';
 import type { HighCountHolder, MagnitudeSelector } from '../../tensor/select.js';
 import { instantiateMergeKernels, workspaceOf, type Workspace } from '../../tensor/wasm/workspace.js';
 
@@ -396,6 +397,12 @@ export const OUT_PTR = REGION;
 const MODEL_PTR = 2 * REGION;
 const PARAM_PTR = 10 * REGION;
 const TABLE_PTR = PARAM_PTR + 1024;
+/** the native TIES piece's arguments (native/gta.cc): i32 header, f64 lambda at +32, 32 bytes per model from +64 */
+const NATIVE_ARGS_PTR = PARAM_PTR + 2048;
+/** native model modes */
+export const NATIVE_ALL = 0;
+export const NATIVE_NONE = 1;
+export const NATIVE_MAG = 2;
 const RANK_IN_PTR = 17 * REGION;
 const RANK_OUT_PTR = 18 * REGION;
 /** hist_high's histogram slots: u32 x HIST_BINS each, by |d| bits >>> 16 */
@@ -440,6 +447,8 @@ export class MergeWasm implements HighCountHolder {
   private modelsU!: Uint32Array[];
   private params!: Float64Array;
   private sums!: Float64Array;
+  private nargs!: Int32Array;
+  private nlambda!: Float64Array;
   private table!: Int32Array;
   private rankIn!: Float32Array;
   /** rankInto's output */
@@ -468,6 +477,8 @@ export class MergeWasm implements HighCountHolder {
     this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
     this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
     this.sums = new Float64Array(buf, PARAM_PTR + 512, 2);
+    this.nargs = new Int32Array(buf, NATIVE_ARGS_PTR, 16 + 8 * WASM_MAX_MODELS);
+    this.nlambda = new Float64Array(buf, NATIVE_ARGS_PTR + 32, 1);
     this.table = new Int32Array(buf, TABLE_PTR, WASM_MAX_MODELS);
     this.rankIn = new Float32Array(buf, RANK_IN_PTR, WASM_MAX_CHUNK);
     this.ranks = new Int32Array(buf, RANK_OUT_PTR, WASM_MAX_CHUNK);
@@ -634,6 +645,40 @@ export class MergeWasm implements HighCountHolder {
     // three models (the common TIES recipe): unrolled, each product computed once (same bits, ~10% faster)
     if (m === 3) this.ex.ties_out3(n, b, o, divide ? 1 : 0, lambda, bf);
     else this.ex.ties_out(m, n, b, o, divide ? 1 : 0, lambda, bf);
+  }
+
+  /** Model i of the next tiesNative call: input bits at xp, mode NATIVE_*, threshold bits and tie budget (NATIVE_MAG). */
+  setNativeModel(i: number, xp: number, mode: number, bits = 0, ties = 0): void {
+    const a = this.nargs;
+    const o = 16 + 8 * i;
+    a[o] = xp;
+    a[o + 1] = mode;
+    a[o + 2] = bits;
+    a[o + 3] = ties;
+  }
+
+  /**
+   * The TIES piece on the native kernels (native/gta.cc): each model's delta of BF16 inputs, masked as set by
+   * setNativeModel, into model(i), then tiesOut's consensus to o; the same bits as deltaMag/deltaAll + tiesOut.
+   * Read kept counts and tie budgets back with nativeKept/nativeTiesLeft.
+   */
+  tiesNative(k: NativeKernels, m: number, n: number, divide: boolean, lambda: number, b: number, o: number): void {
+    const a = this.nargs;
+    a[0] = n;
+    a[1] = m;
+    a[2] = b;
+    a[3] = o;
+    a[4] = divide ? 1 : 0;
+    this.nlambda[0] = lambda;
+    k.tiesPiece(this.buf);
+  }
+
+  nativeKept(i: number): number {
+    return this.nargs[16 + 8 * i + 4]!;
+  }
+
+  nativeTiesLeft(i: number): number {
+    return this.nargs[16 + 8 * i + 3]!;
   }
 
   /**

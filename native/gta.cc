@@ -1,0 +1,211 @@
+// Optional native kernels of the GTA merge engine (AVX-512): the TIES piece step of src/merge/methods/gta-core.ts
+// (magnitude masks fused with the BF16 delta, then the sign consensus) on the merge-kernel module's memory, with
+// exactly the IEEE operations of the WebAssembly kernels (src/tensor/wasm/merge-kernels.wat: delta_mag, delta_all,
+// ties_out) in the same order, so the bits are identical (test/merge/gta-native.test.ts). Built at install by
+// scripts/build-native.mjs with -ffp-contract=off (no fused multiply-adds); without AVX-512 the module exports no
+// kernels and the WebAssembly ones run (src/tensor/native.ts).
+//
+// Layout read from the memory (byte offsets, all inside the module's fixed regions, see merge-kernels.wat):
+//   ARGS = 657408: i32 n, m, base pointer, output pointer, divide; f64 lambda at ARGS + 32;
+//                  per model i at ARGS + 64 + 32 i: i32 input pointer, mode (0 all, 1 none, 2 magnitude), bits,
+//                  ties (in: the tie budget; out: what is left), kept (out)
+//   655360 + 32 i: sc_i (f64, twice), w_i (f64, twice), as setParams writes them
+//   131072 + 65536 i: model i's masked delta (written here, as the wasm kernels do)
+// Inputs (base and models) are BF16 bits; the output is f32.
+
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+#define WK_NATIVE 1
+#endif
+
+#ifdef WK_NATIVE
+namespace {
+
+constexpr uint32_t ARGS = 657408;
+constexpr uint32_t PARAMS = 655360;
+constexpr uint32_t MODELS = 131072;
+constexpr uint32_t REGION = 65536;
+constexpr int MAX_MODELS = 8;
+constexpr int32_t ABS = 0x7fffffff;
+constexpr int32_t INF_BITS = 0x7f800000;
+
+inline float widen(uint16_t u) {
+  uint32_t v = static_cast<uint32_t>(u) << 16;
+  float f;
+  memcpy(&f, &v, 4);
+  return f;
+}
+
+inline __m512 widen16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+// d = f32(x - b) kept iff bits < |d| bits <= inf bits (signed compares, as the wasm kernel), or |d| bits == bits
+// while ties last (element order); a dropped delta becomes +0. Returns how many were kept; *ties is updated.
+int deltaMag(const uint16_t* x, const uint16_t* b, float* d, int n, int32_t bits, int32_t* ties) {
+  const __m512i bv = _mm512_set1_epi32(bits), absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
+  int kept = 0;
+  int32_t t = *ties;
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m512i dv = _mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j)));
+    __m512i a = _mm512_and_si512(dv, absv);
+    if (t > 0 && _mm512_cmpeq_epi32_mask(a, bv) != 0) {
+      // a tie candidate while the budget lasts: settle these lanes one by one, in order
+      alignas(64) int32_t lanes[16];
+      _mm512_store_si512(lanes, dv);
+      for (int l = 0; l < 16; l++) {
+        int32_t u = lanes[l], al = u & ABS;
+        int32_t keep = (al > bits) & (al <= INF_BITS);
+        if (al == bits && t > 0) {
+          keep = 1;
+          t--;
+        }
+        lanes[l] = u & -keep;
+        kept += keep;
+      }
+      _mm512_storeu_si512(d + j, _mm512_load_si512(lanes));
+      continue;
+    }
+    __mmask16 keep = _mm512_cmpgt_epi32_mask(a, bv) & _mm512_cmple_epi32_mask(a, inf);
+    _mm512_storeu_si512(d + j, _mm512_maskz_mov_epi32(keep, dv));
+    kept += __builtin_popcount(keep);
+  }
+  for (; j < n; j++) {
+    float v = widen(x[j]) - widen(b[j]);
+    int32_t u;
+    memcpy(&u, &v, 4);
+    int32_t al = u & ABS;
+    int32_t keep = (al > bits) & (al <= INF_BITS);
+    if (al == bits && t > 0) {
+      keep = 1;
+      t--;
+    }
+    u &= -keep;
+    memcpy(d + j, &u, 4);
+    kept += keep;
+  }
+  *ties = t;
+  return kept;
+}
+
+void deltaAll(const uint16_t* x, const uint16_t* b, float* d, int n) {
+  int j = 0;
+  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(d + j, _mm512_sub_ps(widen16(x + j), widen16(b + j)));
+  for (; j < n; j++) d[j] = widen(x[j]) - widen(b[j]);
+}
+
+// The consensus of m masked deltas, eight elements per step in f64 (ties_out's operations and order):
+// v_i = d_i * sc_i; S = ((0 + v_0) + v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere;
+// M = 0 + sum of agreeing v_i, Z = 0 + sum of agreeing w_i (disagreeing terms add +0);
+// out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if divide, else f32(b + M * lambda).
+void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int divide, double lambda, const double* sc, const double* w) {
+  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), lam = _mm512_set1_pd(lambda);
+  __m512d S[MAX_MODELS], W[MAX_MODELS];
+  for (int i = 0; i < m; i++) {
+    S[i] = _mm512_set1_pd(sc[i]);
+    W[i] = _mm512_set1_pd(w[i]);
+  }
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d v[MAX_MODELS];
+    __m512d s = zero;
+    for (int i = 0; i < m; i++) {
+      v[i] = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]);
+      s = _mm512_add_pd(s, v[i]);
+    }
+    const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+    __m512d mm = zero, z = zero;
+    for (int i = 0; i < m; i++) {
+      const __mmask8 a = (ge & _mm512_cmp_pd_mask(v[i], zero, _CMP_GT_OQ)) | (static_cast<__mmask8>(~ge) & _mm512_cmp_pd_mask(v[i], zero, _CMP_LT_OQ));
+      mm = _mm512_add_pd(mm, _mm512_maskz_mov_pd(a, v[i]));
+      z = _mm512_add_pd(z, _mm512_maskz_mov_pd(a, W[i]));
+    }
+    if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
+    const __m256 bv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    _mm256_storeu_ps(o + j, _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bv), _mm512_mul_pd(mm, lam))));
+  }
+  for (; j < n; j++) {
+    double v[MAX_MODELS];
+    double s = 0;
+    for (int i = 0; i < m; i++) {
+      v[i] = static_cast<double>(d[i][j]) * sc[i];
+      s = s + v[i];
+    }
+    const bool ge = s >= 0;
+    double mm = 0, z = 0;
+    for (int i = 0; i < m; i++) {
+      const bool a = ge ? v[i] > 0 : v[i] < 0;
+      mm = mm + (a ? v[i] : 0.0);
+      z = z + (a ? w[i] : 0.0);
+    }
+    if (divide) mm = mm / (z == 0 ? 1.0 : z);
+    o[j] = static_cast<float>(static_cast<double>(widen(b[j])) + mm * lambda);
+  }
+}
+
+napi_value tiesPiece(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) != napi_ok || argc < 1) return nullptr;
+  void* data = nullptr;
+  size_t len = 0;
+  if (napi_get_arraybuffer_info(env, arg, &data, &len) != napi_ok || len < ARGS + 64 + 32 * MAX_MODELS) {
+    napi_throw_error(env, "WK_NATIVE", "tiesPiece: not a merge-kernel memory");
+    return nullptr;
+  }
+  uint8_t* mem = static_cast<uint8_t*>(data);
+  int32_t* args = reinterpret_cast<int32_t*>(mem + ARGS);
+  const int n = args[0], m = args[1], divide = args[4];
+  const uint32_t bp = static_cast<uint32_t>(args[2]), op = static_cast<uint32_t>(args[3]);
+  double lambda;
+  memcpy(&lambda, mem + ARGS + 32, 8);
+  if (n < 0 || n > 16384 || m < 1 || m > MAX_MODELS || bp + 2ull * n > len || op + 4ull * n > len) {
+    napi_throw_error(env, "WK_NATIVE", "tiesPiece: arguments out of range");
+    return nullptr;
+  }
+  const uint16_t* base = reinterpret_cast<const uint16_t*>(mem + bp);
+  float* d[MAX_MODELS];
+  double sc[MAX_MODELS], w[MAX_MODELS];
+  for (int i = 0; i < m; i++) {
+    int32_t* a = args + 16 + 8 * i;
+    const uint32_t xp = static_cast<uint32_t>(a[0]);
+    d[i] = reinterpret_cast<float*>(mem + MODELS + REGION * i);
+    memcpy(&sc[i], mem + PARAMS + 32 * i, 8);
+    memcpy(&w[i], mem + PARAMS + 32 * i + 16, 8);
+    if (a[1] == 1) {
+      memset(d[i], 0, 4 * static_cast<size_t>(n));
+      a[4] = 0;
+      continue;
+    }
+    if (xp + 2ull * n > len) {
+      napi_throw_error(env, "WK_NATIVE", "tiesPiece: input out of range");
+      return nullptr;
+    }
+    const uint16_t* x = reinterpret_cast<const uint16_t*>(mem + xp);
+    if (a[1] == 0) {
+      deltaAll(x, base, d[i], n);
+      a[4] = n;
+    } else {
+      a[4] = deltaMag(x, base, d[i], n, a[2], &a[3]);
+    }
+  }
+  tiesOut(d, m, n, base, reinterpret_cast<float*>(mem + op), divide, lambda, sc, w);
+  return nullptr;
+}
+
+}  // namespace
+#endif
+
+NAPI_MODULE_INIT() {
+#ifdef WK_NATIVE
+  napi_value f;
+  napi_create_function(env, "tiesPiece", NAPI_AUTO_LENGTH, tiesPiece, nullptr, &f);
+  napi_set_named_property(env, exports, "tiesPiece", f);
+#endif
+  return exports;
+}

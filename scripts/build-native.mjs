@@ -1,0 +1,36 @@
+// Builds the optional native kernels (native/gta.cc -> native/build/gta.node) with the system C++ compiler against
+// the running Node's own headers. Run by `npm ci` / `npm install` (the prepare script) and `npm run build:native`.
+// Never fails the install: without a compiler, headers or AVX-512 the WebAssembly kernels run instead
+// (src/tensor/native.ts). -ffp-contract=off keeps every multiply and add separately rounded, as in the wasm kernels.
+// Plain Node (no dependencies, no TypeScript): it runs before anything else is built.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'native', 'gta.cc');
+const outDir = join(root, 'native', 'build');
+const out = join(outDir, 'gta.node');
+const include = join(dirname(process.execPath), '..', 'include', 'node');
+const cxx = process.env.CXX || 'g++';
+
+function skip(why) {
+  console.log(`weightkit: native kernels not built (${why}); the WebAssembly kernels will be used`);
+  process.exit(0);
+}
+
+if (process.env.WEIGHTKIT_NATIVE === '0') skip('WEIGHTKIT_NATIVE=0');
+if (process.platform !== 'linux' || process.arch !== 'x64') skip(`${process.platform}-${process.arch} is not linux-x64`);
+if (!existsSync(join(include, 'node_api.h'))) skip(`no Node headers at ${include}`);
+mkdirSync(outDir, { recursive: true });
+const tmp = `${out}.${process.pid}.tmp`;
+const args = ['-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', `-I${include}`, '-o', tmp, src];
+const r = spawnSync(cxx, args, { encoding: 'utf8' });
+if (r.error || r.status !== 0) {
+  rmSync(tmp, { force: true });
+  skip(r.error ? `${cxx}: ${r.error.code ?? r.error.message}` : `${cxx} failed: ${(r.stderr || '').split('\n')[0]}`);
+}
+renameSync(tmp, out);
+console.log(`weightkit: native kernels built (${out})`);

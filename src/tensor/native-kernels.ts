@@ -1,0 +1,20 @@
+// The optional native kernels (native/gta.cc, AVX-512), as the merge engine sees them: the executor loads the addon
+// (src/plan/native.ts, which needs node:) and installs it here; kernels in src/merge look it up and fall back to the
+// WebAssembly module when none is installed. Pure: no node: imports.
+
+/** What the native addon exports (see native/gta.cc for the memory layout it reads). */
+export interface NativeKernels {
+  /** The TIES piece step over the arguments written at NATIVE_ARGS of a merge-kernel module's memory. */
+  tiesPiece(memory: ArrayBuffer): void;
+}
+
+let installed: NativeKernels | undefined;
+
+/** Use these kernels from now on in this thread (undefined: the WebAssembly ones). */
+export function setNativeKernels(k: NativeKernels | undefined): void {
+  installed = k;
+}
+
+export function nativeKernels(): NativeKernels | undefined {
+  return installed;
+}

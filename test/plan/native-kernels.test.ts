@@ -1,0 +1,125 @@
+// The optional native TIES kernels (native/gta.cc, loaded by src/plan/native.ts) must give exactly the bytes of the
+// WebAssembly kernels: merges of BF16 families with ties at the thresholds, NaN/inf/-0, 1 to 5 models, negative
+// weights, density 0 and 1, whole-model trims, disjoint sums, pieces with short tails, on one thread and two. On a
+// machine that can build them (linux-x64, g++, AVX-512) they must be built, so this comparison cannot be skipped
+// silently there.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadNativeKernels } from '../../src/plan/native.js';
+import { merge } from '../../src/plan/merge.js';
+import { fromF32, toF32 } from '../../src/tensor/convert.js';
+import { SeededRandom } from '../../src/tensor/rng.js';
+import { tempDir, writeModel } from './helpers.js';
+
+const SHAPES: Record<string, number[]> = {
+  'model.layers.0.mlp.up_proj.weight': [37, 901], // 33337 elements: two full pieces and a tail that is not a multiple of 16
+  'model.layers.0.self_attn.q_proj.weight': [16, 1024], // exactly one piece
+  'model.layers.0.input_layernorm.weight': [13],
+};
+const MODELS = ['base', 'a', 'b', 'c', 'd', 'e'];
+
+function canBuild(): boolean {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return false;
+  try {
+    execFileSync('g++', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  return /\bavx512f\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) && /\bavx512bw\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+}
+
+/** BF16 values on a coarse grid (many equal magnitudes: ties at every threshold), some special values. */
+function values(m: number): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, shape] of Object.entries(SHAPES)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const base = new SeededRandom(11 + n);
+    const r = new SeededRandom(1000 * m + n);
+    const v = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const b = (base.int(513) - 256) / 64;
+      v[i] = m === 0 ? b : r.next() < 0.15 ? b : b + (r.int(33) - 16) / 256;
+    }
+    if (m > 0) {
+      v[10 + m] = NaN;
+      v[100 + m] = Infinity;
+      v[1000] = -Infinity;
+      v[5000 + m] = -0;
+    }
+    out.set(name, toF32('BF16', fromF32('BF16', v)));
+  }
+  return out;
+}
+
+let root: string;
+beforeAll(async () => {
+  root = await tempDir('weightkit-native-');
+  for (const [i, m] of MODELS.entries()) await writeModel(join(root, m), values(i), { dtype: 'BF16', shapes: SHAPES, config: false, tokenizer: false });
+});
+
+afterEach(() => {
+  delete process.env['WEIGHTKIT_NATIVE'];
+  vi.restoreAllMocks();
+});
+
+interface Case {
+  models: number;
+  weights?: number[];
+  density?: (i: number) => number;
+  params?: string;
+}
+
+const CASES: Record<string, Case> = {
+  'ties, 3 models, mixed weights': { models: 3, weights: [1, 0.7, -0.4] },
+  'ties, 1 model': { models: 1 },
+  'ties, 5 models, disjoint sum, lambda': { models: 5, params: 'disjoint: sum, lambda: 0.6' },
+  'ties, densities 0, 1 and 0.3': { models: 3, density: (i) => [0, 1, 0.3][i]! },
+  'ties, trim_scope model': { models: 3, params: 'trim_scope: model' },
+  'ties, 2 models, no normalize': { models: 2, params: 'normalize: false' },
+};
+
+async function runCase(name: string, c: Case, native: boolean, threads = 1): Promise<Buffer> {
+  const lines = ['merge_method: ties', 'base_model: base', 'models:'];
+  for (let i = 0; i < c.models; i++) {
+    lines.push(`  - {model: ${MODELS[i + 1]}, parameters: {weight: ${c.weights?.[i] ?? 1}, density: ${c.density?.(i) ?? 0.5}}}`);
+  }
+  if (c.params) lines.push(`parameters: {${c.params}}`);
+  lines.push('dtype: bfloat16', '');
+  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}`;
+  const recipe = join(root, `${tag}.yaml`);
+  await writeFile(recipe, lines.join('\n'));
+  if (native) delete process.env['WEIGHTKIT_NATIVE'];
+  else process.env['WEIGHTKIT_NATIVE'] = '0';
+  const out = join(root, `out-${tag}`);
+  await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}) });
+  return readFile(join(out, 'model.safetensors'));
+}
+
+describe('native TIES kernels', () => {
+  it('are built where they can be (linux-x64, g++, AVX-512)', () => {
+    if (!canBuild()) return; // elsewhere the WebAssembly kernels run and the comparisons below are vacuous
+    expect(loadNativeKernels()).toBeDefined();
+  });
+
+  for (const [name, c] of Object.entries(CASES)) {
+    it(`${name}: the same bytes as the WebAssembly kernels`, async () => {
+      const k = loadNativeKernels();
+      const spy = k ? vi.spyOn(k, 'tiesPiece') : undefined;
+      const nat = await runCase(name, c, true);
+      if (k) expect(spy!.mock.calls.length).toBeGreaterThan(0); // the native path ran
+      const calls = spy?.mock.calls.length ?? 0;
+      const wasm = await runCase(name, c, false);
+      expect(spy?.mock.calls.length ?? 0).toBe(calls); // WEIGHTKIT_NATIVE=0 turns it off
+      expect(nat.equals(wasm)).toBe(true);
+    });
+  }
+
+  it('two threads (pool workers load the kernels themselves): the same bytes', async () => {
+    const c = CASES['ties, 3 models, mixed weights']!;
+    const one = await runCase('pool', c, false, 1);
+    expect((await runCase('pool', c, true, 2)).equals(one)).toBe(true);
+  });
+});
