@@ -3,6 +3,7 @@
 
 import { benchConvert } from './convert.js';
 import { benchIo } from './io.js';
+import { benchKnots } from './knots.js';
 import { benchAnalyze } from './analyze.js';
 import { benchEval } from './eval.js';
 import { benchLinalg } from './linalg.js';
@@ -19,6 +20,7 @@ const BENCHES: Record<string, () => Promise<BenchResult[]>> = {
   linalg: () => benchLinalg(),
   eval: () => benchEval(),
   svd: () => benchSvd(),
+  knots: () => benchKnots(),
   analyze: () => benchAnalyze(),
 };
 

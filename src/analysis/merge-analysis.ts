@@ -162,7 +162,7 @@ export async function analyzeMerge(recipePath: string, options: AnalyzeMergeOpti
         return observing(m, cap);
       },
     });
-    const modelStats = await runModelPrepass(method, plan.tensors, resolved.readers, budget);
+    const modelStats = await runModelPrepass(method, plan.tensors, resolved.readers, budget, { seed: plan.seed, ...(method.linalg ? { linalg: options.linalg ?? jsMatMul } : {}) });
     const scratch = new Scratch();
     const sink = { writeRange: async (): Promise<void> => undefined };
     let bytesRead = 0;

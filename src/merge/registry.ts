@@ -7,10 +7,11 @@ import { didYouMean } from '../recipe/suggest.js';
 import { GEOMETRIC_METHODS } from './methods/geometric.js';
 import { GTA_METHODS } from './methods/gta.js';
 import { ISO_CTS } from './methods/iso-cts.js';
+import { KNOTS } from './methods/knots.js';
 import { SVD_METHODS } from './methods/tsv.js';
 import type { MergeMethod } from './types.js';
 
-export const METHODS: readonly MergeMethod[] = [...GTA_METHODS, ...GEOMETRIC_METHODS, ...SVD_METHODS, ISO_CTS];
+export const METHODS: readonly MergeMethod[] = [...GTA_METHODS, ...GEOMETRIC_METHODS, ...SVD_METHODS, ISO_CTS, KNOTS];
 
 const BY_NAME: ReadonlyMap<string, MergeMethod> = new Map(METHODS.map((m) => [m.name, m]));
 

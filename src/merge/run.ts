@@ -118,7 +118,17 @@ interface PreparedMerge {
   chunkAt: (offset: number, length: number) => Chunk;
 }
 
-function prepare(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): PreparedMerge {
+interface ResolvedInputs {
+  numel: number;
+  shape: readonly number[];
+  name: string;
+  hasBase: boolean;
+  params: Params;
+  modelParams: Params[];
+  chunkAt: (offset: number, length: number) => Chunk;
+}
+
+function resolveInputs(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): ResolvedInputs {
   const models = inputs.models.map(asF32);
   const base = inputs.base === undefined ? undefined : asF32(inputs.base);
   const numel = (base ?? models[0])?.length ?? 0;
@@ -142,27 +152,58 @@ function prepare(method: MergeMethod, inputs: MergeTensorsInputs, options: Merge
     base: base?.subarray(o, o + len),
     models: models.map((m) => m.subarray(o, o + len)),
   });
-  const name = options.name ?? 'tensor';
-  // a whole-model pre-pass (e.g. TIES trim_scope: model) sees just this one tensor
-  let modelStats: unknown;
-  const collector = method.modelStats?.(params, modelParams);
-  if (collector) {
-    for (let p = 0; collector.beginPass(p); p++) collector.observe(p, name, chunkAt(0, numel));
-    modelStats = collector.result();
-  }
-  const ctx = makeContext(method, {
-    name,
-    shape,
-    hasBase: base !== undefined,
-    params,
-    modelParams,
+  return { numel, shape, name: options.name ?? 'tensor', hasBase: base !== undefined, params, modelParams, chunkAt };
+}
+
+function contextOf(method: MergeMethod, r: ResolvedInputs, options: MergeTensorsOptions, modelStats: unknown): TensorContext {
+  return makeContext(method, {
+    name: r.name,
+    shape: r.shape,
+    hasBase: r.hasBase,
+    params: r.params,
+    modelParams: r.modelParams,
     seed: options.seed ?? 0,
     ...(modelStats !== undefined ? { modelStats } : {}),
     ...(options.linalg !== undefined ? { linalg: options.linalg } : {}),
   });
+}
+
+function finish(method: MergeMethod, r: ResolvedInputs, options: MergeTensorsOptions, modelStats: unknown): PreparedMerge {
+  const ctx = contextOf(method, r, options, modelStats);
   const merger = method.create(ctx);
-  const step = chunkElements(merger, numel, ctx.rowLength, options.chunkElements ?? numel);
-  return { merger, numel, step, chunkAt };
+  const step = chunkElements(merger, r.numel, ctx.rowLength, options.chunkElements ?? r.numel);
+  return { merger, numel: r.numel, step, chunkAt: r.chunkAt };
+}
+
+function prepare(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): PreparedMerge {
+  const r = resolveInputs(method, inputs, options);
+  // a whole-model pre-pass (e.g. TIES trim_scope: model) sees just this one tensor
+  let modelStats: unknown;
+  const collector = method.modelStats?.(r.params, r.modelParams);
+  if (collector) {
+    if (collector.observeTensor) {
+      throw new UsageError('USAGE', `${method.name} has an asynchronous whole-model pre-pass with these parameters (tensor '${r.name}'): use mergeTensorsAsync`);
+    }
+    for (let p = 0; collector.beginPass(p); p++) collector.observe(p, r.name, r.chunkAt(0, r.numel));
+    modelStats = collector.result();
+  }
+  return finish(method, r, options, modelStats);
+}
+
+/** prepare, awaiting a pre-pass collector's whole-tensor hook (observeTensor) when it has one. */
+async function prepareAsync(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): Promise<PreparedMerge> {
+  const r = resolveInputs(method, inputs, options);
+  let modelStats: unknown;
+  const collector = method.modelStats?.(r.params, r.modelParams);
+  if (collector) {
+    const ctx = contextOf(method, r, options, undefined);
+    for (let p = 0; collector.beginPass(p); p++) {
+      if (collector.observeTensor) await collector.observeTensor(p, ctx, r.chunkAt(0, r.numel));
+      else collector.observe(p, r.name, r.chunkAt(0, r.numel));
+    }
+    modelStats = collector.result();
+  }
+  return finish(method, r, options, modelStats);
 }
 
 /** Merge in-memory tensors with a method (notebook-style API). Returns the merged values as f32. */
@@ -181,7 +222,7 @@ export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, op
  * passes, then compute() on the whole tensor, then emit. `options.linalg` runs their matrix products (default jsMatMul).
  */
 export async function mergeTensorsAsync(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Promise<Float32Array> {
-  const { merger, numel, step, chunkAt } = prepare(method, inputs, options);
+  const { merger, numel, step, chunkAt } = await prepareAsync(method, inputs, options);
   const out = new Float32Array(numel);
   if (!merger.compute) {
     drive(merger, numel, step, chunkAt, out);

@@ -64,6 +64,11 @@ export interface TensorMerger {
   compute?(chunk: Chunk): Promise<void>;
   /** Optional statistics about what the method kept/dropped for this tensor (for analysis and dry runs). */
   report?(): Record<string, number>;
+  /**
+   * Optional: called by the executor before the first pass with whether the whole tensor is held in memory across
+   * passes (one I/O chunk): an extra pass then costs no reads, e.g. a sample to narrow a top-k histogram.
+   */
+  setResident?(resident: boolean): void;
 }
 
 /**
@@ -77,6 +82,14 @@ export interface TensorMerger {
 export interface ModelStatsCollector {
   beginPass(pass: number): boolean;
   observe(pass: number, tensorName: string, chunk: Chunk): void;
+  /**
+   * Optional whole-tensor variant of observe, for collectors whose statistics need linear algebra over each tensor
+   * (KnOTS decomposes every 2-D tensor to trim over its whole-model representation). When present, the executor
+   * calls it (and not observe) once per tensor and pass, with the whole tensor as one chunk and the context the
+   * merge itself gives that tensor (its resolved parameters, random streams and `linalg` backend), and awaits it.
+   * The executor holds one tensor's inputs at a time.
+   */
+  observeTensor?(pass: number, ctx: TensorContext, chunk: Chunk): Promise<void>;
   result(): unknown;
 }
 

@@ -378,13 +378,17 @@ export function rowsPerChunkFor(t: PlanTensor, method: MergeMethod, budgetBytes:
 
 /**
  * The whole-model statistics pre-pass a method may declare (e.g. TIES trim_scope: model): every merged tensor's
- * chunks, once per pass, on this thread. Returns the collector's result (undefined when none is needed).
+ * chunks, once per pass, on this thread. A collector with `observeTensor` (KnOTS) gets each tensor whole instead, with
+ * the tensor context the merge gives it (`options.seed` keys its random streams, `options.linalg` runs its products;
+ * default jsMatMul), one tensor's inputs in memory at a time. Returns the collector's result (undefined when none is
+ * needed).
  */
 export async function runModelPrepass(
   method: MergeMethod,
   tensors: readonly PlanTensor[],
   readers: ReadonlyMap<number, CheckpointReader>,
   budgetBytes: number,
+  options: { seed?: number; linalg?: MatMulBackend } = {},
 ): Promise<unknown> {
   const merged = tensors.filter((t) => t.op === 'merge');
   const first = merged[0];
@@ -402,6 +406,22 @@ export async function runModelPrepass(
   const scratch = new Scratch();
   for (let p = 0; collector.beginPass(p); p++) {
     for (const t of merged) {
+      if (collector.observeTensor) {
+        const ctx = makeContext(method, {
+          name: t.name,
+          shape: t.shape,
+          hasBase: t.base !== undefined,
+          params: t.params,
+          modelParams: t.modelParams,
+          seed: options.seed ?? 0,
+          ...(method.linalg ? { linalg: options.linalg ?? jsMatMul } : {}),
+        });
+        const numel = Math.max(1, ctx.numel);
+        for await (const c of inputChunks({ readers, scratch }, t, rowCountOf(t.shape), numel)()) {
+          for (const piece of c.pieces()) await collector.observeTensor(p, ctx, piece);
+        }
+        continue;
+      }
       for await (const c of inputChunks({ readers, scratch }, t, rowsPerChunkFor(t, method, budgetBytes), COMPUTE_CHUNK_ELEMENTS)()) {
         for (const piece of c.pieces()) collector.observe(p, t.name, piece);
       }
@@ -437,6 +457,7 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   const rowsPerChunk = Math.max(1, step / rowLen);
 
   const chunks = inputChunks(ctx, t, rowsPerChunk, computeStep);
+  merger.setResident?.(rowsPerChunk >= rows);
 
   if (merger.beginPass && merger.observe) {
     for (let p = 0; merger.beginPass(p); p++) {

@@ -273,8 +273,9 @@ export async function executePlan(
       done++;
       onProgress?.({ tensorsDone: done, tensorsTotal: plan.tensors.length, bytesDone: bytes, bytesTotal: plan.outputBytes, elapsedMs: performance.now() - t0, tensor: name });
     };
-    const modelStats = await runModelPrepass(method, plan.tensors, readers, budget * threads);
-    const stats = { ...(modelStats !== undefined ? { modelStats } : {}), ...(method.linalg ? { linalg: abortable(options.linalg ?? jsMatMul, options.signal) } : {}) };
+    const linalg = method.linalg ? abortable(options.linalg ?? jsMatMul, options.signal) : undefined;
+    const modelStats = await runModelPrepass(method, plan.tensors, readers, budget * threads, { seed: plan.seed, ...(linalg ? { linalg } : {}) });
+    const stats = { ...(modelStats !== undefined ? { modelStats } : {}), ...(linalg ? { linalg } : {}) };
     if (!method.linalg && threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
