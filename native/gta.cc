@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__BMI2__)
 #include <immintrin.h>
 #define WK_NATIVE 1
 #endif
@@ -52,26 +52,17 @@ int deltaMag(const uint16_t* x, const uint16_t* b, float* d, int n, int32_t bits
   int32_t t = *ties;
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    __m512i dv = _mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j)));
-    __m512i a = _mm512_and_si512(dv, absv);
-    if (t > 0 && _mm512_cmpeq_epi32_mask(a, bv) != 0) {
-      // a tie candidate while the budget lasts: settle these lanes one by one, in order
-      alignas(64) int32_t lanes[16];
-      _mm512_store_si512(lanes, dv);
-      for (int l = 0; l < 16; l++) {
-        int32_t u = lanes[l], al = u & ABS;
-        int32_t keep = (al > bits) & (al <= INF_BITS);
-        if (al == bits && t > 0) {
-          keep = 1;
-          t--;
-        }
-        lanes[l] = u & -keep;
-        kept += keep;
-      }
-      _mm512_storeu_si512(d + j, _mm512_load_si512(lanes));
-      continue;
-    }
+    const __m512i dv = _mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j)));
+    const __m512i a = _mm512_and_si512(dv, absv);
     __mmask16 keep = _mm512_cmpgt_epi32_mask(a, bv) & _mm512_cmple_epi32_mask(a, inf);
+    if (t > 0) {
+      // ties (|d| bits == bits) are kept while the budget lasts, in lane (= element) order: the first `take` of them
+      const uint32_t eq = _mm512_cmpeq_epi32_mask(a, bv);
+      const int32_t c = __builtin_popcount(eq);
+      const int32_t take = c < t ? c : t;
+      keep |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
+      t -= take;
+    }
     _mm512_storeu_si512(d + j, _mm512_maskz_mov_epi32(keep, dv));
     kept += __builtin_popcount(keep);
   }
@@ -148,17 +139,89 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
   }
 }
 
-napi_value tiesPiece(napi_env env, napi_callback_info info) {
+// Windowed high-bits counts of d = f32(x - b) (BF16 inputs) for a top-k whose threshold is known to lie in the bins
+// [lo >> 16, hi >> 16]: elements with |d| bits in [lo, hi] are counted by bin (u32 at h + 4 * (bits >> 16), or 1M
+// further when the low 16 bits are nonzero: delta_hist_inexact's layout); the others are only counted, as above
+// (hi < |d| bits <= inf bits) or below (|d| bits < lo); NaNs are not counted at all.
+void histWindow(const uint16_t* x, const uint16_t* b, int n, uint8_t* h, int32_t lo, int32_t hi, uint32_t* above, uint32_t* below) {
+  const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
+  const __m512i lov = _mm512_set1_epi32(lo), hiv = _mm512_set1_epi32(hi);
+  uint32_t up = 0, down = 0;
+  static thread_local uint32_t list[16384 + 16];
+  int listed = 0;
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j))), absv);
+    const __mmask16 gt = _mm512_cmpgt_epi32_mask(a, hiv);
+    const __mmask16 lt = _mm512_cmplt_epi32_mask(a, lov);
+    up += __builtin_popcount(gt & _mm512_cmple_epi32_mask(a, inf));
+    down += __builtin_popcount(lt);
+    // the lanes inside the window, appended without a branch (counted by bucket below)
+    const __mmask16 in = static_cast<__mmask16>(~(gt | lt));
+    _mm512_storeu_si512(list + listed, _mm512_maskz_compress_epi32(in, a));
+    listed += __builtin_popcount(in);
+  }
+  for (int i = 0; i < listed; i++) {
+    const uint32_t u = list[i];
+    ++*reinterpret_cast<uint32_t*>(h + ((u >> 14) & 0x1fffc) + ((u & 0xffff) != 0 ? 0x100000 : 0));
+  }
+  for (; j < n; j++) {
+    float v = widen(x[j]) - widen(b[j]);
+    int32_t u;
+    memcpy(&u, &v, 4);
+    const int32_t al = u & ABS;
+    if (al > hi) up += al <= INF_BITS;
+    else if (al < lo) down++;
+    else ++*reinterpret_cast<uint32_t*>(h + ((static_cast<uint32_t>(al) >> 14) & 0x1fffc) + ((al & 0xffff) != 0 ? 0x100000 : 0));
+  }
+  *above += up;
+  *below += down;
+}
+
+uint8_t* memoryOf(napi_env env, napi_callback_info info, size_t* len) {
   size_t argc = 1;
   napi_value arg;
-  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) != napi_ok || argc < 1) return nullptr;
   void* data = nullptr;
-  size_t len = 0;
-  if (napi_get_arraybuffer_info(env, arg, &data, &len) != napi_ok || len < ARGS + 64 + 32 * MAX_MODELS) {
-    napi_throw_error(env, "WK_NATIVE", "tiesPiece: not a merge-kernel memory");
+  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) != napi_ok || argc < 1 ||
+      napi_get_arraybuffer_info(env, arg, &data, len) != napi_ok || *len < ARGS + 64 + 32 * MAX_MODELS) {
+    napi_throw_error(env, "WK_NATIVE", "not a merge-kernel memory");
     return nullptr;
   }
-  uint8_t* mem = static_cast<uint8_t*>(data);
+  return static_cast<uint8_t*>(data);
+}
+
+// The HIGH pass of one piece for every model with a window: header i32 n, base pointer; per model i at
+// ARGS + 64 + 32 i: i32 input pointer (0: skip the model), histogram slot pointer, lo, hi, above (in/out),
+// below (in/out).
+napi_value histWindows(napi_env env, napi_callback_info info) {
+  size_t len = 0;
+  uint8_t* mem = memoryOf(env, info, &len);
+  if (mem == nullptr) return nullptr;
+  int32_t* args = reinterpret_cast<int32_t*>(mem + ARGS);
+  const int n = args[0];
+  const uint32_t bp = static_cast<uint32_t>(args[2]);
+  if (n < 0 || n > 16384 || bp + 2ull * n > len) {
+    napi_throw_error(env, "WK_NATIVE", "histWindows: arguments out of range");
+    return nullptr;
+  }
+  for (int i = 0; i < MAX_MODELS; i++) {
+    int32_t* a = args + 16 + 8 * i;
+    const uint32_t xp = static_cast<uint32_t>(a[0]), hp = static_cast<uint32_t>(a[1]);
+    if (xp == 0) continue;
+    if (xp + 2ull * n > len || hp + 0x100000ull + 0x20000ull > len) {
+      napi_throw_error(env, "WK_NATIVE", "histWindows: input out of range");
+      return nullptr;
+    }
+    histWindow(reinterpret_cast<const uint16_t*>(mem + xp), reinterpret_cast<const uint16_t*>(mem + bp), n, mem + hp, a[2], a[3],
+               reinterpret_cast<uint32_t*>(a + 4), reinterpret_cast<uint32_t*>(a + 5));
+  }
+  return nullptr;
+}
+
+napi_value tiesPiece(napi_env env, napi_callback_info info) {
+  size_t len = 0;
+  uint8_t* mem = memoryOf(env, info, &len);
+  if (mem == nullptr) return nullptr;
   int32_t* args = reinterpret_cast<int32_t*>(mem + ARGS);
   const int n = args[0], m = args[1], divide = args[4];
   const uint32_t bp = static_cast<uint32_t>(args[2]), op = static_cast<uint32_t>(args[3]);
@@ -206,6 +269,8 @@ NAPI_MODULE_INIT() {
   napi_value f;
   napi_create_function(env, "tiesPiece", NAPI_AUTO_LENGTH, tiesPiece, nullptr, &f);
   napi_set_named_property(env, exports, "tiesPiece", f);
+  napi_create_function(env, "histWindows", NAPI_AUTO_LENGTH, histWindows, nullptr, &f);
+  napi_set_named_property(env, exports, "histWindows", f);
 #endif
   return exports;
 }

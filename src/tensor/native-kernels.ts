@@ -6,6 +6,8 @@
 export interface NativeKernels {
   /** The TIES piece step over the arguments written at NATIVE_ARGS of a merge-kernel module's memory. */
   tiesPiece(memory: ArrayBuffer): void;
+  /** Windowed high-bits counts of one piece for every model set up at NATIVE_ARGS (a top-k's HIGH pass). */
+  histWindows(memory: ArrayBuffer): void;
 }
 
 let installed: NativeKernels | undefined;

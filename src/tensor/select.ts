@@ -117,6 +117,13 @@ export class MagnitudeSelector {
   private readonly holders: HighCountHolder[] = [];
   /** while every counted element was classified (see trackInexact): per bucket, those with low 16 bits nonzero */
   private inexact: Float64Array | undefined;
+  /** setWindow's bins (inclusive); -1: no window */
+  private winLo = -1;
+  private winHi = -1;
+  /** elements counted outside the window, above and below it (addOutsideCounts) */
+  private outAbove = 0;
+  private outBelow = 0;
+  private missed = false;
 
   private reserve(n: number): void {
     if (this.pending + n > FOLD_AT) {
@@ -191,6 +198,58 @@ export class MagnitudeSelector {
     for (let b = 0; b < NUMBER_BINS; b++) hi[b] = hi[b]! + counts[b]!;
   }
 
+  /**
+   * Before any counts: the threshold is expected in buckets [lo, hi] (e.g. from a sample). Counts added from now on
+   * are by bucket for elements inside the window only; elements above or below it are only counted, with
+   * addOutsideCounts. If the k-th largest then lies outside the window, resolveHigh says so through windowMissed()
+   * and the counting must be redone without a window.
+   */
+  setWindow(lo: number, hi: number): void {
+    this.winLo = lo;
+    this.winHi = hi;
+    this.outAbove = 0;
+    this.outBelow = 0;
+    this.missed = false;
+  }
+
+  /** Numbers counted outside setWindow's buckets: `above` it and `below` it (NaNs in neither). */
+  addOutsideCounts(above: number, below: number): void {
+    this.outAbove += above;
+    this.outBelow += below;
+  }
+
+  /** After resolveHigh: whether the threshold lay outside setWindow's buckets (then count again without one). */
+  windowMissed(): boolean {
+    return this.missed;
+  }
+
+  /**
+   * The buckets holding the elements of the given ranks (1 = the largest magnitude) among those counted so far, for
+   * a window from a sample; ranks past the count give bucket 0. Hands over held counts first (as resolveHigh).
+   */
+  bucketsAtRanks(ranks: readonly number[]): number[] {
+    for (const h of this.holders) h.release(this);
+    this.holders.length = 0;
+    if (this.pending > 0) foldHigh(this.hiU, this.hi);
+    this.pending = 0;
+    return ranks.map((r) => {
+      let above = 0;
+      for (let b = NUMBER_BINS - 1; b >= 0; b--) {
+        above += this.hi[b]!;
+        if (above >= r) return b;
+      }
+      return 0;
+    });
+  }
+
+  /** How many numbers have been counted (NaNs excluded; held counts handed over first). */
+  counted(): number {
+    this.bucketsAtRanks([]);
+    let n = this.outAbove + this.outBelow;
+    for (let b = 0; b < NUMBER_BINS; b++) n += this.hi[b]!;
+    return n;
+  }
+
   /** Decide the boundary bucket for the k largest; returns whether a second (low-bits) pass is needed. */
   resolveHigh(k: number): boolean {
     for (const h of this.holders) h.release(this);
@@ -204,14 +263,20 @@ export class MagnitudeSelector {
       this.result = KEEP_NONE;
       return false;
     }
-    let count = 0;
+    const windowed = this.winLo >= 0;
+    let count = this.outAbove + this.outBelow;
     for (let b = 0; b < NUMBER_BINS; b++) count += this.hi[b]!;
     if (kk >= count) {
       this.result = KEEP_ALL;
       return false;
     }
-    let above = 0;
-    for (let b = NUMBER_BINS - 1; b >= 0; b--) {
+    let above = this.outAbove;
+    if (windowed && (above >= kk || count - this.outBelow < kk)) {
+      // the k-th largest lies above or below the window: its bucket was not counted
+      this.missed = true;
+      return false;
+    }
+    for (let b = windowed ? this.winHi : NUMBER_BINS - 1; b >= 0; b--) {
       const c = this.hi[b]!;
       if (above + c >= kk) {
         this.bin = b;

@@ -12,7 +12,14 @@ import { loadNativeKernels } from '../../src/plan/native.js';
 import { merge } from '../../src/plan/merge.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
+import { MagnitudeSelector } from '../../src/tensor/select.js';
 import { tempDir, writeModel } from './helpers.js';
+
+// a tensor large enough for the sampled window of the HIGH pass (gta-core.ts SAMPLE_MIN_ELEMENTS), in its own family
+const BIG = 'model.layers.1.mlp.down_proj.weight';
+const BIG_SHAPE = [2048, 1100];
+const PIECE = 16384;
+const SAMPLE_BLOCK = 1024;
 
 const SHAPES: Record<string, number[]> = {
   'model.layers.0.mlp.up_proj.weight': [37, 901], // 33337 elements: two full pieces and a tail that is not a multiple of 16
@@ -54,10 +61,41 @@ function values(m: number): Map<string, Float32Array> {
   return out;
 }
 
+/**
+ * The big tensor: small deltas (k/1024) with ties, except, when `misleading`, the elements the SAMPLE pass reads
+ * (SAMPLE_BLOCK of each piece at offset (p * 7919) mod (len - SAMPLE_BLOCK + 1)) get large ones, so the window from
+ * the sample lies far above the tensor's real threshold.
+ */
+function bigValues(m: number, misleading: boolean): Map<string, Float32Array> {
+  const n = BIG_SHAPE[0]! * BIG_SHAPE[1]!;
+  const base = new SeededRandom(5);
+  const r = new SeededRandom(77 + m);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = (base.int(513) - 256) / 64;
+    v[i] = m === 0 ? b : b + (r.int(65) - 32) / 1024;
+  }
+  if (m > 0 && misleading) {
+    for (let p = 0; p * PIECE < n; p++) {
+      const len = Math.min(PIECE, n - p * PIECE);
+      const blk = Math.min(SAMPLE_BLOCK, len);
+      const off = len > blk ? (p * 7919) % (len - blk + 1) : 0;
+      for (let j = 0; j < blk; j++) v[p * PIECE + off + j]! += 2 + r.int(8);
+    }
+  }
+  return new Map([[BIG, toF32('BF16', fromF32('BF16', v))]]);
+}
+
 let root: string;
 beforeAll(async () => {
   root = await tempDir('weightkit-native-');
-  for (const [i, m] of MODELS.entries()) await writeModel(join(root, m), values(i), { dtype: 'BF16', shapes: SHAPES, config: false, tokenizer: false });
+  for (const [i, m] of MODELS.entries()) {
+    await writeModel(join(root, m), values(i), { dtype: 'BF16', shapes: SHAPES, config: false, tokenizer: false });
+    if (i > 3) continue;
+    for (const misleading of [false, true]) {
+      await writeModel(join(root, `big-${misleading ? 'miss' : 'ok'}`, m), bigValues(i, misleading), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
+    }
+  }
 });
 
 afterEach(() => {
@@ -81,10 +119,11 @@ const CASES: Record<string, Case> = {
   'ties, 2 models, no normalize': { models: 2, params: 'normalize: false' },
 };
 
-async function runCase(name: string, c: Case, native: boolean, threads = 1): Promise<Buffer> {
-  const lines = ['merge_method: ties', 'base_model: base', 'models:'];
+async function runCase(name: string, c: Case & { dir?: string }, native: boolean, threads = 1): Promise<Buffer> {
+  const at = (m: string): string => (c.dir ? `${c.dir}/${m}` : m);
+  const lines = ['merge_method: ties', `base_model: ${at('base')}`, 'models:'];
   for (let i = 0; i < c.models; i++) {
-    lines.push(`  - {model: ${MODELS[i + 1]}, parameters: {weight: ${c.weights?.[i] ?? 1}, density: ${c.density?.(i) ?? 0.5}}}`);
+    lines.push(`  - {model: ${at(MODELS[i + 1]!)}, parameters: {weight: ${c.weights?.[i] ?? 1}, density: ${c.density?.(i) ?? 0.5}}}`);
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
   lines.push('dtype: bfloat16', '');
@@ -116,6 +155,28 @@ describe('native TIES kernels', () => {
       expect(nat.equals(wasm)).toBe(true);
     });
   }
+
+  it('a large tensor: the HIGH pass counts only a sampled window, the same bytes', async () => {
+    const k = loadNativeKernels();
+    const spy = k ? vi.spyOn(k, 'histWindows') : undefined;
+    const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
+    const c = { models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-ok' };
+    const nat = await runCase('big window', c, true);
+    if (k) {
+      expect(spy!.mock.calls.length).toBeGreaterThan(100); // every piece of the big tensor
+      expect(missed.mock.results.some((r) => r.value === true)).toBe(false);
+    }
+    expect(nat.equals(await runCase('big window', c, false))).toBe(true);
+  });
+
+  it('a sample far off the tensor: the window misses, the pass is counted again without one, the same bytes', async () => {
+    const k = loadNativeKernels();
+    const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
+    const c = { models: 3, dir: 'big-miss' };
+    const nat = await runCase('big miss', c, true);
+    if (k) expect(missed.mock.results.some((r) => r.value === true)).toBe(true);
+    expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
+  });
 
   it('two threads (pool workers load the kernels themselves): the same bytes', async () => {
     const c = CASES['ties, 3 models, mixed weights']!;

@@ -89,3 +89,68 @@ describe('magnitudeMaskInto', () => {
     }
   });
 });
+
+describe('windowed high pass (setWindow: buckets counted only around the threshold)', () => {
+  /** a selector fed like the native window kernel: by bucket inside [lo, hi], counted outside */
+  function windowed(x: Float32Array, lo: number, hi: number): MagnitudeSelector {
+    const s = new MagnitudeSelector();
+    s.setWindow(lo, hi);
+    const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+    const counts = new Uint32Array(32768);
+    let above = 0;
+    let below = 0;
+    for (let i = 0; i < x.length; i++) {
+      const a = u[i]! & 0x7fffffff;
+      if (a > 0x7f800000) continue; // NaN: in no count
+      const b = a >>> 16;
+      if (b > hi) above++;
+      else if (b < lo) below++;
+      else counts[b]!++;
+    }
+    s.addMagnitudeCounts(counts);
+    s.addOutsideCounts(above, below);
+    return s;
+  }
+
+  const r = new SeededRandom(11);
+  const x = Float32Array.from({ length: 20000 }, () => r.normal() * (r.next() < 0.1 ? 10 : 1));
+  x[5] = NaN;
+  const bucket = (v: number): number => (new Uint32Array(Float32Array.of(Math.abs(v)).buffer)[0]! >>> 16);
+
+  it('gives the same threshold as the full histogram when the window holds it', () => {
+    for (const k of [1, 100, 7000, 10000, 19990]) {
+      const full = new MagnitudeSelector();
+      full.addHigh(x);
+      const needLow = full.resolveHigh(k);
+      if (needLow) full.addLow(x);
+      // a window of buckets around the true threshold
+      const tb = full.threshold().bits >>> 16;
+      const s = windowed(x, Math.max(0, tb - 3), tb + 2);
+      expect(s.resolveHigh(k)).toBe(needLow);
+      expect(s.windowMissed()).toBe(false);
+      if (needLow) s.addLow(x);
+      expect(s.threshold()).toEqual(full.threshold());
+      expect(s.counted()).toBe(x.length - 1);
+    }
+  });
+
+  it('says when the threshold lies above or below the window', () => {
+    const high = windowed(x, bucket(3), bucket(8));
+    high.resolveHigh(20); // the 10x tail reaches ~40: the 20th largest is above the window
+    expect(high.windowMissed()).toBe(true);
+    const low = windowed(x, bucket(3), bucket(8));
+    low.resolveHigh(15000); // the 15000-th largest is near 0.3: below the window
+    expect(low.windowMissed()).toBe(true);
+    const inside = windowed(x, bucket(0.5), bucket(2));
+    inside.resolveHigh(8000);
+    expect(inside.windowMissed()).toBe(false);
+  });
+
+  it('bucketsAtRanks finds the buckets of given ranks', () => {
+    const s = new MagnitudeSelector();
+    s.addHigh(x);
+    const sorted = [...x].filter((v) => !Number.isNaN(v)).map(Math.abs).sort((a, b) => b - a);
+    expect(s.bucketsAtRanks([1, 500, 19999, 25000])).toEqual([bucket(sorted[0]!), bucket(sorted[499]!), bucket(sorted[19998]!), 0]);
+    expect(s.counted()).toBe(19999);
+  });
+});

@@ -89,6 +89,9 @@ class ModelPlan {
   keepT: MagnitudeThreshold = KEEP_ALL;
   dropT: MagnitudeThreshold = KEEP_NONE;
   readonly keepTies: TieState = { tiesLeft: 0 };
+  /** the SAMPLE pass's counts, and the window [lo, hi] (buckets) it gives the HIGH pass (undefined: none) */
+  sampleSel: MagnitudeSelector | undefined;
+  window: readonly [number, number] | undefined;
   readonly dropTies: TieState = { tiesLeft: 0 };
   minBits = 0;
   key: StreamKey = { k0: 0, k1: 0 };
@@ -230,10 +233,22 @@ function maskDellaInto(d: Float32Array, n: number, offset: number, p: ModelPlan,
   return kept;
 }
 
-const HIGH = 0;
-const LOW = 1;
-const NORM = 2;
-const DONE = 3;
+const SAMPLE = 0;
+const HIGH = 1;
+const LOW = 2;
+const NORM = 3;
+const DONE = 4;
+
+/**
+ * The HIGH pass of a magnitude top-k may count by bucket only inside a window around the threshold, the rest by two
+ * SIMD compares (native kernels, BF16 inputs of a tensor held in memory): the window comes from a SAMPLE pass over
+ * 1/16 of the elements (SAMPLE_BLOCK elements of each piece, at an offset that moves from piece to piece, so every
+ * row and column range is represented) and spans the sample's ranks k/N ± WINDOW_MARGIN. A threshold outside the
+ * window (a sample far off the tensor, which only costs time) repeats the HIGH pass without one.
+ */
+const SAMPLE_MIN_ELEMENTS = 1 << 21;
+const SAMPLE_BLOCK = 1024;
+const WINDOW_MARGIN = 0.01;
 
 /** Whole-model TIES trim thresholds (trim_scope: model), the result of ModelTrimCollector. */
 export interface ModelTrimStats {
@@ -360,6 +375,14 @@ class GtaMerger implements TensorMerger {
   /** emitWasm's input offsets (a dense sum reads the inputs themselves) */
   private readonly inputPtrs: number[] = [];
   private stage = DONE;
+  /** the executor holds the whole tensor across passes (setResident) */
+  private resident = false;
+  /** SAMPLE pass state: pieces seen, and whether every one was BF16 in the module's memory */
+  private samplePieces = 0;
+  private sampleOk = true;
+  /** set when a windowed HIGH pass missed a threshold: the next HIGH pass counts every bucket */
+  private recount = false;
+  private windowsOff = false;
 
   constructor(
     private readonly cfg: GtaConfig,
@@ -468,15 +491,34 @@ class GtaMerger implements TensorMerger {
     return this.stage !== DONE;
   }
 
+  setResident(resident: boolean): void {
+    this.resident = resident;
+  }
+
   private next(after: number): number {
+    if (after < SAMPLE && this.wantsSample()) return SAMPLE;
     if (after < HIGH && this.plans.some((p) => p.mode === MAG || p.mode === OUTLIERS)) return HIGH;
+    if (after === HIGH && this.recount) {
+      this.recount = false;
+      this.windowsOff = true;
+      return HIGH;
+    }
     if (after < LOW && this.plans.some((p) => p.keepNeedsLow || p.dropNeedsLow)) return LOW;
     if (after < NORM && this.plans.some((p) => p.rescale)) return NORM;
     return DONE;
   }
 
+  /** Whether a SAMPLE pass pays: a large tensor held in memory, a magnitude top-k, native window counting. */
+  private wantsSample(): boolean {
+    return this.resident && this.ctx.numel >= SAMPLE_MIN_ELEMENTS && this.plans.some((p) => p.mode === MAG) && nativeKernels() !== undefined;
+  }
+
   private start(stage: number): void {
-    if (stage === HIGH) {
+    if (stage === SAMPLE) {
+      this.samplePieces = 0;
+      this.sampleOk = true;
+      for (const p of this.plans) p.sampleSel = p.mode === MAG ? new MagnitudeSelector() : undefined;
+    } else if (stage === HIGH) {
       for (const p of this.plans) {
         p.keepNeedsLow = false;
         p.dropNeedsLow = false;
@@ -484,6 +526,7 @@ class GtaMerger implements TensorMerger {
         p.dropSel = p.mode === OUTLIERS && p.dropK > 0 ? new MagnitudeSelector() : undefined;
         // BF16 pieces count their inexact deltas apart (observeWasm), which usually makes the low pass unnecessary
         if (p.mode === MAG) p.keepSel!.trackInexact();
+        if (p.mode === MAG && p.window !== undefined && !this.windowsOff) p.keepSel!.setWindow(p.window[0], p.window[1]);
       }
     } else if (stage === NORM) {
       for (const p of this.plans) {
@@ -496,10 +539,30 @@ class GtaMerger implements TensorMerger {
   }
 
   private finish(stage: number): void {
-    if (stage === HIGH) {
+    if (stage === SAMPLE) {
+      const N = this.ctx.numel;
+      for (const p of this.plans) {
+        const sel = p.sampleSel;
+        p.sampleSel = undefined;
+        p.window = undefined;
+        if (sel === undefined || !this.sampleOk) continue;
+        const S = sel.counted();
+        if (S < 1000) continue;
+        const q = p.keepK / N;
+        const hiRank = Math.floor((q - WINDOW_MARGIN) * S);
+        const loRank = Math.ceil((q + WINDOW_MARGIN) * S);
+        const hi = hiRank < 1 ? INF_BITS >>> 16 : sel.bucketsAtRanks([hiRank])[0]!;
+        const lo = loRank >= S ? 0 : sel.bucketsAtRanks([loRank])[0]!;
+        p.window = [lo, hi];
+      }
+    } else if (stage === HIGH) {
       for (const p of this.plans) {
         if (p.keepSel) {
           p.keepNeedsLow = p.keepSel.resolveHigh(p.keepK);
+          if (p.keepSel.windowMissed() || this.recount) {
+            this.recount = true; // counted again without a window (next)
+            continue;
+          }
           if (!p.keepNeedsLow) p.keepT = p.keepSel.threshold();
         }
         if (p.dropSel) {
@@ -526,6 +589,10 @@ class GtaMerger implements TensorMerger {
     s.ensure(len, this.plans.length, this.cfg.consensus);
     const d = s.delta;
     const stage = this.stage;
+    if (stage === SAMPLE) {
+      this.observeSample(chunk);
+      return;
+    }
     if (len <= WASM_MAX_CHUNK && stage !== NORM) {
       // BF16 inputs in a workspace are read as stored bits (their f32 views are then never widened)
       const raw = (chunk as Bf16Inputs).bf16;
@@ -541,6 +608,10 @@ class GtaMerger implements TensorMerger {
       const x = chunk.models[i]!;
       if (stage === HIGH) {
         if (!p.keepSel) continue;
+        if (p.window !== undefined && !this.windowsOff) {
+          this.recount = true; // windowed counts come from the native kernels only: count again without a window
+          continue;
+        }
         p.keepSel.addHighDelta(x, base, d, len);
         p.dropSel?.addHigh(d.subarray(0, len));
       } else if (stage === LOW) {
@@ -567,6 +638,25 @@ class GtaMerger implements TensorMerger {
     }
   }
 
+  /** The SAMPLE pass: SAMPLE_BLOCK elements of each piece (BF16 in the module's memory) into each sample histogram. */
+  private observeSample(chunk: Chunk): void {
+    const len = chunk.length;
+    const raw = (chunk as Bf16Inputs).bf16;
+    const w = raw !== undefined && len <= WASM_MAX_CHUNK ? mergeWasmFor(raw[0]!) : undefined;
+    if (w === undefined) {
+      this.sampleOk = false;
+      return;
+    }
+    const m = Math.min(SAMPLE_BLOCK, len);
+    const off = len > m ? (this.samplePieces * 7919) % (len - m + 1) : 0;
+    this.samplePieces++;
+    const bp = raw![0]!.byteOffset + 2 * off;
+    for (let i = 0; i < this.plans.length; i++) {
+      const sel = this.plans[i]!.sampleSel;
+      if (sel !== undefined) w.deltaHistHigh(sel, m, raw![i + 1]!.byteOffset + 2 * off, bp, 1);
+    }
+  }
+
   /**
    * The HIGH and LOW passes on the SIMD module: deltas and high-bits counts there, low-pass candidates here. `raw`:
    * the inputs' BF16 bits (base first) in the module's memory, read instead of the f32 views.
@@ -575,6 +665,8 @@ class GtaMerger implements TensorMerger {
     const len = chunk.length;
     const high = this.stage === HIGH;
     const bf = raw !== undefined ? 1 : 0;
+    const nat = high && bf === 1 ? nativeKernels() : undefined;
+    let windowed = false;
     let bp = -1;
     for (let i = 0; i < this.plans.length; i++) {
       const p = this.plans[i]!;
@@ -583,7 +675,13 @@ class GtaMerger implements TensorMerger {
       if (bp < 0) bp = raw !== undefined ? raw[0]!.byteOffset : w.place(chunk.base!, len, w.base);
       const xp = raw !== undefined ? raw[i + 1]!.byteOffset : w.place(chunk.models[i]!, len, w.model(0));
       if (high) {
-        if (bf === 1 && p.keepSel!.tracksInexact()) w.deltaHistInexact(p.keepSel!, len, xp, bp);
+        if (p.window !== undefined && !this.windowsOff) {
+          // a windowed selector takes windowed counts only: without them (not expected) the pass is redone unwindowed
+          if (bf === 1 && nat !== undefined) {
+            w.nativeWindow(i, p.keepSel!, len, xp, p.window[0], p.window[1]);
+            windowed = true;
+          } else this.recount = true;
+        } else if (bf === 1 && p.keepSel!.tracksInexact()) w.deltaHistInexact(p.keepSel!, len, xp, bp);
         else if (p.dropSel) {
           w.deltaAll(0, len, xp, bp, bf);
           w.histHigh(p.keepSel!, 0, len);
@@ -597,6 +695,7 @@ class GtaMerger implements TensorMerger {
         if (p.dropNeedsLow) p.dropSel!.addLowList(w.outU, w.binList(0, len, p.dropSel!.lowBin()));
       } else p.dropSel!.addLowList(w.outU, w.deltaBinList(0, len, p.dropSel!.lowBin(), xp, bp, bf));
     }
+    if (windowed) w.histWindows(nat!, len, bp);
   }
 
   /** d = the model's sparsified delta f32(x - base) over the chunk (du views d); returns how many were kept. */

@@ -448,6 +448,8 @@ export class MergeWasm implements HighCountHolder {
   private params!: Float64Array;
   private sums!: Float64Array;
   private nargs!: Int32Array;
+  /** the selectors queued by nativeWindow, by model */
+  private readonly windowSel: (MagnitudeSelector | undefined)[] = new Array<MagnitudeSelector | undefined>(WASM_MAX_MODELS).fill(undefined);
   private nlambda!: Float64Array;
   private table!: Int32Array;
   private rankIn!: Float32Array;
@@ -505,13 +507,11 @@ export class MergeWasm implements HighCountHolder {
    * handed to sel with addInexactCounts as well, so that sel may resolve without a low pass (trackInexact).
    */
   deltaHistInexact(sel: MagnitudeSelector, n: number, x: number, b: number): void {
-    const h = this.histSlot(sel, n);
-    this.inexactUsed[(h - HIST_PTR) / (HIST_BINS * 4)] = 1;
-    this.ex.delta_hist_inexact(x, b, n, h);
+    this.ex.delta_hist_inexact(x, b, n, this.histSlot(sel, n, true));
   }
 
   /** The byte offset of sel's histogram slot, with room for n more counts. */
-  private histSlot(sel: MagnitudeSelector, n: number): number {
+  private histSlot(sel: MagnitudeSelector, n: number, inexact = false): number {
     const owner = this.histOwner;
     let s = owner.indexOf(sel);
     if (s >= 0 && this.histCount[s]! + n > HIST_MAX) this.handOver(s);
@@ -528,6 +528,7 @@ export class MergeWasm implements HighCountHolder {
     }
     this.histCount[s] = this.histCount[s]! + n;
     this.histUsed[s] = ++this.clock;
+    if (inexact) this.inexactUsed[s] = 1;
     return HIST_PTR + s * HIST_BINS * 4;
   }
 
@@ -671,6 +672,38 @@ export class MergeWasm implements HighCountHolder {
     a[4] = divide ? 1 : 0;
     this.nlambda[0] = lambda;
     k.tiesPiece(this.buf);
+  }
+
+  /**
+   * sel's HIGH-pass counts over d = f32(x - b) of BF16 inputs, windowed (setWindow's buckets [lo, hi]; the others
+   * only counted as above/below) on the native kernels: queue one model with nativeWindow, then run histWindows.
+   */
+  nativeWindow(i: number, sel: MagnitudeSelector, n: number, x: number, lo: number, hi: number): void {
+    const a = this.nargs;
+    const o = 16 + 8 * i;
+    a[o] = x;
+    a[o + 1] = this.histSlot(sel, n, true);
+    a[o + 2] = (lo << 16) >>> 0;
+    a[o + 3] = Math.min(((hi + 1) << 16) - 1, INF_BITS);
+    a[o + 4] = 0;
+    a[o + 5] = 0;
+    this.windowSel[i] = sel;
+  }
+
+  /** Runs the models queued by nativeWindow over n elements with the base at b, and hands over their outside counts. */
+  histWindows(k: NativeKernels, n: number, b: number): void {
+    const a = this.nargs;
+    a[0] = n;
+    a[2] = b;
+    k.histWindows(this.buf);
+    for (let i = 0; i < WASM_MAX_MODELS; i++) {
+      const sel = this.windowSel[i];
+      if (sel === undefined) continue;
+      const o = 16 + 8 * i;
+      sel.addOutsideCounts(a[o + 4]! >>> 0, a[o + 5]! >>> 0);
+      this.windowSel[i] = undefined;
+      a[o] = 0;
+    }
   }
 
   nativeKept(i: number): number {
