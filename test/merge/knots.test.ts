@@ -398,6 +398,10 @@ describe('knots: recipes with base+adapter models', () => {
     }
     const differ = twoD.some((n) => maxAbsDiff(results['model']!.get(n)!, results['tensor']!.get(n)!) > 1e-6);
     expect(differ).toBe(true);
+    // the thread count does not change the bytes (linalg methods merge on the calling thread)
+    const out2 = join(root, 'out-model-t2');
+    await merge(join(root, 'model.yaml'), { out: out2, threads: 2, pool: 'always' });
+    expect(await readAllF32(out2)).toEqual(results['model']);
   });
 
   it('the CLI merges the recipe (ORT backend) to the same values; --dry-run shows the whole-tensor cost', async () => {

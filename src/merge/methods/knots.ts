@@ -682,8 +682,8 @@ export const KNOTS: MergeMethod = {
     '<= Σ r_t, which the low-rank route exploits (a sketch never forming A, products on the linalg backend: ' +
     '1.2-1.3 s for a 4096² layer with 4 rank-16 LoRAs on 2 cores, bench/knots); dense full-rank task vectors take the ' +
     'full Gram of the smaller side of A (min(O, T·I)² entries, its eigendecomposition ~1.4·min³ flops in JS: 2.1 s ' +
-    'for 1024² with 4 tasks, against 15.5 s on the exact JS f64 path). `merge --dry-run` prints the dense upper ' +
-    'bound. trim_scope model decomposes every ' +
+    'for 1024² with 4 tasks, against 15.5 s on the exact JS f64 path; 91 s for 4096², mostly the JS reduction of the ' +
+    '4096² Gram). `merge --dry-run` prints the dense upper bound. trim_scope model decomposes every ' +
     'tensor twice (the pre-pass keeps up to 256 MiB of R_t for the exact selection, else decomposes a third time).',
   reference: 'Stoica et al., "Model Merging with SVD to Tie the KnOTS", ICLR 2025 (arXiv 2410.19735; gstoica27/KnOTS task_merger.py, masking_ops.py).',
   differences:
