@@ -13,6 +13,7 @@ import { merge } from '../../src/plan/merge.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { MagnitudeSelector } from '../../src/tensor/select.js';
+import { runCli } from '../helpers/cli.js';
 import { tempDir, writeModel } from './helpers.js';
 
 // a tensor large enough for the sampled window of the HIGH pass (gta-core.ts SAMPLE_MIN_ELEMENTS), in its own family
@@ -176,6 +177,17 @@ describe('native TIES kernels', () => {
     const nat = await runCase('big miss', c, true);
     if (k) expect(missed.mock.results.some((r) => r.value === true)).toBe(true);
     expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
+  });
+
+  it('merge --dry-run says which kernels run', async () => {
+    const recipe = join(root, 'dry.yaml');
+    await writeFile(recipe, 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.5}}\n');
+    const on = await runCli('merge', recipe, '--out', join(root, 'dry-out'), '--dry-run');
+    expect(on.stderr + on.code).toBe('0');
+    expect(on.stdout).toMatch(loadNativeKernels() ? /kernels\s+native AVX-512/ : /kernels\s+WebAssembly SIMD \(native kernels not built/);
+    process.env['WEIGHTKIT_NATIVE'] = '0';
+    const off = await runCli('merge', recipe, '--out', join(root, 'dry-out'), '--dry-run');
+    expect(off.stdout).toMatch(/kernels\s+WebAssembly SIMD \(native kernels disabled by WEIGHTKIT_NATIVE=0\)/);
   });
 
   it('two threads (pool workers load the kernels themselves): the same bytes', async () => {

@@ -14,6 +14,7 @@ import { parseDTypeOption, parseSize } from '../args.js';
 import type { CommandContext } from '../main.js';
 import { createProgress } from '../progress.js';
 import { formatBytes, formatCount, table } from '../render.js';
+import { loadNativeKernels } from '../../plan/native.js';
 
 function mergeOptions(argv: Record<string, unknown>): Omit<MergeOptions, 'out'> {
   const o: Omit<MergeOptions, 'out'> = {};
@@ -50,6 +51,13 @@ function formatSeconds(s: number): string {
   return s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(1)} s`;
 }
 
+/** Which elementwise kernels this process runs (native/gta.cc when built, else WebAssembly SIMD). */
+function kernelsLine(): string {
+  if (loadNativeKernels() !== undefined) return 'native AVX-512 (TIES masks, consensus, top-k counts) + WebAssembly SIMD';
+  if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
+  return 'WebAssembly SIMD (native kernels not built: npm run build:native needs linux-x64, g++ and AVX-512)';
+}
+
 export function renderPlan(plan: MergePlan, verbose: boolean): string {
   let s = '';
   const base = plan.base !== undefined ? plan.models[plan.base] : undefined;
@@ -68,6 +76,7 @@ export function renderPlan(plan: MergePlan, verbose: boolean): string {
           `${formatCount(plan.memory.wholeTensors.count)} tensor(s) merged whole: ~${formatFlops(plan.memory.wholeTensors.flops)} in matrix products + ~${formatFlops(plan.memory.wholeTensors.jsFlops)} in JS (~${formatSeconds(plan.memory.wholeTensors.flops / ORT_FLOPS_2_CORES + plan.memory.wholeTensors.jsFlops / JS_FLOPS)} at 300 and 2 GFLOP/s); largest working set ~${formatBytes(plan.memory.wholeTensors.largest.bytes)} (${plan.memory.wholeTensors.largest.name})`,
         ] as [string, string]]
       : []),
+    ['kernels', kernelsLine()],
     ['seed', String(plan.seed)],
   ]);
   if (plan.warnings.length > 0) s += '\nwarnings\n' + plan.warnings.map((w) => `  - ${w}\n`).join('');
