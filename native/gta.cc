@@ -264,9 +264,15 @@ napi_value tiesPiece(napi_env env, napi_callback_info info) {
 }  // namespace
 #endif
 
+// The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
+// build is never used with a newer caller.
+constexpr int32_t WK_ABI = 2;
+
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
   napi_value f;
+  napi_create_int32(env, WK_ABI, &f);
+  napi_set_named_property(env, exports, "abi", f);
   napi_create_function(env, "tiesPiece", NAPI_AUTO_LENGTH, tiesPiece, nullptr, &f);
   napi_set_named_property(env, exports, "tiesPiece", f);
   napi_create_function(env, "histWindows", NAPI_AUTO_LENGTH, histWindows, nullptr, &f);

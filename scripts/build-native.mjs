@@ -24,6 +24,8 @@ function skip(why) {
 if (process.env.WEIGHTKIT_NATIVE === '0') skip('WEIGHTKIT_NATIVE=0');
 if (process.platform !== 'linux' || process.arch !== 'x64') skip(`${process.platform}-${process.arch} is not linux-x64`);
 if (!existsSync(join(include, 'node_api.h'))) skip(`no Node headers at ${include}`);
+// a failed build must not leave an older addon behind (src/plan/native.ts also refuses other layout versions)
+rmSync(out, { force: true });
 mkdirSync(outDir, { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
 const args = ['-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', `-I${include}`, '-o', tmp, src];

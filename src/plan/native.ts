@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { setNativeKernels, type NativeKernels } from '../tensor/native-kernels.js';
+import { NATIVE_ABI, setNativeKernels, type NativeKernels } from '../tensor/native-kernels.js';
 
 let loaded: NativeKernels | undefined | null = null;
 
@@ -19,9 +19,9 @@ export function loadNativeKernels(): NativeKernels | undefined {
     if (existsSync(file)) {
       try {
         const k = createRequire(import.meta.url)(file) as Partial<NativeKernels>;
-        if (typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function') loaded = k as NativeKernels;
+        if (k.abi === NATIVE_ABI && typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function') loaded = k as NativeKernels;
       } catch {
-        loaded = undefined; // e.g. built for another Node ABI or CPU: the WebAssembly kernels run
+        loaded = undefined; // e.g. built for another Node ABI or CPU: the WebAssembly kernels run (so does a stale build)
       }
     }
   }

@@ -2,8 +2,12 @@
 // (src/plan/native.ts, which needs node:) and installs it here; kernels in src/merge look it up and fall back to the
 // WebAssembly module when none is installed. Pure: no node: imports.
 
+/** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
+export const NATIVE_ABI = 2;
+
 /** What the native addon exports (see native/gta.cc for the memory layout it reads). */
 export interface NativeKernels {
+  readonly abi: number;
   /** The TIES piece step over the arguments written at NATIVE_ARGS of a merge-kernel module's memory. */
   tiesPiece(memory: ArrayBuffer): void;
   /** Windowed high-bits counts of one piece for every model set up at NATIVE_ARGS (a top-k's HIGH pass). */

@@ -55,7 +55,7 @@ function formatSeconds(s: number): string {
 function kernelsLine(): string {
   if (loadNativeKernels() !== undefined) return 'native AVX-512 (TIES masks, consensus, top-k counts) + WebAssembly SIMD';
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
-  return 'WebAssembly SIMD (native kernels not built: npm run build:native needs linux-x64, g++ and AVX-512)';
+  return 'WebAssembly SIMD (no usable native kernels: npm run build:native needs linux-x64, g++ and AVX-512)';
 }
 
 export function renderPlan(plan: MergePlan, verbose: boolean): string {
