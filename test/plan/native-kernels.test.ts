@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SAMPLE_BLOCK, sampleOffset } from '../../src/merge/methods/gta-core.js';
 import { loadNativeKernels } from '../../src/plan/native.js';
 import { merge } from '../../src/plan/merge.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
@@ -20,7 +21,6 @@ import { tempDir, writeModel } from './helpers.js';
 const BIG = 'model.layers.1.mlp.down_proj.weight';
 const BIG_SHAPE = [2048, 1100];
 const PIECE = 16384;
-const SAMPLE_BLOCK = 1024;
 
 const SHAPES: Record<string, number[]> = {
   'model.layers.0.mlp.up_proj.weight': [37, 901], // 33337 elements: two full pieces and a tail that is not a multiple of 16
@@ -64,7 +64,7 @@ function values(m: number): Map<string, Float32Array> {
 
 /**
  * The big tensor: small deltas (k/1024) with ties, except, when `misleading`, the elements the SAMPLE pass reads
- * (SAMPLE_BLOCK of each piece at offset (p * 7919) mod (len - SAMPLE_BLOCK + 1)) get large ones, so the window from
+ * (SAMPLE_BLOCK of each piece at sampleOffset) get large ones, so the window from
  * the sample lies far above the tensor's real threshold.
  */
 function bigValues(m: number, misleading: boolean): Map<string, Float32Array> {
@@ -80,7 +80,7 @@ function bigValues(m: number, misleading: boolean): Map<string, Float32Array> {
     for (let p = 0; p * PIECE < n; p++) {
       const len = Math.min(PIECE, n - p * PIECE);
       const blk = Math.min(SAMPLE_BLOCK, len);
-      const off = len > blk ? (p * 7919) % (len - blk + 1) : 0;
+      const off = sampleOffset(p, len);
       for (let j = 0; j < blk; j++) v[p * PIECE + off + j]! += 2 + r.int(8);
     }
   }

@@ -154,3 +154,37 @@ describe('windowed high pass (setWindow: buckets counted only around the thresho
     expect(s.counted()).toBe(19999);
   });
 });
+
+describe('MagnitudeSelector.reset', () => {
+  it('gives a selector that behaves exactly like a new one (counts, window, inexact tracking and result cleared)', () => {
+    const r = new SeededRandom(5);
+    const x = Float32Array.from({ length: 3000 }, () => Math.round(r.normal() * 64) / 64 || 1);
+    const y = Float32Array.from({ length: 3000 }, () => r.normal());
+    const used = new MagnitudeSelector();
+    used.trackInexact();
+    used.setWindow(10, 20); // a window that cannot hold y's threshold: it must not survive the reset
+    used.addHigh(x);
+    used.resolveHigh(100);
+    used.reset();
+    for (const k of [1, 700, 2999]) {
+      const fresh = new MagnitudeSelector();
+      fresh.addHigh(y);
+      const s = k === 1 ? used : new MagnitudeSelector();
+      if (k !== 1) {
+        s.trackInexact();
+        s.addHigh(x);
+        s.resolveHigh(5);
+        s.reset();
+      }
+      s.addHigh(y);
+      const needs = fresh.resolveHigh(k);
+      expect(s.resolveHigh(k)).toBe(needs);
+      expect(s.windowMissed()).toBe(false);
+      if (needs) {
+        fresh.addLow(y);
+        s.addLow(y);
+      }
+      expect(s.threshold()).toEqual(fresh.threshold());
+    }
+  });
+});

@@ -242,12 +242,33 @@ const DONE = 4;
 /**
  * The HIGH pass of a magnitude top-k may count by bucket only inside a window around the threshold, the rest by two
  * SIMD compares (native kernels, BF16 inputs of a tensor held in memory): the window comes from a SAMPLE pass over
- * 1/16 of the elements (SAMPLE_BLOCK elements of each piece, at an offset that moves from piece to piece, so every
+ * 1/32 of the elements (SAMPLE_BLOCK elements of each piece, at an offset that moves from piece to piece, so every
  * row and column range is represented) and spans the sample's ranks k/N ± WINDOW_MARGIN. A threshold outside the
  * window (a sample far off the tensor, which only costs time) repeats the HIGH pass without one.
  */
 const SAMPLE_MIN_ELEMENTS = 1 << 21;
-const SAMPLE_BLOCK = 1024;
+export const SAMPLE_BLOCK = 512;
+
+/** Where the SAMPLE pass reads its SAMPLE_BLOCK elements in the piece-th piece (of len elements) of a tensor. */
+export function sampleOffset(piece: number, len: number): number {
+  const m = Math.min(SAMPLE_BLOCK, len);
+  return len > m ? (piece * 7919) % (len - m + 1) : 0;
+}
+
+/** Selectors of finished tensors, reset and reused by the next ones on this thread (see MagnitudeSelector.reset). */
+const selectorPool: MagnitudeSelector[] = [];
+
+function takeSelector(): MagnitudeSelector {
+  const s = selectorPool.pop();
+  if (s === undefined) return new MagnitudeSelector();
+  s.reset();
+  return s;
+}
+
+/** Give back a selector whose result has been read (its owner no longer uses it). */
+function giveSelector(s: MagnitudeSelector | undefined): void {
+  if (s !== undefined && selectorPool.length < 64) selectorPool.push(s);
+}
 const WINDOW_MARGIN = 0.01;
 
 /** Whole-model TIES trim thresholds (trim_scope: model), the result of ModelTrimCollector. */
@@ -517,13 +538,13 @@ class GtaMerger implements TensorMerger {
     if (stage === SAMPLE) {
       this.samplePieces = 0;
       this.sampleOk = true;
-      for (const p of this.plans) p.sampleSel = p.mode === MAG ? new MagnitudeSelector() : undefined;
+      for (const p of this.plans) p.sampleSel = p.mode === MAG ? takeSelector() : undefined;
     } else if (stage === HIGH) {
       for (const p of this.plans) {
         p.keepNeedsLow = false;
         p.dropNeedsLow = false;
-        p.keepSel = p.mode === MAG || p.mode === OUTLIERS ? new MagnitudeSelector() : undefined;
-        p.dropSel = p.mode === OUTLIERS && p.dropK > 0 ? new MagnitudeSelector() : undefined;
+        p.keepSel = p.mode === MAG || p.mode === OUTLIERS ? takeSelector() : undefined;
+        p.dropSel = p.mode === OUTLIERS && p.dropK > 0 ? takeSelector() : undefined;
         // BF16 pieces count their inexact deltas apart (observeWasm), which usually makes the low pass unnecessary
         if (p.mode === MAG) p.keepSel!.trackInexact();
         if (p.mode === MAG && p.window !== undefined && !this.windowsOff) p.keepSel!.setWindow(p.window[0], p.window[1]);
@@ -545,35 +566,42 @@ class GtaMerger implements TensorMerger {
         const sel = p.sampleSel;
         p.sampleSel = undefined;
         p.window = undefined;
-        if (sel === undefined || !this.sampleOk) continue;
+        if (sel === undefined) continue;
         const S = sel.counted();
-        if (S < 1000) continue;
-        const q = p.keepK / N;
-        const hiRank = Math.floor((q - WINDOW_MARGIN) * S);
-        const loRank = Math.ceil((q + WINDOW_MARGIN) * S);
-        const hi = hiRank < 1 ? INF_BITS >>> 16 : sel.bucketsAtRanks([hiRank])[0]!;
-        const lo = loRank >= S ? 0 : sel.bucketsAtRanks([loRank])[0]!;
-        p.window = [lo, hi];
+        if (this.sampleOk && S >= 1000) {
+          const q = p.keepK / N;
+          const hiRank = Math.floor((q - WINDOW_MARGIN) * S);
+          const loRank = Math.ceil((q + WINDOW_MARGIN) * S);
+          const hi = hiRank < 1 ? INF_BITS >>> 16 : sel.bucketsAtRanks([hiRank])[0]!;
+          const lo = loRank >= S ? 0 : sel.bucketsAtRanks([loRank])[0]!;
+          p.window = [lo, hi];
+        }
+        giveSelector(sel);
       }
     } else if (stage === HIGH) {
       for (const p of this.plans) {
-        if (p.keepSel) {
-          p.keepNeedsLow = p.keepSel.resolveHigh(p.keepK);
-          if (p.keepSel.windowMissed() || this.recount) {
-            this.recount = true; // counted again without a window (next)
-            continue;
-          }
-          if (!p.keepNeedsLow) p.keepT = p.keepSel.threshold();
-        }
+        if (!p.keepSel) continue;
+        p.keepNeedsLow = p.keepSel.resolveHigh(p.keepK);
+        if (p.keepSel.windowMissed()) this.recount = true;
+      }
+      if (this.recount) {
+        // a window missed its threshold (or could not be counted): next() repeats the pass without windows
+        for (const p of this.plans) this.dropSelectors(p);
+        return;
+      }
+      for (const p of this.plans) {
+        if (p.keepSel && !p.keepNeedsLow) p.keepT = p.keepSel.threshold();
         if (p.dropSel) {
           p.dropNeedsLow = p.dropSel.resolveHigh(p.dropK);
           if (!p.dropNeedsLow) p.dropT = p.dropSel.threshold();
         } else p.dropT = KEEP_NONE;
+        if (!p.keepNeedsLow && !p.dropNeedsLow) this.dropSelectors(p);
       }
     } else if (stage === LOW) {
       for (const p of this.plans) {
         if (p.keepNeedsLow) p.keepT = p.keepSel!.threshold();
         if (p.dropNeedsLow) p.dropT = p.dropSel!.threshold();
+        this.dropSelectors(p);
       }
     } else if (stage === NORM) {
       for (const p of this.plans) {
@@ -581,6 +609,14 @@ class GtaMerger implements TensorMerger {
         if (p.rescale && p.l1Before >= 1e-7 && p.l1After >= 1e-7) p.factor = p.l1Before / p.l1After;
       }
     }
+  }
+
+  /** The plan's selectors back to the pool (their thresholds, if any, have been read). */
+  private dropSelectors(p: ModelPlan): void {
+    giveSelector(p.keepSel);
+    giveSelector(p.dropSel);
+    p.keepSel = undefined;
+    p.dropSel = undefined;
   }
 
   observe(_pass: number, chunk: Chunk): void {
@@ -648,8 +684,7 @@ class GtaMerger implements TensorMerger {
       return;
     }
     const m = Math.min(SAMPLE_BLOCK, len);
-    const off = len > m ? (this.samplePieces * 7919) % (len - m + 1) : 0;
-    this.samplePieces++;
+    const off = sampleOffset(this.samplePieces++, len);
     const bp = raw![0]!.byteOffset + 2 * off;
     for (let i = 0; i < this.plans.length; i++) {
       const sel = this.plans[i]!.sampleSel;
