@@ -16,6 +16,7 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__BMI2__)
 #include <immintrin.h>
@@ -264,9 +265,30 @@ napi_value tiesPiece(napi_env env, napi_callback_info info) {
 }  // namespace
 #endif
 
+// Asks the kernel to back the 2 MiB-aligned interior of a (fresh, untouched) memory with transparent huge pages:
+// hundreds of faults instead of hundreds of thousands for an executor workspace, and fewer TLB misses when the
+// kernels stream through it. Returns the bytes advised (0 when the kernel refuses; harmless either way).
+napi_value adviseHuge(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  void* data = nullptr;
+  size_t len = 0;
+  double advised = 0;
+  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) == napi_ok && argc >= 1 &&
+      napi_get_arraybuffer_info(env, arg, &data, &len) == napi_ok && data != nullptr) {
+    const uintptr_t huge = 2u << 20;
+    const uintptr_t start = (reinterpret_cast<uintptr_t>(data) + huge - 1) & ~(huge - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + len) & ~(huge - 1);
+    if (end > start && madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE) == 0) advised = static_cast<double>(end - start);
+  }
+  napi_value r;
+  napi_create_double(env, advised, &r);
+  return r;
+}
+
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 2;
+constexpr int32_t WK_ABI = 3;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
@@ -277,6 +299,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "tiesPiece", f);
   napi_create_function(env, "histWindows", NAPI_AUTO_LENGTH, histWindows, nullptr, &f);
   napi_set_named_property(env, exports, "histWindows", f);
+  napi_create_function(env, "adviseHuge", NAPI_AUTO_LENGTH, adviseHuge, nullptr, &f);
+  napi_set_named_property(env, exports, "adviseHuge", f);
 #endif
   return exports;
 }

@@ -11,7 +11,7 @@ import { chunkElements, makeContext } from '../merge/run.js';
 import { PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
-import { installNativeKernels } from './native.js';
+import { installNativeKernels, loadNativeKernels } from './native.js';
 import type { PlanInput, PlanTensor } from './plan.js';
 import { Workspace, WORKSPACE_START, workspaceOf, type Bf16Inputs } from '../tensor/wasm/workspace.js';
 
@@ -91,6 +91,7 @@ export class Scratch {
       // exact size: growing by a factor could overshoot the memory budget (the old workspace is garbage now)
       this.ws = Workspace.create(at + SLOT_PAD_BYTES);
       if (this.ws === undefined) return false; // too large, or no WebAssembly: ordinary arrays from now on
+      loadNativeKernels()?.adviseHuge(this.ws.buffer); // huge pages before the first touch, when the addon is built
     }
     this.caps = caps;
     this.offsets = offsets;

@@ -19,7 +19,7 @@ export function loadNativeKernels(): NativeKernels | undefined {
     if (existsSync(file)) {
       try {
         const k = createRequire(import.meta.url)(file) as Partial<NativeKernels>;
-        if (k.abi === NATIVE_ABI && typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function') loaded = k as NativeKernels;
+        if (k.abi === NATIVE_ABI && typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function' && typeof k.adviseHuge === 'function') loaded = k as NativeKernels;
       } catch {
         loaded = undefined; // e.g. built for another Node ABI or CPU: the WebAssembly kernels run (so does a stale build)
       }

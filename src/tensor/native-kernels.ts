@@ -3,7 +3,7 @@
 // WebAssembly module when none is installed. Pure: no node: imports.
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 2;
+export const NATIVE_ABI = 3;
 
 /** What the native addon exports (see native/gta.cc for the memory layout it reads). */
 export interface NativeKernels {
@@ -12,6 +12,8 @@ export interface NativeKernels {
   tiesPiece(memory: ArrayBuffer): void;
   /** Windowed high-bits counts of one piece for every model set up at NATIVE_ARGS (a top-k's HIGH pass). */
   histWindows(memory: ArrayBuffer): void;
+  /** Transparent huge pages for a fresh memory's 2 MiB-aligned interior (returns the bytes advised). */
+  adviseHuge(memory: ArrayBuffer): number;
 }
 
 let installed: NativeKernels | undefined;

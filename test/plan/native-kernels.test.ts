@@ -14,6 +14,7 @@ import { merge } from '../../src/plan/merge.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { MagnitudeSelector } from '../../src/tensor/select.js';
+import { Workspace } from '../../src/tensor/wasm/workspace.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir, writeModel } from './helpers.js';
 
@@ -177,6 +178,16 @@ describe('native TIES kernels', () => {
     const nat = await runCase('big miss', c, true);
     if (k) expect(missed.mock.results.some((r) => r.value === true)).toBe(true);
     expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
+  });
+
+  it('advise huge pages for the 2 MiB-aligned interior of a workspace memory', () => {
+    const k = loadNativeKernels();
+    if (!k) return;
+    const ws = Workspace.create(64 << 20)!;
+    const advised = k.adviseHuge(ws.buffer);
+    expect(advised).toBeGreaterThanOrEqual(ws.byteLength - (4 << 20));
+    expect(advised % (2 << 20)).toBe(0);
+    expect(k.adviseHuge(new ArrayBuffer(1000))).toBe(0); // nothing 2 MiB-aligned inside
   });
 
   it('merge --dry-run says which kernels run', async () => {
