@@ -6,12 +6,12 @@
 // kernels and the WebAssembly ones run (src/tensor/native.ts).
 //
 // Layout read from the memory (byte offsets, all inside the module's fixed regions, see merge-kernels.wat):
-//   ARGS = 657408: i32 n, m, base pointer, output pointer, divide; f64 lambda at ARGS + 32;
+//   ARGS = 657408: i32 n, m, base pointer, output pointer, divide, bf16 output; f64 lambda at ARGS + 32;
 //                  per model i at ARGS + 64 + 32 i: i32 input pointer, mode (0 all, 1 none, 2 magnitude), bits,
 //                  ties (in: the tie budget; out: what is left), kept (out)
 //   655360 + 32 i: sc_i (f64, twice), w_i (f64, twice), as setParams writes them
 //   131072 + 65536 i: model i's masked delta (written here, as the wasm kernels do)
-// Inputs (base and models) are BF16 bits; the output is f32.
+// Inputs (base and models) are BF16 bits; the output is f32, or its BF16 bits (round to nearest even, as narrow_bf16).
 
 #include <node_api.h>
 #include <stdint.h>
@@ -95,7 +95,24 @@ void deltaAll(const uint16_t* x, const uint16_t* b, float* d, int n) {
 // v_i = d_i * sc_i; S = ((0 + v_0) + v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere;
 // M = 0 + sum of agreeing v_i, Z = 0 + sum of agreeing w_i (disagreeing terms add +0);
 // out = f32(b + (M / (Z == 0 ? 1 : Z)) * lambda) if divide, else f32(b + M * lambda).
-void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int divide, double lambda, const double* sc, const double* w) {
+// f32 bits to BF16 bits, round to nearest even, NaN kept NaN with its quiet bit set (narrow_bf16's rule).
+inline uint16_t bf16Of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if (f != f) return static_cast<uint16_t>((u | 0x00400000u) >> 16);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+inline __m128i bf16Of8(__m256 f) {
+  const __m256i u = _mm256_castps_si256(f);
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1))), 16);
+  const __m256i quiet = _mm256_srli_epi32(_mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), 16);
+  const __mmask8 nan = _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+  return _mm256_cvtepi32_epi16(_mm256_mask_blend_epi32(nan, rounded, quiet));
+}
+
+// With bf16out, o receives BF16 bits (as uint16_t) of the f32 results instead of the f32 values.
+void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int divide, double lambda, const double* sc, const double* w, int bf16out) {
   const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), lam = _mm512_set1_pd(lambda);
   __m512d S[MAX_MODELS], W[MAX_MODELS];
   for (int i = 0; i < m; i++) {
@@ -119,7 +136,9 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
     }
     if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
     const __m256 bv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
-    _mm256_storeu_ps(o + j, _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bv), _mm512_mul_pd(mm, lam))));
+    const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bv), _mm512_mul_pd(mm, lam)));
+    if (bf16out) _mm_storeu_si128(reinterpret_cast<__m128i*>(reinterpret_cast<uint16_t*>(o) + j), bf16Of8(r));
+    else _mm256_storeu_ps(o + j, r);
   }
   for (; j < n; j++) {
     double v[MAX_MODELS];
@@ -136,7 +155,9 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
       z = z + (a ? w[i] : 0.0);
     }
     if (divide) mm = mm / (z == 0 ? 1.0 : z);
-    o[j] = static_cast<float>(static_cast<double>(widen(b[j])) + mm * lambda);
+    const float r = static_cast<float>(static_cast<double>(widen(b[j])) + mm * lambda);
+    if (bf16out) reinterpret_cast<uint16_t*>(o)[j] = bf16Of(r);
+    else o[j] = r;
   }
 }
 
@@ -224,11 +245,11 @@ napi_value tiesPiece(napi_env env, napi_callback_info info) {
   uint8_t* mem = memoryOf(env, info, &len);
   if (mem == nullptr) return nullptr;
   int32_t* args = reinterpret_cast<int32_t*>(mem + ARGS);
-  const int n = args[0], m = args[1], divide = args[4];
+  const int n = args[0], m = args[1], divide = args[4], bf16out = args[5];
   const uint32_t bp = static_cast<uint32_t>(args[2]), op = static_cast<uint32_t>(args[3]);
   double lambda;
   memcpy(&lambda, mem + ARGS + 32, 8);
-  if (n < 0 || n > 16384 || m < 1 || m > MAX_MODELS || bp + 2ull * n > len || op + 4ull * n > len) {
+  if (n < 0 || n > 16384 || m < 1 || m > MAX_MODELS || bp + 2ull * n > len || op + (bf16out ? 2ull : 4ull) * n > len) {
     napi_throw_error(env, "WK_NATIVE", "tiesPiece: arguments out of range");
     return nullptr;
   }
@@ -258,7 +279,7 @@ napi_value tiesPiece(napi_env env, napi_callback_info info) {
       a[4] = deltaMag(x, base, d[i], n, a[2], &a[3]);
     }
   }
-  tiesOut(d, m, n, base, reinterpret_cast<float*>(mem + op), divide, lambda, sc, w);
+  tiesOut(d, m, n, base, reinterpret_cast<float*>(mem + op), divide, lambda, sc, w, bf16out);
   return nullptr;
 }
 
@@ -288,7 +309,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 3;
+constexpr int32_t WK_ABI = 4;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

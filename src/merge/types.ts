@@ -57,6 +57,12 @@ export interface TensorMerger {
   /** Write the merged values for the chunk into `out` (length elements). Chunks arrive in order. */
   emit(chunk: Chunk, out: Float32Array): void;
   /**
+   * Optional, for BF16 outputs: write the chunk's merged values as BF16 bits (the f32 values emit would write,
+   * rounded to nearest even, NaN kept quiet) into `bits` (length elements) and return true, or return false to have
+   * emit() called for this chunk instead. Chunks arrive in order, each through one of the two.
+   */
+  emitBf16?(chunk: Chunk, bits: Uint16Array): boolean;
+  /**
    * Optional asynchronous whole-tensor step, only for chunking 'tensor': called once with the whole tensor after the
    * statistics passes and before emit (which then receives the same single chunk). For methods that need linear
    * algebra (SVDs, polar factors) through `ctx.linalg`.

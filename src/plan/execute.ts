@@ -473,6 +473,22 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   let written = 0;
   for await (const c of chunks()) {
     const out = ctx.scratch.f32Buffer(0, c.length);
+    const ws = t.dtype === 'BF16' && merger.emitBf16 ? workspaceOf(out.buffer) : undefined;
+    if (ws !== undefined) {
+      // BF16 output bits written over the chunk's f32 buffer from its start, piece by piece: a piece's bits never
+      // reach past its own f32 values, so pieces emitted as f32 (emitBf16 declined) are rounded in place after
+      const bits = new Uint16Array(out.buffer, out.byteOffset, c.length);
+      for (const piece of c.pieces()) {
+        const o = piece.offset - c.offset;
+        if (merger.emitBf16!(piece, bits.subarray(o, o + piece.length))) continue;
+        const f = out.subarray(o, o + piece.length);
+        merger.emit(piece, f);
+        ws.narrowBf16To(f, bits.byteOffset + 2 * o);
+      }
+      await ctx.sink.writeRange(t.name, c.offset * 2, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+      written += bits.byteLength;
+      continue;
+    }
     for (const piece of c.pieces()) {
       const o = piece.offset - c.offset;
       merger.emit(piece, out.subarray(o, o + piece.length));

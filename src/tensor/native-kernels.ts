@@ -3,7 +3,7 @@
 // WebAssembly module when none is installed. Pure: no node: imports.
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 3;
+export const NATIVE_ABI = 4;
 
 /** What the native addon exports (see native/gta.cc for the memory layout it reads). */
 export interface NativeKernels {

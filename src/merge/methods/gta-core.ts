@@ -770,16 +770,37 @@ class GtaMerger implements TensorMerger {
     }
   }
 
+  /** Before a chunk's output: the first chunk restarts the tie budgets and kept counts. */
+  private beginEmit(chunk: Chunk): void {
+    if (chunk.offset !== 0) return;
+    for (const p of this.plans) {
+      p.resetBudgets();
+      p.kept = 0;
+    }
+  }
+
+  /**
+   * The chunk's output as BF16 bits straight from the native TIES kernel (no f32 output, no separate rounding pass);
+   * false when that kernel does not apply (then the executor calls emit).
+   */
+  emitBf16(chunk: Chunk, bits: Uint16Array): boolean {
+    const len = chunk.length;
+    const n = this.plans.length;
+    const raw = (chunk as Bf16Inputs).bf16;
+    if (raw === undefined || !this.cfg.consensus || !this.nativeModes || n === 0 || n > WASM_MAX_MODELS || len > WASM_MAX_CHUNK) return false;
+    const k = nativeKernels();
+    const w = k !== undefined ? mergeWasmFor(raw[0]!) : undefined;
+    if (w === undefined || !w.holds(bits)) return false;
+    this.beginEmit(chunk);
+    this.emitNative(k!, w, len, raw, raw[0]!.byteOffset, bits.byteOffset, true);
+    return true;
+  }
+
   emit(chunk: Chunk, out: Float32Array): void {
     const len = chunk.length;
     const plans = this.plans;
     const n = plans.length;
-    if (chunk.offset === 0) {
-      for (const p of plans) {
-        p.resetBudgets();
-        p.kept = 0;
-      }
-    }
+    this.beginEmit(chunk);
     if (n === 0) {
       const base = chunk.base!;
       for (let j = 0; j < len; j++) out[j] = base[j]!;
@@ -852,7 +873,7 @@ class GtaMerger implements TensorMerger {
    * emitWasm's TIES step on the native kernels (BF16 inputs in the module's memory; every model's mask a magnitude
    * threshold or none): the same masks, counts, tie budgets and bits.
    */
-  private emitNative(k: NativeKernels, w: MergeWasm, len: number, raw: readonly Uint16Array[], bp: number, op: number): void {
+  private emitNative(k: NativeKernels, w: MergeWasm, len: number, raw: readonly Uint16Array[], bp: number, op: number, bf16 = false): void {
     const plans = this.plans;
     const n = plans.length;
     for (let i = 0; i < n; i++) {
@@ -865,7 +886,7 @@ class GtaMerger implements TensorMerger {
       else if (p.mode === MAG && !t.all) w.setNativeModel(i, xp, NATIVE_MAG, t.bits, p.keepTies.tiesLeft);
       else w.setNativeModel(i, xp, NATIVE_ALL);
     }
-    w.tiesNative(k, n, len, this.divide, this.lambda, bp, op);
+    w.tiesNative(k, n, len, this.divide, this.lambda, bp, op, bf16);
     for (let i = 0; i < n; i++) {
       const p = plans[i]!;
       p.kept += w.nativeKept(i);

@@ -663,13 +663,14 @@ export class MergeWasm implements HighCountHolder {
    * setNativeModel, into model(i), then tiesOut's consensus to o; the same bits as deltaMag/deltaAll + tiesOut.
    * Read kept counts and tie budgets back with nativeKept/nativeTiesLeft.
    */
-  tiesNative(k: NativeKernels, m: number, n: number, divide: boolean, lambda: number, b: number, o: number): void {
+  tiesNative(k: NativeKernels, m: number, n: number, divide: boolean, lambda: number, b: number, o: number, bf16 = false): void {
     const a = this.nargs;
     a[0] = n;
     a[1] = m;
     a[2] = b;
     a[3] = o;
     a[4] = divide ? 1 : 0;
+    a[5] = bf16 ? 1 : 0; // o receives BF16 bits (round to nearest even) instead of f32
     this.nlambda[0] = lambda;
     k.tiesPiece(this.buf);
   }

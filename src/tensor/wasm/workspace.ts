@@ -126,6 +126,17 @@ export class Workspace {
     return new Uint16Array(this.buffer, values.byteOffset, values.length);
   }
 
+  /**
+   * narrowBf16InPlace's rounding of `values` (a view of this memory) into the BF16 bits at dstByteOffset, which
+   * must not lie after values' own offset (the pass runs forward; dst == src is the in-place case). Returns the bits.
+   */
+  narrowBf16To(values: Float32Array, dstByteOffset: number): Uint16Array {
+    const narrow = (this.exports as { narrow_bf16: (src: number, dst: number, n: number) => void }).narrow_bf16;
+    if (values.buffer !== this.buffer || dstByteOffset > values.byteOffset) throw new RangeError('narrowBf16To: values must live in this memory, after the destination');
+    narrow(values.byteOffset, dstByteOffset, values.length);
+    return new Uint16Array(this.buffer, dstByteOffset, values.length);
+  }
+
   /** A view of n f32 at `byteOffset` (a multiple of 4, inside the memory). */
   f32(byteOffset: number, n: number): Float32Array {
     return new Float32Array(this.buffer, byteOffset, n);
