@@ -9,7 +9,7 @@ import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
 import { PlanError } from '../errors.js';
-import type { Chunk, MergeMethod, TensorMerger } from '../merge/types.js';
+import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import { installNativeKernels, loadNativeKernels } from './native.js';
 import type { PlanInput, PlanTensor } from './plan.js';
@@ -408,15 +408,7 @@ export async function runModelPrepass(
   for (let p = 0; collector.beginPass(p); p++) {
     for (const t of merged) {
       if (collector.observeTensor) {
-        const ctx = makeContext(method, {
-          name: t.name,
-          shape: t.shape,
-          hasBase: t.base !== undefined,
-          params: t.params,
-          modelParams: t.modelParams,
-          seed: options.seed ?? 0,
-          ...(method.linalg ? { linalg: options.linalg ?? jsMatMul } : {}),
-        });
+        const ctx = tensorContext(method, t, options.seed ?? 0, undefined, options.linalg);
         const numel = Math.max(1, ctx.numel);
         for await (const c of inputChunks({ readers, scratch }, t, rowCountOf(t.shape), numel)()) {
           for (const piece of c.pieces()) await collector.observeTensor(p, ctx, piece);
@@ -431,21 +423,26 @@ export async function runModelPrepass(
   return collector.result();
 }
 
-/** Run one plan tensor through the method and the sink. Returns the bytes written. */
-export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
-  if (t.op === 'copy') return copyTensor(ctx, t);
-  installNativeKernels(); // this thread's merges use the native kernels when built (same bits), else WebAssembly
-  const { method } = ctx;
-  const mctx = makeContext(method, {
+/** The context a method sees for plan tensor t (linalg methods get `linalg`, default jsMatMul). */
+function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelStats: unknown, linalg: MatMulBackend | undefined): TensorContext {
+  return makeContext(method, {
     name: t.name,
     shape: t.shape,
     hasBase: t.base !== undefined,
     params: t.params,
     modelParams: t.modelParams,
-    seed: ctx.seed,
-    ...(ctx.modelStats !== undefined ? { modelStats: ctx.modelStats } : {}),
-    ...(method.linalg ? { linalg: ctx.linalg ?? jsMatMul } : {}),
+    seed,
+    ...(modelStats !== undefined ? { modelStats } : {}),
+    ...(method.linalg ? { linalg: linalg ?? jsMatMul } : {}),
   });
+}
+
+/** Run one plan tensor through the method and the sink. Returns the bytes written. */
+export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
+  if (t.op === 'copy') return copyTensor(ctx, t);
+  installNativeKernels(); // this thread's merges use the native kernels when built (same bits), else WebAssembly
+  const { method } = ctx;
+  const mctx = tensorContext(method, t, ctx.seed, ctx.modelStats, ctx.linalg);
   const merger: TensorMerger = method.create(mctx);
   const numel = mctx.numel;
   const rowLen = mctx.rowLength;

@@ -18,11 +18,8 @@ import { openVector } from '../../src/vectors/reader.js';
 import { runCli } from '../helpers/cli.js';
 import { readAllF32, tempDir, tinyValues, TINY_SHAPES, writeModel } from '../plan/helpers.js';
 import { randomFactor, writeAdapter } from '../vectors/lora-helpers.js';
+import { add, maxAbs, maxAbsDiff, randomF32 } from './svd-ref.js';
 
-function randomF32(n: number, seed: number, scale = 1): Float32Array {
-  const r = new SeededRandom(seed);
-  return Float32Array.from({ length: n }, () => r.normal() * scale);
-}
 
 /** B·A (O x I) of random B (O x r), A (r x I): a LoRA-like update of rank r, f64 sums rounded once. */
 function lora(O: number, I: number, r: number, seed: number, scale = 0.3): Float32Array {
@@ -37,21 +34,8 @@ function lora(O: number, I: number, r: number, seed: number, scale = 0.3): Float
   return out;
 }
 
-function add(a: Float32Array, b: Float32Array): Float32Array {
-  return Float32Array.from(a, (x, i) => x + b[i]!);
-}
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
 
-function maxAbs(a: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]!));
-  return d;
-}
 
 // ---- the reference, straight from the paper's description (f64, sorts, no shared code with the method) ----
 

@@ -14,29 +14,12 @@ import { polarExact, polarNewtonSchulz } from '../../src/tensor/linalg/newton-sc
 import { jacobiSvd } from '../../src/tensor/linalg/svd.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { tempDir, tinyFamily } from '../plan/helpers.js';
-import { refPolar } from './svd-ref.js';
+import { add, maxAbs, maxAbsDiff, randomF32, refPolar } from './svd-ref.js';
 import { withSpectrum } from '../tensor/linalg/helpers.js';
 
-function randomF32(n: number, seed: number, scale = 1): Float32Array {
-  const r = new SeededRandom(seed);
-  return Float32Array.from({ length: n }, () => r.normal() * scale);
-}
 
-function add(a: Float32Array, b: Float32Array): Float32Array {
-  return Float32Array.from(a, (x, i) => x + b[i]!);
-}
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
 
-function maxAbs(a: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]!));
-  return d;
-}
 
 /** Reference TSV-M (paper §5, zero padding included) in f64: base + alpha·Û diag(s) V̂ᵀ. */
 function refTsv(base: Float32Array, models: Float32Array[], m: number, n: number, alpha: number): Float64Array {

@@ -15,7 +15,7 @@ import { UsageError } from '../../errors.js';
 import type { ParamSpec } from '../../recipe/spec.js';
 import type { Chunk, MergeMethod, ModelStatsCollector, Params, TensorContext, TensorMerger, WholeTensorCost } from '../types.js';
 import { EMPTY_MERGER, tensorError } from './geo-util.js';
-import { checkInputs, checkInputsFinite, EIGEN_JS_FLOPS, num, taskVectors, wholeTensor } from './tsv.js';
+import { checkInputs, checkInputsFinite, EIGEN_JS_FLOPS, meanMerger, num, taskVectors, wholeTensor } from './tsv.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // the shared basis and the task representations
@@ -539,25 +539,6 @@ function modelStats(params: Params, modelParams: readonly Params[]): ModelStatsC
   const densities = modelParams.map((p) => num(p['density'], DEFAULT_DENSITY));
   if (densities.every((d) => d >= 1)) return undefined;
   return new KnotsTrimCollector(densities);
-}
-
-/** Non-decomposed tensors: base + λ·mean_t(weight_t·τ_t), exactly the base where that is 0. */
-function meanMerger(ctx: TensorContext, lambda: number): TensorMerger {
-  const weights = Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1));
-  const T = ctx.modelCount;
-  return {
-    chunking: 'elements',
-    emit(chunk: Chunk, out: Float32Array): void {
-      const base = chunk.base!;
-      for (let i = 0; i < chunk.length; i++) {
-        const b = base[i]!;
-        let s = 0;
-        for (let t = 0; t < T; t++) s += weights[t]! * (chunk.models[t]![i]! - b);
-        const d = lambda * (s / T);
-        out[i] = d === 0 ? b : b + d;
-      }
-    },
-  };
 }
 
 function createKnots(ctx: TensorContext): TensorMerger {

@@ -104,10 +104,12 @@ export function checkInputsFinite(name: string, method: string, chunk: Chunk): v
   checkFinite(name, method, [chunk.base!, ...chunk.models], (i) => (i === 0 ? 'the base model' : `model ${i} (in recipe order)`));
 }
 
-/** Elementwise mean of the weighted task vectors (non-2-D tensors, or decompose: false). */
-export function meanMerger(ctx: TensorContext): TensorMerger {
+/**
+ * Elementwise mean of the weighted task vectors, scaled by `alpha` (default the `alpha` parameter): base +
+ * alpha·mean_t(weight_t·τ_t), exactly the base where that is 0 (non-2-D tensors, or decompose: false).
+ */
+export function meanMerger(ctx: TensorContext, alpha = num(ctx.params['alpha'], 1)): TensorMerger {
   const weights = Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1));
-  const alpha = num(ctx.params['alpha'], 1);
   const n = ctx.modelCount;
   return {
     chunking: 'elements',
