@@ -11,6 +11,7 @@ import { KNOTS, knotsFactors } from '../src/merge/methods/knots.js';
 import { mergeTensorsAsync } from '../src/merge/run.js';
 import type { MatMulBackend } from '../src/tensor/linalg/backend.js';
 import { SeededRandom } from '../src/tensor/rng.js';
+import { relDiff } from './svd.js';
 import type { BenchResult } from './types.js';
 
 function gaussianF32(len: number, seed: number, scale = 1): Float32Array {
@@ -32,15 +33,6 @@ async function loraModels(base: Float32Array, n: number, T: number, r: number, b
   return models;
 }
 
-function relDiff(a: Float32Array, b: Float32Array, base: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += (b[i]! - base[i]!) ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 async function timed<T>(f: () => Promise<T>): Promise<{ value: T; s: number }> {
   const t0 = performance.now();

@@ -70,7 +70,8 @@ function perturbed(fam: Family, rel: number): Family {
   };
 }
 
-function relDiff(a: Float32Array, b: Float32Array, base: Float32Array): number {
+/** ‖a − b‖ / ‖b − base‖: how far a merged tensor is from a reference merge, relative to the reference's update. */
+export function relDiff(a: Float32Array, b: Float32Array, base: Float32Array): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < a.length; i++) {
