@@ -51,9 +51,11 @@ function formatSeconds(s: number): string {
   return s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(1)} s`;
 }
 
-/** Which elementwise kernels this process runs (native/gta.cc when built, else WebAssembly SIMD). */
-function kernelsLine(): string {
-  if (loadNativeKernels() !== undefined) return 'native AVX-512 (TIES masks, consensus, top-k counts) + WebAssembly SIMD';
+/** Which elementwise kernels the merge runs (native/gta.cc for ties when built, else WebAssembly SIMD). */
+function kernelsLine(method: string): string {
+  if (loadNativeKernels() !== undefined) {
+    return method === 'ties' ? 'native AVX-512 (masks, sign consensus, top-k counts) + WebAssembly SIMD' : 'WebAssembly SIMD (the native kernels serve ties)';
+  }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
   return 'WebAssembly SIMD (no usable native kernels: npm run build:native needs linux-x64, g++ and AVX-512)';
 }
@@ -76,7 +78,7 @@ export function renderPlan(plan: MergePlan, verbose: boolean): string {
           `${formatCount(plan.memory.wholeTensors.count)} tensor(s) merged whole: ~${formatFlops(plan.memory.wholeTensors.flops)} in matrix products + ~${formatFlops(plan.memory.wholeTensors.jsFlops)} in JS (~${formatSeconds(plan.memory.wholeTensors.flops / ORT_FLOPS_2_CORES + plan.memory.wholeTensors.jsFlops / JS_FLOPS)} at 300 and 2 GFLOP/s); largest working set ~${formatBytes(plan.memory.wholeTensors.largest.bytes)} (${plan.memory.wholeTensors.largest.name})`,
         ] as [string, string]]
       : []),
-    ['kernels', kernelsLine()],
+    ['kernels', kernelsLine(plan.method)],
     ['seed', String(plan.seed)],
   ]);
   if (plan.warnings.length > 0) s += '\nwarnings\n' + plan.warnings.map((w) => `  - ${w}\n`).join('');
