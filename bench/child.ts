@@ -67,6 +67,9 @@ export async function cliCommand(dir: string): Promise<{ args: string[]; note: s
 
 export interface ChildRun {
   seconds: number;
+  /** CPU seconds in user and kernel mode, from GNU time (NaN without it) */
+  userSeconds: number;
+  sysSeconds: number;
   maxRssBytes: number;
   rssSource: string;
   code: number | null;
@@ -105,13 +108,17 @@ export async function runNode(args: readonly string[], dir: string): Promise<Chi
   });
   const seconds = (performance.now() - t0) / 1000;
   let kib = NaN;
+  let userSeconds = NaN;
+  let sysSeconds = NaN;
   if (useTime) {
     const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
     if (m) kib = Number(m[1]);
+    userSeconds = Number(/User time \(seconds\): ([\d.]+)/.exec(stderr)?.[1] ?? NaN);
+    sysSeconds = Number(/System time \(seconds\): ([\d.]+)/.exec(stderr)?.[1] ?? NaN);
   } else {
     kib = Number(await readFile(rssFile, 'utf8').catch(() => 'NaN'));
   }
-  return { seconds, maxRssBytes: kib * 1024, rssSource: useTime ? '/usr/bin/time -v' : 'child process.resourceUsage().maxRSS', code, stderr };
+  return { seconds, userSeconds, sysSeconds, maxRssBytes: kib * 1024, rssSource: useTime ? '/usr/bin/time -v' : 'child process.resourceUsage().maxRSS', code, stderr };
 }
 
 /** The child's own stderr (GNU time appends its report), shortened to one line. */
@@ -135,7 +142,7 @@ export function llamaConfig(s: LlamaShape): string {
   });
 }
 
-function median(xs: number[]): number {
+export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }

@@ -9,7 +9,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planSafetensors } from '../src/io/safetensors/writer.js';
 import { buildPlan } from '../src/plan/merge.js';
-import { childError, cliCommand, ioFloor, llamaConfig, pairedRuns, runNode } from './child.js';
+import { childError, cliCommand, ioFloor, llamaConfig, median, pairedRuns, runNode } from './child.js';
 import { plainRead, writeLlamaFile } from './io.js';
 import { LLAMA_1B, LLAMA_7B, llamaDecls, type LlamaShape } from './llama.js';
 import type { BenchResult } from './types.js';
@@ -113,13 +113,29 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
       let failed = '';
       let rss = 0;
       let rssSource = '';
-      const p = await pairedRuns(rounds, reset, floorRun, async () => {
-        const run = await runNode(cliArgs, dir);
-        if (run.code !== 0) failed = childError(run.stderr);
-        rss = Math.max(rss, run.maxRssBytes);
-        rssSource = run.rssSource;
-        return run.seconds;
-      });
+      // CPU seconds of each run (tool: user + sys from GNU time; floor: this process's own), to separate the work
+      // done from this VM's page-cost swings, which move both wall clocks
+      const toolCpu: { user: number; sys: number }[] = [];
+      const floorCpu: number[] = [];
+      const p = await pairedRuns(
+        rounds,
+        reset,
+        async () => {
+          const c0 = process.cpuUsage();
+          const s = await floorRun();
+          const c = process.cpuUsage(c0);
+          floorCpu.push((c.user + c.system) / 1e6);
+          return s;
+        },
+        async () => {
+          const run = await runNode(cliArgs, dir);
+          if (run.code !== 0) failed = childError(run.stderr);
+          rss = Math.max(rss, run.maxRssBytes);
+          rssSource = run.rssSource;
+          toolCpu.push({ user: run.userSeconds, sys: run.sysSeconds });
+          return run.seconds;
+        },
+      );
       if (failed) {
         results.push({ name: `merge: ${label}: FAILED`, value: -1, unit: 'exit', note: failed });
         continue;
@@ -130,6 +146,16 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
         { name: `merge: time / I/O floor, ${label}`, value: p.ratio, unit: 'x', note: c.method === 'ties' ? 'target <= 1.5 (median of per-round ratios)' : 'one pass over the inputs' },
         { name: `merge: peak RSS, ${label}`, value: rss / 1e9, unit: 'GB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GB (${rssSource})` },
       );
+      const cpu = toolCpu.map((c) => c.user + c.sys);
+      if (cpu.every(Number.isFinite)) {
+        const mid = toolCpu[cpu.indexOf(median(cpu))] ?? toolCpu[0]!;
+        results.push({
+          name: `merge: CPU seconds, ${label}`,
+          value: median(cpu),
+          unit: 's',
+          note: `median of ${rounds} (user ${mid.user.toFixed(2)} + sys ${mid.sys.toFixed(2)}); floor CPU ${median(floorCpu).toFixed(2)} s (${floorCpu.map((x) => x.toFixed(2)).join(', ')})`,
+        });
+      }
     }
     await rm(out, { recursive: true, force: true });
     for (const m of MODELS) await rm(join(dir, m), { recursive: true, force: true });
