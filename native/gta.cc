@@ -2,8 +2,9 @@
 // (magnitude masks fused with the BF16 delta, then the sign consensus) on the merge-kernel module's memory, with
 // exactly the IEEE operations of the WebAssembly kernels (src/tensor/wasm/merge-kernels.wat: delta_mag, delta_all,
 // ties_out) in the same order, so the bits are identical (test/merge/gta-native.test.ts). Built at install by
-// scripts/build-native.mjs with -ffp-contract=off (no fused multiply-adds); without AVX-512 the module exports no
-// kernels and the WebAssembly ones run (src/tensor/native.ts).
+// scripts/build-native.mjs for AVX-512 (whatever the build machine's CPU) with -ffp-contract=off (no fused
+// multiply-adds); on a CPU without AVX-512 the module exports no kernels and the WebAssembly ones run
+// (src/plan/native.ts).
 //
 // Layout read from the memory (byte offsets, all inside the module's fixed regions, see merge-kernels.wat):
 //   ARGS = 657408: i32 n, m, base pointer, output pointer, divide, bf16 output; f64 lambda at ARGS + 32;
@@ -313,6 +314,13 @@ constexpr int32_t WK_ABI = 4;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
+  // compiled for AVX-512 whatever the build machine: export nothing on a CPU without it (the loader then keeps the
+  // WebAssembly kernels) instead of dying on the first instruction
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
+      !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("bmi2") || !__builtin_cpu_supports("popcnt")) {
+    return exports;
+  }
   napi_value f;
   napi_create_int32(env, WK_ABI, &f);
   napi_set_named_property(env, exports, "abi", f);

@@ -1,6 +1,6 @@
 // Builds the optional native kernels (native/gta.cc -> native/build/gta.node) with the system C++ compiler against
 // the running Node's own headers. Run by `npm ci` / `npm install` (the prepare script) and `npm run build:native`.
-// Never fails the install: without a compiler, headers or AVX-512 the WebAssembly kernels run instead
+// Never fails the install: without a compiler or headers (or, at run time, an AVX-512 CPU) the WebAssembly kernels run instead
 // (src/tensor/native.ts). -ffp-contract=off keeps every multiply and add separately rounded, as in the wasm kernels.
 // Plain Node (no dependencies, no TypeScript): it runs before anything else is built.
 
@@ -28,7 +28,10 @@ if (!existsSync(join(include, 'node_api.h'))) skip(`no Node headers at ${include
 rmSync(out, { force: true });
 mkdirSync(outDir, { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
-const args = ['-O3', '-march=native', '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', `-I${include}`, '-o', tmp, src];
+// the instruction sets the kernels use, not -march=native: the addon must load (and then decline, see gta.cc) on a
+// CPU other than the build machine's, e.g. a shared home folder or a container image
+const isa = ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mbmi2', '-mpopcnt', '-mtune=generic'];
+const args = ['-O3', ...isa, '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', `-I${include}`, '-o', tmp, src];
 const r = spawnSync(cxx, args, { encoding: 'utf8' });
 if (r.error || r.status !== 0) {
   rmSync(tmp, { force: true });
