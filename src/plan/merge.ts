@@ -116,8 +116,7 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
   for (const d of recipe.docs) if (d.name) named.set(d.name.value, d);
   for (const d of recipe.docs) {
     for (const ref of modelRefsOf(d)) {
-      if (!ref.vector && named.has(ref.ref)) continue;
-      const p = missingModelProblem(d, ref);
+      const p = missingModelProblem(d, ref, (name) => named.has(name));
       if (p && !sink.problems.some((q) => q.where.line === p.where.line && q.where.col === p.where.col)) sink.problems.push(p);
     }
   }
@@ -135,7 +134,8 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
       ]);
     }
     state.set(d, 'visiting');
-    for (const r of modelRefsOf(d).filter((x) => !x.vector).map((x) => x.ref)) {
+    // a stage's inputs: models named by stage, also as the base of stage+adapter
+    for (const r of modelRefsOf(d).filter((x) => !x.vector).map((x) => x.lora?.base ?? x.ref)) {
       const dep = named.get(r);
       if (dep && dep !== d) visit(dep);
       else if (dep === d) visit(d);
@@ -165,7 +165,7 @@ export async function buildPlan(recipePath: string, options: Omit<MergeOptions, 
       plans.push(plan);
       if (doc.name) {
         const path = join(options.intermediateDir ?? join(resolve(options.out ?? '.'), '.stages'), doc.name.value);
-        stageOutputs.set(doc.name.value, { path, reader: plannedCheckpoint(plan, path) });
+        stageOutputs.set(doc.name.value, { path, reader: plannedCheckpoint(plan, path), planned: true });
       }
     }
   } finally {
@@ -192,7 +192,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
   // every model path the recipe names must differ from the output
   const inputPaths: string[] = [];
   for (const { doc } of stages) {
-    for (const r of modelRefsOf(doc)) if (r.vector || !stages.some((s) => s.doc.name?.value === r.ref)) inputPaths.push(modelPath(doc, r));
+    for (const r of modelRefsOf(doc)) if (r.vector || !stages.some((s) => s.doc.name?.value === (r.lora?.base ?? r.ref))) inputPaths.push(modelPath(doc, r));
   }
   const staged = await stageOutputDir(options.out, { overwrite: options.overwrite, inputs: inputPaths });
   const ownIntermediate = options.intermediateDir === undefined;

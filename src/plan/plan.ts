@@ -18,6 +18,7 @@ import { fingerprintCheckpoint } from '../vectors/format.js';
 import { COMPUTE_CHUNK_ELEMENTS, pieceBytes, workingBytesPerElement } from './execute.js';
 import { inferLayout, isEmbeddingName, layerTensorName, type ModelLayout } from './layout.js';
 import { loraVectorFile } from './lora-model.js';
+import { openLoraAdapter } from '../vectors/lora.js';
 import { openVectorModel } from './vector-model.js';
 
 export interface PlanModel {
@@ -113,6 +114,8 @@ export interface StageOutput {
   readonly path: string;
   /** a reader (or a virtual one from a plan, for dry runs) */
   readonly reader: CheckpointReader;
+  /** the reader is a plan's virtual checkpoint: names, dtypes and shapes only, no tensor data (dry runs) */
+  readonly planned?: boolean;
 }
 
 export const DEFAULT_MEMORY_BUDGET = 1_000_000_000;
@@ -155,16 +158,21 @@ function adapterPath(doc: RecipeDoc, ref: ModelRef & { lora: { adapter: string }
   return isAbsolute(p) ? p : resolve(dirname(resolve(doc.file)), p);
 }
 
-/** The problem with a reference that names no existing path (a Hugging Face id gets its own code), if any. */
-export function missingModelProblem(doc: RecipeDoc, ref: ModelRef): RecipeError | undefined {
+/**
+ * The problem with a reference that names no existing path (a Hugging Face id gets its own code), if any.
+ * `isStage(name)`: the name of an earlier stage of a multi-document recipe (a model that exists once that stage
+ * ran), also as the base of `stage+adapter`.
+ */
+export function missingModelProblem(doc: RecipeDoc, ref: ModelRef, isStage: (name: string) => boolean = () => false): RecipeError | undefined {
   if (ref.lora) {
     const lora = ref.lora;
     const adapter = adapterPath(doc, { ...ref, lora });
     if (!existsSync(adapter)) {
       return new RecipeError('RECIPE_MODEL_NOT_FOUND', `LoRA adapter '${lora.adapter}' of '${ref.ref}' not found (looked for ${adapter})`, { where: posWhere(ref.pos) });
     }
-    return missingModelProblem(doc, { ref: lora.base, pos: ref.pos });
+    return missingModelProblem(doc, { ref: lora.base, pos: ref.pos }, isStage);
   }
+  if (!ref.vector && isStage(ref.ref)) return undefined;
   const path = modelPath(doc, ref);
   if (existsSync(path)) return undefined;
   if (ref.vector) {
@@ -205,17 +213,20 @@ export async function openModels(
     let vectorBase: number | undefined;
     try {
       if (r.lora) {
-        // base+adapter: the base as a model of its own (workers reopen it), plus the adapter's ΔW as a cached vector
-        const missing = missingModelProblem(doc, r);
+        // base+adapter: the base as a model of its own (workers reopen it), plus the adapter's ΔW as a cached vector;
+        // the base may be an earlier stage (stage+adapter), converted once that stage is written
+        const missing = missingModelProblem(doc, r, (name) => stages.has(name));
         if (missing) {
           problems.push(missing);
           continue;
         }
         const baseRef: ModelRef = { ref: r.lora.base, pos: r.pos };
-        const basePath = modelPath(doc, r);
+        const baseStage = stages.get(r.lora.base);
+        const basePath = baseStage?.path ?? modelPath(doc, r);
+        const adapter = adapterPath(doc, { ...r, lora: r.lora });
         vectorBase = byRef.get(refKey(baseRef));
         if (vectorBase === undefined) {
-          const br = await open(basePath);
+          const br = baseStage?.reader ?? (await open(basePath));
           vectorBase = models.length;
           const bt = br.tensors();
           models.push({ id: vectorBase, ref: baseRef.ref, path: basePath, format: br.format, tensorCount: bt.length, byteLength: bt.reduce((a, t) => a + t.byteLength, 0) });
@@ -223,8 +234,16 @@ export async function openModels(
           byRef.set(refKey(baseRef), vectorBase);
         }
         const base = readers.get(vectorBase)!;
-        path = await loraVectorFile(base, basePath, adapterPath(doc, { ...r, lora: r.lora }));
-        reader = await openVectorModel(base, path, { force: true });
+        if (baseStage?.planned) {
+          // a dry run: the stage has no data yet, so the adapter is checked but not converted; base + ΔW has the
+          // base's names, dtypes and shapes, which is all a plan reads
+          await (await openLoraAdapter(adapter)).close();
+          path = adapter;
+          reader = base;
+        } else {
+          path = await loraVectorFile(base, basePath, adapter);
+          reader = await openVectorModel(base, path, { force: true });
+        }
       } else if (r.vector) {
         const missing = missingModelProblem(doc, r);
         vectorBase = doc.baseModel ? byRef.get(refKey(doc.baseModel)) : undefined;

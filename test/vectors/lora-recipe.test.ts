@@ -100,3 +100,32 @@ describe('recipes: model: base+adapter', () => {
     expect((e as RecipeProblems).problems.find((x) => x.code === 'RECIPE_UNKNOWN_KEY')!.message).toContain("did you mean 'path'");
   });
 });
+
+describe('recipes: stage+adapter (a LoRA adapter on an earlier stage of a multi-document recipe)', () => {
+  const stage = 'name: soup\nmerge_method: linear\nmodels:\n  - {model: base, parameters: {weight: 0.5}}\n  - {model: other, parameters: {weight: 0.5}}\n';
+  const final = 'name: final\nmerge_method: task_arithmetic\nbase_model: soup\nmodels:\n  - {model: soup+ad, parameters: {weight: 0.7}}\n  - {model: other, parameters: {weight: 0.2}}\n';
+
+  it('equals merging the stage first and then its folder + adapter, whatever the document order', async () => {
+    const soup = await mergeOf('soup-alone', stage);
+    expect(soup.size).toBeGreaterThan(0);
+    const twoStep = await mergeOf('two-step', final.replace(/soup/g, 'out-soup-alone').replace('name: final\n', ''));
+    expect(await mergeOf('stage-adapter', `${stage}---\n${final}`)).toEqual(twoStep);
+    expect(await mergeOf('stage-adapter-reversed', `${final}---\n${stage}`)).toEqual(twoStep);
+    // a stage named only as an adapter's base still runs first
+    const only = 'name: final\nmerge_method: linear\nmodels:\n  - {model: soup+ad, parameters: {weight: 1}}\n';
+    const onlyTwoStep = await mergeOf('only-two-step', only.replace('soup', 'out-soup-alone').replace('name: final\n', ''));
+    expect(await mergeOf('only-reversed', `${only}---\n${stage}`)).toEqual(onlyTwoStep);
+  });
+
+  it('plans without data (dry run): the adapter is checked, the stage is virtual', async () => {
+    const p = join(root, 'stage-adapter-plan.yaml');
+    await writeFile(p, `${stage}---\n${final}`);
+    const plans = await buildPlan(p);
+    expect(plans.map((x) => x.recipe.name)).toEqual(['soup', 'final']);
+    expect(plans[1]!.models.map((m) => m.ref)).toEqual(['soup', 'soup+ad', 'other']);
+    await writeFile(p, `${stage}---\n${final.replace('soup+ad', 'soup+nope')}`);
+    const e = await buildPlan(p).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(RecipeProblems);
+    expect((e as RecipeProblems).problems.map((x) => [x.code, x.where.line])).toEqual([['RECIPE_MODEL_NOT_FOUND', 11]]);
+  });
+});
