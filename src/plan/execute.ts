@@ -452,15 +452,22 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   const maxElems = maxChunkElements(t, method, computeStep, ctx.budgetBytes, rowLen);
   let step = chunkElements(merger, numel, rowLen, maxElems);
   if (step % rowLen !== 0) step = Math.max(1, Math.floor(step / rowLen)) * rowLen; // reads are row-aligned
-  const rowsPerChunk = Math.max(1, step / rowLen);
-
-  const chunks = inputChunks(ctx, t, rowsPerChunk, computeStep);
+  let rowsPerChunk = Math.max(1, step / rowLen);
+  // a merger with statistics passes reads its chunks again per pass, unless the whole tensor is one chunk (then
+  // extra passes are free: say so before the first one); one that streams once needs no more than a few MiB per
+  // chunk, and smaller chunks keep the memory (and its first-touch faults) small
   merger.setResident?.(rowsPerChunk >= rows);
+  const passes = merger.beginPass !== undefined && merger.observe !== undefined && merger.beginPass(0);
+  if (!passes && !merger.compute && merger.chunking !== 'tensor') {
+    rowsPerChunk = Math.min(rowsPerChunk, Math.max(1, Math.floor(chunkElements(merger, numel, rowLen, SINGLE_PASS_CHUNK_ELEMENTS) / rowLen)));
+  }
+  const chunks = inputChunks(ctx, t, rowsPerChunk, computeStep);
 
-  if (merger.beginPass && merger.observe) {
-    for (let p = 0; merger.beginPass(p); p++) {
-      for await (const c of chunks()) for (const piece of c.pieces()) merger.observe(p, piece);
-    }
+  if (passes) {
+    let p = 0;
+    do {
+      for await (const c of chunks()) for (const piece of c.pieces()) merger.observe!(p, piece);
+    } while (merger.beginPass!(++p));
   }
   if (merger.compute) {
     // chunking 'tensor': one chunk in one piece (the whole tensor); served from memory again by emit below
@@ -497,3 +504,6 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
 
 /** Elements a method processes at a time: its scratch and the inputs' pieces stay in the CPU caches. */
 export const COMPUTE_CHUNK_ELEMENTS = 1 << 14;
+
+/** Largest I/O chunk of a merger that reads its inputs once (no statistics passes): 8 MiB per BF16 input. */
+export const SINGLE_PASS_CHUNK_ELEMENTS = 1 << 22;

@@ -1,12 +1,13 @@
-// The executor's BF16 output path (src/plan/execute.ts runTensor): mergers with emitBf16 write a chunk's bits over
+// Executor I/O: the BF16 output path (src/plan/execute.ts runTensor): mergers with emitBf16 write a chunk's bits over
 // the chunk's own f32 buffer, piece by piece; pieces they decline are emitted as f32 and rounded in place. Whatever
 // mix of the two a merger chooses, the bytes equal rounding every piece's f32 output (the path without emitBf16).
+// Also the I/O chunk sizes: single-pass mergers read small chunks, mergers with statistics passes whole tensors once.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCheckpointPath } from '../../src/io/open.js';
 import type { CheckpointReader } from '../../src/io/types.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../../src/merge/types.js';
-import { Scratch, runTensor } from '../../src/plan/execute.js';
+import { SINGLE_PASS_CHUNK_ELEMENTS, Scratch, runTensor } from '../../src/plan/execute.js';
 import { buildPlan } from '../../src/plan/merge.js';
 import { fromF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
@@ -79,5 +80,47 @@ describe('executor BF16 output through emitBf16', () => {
       expect(await run((p) => p % 3 === 0, budget)).toEqual(reference);
     }
     for (const rd of readers.values()) await rd.close();
+  });
+});
+
+describe('executor I/O chunks', () => {
+  it('a single-pass merger reads at most SINGLE_PASS_CHUNK_ELEMENTS per chunk; one with statistics passes reads the tensor whole, once', async () => {
+    const root = await tempDir('weightkit-chunks-');
+    const name = 'model.layers.0.mlp.down_proj.weight';
+    const shape = [2500, 2000]; // 5M elements, above SINGLE_PASS_CHUNK_ELEMENTS
+    for (const [i, m] of ['base', 'a'].entries()) {
+      const v = Float32Array.from({ length: 5_000_000 }, (_, j) => ((j * 7 + i) % 13) / 8);
+      await writeModel(join(root, m), new Map([[name, v]]), { dtype: 'F32', shapes: { [name]: shape }, config: false, tokenizer: false });
+    }
+    const recipe = join(root, 'r.yaml');
+    await writeFile(recipe, 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.5}}\ndtype: float32\n');
+    const [plan] = await buildPlan(recipe, { out: join(root, 'out') });
+    const t = plan!.tensors.find((x) => x.name === name)!;
+    /** rows of the largest single read, and rows read in all (F32 inputs are read a chunk at a time) */
+    const reads = async (m: MergeMethod): Promise<{ largest: number; total: number }> => {
+      let largest = 0;
+      let total = 0;
+      const readers = new Map<number, CheckpointReader>();
+      for (const pm of plan!.models) {
+        const r = await openCheckpointPath(pm.path);
+        const readF32 = r.readF32.bind(r);
+        r.readF32 = (n, o) => {
+          const rows = (o?.rowEnd ?? shape[0]!) - (o?.rowStart ?? 0);
+          largest = Math.max(largest, rows);
+          total += rows;
+          return readF32(n, o);
+        };
+        readers.set(pm.id, r);
+      }
+      const sink = { writeRange: async (): Promise<void> => undefined };
+      await runTensor({ method: m, readers, sink, seed: 0, budgetBytes: 1 << 28, scratch: new Scratch() }, t);
+      for (const r of readers.values()) await r.close();
+      return { largest, total };
+    };
+    const single = await reads(method(() => undefined));
+    expect(single.largest * shape[1]!).toBeLessThanOrEqual(SINGLE_PASS_CHUNK_ELEMENTS);
+    expect(single.total).toBe(2 * shape[0]!);
+    const { getMethod } = await import('../../src/merge/registry.js');
+    expect(await reads(getMethod('ties'))).toEqual({ largest: shape[0]!, total: 2 * shape[0]! });
   });
 });
