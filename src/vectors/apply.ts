@@ -27,8 +27,53 @@ export interface VectorTerm {
 
 export const UNDO_FILE = 'weightkit-undo.safetensors';
 export const UNDO_METADATA_KEY = 'weightkit_undo';
+/** older records: the element indices as U32 */
 const UNDO_INDEX_SUFFIX = '.__undo_indices';
+/** the element indices as gaps: LEB128 varints of (index − previous index − 1), the first from −1, as U8 */
+const UNDO_GAPS_SUFFIX = '.__undo_gaps';
 const UNDO_BITS_SUFFIX = '.__undo_bits';
+
+/**
+ * Ascending indices as LEB128 varints of their gaps (index − prev − 1, prev starting at `prev`): about one byte per
+ * index where records are dense (a few percent of the elements or more), against four as U32. Returns the bytes.
+ */
+export function encodeIndexGaps(idx: Uint32Array, prev: number): Uint8Array {
+  const out = new Uint8Array(idx.length * 5);
+  let o = 0;
+  let last = prev;
+  for (let i = 0; i < idx.length; i++) {
+    let g = idx[i]! - last - 1;
+    last = idx[i]!;
+    while (g >= 0x80) {
+      out[o++] = (g & 0x7f) | 0x80;
+      g = Math.floor(g / 128);
+    }
+    out[o++] = g;
+  }
+  return out.subarray(0, o);
+}
+
+/** encodeIndexGaps' inverse for a whole tensor: exactly n indices, each below numel; undefined if the bytes are not that. */
+export function decodeIndexGaps(bytes: Uint8Array, n: number, numel: number): Uint32Array | undefined {
+  const idx = new Uint32Array(n);
+  let o = 0;
+  let last = -1;
+  for (let i = 0; i < n; i++) {
+    let g = 0;
+    let scale = 1;
+    for (;;) {
+      if (o >= bytes.length || scale > 2 ** 35) return undefined;
+      const b = bytes[o++]!;
+      g += (b & 0x7f) * scale;
+      scale *= 128;
+      if (b < 0x80) break;
+    }
+    last = last + 1 + g;
+    if (last >= numel) return undefined;
+    idx[i] = last;
+  }
+  return o === bytes.length ? idx : undefined;
+}
 const UNDO_DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
 
 interface UndoMeta {
@@ -243,7 +288,10 @@ class UndoRecords {
 
 /** Side file of undo records: per tensor, segments of (indices, bits) appended in order. */
 class UndoSpool {
-  readonly segments = new Map<string, Array<{ at: number; count: number }>>();
+  /** per tensor, its segments: where in the spool, how many records, how many bytes of gaps */
+  readonly segments = new Map<string, Array<{ at: number; count: number; gapBytes: number }>>();
+  /** the last index recorded for each tensor (the next segment's gaps continue from it) */
+  private readonly lastIndex = new Map<string, number>();
   /** bytes per stored difference of each tensor: 2 (U16, for BF16/F16) or 4 (I32, for F32) */
   private readonly widths = new Map<string, 2 | 4>();
   private size = 0;
@@ -253,16 +301,19 @@ class UndoSpool {
   async append(tensor: string, idx: Uint32Array, bits: Int32Array | Uint16Array): Promise<void> {
     if (idx.length === 0) return;
     this.widths.set(tensor, bits.BYTES_PER_ELEMENT as 2 | 4);
+    // a tensor's chunks arrive in order, so its indices ascend across segments: gaps continue from the last one
+    const gaps = encodeIndexGaps(idx, this.lastIndex.get(tensor) ?? -1);
+    this.lastIndex.set(tensor, idx[idx.length - 1]!);
     // reserve the range and record the segment before any await: jobs of several lanes append concurrently
     const at = this.size;
-    this.size += idx.byteLength + bits.byteLength;
+    this.size += gaps.byteLength + bits.byteLength;
     let list = this.segments.get(tensor);
     if (list === undefined) this.segments.set(tensor, (list = []));
-    list.push({ at, count: idx.length });
+    list.push({ at, count: idx.length, gapBytes: gaps.byteLength });
     this.opening ??= open(this.path, 'w+');
     const fh = (this.fh = await this.opening);
-    await fh.write(new Uint8Array(idx.buffer, idx.byteOffset, idx.byteLength), 0, idx.byteLength, at);
-    await fh.write(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), 0, bits.byteLength, at + idx.byteLength);
+    await fh.write(gaps, 0, gaps.byteLength, at);
+    await fh.write(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), 0, bits.byteLength, at + gaps.byteLength);
   }
   count(tensor: string): number {
     return (this.segments.get(tensor) ?? []).reduce((a, s) => a + s.count, 0);
@@ -271,22 +322,25 @@ class UndoSpool {
   async writeUndo(path: string, meta: UndoMeta): Promise<number> {
     const decls: TensorDecl[] = [];
     let entries = 0;
-    for (const t of this.segments.keys()) {
+    for (const [t, segs] of this.segments) {
       const n = this.count(t);
       entries += n;
-      decls.push({ name: t + UNDO_INDEX_SUFFIX, dtype: 'U32', shape: [n] }, { name: t + UNDO_BITS_SUFFIX, dtype: this.widths.get(t) === 2 ? 'U16' : 'I32', shape: [n] });
+      const gapBytes = segs.reduce((a, x) => a + x.gapBytes, 0);
+      decls.push({ name: t + UNDO_GAPS_SUFFIX, dtype: 'U8', shape: [gapBytes] }, { name: t + UNDO_BITS_SUFFIX, dtype: this.widths.get(t) === 2 ? 'U16' : 'I32', shape: [n] });
     }
     const w = await openSafetensorsWriter(path, decls, { metadata: { [UNDO_METADATA_KEY]: JSON.stringify(meta), weightkit_version: WEIGHTKIT_VERSION } });
     try {
       for (const [t, segs] of this.segments) {
         const width = this.widths.get(t) ?? 4;
         let done = 0;
+        let gapsDone = 0;
         for (const s of segs) {
-          const buf = new Uint8Array(s.count * (4 + width));
+          const buf = new Uint8Array(s.gapBytes + s.count * width);
           await this.fh!.read(buf, 0, buf.byteLength, s.at);
-          await w.writeRange(t + UNDO_INDEX_SUFFIX, done * 4, buf.subarray(0, s.count * 4));
-          await w.writeRange(t + UNDO_BITS_SUFFIX, done * width, buf.subarray(s.count * 4));
+          await w.writeRange(t + UNDO_GAPS_SUFFIX, gapsDone, buf.subarray(0, s.gapBytes));
+          await w.writeRange(t + UNDO_BITS_SUFFIX, done * width, buf.subarray(s.gapBytes));
           done += s.count;
+          gapsDone += s.gapBytes;
         }
       }
       await w.close();
@@ -449,6 +503,7 @@ export async function applyVectors(o: ApplyOptions): Promise<ApplyResult> {
 }
 
 interface LoadedUndo {
+  path: string;
   reader: CheckpointReader;
   meta: UndoMeta;
 }
@@ -472,7 +527,7 @@ async function loadUndo(model: string): Promise<LoadedUndo | undefined> {
     await reader.close();
     throw new VectorError('VECTOR_INVALID', `${path} is not a weightkit undo record`, { where: { file: path } });
   }
-  return { reader, meta };
+  return { path, reader, meta };
 }
 
 /** Subtract Σ s_k·V_k from `model`; byte-exact when the model's undo record matches the vectors and scales. */
@@ -537,10 +592,18 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
             outputs: [{ sink: 0, dtype: t.dtype, raw: true }],
                         async prepare() {
               cursor = 0;
-              if (u !== undefined && u.reader.has(t.name + UNDO_INDEX_SUFFIX)) {
-                fixIdx = (await u.reader.read(t.name + UNDO_INDEX_SUFFIX)).data as Uint32Array;
-                fixBits = (await u.reader.read(t.name + UNDO_BITS_SUFFIX)).data as Int32Array | Uint16Array;
-              }
+              if (u === undefined || !u.reader.has(t.name + UNDO_BITS_SUFFIX)) return;
+              fixBits = (await u.reader.read(t.name + UNDO_BITS_SUFFIX)).data as Int32Array | Uint16Array;
+              if (u.reader.has(t.name + UNDO_GAPS_SUFFIX)) {
+                const gaps = (await u.reader.read(t.name + UNDO_GAPS_SUFFIX)).data as Uint8Array;
+                const idx = decodeIndexGaps(gaps, fixBits.length, t.shape.reduce((a, b) => a * b, 1));
+                if (idx === undefined) {
+                  throw new VectorError('VECTOR_INVALID', `undo record ${u.path}: the indices of tensor '${t.name}' are corrupt (${gaps.length} bytes of gaps for ${fixBits.length} records)`, {
+                    where: { file: u.path, tensor: t.name },
+                  });
+                }
+                fixIdx = idx;
+              } else fixIdx = (await u.reader.read(t.name + UNDO_INDEX_SUFFIX)).data as Uint32Array; // older records
             },
             emit(ins, outs, c) {
               const n = c.numel;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { openSafetensorsWriter } from '../../src/io/safetensors/writer.js';
-import { applyVectorPath, applyVectors, removeVectors, undoPathFor } from '../../src/vectors/apply.js';
+import { applyVectorPath, applyVectors, decodeIndexGaps, encodeIndexGaps, removeVectors, undoPathFor } from '../../src/vectors/apply.js';
 import { extractVector } from '../../src/vectors/extract.js';
 import { openVector } from '../../src/vectors/reader.js';
 import { MLP_NAMES, mlpWeights, writeMlp } from '../io/onnx/build-model.js';
@@ -109,12 +109,27 @@ describe('vector apply / remove', () => {
     const bitsTensors = undo.tensors().filter((t) => t.name.endsWith('.__undo_bits'));
     const meta = undo.metadata();
     const old = new Map<string, { dtype: 'U32' | 'I32'; data: Uint8Array }>();
+    let gapBytes = 0;
+    let records = 0;
     for (const t of undo.tensors()) {
-      const data = (await undo.read(t.name)).data as Uint32Array | Uint16Array | Int32Array;
+      const data = (await undo.read(t.name)).data as Uint8Array | Uint16Array | Int32Array;
+      if (t.name.endsWith('.__undo_gaps')) {
+        // the older layout: indices as U32
+        const tensor = t.name.slice(0, -'.__undo_gaps'.length);
+        const n = undo.tensors().find((x) => x.name === `${tensor}.__undo_bits`)!.shape[0]!;
+        const idx = decodeIndexGaps(data as Uint8Array, n, 1 << 30)!;
+        expect(Array.from(idx).every((v, i) => i === 0 || v > idx[i - 1]!)).toBe(true);
+        old.set(`${tensor}.__undo_indices`, { dtype: 'U32', data: new Uint8Array(idx.buffer) });
+        gapBytes += data.length;
+        records += n;
+        continue;
+      }
       old.set(t.name, t.dtype === 'U16' ? { dtype: 'I32', data: new Uint8Array(Int32Array.from(data).buffer) } : { dtype: t.dtype as 'U32' | 'I32', data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
     }
     await undo.close();
     expect(new Set(bitsTensors.map((t) => t.dtype))).toEqual(new Set([dtype === 'F32' ? 'I32' : 'U16']));
+    // indices are stored as varint gaps: under 2 bytes per record here (4 as U32)
+    if (records > 0) expect(gapBytes / records).toBeLessThan(2);
     if (dtype !== 'F32') {
       const w = await openSafetensorsWriter(undoPath, [...old].map(([name, v]) => ({ name, dtype: v.dtype, shape: [v.data.byteLength / 4] })), { metadata: meta });
       for (const [name, v] of old) await w.write(name, v.data);
@@ -223,5 +238,48 @@ describe('vector apply / remove', () => {
     await expect(applyVectors({ base, vectors: [{ path: va, scale: 1 }], out: base })).rejects.toMatchObject({ code: 'OUT_INVALID' });
     expect(await readFile(join(base, 'model.safetensors'))).toEqual(before);
     expect((await readdir(dir)).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+});
+
+describe('undo record indices as varint gaps', () => {
+  it('round-trip any ascending indices, across segments, and refuse corrupt streams', () => {
+    const idx = Uint32Array.from([0, 1, 2, 130, 131, 20000, 2 ** 31, 2 ** 32 - 2]);
+    const whole = encodeIndexGaps(idx, -1);
+    expect(decodeIndexGaps(whole, idx.length, 2 ** 32 - 1)).toEqual(idx);
+    expect(whole.length).toBe(1 + 1 + 1 + 1 + 1 + 3 + 5 + 5); // gaps − 1: 0, 0, 0, 127, 0, 19868, ~2^31, ~2^31
+    // two segments continue from the first one's last index
+    const a = encodeIndexGaps(idx.subarray(0, 4), -1);
+    const b = encodeIndexGaps(idx.subarray(4), idx[3]!);
+    const joined = new Uint8Array(a.length + b.length);
+    joined.set(a);
+    joined.set(b, a.length);
+    expect(joined).toEqual(whole);
+    expect(decodeIndexGaps(whole, idx.length, 2 ** 32 - 2)).toBeUndefined(); // an index past the tensor
+    expect(decodeIndexGaps(whole, idx.length + 1, 2 ** 32 - 1)).toBeUndefined(); // too few bytes
+    expect(decodeIndexGaps(whole, idx.length - 1, 2 ** 32 - 1)).toBeUndefined(); // bytes left over
+    expect(decodeIndexGaps(Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), 1, 2 ** 32)).toBeUndefined(); // runaway varint
+  });
+
+  it('a corrupt gap stream is VECTOR_INVALID naming the undo file and tensor', async () => {
+    const { dir, base, va } = await family('BF16');
+    const out = join(dir, 'applied');
+    await applyVectors({ base, vectors: [{ path: va, scale: 0.3 }], out });
+    const undoPath = join(out, 'weightkit-undo.safetensors');
+    const undo = await openCheckpointPath(undoPath);
+    const meta = undo.metadata();
+    const tensors: { name: string; dtype: 'U8' | 'U16' | 'I32'; data: Uint8Array }[] = [];
+    for (const t of undo.tensors()) {
+      const d = (await undo.read(t.name)).data;
+      const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength).slice();
+      if (t.name.endsWith('.__undo_gaps')) bytes[bytes.length - 1] = 0x80; // the last varint never ends
+      tensors.push({ name: t.name, dtype: t.dtype as 'U8' | 'U16' | 'I32', data: bytes });
+    }
+    await undo.close();
+    const w = await openSafetensorsWriter(undoPath, tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: [t.data.length / (t.dtype === 'U8' ? 1 : t.dtype === 'U16' ? 2 : 4)] })), { metadata: meta });
+    for (const t of tensors) await w.write(t.name, t.data);
+    await w.close();
+    const e = await removeVectors({ model: out, vectors: [{ path: va, scale: 0.3 }], out: join(dir, 'back'), exact: true }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'VECTOR_INVALID' });
+    expect((e as Error).message).toMatch(/weightkit-undo\.safetensors: the indices of tensor '.+' are corrupt/);
   });
 });
