@@ -129,7 +129,9 @@ export interface MergeMethod extends MethodSpec {
   /**
    * For linalg methods: the estimated cost of merging one tensor whole, from its shape, the number of non-base
    * models and its resolved parameters; undefined for a tensor that streams like an elementwise merge (1-D, or
-   * decompose false). The plan's memory estimate and FLOP count use it.
+   * decompose false). The plan's memory estimate and FLOP count use it. `updateRanks`: per non-base model, the rank
+   * of its update of this tensor when the plan knows it (a LoRA model: the adapter's rank, 0 where it does not adapt
+   * the tensor; undefined otherwise).
    */
-  wholeTensorCost?(shape: readonly number[], models: number, params: Params): WholeTensorCost | undefined;
+  wholeTensorCost?(shape: readonly number[], models: number, params: Params, updateRanks?: readonly (number | undefined)[]): WholeTensorCost | undefined;
 }

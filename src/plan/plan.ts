@@ -34,6 +34,11 @@ export interface PlanModel {
   readonly stage?: string;
   /** a `vector:` entry: `path` is the vector file and the model is (model `base`) + vector */
   readonly vector?: { readonly base: number };
+  /**
+   * a `base+adapter` model: the rank of its update per adapted tensor (the adapter's rank for that module; tensors
+   * it does not adapt are unchanged, rank 0). Cost estimates of low-rank methods use it.
+   */
+  readonly updateRanks?: Readonly<Record<string, number>>;
 }
 
 export interface PlanInput {
@@ -211,6 +216,7 @@ export async function openModels(
     let path: string;
     let reader: CheckpointReader;
     let vectorBase: number | undefined;
+    let updateRanks: Record<string, number> | undefined;
     try {
       if (r.lora) {
         // base+adapter: the base as a model of its own (workers reopen it), plus the adapter's ΔW as a cached vector;
@@ -234,10 +240,12 @@ export async function openModels(
           byRef.set(refKey(baseRef), vectorBase);
         }
         const base = readers.get(vectorBase)!;
+        const opened = await openLoraAdapter(adapter);
+        updateRanks = Object.fromEntries(opened.modules.map((m) => [m.target, m.rank]));
+        await opened.close();
         if (baseStage?.planned) {
           // a dry run: the stage has no data yet, so the adapter is checked but not converted; base + ΔW has the
           // base's names, dtypes and shapes, which is all a plan reads
-          await (await openLoraAdapter(adapter)).close();
           path = adapter;
           reader = base;
         } else {
@@ -292,6 +300,7 @@ export async function openModels(
       byteLength: tensors.reduce((a, t) => a + t.byteLength, 0),
       ...(stage ? { stage: r.ref } : {}),
       ...(vectorBase !== undefined ? { vector: { base: vectorBase } } : {}),
+      ...(updateRanks !== undefined ? { updateRanks } : {}),
     });
     readers.set(id, reader);
     byRef.set(key, id);
@@ -618,7 +627,12 @@ export function buildPlanFromModels(
 
   const threads = Math.max(1, options.threads ?? 1);
   const budget = options.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
-  const memory = estimateMemory(tensors, method, threads, budget);
+  // per merged tensor, each model's update rank when known (LoRA models), for low-rank methods' cost estimates
+  const ranksOf = (t: PlanTensor): (number | undefined)[] => t.inputs.map((i) => {
+    const ranks = models[i.model]!.updateRanks;
+    return ranks === undefined ? undefined : (ranks[i.tensor] ?? 0);
+  });
+  const memory = estimateMemory(tensors, method, threads, budget, ranksOf);
   const big = memory.wholeTensors?.largest;
   if (big !== undefined && big.bytes > budget) {
     const gb = (b: number): string => (b >= 1e8 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
@@ -652,7 +666,13 @@ export function buildPlanFromModels(
   };
 }
 
-export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMethod, threads: number, budget: number): MemoryEstimate {
+export function estimateMemory(
+  tensors: readonly PlanTensor[],
+  method: MergeMethod,
+  threads: number,
+  budget: number,
+  ranksOf: (t: PlanTensor) => readonly (number | undefined)[] = () => [],
+): MemoryEstimate {
   const perThread = Math.floor(budget / threads);
   let largest = { name: '', numel: 0 };
   let worst = 0;
@@ -662,7 +682,7 @@ export function estimateMemory(tensors: readonly PlanTensor[], method: MergeMeth
   for (const t of tensors) {
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel > largest.numel) largest = { name: t.name, numel };
-    const cost = t.op === 'copy' ? undefined : method.wholeTensorCost?.(t.shape, t.inputs.length, t.params);
+    const cost = t.op === 'copy' ? undefined : method.wholeTensorCost?.(t.shape, t.inputs.length, t.params, ranksOf(t));
     if (cost !== undefined) {
       // held whole whatever the budget (one tensor at a time on the calling thread)
       whole ??= { count: 0, largest: { name: '', bytes: 0 }, flops: 0, jsFlops: 0 };

@@ -402,6 +402,10 @@ describe('knots: recipes with base+adapter models', () => {
     const j = JSON.parse((await runCli('merge', r, '--dry-run', '--json')).stdout);
     expect(j.memory.wholeTensors.count).toBe(8); // every 2-D tensor: the 6 adapted, embeddings and lm_head
     expect(j.memory.wholeTensors.jsFlops).toBeGreaterThan(0);
+    // the plan knows each LoRA model's update ranks (the adapter's), and tensors no adapter touches cost nothing
+    const lora = (j.models as { ref: string; updateRanks?: Record<string, number> }[]).filter((m) => m.ref.includes('+'));
+    expect(lora.length).toBeGreaterThan(0);
+    for (const m of lora) expect(m.updateRanks).toEqual({ [`${Q(0)}.weight`]: 2, [`${Q(1)}.weight`]: 2, [`${UP(0)}.weight`]: 2, [`${UP(1)}.weight`]: 2 });
   });
 
   it('bad parameters are recipe problems with line:col: unknown (did you mean), density outside [0, 1], a bad mask', async () => {
@@ -429,5 +433,22 @@ describe('knots: recipes with base+adapter models', () => {
     expect((e as WeightkitError).where.tensor).toMatch(/up_proj/);
     // per tensor it is fine
     await merge(await recipe('filtered-tensor.yaml', LORA_RECIPE('trim_scope: tensor, density: [{filter: up_proj, value: 0.5}, {value: 0.3}]')), { out: join(root, 'out-filtered'), threads: 1 });
+  });
+});
+
+describe('knots cost estimate with known update ranks (LoRA models)', () => {
+  const params = resolveParams(KNOTS.params, { trim_scope: 'tensor' }, 'knots');
+  it('is the low-rank route for rank-16 adapters on 4096², zero where no adapter applies, dense when a rank is unknown', () => {
+    const dense = KNOTS.wholeTensorCost!([4096, 4096], 4, params)!;
+    const lora = KNOTS.wholeTensorCost!([4096, 4096], 4, params, [16, 16, 16, 16])!;
+    // 2(q + 1) products of 4096 x 16384 by a width-80 sketch: ~64 GFLOP, against the full route's Gram of 16384 columns
+    expect(lora.flops).toBeGreaterThan(5e10);
+    expect(lora.flops).toBeLessThan(1e11);
+    expect(dense.flops).toBeGreaterThan(20 * lora.flops);
+    expect(lora.bytes).toBeLessThan(dense.bytes);
+    expect(KNOTS.wholeTensorCost!([4096, 4096], 4, params, [0, 0, 0, 0])!.flops).toBe(0);
+    expect(KNOTS.wholeTensorCost!([4096, 4096], 4, params, [16, undefined, 16, 16])).toEqual(dense);
+    // ranks too high for the sketch (width past half of min(O, T·I)): the full route's cost
+    expect(KNOTS.wholeTensorCost!([256, 256], 4, params, [64, 64, 64, 64])).toEqual(KNOTS.wholeTensorCost!([256, 256], 4, params));
   });
 });
