@@ -40,6 +40,10 @@ describe('weightkit CLI', () => {
     expect(h.stdout).toContain('inspect <path>');
     expect(h.stdout).toContain('convert <input>');
     expect(h.stdout).toContain('merge <recipe>');
+    const mh = await run('merge', '--help');
+    expect(mh.code).toBe(0);
+    expect(mh.stdout).toMatch(/--dry-run\s+print the plan \(tensors, parameters, memory, kernels/);
+    expect(mh.stdout).toMatch(/WEIGHTKIT_NATIVE=0/);
     const v = await run('--version');
     expect(v.stdout.trim()).toBe(JSON.parse(await readFile('package.json', 'utf8')).version);
     const bad = await run('frobnicate');

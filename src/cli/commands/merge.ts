@@ -175,7 +175,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe YAML (one or more documents)' })
           .positional('out', { type: 'string', describe: 'output folder, also given as --out <dir>' })
           .option('out', { type: 'string', describe: 'output folder (must not exist or be empty unless --overwrite)' })
-          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory; for SVD methods their flops) and stop' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory, kernels; for SVD methods their flops) and stop' })
           .option('threads', { type: 'number', describe: 'worker threads (default: number of cores)' })
           .option('seed', { type: 'number', describe: 'seed for random methods (overrides the recipe)' })
           .option('shard-size', { type: 'string', describe: 'max bytes per output shard (default 5GB)' })
@@ -189,7 +189,8 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           .option('quiet', { type: 'boolean', default: false, describe: 'no progress and no summary' })
           .option('json', { type: 'boolean', default: false, describe: 'print the plan or result (and errors) as JSON' })
           .example('weightkit merge recipes/methods/ties.yaml --out merged/', 'run a TIES merge')
-          .example('weightkit merge recipe.yaml merged/ --dry-run', 'show the plan without reading tensor data'),
+          .example('weightkit merge recipe.yaml merged/ --dry-run', 'show the plan without reading tensor data')
+          .epilog('Environment: WEIGHTKIT_NATIVE=0 runs the WebAssembly kernels even where the native ones (npm run build:native) are built; the bytes are the same.'),
       async (argv) => {
         const a = argv as unknown as Record<string, unknown>;
         const recipe = String(argv.recipe);
