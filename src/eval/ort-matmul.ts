@@ -1,6 +1,6 @@
 // The ONNX Runtime MatMulBackend: one-node Gemm graphs (alpha 1, no C input, transA/transB attributes) with
 // symbolic dimensions, built once with onnx-buf; one InferenceSession per transpose combination, created on first
-// use and reused for every call. Results match jsMatMul to f32 rounding. The only linalg module importing ORT.
+// use and reused for every call; `options.out` is passed to ORT as a pre-allocated output. Results match jsMatMul to f32 rounding. The only linalg module importing ORT.
 
 import { create, toBinary } from '@bufbuild/protobuf';
 import type * as Ort from 'onnxruntime-node';
@@ -80,12 +80,18 @@ export async function createOrtMatMul(options: OrtMatMulOptions = {}): Promise<O
     async matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: MatMulOptions): Promise<Float32Array> {
       if (disposed) throw new RangeError('ort matmul: backend used after dispose()');
       checkMatMulArgs(a, b, m, k, n, opts);
-      if (m === 0 || n === 0 || k === 0) return new Float32Array(m * n);
+      const into = opts?.out;
+      if (m === 0 || n === 0 || k === 0) return into !== undefined ? into.fill(0) : new Float32Array(m * n);
       const transA = opts?.transA === true;
       const transB = opts?.transB === true;
       const s = await session(transA, transB);
       const A = new ort.Tensor('float32', a, transA ? [k, m] : [m, k]);
       const B = new ort.Tensor('float32', b, transB ? [n, k] : [k, n]);
+      if (into !== undefined) {
+        // a pre-allocated output: ORT's Gemm writes straight into the caller's memory (no fresh array, no copy)
+        await s.run({ A, B }, { Y: new ort.Tensor('float32', into, [m, n]) });
+        return into;
+      }
       const out = await s.run({ A, B });
       const y = out['Y']!;
       const data = y.data as Float32Array;

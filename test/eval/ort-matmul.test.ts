@@ -39,6 +39,18 @@ describe('createOrtMatMul', () => {
     }
   }
 
+  it('writes into options.out (a view with an offset too): same bits as a fresh output', async () => {
+    const a = Float32Array.from(gaussian(37, 53, 1).data);
+    const b = Float32Array.from(gaussian(29, 53, 2).data);
+    const fresh = await ort.matmul(a, b, 37, 53, 29, { transB: true });
+    const buf = new Float32Array(37 * 29 + 100).fill(7);
+    const out = buf.subarray(50, 50 + 37 * 29);
+    expect(await ort.matmul(a, b, 37, 53, 29, { transB: true, out })).toBe(out);
+    expect(out).toEqual(fresh);
+    expect([buf[49], buf[50 + 37 * 29]]).toEqual([7, 7]);
+    await expect(ort.matmul(a, b, 37, 53, 29, { transB: true, out: new Float32Array(5) })).rejects.toThrow(/out \(m x n\)/);
+  });
+
   it('reuses one session across calls and shapes, and can run 1-threaded', async () => {
     const one = await createOrtMatMul({ threads: 1 });
     try {

@@ -10,11 +10,18 @@ export interface MatMulOptions {
   transA?: boolean;
   /** B is stored row-major as n x k (so op(B) = Bᵀ is k x n). Default false: B stored k x n. */
   transB?: boolean;
+  /**
+   * Where to write the m·n result (its exact length; it must not overlap `a` or `b`). A backend that honours it
+   * returns `out` itself; one that does not returns a new array: callers use the returned array either way. Reusing
+   * an output across products spares fresh memory (page faults) and the garbage collector.
+   */
+  out?: Float32Array;
 }
 
 /**
  * Something that multiplies row-major f32 matrices: C (m x n) = op(A) (m x k) · op(B) (k x n).
- * `a` holds m·k and `b` k·n elements whatever the flags; the result is a new row-major m x n Float32Array.
+ * `a` holds m·k and `b` k·n elements whatever the flags; the result is a new row-major m x n Float32Array, or
+ * `options.out` when given and supported.
  * Any dimension may be 0 (an empty or all-zero result). Argument errors reject with a RangeError naming the parameter. Implementations: `jsMatMul` (here, about 2 GFLOP/s) and
  * `createOrtMatMul` in src/eval/ort-matmul.ts (ONNX Runtime, about 60 GFLOP/s per thread).
  */
@@ -33,6 +40,16 @@ export function checkMatMulArgs(a: Float32Array, b: Float32Array, m: number, k: 
   else assertLength('a (m x k)', a, m, k);
   if (options?.transB) assertLength('b (n x k, transB)', b, n, k);
   else assertLength('b (k x n)', b, k, n);
+  const out = options?.out;
+  if (out !== undefined) {
+    assertLength('out (m x n)', out, m, n);
+    if (overlaps(out, a) || overlaps(out, b)) throw new RangeError('out: expected memory disjoint from a and b, got an overlapping array');
+  }
+}
+
+function overlaps(x: Float32Array, y: Float32Array): boolean {
+  if (x.buffer !== y.buffer || x.length === 0 || y.length === 0) return false;
+  return x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
 }
 
 /** Row-major transpose of a rows x cols f32 array, blocked for the cache. */
@@ -57,11 +74,10 @@ const K_BLOCK = 256;
 
 /**
  * C = A·B for row-major A (m x k), B (k x n): 4 rows of C at a time in f64 accumulators over a block of 256 columns,
- * k in blocks of 256 so the B panel stays in cache. Synchronous core of `jsMatMul`.
+ * k in blocks of 256 so the B panel stays in cache. Synchronous core of `jsMatMul`; writes into `c` when given.
  */
-export function matmulF32(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float32Array {
-  const c = new Float32Array(m * n);
-  if (m === 0 || n === 0 || k === 0) return c;
+export function matmulF32(a: Float32Array, b: Float32Array, m: number, k: number, n: number, c: Float32Array = new Float32Array(m * n)): Float32Array {
+  if (m === 0 || n === 0 || k === 0) return c.fill(0);
   const acc = new Float64Array(4 * J_BLOCK);
   for (let j0 = 0; j0 < n; j0 += J_BLOCK) {
     const jb = Math.min(J_BLOCK, n - j0);
@@ -106,36 +122,66 @@ export const jsMatMul: MatMulBackend = {
     checkMatMulArgs(a, b, m, k, n, options);
     const A = options?.transA ? transposeF32(a, k, m) : a;
     const B = options?.transB ? transposeF32(b, n, k) : b;
-    return matmulF32(A, B, m, k, n);
+    return matmulF32(A, B, m, k, n, options?.out);
   },
 };
+
+/**
+ * Reusable f32 work arrays by role, owned by one computation (never shared by two that run at once): `take` returns
+ * the role's array with exactly `length` elements (a view when the role's buffer is longer; it grows when shorter),
+ * contents left from its last use. Spares the fresh memory (page faults) and garbage collections that a new
+ * 100 MB array per product costs at 4096².
+ */
+export class ScratchF32 {
+  readonly #buffers = new Map<string, Float32Array>();
+
+  take(role: string, length: number): Float32Array {
+    let b = this.#buffers.get(role);
+    if (b === undefined || b.length < length) {
+      b = new Float32Array(length);
+      this.#buffers.set(role, b);
+    }
+    return b.length === length ? b : b.subarray(0, length);
+  }
+}
 
 /** Smallest column count that `gramMatrix` splits into two halves. */
 const GRAM_SPLIT_MIN = 512;
 
 /**
- * G = XᵀX (cols x cols, row-major, symmetric to rounding) of a row-major rows x cols f32 X. From GRAM_SPLIT_MIN
- * columns on, X is split into column halves X1, X2 and only X1ᵀ·X (the top rows of G) and X2ᵀX2 are multiplied
- * (3/4 of the multiply-adds); the lower-left block is the transpose of the upper-right one.
+ * G = XᵀX (cols x cols, row-major, symmetric to rounding) of a row-major rows x cols f32 X, as a new array. See
+ * `gramMatrixInto`.
  */
-export async function gramMatrix(x: Float32Array, rows: number, cols: number, backend: MatMulBackend): Promise<Float32Array> {
+export async function gramMatrix(x: Float32Array, rows: number, cols: number, backend: MatMulBackend, scratch?: ScratchF32): Promise<Float32Array> {
+  return gramMatrixInto(new Float32Array(cols * cols), x, rows, cols, backend, scratch);
+}
+
+/**
+ * G = XᵀX into `out` (cols x cols, disjoint from x; returns the array holding G: `out` unless the backend ignores
+ * `options.out`). From GRAM_SPLIT_MIN columns on, X is split into column halves X1, X2 (copies in `scratch`) and
+ * only X1ᵀ·X (the top rows of G, written straight into out) and X2ᵀX2 are multiplied (3/4 of the multiply-adds);
+ * the lower-left block is the transpose of the upper-right one.
+ */
+export async function gramMatrixInto(out: Float32Array, x: Float32Array, rows: number, cols: number, backend: MatMulBackend, scratch = new ScratchF32()): Promise<Float32Array> {
   assertDim('rows', rows);
   assertDim('cols', cols);
   assertLength('x (rows x cols)', x, rows, cols);
-  if (cols < GRAM_SPLIT_MIN) return backend.matmul(x, x, cols, rows, cols, { transA: true });
+  assertLength('out (cols x cols)', out, cols, cols);
+  if (cols < GRAM_SPLIT_MIN) return backend.matmul(x, x, cols, rows, cols, { transA: true, out });
   const c1 = cols >> 1;
   const c2 = cols - c1;
-  const x1 = new Float32Array(rows * c1);
-  const x2 = new Float32Array(rows * c2);
+  const x1 = scratch.take('gram.x1', rows * c1);
+  const x2 = scratch.take('gram.x2', rows * c2);
   for (let i = 0; i < rows; i++) {
     const r = i * cols;
     x1.set(x.subarray(r, r + c1), i * c1);
     x2.set(x.subarray(r + c1, r + cols), i * c2);
   }
-  const top = await backend.matmul(x1, x, c1, rows, cols, { transA: true }); // rows [0, c1) of G
-  const g22 = await backend.matmul(x2, x2, c2, rows, c2, { transA: true });
-  const g = new Float32Array(cols * cols);
-  g.set(top);
+  const gTop = out.subarray(0, c1 * cols);
+  const top = await backend.matmul(x1, x, c1, rows, cols, { transA: true, out: gTop }); // rows [0, c1) of G
+  if (top !== gTop) gTop.set(top);
+  const g22 = await backend.matmul(x2, x2, c2, rows, c2, { transA: true, out: scratch.take('gram.g22', c2 * c2) });
+  const g = out;
   for (let i = 0; i < c2; i++) g.set(g22.subarray(i * c2, i * c2 + c2), (c1 + i) * cols + c1);
   const B = 32;
   for (let i0 = 0; i0 < c2; i0 += B) {
@@ -144,17 +190,36 @@ export async function gramMatrix(x: Float32Array, rows: number, cols: number, ba
       const j1 = Math.min(c1, j0 + B);
       for (let i = i0; i < i1; i++) {
         const r = (c1 + i) * cols;
-        for (let j = j0; j < j1; j++) g[r + j] = top[j * cols + c1 + i]!;
+        for (let j = j0; j < j1; j++) g[r + j] = g[j * cols + c1 + i]!;
       }
     }
   }
   return g;
 }
 
-/** XᵀX as an exactly symmetric f64 matrix: `gramMatrix` on the backend, then (G + Gᵀ)/2 (removes f32 asymmetry). */
-export async function symmetricGramF64(x: Float32Array, rows: number, cols: number, backend: MatMulBackend): Promise<Float64Array> {
-  const g32 = await gramMatrix(x, rows, cols, backend);
+/** Tile edge of the symmetrising pass (transposed reads stay in cache). */
+const SYM_TILE = 64;
+
+/**
+ * XᵀX as an exactly symmetric f64 matrix: `gramMatrix` on the backend (its f32 result in `scratch`), then
+ * (G + Gᵀ)/2 (removes f32 asymmetry), in tiles over the upper triangle.
+ */
+export async function symmetricGramF64(x: Float32Array, rows: number, cols: number, backend: MatMulBackend, scratch = new ScratchF32()): Promise<Float64Array> {
+  const g32 = await gramMatrixInto(scratch.take('gram.f32', cols * cols), x, rows, cols, backend, scratch);
   const g = new Float64Array(cols * cols);
-  for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) g[i * cols + j] = 0.5 * (g32[i * cols + j]! + g32[j * cols + i]!);
+  for (let i0 = 0; i0 < cols; i0 += SYM_TILE) {
+    const i1 = Math.min(cols, i0 + SYM_TILE);
+    for (let j0 = i0; j0 < cols; j0 += SYM_TILE) {
+      const j1 = Math.min(cols, j0 + SYM_TILE);
+      for (let i = i0; i < i1; i++) {
+        const row = i * cols;
+        for (let j = Math.max(j0, i); j < j1; j++) {
+          const v = 0.5 * (g32[row + j]! + g32[j * cols + i]!);
+          g[row + j] = v;
+          g[j * cols + i] = v;
+        }
+      }
+    }
+  }
   return g;
 }

@@ -2,7 +2,7 @@
 // matrices (shifted CholeskyQR2, checked, with a Householder fallback). Guarantees: Q has orthonormal columns to
 // f64 (Householder) or the tolerance asked for (CholeskyQR); diag(R) >= 0. Pure: no node: imports, no onnxruntime.
 
-import { symmetricGramF64, type MatMulBackend } from './backend.js';
+import { ScratchF32, symmetricGramF64, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, type Matrix } from './matrix.js';
 
 /** A thin QR factorisation: A (m x n) = Q (m x p) · R (p x n), p = min(m, n), QᵀQ = I, R upper trapezoidal, diag(R) >= 0. */
@@ -181,6 +181,13 @@ export interface OrthonormalizeOptions {
    * rank-deficient Y; it must return m x l orthonormal columns whose span contains Y's column space.
    */
   fallback?: (y: Float32Array, m: number, l: number) => Promise<Float32Array>;
+  /** Work arrays of the Gram products and of each pass's product, reused across passes and calls. */
+  scratch?: ScratchF32;
+  /**
+   * Where to write Q (m·l elements, disjoint from y and from the scratch): spares a fresh array per call. Ignored
+   * when a fallback (Householder or `fallback`) runs: its new array is returned.
+   */
+  into?: Float32Array;
 }
 
 /** Default of `OrthonormalizeOptions.tolerance`. */
@@ -208,16 +215,22 @@ export async function orthonormalizeColumns(
   if (l === 0 || m === 0) return new Float32Array(0);
   const tol = options.tolerance ?? ORTHONORMALIZE_TOLERANCE;
   const maxPasses = options.maxPasses ?? 4;
+  const scratch = options.scratch ?? new ScratchF32();
+  const into = options.into;
+  if (into !== undefined) assertLength('into', into, m, l);
   let q = y;
   for (let pass = 0; pass <= maxPasses; pass++) {
-    const g = await symmetricGramF64(q, m, l, backend);
+    const g = await symmetricGramF64(q, m, l, backend, scratch);
     let worst = 0;
     let trace = 0;
     for (let i = 0; i < l; i++) {
       for (let j = 0; j < l; j++) worst = Math.max(worst, Math.abs(g[i * l + j]! - (i === j ? 1 : 0)));
       trace += g[i * l + i]!;
     }
-    if (worst <= tol) return q === y ? Float32Array.from(y) : q;
+    if (worst <= tol) {
+      if (into !== undefined) return (into.set(q), into);
+      return q === y ? Float32Array.from(y) : q;
+    }
     if (pass === maxPasses || !(trace > 0) || !Number.isFinite(trace)) break;
     let linv = await choleskyInverseBlocked(g, l, backend);
     if (linv === undefined) {
@@ -227,7 +240,8 @@ export async function orthonormalizeColumns(
       linv = await choleskyInverseBlocked(g, l, backend);
       if (linv === undefined) break;
     }
-    q = await backend.matmul(q, linv, m, l, l, { transB: true });
+    // with `into`, the passes alternate between two scratch arrays (the result is copied out at the end)
+    q = await backend.matmul(q, linv, m, l, l, { transB: true, ...(into !== undefined ? { out: scratch.take(pass % 2 === 0 ? 'orth.q0' : 'orth.q1', m * l) } : {}) });
   }
   if (options.fallback !== undefined) return options.fallback(y, m, l);
   const { q: qh } = householderQr({ rows: m, cols: l, data: Float64Array.from(y) });

@@ -2,7 +2,7 @@
 // with every m·n-sized product through a MatMulBackend, and the exact Jacobi SVD for small inputs. Deterministic for
 // a given seed (the repo's SeededRandom; never the unseeded random). Pure: no node: imports, no onnxruntime.
 
-import { jsMatMul, symmetricGramF64, type MatMulBackend } from './backend.js';
+import { jsMatMul, ScratchF32, symmetricGramF64, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
 import { orthonormalizeColumns, pivotedCholeskyColumns } from './qr.js';
 import { symmetricEigenF32 } from './eigen.js';
@@ -136,18 +136,23 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
   const omega = new Float32Array(n * l);
   rng.fillNormal(omega);
   let calls = 0;
+  // the sketches Y (consumed by orth, which returns a new array) and their Gram products reuse the same memory
+  const scratch = new ScratchF32();
   // big rank-deficient bases go to the pivoted-Cholesky fallback, small ones to Householder (exact, f64)
-  const orth = (y: Float32Array, rows: number, cols: number): Promise<Float32Array> => {
+  const orth = (y: Float32Array, rows: number, cols: number, into?: Float32Array): Promise<Float32Array> => {
     const salt = ++calls;
     const big = rows * cols * cols >= LOW_RANK_FALLBACK_MIN_WORK;
-    return orthonormalizeColumns(y, rows, cols, be, big ? { fallback: (yy, mm, ll) => lowRankOrthonormalBasis(yy, mm, ll, be, (seed + 0x9e3779b9 * salt) >>> 0) } : {});
+    const fallback = (yy: Float32Array, mm: number, ll: number): Promise<Float32Array> => lowRankOrthonormalBasis(yy, mm, ll, be, (seed + 0x9e3779b9 * salt) >>> 0);
+    return orthonormalizeColumns(y, rows, cols, be, { scratch, ...(into !== undefined ? { into } : {}), ...(big ? { fallback } : {}) });
   };
-  let basis = await orth(await be.matmul(a, omega, m, n, l), m, l);
+  // each sketch is consumed by orth before the next product overwrites it; Q (m x l) and Z (n x l) have their own
+  const sketch = (rows: number): Float32Array => scratch.take('rsvd.sketch', rows * l);
+  let basis = await orth(await be.matmul(a, omega, m, n, l, { out: sketch(m) }), m, l, scratch.take('rsvd.basis', m * l));
   for (let it = 0; it < q; it++) {
-    const z = await orth(await be.matmul(a, basis, n, m, l, { transA: true }), n, l);
-    basis = await orth(await be.matmul(a, z, m, n, l), m, l);
+    const z = await orth(await be.matmul(a, basis, n, m, l, { transA: true, out: sketch(n) }), n, l, scratch.take('rsvd.z', n * l));
+    basis = await orth(await be.matmul(a, z, m, n, l, { out: sketch(m) }), m, l, scratch.take('rsvd.basis', m * l));
   }
-  const bt = await be.matmul(a, basis, n, m, l, { transA: true }); // Bᵀ = AᵀQ, n x l
+  const bt = await be.matmul(a, basis, n, m, l, { transA: true, out: scratch.take('rsvd.bt', n * l) }); // Bᵀ = AᵀQ, n x l
   const core = options.core ?? 'auto';
   let uSmall: Float32Array; // l x k: left singular vectors of B
   let s: Float64Array;
@@ -158,7 +163,7 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
     v = leadingColumns(svd.u.data, n, l, k);
     uSmall = leadingColumns(svd.v.data, l, l, k);
   } else {
-    const g = await symmetricGramF64(bt, n, l, be); // B·Bᵀ
+    const g = await symmetricGramF64(bt, n, l, be, scratch); // B·Bᵀ
     const eig = await symmetricEigenF32(g, l, be);
     s = new Float64Array(k);
     for (let j = 0; j < k; j++) s[j] = Math.sqrt(Math.max(0, eig.values[j]!));

@@ -249,6 +249,19 @@ function symvRow(W: Float64Array, d: Float64Array, e: Float64Array, row: number,
   return g0 + g1 + (g2 + g3);
 }
 
+/** W[row + k] −= f·e[k] + g·d[k] for k in [k0, k1), four at a time (same arithmetic per element as one at a time). */
+function rank2Row(W: Float64Array, d: Float64Array, e: Float64Array, row: number, k0: number, k1: number, f: number, g: number): void {
+  let k = k0;
+  for (; k + 3 < k1; k += 4) {
+    const r = row + k;
+    W[r] = W[r]! - (f * e[k]! + g * d[k]!);
+    W[r + 1] = W[r + 1]! - (f * e[k + 1]! + g * d[k + 1]!);
+    W[r + 2] = W[r + 2]! - (f * e[k + 2]! + g * d[k + 2]!);
+    W[r + 3] = W[r + 3]! - (f * e[k + 3]! + g * d[k + 3]!);
+  }
+  for (; k < k1; k++) W[row + k] = W[row + k]! - (f * e[k]! + g * d[k]!);
+}
+
 /**
  * The reduction half of `tred2`: on exit e[i] couples i − 1 and i (e[0] = 0), the diagonal of T is on W's diagonal,
  * row i of W holds the Householder vector u_i in columns [0, i) and d[i] its h (P_i = I − u_i·u_iᵀ/h_i, identity
@@ -294,7 +307,7 @@ export function tred2Reduce(n: number, W: Float64Array, d: Float64Array, e: Floa
       for (let j = 0; j < i; j++) {
         f = d[j]!;
         g = e[j]!;
-        for (let k = j; k <= i - 1; k++) W[j * n + k] -= f * e[k]! + g * d[k]!;
+        rank2Row(W, d, e, j * n, j, i, f, g);
         d[j] = W[j * n + (i - 1)]!;
         W[j * n + i] = 0;
       }
