@@ -136,7 +136,8 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
   const omega = new Float32Array(n * l);
   rng.fillNormal(omega);
   let calls = 0;
-  // the sketches Y (consumed by orth, which returns a new array) and their Gram products reuse the same memory
+  // one set of work arrays for the whole call: the sketches Y, the bases Q and Z, Bᵀ, and the Gram and pass products
+  // inside orth (the returned u and v are new arrays)
   const scratch = new ScratchF32();
   // big rank-deficient bases go to the pivoted-Cholesky fallback, small ones to Householder (exact, f64)
   const orth = (y: Float32Array, rows: number, cols: number, into?: Float32Array): Promise<Float32Array> => {
