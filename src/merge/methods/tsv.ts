@@ -549,8 +549,8 @@ const TSV_COST =
   'factors by Polar-Express quintic steps finished with Newton–Schulz (about 10 steps, 25 m·c² products on a 4096² ' +
   'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
   'U_cat, V_cat and two iterates of each, about (3T + 2)·m·n + 6·(m + n)·r f32. Runs on the calling thread with ' +
-  'the linalg backend (ORT from the CLI). Measured (bench/svd, 2 cores): 47 s for a 4096² layer with 4 tasks, about ' +
-  '1.9x the time its 9.8 TFLOP of products take at the machine\'s 391 GFLOP/s. `merge --dry-run` prints the ' +
+  'the linalg backend (ORT from the CLI). Measured (bench/svd, 2 cores): 45 s for a 4096² layer with 4 tasks, about ' +
+  '1.7x the 26.5 s its 9.8 TFLOP of products take at the machine\'s GEMM speed (measured in the same run). `merge --dry-run` prints the ' +
   'estimated flops and largest working set of the tensors merged whole.';
 
 export const TSV: MergeMethod = {
