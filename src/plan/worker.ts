@@ -5,6 +5,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
 import { isWeightkitError } from '../errors.js';
+import { DirectWriter } from '../io/direct.js';
 import { openCheckpointPath } from '../io/open.js';
 import type { CheckpointReader } from '../io/types.js';
 import { getMethod } from '../merge/registry.js';
@@ -56,6 +57,17 @@ if (port) {
     return r;
   };
 
+  // direct (page-cache-bypassing) handles on the same files, where the file system allows (src/io/direct.ts)
+  const directs = new Map<string, Promise<DirectWriter | undefined>>();
+  const direct = (path: string): Promise<DirectWriter | undefined> => {
+    let d = directs.get(path);
+    if (!d) {
+      d = DirectWriter.open(path);
+      directs.set(path, d);
+    }
+    return d;
+  };
+
   const fileHandle = (path: string): Promise<FileHandle> => {
     let fh = files.get(path);
     if (!fh) {
@@ -71,8 +83,13 @@ if (port) {
     const map = new Map<number, CheckpointReader>();
     for (const id of ids) map.set(id, await reader(id));
     const fh = await fileHandle(task.file);
+    const dw = await direct(task.file);
     const sink: TensorSink = {
       async writeRange(_name, byteOffset, bytes) {
+        if (dw !== undefined) {
+          await dw.write(fh, bytes, task.offset + byteOffset);
+          return;
+        }
         let done = 0;
         while (done < bytes.byteLength) {
           const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, task.offset + byteOffset + done);
@@ -108,6 +125,7 @@ if (port) {
         while (running.size > 0) await Promise.allSettled([...running]);
         for (const r of readers.values()) await r.then((x) => x.close()).catch(() => undefined);
         for (const f of files.values()) await f.then((x) => x.close()).catch(() => undefined);
+        for (const d of directs.values()) await d.then((x) => x?.close()).catch(() => undefined);
         port.postMessage({ type: 'closed' } satisfies WorkerReply);
       })();
       return;

@@ -4,6 +4,7 @@
 // place only when every byte was written exactly once. Must not import src/plan, src/merge, src/cli or onnxruntime.
 
 import type { FileHandle } from 'node:fs/promises';
+import { DirectWriter } from '../direct.js';
 
 import { IoError, UsageError, WeightkitError, wrapIoError } from '../../errors.js';
 import { isDType, type DType, type TensorData } from '../../tensor/dtype.js';
@@ -259,6 +260,8 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     readonly tmpPath: string,
     readonly layout: SafetensorsLayout,
     private readonly fh: FileHandle,
+    /** a page-cache-bypassing handle for the aligned middle of large writes (src/io/direct.ts), where allowed */
+    private readonly direct: DirectWriter | undefined,
   ) {
     for (const t of layout.tensors) this.slots.set(t.name, { plan: t, ranges: [], claimed: 0, touched: false, inflight: 0 });
   }
@@ -267,14 +270,16 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
   static async open(path: string, decls: readonly TensorDecl[], options: SafetensorsWriterOptions = {}): Promise<SafetensorsFileWriter> {
     const layout = planSafetensors(decls, options, path);
     const { fh, tmpPath } = await createTempFile(path);
+    let direct: DirectWriter | undefined;
     try {
       await writeExactlyAt(fh, layout.headerBytes, 0, tmpPath);
+      direct = await DirectWriter.open(tmpPath);
     } catch (e) {
       await fh.close().catch(() => undefined);
       await removeIfExists(tmpPath).catch(() => undefined);
       throw e;
     }
-    return new SafetensorsFileWriter(path, tmpPath, layout, fh);
+    return new SafetensorsFileWriter(path, tmpPath, layout, fh, direct);
   }
 
   private static done(s: Slot): boolean {
@@ -354,7 +359,8 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     if (len === 0) return Promise.resolve();
     slot.inflight += 1;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, len);
-    const p = writeExactlyAt(this.fh, bytes, this.layout.dataStart + plan.begin + byteOffset, this.path).then(
+    const at = this.layout.dataStart + plan.begin + byteOffset;
+    const p = (this.direct !== undefined ? this.direct.write(this.fh, bytes, at) : writeExactlyAt(this.fh, bytes, at, this.path)).then(
       () => {
         slot.inflight -= 1;
       },
@@ -403,6 +409,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
       if (st.size !== this.layout.fileByteLength) {
         throw new IoError('IO_ERROR', `temporary file is ${st.size} bytes, expected ${this.layout.fileByteLength}`, { where: { file: this.tmpPath } });
       }
+      await this.direct?.close();
       await this.fh.close();
     } catch (e) {
       this.failure ??= e;
@@ -440,7 +447,10 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     if (now === 'published' || now === 'aborted') return;
     const wasFinished = now === 'finished';
     this.state = 'aborted';
-    if (!wasFinished) await this.fh.close().catch(() => undefined);
+    if (!wasFinished) {
+      await this.direct?.close().catch(() => undefined);
+      await this.fh.close().catch(() => undefined);
+    }
     await removeIfExists(this.tmpPath);
   }
 
