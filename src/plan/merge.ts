@@ -211,8 +211,14 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
         const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc), planOptions(options));
         plans.push(plan);
         warnings.push(...plan.warnings);
-        const r = await executePlan(plan, method, resolved.readers, dir, options, (p) =>
-          options.onProgress?.({ ...p, stage: si + 1, stages: stages.length }),
+        const r = await executePlan(
+          plan,
+          method,
+          resolved.readers,
+          dir,
+          options,
+          (p) => options.onProgress?.({ ...p, stage: si + 1, stages: stages.length }),
+          last, // an intermediate stage is read again at once: keep it in the page cache
         );
         bytesWritten += r.bytes;
         const companions = await writeCompanionFiles(plan, dir, docText(recipe, doc), warnings);
@@ -251,6 +257,8 @@ export async function executePlan(
   dir: string,
   options: Omit<MergeOptions, 'out'>,
   onProgress?: (p: Omit<MergeProgress, 'stage' | 'stages'>) => void,
+  /** write large ranges with O_DIRECT where allowed; false for an output read again at once (intermediate stages) */
+  directWrites = true,
 ): Promise<{ bytes: number; files: string[] }> {
   const t0 = performance.now();
   const metadata: Record<string, string> = {
@@ -260,7 +268,7 @@ export async function executePlan(
     weightkit_recipe_sha256: plan.recipe.sha256,
   };
   const decls = plan.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
-  const writer = await openShardedWriter(dir, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata });
+  const writer = await openShardedWriter(dir, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata, ...(directWrites ? {} : { direct: false }) });
   const sink: TensorSink = { writeRange: (name, off, bytes) => writer.writeRange(name, off, bytes) };
   let bytes = 0;
   try {
@@ -279,7 +287,14 @@ export async function executePlan(
     if (!method.linalg && threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
-        { models: plan.models.map((m) => ({ id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}) })), method: method.name, seed: plan.seed, budgetBytes: Math.floor(budget / LANES), ...stats },
+        {
+          models: plan.models.map((m) => ({ id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}) })),
+          method: method.name,
+          seed: plan.seed,
+          budgetBytes: Math.floor(budget / LANES),
+          ...(directWrites ? {} : { directWrites: false }),
+          ...stats,
+        },
         jobs,
         threads,
         (job, n) => {

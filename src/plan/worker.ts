@@ -21,6 +21,8 @@ export interface WorkerInit {
   seed: number;
   budgetBytes: number;
   modelStats?: unknown;
+  /** false: write through the page cache only (the output is read again at once: an intermediate stage) */
+  directWrites?: boolean;
 }
 
 export interface WorkerTask {
@@ -62,7 +64,7 @@ if (port) {
   const direct = (path: string): Promise<DirectWriter | undefined> => {
     let d = directs.get(path);
     if (!d) {
-      d = DirectWriter.open(path);
+      d = init?.directWrites === false ? Promise.resolve(undefined) : DirectWriter.open(path);
       directs.set(path, d);
     }
     return d;

@@ -5,7 +5,7 @@ import { statfsSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DirectWriter } from '../../src/io/direct.js';
 import { merge } from '../../src/plan/merge.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
@@ -86,5 +86,16 @@ describe('DirectWriter', () => {
     const buffered = await run('buffered', 1);
     expect(direct1.equals(buffered)).toBe(true);
     expect(direct2.equals(buffered)).toBe(true);
+    // a multi-document recipe's intermediate stage is read again at once: written through the page cache only
+    delete process.env['WEIGHTKIT_DIRECT_IO'];
+    const multi = join(root, 'multi.yaml');
+    await writeFile(multi, `name: first\n${(await readFile(recipe, 'utf8'))}---\nmerge_method: linear\nmodels:\n  - {model: first, parameters: {weight: 1}}\n  - {model: a, parameters: {weight: 1}}\ndtype: float32\n`);
+    const spy = vi.spyOn(DirectWriter, 'open');
+    const inter = join(root, 'stages');
+    await merge(multi, { out: join(root, 'out-multi'), threads: 1, intermediateDir: inter });
+    const paths = spy.mock.calls.map((c) => c[0]);
+    expect(paths.some((p) => p.startsWith(inter))).toBe(false);
+    expect(paths.some((p) => p.includes('out-multi'))).toBe(true);
+    spy.mockRestore();
   });
 });

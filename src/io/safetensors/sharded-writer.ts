@@ -25,6 +25,8 @@ export interface ShardedWriterOptions {
    * requires to load a shard that has metadata) and in the index's `metadata` next to `total_size`.
    */
   metadata?: Record<string, string>;
+  /** see SafetensorsWriterOptions.direct (default true) */
+  direct?: boolean;
 }
 
 /** One planned shard: its file name and tensors (name order). */
@@ -251,7 +253,7 @@ export async function openShardedWriter(
   }
   // Every shard's temp file exists from the start, so locate() can hand it to other threads at once.
   const opened = await Promise.allSettled(
-    shards.map((s) => SafetensorsFileWriter.open(path.join(outDir, s.file), s.tensors, { metadata: shardMetadata })),
+    shards.map((s) => SafetensorsFileWriter.open(path.join(outDir, s.file), s.tensors, { metadata: shardMetadata, ...(options.direct === false ? { direct: false } : {}) })),
   );
   const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) {

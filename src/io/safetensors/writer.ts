@@ -16,6 +16,11 @@ import { MAX_HEADER_BYTES, METADATA_KEY } from './header.js';
 export interface SafetensorsWriterOptions {
   /** String metadata stored as `__metadata__` (omitted when absent or empty). */
   metadata?: Record<string, string>;
+  /**
+   * Write large ranges with O_DIRECT where allowed (src/io/direct.ts; default true): cheaper here, but the file is
+   * then not in the page cache. False for files read again at once (a multi-document recipe's intermediate stages).
+   */
+  direct?: boolean;
 }
 
 /** Where one declared tensor goes. */
@@ -273,7 +278,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     let direct: DirectWriter | undefined;
     try {
       await writeExactlyAt(fh, layout.headerBytes, 0, tmpPath);
-      direct = await DirectWriter.open(tmpPath);
+      direct = options.direct === false ? undefined : await DirectWriter.open(tmpPath);
     } catch (e) {
       await fh.close().catch(() => undefined);
       await removeIfExists(tmpPath).catch(() => undefined);
