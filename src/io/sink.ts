@@ -26,6 +26,11 @@ export interface SinkOptions {
   inputs?: readonly string[];
   /** A model folder whose config/tokenizer files are copied into a folder output; the ONNX graph for `.onnx` outputs. */
   donor?: string;
+  /**
+   * Large writes with O_DIRECT where allowed (default true; see SafetensorsWriterOptions.direct); false for an output
+   * that is read again at once. An `.onnx` output's intermediate safetensors file never uses them.
+   */
+  direct?: boolean;
 }
 
 export interface CheckpointSink {
@@ -77,7 +82,9 @@ export async function openCheckpointSink(out: string, decls: readonly TensorDecl
     }
     await checkOutputFile(out, { overwrite: options.overwrite, inputs: options.inputs });
     const target = donor === undefined ? out : tmpPathFor(out) + '.safetensors';
-    const w: SafetensorsWriter = await openSafetensorsWriter(target, decls, { metadata });
+    // an .onnx output's safetensors file is read again at once (spliced into the graph): through the page cache
+    const direct = options.direct !== false && donor === undefined;
+    const w: SafetensorsWriter = await openSafetensorsWriter(target, decls, { metadata, ...(direct ? {} : { direct: false }) });
     return {
       kind,
       out,
@@ -107,7 +114,7 @@ export async function openCheckpointSink(out: string, decls: readonly TensorDecl
   const staged: StagedDir = await stageOutputDir(out, { overwrite: options.overwrite, inputs: options.inputs });
   let w: ShardedWriter;
   try {
-    w = await openShardedWriter(staged.staging, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata });
+    w = await openShardedWriter(staged.staging, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata, ...(options.direct === false ? { direct: false } : {}) });
   } catch (e) {
     await staged.abort();
     throw e;

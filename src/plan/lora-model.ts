@@ -42,7 +42,8 @@ export async function loraVectorFile(base: CheckpointReader, basePath: string, a
   const out = join(cacheDir, `${h.digest('hex').slice(0, 32)}.safetensors`);
   if ((await statOrUndefined(out)) === undefined) {
     // concurrent runs write temp files and rename: the last identical file wins
-    await loraToVector({ adapter: adapterDir, base: basePath, out, overwrite: true });
+    // read again at once by the merge: written through the page cache
+    await loraToVector({ adapter: adapterDir, base: basePath, out, overwrite: true, direct: false });
   }
   return out;
 }

@@ -349,6 +349,8 @@ export interface LoraToVectorOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
+  /** write with O_DIRECT where allowed (default true); false when the vector is read again at once (a recipe's cache) */
+  direct?: boolean;
 }
 
 export interface LoraToVectorResult {
@@ -450,6 +452,7 @@ export async function loraToVector(options: LoraToVectorOptions): Promise<LoraTo
         metadata: { ...encodeVectorMeta(meta), weightkit_version: WEIGHTKIT_VERSION },
         overwrite: options.overwrite,
         inputs: [options.base, options.adapter],
+        ...(options.direct === false ? { direct: false } : {}),
       });
       try {
         await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress });

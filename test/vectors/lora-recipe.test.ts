@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { RecipeProblems } from '../../src/errors.js';
 import { buildPlan, merge } from '../../src/plan/merge.js';
 import { loraToVector } from '../../src/vectors/lora.js';
@@ -127,5 +127,22 @@ describe('recipes: stage+adapter (a LoRA adapter on an earlier stage of a multi-
     const e = await buildPlan(p).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(RecipeProblems);
     expect((e as RecipeProblems).problems.map((x) => [x.code, x.where.line])).toEqual([['RECIPE_MODEL_NOT_FOUND', 11]]);
+  });
+});
+
+describe('recipes: the converted adapter cache', () => {
+  it('is written through the page cache (the merge reads it at once), the merge output directly where allowed', async () => {
+    const { DirectWriter } = await import('../../src/io/direct.js');
+    await writeAdapter(
+      join(root, 'ad-fresh'),
+      { [`${P}${Q0}.lora_A.weight`]: randomFactor([2, 4], 41), [`${P}${Q0}.lora_B.weight`]: randomFactor([4, 2], 42) },
+      { r: 2, lora_alpha: 2, target_modules: ['q_proj'] },
+    );
+    const spy = vi.spyOn(DirectWriter, 'open');
+    await mergeOf('fresh', 'merge_method: linear\nmodels:\n  - {model: base+ad-fresh, parameters: {weight: 1}}\n');
+    const paths = spy.mock.calls.map((c) => c[0]);
+    spy.mockRestore();
+    expect(paths.some((p) => p.startsWith(join(root, 'cache')))).toBe(false);
+    expect(paths.some((p) => p.includes('out-fresh'))).toBe(true);
   });
 });
