@@ -30,8 +30,18 @@ export function directIoWanted(): boolean {
   return process.platform === 'linux' && process.env['WEIGHTKIT_DIRECT_IO'] !== '0' && typeof constants.O_DIRECT === 'number';
 }
 
+/** errno codes with which a file system that accepted O_DIRECT at open() may still refuse direct writes */
+const REFUSED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP']);
+
+function refused(e: unknown): boolean {
+  const code = (e as { code?: unknown; cause?: { code?: unknown } })?.cause?.code ?? (e as { code?: unknown })?.code;
+  return typeof code === 'string' && REFUSED.has(code);
+}
+
 export class DirectWriter {
   private readonly free: Uint8Array[] = [];
+  /** set when a direct write was refused: everything goes through the buffered handle from then on */
+  private refused = false;
   private readonly waiting: ((b: Uint8Array) => void)[] = [];
   private made = 0;
 
@@ -75,7 +85,7 @@ export class DirectWriter {
     const end = position + src.byteLength;
     const a = Math.ceil(position / ALIGN) * ALIGN;
     const b = Math.floor(end / ALIGN) * ALIGN;
-    if (b - a < DIRECT_MIN_BYTES) {
+    if (b - a < DIRECT_MIN_BYTES || this.refused) {
       await writeExactlyAt(buffered, src, position, this.file);
       return;
     }
@@ -86,8 +96,20 @@ export class DirectWriter {
     try {
       for (let at = a; at < b; at += BOUNCE_BYTES) {
         const n = Math.min(BOUNCE_BYTES, b - at);
+        if (this.refused) {
+          await writeExactlyAt(buffered, src.subarray(at - position, at - position + n), at, this.file);
+          continue;
+        }
         bounce.set(src.subarray(at - position, at - position + n));
-        await writeExactlyAt(this.fh, bounce.subarray(0, n), at, this.file);
+        try {
+          await writeExactlyAt(this.fh, bounce.subarray(0, n), at, this.file);
+        } catch (e) {
+          // a file system that took O_DIRECT at open() but refuses the writes (some FUSE and network ones): buffered
+          // from now on, this part included; other errors (a full disk) are the caller's
+          if (!refused(e)) throw e;
+          this.refused = true;
+          await writeExactlyAt(buffered, src.subarray(at - position, at - position + n), at, this.file);
+        }
       }
     } finally {
       this.give(bounce);

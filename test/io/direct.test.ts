@@ -99,3 +99,36 @@ describe('DirectWriter', () => {
     spy.mockRestore();
   });
 });
+
+describe('DirectWriter on a file system that refuses direct writes after open', () => {
+  it('falls back to buffered writes (same bytes); other errors still fail', async () => {
+    const dir = await tempDir('weightkit-direct-refused-');
+    const file = join(dir, 'r.bin');
+    await writeFile(file, new Uint8Array(0));
+    const fh = await open(file, 'r+');
+    const dw = await DirectWriter.open(file);
+    if (dw === undefined) {
+      await fh.close();
+      return; // no direct writes here at all
+    }
+    // every direct write refused, as a file system that took O_DIRECT at open() might
+    const inner = (dw as unknown as { fh: { write: () => Promise<unknown> } }).fh;
+    inner.write = async () => {
+      throw Object.assign(new Error('invalid argument'), { code: 'EINVAL' });
+    };
+    const data = Uint8Array.from({ length: 6 << 20 }, (_, i) => (i * 7) & 255);
+    await dw.write(fh, data.subarray(0, 3 << 20), 0);
+    await dw.write(fh, data.subarray(3 << 20), 3 << 20);
+    expect(Buffer.from(await readFile(file)).equals(Buffer.from(data))).toBe(true);
+    // a full disk is not a refusal: it reaches the caller (here through a fresh writer)
+    const dw2 = (await DirectWriter.open(file))!;
+    const inner2 = (dw2 as unknown as { fh: { write: () => Promise<unknown> } }).fh;
+    inner2.write = async () => {
+      throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+    };
+    await expect(dw2.write(fh, data, 0)).rejects.toMatchObject({ code: 'IO_ERROR' });
+    await dw.close();
+    await dw2.close();
+    await fh.close();
+  });
+});
