@@ -9,22 +9,26 @@ import { NATIVE_ABI, setNativeKernels, type NativeKernels } from '../tensor/nati
 
 let loaded: NativeKernels | undefined | null = null;
 
+/**
+ * The kernels an addon file exports, or undefined when it is missing, does not load (another Node ABI or CPU), or is
+ * stale: another layout version or a kernel missing (the WebAssembly kernels then run).
+ */
+export function nativeKernelsFrom(file: string): NativeKernels | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    const k = createRequire(import.meta.url)(file) as Partial<NativeKernels>;
+    const complete = typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function' && typeof k.adviseHuge === 'function';
+    return k.abi === NATIVE_ABI && complete ? (k as NativeKernels) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The addon's kernels (loaded once per thread), or undefined when unavailable or disabled. */
 export function loadNativeKernels(): NativeKernels | undefined {
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return undefined;
-  if (loaded === null) {
-    loaded = undefined;
-    // src/plan/native.ts and dist/plan/native.js both sit two levels below the package root
-    const file = fileURLToPath(new URL('../../native/build/gta.node', import.meta.url));
-    if (existsSync(file)) {
-      try {
-        const k = createRequire(import.meta.url)(file) as Partial<NativeKernels>;
-        if (k.abi === NATIVE_ABI && typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function' && typeof k.adviseHuge === 'function') loaded = k as NativeKernels;
-      } catch {
-        loaded = undefined; // e.g. built for another Node ABI or CPU: the WebAssembly kernels run (so does a stale build)
-      }
-    }
-  }
+  // src/plan/native.ts and dist/plan/native.js both sit two levels below the package root
+  if (loaded === null) loaded = nativeKernelsFrom(fileURLToPath(new URL('../../native/build/gta.node', import.meta.url)));
   return loaded;
 }
 

@@ -254,10 +254,7 @@ export class MagnitudeSelector {
    * a window from a sample; ranks past the count give bucket 0. Hands over held counts first (as resolveHigh).
    */
   bucketsAtRanks(ranks: readonly number[]): number[] {
-    for (const h of this.holders) h.release(this);
-    this.holders.length = 0;
-    if (this.pending > 0) foldHigh(this.hiU, this.hi);
-    this.pending = 0;
+    this.gatherCounts();
     return ranks.map((r) => {
       let above = 0;
       for (let b = NUMBER_BINS - 1; b >= 0; b--) {
@@ -270,18 +267,23 @@ export class MagnitudeSelector {
 
   /** How many numbers have been counted (NaNs excluded; held counts handed over first). */
   counted(): number {
-    this.bucketsAtRanks([]);
+    this.gatherCounts();
     let n = this.outAbove + this.outBelow;
     for (let b = 0; b < NUMBER_BINS; b++) n += this.hi[b]!;
     return n;
   }
 
-  /** Decide the boundary bucket for the k largest; returns whether a second (low-bits) pass is needed. */
-  resolveHigh(k: number): boolean {
+  /** Every high-pass count into `hi`: those held elsewhere handed over, the raw ones folded. */
+  private gatherCounts(): void {
     for (const h of this.holders) h.release(this);
     this.holders.length = 0;
     if (this.pending > 0) foldHigh(this.hiU, this.hi); // else hiU holds no counts (it is zero)
     this.pending = 0;
+  }
+
+  /** Decide the boundary bucket for the k largest; returns whether a second (low-bits) pass is needed. */
+  resolveHigh(k: number): boolean {
+    this.gatherCounts();
     const kk = Math.floor(k);
     const inexact = this.inexact;
     this.inexact = undefined;

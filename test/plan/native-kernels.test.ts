@@ -9,7 +9,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SAMPLE_BLOCK, sampleOffset } from '../../src/merge/methods/gta-core.js';
-import { loadNativeKernels } from '../../src/plan/native.js';
+import { loadNativeKernels, nativeKernelsFrom } from '../../src/plan/native.js';
+import { NATIVE_ABI } from '../../src/tensor/native-kernels.js';
 import { merge } from '../../src/plan/merge.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
@@ -178,6 +179,21 @@ describe('native TIES kernels', () => {
     const nat = await runCase('big miss', c, true);
     if (k) expect(missed.mock.results.some((r) => r.value === true)).toBe(true);
     expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
+  });
+
+  it('an addon that is missing, does not load, or is stale (another layout version, a kernel missing) is not used', async () => {
+    const dir = await tempDir('weightkit-native-stale-');
+    const fake = async (name: string, body: string): Promise<string> => {
+      const f = join(dir, name);
+      await writeFile(f, body);
+      return f;
+    };
+    const fns = 'tiesPiece() {}, histWindows() {}, adviseHuge() { return 0; }';
+    expect(nativeKernelsFrom(await fake('ok.cjs', `module.exports = { abi: ${NATIVE_ABI}, ${fns} };`))).toBeDefined();
+    expect(nativeKernelsFrom(await fake('old.cjs', `module.exports = { abi: ${NATIVE_ABI - 1}, ${fns} };`))).toBeUndefined();
+    expect(nativeKernelsFrom(await fake('part.cjs', `module.exports = { abi: ${NATIVE_ABI}, tiesPiece() {} };`))).toBeUndefined();
+    expect(nativeKernelsFrom(await fake('throws.cjs', "throw new Error('wrong ELF class');"))).toBeUndefined();
+    expect(nativeKernelsFrom(join(dir, 'missing.node'))).toBeUndefined();
   });
 
   it('advise huge pages for the 2 MiB-aligned interior of a workspace memory', () => {
