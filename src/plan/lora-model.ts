@@ -12,7 +12,7 @@ import { wrapIoError } from '../errors.js';
 import { statOrUndefined } from '../io/file.js';
 import type { CheckpointReader } from '../io/types.js';
 import { fingerprintCheckpoint } from '../vectors/format.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loraToVector, openLoraAdapter } from '../vectors/lora.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, loraToVector } from '../vectors/lora.js';
 
 /** Where converted adapters are kept: $WEIGHTKIT_LORA_CACHE, else <tmpdir>/weightkit-lora-cache. */
 export function loraCacheDir(): string {
@@ -28,12 +28,11 @@ async function hashFile(h: ReturnType<typeof createHash>, file: string): Promise
 }
 
 /**
- * The stored-vector file holding the adapter's ΔW on `base` (opened from `basePath`), written on first use. The
- * adapter is validated against the base first (typed errors naming the adapter file and tensor).
+ * The stored-vector file holding the adapter's ΔW on `base` (opened from `basePath`), written on first use (the
+ * conversion validates the adapter against the base: typed errors naming the adapter file and tensor; a cached file
+ * was made from the same adapter bytes). Callers open the adapter first (openLoraAdapter: its own format errors).
  */
 export async function loraVectorFile(base: CheckpointReader, basePath: string, adapterDir: string, cacheDir = loraCacheDir()): Promise<string> {
-  const adapter = await openLoraAdapter(adapterDir);
-  await adapter.close();
   const h = createHash('sha256');
   h.update('weightkit-lora-vector-v1\n');
   h.update(await readFile(join(adapterDir, ADAPTER_CONFIG_FILE)));
