@@ -19,6 +19,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#include <time.h>
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__BMI2__)
 #include <immintrin.h>
 #define WK_NATIVE 1
@@ -201,6 +206,303 @@ void histWindow(const uint16_t* x, const uint16_t* b, int n, uint8_t* h, int32_t
   *below += down;
 }
 
+// ---- the whole-tensor TIES merge (tiesTensor): one call per tensor held in memory ----
+
+constexpr int PIECE = 16384;
+constexpr int SAMPLE_BLOCK = 512;
+constexpr int NBUCKETS = 65536;
+
+// |f32(x - b)| bits of 16 BF16 pairs
+inline __m512i magBits16(const uint16_t* x, const uint16_t* b) {
+  return _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x), widen16(b))), _mm512_set1_epi32(ABS));
+}
+
+inline uint32_t magBits(uint16_t x, uint16_t b) {
+  float v = widen(x) - widen(b);
+  uint32_t u;
+  memcpy(&u, &v, 4);
+  return u & ABS;
+}
+
+// The exact top-k of one model's |delta| bits (NaN never counted): keep a iff a > T (a <= inf), or a == T for the
+// first `ties` such elements in element order; `all` when k reaches the count of numbers (every delta kept, NaN too).
+// The window pass counts the window's elements by bucket (a >> 16) and lists only the inexact ones (low 16 bits set:
+// differences of BF16 numbers are mostly exact BF16 values, so buckets hold few distinct values and lists stay short).
+struct TopK {
+  int64_t k = 0;
+  uint32_t lo = 0, hi = 0;  // window (a bits, inclusive) from the sample, whole buckets; none when !windowed
+  bool windowed = false, overflow = false;
+  uint64_t above = 0, below = 0;
+  std::vector<uint32_t> counts;  // by bucket - (lo >> 16)
+  std::vector<uint32_t> staged;  // window elements waiting to be counted by bucket
+  size_t nstaged = 0;
+  std::vector<uint32_t> list;  // inexact a bits inside the window
+  size_t listed = 0, cap = 0;
+  int32_t T = 0;
+  int64_t ties = 0;
+  bool all = false;
+  bool selected = false;  // the threshold was selected among the listed inexact values
+};
+
+constexpr size_t STAGE = 4096;
+
+inline void flushStaged(TopK& t) {
+  const uint32_t base = t.lo >> 16;
+  uint32_t* c = t.counts.data();
+  for (size_t i = 0; i < t.nstaged; i++) c[(t.staged[i] >> 16) - base]++;
+  t.nstaged = 0;
+}
+
+// The bucket (a >> 16) holding the r-th largest (r >= 1) of a histogram with `total` entries.
+uint32_t bucketAtRank(const uint32_t* h, uint64_t r) {
+  uint64_t c = 0;
+  for (int b = NBUCKETS - 1; b >= 0; b--) {
+    c += h[b];
+    if (c >= r) return static_cast<uint32_t>(b);
+  }
+  return 0;
+}
+
+// The window of buckets around rank k from a sample of 512 elements per 16K piece (the JS SAMPLE pass's positions).
+void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
+  h.assign(NBUCKETS, 0);
+  uint64_t S = 0;
+  for (int64_t p = 0; p * PIECE < n; p++) {
+    const int64_t off = p * PIECE;
+    const int len = static_cast<int>(n - off < PIECE ? n - off : PIECE);
+    const int m = len < SAMPLE_BLOCK ? len : SAMPLE_BLOCK;
+    const int64_t s = off + (len > m ? (p * 7919) % (len - m + 1) : 0);
+    for (int j = 0; j < m; j++) {
+      const uint32_t a = magBits(x[s + j], b[s + j]);
+      if (a <= static_cast<uint32_t>(INF_BITS)) {
+        h[a >> 16]++;
+        S++;
+      }
+    }
+  }
+  if (S < 1000) return;
+  const double q = static_cast<double>(t.k) / static_cast<double>(n);
+  // a margin of ~6 standard deviations of the sample quantile, at least 0.5%
+  double margin = 3.0 / sqrt(static_cast<double>(S));
+  if (margin < 0.005) margin = 0.005;
+  const double hiR = floor((q - margin) * static_cast<double>(S)), loR = ceil((q + margin) * static_cast<double>(S));
+  const uint32_t hb = hiR < 1 ? (INF_BITS >> 16) : bucketAtRank(h.data(), static_cast<uint64_t>(hiR));
+  const uint32_t lb = loR >= static_cast<double>(S) ? 0 : bucketAtRank(h.data(), static_cast<uint64_t>(loR));
+  t.lo = lb << 16;
+  t.hi = ((hb + 1) << 16) - 1;
+  if (t.hi > static_cast<uint32_t>(INF_BITS)) t.hi = INF_BITS;
+  t.windowed = true;
+  // room for the window's expected share and then some; more means a clustered window: count exactly instead
+  const double share = 2 * margin + 0.03;
+  t.cap = static_cast<size_t>(share * static_cast<double>(n)) + 16384;
+  if (t.cap > static_cast<size_t>(n) + 16) t.cap = static_cast<size_t>(n) + 16;
+  if (t.list.size() < t.cap) t.list.resize(t.cap);
+  t.counts.assign((t.hi >> 16) - (t.lo >> 16) + 1, 0);
+  if (t.staged.size() < STAGE + 16) t.staged.resize(STAGE + 16);
+  t.nstaged = 0;
+}
+
+// One pass over the tensor for one windowed model whose window spans NB - 1 buckets: vector counters of the
+// elements at or above each bucket start (and of NaNs), no branch; the window's inexact values (rare) listed.
+template <int NB>
+void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
+  const __m512i absv = _mm512_set1_epi32(ABS), low = _mm512_set1_epi32(0xffff), nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1);
+  __m512i bound[NB], acc[NB];
+  for (int j = 0; j < NB; j++) {
+    bound[j] = _mm512_set1_epi32(static_cast<int32_t>(t.lo + (static_cast<uint32_t>(j) << 16)));
+    acc[j] = _mm512_setzero_si512();
+  }
+  __m512i nan = _mm512_setzero_si512();
+  uint64_t total = 0;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512i a = magBits16(x + j, b + j);
+    for (int q = 0; q < NB; q++) acc[q] = _mm512_mask_add_epi32(acc[q], _mm512_cmpge_epi32_mask(a, bound[q]), acc[q], one);
+    nan = _mm512_mask_add_epi32(nan, _mm512_cmpge_epi32_mask(a, nanb), nan, one);
+    const __mmask16 inexact = _mm512_mask_test_epi32_mask(_mm512_cmpge_epi32_mask(a, bound[0]) & _mm512_cmplt_epi32_mask(a, bound[NB - 1]), a, low);
+    if (__builtin_expect(inexact != 0, 0)) {
+      if (t.listed + 16 > t.cap) t.overflow = true;
+      else {
+        _mm512_storeu_si512(t.list.data() + t.listed, _mm512_maskz_compress_epi32(inexact, a));
+        t.listed += __builtin_popcount(inexact);
+      }
+    }
+  }
+  total = static_cast<uint64_t>(j);
+  uint64_t ge[NB];
+  for (int q = 0; q < NB; q++) ge[q] = static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc[q])), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc[q], 1)))));
+  uint64_t nans = static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(nan)), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(nan, 1)))));
+  for (; j < n; j++) {
+    const uint32_t a = magBits(x[j], b[j]);
+    total++;
+    for (int q = 0; q < NB; q++) ge[q] += a >= t.lo + (static_cast<uint32_t>(q) << 16);
+    nans += a > static_cast<uint32_t>(INF_BITS);
+    if (a >= t.lo && a < t.lo + (static_cast<uint32_t>(NB - 1) << 16) && (a & 0xffff) != 0) {
+      if (t.listed >= t.cap) t.overflow = true;
+      else t.list[t.listed++] = a;
+    }
+  }
+  // bucket i of the window holds ge[i] - ge[i + 1]; above the window: ge[NB - 1] minus the NaNs
+  t.below = total - ge[0];
+  t.above = ge[NB - 1] - nans;
+  for (int q = 0; q + 1 < NB; q++) t.counts[q] = static_cast<uint32_t>(ge[q] - ge[q + 1]);
+}
+
+constexpr int MAX_BOUNDS = 12;
+
+template <int NB>
+void countBoundsUpTo(int nb, const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
+  if constexpr (NB > MAX_BOUNDS) {
+    (void)nb, (void)x, (void)b, (void)n, (void)t;
+  } else if (nb == NB) {
+    countBounds<NB>(x, b, n, t);
+  } else {
+    countBoundsUpTo<NB + 1>(nb, x, b, n, t);
+  }
+}
+
+// One pass over the tensor for every windowed model: counts above/below the window and by bucket inside it, the
+// window's inexact values listed. Windows of up to MAX_BOUNDS - 1 buckets are counted by countBounds, one model at a
+// time; wider ones (clustered values) together, their elements staged and counted by bucket.
+void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK* const* all, int cnt) {
+  const uint16_t* x[MAX_MODELS];
+  TopK* ts[MAX_MODELS];
+  int wide = 0;
+  for (int i = 0; i < cnt; i++) {
+    const int nb = static_cast<int>(all[i]->counts.size()) + 1;
+    if (nb <= MAX_BOUNDS && all[i]->hi < static_cast<uint32_t>(INF_BITS)) countBoundsUpTo<2>(nb, xs[i], b, n, *all[i]);
+    else {
+      x[wide] = xs[i];
+      ts[wide++] = all[i];
+    }
+  }
+  if (wide == 0) return;
+  cnt = wide;
+  const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS), low = _mm512_set1_epi32(0xffff);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 bv = widen16(b + j);
+    for (int i = 0; i < cnt; i++) {
+      TopK& t = *ts[i];
+      const __m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x[i] + j), bv)), absv);
+      const __mmask16 gt = _mm512_cmpgt_epi32_mask(a, _mm512_set1_epi32(static_cast<int32_t>(t.hi)));
+      const __mmask16 lt = _mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(static_cast<int32_t>(t.lo)));
+      t.above += __builtin_popcount(gt & _mm512_cmple_epi32_mask(a, inf));
+      t.below += __builtin_popcount(lt);
+      const __mmask16 in = static_cast<__mmask16>(~(gt | lt));
+      if (in == 0) continue;
+      _mm512_storeu_si512(t.staged.data() + t.nstaged, _mm512_maskz_compress_epi32(in, a));
+      t.nstaged += __builtin_popcount(in);
+      if (t.nstaged >= STAGE) flushStaged(t);
+      const __mmask16 inexact = _mm512_mask_test_epi32_mask(in, a, low);
+      if (inexact == 0 || t.overflow) continue;
+      if (t.listed + 16 > t.cap) {
+        t.overflow = true;
+        continue;
+      }
+      _mm512_storeu_si512(t.list.data() + t.listed, _mm512_maskz_compress_epi32(inexact, a));
+      t.listed += __builtin_popcount(inexact);
+    }
+  }
+  for (; j < n; j++) {
+    for (int i = 0; i < cnt; i++) {
+      TopK& t = *ts[i];
+      const uint32_t a = magBits(x[i][j], b[j]);
+      if (a > t.hi) t.above += a <= static_cast<uint32_t>(INF_BITS);
+      else if (a < t.lo) t.below++;
+      else {
+        t.counts[(a >> 16) - (t.lo >> 16)]++;
+        if ((a & 0xffff) == 0 || t.overflow) continue;
+        if (t.listed >= t.cap) t.overflow = true;
+        else t.list[t.listed++] = a;
+      }
+    }
+  }
+  for (int i = 0; i < cnt; i++) flushStaged(*ts[i]);
+}
+
+// The threshold from the window's counts; false when the k-th largest lies outside the window (or, needing the
+// inexact values of its bucket, their list overflowed).
+bool resolveWindow(TopK& t) {
+  uint64_t inside = 0;
+  for (uint32_t c : t.counts) inside += c;
+  const uint64_t count = t.above + t.below + inside, k = static_cast<uint64_t>(t.k);
+  if (k >= count) {
+    t.all = true;
+    return true;
+  }
+  if (t.above >= k || t.above + inside < k) return false;
+  uint64_t above = t.above;
+  size_t bi = t.counts.size();
+  while (bi-- > 0) {
+    if (above + t.counts[bi] >= k) break;
+    above += t.counts[bi];
+  }
+  const uint32_t bucket = (t.lo >> 16) + static_cast<uint32_t>(bi);
+  const uint64_t need = k - above;
+  // the bucket's inexact values (low bits set) are its largest; the exact ones all equal bucket << 16
+  if (t.overflow) return false;
+  uint32_t* l = t.list.data();
+  size_t e = 0;
+  for (size_t i = 0; i < t.listed; i++) {
+    if ((l[i] >> 16) == bucket) l[e++] = l[i];
+  }
+  if (need > e) {
+    t.T = static_cast<int32_t>(bucket << 16);
+    t.ties = static_cast<int64_t>(need - e);
+    return true;
+  }
+  std::nth_element(l, l + (need - 1), l + e, [](uint32_t p, uint32_t q) { return p > q; });
+  const uint32_t T = l[need - 1];
+  size_t gt = 0;
+  for (size_t i = 0; i + 1 < need; i++) gt += l[i] > T;
+  t.T = static_cast<int32_t>(T);
+  t.ties = static_cast<int64_t>(need - gt);
+  t.selected = true;
+  return true;
+}
+
+// The exact threshold by two counting passes (high 16 bits, then the low 16 bits inside the boundary bucket).
+void resolveExact(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
+  h.assign(NBUCKETS, 0);
+  uint64_t count = 0;
+  for (int64_t j = 0; j < n; j++) {
+    const uint32_t a = magBits(x[j], b[j]);
+    if (a <= static_cast<uint32_t>(INF_BITS)) {
+      h[a >> 16]++;
+      count++;
+    }
+  }
+  if (static_cast<uint64_t>(t.k) >= count) {
+    t.all = true;
+    return;
+  }
+  uint64_t above = 0;
+  int bin = 0;
+  for (int bb = NBUCKETS - 1; bb >= 0; bb--) {
+    if (above + h[bb] >= static_cast<uint64_t>(t.k)) {
+      bin = bb;
+      break;
+    }
+    above += h[bb];
+  }
+  h.assign(NBUCKETS, 0);
+  for (int64_t j = 0; j < n; j++) {
+    const uint32_t a = magBits(x[j], b[j]);
+    if (static_cast<int>(a >> 16) == bin) h[a & 0xffff]++;
+  }
+  const uint64_t need = static_cast<uint64_t>(t.k) - above;
+  uint64_t c = 0;
+  for (int l = NBUCKETS - 1; l >= 0; l--) {
+    if (c + h[l] >= need) {
+      t.T = static_cast<int32_t>((static_cast<uint32_t>(bin) << 16) | static_cast<uint32_t>(l));
+      t.ties = static_cast<int64_t>(need - c);
+      return;
+    }
+    c += h[l];
+  }
+}
+
 uint8_t* memoryOf(napi_env env, napi_callback_info info, size_t* len) {
   size_t argc = 1;
   napi_value arg;
@@ -284,6 +586,168 @@ napi_value tiesPiece(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+bool typedU16(napi_env env, napi_value v, const char* what, uint16_t** data, size_t* len) {
+  napi_typedarray_type type;
+  void* d = nullptr;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_uint16_array) {
+    napi_throw_type_error(env, "WK_NATIVE", what);
+    return false;
+  }
+  *data = static_cast<uint16_t*>(d);
+  return true;
+}
+
+// tiesTensor(base: Uint16Array, models: Uint16Array[], out: Uint16Array, args: Float64Array): a whole tensor of BF16
+// inputs merged by TIES into BF16 output bits, with the same masks, counts and bits as the piece kernels above (and
+// the WebAssembly ones): each magnitude model's exact top-k threshold and tie budget first (a sampled window of
+// buckets, one fused counting pass over every model listing the window's values, a selection among them; two exact
+// counting passes when the window misses), then the masks and the consensus piece by piece.
+// args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, for tests); per model i
+// at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits), k or bits, sc, w, and out: kept [+4], how the
+// threshold was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values,
+// 2 exact counts).
+double nowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+}
+
+napi_value tiesTensor(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4) {
+    napi_throw_error(env, "WK_NATIVE", "tiesTensor: 4 arguments expected");
+    return nullptr;
+  }
+  uint16_t *base = nullptr, *out = nullptr;
+  size_t n = 0, on = 0;
+  if (!typedU16(env, argv[0], "tiesTensor: base must be a Uint16Array", &base, &n)) return nullptr;
+  if (!typedU16(env, argv[2], "tiesTensor: out must be a Uint16Array", &out, &on)) return nullptr;
+  napi_typedarray_type type;
+  size_t alen = 0, off = 0;
+  void* ad = nullptr;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[3], &type, &alen, &ad, &ab, &off) != napi_ok || type != napi_float64_array || alen < 8 + 8 * MAX_MODELS) {
+    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 72 values");
+    return nullptr;
+  }
+  double* args = static_cast<double*>(ad);
+  const int m = static_cast<int>(args[0]);
+  uint32_t given = 0;
+  if (m < 1 || m > MAX_MODELS || on != n || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m)) {
+    napi_throw_error(env, "WK_NATIVE", "tiesTensor: arguments out of range");
+    return nullptr;
+  }
+  const uint16_t* xs[MAX_MODELS];
+  for (int i = 0; i < m; i++) {
+    napi_value v;
+    uint16_t* d = nullptr;
+    size_t len = 0;
+    if (napi_get_element(env, argv[1], i, &v) != napi_ok || !typedU16(env, v, "tiesTensor: models must be Uint16Arrays", &d, &len)) return nullptr;
+    if (len != n) {
+      napi_throw_error(env, "WK_NATIVE", "tiesTensor: a model's length differs from the base's");
+      return nullptr;
+    }
+    xs[i] = d;
+  }
+  const int divide = args[1] != 0;
+  const double lambda = args[2];
+  const int flags = static_cast<int>(args[3]);
+  const int64_t N = static_cast<int64_t>(n);
+
+  const double t0 = nowNs();
+  thread_local std::vector<uint32_t> hist;
+  thread_local TopK tops[MAX_MODELS];
+  int mode[MAX_MODELS];
+  double sc[MAX_MODELS], w[MAX_MODELS];
+  TopK* windowed[MAX_MODELS];
+  const uint16_t* wx[MAX_MODELS];
+  int nw = 0;
+  for (int i = 0; i < m; i++) {
+    double* a = args + 8 + 8 * i;
+    mode[i] = static_cast<int>(a[0]);
+    sc[i] = a[2];
+    w[i] = a[3];
+    a[5] = 0;
+    if (mode[i] != 2) continue;
+    TopK& t = tops[i];
+    t.k = static_cast<int64_t>(a[1]);
+    t.windowed = t.overflow = t.all = t.selected = false;
+    t.above = t.below = 0;
+    t.listed = 0;
+    t.T = 0;
+    t.ties = 0;
+    if (t.k <= 0) {
+      mode[i] = 1;
+      continue;
+    }
+    if (!(flags & 1) && N >= 65536) sampleWindow(xs[i], base, N, t, hist);
+    if (t.windowed) {
+      if (flags & 2) t.cap = 16;
+      windowed[nw] = &t;
+      wx[nw++] = xs[i];
+    }
+  }
+  const double t1 = nowNs();
+  if (nw > 0) countWindows(wx, base, N, windowed, nw);
+  const double t2 = nowNs();
+  for (int i = 0; i < m; i++) {
+    if (mode[i] != 2) continue;
+    TopK& t = tops[i];
+    if (t.windowed && resolveWindow(t)) args[8 + 8 * i + 5] = t.selected ? 3 : 1;
+    else {
+      t.all = false;
+      resolveExact(xs[i], base, N, t, hist);
+      args[8 + 8 * i + 5] = 2;
+    }
+    if (t.all) mode[i] = 0;
+  }
+
+  const double t3 = nowNs();
+  thread_local std::vector<float> dbuf;
+  if (dbuf.size() < static_cast<size_t>(MAX_MODELS) * PIECE) dbuf.resize(static_cast<size_t>(MAX_MODELS) * PIECE);
+  float* d[MAX_MODELS];
+  int32_t ties[MAX_MODELS];
+  int64_t kept[MAX_MODELS];
+  for (int i = 0; i < m; i++) {
+    d[i] = dbuf.data() + static_cast<size_t>(i) * PIECE;
+    kept[i] = 0;
+    ties[i] = mode[i] == 2 ? static_cast<int32_t>(tops[i].ties) : 0;
+    if (mode[i] == 1) memset(d[i], 0, sizeof(float) * PIECE);
+  }
+  for (int64_t o = 0; o < N; o += PIECE) {
+    const int len = static_cast<int>(N - o < PIECE ? N - o : PIECE);
+    for (int i = 0; i < m; i++) {
+      switch (mode[i]) {
+        case 0:
+          deltaAll(xs[i] + o, base + o, d[i], len);
+          kept[i] += len;
+          break;
+        case 2:
+          kept[i] += deltaMag(xs[i] + o, base + o, d[i], len, tops[i].T, &ties[i]);
+          break;
+        case 3: {
+          int32_t none = 0;
+          kept[i] += deltaMag(xs[i] + o, base + o, d[i], len, static_cast<int32_t>(args[8 + 8 * i + 1]), &none);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    tiesOut(d, m, len, base + o, reinterpret_cast<float*>(out + o), divide, lambda, sc, w, 1);
+  }
+  for (int i = 0; i < m; i++) args[8 + 8 * i + 4] = static_cast<double>(kept[i]);
+  // nanoseconds spent sampling, counting windows, resolving thresholds and merging (for profiles)
+  args[4] = t1 - t0;
+  args[5] = t2 - t1;
+  args[6] = t3 - t2;
+  args[7] = nowNs() - t3;
+  return nullptr;
+}
+
 }  // namespace
 #endif
 
@@ -310,7 +774,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 4;
+constexpr int32_t WK_ABI = 5;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
@@ -328,6 +792,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "tiesPiece", f);
   napi_create_function(env, "histWindows", NAPI_AUTO_LENGTH, histWindows, nullptr, &f);
   napi_set_named_property(env, exports, "histWindows", f);
+  napi_create_function(env, "tiesTensor", NAPI_AUTO_LENGTH, tiesTensor, nullptr, &f);
+  napi_set_named_property(env, exports, "tiesTensor", f);
   napi_create_function(env, "adviseHuge", NAPI_AUTO_LENGTH, adviseHuge, nullptr, &f);
   napi_set_named_property(env, exports, "adviseHuge", f);
 #endif

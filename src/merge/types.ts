@@ -63,6 +63,12 @@ export interface TensorMerger {
    */
   emitBf16?(chunk: Chunk, bits: Uint16Array): boolean;
   /**
+   * Optional, for BF16 outputs of a tensor held in memory whose inputs (base first) are all BF16: write the whole
+   * merged tensor as BF16 bits (what emitBf16/emit would give) and return true, in place of every pass and emit; or
+   * return false (nothing written) to be run the usual way. Called before beginPass.
+   */
+  mergeBf16?(inputs: readonly Uint16Array[], bits: Uint16Array): boolean;
+  /**
    * Optional asynchronous whole-tensor step, only for chunking 'tensor': called once with the whole tensor after the
    * statistics passes and before emit (which then receives the same single chunk). For methods that need linear
    * algebra (SVDs, polar factors) through `ctx.linalg`.

@@ -244,6 +244,8 @@ function maxChunkElements(t: PlanTensor, method: MergeMethod, pieceStep: number,
 export interface InputChunk {
   readonly offset: number;
   readonly length: number;
+  /** every input's stored BF16 bits over the chunk (base first), when every input is BF16 kept as stored */
+  readonly bf16?: readonly Uint16Array[];
   /** the chunk in pieces of at most the piece step (views, or f32 piece buffers reused by the next piece) */
   pieces(): Generator<Chunk>;
 }
@@ -348,9 +350,11 @@ export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, 
       };
       return piece;
     };
+    const allBf16 = hasBase && inputs.every((input, i) => input.dtype === 'BF16' && u16s[i] !== undefined);
     return {
       offset,
       length: n,
+      ...(allBf16 ? { bf16: u16s.map((u) => u!) } : {}),
       *pieces(): Generator<Chunk> {
         if (n === 0) {
           yield at(0, 0);
@@ -457,12 +461,23 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   // extra passes are free: say so before the first one); one that streams once needs no more than a few MiB per
   // chunk, and smaller chunks keep the memory (and its first-touch faults) small
   merger.setResident?.(rowsPerChunk >= rows);
+  if (merger.mergeBf16 && t.dtype === 'BF16' && rowsPerChunk >= rows && numel > 0 && t.base !== undefined && inputsOf(t).every((i) => i.dtype === 'BF16' && keepsRaw(i, computeStep))) {
+    // the whole tensor in memory, BF16 in and out: a merger may do all of it in one step (the native TIES kernel)
+    for await (const c of inputChunks(ctx, t, rows, computeStep)()) {
+      if (c.bf16 === undefined) break;
+      const out = ctx.scratch.f32Buffer(0, c.length);
+      const bits = new Uint16Array(out.buffer, out.byteOffset, c.length);
+      if (!merger.mergeBf16(c.bf16, bits)) break;
+      await ctx.sink.writeRange(t.name, 0, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+      return bits.byteLength;
+    }
+  }
+
   const passes = merger.beginPass !== undefined && merger.observe !== undefined && merger.beginPass(0);
   if (!passes && !merger.compute && merger.chunking !== 'tensor') {
     rowsPerChunk = Math.min(rowsPerChunk, Math.max(1, Math.floor(chunkElements(merger, numel, rowLen, SINGLE_PASS_CHUNK_ELEMENTS) / rowLen)));
   }
   const chunks = inputChunks(ctx, t, rowsPerChunk, computeStep);
-
   if (passes) {
     let p = 0;
     do {

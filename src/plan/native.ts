@@ -17,7 +17,7 @@ export function nativeKernelsFrom(file: string): NativeKernels | undefined {
   if (!existsSync(file)) return undefined;
   try {
     const k = createRequire(import.meta.url)(file) as Partial<NativeKernels>;
-    const complete = typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function' && typeof k.adviseHuge === 'function';
+    const complete = typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function' && typeof k.tiesTensor === 'function' && typeof k.adviseHuge === 'function';
     return k.abi === NATIVE_ABI && complete ? (k as NativeKernels) : undefined;
   } catch {
     return undefined;

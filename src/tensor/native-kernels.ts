@@ -3,13 +3,18 @@
 // WebAssembly module when none is installed. Pure: no node: imports.
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 4;
+export const NATIVE_ABI = 5;
 
 /** What the native addon exports (see native/gta.cc for the memory layout it reads). */
 export interface NativeKernels {
   readonly abi: number;
   /** The TIES piece step over the arguments written at NATIVE_ARGS of a merge-kernel module's memory. */
   tiesPiece(memory: ArrayBuffer): void;
+  /**
+   * A whole tensor of BF16 inputs merged by TIES into BF16 output bits (thresholds, masks and consensus in one
+   * call); args (Float64Array, 72 values): see native/gta.cc.
+   */
+  tiesTensor(base: Uint16Array, models: readonly Uint16Array[], out: Uint16Array, args: Float64Array): void;
   /** Windowed high-bits counts of one piece for every model set up at NATIVE_ARGS (a top-k's HIGH pass). */
   histWindows(memory: ArrayBuffer): void;
   /** Transparent huge pages for a fresh memory's 2 MiB-aligned interior (returns the bytes advised). */

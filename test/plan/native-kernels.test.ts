@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SAMPLE_BLOCK, sampleOffset } from '../../src/merge/methods/gta-core.js';
+import { SAMPLE_BLOCK, sampleOffset, setNativeTensorFlags } from '../../src/merge/methods/gta-core.js';
 import { loadNativeKernels, nativeKernelsFrom } from '../../src/plan/native.js';
-import { NATIVE_ABI } from '../../src/tensor/native-kernels.js';
+import { NATIVE_ABI, type NativeKernels } from '../../src/tensor/native-kernels.js';
 import { merge } from '../../src/plan/merge.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
@@ -69,14 +69,15 @@ function values(m: number): Map<string, Float32Array> {
  * (SAMPLE_BLOCK of each piece at sampleOffset) get large ones, so the window from
  * the sample lies far above the tensor's real threshold.
  */
-function bigValues(m: number, misleading: boolean): Map<string, Float32Array> {
+function bigValues(m: number, misleading: boolean, rough = false): Map<string, Float32Array> {
   const n = BIG_SHAPE[0]! * BIG_SHAPE[1]!;
   const base = new SeededRandom(5);
   const r = new SeededRandom(77 + m);
   const v = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    const b = (base.int(513) - 256) / 64;
-    v[i] = m === 0 ? b : b + (r.int(65) - 32) / 1024;
+    // rough: continuous values and deltas as large as the weights (many differences are not BF16 numbers)
+    const b = rough ? base.normal() * 0.02 : (base.int(513) - 256) / 64;
+    v[i] = m === 0 ? b : rough ? b + r.normal() * 0.01 : b + (r.int(65) - 32) / 1024;
   }
   if (m > 0 && misleading) {
     for (let p = 0; p * PIECE < n; p++) {
@@ -98,6 +99,7 @@ beforeAll(async () => {
     for (const misleading of [false, true]) {
       await writeModel(join(root, `big-${misleading ? 'miss' : 'ok'}`, m), bigValues(i, misleading), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
     }
+    await writeModel(join(root, 'big-rough', m), bigValues(i, false, true), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
   }
 });
 
@@ -122,7 +124,16 @@ const CASES: Record<string, Case> = {
   'ties, 2 models, no normalize': { models: 2, params: 'normalize: false' },
 };
 
-async function runCase(name: string, c: Case & { dir?: string }, native: boolean, threads = 1): Promise<Buffer> {
+interface RunOptions {
+  threads?: number;
+  /** a working-memory budget small enough to read every tensor in row chunks (the piece kernels run) */
+  chunked?: boolean;
+  /** tiesTensor test flags (1: exact threshold passes, 2: window lists overflow) */
+  flags?: number;
+}
+
+async function runCase(name: string, c: Case & { dir?: string }, native: boolean, o: RunOptions = {}): Promise<Buffer> {
+  const threads = o.threads ?? 1;
   const at = (m: string): string => (c.dir ? `${c.dir}/${m}` : m);
   const lines = ['merge_method: ties', `base_model: ${at('base')}`, 'models:'];
   for (let i = 0; i < c.models; i++) {
@@ -130,14 +141,35 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
   lines.push('dtype: bfloat16', '');
-  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}`;
+  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}`;
   const recipe = join(root, `${tag}.yaml`);
   await writeFile(recipe, lines.join('\n'));
   if (native) delete process.env['WEIGHTKIT_NATIVE'];
   else process.env['WEIGHTKIT_NATIVE'] = '0';
   const out = join(root, `out-${tag}`);
-  await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}) });
+  setNativeTensorFlags(o.flags ?? 0);
+  try {
+    await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}), ...(o.chunked ? { memoryBudget: 1 << 16 } : {}) });
+  } finally {
+    setNativeTensorFlags(0);
+  }
   return readFile(join(out, 'model.safetensors'));
+}
+
+/**
+ * Spies on the whole-tensor kernel, recording how each call found each model's threshold (0 none, 1 window counts,
+ * 3 window counts and a selection among its inexact values, 2 exact counts).
+ */
+function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][] } {
+  const orig = k.tiesTensor.bind(k);
+  const paths: number[][] = [];
+  const kept: number[][] = [];
+  const spy = vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a) => {
+    orig(b, ms, o, a);
+    paths.push(ms.map((_, i) => a[8 + 8 * i + 5]!));
+    kept.push(ms.map((_, i) => a[8 + 8 * i + 4]!));
+  });
+  return { calls: () => spy.mock.calls.length, paths, kept };
 }
 
 describe('native TIES kernels', () => {
@@ -147,37 +179,65 @@ describe('native TIES kernels', () => {
   });
 
   for (const [name, c] of Object.entries(CASES)) {
-    it(`${name}: the same bytes as the WebAssembly kernels`, async () => {
+    it(`${name}: the same bytes as the WebAssembly kernels (whole tensors, row chunks, exact and overflowing windows)`, async () => {
       const k = loadNativeKernels();
-      const spy = k ? vi.spyOn(k, 'tiesPiece') : undefined;
+      const whole = k ? spyTensor(k) : undefined;
+      const piece = k ? vi.spyOn(k, 'tiesPiece') : undefined;
       const nat = await runCase(name, c, true);
-      if (k) expect(spy!.mock.calls.length).toBeGreaterThan(0); // the native path ran
-      const calls = spy?.mock.calls.length ?? 0;
+      if (k) expect(whole!.calls()).toBe(Object.keys(SHAPES).length); // every tensor in one native call
+      const chunked = await runCase(name, c, true, { chunked: true });
+      if (k) expect(piece!.mock.calls.length).toBeGreaterThan(0); // tensors in row chunks: the piece kernels
+      const calls = whole?.calls() ?? 0;
       const wasm = await runCase(name, c, false);
-      expect(spy?.mock.calls.length ?? 0).toBe(calls); // WEIGHTKIT_NATIVE=0 turns it off
+      expect(whole?.calls() ?? 0).toBe(calls); // WEIGHTKIT_NATIVE=0 turns it off
       expect(nat.equals(wasm)).toBe(true);
+      expect(chunked.equals(wasm)).toBe(true);
+      for (const flags of [1, 2]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
     });
   }
 
-  it('a large tensor: the HIGH pass counts only a sampled window, the same bytes', async () => {
+  it('a large tensor: thresholds from a sampled window (whole tensor) or windowed HIGH passes (row chunks), the same bytes', async () => {
     const k = loadNativeKernels();
-    const spy = k ? vi.spyOn(k, 'histWindows') : undefined;
-    const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
+    const whole = k ? spyTensor(k) : undefined;
     const c = { models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-ok' };
     const nat = await runCase('big window', c, true);
-    if (k) {
-      expect(spy!.mock.calls.length).toBeGreaterThan(100); // every piece of the big tensor
-      expect(missed.mock.results.some((r) => r.value === true)).toBe(false);
-    }
-    expect(nat.equals(await runCase('big window', c, false))).toBe(true);
+    if (k) expect(whole!.paths).toEqual([[1, 1, 1]]); // every threshold found inside its window
+    const spy = k ? vi.spyOn(k, 'histWindows') : undefined;
+    const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
+    // chunks of a quarter of the tensor: the executor's own sampled windows do not apply (not resident)
+    const wasm = await runCase('big window', c, false);
+    expect(nat.equals(wasm)).toBe(true);
+    for (const flags of [1, 2]) expect((await runCase('big window', c, true, { flags })).equals(wasm)).toBe(true);
+    expect(spy?.mock.calls.length ?? 0).toBe(0);
+    expect(missed.mock.results.some((r) => r.value === true)).toBe(false);
   });
 
-  it('a sample far off the tensor: the window misses, the pass is counted again without one, the same bytes', async () => {
+  it('a large tensor of continuous values (inexact differences listed inside the window): the same bytes', async () => {
     const k = loadNativeKernels();
-    const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
+    const whole = k ? spyTensor(k) : undefined;
+    // densities whose thresholds fall among the exact values of their bucket (1) or among its inexact ones (3)
+    const c = { models: 3, density: (i: number) => [0.5, 0.25, 0.7][i]!, dir: 'big-rough' };
+    const nat = await runCase('big rough', c, true);
+    if (k) {
+      expect(whole!.paths).toEqual([[1, 3, 3]]);
+      const n = BIG_SHAPE[0]! * BIG_SHAPE[1]!;
+      expect(whole!.kept).toEqual([[0.5, 0.25, 0.7].map((d) => Math.floor(d * n))]); // exactly k each (no NaN here)
+    }
+    const wasm = await runCase('big rough', c, false);
+    expect(nat.equals(wasm)).toBe(true);
+    if (k) {
+      // a window list of 16 overflows here: the thresholds are counted exactly instead
+      expect((await runCase('big rough', c, true, { flags: 2 })).equals(wasm)).toBe(true);
+      expect(whole!.paths.at(-1)).toEqual([2, 2, 2]);
+    }
+  });
+
+  it('a sample far off the tensor: the window misses, the threshold is counted exactly, the same bytes', async () => {
+    const k = loadNativeKernels();
+    const whole = k ? spyTensor(k) : undefined;
     const c = { models: 3, dir: 'big-miss' };
     const nat = await runCase('big miss', c, true);
-    if (k) expect(missed.mock.results.some((r) => r.value === true)).toBe(true);
+    if (k) expect(whole!.paths).toEqual([[2, 2, 2]]);
     expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
   });
 
@@ -188,7 +248,7 @@ describe('native TIES kernels', () => {
       await writeFile(f, body);
       return f;
     };
-    const fns = 'tiesPiece() {}, histWindows() {}, adviseHuge() { return 0; }';
+    const fns = 'tiesPiece() {}, histWindows() {}, tiesTensor() {}, adviseHuge() { return 0; }';
     expect(nativeKernelsFrom(await fake('ok.cjs', `module.exports = { abi: ${NATIVE_ABI}, ${fns} };`))).toBeDefined();
     expect(nativeKernelsFrom(await fake('old.cjs', `module.exports = { abi: ${NATIVE_ABI - 1}, ${fns} };`))).toBeUndefined();
     expect(nativeKernelsFrom(await fake('part.cjs', `module.exports = { abi: ${NATIVE_ABI}, tiesPiece() {} };`))).toBeUndefined();
@@ -222,7 +282,7 @@ describe('native TIES kernels', () => {
 
   it('two threads (pool workers load the kernels themselves): the same bytes', async () => {
     const c = CASES['ties, 3 models, mixed weights']!;
-    const one = await runCase('pool', c, false, 1);
-    expect((await runCase('pool', c, true, 2)).equals(one)).toBe(true);
+    const one = await runCase('pool', c, false);
+    expect((await runCase('pool', c, true, { threads: 2 })).equals(one)).toBe(true);
   });
 });

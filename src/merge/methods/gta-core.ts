@@ -380,9 +380,20 @@ function isModelTrimStats(x: unknown): x is ModelTrimStats {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'gta-model-trim';
 }
 
+/** tiesTensor's argument block (one per thread; see native/gta.cc). */
+const tensorArgs = new Float64Array(72);
+/** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow. */
+let nativeTensorFlags = 0;
+
+/** Tests only: force tiesTensor's exact threshold passes (1) or window overflows (2); 0 restores the default. */
+export function setNativeTensorFlags(flags: number): void {
+  nativeTensorFlags = flags;
+}
+
 /** One tensor's merger for a configured GTA method. */
 class GtaMerger implements TensorMerger {
   readonly chunking: 'elements' | 'rows' | 'tensor';
+  readonly mergeBf16?: (inputs: readonly Uint16Array[], bits: Uint16Array) => boolean;
   private readonly plans: ModelPlan[];
   private readonly lambda: number;
   private readonly divide: boolean;
@@ -442,6 +453,11 @@ class GtaMerger implements TensorMerger {
     this.weightSum = Math.abs(wsum) < 1e-8 ? 1 : wsum;
     this.dense = this.plans.every((x) => x.mode === ALL);
     this.nativeModes = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === MAG || x.mode === MAG_MODEL);
+    const n = this.plans.length;
+    // offered to the executor only where it applies: the executor reads the whole tensor for it
+    if (nativeKernels() !== undefined && cfg.consensus && this.nativeModes && n > 0 && n <= WASM_MAX_MODELS && !this.plans.some((x) => x.rescale)) {
+      this.mergeBf16 = (inputs, bits) => this.mergeNative(inputs, bits);
+    }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
     this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
   }
@@ -793,6 +809,40 @@ class GtaMerger implements TensorMerger {
     if (w === undefined || !w.holds(bits)) return false;
     this.beginEmit(chunk);
     this.emitNative(k!, w, len, raw, raw[0]!.byteOffset, bits.byteOffset, true);
+    return true;
+  }
+
+  /**
+   * The whole tensor in one native call (tiesTensor: thresholds, masks, consensus and BF16 rounding), when every
+   * model's mask is a magnitude threshold, all or none, without rescaling; false otherwise (then the passes run).
+   */
+  private mergeNative(inputs: readonly Uint16Array[], bits: Uint16Array): boolean {
+    const n = this.plans.length;
+    const k = nativeKernels();
+    if (k === undefined || inputs.length !== n + 1) return false;
+    const a = tensorArgs;
+    a.fill(0);
+    a[0] = n;
+    a[1] = this.divide ? 1 : 0;
+    a[2] = this.lambda;
+    a[3] = nativeTensorFlags;
+    this.plans.forEach((p, i) => {
+      const o = 8 + 8 * i;
+      if (p.mode === MAG_MODEL) {
+        a[o] = 3;
+        a[o + 1] = p.minBits - 1;
+      } else if (p.mode === NONE) a[o] = 1;
+      else if (p.mode === MAG) {
+        a[o] = 2;
+        a[o + 1] = p.keepK;
+      } else a[o] = 0;
+      a[o + 2] = p.factor * p.weight;
+      a[o + 3] = p.weight;
+    });
+    k.tiesTensor(inputs[0]!, inputs.slice(1), bits, a);
+    this.plans.forEach((p, i) => {
+      p.kept = a[8 + 8 * i + 4]!;
+    });
     return true;
   }
 
