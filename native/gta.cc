@@ -17,7 +17,11 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <string.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -242,6 +246,8 @@ struct TopK {
   int64_t ties = 0;
   bool all = false;
   bool selected = false;  // the threshold was selected among the listed inexact values
+  uint64_t ge[16] = {};  // countBounds: elements at or above each bucket start of the window, NaNs, all elements
+  uint64_t nans = 0, total = 0;
 };
 
 constexpr size_t STAGE = 4096;
@@ -306,14 +312,13 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
 // elements at or above each bucket start (and of NaNs), no branch; the window's inexact values (rare) listed.
 template <int NB>
 void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
-  const __m512i absv = _mm512_set1_epi32(ABS), low = _mm512_set1_epi32(0xffff), nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1);
+  const __m512i low = _mm512_set1_epi32(0xffff), nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1);
   __m512i bound[NB], acc[NB];
   for (int j = 0; j < NB; j++) {
     bound[j] = _mm512_set1_epi32(static_cast<int32_t>(t.lo + (static_cast<uint32_t>(j) << 16)));
     acc[j] = _mm512_setzero_si512();
   }
   __m512i nan = _mm512_setzero_si512();
-  uint64_t total = 0;
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512i a = magBits16(x + j, b + j);
@@ -328,24 +333,27 @@ void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
       }
     }
   }
-  total = static_cast<uint64_t>(j);
-  uint64_t ge[NB];
-  for (int q = 0; q < NB; q++) ge[q] = static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc[q])), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc[q], 1)))));
-  uint64_t nans = static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(nan)), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(nan, 1)))));
+  t.total += static_cast<uint64_t>(j);
+  for (int q = 0; q < NB; q++) t.ge[q] += static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc[q])), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc[q], 1)))));
+  t.nans += static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(nan)), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(nan, 1)))));
   for (; j < n; j++) {
     const uint32_t a = magBits(x[j], b[j]);
-    total++;
-    for (int q = 0; q < NB; q++) ge[q] += a >= t.lo + (static_cast<uint32_t>(q) << 16);
-    nans += a > static_cast<uint32_t>(INF_BITS);
+    t.total++;
+    for (int q = 0; q < NB; q++) t.ge[q] += a >= t.lo + (static_cast<uint32_t>(q) << 16);
+    t.nans += a > static_cast<uint32_t>(INF_BITS);
     if (a >= t.lo && a < t.lo + (static_cast<uint32_t>(NB - 1) << 16) && (a & 0xffff) != 0) {
       if (t.listed >= t.cap) t.overflow = true;
       else t.list[t.listed++] = a;
     }
   }
-  // bucket i of the window holds ge[i] - ge[i + 1]; above the window: ge[NB - 1] minus the NaNs
-  t.below = total - ge[0];
-  t.above = ge[NB - 1] - nans;
-  for (int q = 0; q + 1 < NB; q++) t.counts[q] = static_cast<uint32_t>(ge[q] - ge[q + 1]);
+}
+
+// countBounds' totals as counts: below and above the window, and by bucket inside it (bucket q: ge[q] - ge[q + 1]).
+void finishBounds(TopK& t) {
+  const size_t nb = t.counts.size() + 1;
+  t.below = t.total - t.ge[0];
+  t.above = t.ge[nb - 1] - t.nans;
+  for (size_t q = 0; q + 1 < nb; q++) t.counts[q] = static_cast<uint32_t>(t.ge[q] - t.ge[q + 1]);
 }
 
 constexpr int MAX_BOUNDS = 12;
@@ -361,26 +369,31 @@ void countBoundsUpTo(int nb, const uint16_t* x, const uint16_t* b, int64_t n, To
   }
 }
 
-// One pass over the tensor for every windowed model: counts above/below the window and by bucket inside it, the
-// window's inexact values listed. Windows of up to MAX_BOUNDS - 1 buckets are counted by countBounds, one model at a
-// time; wider ones (clustered values) together, their elements staged and counted by bucket.
-void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK* const* all, int cnt) {
-  const uint16_t* x[MAX_MODELS];
-  TopK* ts[MAX_MODELS];
-  int wide = 0;
-  for (int i = 0; i < cnt; i++) {
-    const int nb = static_cast<int>(all[i]->counts.size()) + 1;
-    if (nb <= MAX_BOUNDS && all[i]->hi < static_cast<uint32_t>(INF_BITS)) countBoundsUpTo<2>(nb, xs[i], b, n, *all[i]);
-    else {
-      x[wide] = xs[i];
-      ts[wide++] = all[i];
+// Mapped inputs whose pages are given back behind the passes (MADV_DONTNEED: the page cache keeps them), so a big
+// tensor's mapping never holds more than a region of each input.
+struct Dropper {
+  const uint16_t* in[MAX_MODELS + 1];
+  int count = 0;
+  bool on = false;
+  // give back every whole page of each input below element e
+  void upTo(int64_t e) const {
+    if (!on) return;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    for (int i = 0; i < count; i++) {
+      const uintptr_t lo = reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
+      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(page - 1);
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
     }
   }
-  if (wide == 0) return;
-  cnt = wide;
+};
+
+constexpr int64_t REGION_ELEMENTS = 1 << 18;
+
+// The wide windows' counts over elements [j0, j1) (every such model together, window elements staged).
+void countWide(const uint16_t* const* x, const uint16_t* b, int64_t j0, int64_t j1, TopK* const* ts, int cnt) {
   const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS), low = _mm512_set1_epi32(0xffff);
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
+  int64_t j = j0;
+  for (; j + 16 <= j1; j += 16) {
     const __m512 bv = widen16(b + j);
     for (int i = 0; i < cnt; i++) {
       TopK& t = *ts[i];
@@ -404,7 +417,7 @@ void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK*
       t.listed += __builtin_popcount(inexact);
     }
   }
-  for (; j < n; j++) {
+  for (; j < j1; j++) {
     for (int i = 0; i < cnt; i++) {
       TopK& t = *ts[i];
       const uint32_t a = magBits(x[i][j], b[j]);
@@ -418,7 +431,44 @@ void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK*
       }
     }
   }
-  for (int i = 0; i < cnt; i++) flushStaged(*ts[i]);
+  (void)inf;
+}
+
+
+// One pass over the tensor for every windowed model, a region at a time (the base's region stays in cache across the
+// models): counts above/below the window and by bucket inside it, the window's inexact values listed. Windows of up
+// to MAX_BOUNDS - 1 buckets are counted by countBounds, model by model; wider ones (clustered values) together, their
+// elements staged and counted by bucket.
+void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK* const* all, int cnt, const Dropper& drop) {
+  const uint16_t* x[MAX_MODELS];
+  TopK* ts[MAX_MODELS];
+  int wide = 0;
+  for (int i = 0; i < cnt; i++) {
+    TopK& t = *all[i];
+    t.total = t.nans = 0;
+    for (uint64_t& g : t.ge) g = 0;
+    const int nb = static_cast<int>(t.counts.size()) + 1;
+    if (nb > MAX_BOUNDS || t.hi >= static_cast<uint32_t>(INF_BITS)) {
+      x[wide] = xs[i];
+      ts[wide++] = &t;
+    }
+  }
+  for (int64_t r0 = 0; r0 < n; r0 += REGION_ELEMENTS) {
+    const int64_t r1 = n - r0 < REGION_ELEMENTS ? n : r0 + REGION_ELEMENTS;
+    for (int i = 0; i < cnt; i++) {
+      TopK& t = *all[i];
+      const int nb = static_cast<int>(t.counts.size()) + 1;
+      if (nb <= MAX_BOUNDS && t.hi < static_cast<uint32_t>(INF_BITS)) countBoundsUpTo<2>(nb, xs[i] + r0, b + r0, r1 - r0, t);
+    }
+    if (wide > 0) countWide(x, b, r0, r1, ts, wide);
+    drop.upTo(r1);
+  }
+  for (int i = 0; i < cnt; i++) {
+    TopK& t = *all[i];
+    const int nb = static_cast<int>(t.counts.size()) + 1;
+    if (nb <= MAX_BOUNDS && t.hi < static_cast<uint32_t>(INF_BITS)) finishBounds(t);
+  }
+  for (int i = 0; i < wide; i++) flushStaged(*ts[i]);
 }
 
 // The threshold from the window's counts; false when the k-th largest lies outside the window (or, needing the
@@ -599,21 +649,116 @@ bool typedU16(napi_env env, napi_value v, const char* what, uint16_t** data, siz
   return true;
 }
 
-// tiesTensor(base: Uint16Array, models: Uint16Array[], out: Uint16Array, args: Float64Array): a whole tensor of BF16
-// inputs merged by TIES into BF16 output bits, with the same masks, counts and bits as the piece kernels above (and
-// the WebAssembly ones): each magnitude model's exact top-k threshold and tie budget first (a sampled window of
-// buckets, one fused counting pass over every model listing the window's values, a selection among them; two exact
-// counting passes when the window misses), then the masks and the consensus piece by piece.
-// args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, for tests); per model i
-// at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits), k or bits, sc, w, and out: kept [+4], how the
-// threshold was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values,
-// 2 exact counts).
 double nowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
 }
 
+// A file range mapped read-only for the duration of one call (page cache pages, no copy), unmapped after.
+struct Mapped {
+  void* at = nullptr;
+  size_t len = 0;
+};
+
+// SIGBUS (a mapped file truncated or its disk failing while it is read) inside a mapped call returns to that call,
+// which throws a JS error instead of the process dying; anywhere else the previous disposition applies.
+thread_local sigjmp_buf* busJump = nullptr;
+struct sigaction oldBus;
+bool busInstalled = false;
+
+void onBus(int sig, siginfo_t* si, void* ctx) {
+  if (busJump != nullptr) siglongjmp(*busJump, 1);
+  if (oldBus.sa_flags & SA_SIGINFO) {
+    if (oldBus.sa_sigaction != nullptr) oldBus.sa_sigaction(sig, si, ctx);
+    return;
+  }
+  if (oldBus.sa_handler == SIG_IGN) return;
+  if (oldBus.sa_handler == SIG_DFL) {
+    signal(SIGBUS, SIG_DFL);
+    raise(SIGBUS);
+    return;
+  }
+  oldBus.sa_handler(sig);
+}
+
+void installBusGuard() {
+  if (busInstalled) return;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = onBus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGBUS, &sa, &oldBus) == 0) busInstalled = true;
+}
+
+// An input: a Uint16Array of n values, or {fd, position} (n BF16 values at that byte position of an open file,
+// mapped here). Throws and returns false on a bad argument or a failed mapping.
+bool inputOf(napi_env env, napi_value v, size_t* n, bool haveN, const uint16_t** data, Mapped* map, bool checkSize) {
+  bool isTyped = false;
+  napi_is_typedarray(env, v, &isTyped);
+  if (isTyped) {
+    uint16_t* d = nullptr;
+    size_t len = 0;
+    if (!typedU16(env, v, "tiesTensor: inputs must be Uint16Arrays or {fd, position}", &d, &len)) return false;
+    if (haveN && len != *n) {
+      napi_throw_error(env, "WK_NATIVE", "tiesTensor: an input's length differs from the output's");
+      return false;
+    }
+    *n = len;
+    *data = d;
+    return true;
+  }
+  napi_value fv, pv;
+  int32_t fd = -1;
+  double pos = -1;
+  if (napi_get_named_property(env, v, "fd", &fv) != napi_ok || napi_get_value_int32(env, fv, &fd) != napi_ok ||
+      napi_get_named_property(env, v, "position", &pv) != napi_ok || napi_get_value_double(env, pv, &pos) != napi_ok || fd < 0 || !(pos >= 0) ||
+      pos != floor(pos) || static_cast<int64_t>(pos) % 2 != 0 || !haveN) {
+    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: inputs must be Uint16Arrays or {fd, position} (an even byte position)");
+    return false;
+  }
+  const int64_t position = static_cast<int64_t>(pos);
+  struct stat st;
+  if (checkSize && (fstat(fd, &st) != 0 || position + 2 * static_cast<int64_t>(*n) > st.st_size)) {
+    napi_throw_error(env, "WK_NATIVE_IO", "tiesTensor: a mapped input lies past the end of its file (changed since it was opened?)");
+    return false;
+  }
+  const int64_t page = sysconf(_SC_PAGESIZE);
+  const int64_t start = position & ~(page - 1);
+  map->len = static_cast<size_t>(position - start) + 2 * *n;
+  if (map->len == 0) {
+    *data = nullptr;
+    return true;
+  }
+  void* at = mmap(nullptr, map->len, PROT_READ, MAP_SHARED, fd, start);
+  if (at == MAP_FAILED) {
+    map->len = 0;
+    napi_throw_error(env, "WK_NATIVE_IO", "tiesTensor: mmap failed");
+    return false;
+  }
+  map->at = at;
+  // no advice: the first touch of each page maps it and its neighbours (fault-around), measured cheaper here than
+  // MADV_POPULATE_READ (page by page through get_user_pages) or MADV_WILLNEED
+
+  *data = reinterpret_cast<const uint16_t*>(static_cast<uint8_t*>(at) + (position - start));
+  return true;
+}
+
+void unmapAll(Mapped* maps, int count) {
+  for (int i = 0; i < count; i++) {
+    if (maps[i].at != nullptr) munmap(maps[i].at, maps[i].len);
+    maps[i].at = nullptr;
+    maps[i].len = 0;
+  }
+}
+
+void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, double* args, const Dropper& drop);
+
+// tiesTensor(base, models, out: Uint16Array, args: Float64Array): a whole tensor of BF16 inputs merged by TIES into
+// BF16 output bits (see tiesCore). base and each model: a Uint16Array of the output's length, or {fd, position}: the
+// BF16 values at that byte position of an open file, mapped read-only for this call (no copy; unmapped before it
+// returns; a SIGBUS while reading it becomes a WK_NATIVE_IO error).
 napi_value tiesTensor(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -621,10 +766,9 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "WK_NATIVE", "tiesTensor: 4 arguments expected");
     return nullptr;
   }
-  uint16_t *base = nullptr, *out = nullptr;
-  size_t n = 0, on = 0;
-  if (!typedU16(env, argv[0], "tiesTensor: base must be a Uint16Array", &base, &n)) return nullptr;
-  if (!typedU16(env, argv[2], "tiesTensor: out must be a Uint16Array", &out, &on)) return nullptr;
+  uint16_t* out = nullptr;
+  size_t n = 0;
+  if (!typedU16(env, argv[2], "tiesTensor: out must be a Uint16Array", &out, &n)) return nullptr;
   napi_typedarray_type type;
   size_t alen = 0, off = 0;
   void* ad = nullptr;
@@ -636,26 +780,62 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   double* args = static_cast<double*>(ad);
   const int m = static_cast<int>(args[0]);
   uint32_t given = 0;
-  if (m < 1 || m > MAX_MODELS || on != n || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m)) {
+  if (m < 1 || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m)) {
     napi_throw_error(env, "WK_NATIVE", "tiesTensor: arguments out of range");
     return nullptr;
   }
+  Mapped maps[MAX_MODELS + 1];
+  const uint16_t* base = nullptr;
   const uint16_t* xs[MAX_MODELS];
+  // flag 8 (tests only): map without checking the file's size, so that reading past its end raises SIGBUS
+  const bool checkSize = (static_cast<int>(args[3]) & 8) == 0;
+  if (!inputOf(env, argv[0], &n, true, &base, &maps[0], checkSize)) return nullptr;
   for (int i = 0; i < m; i++) {
     napi_value v;
-    uint16_t* d = nullptr;
-    size_t len = 0;
-    if (napi_get_element(env, argv[1], i, &v) != napi_ok || !typedU16(env, v, "tiesTensor: models must be Uint16Arrays", &d, &len)) return nullptr;
-    if (len != n) {
-      napi_throw_error(env, "WK_NATIVE", "tiesTensor: a model's length differs from the base's");
+    if (napi_get_element(env, argv[1], i, &v) != napi_ok || !inputOf(env, v, &n, true, &xs[i], &maps[i + 1], checkSize)) {
+      unmapAll(maps, m + 1);
       return nullptr;
     }
-    xs[i] = d;
   }
+  Dropper drop;
+  // flag 4: give mapped pages back behind the passes (a tensor too big to keep mapped whole)
+  drop.on = (static_cast<int>(args[3]) & 4) != 0;
+  if (maps[0].at != nullptr) drop.in[drop.count++] = base;
+  for (int i = 0; i < m; i++) {
+    if (maps[i + 1].at != nullptr) drop.in[drop.count++] = xs[i];
+  }
+  if (drop.count == 0) {
+    tiesCore(base, xs, m, static_cast<int64_t>(n), out, args, drop);
+    return nullptr;
+  }
+  installBusGuard();
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 1) != 0) {
+    busJump = nullptr;
+    unmapAll(maps, m + 1);
+    napi_throw_error(env, "WK_NATIVE_IO", "tiesTensor: a mapped input could not be read (SIGBUS: the file was truncated or the disk failed)");
+    return nullptr;
+  }
+  busJump = &jb;
+  tiesCore(base, xs, m, static_cast<int64_t>(n), out, args, drop);
+  busJump = nullptr;
+  unmapAll(maps, m + 1);
+  return nullptr;
+}
+
+// The TIES merge of a whole tensor: each magnitude model's exact top-k threshold and tie budget first (a sampled
+// window of buckets, one counting pass per model, a selection among the window's inexact values; two exact counting
+// passes when the window misses), then the masks and the consensus piece by piece, with the same masks, counts and
+// bits as the piece kernels above (and the WebAssembly ones).
+// args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
+// mapped files, all three for tests; 4: give mapped pages back behind the passes); per model i
+// at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits), k or bits, sc, w, and out: kept [+4], how the
+// threshold was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values,
+// 2 exact counts); out: [4..7] nanoseconds spent sampling, counting, resolving and merging.
+void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, double* args, const Dropper& drop) {
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
-  const int64_t N = static_cast<int64_t>(n);
 
   const double t0 = nowNs();
   thread_local std::vector<uint32_t> hist;
@@ -691,7 +871,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     }
   }
   const double t1 = nowNs();
-  if (nw > 0) countWindows(wx, base, N, windowed, nw);
+  if (nw > 0) countWindows(wx, base, N, windowed, nw, drop);
   const double t2 = nowNs();
   for (int i = 0; i < m; i++) {
     if (mode[i] != 2) continue;
@@ -700,6 +880,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     else {
       t.all = false;
       resolveExact(xs[i], base, N, t, hist);
+      drop.upTo(N);
       args[8 + 8 * i + 5] = 2;
     }
     if (t.all) mode[i] = 0;
@@ -738,6 +919,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
       }
     }
     tiesOut(d, m, len, base + o, reinterpret_cast<float*>(out + o), divide, lambda, sc, w, 1);
+    if (((o + len) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + len);
   }
   for (int i = 0; i < m; i++) args[8 + 8 * i + 4] = static_cast<double>(kept[i]);
   // nanoseconds spent sampling, counting windows, resolving thresholds and merging (for profiles)
@@ -745,7 +927,6 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   args[5] = t2 - t1;
   args[6] = t3 - t2;
   args[7] = nowNs() - t3;
-  return nullptr;
 }
 
 }  // namespace

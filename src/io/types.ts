@@ -60,8 +60,23 @@ export interface CheckpointReader {
   readBytes(name: string, options?: ReadBytesOptions): Promise<Uint8Array>;
   /** Read a float (or integer) tensor converted to f32, optionally into a reused buffer. */
   readF32(name: string, options?: ReadF32Options): Promise<Float32Array>;
+  /**
+   * Optional: where a tensor's stored bytes lie in an open file (its descriptor, the absolute byte position), for
+   * kernels that map the file instead of reading it; undefined when they are not one contiguous range of a file.
+   * Valid until close().
+   */
+  locate?(name: string): TensorLocation | undefined;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A tensor's stored bytes in an open file (see CheckpointReader.locate). */
+export interface TensorLocation {
+  /** the file (a shard's own path for a sharded checkpoint) */
+  readonly file: string;
+  readonly fd: number;
+  readonly position: number;
+  readonly byteLength: number;
 }
 
 /** A tensor to be written: its declaration is known before any data (streaming writers need all of them). */

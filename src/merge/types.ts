@@ -42,6 +42,15 @@ export interface Chunk {
   readonly models: readonly Float32Array[];
 }
 
+/** A tensor's BF16 values at a byte position of an open file (the file descriptor stays open during the call). */
+export interface Bf16FileRange {
+  readonly fd: number;
+  readonly position: number;
+}
+
+/** One whole input of TensorMerger.mergeBf16. */
+export type Bf16Input = Uint16Array | Bf16FileRange;
+
 export interface TensorMerger {
   /**
    * 'elements': chunks may split rows anywhere; 'rows': chunks hold whole rows; 'tensor': one chunk with the
@@ -63,11 +72,13 @@ export interface TensorMerger {
    */
   emitBf16?(chunk: Chunk, bits: Uint16Array): boolean;
   /**
-   * Optional, for BF16 outputs of a tensor held in memory whose inputs (base first) are all BF16: write the whole
-   * merged tensor as BF16 bits (what emitBf16/emit would give) and return true, in place of every pass and emit; or
-   * return false (nothing written) to be run the usual way. Called before beginPass.
+   * Optional, for BF16 outputs of a tensor whose inputs (base first) are all BF16, each given whole: in memory, or as
+   * a range of an open file (Bf16FileRange, for native kernels that map it): write the whole merged tensor as BF16
+   * bits (what emitBf16/emit would give) and return true, in place of every pass and emit; or return false (nothing
+   * written) to be run the usual way. Called before beginPass. `release`: file ranges too big to keep mapped whole
+   * (their pages are to be given back as the passes go).
    */
-  mergeBf16?(inputs: readonly Uint16Array[], bits: Uint16Array): boolean;
+  mergeBf16?(inputs: readonly Bf16Input[], bits: Uint16Array, release?: boolean): boolean;
   /**
    * Optional asynchronous whole-tensor step, only for chunking 'tensor': called once with the whole tensor after the
    * statistics passes and before emit (which then receives the same single chunk). For methods that need linear

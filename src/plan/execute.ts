@@ -8,7 +8,7 @@ import { bf16ToF32, f16ToF32, fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
-import { PlanError } from '../errors.js';
+import { IoError, PlanError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import { installNativeKernels, loadNativeKernels } from './native.js';
@@ -441,6 +441,59 @@ function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelSt
   });
 }
 
+/**
+ * The whole tensor in one mergeBf16 call (every input BF16, whole, base first; BF16 output): each input mapped from
+ * its file where the readers can say where it lies and its pages (counted as working memory: the mapped pages are
+ * resident while the call runs) fit the budget with the output, else read into the workspace when the tensor is held
+ * in memory anyway (`resident`). Returns the bytes written, or undefined when the merger declined or neither applies
+ * (nothing written; the passes then run).
+ */
+async function mergeWholeBf16(
+  ctx: RunTensorContext,
+  t: PlanTensor,
+  mergeBf16: NonNullable<TensorMerger['mergeBf16']>,
+  resident: boolean,
+  computeStep: number,
+): Promise<number | undefined> {
+  const inputs = inputsOf(t);
+  const n = rowLengthOf(t.shape) * rowCountOf(t.shape);
+  const write = async (bits: Uint16Array): Promise<number> => {
+    await ctx.sink.writeRange(t.name, 0, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+    return bits.byteLength;
+  };
+  // mapped inputs: the output in the workspace (at most half the budget: a larger tensor runs in row chunks, which
+  // measured as fast and needs less memory); the mapped pages count as working memory while the call runs, or, when
+  // they do not fit beside the output, are given back behind the passes (`release`)
+  const located = mapInputs() ? inputs.map((i) => ctx.readers.get(i.model)!.locate?.(i.tensor)) : [];
+  if (located.length > 0 && located.every((l) => l !== undefined && l.position % 2 === 0 && l.byteLength === 2 * n) && 2 * n <= ctx.budgetBytes / 2) {
+    const release = (2 * inputs.length + 2) * n > ctx.budgetBytes;
+    const bits = ctx.scratch.u16Buffer(0, n);
+    let done: boolean;
+    try {
+      done = mergeBf16(located.map((l) => ({ fd: l!.fd, position: l!.position })), bits, release);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code !== 'WK_NATIVE_IO') throw e;
+      const files = [...new Set(located.map((l) => l!.file))].join(', ');
+      throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name } });
+    }
+    return done ? write(bits) : undefined;
+  }
+  if (!resident || !inputs.every((i) => keepsRaw(i, computeStep))) return undefined;
+  for await (const c of inputChunks(ctx, t, rowCountOf(t.shape), computeStep)()) {
+    if (c.bf16 === undefined) return undefined;
+    const out = ctx.scratch.f32Buffer(0, c.length);
+    const bits = new Uint16Array(out.buffer, out.byteOffset, c.length);
+    return mergeBf16(c.bf16, bits) ? write(bits) : undefined;
+  }
+  return undefined;
+}
+
+/** Whether inputs may be mapped from their files (WEIGHTKIT_MMAP=0: always read). */
+function mapInputs(): boolean {
+  return process.env['WEIGHTKIT_MMAP'] !== '0';
+}
+
 /** Run one plan tensor through the method and the sink. Returns the bytes written. */
 export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
   if (t.op === 'copy') return copyTensor(ctx, t);
@@ -461,16 +514,9 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   // extra passes are free: say so before the first one); one that streams once needs no more than a few MiB per
   // chunk, and smaller chunks keep the memory (and its first-touch faults) small
   merger.setResident?.(rowsPerChunk >= rows);
-  if (merger.mergeBf16 && t.dtype === 'BF16' && rowsPerChunk >= rows && numel > 0 && t.base !== undefined && inputsOf(t).every((i) => i.dtype === 'BF16' && keepsRaw(i, computeStep))) {
-    // the whole tensor in memory, BF16 in and out: a merger may do all of it in one step (the native TIES kernel)
-    for await (const c of inputChunks(ctx, t, rows, computeStep)()) {
-      if (c.bf16 === undefined) break;
-      const out = ctx.scratch.f32Buffer(0, c.length);
-      const bits = new Uint16Array(out.buffer, out.byteOffset, c.length);
-      if (!merger.mergeBf16(c.bf16, bits)) break;
-      await ctx.sink.writeRange(t.name, 0, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
-      return bits.byteLength;
-    }
+  if (merger.mergeBf16 && t.dtype === 'BF16' && numel > 0 && t.base !== undefined && inputsOf(t).every((i) => i.dtype === 'BF16' && i.block === undefined)) {
+    const written = await mergeWholeBf16(ctx, t, merger.mergeBf16.bind(merger), rowsPerChunk >= rows, computeStep);
+    if (written !== undefined) return written;
   }
 
   const passes = merger.beginPass !== undefined && merger.observe !== undefined && merger.beginPass(0);

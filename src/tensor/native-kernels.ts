@@ -5,6 +5,9 @@
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
 export const NATIVE_ABI = 5;
 
+/** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
+export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };
+
 /** What the native addon exports (see native/gta.cc for the memory layout it reads). */
 export interface NativeKernels {
   readonly abi: number;
@@ -12,9 +15,11 @@ export interface NativeKernels {
   tiesPiece(memory: ArrayBuffer): void;
   /**
    * A whole tensor of BF16 inputs merged by TIES into BF16 output bits (thresholds, masks and consensus in one
-   * call); args (Float64Array, 72 values): see native/gta.cc.
+   * call); each input in memory or {fd, position} of an open file (mapped for the call); args (Float64Array, 72
+   * values): see native/gta.cc. Errors: code WK_NATIVE (bad arguments), WK_NATIVE_IO (a mapping failed or a mapped
+   * file could not be read).
    */
-  tiesTensor(base: Uint16Array, models: readonly Uint16Array[], out: Uint16Array, args: Float64Array): void;
+  tiesTensor(base: NativeInput, models: readonly NativeInput[], out: Uint16Array, args: Float64Array): void;
   /** Windowed high-bits counts of one piece for every model set up at NATIVE_ARGS (a top-k's HIGH pass). */
   histWindows(memory: ArrayBuffer): void;
   /** Transparent huge pages for a fresh memory's 2 MiB-aligned interior (returns the bytes advised). */

@@ -4,14 +4,16 @@
 // machine that can build them (linux-x64, g++, AVX-512) they must be built, so this comparison cannot be skipped
 // silently there.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SAMPLE_BLOCK, sampleOffset, setNativeTensorFlags } from '../../src/merge/methods/gta-core.js';
 import { loadNativeKernels, nativeKernelsFrom } from '../../src/plan/native.js';
 import { NATIVE_ABI, type NativeKernels } from '../../src/tensor/native-kernels.js';
 import { merge } from '../../src/plan/merge.js';
+import { openCheckpointPath } from '../../src/io/open.js';
+import type { TensorLocation } from '../../src/io/types.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { MagnitudeSelector } from '../../src/tensor/select.js';
@@ -128,8 +130,10 @@ interface RunOptions {
   threads?: number;
   /** a working-memory budget small enough to read every tensor in row chunks (the piece kernels run) */
   chunked?: boolean;
-  /** tiesTensor test flags (1: exact threshold passes, 2: window lists overflow) */
+  /** tiesTensor test flags (1: exact threshold passes, 2: window lists overflow, 4: mapped pages given back behind the passes) */
   flags?: number;
+  /** false: WEIGHTKIT_MMAP=0 (whole tensors read into the workspace instead of mapped from their files) */
+  mmap?: boolean;
 }
 
 async function runCase(name: string, c: Case & { dir?: string }, native: boolean, o: RunOptions = {}): Promise<Buffer> {
@@ -141,17 +145,19 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
   lines.push('dtype: bfloat16', '');
-  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}`;
+  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}${o.mmap === false ? 'r' : 'm'}`;
   const recipe = join(root, `${tag}.yaml`);
   await writeFile(recipe, lines.join('\n'));
   if (native) delete process.env['WEIGHTKIT_NATIVE'];
   else process.env['WEIGHTKIT_NATIVE'] = '0';
   const out = join(root, `out-${tag}`);
   setNativeTensorFlags(o.flags ?? 0);
+  if (o.mmap === false) process.env['WEIGHTKIT_MMAP'] = '0';
   try {
     await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}), ...(o.chunked ? { memoryBudget: 1 << 16 } : {}) });
   } finally {
     setNativeTensorFlags(0);
+    delete process.env['WEIGHTKIT_MMAP'];
   }
   return readFile(join(out, 'model.safetensors'));
 }
@@ -160,16 +166,18 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
  * Spies on the whole-tensor kernel, recording how each call found each model's threshold (0 none, 1 window counts,
  * 3 window counts and a selection among its inexact values, 2 exact counts).
  */
-function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][] } {
+function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][]; mapped: boolean[] } {
   const orig = k.tiesTensor.bind(k);
   const paths: number[][] = [];
   const kept: number[][] = [];
+  const mapped: boolean[] = [];
   const spy = vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a) => {
+    mapped.push(!(b instanceof Uint16Array));
     orig(b, ms, o, a);
     paths.push(ms.map((_, i) => a[8 + 8 * i + 5]!));
     kept.push(ms.map((_, i) => a[8 + 8 * i + 4]!));
   });
-  return { calls: () => spy.mock.calls.length, paths, kept };
+  return { calls: () => spy.mock.calls.length, paths, kept, mapped };
 }
 
 describe('native TIES kernels', () => {
@@ -185,14 +193,18 @@ describe('native TIES kernels', () => {
       const piece = k ? vi.spyOn(k, 'tiesPiece') : undefined;
       const nat = await runCase(name, c, true);
       if (k) expect(whole!.calls()).toBe(Object.keys(SHAPES).length); // every tensor in one native call
+      if (k) expect(whole!.mapped.every((m) => m)).toBe(true); // inputs mapped from their files
+      const read = await runCase(name, c, true, { mmap: false });
+      if (k) expect(whole!.mapped.slice(Object.keys(SHAPES).length)).toEqual(Object.keys(SHAPES).map(() => false));
       const chunked = await runCase(name, c, true, { chunked: true });
       if (k) expect(piece!.mock.calls.length).toBeGreaterThan(0); // tensors in row chunks: the piece kernels
       const calls = whole?.calls() ?? 0;
       const wasm = await runCase(name, c, false);
       expect(whole?.calls() ?? 0).toBe(calls); // WEIGHTKIT_NATIVE=0 turns it off
       expect(nat.equals(wasm)).toBe(true);
+      expect(read.equals(wasm)).toBe(true);
       expect(chunked.equals(wasm)).toBe(true);
-      for (const flags of [1, 2]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
+      for (const flags of [1, 2, 4]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
     });
   }
 
@@ -207,7 +219,7 @@ describe('native TIES kernels', () => {
     // chunks of a quarter of the tensor: the executor's own sampled windows do not apply (not resident)
     const wasm = await runCase('big window', c, false);
     expect(nat.equals(wasm)).toBe(true);
-    for (const flags of [1, 2]) expect((await runCase('big window', c, true, { flags })).equals(wasm)).toBe(true);
+    for (const flags of [1, 2, 4]) expect((await runCase('big window', c, true, { flags })).equals(wasm)).toBe(true);
     expect(spy?.mock.calls.length ?? 0).toBe(0);
     expect(missed.mock.results.some((r) => r.value === true)).toBe(false);
   });
@@ -239,6 +251,47 @@ describe('native TIES kernels', () => {
     const nat = await runCase('big miss', c, true);
     if (k) expect(whole!.paths).toEqual([[2, 2, 2]]);
     expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
+  });
+
+  it('mapped inputs: a range past the end of its file is refused, a SIGBUS while reading one becomes an error', async () => {
+    const k = loadNativeKernels();
+    if (!k) return;
+    const file = join(root, 'short.bin');
+    await writeFile(file, Buffer.alloc(8192, 1));
+    const fh = await open(file, 'r');
+    try {
+      const n = 1 << 16; // 128 KiB: past the 8 KiB file
+      const args = new Float64Array(72);
+      args.set([1, 1, 1, 0]);
+      args.set([0, 0, 1, 1], 8);
+      const range = { fd: fh.fd, position: 0 };
+      expect(() => k.tiesTensor(range, [range], new Uint16Array(n), args)).toThrow(expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/past the end/) }));
+      args[3] = 8; // no size check: the first page past the end faults
+      expect(() => k.tiesTensor(range, [range], new Uint16Array(n), args)).toThrow(expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/SIGBUS/) }));
+      // the process and the kernels carry on
+      args[3] = 0;
+      const out = new Uint16Array(4096);
+      k.tiesTensor(range, [range], out, args);
+      expect(out.every((v) => v === 0x0101)).toBe(true); // base + (x - base) with x = base
+    } finally {
+      await fh.close();
+    }
+  });
+
+  it('a merge whose mapped input cannot be read fails with IO_ERROR naming the file and the tensor, leaving no output', async () => {
+    if (!loadNativeKernels()) return;
+    const reader = await openCheckpointPath(join(root, 'base'));
+    const proto = Object.getPrototypeOf(reader) as { locate(name: string): TensorLocation };
+    await reader.close();
+    const real = proto.locate;
+    vi.spyOn(proto, 'locate').mockImplementation(function (this: unknown, name: string) {
+      const l = real.call(this, name);
+      return { ...l, position: l.position + (1 << 30) }; // far past the end of the file
+    });
+    const c = CASES['ties, 1 model']!;
+    const err = await runCase('mapped io', c, true).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'IO_ERROR', where: { tensor: expect.any(String), file: expect.stringMatching(/model\.safetensors$/) } });
+    expect(existsSync(join(root, 'out-mapped-io-native-1-w0m'))).toBe(false);
   });
 
   it('an addon that is missing, does not load, or is stale (another layout version, a kernel missing) is not used', async () => {

@@ -17,6 +17,7 @@ import type {
   ReadRange,
   ShardInfo,
   TensorInfo,
+  TensorLocation,
 } from '../types.js';
 import { parseSafetensorsHeader, readHeaderByteLength, type SafetensorsEntry, type SafetensorsHeader } from './header.js';
 
@@ -218,6 +219,12 @@ class FileReader implements SafetensorsReader {
     }
     await this.readAt(dst, ext.position);
     return dst;
+  }
+
+  locate(name: string): TensorLocation {
+    const entry = this.entry(name);
+    const ext = this.extent(entry, {});
+    return { file: this.file, fd: this.fh.fd, position: ext.position, byteLength: ext.byteLength };
   }
 
   async readF32(name: string, options: ReadF32Options = {}): Promise<Float32Array> {

@@ -47,7 +47,7 @@ import {
   sumOut,
 } from './gta-kernels.js';
 import type { NativeKernels } from '../../tensor/native-kernels.js';
-import type { Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger } from '../types.js';
+import type { Bf16Input, Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger } from '../types.js';
 
 /** How each task vector is thinned before weighting (mergekit's SparsificationMethod, plus 'none'). */
 export type Sparsifier = 'none' | 'magnitude' | 'random' | 'outliers' | 'della';
@@ -382,7 +382,7 @@ function isModelTrimStats(x: unknown): x is ModelTrimStats {
 
 /** tiesTensor's argument block (one per thread; see native/gta.cc). */
 const tensorArgs = new Float64Array(72);
-/** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow. */
+/** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow, 4 gives mapped pages back behind the passes. */
 let nativeTensorFlags = 0;
 
 /** Tests only: force tiesTensor's exact threshold passes (1) or window overflows (2); 0 restores the default. */
@@ -393,7 +393,7 @@ export function setNativeTensorFlags(flags: number): void {
 /** One tensor's merger for a configured GTA method. */
 class GtaMerger implements TensorMerger {
   readonly chunking: 'elements' | 'rows' | 'tensor';
-  readonly mergeBf16?: (inputs: readonly Uint16Array[], bits: Uint16Array) => boolean;
+  readonly mergeBf16?: (inputs: readonly Bf16Input[], bits: Uint16Array, release?: boolean) => boolean;
   private readonly plans: ModelPlan[];
   private readonly lambda: number;
   private readonly divide: boolean;
@@ -456,7 +456,7 @@ class GtaMerger implements TensorMerger {
     const n = this.plans.length;
     // offered to the executor only where it applies: the executor reads the whole tensor for it
     if (nativeKernels() !== undefined && cfg.consensus && this.nativeModes && n > 0 && n <= WASM_MAX_MODELS && !this.plans.some((x) => x.rescale)) {
-      this.mergeBf16 = (inputs, bits) => this.mergeNative(inputs, bits);
+      this.mergeBf16 = (inputs, bits, release) => this.mergeNative(inputs, bits, release);
     }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
     this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
@@ -816,7 +816,7 @@ class GtaMerger implements TensorMerger {
    * The whole tensor in one native call (tiesTensor: thresholds, masks, consensus and BF16 rounding), when every
    * model's mask is a magnitude threshold, all or none, without rescaling; false otherwise (then the passes run).
    */
-  private mergeNative(inputs: readonly Uint16Array[], bits: Uint16Array): boolean {
+  private mergeNative(inputs: readonly Bf16Input[], bits: Uint16Array, release = false): boolean {
     const n = this.plans.length;
     const k = nativeKernels();
     if (k === undefined || inputs.length !== n + 1) return false;
@@ -825,7 +825,7 @@ class GtaMerger implements TensorMerger {
     a[0] = n;
     a[1] = this.divide ? 1 : 0;
     a[2] = this.lambda;
-    a[3] = nativeTensorFlags;
+    a[3] = nativeTensorFlags | (release ? 4 : 0);
     this.plans.forEach((p, i) => {
       const o = 8 + 8 * i;
       if (p.mode === MAG_MODEL) {

@@ -18,6 +18,22 @@ import { brief, errorOf, listDir, tempDir } from './helpers.js';
 const HF_DIR = fileURLToPath(new URL('../../fixtures/hf-sharded/', import.meta.url)).replace(/\/$/, '');
 
 describe('HF sharded fixture', () => {
+  it('locate() gives each tensor\'s shard file, descriptor and byte range (the bytes readBytes returns)', async () => {
+    await using r = await openCheckpointPath(HF_DIR);
+    for (const t of r.tensors()) {
+      const l = r.locate!(t.name)!;
+      expect(l.file).toBe(t.file);
+      expect(l.byteLength).toBe(t.byteLength);
+      const bytes = Buffer.alloc(l.byteLength);
+      const fh = await open(l.file, 'r');
+      await fh.read(bytes, 0, l.byteLength, l.position);
+      await fh.close();
+      expect(bytes.equals(Buffer.from(await r.readBytes(t.name))), t.name).toBe(true);
+      expect(l.fd).toBeGreaterThan(2);
+    }
+    expect(brief(await errorOf(async () => r.locate!('missing')))).toMatchObject({ code: 'TENSOR_NOT_FOUND' });
+  });
+
   it('committed files equal the generator output and stay tiny', async () => {
     let total = 0;
     for (const [name, bytes] of hfShardedFiles()) {
