@@ -54,7 +54,9 @@ function formatSeconds(s: number): string {
 /** Which elementwise kernels the merge runs (native/gta.cc for ties when built, else WebAssembly SIMD). */
 function kernelsLine(method: string): string {
   if (loadNativeKernels() !== undefined) {
-    return method === 'ties' ? 'native AVX-512 (masks, sign consensus, top-k counts) + WebAssembly SIMD' : 'WebAssembly SIMD (the native kernels serve ties)';
+    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties)';
+    const inputs = process.env['WEIGHTKIT_MMAP'] === '0' ? 'read (WEIGHTKIT_MMAP=0)' : 'mapped from their files';
+    return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16 tensors in one call, inputs ${inputs}) + WebAssembly SIMD`;
   }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
   return 'WebAssembly SIMD (no usable native kernels: npm run build:native needs linux-x64, g++ and AVX-512)';
