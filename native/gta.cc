@@ -753,12 +753,14 @@ void unmapAll(Mapped* maps, int count) {
   }
 }
 
-void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, double* args, const Dropper& drop);
+constexpr size_t ARGS_LENGTH = 80;
 
-// tiesTensor(base, models, out: Uint16Array, args: Float64Array): a whole tensor of BF16 inputs merged by TIES into
-// BF16 output bits (see tiesCore). base and each model: a Uint16Array of the output's length, or {fd, position}: the
-// BF16 values at that byte position of an open file, mapped read-only for this call (no copy; unmapped before it
-// returns; a SIGBUS while reading it becomes a WK_NATIVE_IO error).
+void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop);
+
+// tiesTensor(base, models, out: Uint16Array, args: Float64Array): a tensor of BF16 inputs merged by TIES into BF16
+// output bits (see tiesCore), whole or a range at a time. base and each model: a Uint16Array of args[74] values, or
+// {fd, position}: args[74] BF16 values at that byte position of an open file, mapped read-only for this call (no copy;
+// unmapped before it returns; a SIGBUS while reading it becomes a WK_NATIVE_IO error).
 napi_value tiesTensor(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -767,23 +769,26 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   uint16_t* out = nullptr;
-  size_t n = 0;
-  if (!typedU16(env, argv[2], "tiesTensor: out must be a Uint16Array", &out, &n)) return nullptr;
+  size_t outLen = 0;
+  if (!typedU16(env, argv[2], "tiesTensor: out must be a Uint16Array", &out, &outLen)) return nullptr;
   napi_typedarray_type type;
   size_t alen = 0, off = 0;
   void* ad = nullptr;
   napi_value ab;
-  if (napi_get_typedarray_info(env, argv[3], &type, &alen, &ad, &ab, &off) != napi_ok || type != napi_float64_array || alen < 8 + 8 * MAX_MODELS) {
-    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 72 values");
+  if (napi_get_typedarray_info(env, argv[3], &type, &alen, &ad, &ab, &off) != napi_ok || type != napi_float64_array || alen < ARGS_LENGTH) {
+    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 80 values");
     return nullptr;
   }
   double* args = static_cast<double*>(ad);
   const int m = static_cast<int>(args[0]);
   uint32_t given = 0;
-  if (m < 1 || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m)) {
+  const double nd = args[74], e0d = args[72];
+  if (m < 1 || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m) || !(nd >= 0) ||
+      nd != floor(nd) || nd > 9e15 || !(e0d >= 0) || e0d != floor(e0d) || e0d + static_cast<double>(outLen) > nd) {
     napi_throw_error(env, "WK_NATIVE", "tiesTensor: arguments out of range");
     return nullptr;
   }
+  size_t n = static_cast<size_t>(nd);
   Mapped maps[MAX_MODELS + 1];
   const uint16_t* base = nullptr;
   const uint16_t* xs[MAX_MODELS];
@@ -805,7 +810,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     if (maps[i + 1].at != nullptr) drop.in[drop.count++] = xs[i];
   }
   if (drop.count == 0) {
-    tiesCore(base, xs, m, static_cast<int64_t>(n), out, args, drop);
+    tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop);
     return nullptr;
   }
   installBusGuard();
@@ -817,115 +822,129 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   busJump = &jb;
-  tiesCore(base, xs, m, static_cast<int64_t>(n), out, args, drop);
+  tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop);
   busJump = nullptr;
   unmapAll(maps, m + 1);
   return nullptr;
 }
 
-// The TIES merge of a whole tensor: each magnitude model's exact top-k threshold and tie budget first (a sampled
-// window of buckets, one counting pass per model, a selection among the window's inexact values; two exact counting
-// passes when the window misses), then the masks and the consensus piece by piece, with the same masks, counts and
-// bits as the piece kernels above (and the WebAssembly ones).
+// The TIES merge of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16) each magnitude model's
+// exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
+// the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
+// masks and the consensus of elements [e0, e0 + len) into out, piece by piece, the tie budgets carried in args, so
+// consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
 // args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
-// mapped files, all three for tests; 4: give mapped pages back behind the passes); per model i
-// at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits), k or bits, sc, w, and out: kept [+4], how the
-// threshold was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values,
-// 2 exact counts); out: [4..7] nanoseconds spent sampling, counting, resolving and merging.
-void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, double* args, const Dropper& drop) {
+// mapped files, all three for tests; 4: give mapped pages back behind the passes; 16, 32: the phases); [72] e0,
+// [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
+// when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
+// was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
+// the threshold bits [+6] and the tie budget left [+7]. Out: [4..7] nanoseconds spent sampling, counting, resolving
+// and merging.
+void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop) {
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
-
-  const double t0 = nowNs();
-  thread_local std::vector<uint32_t> hist;
-  thread_local TopK tops[MAX_MODELS];
+  const bool thresholds = (flags & 48) != 32, emit = (flags & 48) != 16;
+  if (thresholds) {
+    const double t0 = nowNs();
+    thread_local std::vector<uint32_t> hist;
+    thread_local TopK tops[MAX_MODELS];
+    TopK* windowed[MAX_MODELS];
+    const uint16_t* wx[MAX_MODELS];
+    int nw = 0;
+    for (int i = 0; i < m; i++) {
+      double* a = args + 8 + 8 * i;
+      a[4] = a[5] = a[6] = a[7] = 0;
+      if (static_cast<int>(a[0]) != 2) continue;
+      TopK& t = tops[i];
+      t.k = static_cast<int64_t>(a[1]);
+      t.windowed = t.overflow = t.all = t.selected = false;
+      t.above = t.below = 0;
+      t.listed = 0;
+      t.T = 0;
+      t.ties = 0;
+      if (t.k <= 0) {
+        a[0] = 1;
+        continue;
+      }
+      if (!(flags & 1) && N >= 65536) {
+        sampleWindow(xs[i], base, N, t, hist);
+        drop.upTo(N);  // the sample's faults map most pages around it
+      }
+      if (t.windowed) {
+        if (flags & 2) t.cap = 16;
+        windowed[nw] = &t;
+        wx[nw++] = xs[i];
+      }
+    }
+    const double t1 = nowNs();
+    if (nw > 0) countWindows(wx, base, N, windowed, nw, drop);
+    const double t2 = nowNs();
+    for (int i = 0; i < m; i++) {
+      double* a = args + 8 + 8 * i;
+      if (static_cast<int>(a[0]) != 2) continue;
+      TopK& t = tops[i];
+      if (t.windowed && resolveWindow(t)) a[5] = t.selected ? 3 : 1;
+      else {
+        t.all = false;
+        resolveExact(xs[i], base, N, t, hist);
+        drop.upTo(N);
+        a[5] = 2;
+      }
+      if (t.all) a[0] = 0;
+      a[6] = t.T;
+      a[7] = static_cast<double>(t.ties);
+    }
+    args[4] = t1 - t0;
+    args[5] = t2 - t1;
+    args[6] = nowNs() - t2;
+  }
+  if (!emit) return;
+  const double t3 = nowNs();
   int mode[MAX_MODELS];
   double sc[MAX_MODELS], w[MAX_MODELS];
-  TopK* windowed[MAX_MODELS];
-  const uint16_t* wx[MAX_MODELS];
-  int nw = 0;
-  for (int i = 0; i < m; i++) {
-    double* a = args + 8 + 8 * i;
-    mode[i] = static_cast<int>(a[0]);
-    sc[i] = a[2];
-    w[i] = a[3];
-    a[5] = 0;
-    if (mode[i] != 2) continue;
-    TopK& t = tops[i];
-    t.k = static_cast<int64_t>(a[1]);
-    t.windowed = t.overflow = t.all = t.selected = false;
-    t.above = t.below = 0;
-    t.listed = 0;
-    t.T = 0;
-    t.ties = 0;
-    if (t.k <= 0) {
-      mode[i] = 1;
-      continue;
-    }
-    if (!(flags & 1) && N >= 65536) sampleWindow(xs[i], base, N, t, hist);
-    if (t.windowed) {
-      if (flags & 2) t.cap = 16;
-      windowed[nw] = &t;
-      wx[nw++] = xs[i];
-    }
-  }
-  const double t1 = nowNs();
-  if (nw > 0) countWindows(wx, base, N, windowed, nw, drop);
-  const double t2 = nowNs();
-  for (int i = 0; i < m; i++) {
-    if (mode[i] != 2) continue;
-    TopK& t = tops[i];
-    if (t.windowed && resolveWindow(t)) args[8 + 8 * i + 5] = t.selected ? 3 : 1;
-    else {
-      t.all = false;
-      resolveExact(xs[i], base, N, t, hist);
-      drop.upTo(N);
-      args[8 + 8 * i + 5] = 2;
-    }
-    if (t.all) mode[i] = 0;
-  }
-
-  const double t3 = nowNs();
   thread_local std::vector<float> dbuf;
   if (dbuf.size() < static_cast<size_t>(MAX_MODELS) * PIECE) dbuf.resize(static_cast<size_t>(MAX_MODELS) * PIECE);
   float* d[MAX_MODELS];
   int32_t ties[MAX_MODELS];
   int64_t kept[MAX_MODELS];
   for (int i = 0; i < m; i++) {
+    const double* a = args + 8 + 8 * i;
+    mode[i] = static_cast<int>(a[0]);
+    sc[i] = a[2];
+    w[i] = a[3];
     d[i] = dbuf.data() + static_cast<size_t>(i) * PIECE;
     kept[i] = 0;
-    ties[i] = mode[i] == 2 ? static_cast<int32_t>(tops[i].ties) : 0;
+    ties[i] = mode[i] == 2 ? static_cast<int32_t>(a[7]) : 0;
     if (mode[i] == 1) memset(d[i], 0, sizeof(float) * PIECE);
   }
-  for (int64_t o = 0; o < N; o += PIECE) {
-    const int len = static_cast<int>(N - o < PIECE ? N - o : PIECE);
+  for (int64_t o = e0; o < e0 + len; o += PIECE) {
+    const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
     for (int i = 0; i < m; i++) {
       switch (mode[i]) {
         case 0:
-          deltaAll(xs[i] + o, base + o, d[i], len);
-          kept[i] += len;
+          deltaAll(xs[i] + o, base + o, d[i], n);
+          kept[i] += n;
           break;
         case 2:
-          kept[i] += deltaMag(xs[i] + o, base + o, d[i], len, tops[i].T, &ties[i]);
+          kept[i] += deltaMag(xs[i] + o, base + o, d[i], n, static_cast<int32_t>(args[8 + 8 * i + 6]), &ties[i]);
           break;
         case 3: {
           int32_t none = 0;
-          kept[i] += deltaMag(xs[i] + o, base + o, d[i], len, static_cast<int32_t>(args[8 + 8 * i + 1]), &none);
+          kept[i] += deltaMag(xs[i] + o, base + o, d[i], n, static_cast<int32_t>(args[8 + 8 * i + 1]), &none);
           break;
         }
         default:
           break;
       }
     }
-    tiesOut(d, m, len, base + o, reinterpret_cast<float*>(out + o), divide, lambda, sc, w, 1);
-    if (((o + len) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + len);
+    tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
+    if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
   }
-  for (int i = 0; i < m; i++) args[8 + 8 * i + 4] = static_cast<double>(kept[i]);
-  // nanoseconds spent sampling, counting windows, resolving thresholds and merging (for profiles)
-  args[4] = t1 - t0;
-  args[5] = t2 - t1;
-  args[6] = t3 - t2;
+  for (int i = 0; i < m; i++) {
+    args[8 + 8 * i + 4] += static_cast<double>(kept[i]);
+    if (mode[i] == 2) args[8 + 8 * i + 7] = ties[i];
+  }
   args[7] = nowNs() - t3;
 }
 
@@ -955,7 +974,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 5;
+constexpr int32_t WK_ABI = 6;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

@@ -48,8 +48,14 @@ export interface Bf16FileRange {
   readonly position: number;
 }
 
-/** One whole input of TensorMerger.mergeBf16. */
+/** One whole input of TensorMerger.wholeBf16. */
 export type Bf16Input = Uint16Array | Bf16FileRange;
+
+/** See TensorMerger.wholeBf16. */
+export interface WholeBf16Writer {
+  /** Write the merged values of elements [offset, offset + bits.length) into bits; ranges come in order from 0. */
+  write(offset: number, bits: Uint16Array): void;
+}
 
 export interface TensorMerger {
   /**
@@ -72,13 +78,13 @@ export interface TensorMerger {
    */
   emitBf16?(chunk: Chunk, bits: Uint16Array): boolean;
   /**
-   * Optional, for BF16 outputs of a tensor whose inputs (base first) are all BF16, each given whole: in memory, or as
-   * a range of an open file (Bf16FileRange, for native kernels that map it): write the whole merged tensor as BF16
-   * bits (what emitBf16/emit would give) and return true, in place of every pass and emit; or return false (nothing
-   * written) to be run the usual way. Called before beginPass. `release`: file ranges too big to keep mapped whole
-   * (their pages are to be given back as the passes go).
+   * Optional, for BF16 outputs of a tensor of `numel` elements whose inputs (base first) are all BF16, each given
+   * whole: in memory, or as a range of an open file (Bf16FileRange, for native kernels that map it). Returns a writer
+   * of the merged values as BF16 bits (what emitBf16/emit would give), to be called for consecutive ranges from 0 to
+   * the end in place of every pass and emit; or undefined to be run the usual way. Called before beginPass.
+   * `release`: file ranges too big to keep mapped whole (their pages are to be given back as the passes go).
    */
-  mergeBf16?(inputs: readonly Bf16Input[], bits: Uint16Array, release?: boolean): boolean;
+  wholeBf16?(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined;
   /**
    * Optional asynchronous whole-tensor step, only for chunking 'tensor': called once with the whole tensor after the
    * statistics passes and before emit (which then receives the same single chunk). For methods that need linear

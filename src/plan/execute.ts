@@ -442,52 +442,62 @@ function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelSt
 }
 
 /**
- * The whole tensor in one mergeBf16 call (every input BF16, whole, base first; BF16 output): each input mapped from
- * its file where the readers can say where it lies and its pages (counted as working memory: the mapped pages are
- * resident while the call runs) fit the budget with the output, else read into the workspace when the tensor is held
- * in memory anyway (`resident`). Returns the bytes written, or undefined when the merger declined or neither applies
- * (nothing written; the passes then run).
+ * The tensor through the merger's wholeBf16 writer (every input BF16, whole, base first; BF16 output). Inputs are
+ * mapped from their files where the readers say where they lie: the output then goes out in ranges of at most
+ * WHOLE_OUTPUT_ELEMENTS and an eighth of the budget in elements (one range when it fits half the budget), and the mapped pages count as working memory while
+ * a call runs, or, when they do not fit beside the output, are given back behind the passes (`release`). Otherwise,
+ * when the tensor is held in memory anyway (`resident`), its inputs are read into the workspace and merged in one
+ * call. Returns the bytes written, or undefined when neither applies or the merger declines (nothing written; the
+ * passes then run).
  */
 async function mergeWholeBf16(
   ctx: RunTensorContext,
   t: PlanTensor,
-  mergeBf16: NonNullable<TensorMerger['mergeBf16']>,
+  wholeBf16: NonNullable<TensorMerger['wholeBf16']>,
   resident: boolean,
   computeStep: number,
 ): Promise<number | undefined> {
   const inputs = inputsOf(t);
   const n = rowLengthOf(t.shape) * rowCountOf(t.shape);
-  const write = async (bits: Uint16Array): Promise<number> => {
-    await ctx.sink.writeRange(t.name, 0, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
-    return bits.byteLength;
-  };
-  // mapped inputs: the output in the workspace (at most half the budget: a larger tensor runs in row chunks, which
-  // measured as fast and needs less memory); the mapped pages count as working memory while the call runs, or, when
-  // they do not fit beside the output, are given back behind the passes (`release`)
   const located = mapInputs() ? inputs.map((i) => ctx.readers.get(i.model)!.locate?.(i.tensor)) : [];
-  if (located.length > 0 && located.every((l) => l !== undefined && l.position % 2 === 0 && l.byteLength === 2 * n) && 2 * n <= ctx.budgetBytes / 2) {
-    const release = (2 * inputs.length + 2) * n > ctx.budgetBytes;
-    const bits = ctx.scratch.u16Buffer(0, n);
-    let done: boolean;
-    try {
-      done = mergeBf16(located.map((l) => ({ fd: l!.fd, position: l!.position })), bits, release);
-    } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      if (code !== 'WK_NATIVE_IO') throw e;
-      const files = [...new Set(located.map((l) => l!.file))].join(', ');
-      throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name } });
+  if (located.length > 0 && located.every((l) => l !== undefined && l.position % 2 === 0 && l.byteLength === 2 * n)) {
+    const step = 2 * n <= ctx.budgetBytes / 2 ? n : Math.min(n, WHOLE_OUTPUT_ELEMENTS, Math.max(1 << 14, Math.floor(ctx.budgetBytes / 8)));
+    const release = step < n || (2 * inputs.length + 2) * n > ctx.budgetBytes;
+    const writer = wholeBf16(
+      located.map((l) => ({ fd: l!.fd, position: l!.position })),
+      n,
+      release,
+    );
+    if (writer === undefined) return undefined;
+    for (let o = 0; o < n; o += step) {
+      const bits = ctx.scratch.u16Buffer(0, Math.min(step, n - o));
+      try {
+        writer.write(o, bits);
+      } catch (e) {
+        if ((e as { code?: unknown }).code !== 'WK_NATIVE_IO') throw e;
+        const files = [...new Set(located.map((l) => l!.file))].join(', ');
+        throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name } });
+      }
+      await ctx.sink.writeRange(t.name, 2 * o, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
     }
-    return done ? write(bits) : undefined;
+    return 2 * n;
   }
   if (!resident || !inputs.every((i) => keepsRaw(i, computeStep))) return undefined;
   for await (const c of inputChunks(ctx, t, rowCountOf(t.shape), computeStep)()) {
     if (c.bf16 === undefined) return undefined;
+    const writer = wholeBf16(c.bf16, n, false);
+    if (writer === undefined) return undefined;
     const out = ctx.scratch.f32Buffer(0, c.length);
     const bits = new Uint16Array(out.buffer, out.byteOffset, c.length);
-    return mergeBf16(c.bf16, bits) ? write(bits) : undefined;
+    writer.write(0, bits);
+    await ctx.sink.writeRange(t.name, 0, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+    return bits.byteLength;
   }
   return undefined;
 }
+
+/** Largest output range of a mapped whole-tensor merge too big to emit in one go: 8 MiB of BF16. */
+const WHOLE_OUTPUT_ELEMENTS = 1 << 22;
 
 /** Whether inputs may be mapped from their files (WEIGHTKIT_MMAP=0: always read). */
 function mapInputs(): boolean {
@@ -514,8 +524,8 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   // extra passes are free: say so before the first one); one that streams once needs no more than a few MiB per
   // chunk, and smaller chunks keep the memory (and its first-touch faults) small
   merger.setResident?.(rowsPerChunk >= rows);
-  if (merger.mergeBf16 && t.dtype === 'BF16' && numel > 0 && t.base !== undefined && inputsOf(t).every((i) => i.dtype === 'BF16' && i.block === undefined)) {
-    const written = await mergeWholeBf16(ctx, t, merger.mergeBf16.bind(merger), rowsPerChunk >= rows, computeStep);
+  if (merger.wholeBf16 && t.dtype === 'BF16' && numel > 0 && t.base !== undefined && inputsOf(t).every((i) => i.dtype === 'BF16' && i.block === undefined)) {
+    const written = await mergeWholeBf16(ctx, t, merger.wholeBf16.bind(merger), rowsPerChunk >= rows, computeStep);
     if (written !== undefined) return written;
   }
 

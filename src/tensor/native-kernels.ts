@@ -3,7 +3,7 @@
 // WebAssembly module when none is installed. Pure: no node: imports.
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 5;
+export const NATIVE_ABI = 6;
 
 /** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
 export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };
@@ -14,9 +14,9 @@ export interface NativeKernels {
   /** The TIES piece step over the arguments written at NATIVE_ARGS of a merge-kernel module's memory. */
   tiesPiece(memory: ArrayBuffer): void;
   /**
-   * A whole tensor of BF16 inputs merged by TIES into BF16 output bits (thresholds, masks and consensus in one
-   * call); each input in memory or {fd, position} of an open file (mapped for the call); args (Float64Array, 72
-   * values): see native/gta.cc. Errors: code WK_NATIVE (bad arguments), WK_NATIVE_IO (a mapping failed or a mapped
+   * A tensor of BF16 inputs merged by TIES into BF16 output bits: the exact thresholds, then masks and consensus
+   * of a range (or both in one call); each input in memory or {fd, position} of an open file (mapped for the call);
+   * args (Float64Array, 80 values): see native/gta.cc. Errors: code WK_NATIVE (bad arguments), WK_NATIVE_IO (a mapping failed or a mapped
    * file could not be read).
    */
   tiesTensor(base: NativeInput, models: readonly NativeInput[], out: Uint16Array, args: Float64Array): void;

@@ -134,6 +134,8 @@ interface RunOptions {
   flags?: number;
   /** false: WEIGHTKIT_MMAP=0 (whole tensors read into the workspace instead of mapped from their files) */
   mmap?: boolean;
+  /** a memory budget (bytes) */
+  budget?: number;
 }
 
 async function runCase(name: string, c: Case & { dir?: string }, native: boolean, o: RunOptions = {}): Promise<Buffer> {
@@ -145,7 +147,7 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
   lines.push('dtype: bfloat16', '');
-  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}${o.mmap === false ? 'r' : 'm'}`;
+  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}${o.mmap === false ? 'r' : 'm'}${o.budget ?? ''}`;
   const recipe = join(root, `${tag}.yaml`);
   await writeFile(recipe, lines.join('\n'));
   if (native) delete process.env['WEIGHTKIT_NATIVE'];
@@ -154,7 +156,7 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   setNativeTensorFlags(o.flags ?? 0);
   if (o.mmap === false) process.env['WEIGHTKIT_MMAP'] = '0';
   try {
-    await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}), ...(o.chunked ? { memoryBudget: 1 << 16 } : {}) });
+    await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}), ...(o.chunked ? { memoryBudget: 1 << 16 } : o.budget ? { memoryBudget: o.budget } : {}) });
   } finally {
     setNativeTensorFlags(0);
     delete process.env['WEIGHTKIT_MMAP'];
@@ -196,7 +198,8 @@ describe('native TIES kernels', () => {
       if (k) expect(whole!.mapped.every((m) => m)).toBe(true); // inputs mapped from their files
       const read = await runCase(name, c, true, { mmap: false });
       if (k) expect(whole!.mapped.slice(Object.keys(SHAPES).length)).toEqual(Object.keys(SHAPES).map(() => false));
-      const chunked = await runCase(name, c, true, { chunked: true });
+      const chunked = await runCase(name, c, true, { chunked: true, mmap: false });
+      const ranges = await runCase(name, c, true, { chunked: true }); // mapped, the output in ranges of 16K elements
       if (k) expect(piece!.mock.calls.length).toBeGreaterThan(0); // tensors in row chunks: the piece kernels
       const calls = whole?.calls() ?? 0;
       const wasm = await runCase(name, c, false);
@@ -204,6 +207,7 @@ describe('native TIES kernels', () => {
       expect(nat.equals(wasm)).toBe(true);
       expect(read.equals(wasm)).toBe(true);
       expect(chunked.equals(wasm)).toBe(true);
+      expect(ranges.equals(wasm)).toBe(true);
       for (const flags of [1, 2, 4]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
     });
   }
@@ -216,10 +220,13 @@ describe('native TIES kernels', () => {
     if (k) expect(whole!.paths).toEqual([[1, 1, 1]]); // every threshold found inside its window
     const spy = k ? vi.spyOn(k, 'histWindows') : undefined;
     const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
-    // chunks of a quarter of the tensor: the executor's own sampled windows do not apply (not resident)
     const wasm = await runCase('big window', c, false);
     expect(nat.equals(wasm)).toBe(true);
     for (const flags of [1, 2, 4]) expect((await runCase('big window', c, true, { flags })).equals(wasm)).toBe(true);
+    // a budget too small for the whole output: thresholds first, then the output in ranges, mapped pages given back
+    const calls = whole?.calls() ?? 0;
+    expect((await runCase('big window', c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
+    if (k) expect(whole!.calls() - calls).toBeGreaterThan(3);
     expect(spy?.mock.calls.length ?? 0).toBe(0);
     expect(missed.mock.results.some((r) => r.value === true)).toBe(false);
   });
@@ -261,15 +268,17 @@ describe('native TIES kernels', () => {
     const fh = await open(file, 'r');
     try {
       const n = 1 << 16; // 128 KiB: past the 8 KiB file
-      const args = new Float64Array(72);
+      const args = new Float64Array(80);
       args.set([1, 1, 1, 0]);
       args.set([0, 0, 1, 1], 8);
+      args[74] = n;
       const range = { fd: fh.fd, position: 0 };
       expect(() => k.tiesTensor(range, [range], new Uint16Array(n), args)).toThrow(expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/past the end/) }));
       args[3] = 8; // no size check: the first page past the end faults
       expect(() => k.tiesTensor(range, [range], new Uint16Array(n), args)).toThrow(expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/SIGBUS/) }));
       // the process and the kernels carry on
       args[3] = 0;
+      args[74] = 4096;
       const out = new Uint16Array(4096);
       k.tiesTensor(range, [range], out, args);
       expect(out.every((v) => v === 0x0101)).toBe(true); // base + (x - base) with x = base

@@ -47,7 +47,7 @@ import {
   sumOut,
 } from './gta-kernels.js';
 import type { NativeKernels } from '../../tensor/native-kernels.js';
-import type { Bf16Input, Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger } from '../types.js';
+import type { Bf16Input, Chunk, ModelStatsCollector, Params, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
 
 /** How each task vector is thinned before weighting (mergekit's SparsificationMethod, plus 'none'). */
 export type Sparsifier = 'none' | 'magnitude' | 'random' | 'outliers' | 'della';
@@ -380,8 +380,6 @@ function isModelTrimStats(x: unknown): x is ModelTrimStats {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'gta-model-trim';
 }
 
-/** tiesTensor's argument block (one per thread; see native/gta.cc). */
-const tensorArgs = new Float64Array(72);
 /** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow, 4 gives mapped pages back behind the passes. */
 let nativeTensorFlags = 0;
 
@@ -393,7 +391,7 @@ export function setNativeTensorFlags(flags: number): void {
 /** One tensor's merger for a configured GTA method. */
 class GtaMerger implements TensorMerger {
   readonly chunking: 'elements' | 'rows' | 'tensor';
-  readonly mergeBf16?: (inputs: readonly Bf16Input[], bits: Uint16Array, release?: boolean) => boolean;
+  readonly wholeBf16?: (inputs: readonly Bf16Input[], numel: number, release: boolean) => WholeBf16Writer | undefined;
   private readonly plans: ModelPlan[];
   private readonly lambda: number;
   private readonly divide: boolean;
@@ -456,7 +454,7 @@ class GtaMerger implements TensorMerger {
     const n = this.plans.length;
     // offered to the executor only where it applies: the executor reads the whole tensor for it
     if (nativeKernels() !== undefined && cfg.consensus && this.nativeModes && n > 0 && n <= WASM_MAX_MODELS && !this.plans.some((x) => x.rescale)) {
-      this.mergeBf16 = (inputs, bits, release) => this.mergeNative(inputs, bits, release);
+      this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
     }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
     this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
@@ -813,19 +811,19 @@ class GtaMerger implements TensorMerger {
   }
 
   /**
-   * The whole tensor in one native call (tiesTensor: thresholds, masks, consensus and BF16 rounding), when every
-   * model's mask is a magnitude threshold, all or none, without rescaling; false otherwise (then the passes run).
+   * The tensor on the native kernel (tiesTensor): exact thresholds over the whole tensor, then masks, consensus and
+   * BF16 rounding range by range (one call when the first range is the whole tensor), when every model's mask is a
+   * magnitude threshold, all or none, without rescaling (offered only then, see the constructor).
    */
-  private mergeNative(inputs: readonly Bf16Input[], bits: Uint16Array, release = false): boolean {
+  private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
     const n = this.plans.length;
     const k = nativeKernels();
-    if (k === undefined || inputs.length !== n + 1) return false;
-    const a = tensorArgs;
-    a.fill(0);
+    if (k === undefined || inputs.length !== n + 1) return undefined;
+    const a = new Float64Array(80);
     a[0] = n;
     a[1] = this.divide ? 1 : 0;
     a[2] = this.lambda;
-    a[3] = nativeTensorFlags | (release ? 4 : 0);
+    a[74] = numel;
     this.plans.forEach((p, i) => {
       const o = 8 + 8 * i;
       if (p.mode === MAG_MODEL) {
@@ -839,11 +837,27 @@ class GtaMerger implements TensorMerger {
       a[o + 2] = p.factor * p.weight;
       a[o + 3] = p.weight;
     });
-    k.tiesTensor(inputs[0]!, inputs.slice(1), bits, a);
-    this.plans.forEach((p, i) => {
-      p.kept = a[8 + 8 * i + 4]!;
-    });
-    return true;
+    const flags = nativeTensorFlags | (release ? 4 : 0);
+    const base = inputs[0]!;
+    const models = inputs.slice(1);
+    let prepared = false;
+    const empty = new Uint16Array(0);
+    return {
+      write: (offset, bits) => {
+        if (!prepared && (offset !== 0 || bits.length !== numel)) {
+          a[3] = flags | 16; // the thresholds first, over the whole tensor
+          k.tiesTensor(base, models, empty, a);
+          prepared = true;
+        }
+        a[3] = flags | (prepared ? 32 : 0);
+        a[72] = offset;
+        k.tiesTensor(base, models, bits, a);
+        prepared = true;
+        this.plans.forEach((p, i) => {
+          p.kept = a[8 + 8 * i + 4]!;
+        });
+      },
+    };
   }
 
   emit(chunk: Chunk, out: Float32Array): void {
