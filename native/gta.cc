@@ -171,6 +171,90 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
   }
 }
 
+// The masks and the consensus of M models fused (M <= 4: every model's masked delta stays in registers): per model
+// mode 0 keeps every delta (NaN too), 1 none, 2 keeps |d| bits in (bits, inf] and, while ties[i] lasts, == bits in
+// element order (deltaMag's rule; mode 3 is mode 2 with no ties). Then tiesOut's operations in its order, BF16 out.
+// Returns nothing; kept[i] and ties[i] are updated. Same bits as deltaMag/deltaAll + tiesOut.
+template <int M>
+void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, const int* mode, const int32_t* bits, int32_t* ties, int64_t* kept,
+               int divide, double lambda, const double* sc, const double* w) {
+  const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
+  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), lam = _mm512_set1_pd(lambda);
+  __m512d S[M], W[M];
+  __m512i B[M];
+  int32_t t[M];
+  int64_t k[M];
+  for (int i = 0; i < M; i++) {
+    S[i] = _mm512_set1_pd(sc[i]);
+    W[i] = _mm512_set1_pd(w[i]);
+    B[i] = _mm512_set1_epi32(bits[i]);
+    t[i] = ties[i];
+    k[i] = 0;
+  }
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 bf = widen16(b + j);
+    __m512 dm[M];
+    for (int i = 0; i < M; i++) {
+      const __m512 d = _mm512_sub_ps(widen16(x[i] + j), bf);
+      __mmask16 keep;
+      if (mode[i] == 0) keep = 0xffff;
+      else if (mode[i] == 1) keep = 0;
+      else {
+        const __m512i a = _mm512_and_si512(_mm512_castps_si512(d), absv);
+        keep = _mm512_cmpgt_epi32_mask(a, B[i]) & _mm512_cmple_epi32_mask(a, inf);
+        if (t[i] > 0) {
+          const uint32_t eq = _mm512_cmpeq_epi32_mask(a, B[i]);
+          const int32_t c = __builtin_popcount(eq);
+          const int32_t take = c < t[i] ? c : t[i];
+          keep |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
+          t[i] -= take;
+        }
+      }
+      dm[i] = _mm512_maskz_mov_ps(keep, d);
+      k[i] += __builtin_popcount(keep);
+    }
+    for (int h = 0; h < 2; h++) {
+      __m512d v[M];
+      __m512d s = zero;
+      for (int i = 0; i < M; i++) {
+        const __m256 half = h == 0 ? _mm512_castps512_ps256(dm[i]) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm[i]), 1));
+        v[i] = _mm512_mul_pd(_mm512_cvtps_pd(half), S[i]);
+        s = _mm512_add_pd(s, v[i]);
+      }
+      const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+      __m512d mm = zero, z = zero;
+      for (int i = 0; i < M; i++) {
+        const __mmask8 a = (ge & _mm512_cmp_pd_mask(v[i], zero, _CMP_GT_OQ)) | (static_cast<__mmask8>(~ge) & _mm512_cmp_pd_mask(v[i], zero, _CMP_LT_OQ));
+        mm = _mm512_add_pd(mm, _mm512_maskz_mov_pd(a, v[i]));
+        z = _mm512_add_pd(z, _mm512_maskz_mov_pd(a, W[i]));
+      }
+      if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
+      const __m256 bh = h == 0 ? _mm512_castps512_ps256(bf) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1));
+      const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bh), _mm512_mul_pd(mm, lam)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j + 8 * h), bf16Of8(r));
+    }
+  }
+  for (int i = 0; i < M; i++) {
+    ties[i] = t[i];
+    kept[i] += k[i];
+  }
+  if (j == n) return;
+  // the tail through the piece kernels
+  float* d[MAX_MODELS];
+  thread_local float tail[MAX_MODELS][16];
+  for (int i = 0; i < M; i++) {
+    d[i] = tail[i];
+    const int r = n - j;
+    if (mode[i] == 0) {
+      deltaAll(x[i] + j, b + j, d[i], r);
+      kept[i] += r;
+    } else if (mode[i] == 1) memset(d[i], 0, sizeof(float) * 16);
+    else kept[i] += deltaMag(x[i] + j, b + j, d[i], r, bits[i], &ties[i]);
+  }
+  tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
+}
+
 // Windowed high-bits counts of d = f32(x - b) (BF16 inputs) for a top-k whose threshold is known to lie in the bins
 // [lo >> 16, hi >> 16]: elements with |d| bits in [lo, hi] are counted by bin (u32 at h + 4 * (bits >> 16), or 1M
 // further when the low 16 bits are nonzero: delta_hist_inexact's layout); the others are only counted, as above
@@ -834,7 +918,8 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
 // masks and the consensus of elements [e0, e0 + len) into out, piece by piece, the tie budgets carried in args, so
 // consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
 // args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
-// mapped files, all three for tests; 4: give mapped pages back behind the passes; 16, 32: the phases); [72] e0,
+// mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
+// back behind the passes; 16, 32: the phases); [72] e0,
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
@@ -918,27 +1003,50 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
     ties[i] = mode[i] == 2 ? static_cast<int32_t>(a[7]) : 0;
     if (mode[i] == 1) memset(d[i], 0, sizeof(float) * PIECE);
   }
+  int32_t bits[MAX_MODELS];
+  for (int i = 0; i < m; i++) {
+    bits[i] = mode[i] == 2 ? static_cast<int32_t>(args[8 + 8 * i + 6]) : mode[i] == 3 ? static_cast<int32_t>(args[8 + 8 * i + 1]) : 0;
+  }
   for (int64_t o = e0; o < e0 + len; o += PIECE) {
     const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
-    for (int i = 0; i < m; i++) {
-      switch (mode[i]) {
-        case 0:
-          deltaAll(xs[i] + o, base + o, d[i], n);
-          kept[i] += n;
-          break;
-        case 2:
-          kept[i] += deltaMag(xs[i] + o, base + o, d[i], n, static_cast<int32_t>(args[8 + 8 * i + 6]), &ties[i]);
-          break;
-        case 3: {
-          int32_t none = 0;
-          kept[i] += deltaMag(xs[i] + o, base + o, d[i], n, static_cast<int32_t>(args[8 + 8 * i + 1]), &none);
-          break;
-        }
-        default:
-          break;
+    if (m <= 4 && !(flags & 64)) {
+      // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
+      const uint16_t* xo[4];
+      int32_t tl[4];
+      int fm[4];
+      for (int i = 0; i < m; i++) {
+        xo[i] = xs[i] + o;
+        tl[i] = mode[i] == 2 ? ties[i] : 0;  // mode 3 keeps no ties: mode 2 with none
+        fm[i] = mode[i] == 3 ? 2 : mode[i];
       }
+      switch (m) {
+        case 1: tiesFused<1>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
+        case 2: tiesFused<2>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
+        case 3: tiesFused<3>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
+        default: tiesFused<4>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
+      }
+      for (int i = 0; i < m; i++) {
+        if (mode[i] == 2) ties[i] = tl[i];
+      }
+    } else {
+      for (int i = 0; i < m; i++) {
+        switch (mode[i]) {
+          case 0:
+            deltaAll(xs[i] + o, base + o, d[i], n);
+            kept[i] += n;
+            break;
+          case 2:
+          case 3: {
+            int32_t none = 0;
+            kept[i] += deltaMag(xs[i] + o, base + o, d[i], n, bits[i], mode[i] == 2 ? &ties[i] : &none);
+            break;
+          }
+          default:
+            break;
+        }
+      }
+      tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
     }
-    tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
     if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
   }
   for (int i = 0; i < m; i++) {

@@ -380,7 +380,7 @@ function isModelTrimStats(x: unknown): x is ModelTrimStats {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'gta-model-trim';
 }
 
-/** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow, 4 gives mapped pages back behind the passes. */
+/** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow, 4 gives mapped pages back behind the passes, 64 runs the separate mask and consensus kernels instead of the fused one (up to 4 models). */
 let nativeTensorFlags = 0;
 
 /** Tests only: force tiesTensor's exact threshold passes (1) or window overflows (2); 0 restores the default. */
