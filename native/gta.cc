@@ -912,6 +912,35 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// The dense weighted sum (task_arithmetic, linear) of elements [0, n): out = BF16 of f32(b + ((((0 + d_0 sc_0) +
+// d_1 sc_1) + ...) / z) * lambda) with d_i = f32(x_i - b), in f64, the division skipped when z == 1 (sum_out's
+// operations and order in src/tensor/wasm/merge-kernels.wat).
+void sumOut(const uint16_t* const* x, int m, int n, const uint16_t* b, uint16_t* o, double z, double lambda, const double* sc) {
+  const __m512d zero = _mm512_setzero_pd(), lam = _mm512_set1_pd(lambda), zv = _mm512_set1_pd(z);
+  const bool divide = z != 1.0;
+  __m512d S[MAX_MODELS];
+  for (int i = 0; i < m; i++) S[i] = _mm512_set1_pd(sc[i]);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    __m512d s = zero;
+    for (int i = 0; i < m; i++) {
+      const __m256 xf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i] + j))), 16));
+      s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_sub_ps(xf, bf)), S[i]));
+    }
+    if (divide) s = _mm512_div_pd(s, zv);
+    const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bf), _mm512_mul_pd(s, lam)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(r));
+  }
+  for (; j < n; j++) {
+    const float bj = widen(b[j]);
+    double s = 0;
+    for (int i = 0; i < m; i++) s = s + static_cast<double>(widen(x[i][j]) - bj) * sc[i];
+    if (divide) s = s / z;
+    o[j] = bf16Of(static_cast<float>(static_cast<double>(bj) + s * lambda));
+  }
+}
+
 // The TIES merge of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16) each magnitude model's
 // exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
@@ -919,7 +948,8 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
 // consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
 // args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
-// back behind the passes; 16, 32: the phases); [72] e0,
+// back behind the passes; 16, 32: the phases); [72] e0, [75] 1: the dense weighted sum instead (sumOut, z at [1],
+// every model's delta whole: no thresholds, kept [+4] counts every element),
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
@@ -929,6 +959,24 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
+  if (args[75] == 1) {
+    // the dense weighted sum: no thresholds, z at [1]
+    const double t3 = nowNs();
+    double sc[MAX_MODELS];
+    for (int i = 0; i < m; i++) {
+      sc[i] = args[8 + 8 * i + 2];
+      args[8 + 8 * i + 4] += static_cast<double>(len);
+    }
+    const uint16_t* xo[MAX_MODELS];
+    for (int64_t o = e0; o < e0 + len; o += PIECE) {
+      const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
+      for (int i = 0; i < m; i++) xo[i] = xs[i] + o;
+      sumOut(xo, m, n, base + o, out + (o - e0), args[1], lambda, sc);
+      if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
+    }
+    args[7] = nowNs() - t3;
+    return;
+  }
   const bool thresholds = (flags & 48) != 32, emit = (flags & 48) != 16;
   if (thresholds) {
     const double t0 = nowNs();

@@ -54,9 +54,10 @@ function formatSeconds(s: number): string {
 /** Which elementwise kernels the merge runs (native/gta.cc for ties when built, else WebAssembly SIMD). */
 function kernelsLine(method: string): string {
   if (loadNativeKernels() !== undefined) {
-    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties)';
     const inputs = process.env['WEIGHTKIT_MMAP'] === '0' ? 'read (WEIGHTKIT_MMAP=0)' : 'mapped from their files';
-    return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16 tensors in one call, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'task_arithmetic') return `native AVX-512 (the weighted sum of BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties and task_arithmetic)';
+    return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
   }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
   return 'WebAssembly SIMD (no usable native kernels: npm run build:native needs linux-x64, g++ and AVX-512)';

@@ -452,8 +452,10 @@ class GtaMerger implements TensorMerger {
     this.dense = this.plans.every((x) => x.mode === ALL);
     this.nativeModes = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === MAG || x.mode === MAG_MODEL);
     const n = this.plans.length;
-    // offered to the executor only where it applies: the executor reads the whole tensor for it
-    if (nativeKernels() !== undefined && cfg.consensus && this.nativeModes && n > 0 && n <= WASM_MAX_MODELS && !this.plans.some((x) => x.rescale)) {
+    // offered to the executor only where it applies (TIES masks and consensus, or a dense weighted sum): the
+    // executor maps or reads the whole tensor for it
+    const native = (cfg.consensus && this.nativeModes) || (!cfg.consensus && this.dense);
+    if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && !this.plans.some((x) => x.rescale)) {
       this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
     }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
@@ -813,17 +815,21 @@ class GtaMerger implements TensorMerger {
   /**
    * The tensor on the native kernel (tiesTensor): exact thresholds over the whole tensor, then masks, consensus and
    * BF16 rounding range by range (one call when the first range is the whole tensor), when every model's mask is a
-   * magnitude threshold, all or none, without rescaling (offered only then, see the constructor).
+   * magnitude threshold, all or none, without rescaling; or the dense weighted sum of task_arithmetic and linear
+   * (no thresholds) range by range (offered only then, see the constructor).
    */
   private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
     const n = this.plans.length;
     const k = nativeKernels();
     if (k === undefined || inputs.length !== n + 1) return undefined;
     const a = new Float64Array(80);
+    const sum = !this.cfg.consensus;
     a[0] = n;
-    a[1] = this.divide ? 1 : 0;
+    // the dense sum takes its divisor (as emitWasm's sumOut), TIES whether to divide by the agreeing weights
+    a[1] = sum ? (this.divide ? this.weightSum : 1) : this.divide ? 1 : 0;
     a[2] = this.lambda;
     a[74] = numel;
+    a[75] = sum ? 1 : 0;
     this.plans.forEach((p, i) => {
       const o = 8 + 8 * i;
       if (p.mode === MAG_MODEL) {
@@ -840,7 +846,7 @@ class GtaMerger implements TensorMerger {
     const flags = nativeTensorFlags | (release ? 4 : 0);
     const base = inputs[0]!;
     const models = inputs.slice(1);
-    let prepared = false;
+    let prepared = sum; // a sum has no thresholds
     const empty = new Uint16Array(0);
     return {
       write: (offset, bits) => {
