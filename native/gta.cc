@@ -121,9 +121,27 @@ inline __m128i bf16Of8(__m256 f) {
   return _mm256_cvtepi32_epi16(_mm256_mask_blend_epi32(nan, rounded, quiet));
 }
 
+// The consensus of eight elements from v_i = d_i * sc_i (f64), ties_out's operations in its order: S = ((0 + v_0) +
+// v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere; M, Z = 0 + the agreeing v_i, w_i; the f32 results
+// b + (M / (Z == 0 ? 1 : Z)) * lambda if divide, else b + M * lambda.
+inline __m256 consensus8(const __m512d* v, int m, __m256 b, const __m512d* W, int divide, __m512d lam) {
+  const __m512d zero = _mm512_setzero_pd();
+  __m512d s = zero;
+  for (int i = 0; i < m; i++) s = _mm512_add_pd(s, v[i]);
+  const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+  __m512d mm = zero, z = zero;
+  for (int i = 0; i < m; i++) {
+    const __mmask8 a = (ge & _mm512_cmp_pd_mask(v[i], zero, _CMP_GT_OQ)) | (static_cast<__mmask8>(~ge) & _mm512_cmp_pd_mask(v[i], zero, _CMP_LT_OQ));
+    mm = _mm512_add_pd(mm, _mm512_maskz_mov_pd(a, v[i]));
+    z = _mm512_add_pd(z, _mm512_maskz_mov_pd(a, W[i]));
+  }
+  if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, _mm512_set1_pd(1.0)));
+  return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(b), _mm512_mul_pd(mm, lam)));
+}
+
 // With bf16out, o receives BF16 bits (as uint16_t) of the f32 results instead of the f32 values.
 void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int divide, double lambda, const double* sc, const double* w, int bf16out) {
-  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), lam = _mm512_set1_pd(lambda);
+  const __m512d lam = _mm512_set1_pd(lambda);
   __m512d S[MAX_MODELS], W[MAX_MODELS];
   for (int i = 0; i < m; i++) {
     S[i] = _mm512_set1_pd(sc[i]);
@@ -132,21 +150,9 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
   int j = 0;
   for (; j + 8 <= n; j += 8) {
     __m512d v[MAX_MODELS];
-    __m512d s = zero;
-    for (int i = 0; i < m; i++) {
-      v[i] = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]);
-      s = _mm512_add_pd(s, v[i]);
-    }
-    const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
-    __m512d mm = zero, z = zero;
-    for (int i = 0; i < m; i++) {
-      const __mmask8 a = (ge & _mm512_cmp_pd_mask(v[i], zero, _CMP_GT_OQ)) | (static_cast<__mmask8>(~ge) & _mm512_cmp_pd_mask(v[i], zero, _CMP_LT_OQ));
-      mm = _mm512_add_pd(mm, _mm512_maskz_mov_pd(a, v[i]));
-      z = _mm512_add_pd(z, _mm512_maskz_mov_pd(a, W[i]));
-    }
-    if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
+    for (int i = 0; i < m; i++) v[i] = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]);
     const __m256 bv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
-    const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bv), _mm512_mul_pd(mm, lam)));
+    const __m256 r = consensus8(v, m, bv, W, divide, lam);
     if (bf16out) _mm_storeu_si128(reinterpret_cast<__m128i*>(reinterpret_cast<uint16_t*>(o) + j), bf16Of8(r));
     else _mm256_storeu_ps(o + j, r);
   }
@@ -179,7 +185,7 @@ template <int M>
 void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, const int* mode, const int32_t* bits, int32_t* ties, int64_t* kept,
                int divide, double lambda, const double* sc, const double* w) {
   const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
-  const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0), lam = _mm512_set1_pd(lambda);
+  const __m512d lam = _mm512_set1_pd(lambda);
   __m512d S[M], W[M];
   __m512i B[M];
   int32_t t[M];
@@ -216,22 +222,12 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
     }
     for (int h = 0; h < 2; h++) {
       __m512d v[M];
-      __m512d s = zero;
       for (int i = 0; i < M; i++) {
         const __m256 half = h == 0 ? _mm512_castps512_ps256(dm[i]) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm[i]), 1));
         v[i] = _mm512_mul_pd(_mm512_cvtps_pd(half), S[i]);
-        s = _mm512_add_pd(s, v[i]);
       }
-      const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
-      __m512d mm = zero, z = zero;
-      for (int i = 0; i < M; i++) {
-        const __mmask8 a = (ge & _mm512_cmp_pd_mask(v[i], zero, _CMP_GT_OQ)) | (static_cast<__mmask8>(~ge) & _mm512_cmp_pd_mask(v[i], zero, _CMP_LT_OQ));
-        mm = _mm512_add_pd(mm, _mm512_maskz_mov_pd(a, v[i]));
-        z = _mm512_add_pd(z, _mm512_maskz_mov_pd(a, W[i]));
-      }
-      if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
       const __m256 bh = h == 0 ? _mm512_castps512_ps256(bf) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1));
-      const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bh), _mm512_mul_pd(mm, lam)));
+      const __m256 r = consensus8(v, M, bh, W, divide, lam);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j + 8 * h), bf16Of8(r));
     }
   }
