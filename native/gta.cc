@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <vector>
 #include <time.h>
 
@@ -745,7 +746,6 @@ struct Mapped {
 // which throws a JS error instead of the process dying; anywhere else the previous disposition applies.
 thread_local sigjmp_buf* busJump = nullptr;
 struct sigaction oldBus;
-bool busInstalled = false;
 
 void onBus(int sig, siginfo_t* si, void* ctx) {
   if (busJump != nullptr) siglongjmp(*busJump, 1);
@@ -762,14 +762,17 @@ void onBus(int sig, siginfo_t* si, void* ctx) {
   oldBus.sa_handler(sig);
 }
 
+// Once per process (workers race here): a second sigaction would save this handler as the previous one.
 void installBusGuard() {
-  if (busInstalled) return;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = onBus;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGBUS, &sa, &oldBus) == 0) busInstalled = true;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = onBus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &oldBus);
+  });
 }
 
 // An input: a Uint16Array of n values, or {fd, position} (n BF16 values at that byte position of an open file,
