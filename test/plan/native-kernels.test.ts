@@ -266,6 +266,30 @@ describe('native TIES kernels', () => {
     expect(nat.equals(await runCase('big miss', c, false))).toBe(true);
   });
 
+  it('sharded inputs are mapped from their shards: the same bytes as single-file inputs', async () => {
+    const k = loadNativeKernels();
+    // a sharded copy of model a (linear with one model is the identity), shards of ~40 kB
+    const copyRecipe = join(root, 'copy-a.yaml');
+    await writeFile(copyRecipe, 'merge_method: linear\nmodels:\n  - {model: a, parameters: {weight: 1}}\ndtype: bfloat16\n');
+    await merge(copyRecipe, { out: join(root, 'a-sharded'), shardSize: 40_000 });
+    expect(existsSync(join(root, 'a-sharded', 'model.safetensors.index.json'))).toBe(true);
+    const whole = k ? spyTensor(k) : undefined;
+    const c = CASES['ties, 3 models, mixed weights']!;
+    await runCase('sharded-ref', c, true);
+    const recipe = join(root, 'sharded.yaml');
+    const lines = ['merge_method: ties', 'base_model: base', 'models:'];
+    ['a-sharded', 'b', 'c'].forEach((m, i) => lines.push(`  - {model: ${m}, parameters: {weight: ${c.weights![i]}, density: 0.5}}`));
+    await writeFile(recipe, [...lines, 'dtype: bfloat16', ''].join('\n'));
+    await merge(recipe, { out: join(root, 'out-sharded') });
+    // the tensors' bytes (the files' metadata differ: the recipe hash)
+    const a = await openCheckpointPath(join(root, 'out-sharded-ref-native-1-w0m'));
+    const b = await openCheckpointPath(join(root, 'out-sharded'));
+    for (const t of a.tensors()) expect(Buffer.from(await b.readBytes(t.name)).equals(Buffer.from(await a.readBytes(t.name))), t.name).toBe(true);
+    await a.close();
+    await b.close();
+    if (k) expect(whole!.mapped.every((m) => m)).toBe(true);
+  });
+
   it('mapped inputs: a range past the end of its file is refused, a SIGBUS while reading one becomes an error', async () => {
     const k = loadNativeKernels();
     if (!k) return;
