@@ -178,13 +178,73 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
   }
 }
 
+// DARE's uniform draws (src/tensor/rng.ts fillUniform, delta_random in merge-kernels.wat): u(i) of element i for the
+// stream (k0, k1), a delta kept iff u <= thr (= ceil(density * 2^32) - 1, unsigned).
+inline uint32_t draw1(uint32_t i, uint32_t k0, uint32_t k1) {
+  uint32_t u = i ^ k0;
+  u ^= u >> 16;
+  u *= 0x7feb352du;
+  u ^= u >> 15;
+  u *= 0x846ca68bu;
+  u ^= u >> 16;
+  u ^= k1;
+  u ^= u >> 16;
+  u *= 0x7feb352du;
+  u ^= u >> 15;
+  u *= 0x846ca68bu;
+  return u ^ (u >> 16);
+}
+
+// draw1 of the 16 elements from `start` on, compared with thr: the keep mask.
+inline __mmask16 keep16(uint32_t start, uint32_t k0, uint32_t k1, uint32_t thr) {
+  const __m512i c1 = _mm512_set1_epi32(0x7feb352d), c2 = _mm512_set1_epi32(static_cast<int32_t>(0x846ca68bu));
+  __m512i u = _mm512_xor_si512(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+                               _mm512_set1_epi32(static_cast<int32_t>(k0)));
+  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
+  u = _mm512_mullo_epi32(u, c1);
+  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 15));
+  u = _mm512_mullo_epi32(u, c2);
+  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
+  u = _mm512_xor_si512(u, _mm512_set1_epi32(static_cast<int32_t>(k1)));
+  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
+  u = _mm512_mullo_epi32(u, c1);
+  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 15));
+  u = _mm512_mullo_epi32(u, c2);
+  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
+  return _mm512_cmple_epu32_mask(u, _mm512_set1_epi32(static_cast<int32_t>(thr)));
+}
+
+// A model's DARE stream: keys and threshold.
+struct Draws {
+  uint32_t k0 = 0, k1 = 0, thr = 0;
+};
+
+// d = f32(x - b) where the element's draw keeps it, else +0 (delta_random); returns how many were kept. start: the
+// index of element 0 in the tensor.
+int deltaRandom(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t start, const Draws& r) {
+  int kept = 0;
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __mmask16 keep = keep16(start + static_cast<uint32_t>(j), r.k0, r.k1, r.thr);
+    _mm512_storeu_ps(d + j, _mm512_maskz_mov_ps(keep, _mm512_sub_ps(widen16(x + j), widen16(b + j))));
+    kept += __builtin_popcount(keep);
+  }
+  for (; j < n; j++) {
+    const bool keep = draw1(start + static_cast<uint32_t>(j), r.k0, r.k1) <= r.thr;
+    const float v = widen(x[j]) - widen(b[j]);
+    d[j] = keep ? v : 0.0f;
+    kept += keep;
+  }
+  return kept;
+}
+
 // The masks and the consensus of M models fused (M <= 4: every model's masked delta stays in registers): per model
 // mode 0 keeps every delta (NaN too), 1 none, 2 keeps |d| bits in (bits, inf] and, while ties[i] lasts, == bits in
 // element order (deltaMag's rule; mode 3 is mode 2 with no ties). Then tiesOut's operations in its order, BF16 out.
 // Returns nothing; kept[i] and ties[i] are updated. Same bits as deltaMag/deltaAll + tiesOut.
 template <int M>
 void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, const int* mode, const int32_t* bits, int32_t* ties, int64_t* kept,
-               int divide, double lambda, const double* sc, const double* w) {
+               int divide, double lambda, const double* sc, const double* w, const Draws* dr, uint32_t start) {
   const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
   const __m512d lam = _mm512_set1_pd(lambda);
   __m512d S[M], W[M];
@@ -207,6 +267,7 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
       __mmask16 keep;
       if (mode[i] == 0) keep = 0xffff;
       else if (mode[i] == 1) keep = 0;
+      else if (mode[i] == 4) keep = keep16(start + static_cast<uint32_t>(j), dr[i].k0, dr[i].k1, dr[i].thr);
       else {
         const __m512i a = _mm512_and_si512(_mm512_castps_si512(d), absv);
         keep = _mm512_cmpgt_epi32_mask(a, B[i]) & _mm512_cmple_epi32_mask(a, inf);
@@ -247,6 +308,7 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
       deltaAll(x[i] + j, b + j, d[i], r);
       kept[i] += r;
     } else if (mode[i] == 1) memset(d[i], 0, sizeof(float) * 16);
+    else if (mode[i] == 4) kept[i] += deltaRandom(x[i] + j, b + j, d[i], r, start + static_cast<uint32_t>(j), dr[i]);
     else kept[i] += deltaMag(x[i] + j, b + j, d[i], r, bits[i], &ties[i]);
   }
   tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
@@ -836,7 +898,65 @@ void unmapAll(Mapped* maps, int count) {
   }
 }
 
-constexpr size_t ARGS_LENGTH = 80;
+template <int C>
+void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, const Draws* r, double* before, double* after,
+                  const Dropper& drop) {
+  alignas(64) double a[C][16], am[C][16];
+  double bs[C], as[C];
+  for (int q = 0; q < C; q++) bs[q] = as[q] = 0;
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 bf = widen16(b + j);
+    for (int q = 0; q < C; q++) {
+      const int i = idx[q];
+      const __m512 d = _mm512_abs_ps(_mm512_sub_ps(widen16(xs[i] + j), bf));
+      const __mmask16 keep = keep16(static_cast<uint32_t>(j), r[i].k0, r[i].k1, r[i].thr);
+      const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d)), hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
+      _mm512_store_pd(a[q], lo);
+      _mm512_store_pd(a[q] + 8, hi);
+      // a dropped element adds +0 (its |d| bits masked off, as the WebAssembly kernel)
+      _mm512_store_pd(am[q], _mm512_maskz_mov_pd(static_cast<__mmask8>(keep), lo));
+      _mm512_store_pd(am[q] + 8, _mm512_maskz_mov_pd(static_cast<__mmask8>(keep >> 8), hi));
+    }
+    for (int l = 0; l < 16; l++) {
+      for (int q = 0; q < C; q++) {
+        bs[q] = bs[q] + a[q][l];
+        as[q] = as[q] + am[q][l];
+      }
+    }
+    if (((j + 16) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(j + 16);
+  }
+  for (; j < n; j++) {
+    for (int q = 0; q < C; q++) {
+      const int i = idx[q];
+      const double v = static_cast<double>(fabsf(widen(xs[i][j]) - widen(b[j])));
+      bs[q] = bs[q] + v;
+      as[q] = as[q] + (draw1(static_cast<uint32_t>(j), r[i].k0, r[i].k1) <= r[i].thr ? v : 0.0);
+    }
+  }
+  for (int q = 0; q < C; q++) {
+    before[q] = bs[q];
+    after[q] = as[q];
+  }
+}
+
+// l1_random over the whole tensor for the rescaled DARE models idx[0..cnt): before_i = sum of f64(|d|), after_i = the
+// same over the kept elements (dropped ones add +0), each summed in element order (the WebAssembly kernel's order:
+// the sums are sequential, so up to four models' chains are interleaved for speed, never split).
+void randomNorms(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, int cnt, const Draws* r, double* before, double* after,
+                 const Dropper& drop) {
+  for (int q = 0; q < cnt; q += 4) {
+    const int c = cnt - q < 4 ? cnt - q : 4;
+    switch (c) {
+      case 1: randomNormsC<1>(xs, b, n, idx + q, r, before + q, after + q, drop); break;
+      case 2: randomNormsC<2>(xs, b, n, idx + q, r, before + q, after + q, drop); break;
+      case 3: randomNormsC<3>(xs, b, n, idx + q, r, before + q, after + q, drop); break;
+      default: randomNormsC<4>(xs, b, n, idx + q, r, before + q, after + q, drop); break;
+    }
+  }
+}
+
+constexpr size_t ARGS_LENGTH = 144;
 
 void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop);
 
@@ -859,7 +979,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   void* ad = nullptr;
   napi_value ab;
   if (napi_get_typedarray_info(env, argv[3], &type, &alen, &ad, &ab, &off) != napi_ok || type != napi_float64_array || alen < ARGS_LENGTH) {
-    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 80 values");
+    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 144 values");
     return nullptr;
   }
   double* args = static_cast<double*>(ad);
@@ -940,50 +1060,85 @@ void sumOut(const uint16_t* const* x, int m, int n, const uint16_t* b, uint16_t*
   }
 }
 
-// The TIES merge of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16) each magnitude model's
-// exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
+// sum_out over masked deltas held in d (dropped ones +0): out = BF16 of f32(b + ((((0 + d_0 sc_0) + d_1 sc_1) + ...) /
+// z) * lambda), the division skipped when z == 1 (the WebAssembly kernel subtracts 0 from each delta: d - 0 is d).
+void sumDeltas(float* const* d, int m, int n, const uint16_t* b, uint16_t* o, double z, double lambda, const double* sc) {
+  const __m512d zero = _mm512_setzero_pd(), lam = _mm512_set1_pd(lambda), zv = _mm512_set1_pd(z);
+  const bool divide = z != 1.0;
+  __m512d S[MAX_MODELS];
+  for (int i = 0; i < m; i++) S[i] = _mm512_set1_pd(sc[i]);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    __m512d s = zero;
+    for (int i = 0; i < m; i++) s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]));
+    if (divide) s = _mm512_div_pd(s, zv);
+    const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bf), _mm512_mul_pd(s, lam)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(r));
+  }
+  for (; j < n; j++) {
+    const float bj = widen(b[j]);
+    double s = 0;
+    for (int i = 0; i < m; i++) s = s + static_cast<double>(d[i][j]) * sc[i];
+    if (divide) s = s / z;
+    o[j] = bf16Of(static_cast<float>(static_cast<double>(bj) + s * lambda));
+  }
+}
+
+// The TIES merge (or a weighted sum) of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16)
+// the rescaled DARE models' L1 norms, each magnitude model's exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
 // masks and the consensus of elements [e0, e0 + len) into out, piece by piece, the tie budgets carried in args, so
 // consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
 // args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
-// back behind the passes; 16, 32: the phases); [72] e0, [75] 1: the dense weighted sum instead (sumOut, z at [1],
-// every model's delta whole: no thresholds, kept [+4] counts every element),
+// back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
+// at [1]),
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
-// the threshold bits [+6] and the tie budget left [+7]. Out: [4..7] nanoseconds spent sampling, counting, resolving
-// and merging.
+// the threshold bits [+6] and the tie budget left [+7]. Mode 4: DARE's random mask, its stream at 80 + 8 i: k0, k1,
+// thr, rescale (1: the prepare phase matches the L1 norm and sets sc = factor * w), and out: the norms before and
+// after [+4, +5] and the factor [+6]. Out: [4..7] nanoseconds spent sampling, counting, resolving and merging.
 void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop) {
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
-  if (args[75] == 1) {
-    // the dense weighted sum: no thresholds, z at [1]
-    const double t3 = nowNs();
-    double sc[MAX_MODELS];
-    for (int i = 0; i < m; i++) {
-      sc[i] = args[8 + 8 * i + 2];
-      args[8 + 8 * i + 4] += static_cast<double>(len);
-    }
-    const uint16_t* xo[MAX_MODELS];
-    for (int64_t o = e0; o < e0 + len; o += PIECE) {
-      const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
-      for (int i = 0; i < m; i++) xo[i] = xs[i] + o;
-      sumOut(xo, m, n, base + o, out + (o - e0), args[1], lambda, sc);
-      if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
-    }
-    args[7] = nowNs() - t3;
-    return;
+  const bool sum = args[75] == 1;
+  Draws dr[MAX_MODELS];
+  for (int i = 0; i < m; i++) {
+    const double* r = args + 80 + 8 * i;
+    dr[i].k0 = static_cast<uint32_t>(r[0]);
+    dr[i].k1 = static_cast<uint32_t>(r[1]);
+    dr[i].thr = static_cast<uint32_t>(r[2]);
   }
-  const bool thresholds = (flags & 48) != 32, emit = (flags & 48) != 16;
-  if (thresholds) {
+  const bool prepare = (flags & 48) != 32, emit = (flags & 48) != 16;
+  if (prepare) {
     const double t0 = nowNs();
     thread_local std::vector<uint32_t> hist;
     thread_local TopK tops[MAX_MODELS];
     TopK* windowed[MAX_MODELS];
     const uint16_t* wx[MAX_MODELS];
     int nw = 0;
+    // the rescaled DARE models' L1 norms first (mergekit's rescaled_masked_tensor: match the L1 norm unless either
+    // is below 1e-7), their scales sc = factor * w
+    int rescaled[MAX_MODELS];
+    int nr = 0;
+    for (int i = 0; i < m; i++) {
+      if (static_cast<int>(args[8 + 8 * i]) == 4 && args[80 + 8 * i + 3] != 0) rescaled[nr++] = i;
+    }
+    if (nr > 0) {
+      double before[MAX_MODELS], after[MAX_MODELS];
+      randomNorms(xs, base, N, rescaled, nr, dr, before, after, drop);
+      for (int q = 0; q < nr; q++) {
+        double* r = args + 80 + 8 * rescaled[q];
+        const double factor = before[q] >= 1e-7 && after[q] >= 1e-7 ? before[q] / after[q] : 1.0;
+        r[4] = before[q];
+        r[5] = after[q];
+        r[6] = factor;
+        args[8 + 8 * rescaled[q] + 2] = factor * args[8 + 8 * rescaled[q] + 3];
+      }
+    }
     for (int i = 0; i < m; i++) {
       double* a = args + 8 + 8 * i;
       a[4] = a[5] = a[6] = a[7] = 0;
@@ -1040,6 +1195,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   float* d[MAX_MODELS];
   int32_t ties[MAX_MODELS];
   int64_t kept[MAX_MODELS];
+  bool dense = true;
   for (int i = 0; i < m; i++) {
     const double* a = args + 8 + 8 * i;
     mode[i] = static_cast<int>(a[0]);
@@ -1049,28 +1205,34 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
     kept[i] = 0;
     ties[i] = mode[i] == 2 ? static_cast<int32_t>(a[7]) : 0;
     if (mode[i] == 1) memset(d[i], 0, sizeof(float) * PIECE);
+    dense = dense && mode[i] == 0;
   }
   int32_t bits[MAX_MODELS];
   for (int i = 0; i < m; i++) {
     bits[i] = mode[i] == 2 ? static_cast<int32_t>(args[8 + 8 * i + 6]) : mode[i] == 3 ? static_cast<int32_t>(args[8 + 8 * i + 1]) : 0;
   }
+  const uint16_t* xo[MAX_MODELS];
   for (int64_t o = e0; o < e0 + len; o += PIECE) {
     const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
-    if (m <= 4 && !(flags & 64)) {
+    const uint32_t start = static_cast<uint32_t>(o);
+    for (int i = 0; i < m; i++) xo[i] = xs[i] + o;
+    if (sum && dense) {
+      // every delta whole: the sum reads the inputs themselves (z at [1])
+      sumOut(xo, m, n, base + o, out + (o - e0), args[1], lambda, sc);
+      for (int i = 0; i < m; i++) kept[i] += n;
+    } else if (!sum && m <= 4 && !(flags & 64)) {
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
-      const uint16_t* xo[4];
       int32_t tl[4];
       int fm[4];
       for (int i = 0; i < m; i++) {
-        xo[i] = xs[i] + o;
         tl[i] = mode[i] == 2 ? ties[i] : 0;  // mode 3 keeps no ties: mode 2 with none
         fm[i] = mode[i] == 3 ? 2 : mode[i];
       }
       switch (m) {
-        case 1: tiesFused<1>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
-        case 2: tiesFused<2>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
-        case 3: tiesFused<3>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
-        default: tiesFused<4>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w); break;
+        case 1: tiesFused<1>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
+        case 2: tiesFused<2>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
+        case 3: tiesFused<3>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
+        default: tiesFused<4>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
       }
       for (int i = 0; i < m; i++) {
         if (mode[i] == 2) ties[i] = tl[i];
@@ -1079,20 +1241,24 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       for (int i = 0; i < m; i++) {
         switch (mode[i]) {
           case 0:
-            deltaAll(xs[i] + o, base + o, d[i], n);
+            deltaAll(xo[i], base + o, d[i], n);
             kept[i] += n;
             break;
           case 2:
           case 3: {
             int32_t none = 0;
-            kept[i] += deltaMag(xs[i] + o, base + o, d[i], n, bits[i], mode[i] == 2 ? &ties[i] : &none);
+            kept[i] += deltaMag(xo[i], base + o, d[i], n, bits[i], mode[i] == 2 ? &ties[i] : &none);
             break;
           }
+          case 4:
+            kept[i] += deltaRandom(xo[i], base + o, d[i], n, start, dr[i]);
+            break;
           default:
             break;
         }
       }
-      tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
+      if (sum) sumDeltas(d, m, n, base + o, out + (o - e0), args[1], lambda, sc);
+      else tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
     }
     if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
   }
@@ -1129,7 +1295,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 6;
+constexpr int32_t WK_ABI = 7;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

@@ -128,6 +128,10 @@ const CASES: Record<string, Case> = {
   'ties, 2 models, no normalize': { models: 2, params: 'normalize: false' },
   'task_arithmetic, 3 models, mixed weights': { method: 'task_arithmetic', models: 3, weights: [1, 0.7, -0.4] },
   'task_arithmetic, 5 models, normalize, lambda': { method: 'task_arithmetic', models: 5, weights: [0.5, 0.25, 1, 2, 0.3], params: 'normalize: true, lambda: 0.6' },
+  'dare_ties, 3 models, densities 0.3 / 0.5 / 1, rescaled': { method: 'dare_ties', models: 3, weights: [1, 0.7, -0.4], density: (i) => [0.3, 0.5, 1][i]! },
+  'dare_ties, 5 models, no rescale': { method: 'dare_ties', models: 5, params: 'rescale: false' },
+  'dare_linear, 3 models, rescaled, normalize': { method: 'dare_linear', models: 3, weights: [0.5, 0.3, 0.2], params: 'normalize: true' },
+  'dare_linear, 2 models, density 0 and 0.6': { method: 'dare_linear', models: 2, density: (i) => [0, 0.6][i]! },
 };
 
 interface RunOptions {
@@ -148,7 +152,7 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   const method = c.method ?? 'ties';
   const lines = [`merge_method: ${method}`, `base_model: ${at('base')}`, 'models:'];
   for (let i = 0; i < c.models; i++) {
-    const density = method === 'ties' ? `, density: ${c.density?.(i) ?? 0.5}` : '';
+    const density = method === 'task_arithmetic' ? '' : `, density: ${c.density?.(i) ?? 0.5}`;
     lines.push(`  - {model: ${at(MODELS[i + 1]!)}, parameters: {weight: ${c.weights?.[i] ?? 1}${density}}}`);
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
@@ -174,18 +178,20 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
  * Spies on the whole-tensor kernel, recording how each call found each model's threshold (0 none, 1 window counts,
  * 3 window counts and a selection among its inexact values, 2 exact counts).
  */
-function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][]; mapped: boolean[] } {
+function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][]; mapped: boolean[]; factors: number[][] } {
   const orig = k.tiesTensor.bind(k);
   const paths: number[][] = [];
   const kept: number[][] = [];
   const mapped: boolean[] = [];
+  const factors: number[][] = [];
   const spy = vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a) => {
     mapped.push(!(b instanceof Uint16Array));
     orig(b, ms, o, a);
     paths.push(ms.map((_, i) => a[8 + 8 * i + 5]!));
     kept.push(ms.map((_, i) => a[8 + 8 * i + 4]!));
+    factors.push(ms.map((_, i) => a[80 + 8 * i + 6]!));
   });
-  return { calls: () => spy.mock.calls.length, paths, kept, mapped };
+  return { calls: () => spy.mock.calls.length, paths, kept, mapped, factors };
 }
 
 describe('native TIES kernels', () => {
@@ -257,6 +263,28 @@ describe('native TIES kernels', () => {
     }
   });
 
+  it('DARE on large tensors without NaN (the L1 rescale at work): the same bytes, with the consensus and without', async () => {
+    const k = loadNativeKernels();
+    for (const c of [
+      { method: 'dare_ties', models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-ok' },
+      { method: 'dare_linear', models: 3, density: (i: number) => [0.3, 0.6, 1][i]!, dir: 'big-rough', params: 'normalize: true' },
+    ]) {
+      const whole = k ? spyTensor(k) : undefined;
+      const nat = await runCase(`big ${c.method}`, c, true);
+      if (k) {
+        // factors near 1 / density (the masks keep about that share of the L1 norm), 0 (not rescaled) at density 1
+        const f = whole!.factors[0]!;
+        c.density(0) < 1 && expect(f[0]! * c.density(0)).toBeCloseTo(1, 1);
+        expect(f[1]! * c.density(1)).toBeCloseTo(1, 1);
+      }
+      const wasm = await runCase(`big ${c.method}`, c, false);
+      expect(nat.equals(wasm)).toBe(true);
+      for (const flags of [4, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
+      expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
+      vi.restoreAllMocks();
+    }
+  });
+
   it('a sample far off the tensor: the window misses, the threshold is counted exactly, the same bytes', async () => {
     const k = loadNativeKernels();
     const whole = k ? spyTensor(k) : undefined;
@@ -298,7 +326,7 @@ describe('native TIES kernels', () => {
     const fh = await open(file, 'r');
     try {
       const n = 1 << 16; // 128 KiB: past the 8 KiB file
-      const args = new Float64Array(80);
+      const args = new Float64Array(144);
       args.set([1, 1, 1, 0]);
       args.set([0, 0, 1, 1], 8);
       args[74] = n;
@@ -367,7 +395,7 @@ describe('native TIES kernels', () => {
     const ta = join(root, 'dry-ta.yaml');
     await writeFile(ta, 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1}}\n');
     expect((await runCli('merge', ta, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(
-      loadNativeKernels() ? /kernels\s+native AVX-512 \(the weighted sum/ : /kernels\s+WebAssembly SIMD/,
+      loadNativeKernels() ? /kernels\s+native AVX-512 \(DARE draws and the weighted sum/ : /kernels\s+WebAssembly SIMD/,
     );
     const slerp = join(root, 'dry-slerp.yaml');
     await writeFile(slerp, 'merge_method: slerp\nbase_model: base\nmodels:\n  - {model: base}\n  - {model: a}\nparameters: {t: 0.5}\n');

@@ -55,8 +55,9 @@ function formatSeconds(s: number): string {
 function kernelsLine(method: string): string {
   if (loadNativeKernels() !== undefined) {
     const inputs = process.env['WEIGHTKIT_MMAP'] === '0' ? 'read (WEIGHTKIT_MMAP=0)' : 'mapped from their files';
-    if (method === 'task_arithmetic') return `native AVX-512 (the weighted sum of BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties and task_arithmetic)';
+    if (method === 'task_arithmetic' || method === 'dare_linear') return `native AVX-512 (DARE draws and the weighted sum of BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'dare_ties') return `native AVX-512 (DARE draws and norms, sign consensus; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties, dare_ties, dare_linear and task_arithmetic)';
     return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
   }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';

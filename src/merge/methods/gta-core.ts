@@ -452,10 +452,10 @@ class GtaMerger implements TensorMerger {
     this.dense = this.plans.every((x) => x.mode === ALL);
     this.nativeModes = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === MAG || x.mode === MAG_MODEL);
     const n = this.plans.length;
-    // offered to the executor only where it applies (TIES masks and consensus, or a dense weighted sum): the
-    // executor maps or reads the whole tensor for it
-    const native = (cfg.consensus && this.nativeModes) || (!cfg.consensus && this.dense);
-    if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && !this.plans.some((x) => x.rescale)) {
+    // offered to the executor only where it applies: it maps or reads the whole tensor for it
+    // (TIES masks or DARE draws with the consensus; whole or DARE-masked deltas in a sum), rescaling only DARE's
+    const native = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === RANDOM || (cfg.consensus && (x.mode === MAG || x.mode === MAG_MODEL)));
+    if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && this.plans.every((x) => !x.rescale || x.mode === RANDOM)) {
       this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
     }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
@@ -815,17 +815,18 @@ class GtaMerger implements TensorMerger {
   /**
    * The tensor on the native kernel (tiesTensor): exact thresholds over the whole tensor, then masks, consensus and
    * BF16 rounding range by range (one call when the first range is the whole tensor), when every model's mask is a
-   * magnitude threshold, all or none, without rescaling; or the dense weighted sum of task_arithmetic and linear
-   * (no thresholds) range by range (offered only then, see the constructor).
+   * magnitude threshold, a DARE draw, all or none (rescaling only DARE's: its L1 norms in the same first call); or
+   * the weighted sum of whole or DARE-masked deltas (task_arithmetic, dare_linear) range by range (offered only
+   * then, see the constructor).
    */
   private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
     const n = this.plans.length;
     const k = nativeKernels();
     if (k === undefined || inputs.length !== n + 1) return undefined;
-    const a = new Float64Array(80);
+    const a = new Float64Array(144);
     const sum = !this.cfg.consensus;
     a[0] = n;
-    // the dense sum takes its divisor (as emitWasm's sumOut), TIES whether to divide by the agreeing weights
+    // a sum takes its divisor (as emitWasm's sumOut), TIES whether to divide by the agreeing weights
     a[1] = sum ? (this.divide ? this.weightSum : 1) : this.divide ? 1 : 0;
     a[2] = this.lambda;
     a[74] = numel;
@@ -839,6 +840,13 @@ class GtaMerger implements TensorMerger {
       else if (p.mode === MAG) {
         a[o] = 2;
         a[o + 1] = p.keepK;
+      } else if (p.mode === RANDOM) {
+        a[o] = 4;
+        const r = 80 + 8 * i;
+        a[r] = p.key.k0 >>> 0;
+        a[r + 1] = p.key.k1 >>> 0;
+        a[r + 2] = Math.ceil(p.density * 4294967296) - 1; // as MergeWasm.deltaRandom
+        a[r + 3] = p.rescale ? 1 : 0;
       } else a[o] = 0;
       a[o + 2] = p.factor * p.weight;
       a[o + 3] = p.weight;
@@ -846,7 +854,8 @@ class GtaMerger implements TensorMerger {
     const flags = nativeTensorFlags | (release ? 4 : 0);
     const base = inputs[0]!;
     const models = inputs.slice(1);
-    let prepared = sum; // a sum has no thresholds
+    // a sum of whole deltas needs no first phase; DARE's rescaled norms do, with the consensus or without
+    let prepared = sum && !this.plans.some((p) => p.mode === RANDOM && p.rescale);
     const empty = new Uint16Array(0);
     return {
       write: (offset, bits) => {
@@ -861,6 +870,7 @@ class GtaMerger implements TensorMerger {
         prepared = true;
         this.plans.forEach((p, i) => {
           p.kept = a[8 + 8 * i + 4]!;
+          if (p.mode === RANDOM && p.rescale) p.factor = a[80 + 8 * i + 6]!;
         });
       },
     };
