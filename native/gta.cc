@@ -219,43 +219,106 @@ struct Draws {
   uint32_t k0 = 0, k1 = 0, thr = 0;
 };
 
-// d = f32(x - b) where the element's draw keeps it, else +0 (delta_random); returns how many were kept. start: the
-// index of element 0 in the tensor.
-int deltaRandom(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t start, const Draws& r) {
+
+// A model's mask for the merge pass: mode 0 every delta (NaN too), 1 none, 2 the top-k by |d| (bits, ties: keep |d|
+// bits in (bits, inf], and == bits while the tie budget lasts, in element order; mode 3 arrives as 2 with no ties),
+// 4 DARE's draw, 5 breadcrumbs' band: in the top keepK (bits, ties; or every delta when keepAll) and not in the top
+// dropK (bits2, ties2; none when dropNone), each set with its own tie budget (maskOutliersInto's rule).
+struct MaskParams {
+  int mode = 0;
+  int32_t bits = 0, ties = 0, bits2 = 0, ties2 = 0;
+  bool keepAll = false, dropNone = true;
+  Draws dr;
+};
+
+// Top-k membership of 16 lanes of |d| bits: a > t (a <= inf), or a == t while *budget lasts (lane order).
+inline __mmask16 topMask(__m512i a, int32_t t, int32_t* budget) {
+  const __m512i tv = _mm512_set1_epi32(t);
+  __mmask16 m = _mm512_cmpgt_epi32_mask(a, tv) & _mm512_cmple_epi32_mask(a, _mm512_set1_epi32(INF_BITS));
+  if (*budget > 0) {
+    const uint32_t eq = _mm512_cmpeq_epi32_mask(a, tv);
+    const int32_t c = __builtin_popcount(eq);
+    const int32_t take = c < *budget ? c : *budget;
+    m |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
+    *budget -= take;
+  }
+  return m;
+}
+
+// The mask of 16 lanes of d (elements start.. of the tensor) for a model (its tie budgets updated).
+inline __mmask16 maskOf(__m512 d, MaskParams& p, uint32_t start) {
+  // the top-k first: TIES runs it for every model and element
+  if (p.mode == 2) return topMask(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS)), p.bits, &p.ties);
+  if (p.mode == 0) return 0xffff;
+  if (p.mode == 1) return 0;
+  if (p.mode == 4) return keep16(start, p.dr.k0, p.dr.k1, p.dr.thr);
+  const __m512i a = _mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS));
+  const __mmask16 in = p.keepAll ? static_cast<__mmask16>(0xffff) : topMask(a, p.bits, &p.ties);
+  const __mmask16 top = p.dropNone ? static_cast<__mmask16>(0) : topMask(a, p.bits2, &p.ties2);
+  return static_cast<__mmask16>(in & ~top);
+}
+
+// The scalar mask of one element (maskOf's rule) for tails.
+inline bool maskOf1(float d, MaskParams& p, uint32_t index) {
+  uint32_t u;
+  memcpy(&u, &d, 4);
+  const int32_t a = static_cast<int32_t>(u & ABS);
+  auto top = [a](int32_t t, int32_t* budget) {
+    if (a > t && a <= INF_BITS) return true;
+    if (a == t && *budget > 0) {
+      --*budget;
+      return true;
+    }
+    return false;
+  };
+  switch (p.mode) {
+    case 0:
+      return true;
+    case 1:
+      return false;
+    case 4:
+      return draw1(index, p.dr.k0, p.dr.k1) <= p.dr.thr;
+    case 2:
+      return top(p.bits, &p.ties);
+    default: {
+      const bool in = p.keepAll || top(p.bits, &p.ties);
+      const bool dropped = !p.dropNone && top(p.bits2, &p.ties2);
+      return in && !dropped;
+    }
+  }
+}
+
+// d = the masked f32(x - b) (dropped: +0) of n elements from `start` on; returns how many were kept.
+int deltaMasked(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t start, MaskParams& p) {
   int kept = 0;
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __mmask16 keep = keep16(start + static_cast<uint32_t>(j), r.k0, r.k1, r.thr);
-    _mm512_storeu_ps(d + j, _mm512_maskz_mov_ps(keep, _mm512_sub_ps(widen16(x + j), widen16(b + j))));
+    const __m512 v = _mm512_sub_ps(widen16(x + j), widen16(b + j));
+    const __mmask16 keep = maskOf(v, p, start + static_cast<uint32_t>(j));
+    _mm512_storeu_ps(d + j, _mm512_maskz_mov_ps(keep, v));
     kept += __builtin_popcount(keep);
   }
   for (; j < n; j++) {
-    const bool keep = draw1(start + static_cast<uint32_t>(j), r.k0, r.k1) <= r.thr;
     const float v = widen(x[j]) - widen(b[j]);
+    const bool keep = maskOf1(v, p, start + static_cast<uint32_t>(j));
     d[j] = keep ? v : 0.0f;
     kept += keep;
   }
   return kept;
 }
 
-// The masks and the consensus of M models fused (M <= 4: every model's masked delta stays in registers): per model
-// mode 0 keeps every delta (NaN too), 1 none, 2 keeps |d| bits in (bits, inf] and, while ties[i] lasts, == bits in
-// element order (deltaMag's rule; mode 3 is mode 2 with no ties). Then tiesOut's operations in its order, BF16 out.
-// Returns nothing; kept[i] and ties[i] are updated. Same bits as deltaMag/deltaAll + tiesOut.
+// The masks (maskOf) and the consensus of M models fused (M <= 4: every model's masked delta stays in registers),
+// tiesOut's operations in its order, BF16 out; kept[i] and the masks' tie budgets are updated. Same bits as
+// deltaMasked + tiesOut.
 template <int M>
-void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, const int* mode, const int32_t* bits, int32_t* ties, int64_t* kept,
-               int divide, double lambda, const double* sc, const double* w, const Draws* dr, uint32_t start) {
-  const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
+void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda,
+               const double* sc, const double* w, uint32_t start) {
   const __m512d lam = _mm512_set1_pd(lambda);
   __m512d S[M], W[M];
-  __m512i B[M];
-  int32_t t[M];
   int64_t k[M];
   for (int i = 0; i < M; i++) {
     S[i] = _mm512_set1_pd(sc[i]);
     W[i] = _mm512_set1_pd(w[i]);
-    B[i] = _mm512_set1_epi32(bits[i]);
-    t[i] = ties[i];
     k[i] = 0;
   }
   int j = 0;
@@ -264,21 +327,7 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
     __m512 dm[M];
     for (int i = 0; i < M; i++) {
       const __m512 d = _mm512_sub_ps(widen16(x[i] + j), bf);
-      __mmask16 keep;
-      if (mode[i] == 0) keep = 0xffff;
-      else if (mode[i] == 1) keep = 0;
-      else if (mode[i] == 4) keep = keep16(start + static_cast<uint32_t>(j), dr[i].k0, dr[i].k1, dr[i].thr);
-      else {
-        const __m512i a = _mm512_and_si512(_mm512_castps_si512(d), absv);
-        keep = _mm512_cmpgt_epi32_mask(a, B[i]) & _mm512_cmple_epi32_mask(a, inf);
-        if (t[i] > 0) {
-          const uint32_t eq = _mm512_cmpeq_epi32_mask(a, B[i]);
-          const int32_t c = __builtin_popcount(eq);
-          const int32_t take = c < t[i] ? c : t[i];
-          keep |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
-          t[i] -= take;
-        }
-      }
+      const __mmask16 keep = maskOf(d, mp[i], start + static_cast<uint32_t>(j));
       dm[i] = _mm512_maskz_mov_ps(keep, d);
       k[i] += __builtin_popcount(keep);
     }
@@ -293,23 +342,14 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j + 8 * h), bf16Of8(r));
     }
   }
-  for (int i = 0; i < M; i++) {
-    ties[i] = t[i];
-    kept[i] += k[i];
-  }
+  for (int i = 0; i < M; i++) kept[i] += k[i];
   if (j == n) return;
-  // the tail through the piece kernels
+  // the tail through the separate kernels
   float* d[MAX_MODELS];
   thread_local float tail[MAX_MODELS][16];
   for (int i = 0; i < M; i++) {
     d[i] = tail[i];
-    const int r = n - j;
-    if (mode[i] == 0) {
-      deltaAll(x[i] + j, b + j, d[i], r);
-      kept[i] += r;
-    } else if (mode[i] == 1) memset(d[i], 0, sizeof(float) * 16);
-    else if (mode[i] == 4) kept[i] += deltaRandom(x[i] + j, b + j, d[i], r, start + static_cast<uint32_t>(j), dr[i]);
-    else kept[i] += deltaMag(x[i] + j, b + j, d[i], r, bits[i], &ties[i]);
+    kept[i] += deltaMasked(x[i] + j, b + j, d[i], n - j, start + static_cast<uint32_t>(j), mp[i]);
   }
   tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
 }
@@ -583,8 +623,8 @@ void countWide(const uint16_t* const* x, const uint16_t* b, int64_t j0, int64_t 
 // to MAX_BOUNDS - 1 buckets are counted by countBounds, model by model; wider ones (clustered values) together, their
 // elements staged and counted by bucket.
 void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK* const* all, int cnt, const Dropper& drop) {
-  const uint16_t* x[MAX_MODELS];
-  TopK* ts[MAX_MODELS];
+  const uint16_t* x[2 * MAX_MODELS];
+  TopK* ts[2 * MAX_MODELS];
   int wide = 0;
   for (int i = 0; i < cnt; i++) {
     TopK& t = *all[i];
@@ -1097,7 +1137,9 @@ void sumDeltas(float* const* d, int m, int n, const uint16_t* b, uint16_t* o, do
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
-// the threshold bits [+6] and the tie budget left [+7]. Mode 4: DARE's random mask, its stream at 80 + 8 i: k0, k1,
+// the threshold bits [+6] and the tie budget left [+7]. Mode 5: breadcrumbs' band, [+1] keepK and at 80 + 8 i: dropK,
+// and out: keepAll [+2], dropNone [+3], the drop threshold [+4], its tie budget left [+5], how it was found [+6].
+// Mode 4: DARE's random mask, its stream at 80 + 8 i: k0, k1,
 // thr, rescale (1: the prepare phase matches the L1 norm and sets sc = factor * w), and out: the norms before and
 // after [+4, +5] and the factor [+6]. Out: [4..7] nanoseconds spent sampling, counting, resolving and merging.
 void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop) {
@@ -1117,8 +1159,9 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
     const double t0 = nowNs();
     thread_local std::vector<uint32_t> hist;
     thread_local TopK tops[MAX_MODELS];
-    TopK* windowed[MAX_MODELS];
-    const uint16_t* wx[MAX_MODELS];
+    // two selections per model at most (mode 5)
+    TopK* windowed[2 * MAX_MODELS];
+    const uint16_t* wx[2 * MAX_MODELS];
     int nw = 0;
     // the rescaled DARE models' L1 norms first (mergekit's rescaled_masked_tensor: match the L1 norm unless either
     // is below 1e-7), their scales sc = factor * w
@@ -1139,48 +1182,70 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
         args[8 + 8 * rescaled[q] + 2] = factor * args[8 + 8 * rescaled[q] + 3];
       }
     }
-    for (int i = 0; i < m; i++) {
-      double* a = args + 8 + 8 * i;
-      a[4] = a[5] = a[6] = a[7] = 0;
-      if (static_cast<int>(a[0]) != 2) continue;
-      TopK& t = tops[i];
-      t.k = static_cast<int64_t>(a[1]);
+    thread_local TopK drops[MAX_MODELS];
+    // each magnitude selection (mode 2's top-k; mode 5's keep and drop sets): sampled windows, then one counting pass
+    auto begin = [&](TopK& t, int64_t k, const uint16_t* x) {
+      t.k = k;
       t.windowed = t.overflow = t.all = t.selected = false;
       t.above = t.below = 0;
       t.listed = 0;
       t.T = 0;
       t.ties = 0;
-      if (t.k <= 0) {
-        a[0] = 1;
-        continue;
-      }
       if (!(flags & 1) && N >= 65536) {
-        sampleWindow(xs[i], base, N, t, hist);
+        sampleWindow(x, base, N, t, hist);
         drop.upTo(N);  // the sample's faults map most pages around it
       }
       if (t.windowed) {
         if (flags & 2) t.cap = 16;
         windowed[nw] = &t;
-        wx[nw++] = xs[i];
+        wx[nw++] = x;
+      }
+    };
+    for (int i = 0; i < m; i++) {
+      double* a = args + 8 + 8 * i;
+      a[4] = a[5] = a[6] = a[7] = 0;
+      const int md = static_cast<int>(a[0]);
+      if (md == 2) {
+        if (static_cast<int64_t>(a[1]) <= 0) a[0] = 1;
+        else begin(tops[i], static_cast<int64_t>(a[1]), xs[i]);
+      } else if (md == 5) {
+        double* r = args + 80 + 8 * i;
+        begin(tops[i], static_cast<int64_t>(a[1]), xs[i]);
+        r[3] = static_cast<int64_t>(r[0]) <= 0 ? 1 : 0;  // dropNone
+        if (r[3] == 0) begin(drops[i], static_cast<int64_t>(r[0]), xs[i]);
       }
     }
     const double t1 = nowNs();
     if (nw > 0) countWindows(wx, base, N, windowed, nw, drop);
     const double t2 = nowNs();
+    // a selection's threshold and tie budget; returns how it was found (1, 3: the window; 2: exact counts)
+    auto resolve = [&](TopK& t, const uint16_t* x) -> int {
+      if (t.windowed && resolveWindow(t)) return t.selected ? 3 : 1;
+      t.all = false;
+      resolveExact(x, base, N, t, hist);
+      drop.upTo(N);
+      return 2;
+    };
     for (int i = 0; i < m; i++) {
       double* a = args + 8 + 8 * i;
-      if (static_cast<int>(a[0]) != 2) continue;
+      const int md = static_cast<int>(a[0]);
+      if (md != 2 && md != 5) continue;
       TopK& t = tops[i];
-      if (t.windowed && resolveWindow(t)) a[5] = t.selected ? 3 : 1;
-      else {
-        t.all = false;
-        resolveExact(xs[i], base, N, t, hist);
-        drop.upTo(N);
-        a[5] = 2;
-      }
-      if (t.all) a[0] = 0;
+      a[5] = resolve(t, xs[i]);
+      if (t.all && md == 2) a[0] = 0;
       a[6] = t.T;
       a[7] = static_cast<double>(t.ties);
+      if (md == 5) {
+        double* r = args + 80 + 8 * i;
+        r[2] = t.all ? 1 : 0;  // keepAll
+        if (r[3] == 0) {
+          TopK& q = drops[i];
+          r[6] = resolve(q, xs[i]);
+          // every number dropped when the drop set reaches the count (mergekit's KEEP_ALL as a threshold: bits -1)
+          r[4] = q.all ? -1 : q.T;
+          r[5] = q.all ? 0 : static_cast<double>(q.ties);
+        }
+      }
     }
     args[4] = t1 - t0;
     args[5] = t2 - t1;
@@ -1188,28 +1253,37 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   }
   if (!emit) return;
   const double t3 = nowNs();
-  int mode[MAX_MODELS];
   double sc[MAX_MODELS], w[MAX_MODELS];
   thread_local std::vector<float> dbuf;
   if (dbuf.size() < static_cast<size_t>(MAX_MODELS) * PIECE) dbuf.resize(static_cast<size_t>(MAX_MODELS) * PIECE);
   float* d[MAX_MODELS];
-  int32_t ties[MAX_MODELS];
   int64_t kept[MAX_MODELS];
+  MaskParams mp[MAX_MODELS];
   bool dense = true;
   for (int i = 0; i < m; i++) {
     const double* a = args + 8 + 8 * i;
-    mode[i] = static_cast<int>(a[0]);
+    const double* r = args + 80 + 8 * i;
+    MaskParams& p = mp[i];
+    p.mode = static_cast<int>(a[0]);
     sc[i] = a[2];
     w[i] = a[3];
     d[i] = dbuf.data() + static_cast<size_t>(i) * PIECE;
     kept[i] = 0;
-    ties[i] = mode[i] == 2 ? static_cast<int32_t>(a[7]) : 0;
-    if (mode[i] == 1) memset(d[i], 0, sizeof(float) * PIECE);
-    dense = dense && mode[i] == 0;
-  }
-  int32_t bits[MAX_MODELS];
-  for (int i = 0; i < m; i++) {
-    bits[i] = mode[i] == 2 ? static_cast<int32_t>(args[8 + 8 * i + 6]) : mode[i] == 3 ? static_cast<int32_t>(args[8 + 8 * i + 1]) : 0;
+    if (p.mode == 3) {
+      p.mode = 2;  // a threshold with no ties
+      p.bits = static_cast<int32_t>(a[1]);
+    } else if (p.mode == 2 || p.mode == 5) {
+      p.bits = static_cast<int32_t>(a[6]);
+      p.ties = static_cast<int32_t>(a[7]);
+    }
+    if (p.mode == 5) {
+      p.keepAll = r[2] != 0;
+      p.dropNone = r[3] != 0;
+      p.bits2 = static_cast<int32_t>(r[4]);
+      p.ties2 = static_cast<int32_t>(r[5]);
+    }
+    p.dr = dr[i];
+    dense = dense && p.mode == 0;
   }
   const uint16_t* xo[MAX_MODELS];
   for (int64_t o = e0; o < e0 + len; o += PIECE) {
@@ -1222,41 +1296,14 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       for (int i = 0; i < m; i++) kept[i] += n;
     } else if (!sum && m <= 4 && !(flags & 64)) {
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
-      int32_t tl[4];
-      int fm[4];
-      for (int i = 0; i < m; i++) {
-        tl[i] = mode[i] == 2 ? ties[i] : 0;  // mode 3 keeps no ties: mode 2 with none
-        fm[i] = mode[i] == 3 ? 2 : mode[i];
-      }
       switch (m) {
-        case 1: tiesFused<1>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
-        case 2: tiesFused<2>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
-        case 3: tiesFused<3>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
-        default: tiesFused<4>(xo, base + o, n, out + (o - e0), fm, bits, tl, kept, divide, lambda, sc, w, dr, start); break;
-      }
-      for (int i = 0; i < m; i++) {
-        if (mode[i] == 2) ties[i] = tl[i];
+        case 1: tiesFused<1>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 2: tiesFused<2>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 3: tiesFused<3>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        default: tiesFused<4>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
       }
     } else {
-      for (int i = 0; i < m; i++) {
-        switch (mode[i]) {
-          case 0:
-            deltaAll(xo[i], base + o, d[i], n);
-            kept[i] += n;
-            break;
-          case 2:
-          case 3: {
-            int32_t none = 0;
-            kept[i] += deltaMag(xo[i], base + o, d[i], n, bits[i], mode[i] == 2 ? &ties[i] : &none);
-            break;
-          }
-          case 4:
-            kept[i] += deltaRandom(xo[i], base + o, d[i], n, start, dr[i]);
-            break;
-          default:
-            break;
-        }
-      }
+      for (int i = 0; i < m; i++) kept[i] += deltaMasked(xo[i], base + o, d[i], n, start, mp[i]);
       if (sum) sumDeltas(d, m, n, base + o, out + (o - e0), args[1], lambda, sc);
       else tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
     }
@@ -1264,7 +1311,9 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   }
   for (int i = 0; i < m; i++) {
     args[8 + 8 * i + 4] += static_cast<double>(kept[i]);
-    if (mode[i] == 2) args[8 + 8 * i + 7] = ties[i];
+    const int md = static_cast<int>(args[8 + 8 * i]);
+    if (md == 2 || md == 5) args[8 + 8 * i + 7] = mp[i].ties;
+    if (md == 5) args[80 + 8 * i + 5] = mp[i].ties2;
   }
   args[7] = nowNs() - t3;
 }
@@ -1295,7 +1344,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 7;
+constexpr int32_t WK_ABI = 8;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

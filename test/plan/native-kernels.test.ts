@@ -132,6 +132,11 @@ const CASES: Record<string, Case> = {
   'dare_ties, 5 models, no rescale': { method: 'dare_ties', models: 5, params: 'rescale: false' },
   'dare_linear, 3 models, rescaled, normalize': { method: 'dare_linear', models: 3, weights: [0.5, 0.3, 0.2], params: 'normalize: true' },
   'dare_linear, 2 models, density 0 and 0.6': { method: 'dare_linear', models: 2, density: (i) => [0, 0.6][i]! },
+  'breadcrumbs_ties, 3 models, gamma 0.1': { method: 'breadcrumbs_ties', models: 3, weights: [1, 0.7, -0.4], params: 'gamma: 0.1' },
+  'breadcrumbs_ties, 5 models, densities and gamma 0': { method: 'breadcrumbs_ties', models: 5, density: (i) => [0.2, 0.5, 0.9, 1, 0][i]!, params: 'gamma: 0' },
+  'breadcrumbs, 3 models, gamma 0.3, density 0.6': { method: 'breadcrumbs', models: 3, density: () => 0.6, params: 'gamma: 0.3' },
+  // density + gamma = 1: nothing below the band, so every number (and the NaN deltas) stays unless in the top
+  'breadcrumbs_ties, 3 models, density 0.95, gamma 0.05': { method: 'breadcrumbs_ties', models: 3, density: () => 0.95, params: 'gamma: 0.05' },
 };
 
 interface RunOptions {
@@ -280,6 +285,23 @@ describe('native TIES kernels', () => {
       const wasm = await runCase(`big ${c.method}`, c, false);
       expect(nat.equals(wasm)).toBe(true);
       for (const flags of [4, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
+      expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
+      vi.restoreAllMocks();
+    }
+  });
+
+  it('breadcrumbs on a large tensor (two windowed selections per model): the same bytes, with the consensus and without', async () => {
+    const k = loadNativeKernels();
+    for (const c of [
+      { method: 'breadcrumbs_ties', models: 3, density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-rough', params: 'gamma: 0.05' },
+      { method: 'breadcrumbs', models: 3, dir: 'big-ok', params: 'gamma: 0.02' },
+    ]) {
+      const whole = k ? spyTensor(k) : undefined;
+      const nat = await runCase(`big ${c.method}`, c, true);
+      if (k) expect(whole!.paths[0]!.every((p) => p === 1 || p === 3)).toBe(true); // keep thresholds from their windows
+      const wasm = await runCase(`big ${c.method}`, c, false);
+      expect(nat.equals(wasm)).toBe(true);
+      for (const flags of [1, 2, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
       expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
       vi.restoreAllMocks();
     }

@@ -453,8 +453,9 @@ class GtaMerger implements TensorMerger {
     this.nativeModes = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === MAG || x.mode === MAG_MODEL);
     const n = this.plans.length;
     // offered to the executor only where it applies: it maps or reads the whole tensor for it
-    // (TIES masks or DARE draws with the consensus; whole or DARE-masked deltas in a sum), rescaling only DARE's
-    const native = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === RANDOM || (cfg.consensus && (x.mode === MAG || x.mode === MAG_MODEL)));
+    // (TIES masks with the consensus; whole, DARE-masked or breadcrumbs-masked deltas with it or in a sum),
+    // rescaling only DARE's
+    const native = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === RANDOM || x.mode === OUTLIERS || (cfg.consensus && (x.mode === MAG || x.mode === MAG_MODEL)));
     if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && this.plans.every((x) => !x.rescale || x.mode === RANDOM)) {
       this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
     }
@@ -815,9 +816,9 @@ class GtaMerger implements TensorMerger {
   /**
    * The tensor on the native kernel (tiesTensor): exact thresholds over the whole tensor, then masks, consensus and
    * BF16 rounding range by range (one call when the first range is the whole tensor), when every model's mask is a
-   * magnitude threshold, a DARE draw, all or none (rescaling only DARE's: its L1 norms in the same first call); or
-   * the weighted sum of whole or DARE-masked deltas (task_arithmetic, dare_linear) range by range (offered only
-   * then, see the constructor).
+   * magnitude threshold, a DARE draw, a breadcrumbs band, all or none (rescaling only DARE's: its L1 norms in the
+   * same first call); or the weighted sum of such deltas (task_arithmetic, dare_linear, breadcrumbs) range by range
+   * (offered only then, see the constructor).
    */
   private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
     const n = this.plans.length;
@@ -840,6 +841,11 @@ class GtaMerger implements TensorMerger {
       else if (p.mode === MAG) {
         a[o] = 2;
         a[o + 1] = p.keepK;
+      } else if (p.mode === OUTLIERS) {
+        // breadcrumbs: in the top keepK and not in the top dropK
+        a[o] = 5;
+        a[o + 1] = p.keepK;
+        a[80 + 8 * i] = p.dropK;
       } else if (p.mode === RANDOM) {
         a[o] = 4;
         const r = 80 + 8 * i;
@@ -854,8 +860,8 @@ class GtaMerger implements TensorMerger {
     const flags = nativeTensorFlags | (release ? 4 : 0);
     const base = inputs[0]!;
     const models = inputs.slice(1);
-    // a sum of whole deltas needs no first phase; DARE's rescaled norms do, with the consensus or without
-    let prepared = sum && !this.plans.some((p) => p.mode === RANDOM && p.rescale);
+    // a sum of whole or drawn deltas needs no first phase; DARE's rescaled norms and breadcrumbs' thresholds do
+    let prepared = sum && !this.plans.some((p) => (p.mode === RANDOM && p.rescale) || p.mode === OUTLIERS);
     const empty = new Uint16Array(0);
     return {
       write: (offset, bits) => {
