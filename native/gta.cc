@@ -1071,10 +1071,12 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// The dense weighted sum (task_arithmetic, linear) of elements [0, n): out = BF16 of f32(b + ((((0 + d_0 sc_0) +
-// d_1 sc_1) + ...) / z) * lambda) with d_i = f32(x_i - b), in f64, the division skipped when z == 1 (sum_out's
-// operations and order in src/tensor/wasm/merge-kernels.wat).
-void sumOut(const uint16_t* const* x, int m, int n, const uint16_t* b, uint16_t* o, double z, double lambda, const double* sc) {
+// sum_out (src/tensor/wasm/merge-kernels.wat) of elements [0, n): out = BF16 of f32(b + ((((0 + d_0 sc_0) + d_1 sc_1) +
+// ...) / z) * lambda) in f64, the division skipped when z == 1; with Raw the deltas d_i = f32(x_i - b) of the inputs
+// (every delta whole: task_arithmetic), else the masked deltas held in d (dropped ones +0; the WebAssembly kernel
+// subtracts 0 from each: d - 0 is d).
+template <bool Raw>
+void sumOut(const uint16_t* const* x, float* const* d, int m, int n, const uint16_t* b, uint16_t* o, double z, double lambda, const double* sc) {
   const __m512d zero = _mm512_setzero_pd(), lam = _mm512_set1_pd(lambda), zv = _mm512_set1_pd(z);
   const bool divide = z != 1.0;
   __m512d S[MAX_MODELS];
@@ -1084,8 +1086,10 @@ void sumOut(const uint16_t* const* x, int m, int n, const uint16_t* b, uint16_t*
     const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
     __m512d s = zero;
     for (int i = 0; i < m; i++) {
-      const __m256 xf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i] + j))), 16));
-      s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_sub_ps(xf, bf)), S[i]));
+      __m256 di;
+      if constexpr (Raw) di = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i] + j))), 16)), bf);
+      else di = _mm256_loadu_ps(d[i] + j);
+      s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(di), S[i]));
     }
     if (divide) s = _mm512_div_pd(s, zv);
     const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bf), _mm512_mul_pd(s, lam)));
@@ -1094,32 +1098,7 @@ void sumOut(const uint16_t* const* x, int m, int n, const uint16_t* b, uint16_t*
   for (; j < n; j++) {
     const float bj = widen(b[j]);
     double s = 0;
-    for (int i = 0; i < m; i++) s = s + static_cast<double>(widen(x[i][j]) - bj) * sc[i];
-    if (divide) s = s / z;
-    o[j] = bf16Of(static_cast<float>(static_cast<double>(bj) + s * lambda));
-  }
-}
-
-// sum_out over masked deltas held in d (dropped ones +0): out = BF16 of f32(b + ((((0 + d_0 sc_0) + d_1 sc_1) + ...) /
-// z) * lambda), the division skipped when z == 1 (the WebAssembly kernel subtracts 0 from each delta: d - 0 is d).
-void sumDeltas(float* const* d, int m, int n, const uint16_t* b, uint16_t* o, double z, double lambda, const double* sc) {
-  const __m512d zero = _mm512_setzero_pd(), lam = _mm512_set1_pd(lambda), zv = _mm512_set1_pd(z);
-  const bool divide = z != 1.0;
-  __m512d S[MAX_MODELS];
-  for (int i = 0; i < m; i++) S[i] = _mm512_set1_pd(sc[i]);
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
-    __m512d s = zero;
-    for (int i = 0; i < m; i++) s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]));
-    if (divide) s = _mm512_div_pd(s, zv);
-    const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bf), _mm512_mul_pd(s, lam)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(r));
-  }
-  for (; j < n; j++) {
-    const float bj = widen(b[j]);
-    double s = 0;
-    for (int i = 0; i < m; i++) s = s + static_cast<double>(d[i][j]) * sc[i];
+    for (int i = 0; i < m; i++) s = s + static_cast<double>(Raw ? widen(x[i][j]) - bj : d[i][j]) * sc[i];
     if (divide) s = s / z;
     o[j] = bf16Of(static_cast<float>(static_cast<double>(bj) + s * lambda));
   }
@@ -1292,7 +1271,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
     for (int i = 0; i < m; i++) xo[i] = xs[i] + o;
     if (sum && dense) {
       // every delta whole: the sum reads the inputs themselves (z at [1])
-      sumOut(xo, m, n, base + o, out + (o - e0), args[1], lambda, sc);
+      sumOut<true>(xo, d, m, n, base + o, out + (o - e0), args[1], lambda, sc);
       for (int i = 0; i < m; i++) kept[i] += n;
     } else if (!sum && m <= 4 && !(flags & 64)) {
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
@@ -1304,7 +1283,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       }
     } else {
       for (int i = 0; i < m; i++) kept[i] += deltaMasked(xo[i], base + o, d[i], n, start, mp[i]);
-      if (sum) sumDeltas(d, m, n, base + o, out + (o - e0), args[1], lambda, sc);
+      if (sum) sumOut<false>(xo, d, m, n, base + o, out + (o - e0), args[1], lambda, sc);
       else tiesOut(d, m, n, base + o, reinterpret_cast<float*>(out + (o - e0)), divide, lambda, sc, w, 1);
     }
     if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
