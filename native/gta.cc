@@ -56,25 +56,30 @@ inline __m512 widen16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
 
+// Top-k membership of 16 lanes of |d| bits: a > t (a <= inf), or a == t while *budget lasts (lane order); tv: t in
+// every lane.
+inline __mmask16 topMask(__m512i a, __m512i tv, int32_t* budget) {
+  __mmask16 m = _mm512_cmpgt_epi32_mask(a, tv) & _mm512_cmple_epi32_mask(a, _mm512_set1_epi32(INF_BITS));
+  if (*budget > 0) {
+    const uint32_t eq = _mm512_cmpeq_epi32_mask(a, tv);
+    const int32_t c = __builtin_popcount(eq);
+    const int32_t take = c < *budget ? c : *budget;
+    m |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
+    *budget -= take;
+  }
+  return m;
+}
+
 // d = f32(x - b) kept iff bits < |d| bits <= inf bits (signed compares, as the wasm kernel), or |d| bits == bits
 // while ties last (element order); a dropped delta becomes +0. Returns how many were kept; *ties is updated.
 int deltaMag(const uint16_t* x, const uint16_t* b, float* d, int n, int32_t bits, int32_t* ties) {
-  const __m512i bv = _mm512_set1_epi32(bits), absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
+  const __m512i bv = _mm512_set1_epi32(bits), absv = _mm512_set1_epi32(ABS);
   int kept = 0;
   int32_t t = *ties;
   int j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512i dv = _mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j)));
-    const __m512i a = _mm512_and_si512(dv, absv);
-    __mmask16 keep = _mm512_cmpgt_epi32_mask(a, bv) & _mm512_cmple_epi32_mask(a, inf);
-    if (t > 0) {
-      // ties (|d| bits == bits) are kept while the budget lasts, in lane (= element) order: the first `take` of them
-      const uint32_t eq = _mm512_cmpeq_epi32_mask(a, bv);
-      const int32_t c = __builtin_popcount(eq);
-      const int32_t take = c < t ? c : t;
-      keep |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
-      t -= take;
-    }
+    const __mmask16 keep = topMask(_mm512_and_si512(dv, absv), bv, &t);
     _mm512_storeu_si512(d + j, _mm512_maskz_mov_epi32(keep, dv));
     kept += __builtin_popcount(keep);
   }
@@ -231,30 +236,16 @@ struct MaskParams {
   Draws dr;
 };
 
-// Top-k membership of 16 lanes of |d| bits: a > t (a <= inf), or a == t while *budget lasts (lane order).
-inline __mmask16 topMask(__m512i a, int32_t t, int32_t* budget) {
-  const __m512i tv = _mm512_set1_epi32(t);
-  __mmask16 m = _mm512_cmpgt_epi32_mask(a, tv) & _mm512_cmple_epi32_mask(a, _mm512_set1_epi32(INF_BITS));
-  if (*budget > 0) {
-    const uint32_t eq = _mm512_cmpeq_epi32_mask(a, tv);
-    const int32_t c = __builtin_popcount(eq);
-    const int32_t take = c < *budget ? c : *budget;
-    m |= static_cast<__mmask16>(_pdep_u32((1u << take) - 1u, eq));
-    *budget -= take;
-  }
-  return m;
-}
-
 // The mask of 16 lanes of d (elements start.. of the tensor) for a model (its tie budgets updated).
 inline __mmask16 maskOf(__m512 d, MaskParams& p, uint32_t start) {
   // the top-k first: TIES runs it for every model and element
-  if (p.mode == 2) return topMask(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS)), p.bits, &p.ties);
+  if (p.mode == 2) return topMask(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS)), _mm512_set1_epi32(p.bits), &p.ties);
   if (p.mode == 0) return 0xffff;
   if (p.mode == 1) return 0;
   if (p.mode == 4) return keep16(start, p.dr.k0, p.dr.k1, p.dr.thr);
   const __m512i a = _mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS));
-  const __mmask16 in = p.keepAll ? static_cast<__mmask16>(0xffff) : topMask(a, p.bits, &p.ties);
-  const __mmask16 top = p.dropNone ? static_cast<__mmask16>(0) : topMask(a, p.bits2, &p.ties2);
+  const __mmask16 in = p.keepAll ? static_cast<__mmask16>(0xffff) : topMask(a, _mm512_set1_epi32(p.bits), &p.ties);
+  const __mmask16 top = p.dropNone ? static_cast<__mmask16>(0) : topMask(a, _mm512_set1_epi32(p.bits2), &p.ties2);
   return static_cast<__mmask16>(in & ~top);
 }
 
@@ -310,16 +301,21 @@ int deltaMasked(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t 
 // The masks (maskOf) and the consensus of M models fused (M <= 4: every model's masked delta stays in registers),
 // tiesOut's operations in its order, BF16 out; kept[i] and the masks' tie budgets are updated. Same bits as
 // deltaMasked + tiesOut.
-template <int M>
+template <int M, bool TopOnly>
 void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda,
                const double* sc, const double* w, uint32_t start) {
   const __m512d lam = _mm512_set1_pd(lambda);
   __m512d S[M], W[M];
   int64_t k[M];
+  // TopOnly (every mask all, none or a top-k, TIES' case): thresholds and tie budgets in registers
+  __m512i B[M];
+  int32_t t[M];
   for (int i = 0; i < M; i++) {
     S[i] = _mm512_set1_pd(sc[i]);
     W[i] = _mm512_set1_pd(w[i]);
     k[i] = 0;
+    B[i] = _mm512_set1_epi32(mp[i].bits);
+    t[i] = mp[i].ties;
   }
   int j = 0;
   for (; j + 16 <= n; j += 16) {
@@ -327,7 +323,14 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
     __m512 dm[M];
     for (int i = 0; i < M; i++) {
       const __m512 d = _mm512_sub_ps(widen16(x[i] + j), bf);
-      const __mmask16 keep = maskOf(d, mp[i], start + static_cast<uint32_t>(j));
+      __mmask16 keep;
+      if constexpr (TopOnly) {
+        if (mp[i].mode == 0) keep = 0xffff;
+        else if (mp[i].mode == 1) keep = 0;
+        else keep = topMask(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS)), B[i], &t[i]);
+      } else {
+        keep = maskOf(d, mp[i], start + static_cast<uint32_t>(j));
+      }
       dm[i] = _mm512_maskz_mov_ps(keep, d);
       k[i] += __builtin_popcount(keep);
     }
@@ -340,6 +343,11 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
       const __m256 bh = h == 0 ? _mm512_castps512_ps256(bf) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1));
       const __m256 r = consensus8(v, M, bh, W, divide, lam);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j + 8 * h), bf16Of8(r));
+    }
+  }
+  if constexpr (TopOnly) {
+    for (int i = 0; i < M; i++) {
+      if (mp[i].mode == 2) mp[i].ties = t[i];
     }
   }
   for (int i = 0; i < M; i++) kept[i] += k[i];
@@ -1275,11 +1283,17 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       for (int i = 0; i < m; i++) kept[i] += n;
     } else if (!sum && m <= 4 && !(flags & 64)) {
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
-      switch (m) {
-        case 1: tiesFused<1>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 2: tiesFused<2>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 3: tiesFused<3>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        default: tiesFused<4>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+      bool topOnly = true;
+      for (int i = 0; i < m; i++) topOnly = topOnly && mp[i].mode <= 2;
+      switch (m * 2 + (topOnly ? 1 : 0)) {
+        case 2: tiesFused<1, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 3: tiesFused<1, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 4: tiesFused<2, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 5: tiesFused<2, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 6: tiesFused<3, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 7: tiesFused<3, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        case 8: tiesFused<4, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
+        default: tiesFused<4, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
       }
     } else {
       for (int i = 0; i < m; i++) kept[i] += deltaMasked(xo[i], base + o, d[i], n, start, mp[i]);
