@@ -200,11 +200,9 @@ inline uint32_t draw1(uint32_t i, uint32_t k0, uint32_t k1) {
   return u ^ (u >> 16);
 }
 
-// draw1 of the 16 elements from `start` on, compared with thr: the keep mask.
-inline __mmask16 keep16(uint32_t start, uint32_t k0, uint32_t k1, uint32_t thr) {
+// draw1 of 16 lanes from u = index ^ k0 on.
+inline __m512i drawTail16(__m512i u, uint32_t k1) {
   const __m512i c1 = _mm512_set1_epi32(0x7feb352d), c2 = _mm512_set1_epi32(static_cast<int32_t>(0x846ca68bu));
-  __m512i u = _mm512_xor_si512(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
-                               _mm512_set1_epi32(static_cast<int32_t>(k0)));
   u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
   u = _mm512_mullo_epi32(u, c1);
   u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 15));
@@ -215,8 +213,14 @@ inline __mmask16 keep16(uint32_t start, uint32_t k0, uint32_t k1, uint32_t thr) 
   u = _mm512_mullo_epi32(u, c1);
   u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 15));
   u = _mm512_mullo_epi32(u, c2);
-  u = _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
-  return _mm512_cmple_epu32_mask(u, _mm512_set1_epi32(static_cast<int32_t>(thr)));
+  return _mm512_xor_si512(u, _mm512_srli_epi32(u, 16));
+}
+
+// draw1 of the 16 elements from `start` on, compared with thr: the keep mask.
+inline __mmask16 keep16(uint32_t start, uint32_t k0, uint32_t k1, uint32_t thr) {
+  const __m512i u = _mm512_xor_si512(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+                                     _mm512_set1_epi32(static_cast<int32_t>(k0)));
+  return _mm512_cmple_epu32_mask(drawTail16(u, k1), _mm512_set1_epi32(static_cast<int32_t>(thr)));
 }
 
 // A model's DARE stream: keys and threshold.
@@ -227,14 +231,22 @@ struct Draws {
 
 // A model's mask for the merge pass: mode 0 every delta (NaN too), 1 none, 2 the top-k by |d| (bits, ties: keep |d|
 // bits in (bits, inf], and == bits while the tie budget lasts, in element order; mode 3 arrives as 2 with no ties),
-// 4 DARE's draw, 5 breadcrumbs' band: in the top keepK (bits, ties; or every delta when keepAll) and not in the top
+// 4 DARE's draw, 6 DELLA's (a precomputed bit mask), 5 breadcrumbs' band: in the top keepK (bits, ties; or every delta when keepAll) and not in the top
 // dropK (bits2, ties2; none when dropNone), each set with its own tie budget (maskOutliersInto's rule).
 struct MaskParams {
   int mode = 0;
   int32_t bits = 0, ties = 0, bits2 = 0, ties2 = 0;
   bool keepAll = false, dropNone = true;
   Draws dr;
+  const uint8_t* keepBits = nullptr;  // mode 6 (DELLA): the tensor's keep mask, bit i for element i
 };
+
+// 16 bits of a bit mask from bit i on (the mask has 8 readable bytes past its end).
+inline __mmask16 maskBits16(const uint8_t* m, uint64_t i) {
+  uint64_t w;
+  memcpy(&w, m + (i >> 3), 8);
+  return static_cast<__mmask16>(w >> (i & 7));
+}
 
 // The mask of 16 lanes of d (elements start.. of the tensor) for a model (its tie budgets updated).
 inline __mmask16 maskOf(__m512 d, MaskParams& p, uint32_t start) {
@@ -243,6 +255,7 @@ inline __mmask16 maskOf(__m512 d, MaskParams& p, uint32_t start) {
   if (p.mode == 0) return 0xffff;
   if (p.mode == 1) return 0;
   if (p.mode == 4) return keep16(start, p.dr.k0, p.dr.k1, p.dr.thr);
+  if (p.mode == 6) return maskBits16(p.keepBits, start);
   const __m512i a = _mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS));
   const __mmask16 in = p.keepAll ? static_cast<__mmask16>(0xffff) : topMask(a, _mm512_set1_epi32(p.bits), &p.ties);
   const __mmask16 top = p.dropNone ? static_cast<__mmask16>(0) : topMask(a, _mm512_set1_epi32(p.bits2), &p.ties2);
@@ -269,6 +282,8 @@ inline bool maskOf1(float d, MaskParams& p, uint32_t index) {
       return false;
     case 4:
       return draw1(index, p.dr.k0, p.dr.k1) <= p.dr.thr;
+    case 6:
+      return (p.keepBits[index >> 3] >> (index & 7)) & 1;
     case 2:
       return top(p.bits, &p.ties);
     default: {
@@ -947,7 +962,7 @@ void unmapAll(Mapped* maps, int count) {
 }
 
 template <int C>
-void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, const Draws* r, double* before, double* after,
+void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, MaskParams* mp, double* before, double* after,
                   const Dropper& drop) {
   alignas(64) double a[C][16], am[C][16];
   double bs[C], as[C];
@@ -957,8 +972,9 @@ void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const
     const __m512 bf = widen16(b + j);
     for (int q = 0; q < C; q++) {
       const int i = idx[q];
-      const __m512 d = _mm512_abs_ps(_mm512_sub_ps(widen16(xs[i] + j), bf));
-      const __mmask16 keep = keep16(static_cast<uint32_t>(j), r[i].k0, r[i].k1, r[i].thr);
+      const __m512 dv = _mm512_sub_ps(widen16(xs[i] + j), bf);
+      const __mmask16 keep = maskOf(dv, mp[i], static_cast<uint32_t>(j));
+      const __m512 d = _mm512_abs_ps(dv);
       const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d)), hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
       _mm512_store_pd(a[q], lo);
       _mm512_store_pd(a[q] + 8, hi);
@@ -977,9 +993,10 @@ void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const
   for (; j < n; j++) {
     for (int q = 0; q < C; q++) {
       const int i = idx[q];
-      const double v = static_cast<double>(fabsf(widen(xs[i][j]) - widen(b[j])));
+      const float dv = widen(xs[i][j]) - widen(b[j]);
+      const double v = static_cast<double>(fabsf(dv));
       bs[q] = bs[q] + v;
-      as[q] = as[q] + (draw1(static_cast<uint32_t>(j), r[i].k0, r[i].k1) <= r[i].thr ? v : 0.0);
+      as[q] = as[q] + (maskOf1(dv, mp[i], static_cast<uint32_t>(j)) ? v : 0.0);
     }
   }
   for (int q = 0; q < C; q++) {
@@ -988,10 +1005,11 @@ void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const
   }
 }
 
-// l1_random over the whole tensor for the rescaled DARE models idx[0..cnt): before_i = sum of f64(|d|), after_i = the
-// same over the kept elements (dropped ones add +0), each summed in element order (the WebAssembly kernel's order:
-// the sums are sequential, so up to four models' chains are interleaved for speed, never split).
-void randomNorms(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, int cnt, const Draws* r, double* before, double* after,
+// The L1 norms of the rescaled DARE and DELLA models idx[0..cnt) over the whole tensor (l1_random, l1Of):
+// before_i = sum of f64(|d|), after_i = the same over the kept elements (dropped ones add +0), each summed in element
+// order (the WebAssembly and JS kernels' order: the sums are sequential, so up to four models' chains are interleaved
+// for speed, never split).
+void randomNorms(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, int cnt, MaskParams* r, double* before, double* after,
                  const Dropper& drop) {
   for (int q = 0; q < cnt; q += 4) {
     const int c = cnt - q < 4 ? cnt - q : 4;
@@ -1004,19 +1022,113 @@ void randomNorms(const uint16_t* const* xs, const uint16_t* b, int64_t n, const 
   }
 }
 
+// DELLA's keep mask of one model over the whole tensor (maskDellaInto): in each fiber (len elements from `start`,
+// `inner` apart: a row of a matrix along dim 1, the whole of a vector), the elements ranked by |d| bits ascending,
+// equal keys the later element first (MagnitudeRanker's order); kept iff u / 2^32 < lo + (rank / (len - 1)) * 2 * eps
+// with u the element's draw (rank / (len - 1) taken as 0.5 for a fiber of one). Bit i of `bits` for element i.
+void dellaMask(const uint16_t* x, const uint16_t* b, int64_t n, int64_t block, int64_t len, int64_t inner, double lo, double eps, const Draws& dr,
+               uint8_t* bits) {
+  thread_local std::vector<uint32_t> keys, keys2;
+  thread_local std::vector<int32_t> perm, tmp, rank;
+  if (keys.size() < static_cast<size_t>(len) + 16) {
+    keys.resize(len + 16);
+    keys2.resize(len + 16);
+    perm.resize(len + 16);
+    tmp.resize(len + 16);
+    rank.resize(len + 16);
+  }
+  const double den = static_cast<double>(len - 1);
+  // three passes of 11, 11 and 9 bits (31-bit keys): any stable ascending sort gives the same ranks
+  constexpr int DIGITS = 3, RADIX = 2048;
+  static thread_local uint32_t count[DIGITS][RADIX];
+  const __m512d lov = _mm512_set1_pd(lo), epsv = _mm512_set1_pd(eps), denv = _mm512_set1_pd(den), two = _mm512_set1_pd(2.0);
+  const __m512d scale = _mm512_set1_pd(1.0 / 4294967296.0);  // u / 2^32 exactly (a power of two)
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    for (int64_t k = 0; k < inner; k++) {
+      const int64_t start = b0 + k;
+      memset(count, 0, sizeof count);
+      uint32_t* ky = keys.data();
+      uint32_t* ky2 = keys2.data();
+      int32_t* pm = perm.data();
+      int32_t* tp = tmp.data();
+      // keys in reverse element order (MagnitudeRanker's start order: equal keys, the later element ranks lower)
+      for (int64_t r = 0; r < len; r++) {
+        const int64_t t = len - 1 - r;
+        const int64_t i = start + t * inner;
+        const uint32_t key = magBits(x[i], b[i]);
+        ky[r] = key;
+        pm[r] = static_cast<int32_t>(t);
+        count[0][key & 2047]++;
+        count[1][(key >> 11) & 2047]++;
+        count[2][key >> 22]++;
+      }
+      for (int pass = 0; pass < DIGITS; pass++) {
+        const int shift = 11 * pass;
+        uint32_t* c = count[pass];
+        if (c[(ky[0] >> shift) & 2047] == static_cast<uint32_t>(len)) continue;  // every key has this digit
+        uint32_t sum = 0;
+        for (int dgt = 0; dgt < RADIX; dgt++) {
+          const uint32_t v = c[dgt];
+          c[dgt] = sum;
+          sum += v;
+        }
+        for (int64_t r = 0; r < len; r++) {
+          const uint32_t key = ky[r];
+          const uint32_t pos = c[(key >> shift) & 2047]++;
+          ky2[pos] = key;
+          tp[pos] = pm[r];
+        }
+        std::swap(ky, ky2);
+        std::swap(pm, tp);
+      }
+      int32_t* rk = rank.data();
+      for (int64_t r = 0; r < len; r++) rk[pm[r]] = static_cast<int32_t>(r);
+      int64_t t = 0;
+      if (inner == 1 && len > 1 && (start & 7) == 0) {
+        // 16 elements at a time, the same f64 operations in the same order: u / 2^32 < lo + ((rank / den) * 2) * eps
+        for (; t + 16 <= len; t += 16) {
+          const int64_t i = start + t;
+          const __m512i rr = _mm512_loadu_si512(rk + t);
+          __m512i u = _mm512_xor_si512(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(i)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+                                       _mm512_set1_epi32(static_cast<int32_t>(dr.k0)));
+          u = drawTail16(u, dr.k1);
+          __mmask16 m = 0;
+          for (int h = 0; h < 2; h++) {
+            const __m256i uh = h == 0 ? _mm512_castsi512_si256(u) : _mm512_extracti64x4_epi64(u, 1);
+            const __m256i rh = h == 0 ? _mm512_castsi512_si256(rr) : _mm512_extracti64x4_epi64(rr, 1);
+            const __m512d uf = _mm512_mul_pd(_mm512_cvtepu32_pd(uh), scale);
+            const __m512d pr = _mm512_add_pd(lov, _mm512_mul_pd(_mm512_mul_pd(_mm512_div_pd(_mm512_cvtepi32_pd(rh), denv), two), epsv));
+            m |= static_cast<__mmask16>(static_cast<uint32_t>(_mm512_cmp_pd_mask(uf, pr, _CMP_LT_OQ)) << (8 * h));
+          }
+          memcpy(bits + (i >> 3), &m, 2);
+        }
+      }
+      for (; t < len; t++) {
+        const int64_t i = start + t * inner;
+        const double u = static_cast<double>(draw1(static_cast<uint32_t>(i), dr.k0, dr.k1)) / 4294967296.0;
+        const double rn = len > 1 ? static_cast<double>(rk[t]) / den : 0.5;
+        const bool keep = u < lo + rn * 2 * eps;
+        if (keep) bits[i >> 3] |= static_cast<uint8_t>(1u << (i & 7));
+        else bits[i >> 3] &= static_cast<uint8_t>(~(1u << (i & 7)));
+      }
+    }
+  }
+}
+
 constexpr size_t ARGS_LENGTH = 144;
 
-void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop);
+void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop,
+              uint8_t* const* keepBits);
 
 // tiesTensor(base, models, out: Uint16Array, args: Float64Array): a tensor of BF16 inputs merged by TIES into BF16
 // output bits (see tiesCore), whole or a range at a time. base and each model: a Uint16Array of args[74] values, or
 // {fd, position}: args[74] BF16 values at that byte position of an open file, mapped read-only for this call (no copy;
 // unmapped before it returns; a SIGBUS while reading it becomes a WK_NATIVE_IO error).
 napi_value tiesTensor(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4) {
-    napi_throw_error(env, "WK_NATIVE", "tiesTensor: 4 arguments expected");
+    napi_throw_error(env, "WK_NATIVE", "tiesTensor: 4 or 5 arguments expected");
     return nullptr;
   }
   uint16_t* out = nullptr;
@@ -1040,6 +1152,22 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   size_t n = static_cast<size_t>(nd);
+  // DELLA models (mode 6) keep their masks (bit i: element i) in caller memory across the calls of one tensor
+  uint8_t* keepBits[MAX_MODELS] = {};
+  for (int i = 0; i < m; i++) {
+    if (static_cast<int>(args[8 + 8 * i]) != 6) continue;
+    napi_value v;
+    napi_typedarray_type t;
+    size_t blen = 0, boff = 0;
+    void* bd = nullptr;
+    napi_value bab;
+    if (argc < 5 || napi_get_element(env, argv[4], i, &v) != napi_ok || napi_get_typedarray_info(env, v, &t, &blen, &bd, &bab, &boff) != napi_ok ||
+        t != napi_uint8_array || blen < n / 8 + 16) {
+      napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: a DELLA model needs a Uint8Array mask of n / 8 + 16 bytes");
+      return nullptr;
+    }
+    keepBits[i] = static_cast<uint8_t*>(bd);
+  }
   Mapped maps[MAX_MODELS + 1];
   const uint16_t* base = nullptr;
   const uint16_t* xs[MAX_MODELS];
@@ -1061,7 +1189,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     if (maps[i + 1].at != nullptr) drop.in[drop.count++] = xs[i];
   }
   if (drop.count == 0) {
-    tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop);
+    tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop, keepBits);
     return nullptr;
   }
   installBusGuard();
@@ -1073,7 +1201,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   busJump = &jb;
-  tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop);
+  tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop, keepBits);
   busJump = nullptr;
   unmapAll(maps, m + 1);
   return nullptr;
@@ -1126,10 +1254,13 @@ void sumOut(const uint16_t* const* x, float* const* d, int m, int n, const uint1
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
 // the threshold bits [+6] and the tie budget left [+7]. Mode 5: breadcrumbs' band, [+1] keepK and at 80 + 8 i: dropK,
 // and out: keepAll [+2], dropNone [+3], the drop threshold [+4], its tie budget left [+5], how it was found [+6].
+// Mode 6: DELLA's mask, at [+1] epsilon and at 80 + 8 i: k0, k1, density - epsilon, rescale, out as mode 4; the mask
+// itself in the fifth argument's Uint8Array for the model, geometry at [76] block, [77] fiber length, [78] stride.
 // Mode 4: DARE's random mask, its stream at 80 + 8 i: k0, k1,
 // thr, rescale (1: the prepare phase matches the L1 norm and sets sc = factor * w), and out: the norms before and
 // after [+4, +5] and the factor [+6]. Out: [4..7] nanoseconds spent sampling, counting, resolving and merging.
-void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop) {
+void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop,
+              uint8_t* const* keepBits) {
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
@@ -1150,16 +1281,28 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
     TopK* windowed[2 * MAX_MODELS];
     const uint16_t* wx[2 * MAX_MODELS];
     int nw = 0;
-    // the rescaled DARE models' L1 norms first (mergekit's rescaled_masked_tensor: match the L1 norm unless either
-    // is below 1e-7), their scales sc = factor * w
+    // DELLA's masks first (ranks in each fiber; geometry at [76..78]), then the rescaled DARE and DELLA models' L1
+    // norms (mergekit's rescaled_masked_tensor: match the L1 norm unless either is below 1e-7), their scales
+    // sc = factor * w
+    MaskParams nm[MAX_MODELS];
     int rescaled[MAX_MODELS];
     int nr = 0;
     for (int i = 0; i < m; i++) {
-      if (static_cast<int>(args[8 + 8 * i]) == 4 && args[80 + 8 * i + 3] != 0) rescaled[nr++] = i;
+      const int md = static_cast<int>(args[8 + 8 * i]);
+      if (md == 6) {
+        const double* r = args + 80 + 8 * i;
+        dellaMask(xs[i], base, N, static_cast<int64_t>(args[76]), static_cast<int64_t>(args[77]), static_cast<int64_t>(args[78]), r[2], args[8 + 8 * i + 1],
+                  dr[i], keepBits[i]);
+        drop.upTo(N);
+      }
+      nm[i].mode = md;
+      nm[i].dr = dr[i];
+      nm[i].keepBits = keepBits[i];
+      if ((md == 4 || md == 6) && args[80 + 8 * i + 3] != 0) rescaled[nr++] = i;
     }
     if (nr > 0) {
       double before[MAX_MODELS], after[MAX_MODELS];
-      randomNorms(xs, base, N, rescaled, nr, dr, before, after, drop);
+      randomNorms(xs, base, N, rescaled, nr, nm, before, after, drop);
       for (int q = 0; q < nr; q++) {
         double* r = args + 80 + 8 * rescaled[q];
         const double factor = before[q] >= 1e-7 && after[q] >= 1e-7 ? before[q] / after[q] : 1.0;
@@ -1270,6 +1413,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       p.ties2 = static_cast<int32_t>(r[5]);
     }
     p.dr = dr[i];
+    p.keepBits = keepBits[i];
     dense = dense && p.mode == 0;
   }
   const uint16_t* xo[MAX_MODELS];
@@ -1337,7 +1481,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 8;
+constexpr int32_t WK_ABI = 9;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

@@ -3,7 +3,7 @@
 // WebAssembly module when none is installed. Pure: no node: imports.
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 8;
+export const NATIVE_ABI = 9;
 
 /** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
 export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };
@@ -16,10 +16,11 @@ export interface NativeKernels {
   /**
    * A tensor of BF16 inputs merged by TIES into BF16 output bits: the exact thresholds, then masks and consensus
    * of a range (or both in one call); each input in memory or {fd, position} of an open file (mapped for the call);
-   * args (Float64Array, 80 values): see native/gta.cc. Errors: code WK_NATIVE (bad arguments), WK_NATIVE_IO (a mapping failed or a mapped
+   * args (Float64Array, 144 values): see native/gta.cc; masks: a DELLA model's keep mask (numel / 8 + 16 bytes), kept
+   * by the caller across the calls of one tensor. Errors: code WK_NATIVE (bad arguments), WK_NATIVE_IO (a mapping failed or a mapped
    * file could not be read).
    */
-  tiesTensor(base: NativeInput, models: readonly NativeInput[], out: Uint16Array, args: Float64Array): void;
+  tiesTensor(base: NativeInput, models: readonly NativeInput[], out: Uint16Array, args: Float64Array, masks?: readonly (Uint8Array | undefined)[]): void;
   /** Windowed high-bits counts of one piece for every model set up at NATIVE_ARGS (a top-k's HIGH pass). */
   histWindows(memory: ArrayBuffer): void;
   /** Transparent huge pages for a fresh memory's 2 MiB-aligned interior (returns the bytes advised). */

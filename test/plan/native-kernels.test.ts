@@ -135,6 +135,8 @@ const CASES: Record<string, Case> = {
   'breadcrumbs_ties, 3 models, gamma 0.1': { method: 'breadcrumbs_ties', models: 3, weights: [1, 0.7, -0.4], params: 'gamma: 0.1' },
   'breadcrumbs_ties, 5 models, densities and gamma 0': { method: 'breadcrumbs_ties', models: 5, density: (i) => [0.2, 0.5, 0.9, 1, 0][i]!, params: 'gamma: 0' },
   'breadcrumbs, 3 models, gamma 0.3, density 0.6': { method: 'breadcrumbs', models: 3, density: () => 0.6, params: 'gamma: 0.3' },
+  'della, 3 models, epsilon 0.1': { method: 'della', models: 3, weights: [1, 0.7, -0.4], params: 'epsilon: 0.1' },
+  'della_linear, 2 models, densities 0.3 and 0.7': { method: 'della_linear', models: 2, density: (i) => [0.3, 0.7][i]! },
   // density + gamma = 1: nothing below the band, so every number (and the NaN deltas) stays unless in the top
   'breadcrumbs_ties, 3 models, density 0.95, gamma 0.05': { method: 'breadcrumbs_ties', models: 3, density: () => 0.95, params: 'gamma: 0.05' },
 };
@@ -189,9 +191,9 @@ function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; 
   const kept: number[][] = [];
   const mapped: boolean[] = [];
   const factors: number[][] = [];
-  const spy = vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a) => {
+  const spy = vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a, masks) => {
     mapped.push(!(b instanceof Uint16Array));
-    orig(b, ms, o, a);
+    orig(b, ms, o, a, masks);
     paths.push(ms.map((_, i) => a[8 + 8 * i + 5]!));
     kept.push(ms.map((_, i) => a[8 + 8 * i + 4]!));
     factors.push(ms.map((_, i) => a[80 + 8 * i + 6]!));
@@ -302,6 +304,25 @@ describe('native TIES kernels', () => {
       const wasm = await runCase(`big ${c.method}`, c, false);
       expect(nat.equals(wasm)).toBe(true);
       for (const flags of [1, 2, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
+      expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
+      vi.restoreAllMocks();
+    }
+  });
+
+  it('DELLA on large tensors without NaN (ranks per row, the L1 rescale): the same bytes, with the consensus and without', async () => {
+    const k = loadNativeKernels();
+    for (const c of [
+      { method: 'della', models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.8][i]!, dir: 'big-ok' },
+      { method: 'della_linear', models: 3, dir: 'big-rough', params: 'epsilon: 0.05' },
+    ]) {
+      const whole = k ? spyTensor(k) : undefined;
+      const nat = await runCase(`big ${c.method}`, c, true);
+      // rescaled: DELLA keeps the larger magnitudes more often, so the factor lies between 1 and 1 / density
+      if (k) expect(whole!.factors[0]![0]!).toBeGreaterThan(1.2);
+      if (k) expect(whole!.factors[0]![0]!).toBeLessThan(1 / (c.density?.(0) ?? 0.5));
+      const wasm = await runCase(`big ${c.method}`, c, false);
+      expect(nat.equals(wasm)).toBe(true);
+      for (const flags of [4, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
       expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
       vi.restoreAllMocks();
     }

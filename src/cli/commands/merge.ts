@@ -58,7 +58,8 @@ function kernelsLine(method: string): string {
     if (method === 'task_arithmetic' || method === 'dare_linear') return `native AVX-512 (DARE draws and the weighted sum of BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
     if (method === 'dare_ties') return `native AVX-512 (DARE draws and norms, sign consensus; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
     if (method === 'breadcrumbs' || method === 'breadcrumbs_ties') return `native AVX-512 (two top-k selections per model, masks; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties and task_arithmetic)';
+    if (method === 'della' || method === 'della_linear') return `native AVX-512 (ranks per row, draws, norms; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve ties, dare_*, breadcrumbs*, della* and task_arithmetic)';
     return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
   }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';

@@ -453,10 +453,12 @@ class GtaMerger implements TensorMerger {
     this.nativeModes = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === MAG || x.mode === MAG_MODEL);
     const n = this.plans.length;
     // offered to the executor only where it applies: it maps or reads the whole tensor for it
-    // (TIES masks with the consensus; whole, DARE-masked or breadcrumbs-masked deltas with it or in a sum),
-    // rescaling only DARE's
-    const native = this.plans.every((x) => x.mode === ALL || x.mode === NONE || x.mode === RANDOM || x.mode === OUTLIERS || (cfg.consensus && (x.mode === MAG || x.mode === MAG_MODEL)));
-    if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && this.plans.every((x) => !x.rescale || x.mode === RANDOM)) {
+    // (TIES masks with the consensus; whole, DARE-, DELLA- or breadcrumbs-masked deltas with it or in a sum),
+    // rescaling only DARE's and DELLA's
+    const native = this.plans.every(
+      (x) => x.mode === ALL || x.mode === NONE || x.mode === RANDOM || x.mode === OUTLIERS || x.mode === DELLA || (cfg.consensus && (x.mode === MAG || x.mode === MAG_MODEL)),
+    );
+    if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && this.plans.every((x) => !x.rescale || x.mode === RANDOM || x.mode === DELLA)) {
       this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
     }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
@@ -825,7 +827,12 @@ class GtaMerger implements TensorMerger {
     const k = nativeKernels();
     if (k === undefined || inputs.length !== n + 1) return undefined;
     const a = new Float64Array(144);
+    const masks: (Uint8Array | undefined)[] = [];
     const sum = !this.cfg.consensus;
+    // DELLA's fibers (fiberGeometry)
+    a[76] = this.geo.block;
+    a[77] = this.geo.fiberLength;
+    a[78] = this.geo.inner;
     a[0] = n;
     // a sum takes its divisor (as emitWasm's sumOut), TIES whether to divide by the agreeing weights
     a[1] = sum ? (this.divide ? this.weightSum : 1) : this.divide ? 1 : 0;
@@ -846,6 +853,16 @@ class GtaMerger implements TensorMerger {
         a[o] = 5;
         a[o + 1] = p.keepK;
         a[80 + 8 * i] = p.dropK;
+      } else if (p.mode === DELLA) {
+        // DELLA: ranks in each fiber, draws from its own stream; the mask lives in `masks` across this tensor's calls
+        a[o] = 6;
+        a[o + 1] = p.epsilon;
+        const r = 80 + 8 * i;
+        a[r] = p.key.k0 >>> 0;
+        a[r + 1] = p.key.k1 >>> 0;
+        a[r + 2] = p.density - p.epsilon; // maskDellaInto's lo
+        a[r + 3] = p.rescale ? 1 : 0;
+        masks[i] = new Uint8Array(Math.floor(numel / 8) + 16);
       } else if (p.mode === RANDOM) {
         a[o] = 4;
         const r = 80 + 8 * i;
@@ -860,23 +877,24 @@ class GtaMerger implements TensorMerger {
     const flags = nativeTensorFlags | (release ? 4 : 0);
     const base = inputs[0]!;
     const models = inputs.slice(1);
-    // a sum of whole or drawn deltas needs no first phase; DARE's rescaled norms and breadcrumbs' thresholds do
-    let prepared = sum && !this.plans.some((p) => (p.mode === RANDOM && p.rescale) || p.mode === OUTLIERS);
+    // a sum of whole or drawn deltas needs no first phase; DARE's rescaled norms, breadcrumbs' thresholds and DELLA's
+    // masks do
+    let prepared = sum && !this.plans.some((p) => (p.mode === RANDOM && p.rescale) || p.mode === OUTLIERS || p.mode === DELLA);
     const empty = new Uint16Array(0);
     return {
       write: (offset, bits) => {
         if (!prepared && (offset !== 0 || bits.length !== numel)) {
           a[3] = flags | 16; // the thresholds first, over the whole tensor
-          k.tiesTensor(base, models, empty, a);
+          k.tiesTensor(base, models, empty, a, masks);
           prepared = true;
         }
         a[3] = flags | (prepared ? 32 : 0);
         a[72] = offset;
-        k.tiesTensor(base, models, bits, a);
+        k.tiesTensor(base, models, bits, a, masks);
         prepared = true;
         this.plans.forEach((p, i) => {
           p.kept = a[8 + 8 * i + 4]!;
-          if (p.mode === RANDOM && p.rescale) p.factor = a[80 + 8 * i + 6]!;
+          if ((p.mode === RANDOM || p.mode === DELLA) && p.rescale) p.factor = a[80 + 8 * i + 6]!;
         });
       },
     };
