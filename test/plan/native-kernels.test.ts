@@ -201,6 +201,26 @@ function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; 
   return { calls: () => spy.mock.calls.length, paths, kept, mapped, factors };
 }
 
+type BigCase = Case & { dir: string; method: string };
+
+/**
+ * A method on a large family, native against WebAssembly: the same bytes whole, with each of `flags`, and with a
+ * budget too small for the whole output (thresholds first, then ranges); `check` sees the native call's spy.
+ */
+async function compareBig(cases: readonly BigCase[], flags: readonly number[], check: (c: BigCase, spy: ReturnType<typeof spyTensor>) => void): Promise<void> {
+  const k = loadNativeKernels();
+  for (const c of cases) {
+    const whole = k ? spyTensor(k) : undefined;
+    const nat = await runCase(`big ${c.method}`, c, true);
+    if (whole) check(c, whole);
+    const wasm = await runCase(`big ${c.method}`, c, false);
+    expect(nat.equals(wasm)).toBe(true);
+    for (const f of flags) expect((await runCase(`big ${c.method}`, c, true, { flags: f })).equals(wasm)).toBe(true);
+    expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
+    vi.restoreAllMocks();
+  }
+}
+
 describe('native TIES kernels', () => {
   it('are built where they can be (linux-x64, g++, AVX-512)', () => {
     if (!canBuild()) return; // elsewhere the WebAssembly kernels run and the comparisons below are vacuous
@@ -271,61 +291,37 @@ describe('native TIES kernels', () => {
   });
 
   it('DARE on large tensors without NaN (the L1 rescale at work): the same bytes, with the consensus and without', async () => {
-    const k = loadNativeKernels();
-    for (const c of [
+    const cases: BigCase[] = [
       { method: 'dare_ties', models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-ok' },
       { method: 'dare_linear', models: 3, density: (i: number) => [0.3, 0.6, 1][i]!, dir: 'big-rough', params: 'normalize: true' },
-    ]) {
-      const whole = k ? spyTensor(k) : undefined;
-      const nat = await runCase(`big ${c.method}`, c, true);
-      if (k) {
-        // factors near 1 / density (the masks keep about that share of the L1 norm), 0 (not rescaled) at density 1
-        const f = whole!.factors[0]!;
-        c.density(0) < 1 && expect(f[0]! * c.density(0)).toBeCloseTo(1, 1);
-        expect(f[1]! * c.density(1)).toBeCloseTo(1, 1);
-      }
-      const wasm = await runCase(`big ${c.method}`, c, false);
-      expect(nat.equals(wasm)).toBe(true);
-      for (const flags of [4, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
-      expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
-      vi.restoreAllMocks();
-    }
+    ];
+    await compareBig(cases, [4, 64], (c, spy) => {
+      // factors near 1 / density (the draws keep about that share of the L1 norm); not rescaled at density 1
+      const f = spy.factors[0]!;
+      for (const i of [0, 1]) if (c.density!(i) < 1) expect(f[i]! * c.density!(i)).toBeCloseTo(1, 1);
+    });
   });
 
   it('breadcrumbs on a large tensor (two windowed selections per model): the same bytes, with the consensus and without', async () => {
-    const k = loadNativeKernels();
-    for (const c of [
+    const cases: BigCase[] = [
       { method: 'breadcrumbs_ties', models: 3, density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-rough', params: 'gamma: 0.05' },
       { method: 'breadcrumbs', models: 3, dir: 'big-ok', params: 'gamma: 0.02' },
-    ]) {
-      const whole = k ? spyTensor(k) : undefined;
-      const nat = await runCase(`big ${c.method}`, c, true);
-      if (k) expect(whole!.paths[0]!.every((p) => p === 1 || p === 3)).toBe(true); // keep thresholds from their windows
-      const wasm = await runCase(`big ${c.method}`, c, false);
-      expect(nat.equals(wasm)).toBe(true);
-      for (const flags of [1, 2, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
-      expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
-      vi.restoreAllMocks();
-    }
+    ];
+    // keep thresholds from their windows
+    await compareBig(cases, [1, 2, 64], (_c, spy) => expect(spy.paths[0]!.every((p) => p === 1 || p === 3)).toBe(true));
   });
 
   it('DELLA on large tensors without NaN (ranks per row, the L1 rescale): the same bytes, with the consensus and without', async () => {
-    const k = loadNativeKernels();
-    for (const c of [
+    const cases: BigCase[] = [
       { method: 'della', models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.8][i]!, dir: 'big-ok' },
       { method: 'della_linear', models: 3, dir: 'big-rough', params: 'epsilon: 0.05' },
-    ]) {
-      const whole = k ? spyTensor(k) : undefined;
-      const nat = await runCase(`big ${c.method}`, c, true);
+    ];
+    await compareBig(cases, [4, 64], (c, spy) => {
       // rescaled: DELLA keeps the larger magnitudes more often, so the factor lies between 1 and 1 / density
-      if (k) expect(whole!.factors[0]![0]!).toBeGreaterThan(1.2);
-      if (k) expect(whole!.factors[0]![0]!).toBeLessThan(1 / (c.density?.(0) ?? 0.5));
-      const wasm = await runCase(`big ${c.method}`, c, false);
-      expect(nat.equals(wasm)).toBe(true);
-      for (const flags of [4, 64]) expect((await runCase(`big ${c.method}`, c, true, { flags })).equals(wasm)).toBe(true);
-      expect((await runCase(`big ${c.method}`, c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
-      vi.restoreAllMocks();
-    }
+      const f = spy.factors[0]![0]!;
+      expect(f).toBeGreaterThan(1.2);
+      expect(f).toBeLessThan(1 / (c.density?.(0) ?? 0.5));
+    });
   });
 
   it('a sample far off the tensor: the window misses, the threshold is counted exactly, the same bytes', async () => {
