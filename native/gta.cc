@@ -1146,7 +1146,7 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   const int m = static_cast<int>(args[0]);
   uint32_t given = 0;
   const double nd = args[74], e0d = args[72];
-  if (m < 1 || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m) || !(nd >= 0) ||
+  if (m < (args[75] == 2 ? 0 : 1) || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m) || !(nd >= 0) ||
       nd != floor(nd) || nd > 9e15 || !(e0d >= 0) || e0d != floor(e0d) || e0d + static_cast<double>(outLen) > nd) {
     napi_throw_error(env, "WK_NATIVE", "tiesTensor: arguments out of range");
     return nullptr;
@@ -1240,6 +1240,28 @@ void sumOut(const uint16_t* const* x, float* const* d, int m, int n, const uint1
   }
 }
 
+// linear (src/merge/methods/simple.ts LinearMerger) of elements [0, n) of the inputs x_0 .. x_{m-1} themselves (no
+// base): out = BF16 of f32(((((0 + x_0 w_0) + x_1 w_1) + ...) / z), in f64 (scaleInit, scaleAdd, quotientInto).
+void linearOut(const uint16_t* const* x, int m, int n, uint16_t* o, double z, const double* w) {
+  const __m512d zero = _mm512_setzero_pd(), zv = _mm512_set1_pd(z);
+  __m512d W[MAX_MODELS + 1];
+  for (int i = 0; i < m; i++) W[i] = _mm512_set1_pd(w[i]);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d s = zero;
+    for (int i = 0; i < m; i++) {
+      const __m256 xf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i] + j))), 16));
+      s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(xf), W[i]));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(_mm512_cvtpd_ps(_mm512_div_pd(s, zv))));
+  }
+  for (; j < n; j++) {
+    double s = 0;
+    for (int i = 0; i < m; i++) s = s + static_cast<double>(widen(x[i][j])) * w[i];
+    o[j] = bf16Of(static_cast<float>(s / z));
+  }
+}
+
 // The TIES merge (or a weighted sum) of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16)
 // the rescaled DARE models' L1 norms, each magnitude model's exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
@@ -1248,7 +1270,7 @@ void sumOut(const uint16_t* const* x, float* const* d, int m, int n, const uint1
 // args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
 // back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
-// at [1]),
+// at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]),
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
@@ -1264,6 +1286,23 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
+  if (args[75] == 2) {
+    // linear over every input (the base slot holds the first, its weight at [79]; z at [1])
+    const double t3 = nowNs();
+    const uint16_t* xo[MAX_MODELS + 1];
+    double w[MAX_MODELS + 1];
+    w[0] = args[79];
+    for (int i = 0; i < m; i++) w[i + 1] = args[8 + 8 * i + 3];
+    for (int64_t o = e0; o < e0 + len; o += PIECE) {
+      const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
+      xo[0] = base + o;
+      for (int i = 0; i < m; i++) xo[i + 1] = xs[i] + o;
+      linearOut(xo, m + 1, n, out + (o - e0), args[1], w);
+      if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
+    }
+    args[7] = nowNs() - t3;
+    return;
+  }
   const bool sum = args[75] == 1;
   Draws dr[MAX_MODELS];
   for (int i = 0; i < m; i++) {
@@ -1481,7 +1520,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 9;
+constexpr int32_t WK_ABI = 10;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

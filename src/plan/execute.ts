@@ -350,7 +350,7 @@ export function inputChunks(ctx: Pick<RunTensorContext, 'readers' | 'scratch'>, 
       };
       return piece;
     };
-    const allBf16 = hasBase && inputs.every((input, i) => input.dtype === 'BF16' && u16s[i] !== undefined);
+    const allBf16 = inputs.length > 0 && inputs.every((input, i) => input.dtype === 'BF16' && u16s[i] !== undefined);
     return {
       offset,
       length: n,
@@ -524,7 +524,7 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   // extra passes are free: say so before the first one); one that streams once needs no more than a few MiB per
   // chunk, and smaller chunks keep the memory (and its first-touch faults) small
   merger.setResident?.(rowsPerChunk >= rows);
-  if (merger.wholeBf16 && t.dtype === 'BF16' && numel > 0 && t.base !== undefined && inputsOf(t).every((i) => i.dtype === 'BF16' && i.block === undefined)) {
+  if (merger.wholeBf16 && t.dtype === 'BF16' && numel > 0 && inputsOf(t).length > 0 && inputsOf(t).every((i) => i.dtype === 'BF16' && i.block === undefined)) {
     const written = await mergeWholeBf16(ctx, t, merger.wholeBf16.bind(merger), rowsPerChunk >= rows, computeStep);
     if (written !== undefined) return written;
   }

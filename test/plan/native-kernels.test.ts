@@ -113,6 +113,8 @@ afterEach(() => {
 interface Case {
   /** ties unless given */
   method?: string;
+  /** no base_model line (linear) */
+  noBase?: boolean;
   models: number;
   weights?: number[];
   density?: (i: number) => number;
@@ -135,6 +137,8 @@ const CASES: Record<string, Case> = {
   'breadcrumbs_ties, 3 models, gamma 0.1': { method: 'breadcrumbs_ties', models: 3, weights: [1, 0.7, -0.4], params: 'gamma: 0.1' },
   'breadcrumbs_ties, 5 models, densities and gamma 0': { method: 'breadcrumbs_ties', models: 5, density: (i) => [0.2, 0.5, 0.9, 1, 0][i]!, params: 'gamma: 0' },
   'breadcrumbs, 3 models, gamma 0.3, density 0.6': { method: 'breadcrumbs', models: 3, density: () => 0.6, params: 'gamma: 0.3' },
+  'linear, 4 models without a base, normalize': { method: 'linear', noBase: true, models: 4, weights: [0.5, 0.3, 0.15, 0.05] },
+  'linear, 2 models, a negative weight, no normalize': { method: 'linear', noBase: true, models: 2, weights: [0.7, -0.2], params: 'normalize: false' },
   'della, 3 models, epsilon 0.1': { method: 'della', models: 3, weights: [1, 0.7, -0.4], params: 'epsilon: 0.1' },
   'della_linear, 2 models, densities 0.3 and 0.7': { method: 'della_linear', models: 2, density: (i) => [0.3, 0.7][i]! },
   // density + gamma = 1: nothing below the band, so every number (and the NaN deltas) stays unless in the top
@@ -157,9 +161,9 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   const threads = o.threads ?? 1;
   const at = (m: string): string => (c.dir ? `${c.dir}/${m}` : m);
   const method = c.method ?? 'ties';
-  const lines = [`merge_method: ${method}`, `base_model: ${at('base')}`, 'models:'];
+  const lines = [`merge_method: ${method}`, ...(c.noBase ? [] : [`base_model: ${at('base')}`]), 'models:'];
   for (let i = 0; i < c.models; i++) {
-    const density = method === 'task_arithmetic' ? '' : `, density: ${c.density?.(i) ?? 0.5}`;
+    const density = method === 'task_arithmetic' || method === 'linear' ? '' : `, density: ${c.density?.(i) ?? 0.5}`;
     lines.push(`  - {model: ${at(MODELS[i + 1]!)}, parameters: {weight: ${c.weights?.[i] ?? 1}${density}}}`);
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);

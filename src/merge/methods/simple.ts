@@ -3,8 +3,9 @@
 // Imports merge types, errors and the elementwise kernels of gta-kernels.ts only.
 
 import { UsageError } from '../../errors.js';
+import { nativeKernels } from '../../tensor/native-kernels.js';
 import { quotientInto, scaleAdd, scaleInit } from './gta-kernels.js';
-import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
+import type { Bf16Input, Chunk, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
 
 function numParam(v: unknown, fallback: number): number {
   return typeof v === 'number' ? v : fallback;
@@ -15,8 +16,9 @@ class LinearMerger implements TensorMerger {
   private readonly weights: Float64Array;
   private readonly divisor: number;
   private sum = new Float64Array(0);
+  readonly wholeBf16?: (inputs: readonly Bf16Input[], numel: number, release: boolean) => WholeBf16Writer | undefined;
 
-  constructor(ctx: TensorContext) {
+  constructor(private readonly ctx: TensorContext) {
     this.weights = Float64Array.from(ctx.modelParams, (p) => numParam(p.weight, 1));
     let wsum = 0;
     for (const w of this.weights) wsum += w;
@@ -29,6 +31,29 @@ class LinearMerger implements TensorMerger {
       );
     }
     this.divisor = normalize ? wsum : 1;
+    // BF16 tensors on the native kernel (the same operations, see native/gta.cc linearOut): up to 9 models
+    if (nativeKernels() !== undefined && this.weights.length >= 1 && this.weights.length <= 9) this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
+  }
+
+  private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
+    const k = nativeKernels();
+    // the base, when the recipe has one, is not part of the sum
+    const xs = this.ctx.hasBase ? inputs.slice(1) : inputs;
+    if (k === undefined || xs.length !== this.weights.length) return undefined;
+    const a = new Float64Array(144);
+    a[0] = xs.length - 1;
+    a[1] = this.divisor;
+    a[74] = numel;
+    a[75] = 2;
+    a[79] = this.weights[0]!;
+    for (let i = 1; i < xs.length; i++) a[8 + 8 * (i - 1) + 3] = this.weights[i]!;
+    return {
+      write: (offset, bits) => {
+        a[3] = 32 | (release ? 4 : 0);
+        a[72] = offset;
+        k.tiesTensor(xs[0]!, xs.slice(1), bits, a);
+      },
+    };
   }
 
   emit(chunk: Chunk, out: Float32Array): void {
