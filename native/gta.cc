@@ -1262,6 +1262,49 @@ void linearOut(const uint16_t* const* x, int m, int n, uint16_t* o, double z, co
   }
 }
 
+// slerp's statistics (geo-util accumulateGram): g00 = sum of v0 v0, g01 = sum of v0 v1, g11 = sum of v1 v1 over the
+// whole tensor, each product exact in f64 (of two f32) and each sum in element order (three interleaved chains).
+void slerpGram(const uint16_t* v0, const uint16_t* v1, int64_t n, double* g, const Dropper& drop) {
+  alignas(64) double a[16], c[16];
+  double s00 = g[0], s01 = g[1], s11 = g[2];
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 x0 = widen16(v0 + j), x1 = widen16(v1 + j);
+    _mm512_store_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(x0)));
+    _mm512_store_pd(a + 8, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x0), 1))));
+    _mm512_store_pd(c, _mm512_cvtps_pd(_mm512_castps512_ps256(x1)));
+    _mm512_store_pd(c + 8, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x1), 1))));
+    for (int l = 0; l < 16; l++) {
+      s00 = s00 + a[l] * a[l];
+      s01 = s01 + a[l] * c[l];
+      s11 = s11 + c[l] * c[l];
+    }
+    if (((j + 16) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(j + 16);
+  }
+  for (; j < n; j++) {
+    const double x = widen(v0[j]), y = widen(v1[j]);
+    s00 = s00 + x * x;
+    s01 = s01 + x * y;
+    s11 = s11 + y * y;
+  }
+  g[0] = s00;
+  g[1] = s01;
+  g[2] = s11;
+}
+
+// slerp's result (geo-util linearInto with one model and the base): out = BF16 of f32(s0 v0 + s1 v1) in f64.
+void slerpOut(const uint16_t* v0, const uint16_t* v1, int n, uint16_t* o, double s0, double s1) {
+  const __m512d a0 = _mm512_set1_pd(s0), a1 = _mm512_set1_pd(s1);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 x0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v0 + j))), 16));
+    const __m256 x1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v1 + j))), 16));
+    const __m512d r = _mm512_add_pd(_mm512_mul_pd(a0, _mm512_cvtps_pd(x0)), _mm512_mul_pd(a1, _mm512_cvtps_pd(x1)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(_mm512_cvtpd_ps(r)));
+  }
+  for (; j < n; j++) o[j] = bf16Of(static_cast<float>(s0 * static_cast<double>(widen(v0[j])) + s1 * static_cast<double>(widen(v1[j]))));
+}
+
 // The TIES merge (or a weighted sum) of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16)
 // the rescaled DARE models' L1 norms, each magnitude model's exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
@@ -1270,7 +1313,8 @@ void linearOut(const uint16_t* const* x, int m, int n, uint16_t* o, double z, co
 // args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
 // back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
-// at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]),
+// at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]); 3: slerp
+// (see tiesCore),
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
@@ -1286,6 +1330,21 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
+  if (args[75] == 3) {
+    // slerp between the base and model 0: the Gram sums into [80..82] (flag 16), or the result s0 v0 + s1 v1 with
+    // s0 at [79] and s1 at [10] (flag 32)
+    if ((flags & 48) == 16) {
+      args[80] = args[81] = args[82] = 0;
+      slerpGram(base, xs[0], N, args + 80, drop);
+      return;
+    }
+    for (int64_t o = e0; o < e0 + len; o += PIECE) {
+      const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
+      slerpOut(base + o, xs[0] + o, n, out + (o - e0), args[79], args[10]);
+      if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
+    }
+    return;
+  }
   if (args[75] == 2) {
     // linear over every input (the base slot holds the first, its weight at [79]; z at [1])
     const double t3 = nowNs();
@@ -1520,7 +1579,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 10;
+constexpr int32_t WK_ABI = 11;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
