@@ -1305,6 +1305,73 @@ void slerpOut(const uint16_t* v0, const uint16_t* v1, int n, uint16_t* o, double
   for (; j < n; j++) o[j] = bf16Of(static_cast<float>(s0 * static_cast<double>(widen(v0[j])) + s1 * static_cast<double>(widen(v1[j]))));
 }
 
+// model_stock's statistics (geo-util accumulateGram with the base): g[i n + j] = sum of (x_i - b)(x_j - b) in f64 for
+// i <= j (differences exact in f64), each sum in element order; the chains of all pairs interleaved.
+template <int M>
+void stockGramM(const uint16_t* const* xs, const uint16_t* b, int64_t n, double* g, const Dropper& drop) {
+  double s[M][M] = {};
+  alignas(64) double d[M][16];
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 bf = widen16(b + j);
+    const __m512d blo = _mm512_cvtps_pd(_mm512_castps512_ps256(bf)), bhi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1)));
+    for (int i = 0; i < M; i++) {
+      const __m512 x = widen16(xs[i] + j);
+      _mm512_store_pd(d[i], _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), blo));
+      _mm512_store_pd(d[i] + 8, _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))), bhi));
+    }
+    for (int l = 0; l < 16; l++) {
+      for (int i = 0; i < M; i++) {
+        for (int q = i; q < M; q++) s[i][q] = s[i][q] + d[i][l] * d[q][l];
+      }
+    }
+    if (((j + 16) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(j + 16);
+  }
+  for (; j < n; j++) {
+    const double bj = widen(b[j]);
+    for (int i = 0; i < M; i++) {
+      for (int q = i; q < M; q++) s[i][q] = s[i][q] + (static_cast<double>(widen(xs[i][j])) - bj) * (static_cast<double>(widen(xs[q][j])) - bj);
+    }
+  }
+  for (int i = 0; i < M; i++) {
+    for (int q = 0; q < M; q++) g[i * M + q] = s[i][q];
+  }
+}
+
+void stockGram(const uint16_t* const* xs, const uint16_t* b, int m, int64_t n, double* g, const Dropper& drop) {
+  switch (m) {
+    case 1: stockGramM<1>(xs, b, n, g, drop); break;
+    case 2: stockGramM<2>(xs, b, n, g, drop); break;
+    case 3: stockGramM<3>(xs, b, n, g, drop); break;
+    case 4: stockGramM<4>(xs, b, n, g, drop); break;
+    case 5: stockGramM<5>(xs, b, n, g, drop); break;
+    case 6: stockGramM<6>(xs, b, n, g, drop); break;
+    case 7: stockGramM<7>(xs, b, n, g, drop); break;
+    default: stockGramM<8>(xs, b, n, g, drop); break;
+  }
+}
+
+// model_stock's result (stockInto): out = BF16 of f32(t (s / n) + u b) with s = (0 + x_0) + x_1 + ... in f64.
+void stockOut(const uint16_t* const* xs, const uint16_t* b, int m, int n, uint16_t* o, double t, double u) {
+  const __m512d tv = _mm512_set1_pd(t), uv = _mm512_set1_pd(u), nv = _mm512_set1_pd(static_cast<double>(m));
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d sum = _mm512_setzero_pd();
+    for (int i = 0; i < m; i++) {
+      const __m256 x = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[i] + j))), 16));
+      sum = _mm512_add_pd(sum, _mm512_cvtps_pd(x));
+    }
+    const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    const __m512d r = _mm512_add_pd(_mm512_mul_pd(tv, _mm512_div_pd(sum, nv)), _mm512_mul_pd(uv, _mm512_cvtps_pd(bf)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(_mm512_cvtpd_ps(r)));
+  }
+  for (; j < n; j++) {
+    double sum = 0;
+    for (int i = 0; i < m; i++) sum = sum + static_cast<double>(widen(xs[i][j]));
+    o[j] = bf16Of(static_cast<float>(t * (sum / m) + u * static_cast<double>(widen(b[j]))));
+  }
+}
+
 // The TIES merge (or a weighted sum) of a tensor of N elements, in two phases (flags 16 and 32; neither: both): (16)
 // the rescaled DARE models' L1 norms, each magnitude model's exact top-k threshold and tie budget (a sampled window of buckets, one counting pass per model, a selection among
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
@@ -1314,7 +1381,7 @@ void slerpOut(const uint16_t* v0, const uint16_t* v1, int n, uint16_t* o, double
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
 // back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
 // at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]); 3: slerp
-// (see tiesCore),
+// (see tiesCore); 4: model_stock (see tiesCore),
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
 // when k reaches the count of numbers), k or bits, sc, w; kept [+4] (the emit phase adds to it); how the threshold
 // was found [+5] (0 none, 1 window counts, 3 window counts and a selection among its inexact values, 2 exact counts);
@@ -1330,6 +1397,21 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
   const int divide = args[1] != 0;
   const double lambda = args[2];
   const int flags = static_cast<int>(args[3]);
+  if (args[75] == 4) {
+    // model_stock: the deltas' Gram matrix into [80..80 + m m) (flag 16), or the result with t at [76], 1 - t at [77]
+    if ((flags & 48) == 16) {
+      stockGram(xs, base, m, N, args + 80, drop);
+      return;
+    }
+    for (int64_t o = e0; o < e0 + len; o += PIECE) {
+      const int n = static_cast<int>(e0 + len - o < PIECE ? e0 + len - o : PIECE);
+      const uint16_t* xo[MAX_MODELS];
+      for (int i = 0; i < m; i++) xo[i] = xs[i] + o;
+      stockOut(xo, base + o, m, n, out + (o - e0), args[76], args[77]);
+      if (((o + n) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(o + n);
+    }
+    return;
+  }
   if (args[75] == 3) {
     // slerp between the base and model 0: the Gram sums into [80..82] (flag 16), or the result s0 v0 + s1 v1 with
     // s0 at [79] and s1 at [10] (flag 32)
@@ -1579,7 +1661,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 11;
+constexpr int32_t WK_ABI = 12;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE

@@ -140,6 +140,7 @@ const CASES: Record<string, Case> = {
   'linear, 4 models without a base, normalize': { method: 'linear', noBase: true, models: 4, weights: [0.5, 0.3, 0.15, 0.05] },
   'linear, 2 models, a negative weight, no normalize': { method: 'linear', noBase: true, models: 2, weights: [0.7, -0.2], params: 'normalize: false' },
   'slerp, t 0.3': { method: 'slerp', models: 1, params: 't: 0.3' },
+  'model_stock, 3 models': { method: 'model_stock', models: 3 },
   'slerp, t 1.2 (extrapolation)': { method: 'slerp', models: 1, params: 't: 1.2' },
   'della, 3 models, epsilon 0.1': { method: 'della', models: 3, weights: [1, 0.7, -0.4], params: 'epsilon: 0.1' },
   'della_linear, 2 models, densities 0.3 and 0.7': { method: 'della_linear', models: 2, density: (i) => [0.3, 0.7][i]! },
@@ -166,7 +167,7 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
   const lines = [`merge_method: ${method}`, ...(c.noBase ? [] : [`base_model: ${at('base')}`]), 'models:'];
   for (let i = 0; i < c.models; i++) {
     const density = method === 'task_arithmetic' || method === 'linear' ? '' : `, density: ${c.density?.(i) ?? 0.5}`;
-    lines.push(method === 'slerp' ? `  - {model: ${at(MODELS[i + 1]!)}}` : `  - {model: ${at(MODELS[i + 1]!)}, parameters: {weight: ${c.weights?.[i] ?? 1}${density}}}`);
+    lines.push(method === 'slerp' || method === 'model_stock' ? `  - {model: ${at(MODELS[i + 1]!)}}` : `  - {model: ${at(MODELS[i + 1]!)}, parameters: {weight: ${c.weights?.[i] ?? 1}${density}}}`);
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
   lines.push('dtype: bfloat16', '');
@@ -341,6 +342,14 @@ describe('native TIES kernels', () => {
     await compareBig(cases, [4], (_c, spy) => expect(spy.calls()).toBe(2)); // the Gram sums, then the result
   });
 
+  it('model_stock on large tensors (the deltas\' Gram sums in element order, t in JS): the same bytes', async () => {
+    const cases: BigCase[] = [
+      { method: 'model_stock', models: 3, dir: 'big-rough' },
+      { method: 'model_stock', models: 2, dir: 'big-ok' },
+    ];
+    await compareBig(cases, [4], (_c, spy) => expect(spy.calls()).toBe(2));
+  });
+
   it('a sample far off the tensor: the window misses, the threshold is counted exactly, the same bytes', async () => {
     const k = loadNativeKernels();
     const whole = k ? spyTensor(k) : undefined;
@@ -460,7 +469,12 @@ describe('native TIES kernels', () => {
     );
     const stock = join(root, 'dry-stock.yaml');
     await writeFile(stock, 'merge_method: model_stock\nbase_model: base\nmodels:\n  - {model: a}\n  - {model: b}\n');
-    expect((await runCli('merge', stock, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(/kernels\s+WebAssembly SIMD/);
+    expect((await runCli('merge', stock, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(
+      loadNativeKernels() ? /kernels\s+native AVX-512 \(the deltas' Gram sums/ : /kernels\s+WebAssembly SIMD/,
+    );
+    const karcher = join(root, 'dry-karcher.yaml');
+    await writeFile(karcher, 'merge_method: karcher\nmodels:\n  - {model: a}\n  - {model: b}\n');
+    expect((await runCli('merge', karcher, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(/kernels\s+WebAssembly SIMD/);
     process.env['WEIGHTKIT_NATIVE'] = '0';
     const off = await runCli('merge', recipe, '--out', join(root, 'dry-out'), '--dry-run');
     expect(off.stdout).toMatch(/kernels\s+WebAssembly SIMD \(native kernels disabled by WEIGHTKIT_NATIVE=0\)/);
