@@ -96,18 +96,21 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
     const floorRun = (): Promise<number> => ioFloor(inputs, floorFile, modelBytes);
 
     // (b) weightkit merge as a child process: one thread, then the CLI's default (one per core); then
-    // task_arithmetic (one pass over the inputs) for comparison
+    // task_arithmetic (one pass over the inputs) and dare_ties (a norms pass, draws) for comparison
     const cli = await cliCommand(dir);
     const cores = availableParallelism();
     const taRecipe = join(dir, 'ta.yaml');
     await writeFile(taRecipe, recipeText('task_arithmetic', 1));
+    const dareRecipe = join(dir, 'dare.yaml');
+    await writeFile(dareRecipe, recipeText('dare_ties', density));
     const threadRuns: (number | undefined)[] = opts.threads !== undefined ? [opts.threads] : cores > 1 ? [1, undefined] : [undefined];
     const configs = [
       ...threadRuns.map((threads) => ({ method: 'ties', recipe, threads })),
       { method: 'task_arithmetic', recipe: taRecipe, threads: undefined as number | undefined },
+      { method: 'dare_ties', recipe: dareRecipe, threads: undefined as number | undefined },
     ];
     for (const c of configs) {
-      const label = `${c.method}${c.method === 'ties' ? ` d=${density}` : ''}, ${c.threads === undefined ? `default (${cores} threads)` : `--threads ${c.threads}`}`;
+      const label = `${c.method}${c.method !== 'task_arithmetic' ? ` d=${density}` : ''}, ${c.threads === undefined ? `default (${cores} threads)` : `--threads ${c.threads}`}`;
       const [plan] = await buildPlan(c.recipe, { out, ...(c.threads ? { threads: c.threads } : {}) });
       const estimate = plan!.memory.peakBytes / 1e9;
       const cliArgs = [...cli.args, 'merge', c.recipe, '--out', out, '--quiet', '--overwrite', ...(c.threads ? ['--threads', String(c.threads)] : [])];
@@ -149,7 +152,7 @@ export async function benchMerge(opts: MergeBenchOptions = {}): Promise<BenchRes
           name: `merge: time / I/O floor, ${label}`,
           value: p.bestRatio,
           unit: 'x',
-          note: `${c.method === 'ties' ? 'target <= 1.5; ' : 'one pass over the inputs; '}median time over the fastest floor round (${p.fastestFloor.toFixed(2)} s); median of per-round ratios ${p.ratio.toFixed(2)}`,
+          note: `${c.method === 'ties' ? 'target <= 1.5; ' : c.method === 'dare_ties' ? 'a norms pass and a merge pass; ' : 'one pass over the inputs; '}median time over the fastest floor round (${p.fastestFloor.toFixed(2)} s); median of per-round ratios ${p.ratio.toFixed(2)}`,
         },
         { name: `merge: peak RSS, ${label}`, value: rss / 1e9, unit: 'GB', note: `target < 1.5 GB; plan estimate ${estimate.toFixed(2)} GB (${rssSource})` },
       );
