@@ -45,6 +45,7 @@ describe('weightkit CLI', () => {
     expect(mh.stdout).toMatch(/--dry-run\s+print the plan \(tensors, parameters, memory, kernels/);
     expect(mh.stdout).toMatch(/WEIGHTKIT_NATIVE=0/);
     expect(mh.stdout).toMatch(/WEIGHTKIT_DIRECT_IO=0/);
+    expect(mh.stdout).toMatch(/WEIGHTKIT_MMAP=0/);
     const v = await run('--version');
     expect(v.stdout.trim()).toBe(JSON.parse(await readFile('package.json', 'utf8')).version);
     const bad = await run('frobnicate');

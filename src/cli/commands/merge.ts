@@ -199,7 +199,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           .option('json', { type: 'boolean', default: false, describe: 'print the plan or result (and errors) as JSON' })
           .example('weightkit merge recipes/methods/ties.yaml --out merged/', 'run a TIES merge')
           .example('weightkit merge recipe.yaml merged/ --dry-run', 'show the plan without reading tensor data')
-          .epilog('Environment: WEIGHTKIT_NATIVE=0 runs the WebAssembly kernels even where the native ones (npm run build:native) are built; WEIGHTKIT_DIRECT_IO=0 writes outputs through the page cache instead of O_DIRECT. The bytes are the same.'),
+          .epilog('Environment: WEIGHTKIT_NATIVE=0 runs the WebAssembly kernels even where the native ones (npm run build:native) are built; WEIGHTKIT_MMAP=0 reads the inputs of native whole-tensor merges instead of mapping them from their files; WEIGHTKIT_DIRECT_IO=0 writes outputs through the page cache instead of O_DIRECT. The bytes are the same.'),
       async (argv) => {
         const a = argv as unknown as Record<string, unknown>;
         const recipe = String(argv.recipe);
