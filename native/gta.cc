@@ -29,7 +29,7 @@
 #include <vector>
 #include <time.h>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__BMI2__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__BMI2__) && defined(__F16C__)
 #include <immintrin.h>
 #define WK_NATIVE 1
 #endif
@@ -45,15 +45,32 @@ constexpr int MAX_MODELS = 8;
 constexpr int32_t ABS = 0x7fffffff;
 constexpr int32_t INF_BITS = 0x7f800000;
 
+// The 2-byte formats of the current call's inputs and output: BF16 (bits << 16 is the f32) or F16 (F16C's exact
+// widening; its narrowing rounds to nearest even, overflow to inf, NaN quiet with the top payload bits, as
+// src/tensor/convert.ts f16FromF32Bits). Set per call by tiesTensor; the piece kernels are BF16 only.
+thread_local bool inF16 = false, outF16 = false;
+
 inline float widen(uint16_t u) {
+  if (inF16) return _cvtsh_ss(u);
   uint32_t v = static_cast<uint32_t>(u) << 16;
   float f;
   memcpy(&f, &v, 4);
   return f;
 }
 
-inline __m512 widen16(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+template <bool F16>
+inline __m512 widen16T(const uint16_t* p) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  if constexpr (F16) return _mm512_cvtph_ps(v);
+  else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+inline __m512 widen16(const uint16_t* p) { return inF16 ? widen16T<true>(p) : widen16T<false>(p); }
+
+inline __m256 widen8(const uint16_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if (inF16) return _mm256_cvtph_ps(v);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
 }
 
 // Top-k membership of 16 lanes of |d| bits: a > t (a <= inf), or a == t while *budget lasts (lane order); tv: t in
@@ -145,6 +162,20 @@ inline __m256 consensus8(const __m512d* v, int m, __m256 b, const __m512d* W, in
   return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(b), _mm512_mul_pd(mm, lam)));
 }
 
+// The output format's bits of eight / one f32 (BF16 or F16, see inF16).
+template <bool F16>
+inline __m128i narrow8T(__m256 f) {
+  if constexpr (F16) return _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  else return bf16Of8(f);
+}
+
+inline __m128i narrow8(__m256 f) { return outF16 ? narrow8T<true>(f) : narrow8T<false>(f); }
+
+inline uint16_t narrow1(float f) {
+  if (outF16) return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return bf16Of(f);
+}
+
 // With bf16out, o receives BF16 bits (as uint16_t) of the f32 results instead of the f32 values.
 void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int divide, double lambda, const double* sc, const double* w, int bf16out) {
   const __m512d lam = _mm512_set1_pd(lambda);
@@ -157,9 +188,9 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
   for (; j + 8 <= n; j += 8) {
     __m512d v[MAX_MODELS];
     for (int i = 0; i < m; i++) v[i] = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]);
-    const __m256 bv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    const __m256 bv = widen8(b + j);
     const __m256 r = consensus8(v, m, bv, W, divide, lam);
-    if (bf16out) _mm_storeu_si128(reinterpret_cast<__m128i*>(reinterpret_cast<uint16_t*>(o) + j), bf16Of8(r));
+    if (bf16out) _mm_storeu_si128(reinterpret_cast<__m128i*>(reinterpret_cast<uint16_t*>(o) + j), narrow8(r));
     else _mm256_storeu_ps(o + j, r);
   }
   for (; j < n; j++) {
@@ -178,7 +209,7 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
     }
     if (divide) mm = mm / (z == 0 ? 1.0 : z);
     const float r = static_cast<float>(static_cast<double>(widen(b[j])) + mm * lambda);
-    if (bf16out) reinterpret_cast<uint16_t*>(o)[j] = bf16Of(r);
+    if (bf16out) reinterpret_cast<uint16_t*>(o)[j] = narrow1(r);
     else o[j] = r;
   }
 }
@@ -316,7 +347,7 @@ int deltaMasked(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t 
 // The masks (maskOf) and the consensus of M models fused (M <= 4: every model's masked delta stays in registers),
 // tiesOut's operations in its order, BF16 out; kept[i] and the masks' tie budgets are updated. Same bits as
 // deltaMasked + tiesOut.
-template <int M, bool TopOnly>
+template <int M, bool TopOnly, bool InF16, bool OutF16>
 void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda,
                const double* sc, const double* w, uint32_t start) {
   const __m512d lam = _mm512_set1_pd(lambda);
@@ -334,10 +365,10 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
   }
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 bf = widen16(b + j);
+    const __m512 bf = widen16T<InF16>(b + j);
     __m512 dm[M];
     for (int i = 0; i < M; i++) {
-      const __m512 d = _mm512_sub_ps(widen16(x[i] + j), bf);
+      const __m512 d = _mm512_sub_ps(widen16T<InF16>(x[i] + j), bf);
       __mmask16 keep;
       if constexpr (TopOnly) {
         if (mp[i].mode == 0) keep = 0xffff;
@@ -357,7 +388,7 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
       }
       const __m256 bh = h == 0 ? _mm512_castps512_ps256(bf) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1));
       const __m256 r = consensus8(v, M, bh, W, divide, lam);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j + 8 * h), bf16Of8(r));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j + 8 * h), narrow8T<OutF16>(r));
     }
   }
   if constexpr (TopOnly) {
@@ -375,6 +406,29 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
     kept[i] += deltaMasked(x[i] + j, b + j, d[i], n - j, start + static_cast<uint32_t>(j), mp[i]);
   }
   tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
+}
+
+using FusedFn = void (*)(const uint16_t* const*, const uint16_t*, int, uint16_t*, MaskParams*, int64_t*, int, double, const double*, const double*,
+                        uint32_t);
+
+template <int M>
+FusedFn fusedFor(bool topOnly, bool in16, bool out16) {
+  if (topOnly) {
+    if (in16) return out16 ? tiesFused<M, true, true, true> : tiesFused<M, true, true, false>;
+    return out16 ? tiesFused<M, true, false, true> : tiesFused<M, true, false, false>;
+  }
+  if (in16) return out16 ? tiesFused<M, false, true, true> : tiesFused<M, false, true, false>;
+  return out16 ? tiesFused<M, false, false, true> : tiesFused<M, false, false, false>;
+}
+
+// The fused kernel for m models (1..4), TIES' register-resident top-k masks or any masks, and the formats.
+FusedFn fusedKernel(int m, bool topOnly, bool in16, bool out16) {
+  switch (m) {
+    case 1: return fusedFor<1>(topOnly, in16, out16);
+    case 2: return fusedFor<2>(topOnly, in16, out16);
+    case 3: return fusedFor<3>(topOnly, in16, out16);
+    default: return fusedFor<4>(topOnly, in16, out16);
+  }
 }
 
 // Windowed high-bits counts of d = f32(x - b) (BF16 inputs) for a top-k whose threshold is known to lie in the bins
@@ -423,9 +477,12 @@ constexpr int SAMPLE_BLOCK = 512;
 constexpr int NBUCKETS = 65536;
 
 // |f32(x - b)| bits of 16 BF16 pairs
-inline __m512i magBits16(const uint16_t* x, const uint16_t* b) {
-  return _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x), widen16(b))), _mm512_set1_epi32(ABS));
+template <bool F16>
+inline __m512i magBits16T(const uint16_t* x, const uint16_t* b) {
+  return _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16T<F16>(x), widen16T<F16>(b))), _mm512_set1_epi32(ABS));
 }
+
+inline __m512i magBits16(const uint16_t* x, const uint16_t* b) { return inF16 ? magBits16T<true>(x, b) : magBits16T<false>(x, b); }
 
 inline uint32_t magBits(uint16_t x, uint16_t b) {
   float v = widen(x) - widen(b);
@@ -516,8 +573,8 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
 
 // One pass over the tensor for one windowed model whose window spans NB - 1 buckets: vector counters of the
 // elements at or above each bucket start (and of NaNs), no branch; the window's inexact values (rare) listed.
-template <int NB>
-void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
+template <int NB, bool F16>
+void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
   const __m512i low = _mm512_set1_epi32(0xffff), nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1);
   __m512i bound[NB], acc[NB];
   for (int j = 0; j < NB; j++) {
@@ -527,7 +584,7 @@ void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
   __m512i nan = _mm512_setzero_si512();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512i a = magBits16(x + j, b + j);
+    const __m512i a = magBits16T<F16>(x + j, b + j);
     for (int q = 0; q < NB; q++) acc[q] = _mm512_mask_add_epi32(acc[q], _mm512_cmpge_epi32_mask(a, bound[q]), acc[q], one);
     nan = _mm512_mask_add_epi32(nan, _mm512_cmpge_epi32_mask(a, nanb), nan, one);
     const __mmask16 inexact = _mm512_mask_test_epi32_mask(_mm512_cmpge_epi32_mask(a, bound[0]) & _mm512_cmplt_epi32_mask(a, bound[NB - 1]), a, low);
@@ -552,6 +609,12 @@ void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
       else t.list[t.listed++] = a;
     }
   }
+}
+
+template <int NB>
+void countBounds(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
+  if (inF16) countBoundsT<NB, true>(x, b, n, t);
+  else countBoundsT<NB, false>(x, b, n, t);
 }
 
 // countBounds' totals as counts: below and above the window, and by bucket inside it (bucket q: ge[q] - ge[q + 1]).
@@ -775,6 +838,7 @@ uint8_t* memoryOf(napi_env env, napi_callback_info info, size_t* len) {
 // ARGS + 64 + 32 i: i32 input pointer (0: skip the model), histogram slot pointer, lo, hi, above (in/out),
 // below (in/out).
 napi_value histWindows(napi_env env, napi_callback_info info) {
+  inF16 = outF16 = false;  // the piece kernels read and write BF16
   size_t len = 0;
   uint8_t* mem = memoryOf(env, info, &len);
   if (mem == nullptr) return nullptr;
@@ -800,6 +864,7 @@ napi_value histWindows(napi_env env, napi_callback_info info) {
 }
 
 napi_value tiesPiece(napi_env env, napi_callback_info info) {
+  inF16 = outF16 = false;  // the piece kernels read and write BF16
   size_t len = 0;
   uint8_t* mem = memoryOf(env, info, &len);
   if (mem == nullptr) return nullptr;
@@ -1146,6 +1211,9 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   const int m = static_cast<int>(args[0]);
   uint32_t given = 0;
   const double nd = args[74], e0d = args[72];
+  // [70]: the inputs' format, [71]: the output's (0 BF16, 1 F16)
+  inF16 = args[70] == 1;
+  outF16 = args[71] == 1;
   if (m < (args[75] == 2 ? 0 : 1) || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m) || !(nd >= 0) ||
       nd != floor(nd) || nd > 9e15 || !(e0d >= 0) || e0d != floor(e0d) || e0d + static_cast<double>(outLen) > nd) {
     napi_throw_error(env, "WK_NATIVE", "tiesTensor: arguments out of range");
@@ -1219,24 +1287,24 @@ void sumOut(const uint16_t* const* x, float* const* d, int m, int n, const uint1
   for (int i = 0; i < m; i++) S[i] = _mm512_set1_pd(sc[i]);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    const __m256 bf = widen8(b + j);
     __m512d s = zero;
     for (int i = 0; i < m; i++) {
       __m256 di;
-      if constexpr (Raw) di = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i] + j))), 16)), bf);
+      if constexpr (Raw) di = _mm256_sub_ps(widen8(x[i] + j), bf);
       else di = _mm256_loadu_ps(d[i] + j);
       s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(di), S[i]));
     }
     if (divide) s = _mm512_div_pd(s, zv);
     const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bf), _mm512_mul_pd(s, lam)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(r));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(r));
   }
   for (; j < n; j++) {
     const float bj = widen(b[j]);
     double s = 0;
     for (int i = 0; i < m; i++) s = s + static_cast<double>(Raw ? widen(x[i][j]) - bj : d[i][j]) * sc[i];
     if (divide) s = s / z;
-    o[j] = bf16Of(static_cast<float>(static_cast<double>(bj) + s * lambda));
+    o[j] = narrow1(static_cast<float>(static_cast<double>(bj) + s * lambda));
   }
 }
 
@@ -1250,15 +1318,15 @@ void linearOut(const uint16_t* const* x, int m, int n, uint16_t* o, double z, co
   for (; j + 8 <= n; j += 8) {
     __m512d s = zero;
     for (int i = 0; i < m; i++) {
-      const __m256 xf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i] + j))), 16));
+      const __m256 xf = widen8(x[i] + j);
       s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(xf), W[i]));
     }
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(_mm512_cvtpd_ps(_mm512_div_pd(s, zv))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(_mm512_cvtpd_ps(_mm512_div_pd(s, zv))));
   }
   for (; j < n; j++) {
     double s = 0;
     for (int i = 0; i < m; i++) s = s + static_cast<double>(widen(x[i][j])) * w[i];
-    o[j] = bf16Of(static_cast<float>(s / z));
+    o[j] = narrow1(static_cast<float>(s / z));
   }
 }
 
@@ -1297,12 +1365,12 @@ void slerpOut(const uint16_t* v0, const uint16_t* v1, int n, uint16_t* o, double
   const __m512d a0 = _mm512_set1_pd(s0), a1 = _mm512_set1_pd(s1);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256 x0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v0 + j))), 16));
-    const __m256 x1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v1 + j))), 16));
+    const __m256 x0 = widen8(v0 + j);
+    const __m256 x1 = widen8(v1 + j);
     const __m512d r = _mm512_add_pd(_mm512_mul_pd(a0, _mm512_cvtps_pd(x0)), _mm512_mul_pd(a1, _mm512_cvtps_pd(x1)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(_mm512_cvtpd_ps(r)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(_mm512_cvtpd_ps(r)));
   }
-  for (; j < n; j++) o[j] = bf16Of(static_cast<float>(s0 * static_cast<double>(widen(v0[j])) + s1 * static_cast<double>(widen(v1[j]))));
+  for (; j < n; j++) o[j] = narrow1(static_cast<float>(s0 * static_cast<double>(widen(v0[j])) + s1 * static_cast<double>(widen(v1[j]))));
 }
 
 // model_stock's statistics (geo-util accumulateGram with the base): g[i n + j] = sum of (x_i - b)(x_j - b) in f64 for
@@ -1358,17 +1426,17 @@ void stockOut(const uint16_t* const* xs, const uint16_t* b, int m, int n, uint16
   for (; j + 8 <= n; j += 8) {
     __m512d sum = _mm512_setzero_pd();
     for (int i = 0; i < m; i++) {
-      const __m256 x = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[i] + j))), 16));
+      const __m256 x = widen8(xs[i] + j);
       sum = _mm512_add_pd(sum, _mm512_cvtps_pd(x));
     }
-    const __m256 bf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j))), 16));
+    const __m256 bf = widen8(b + j);
     const __m512d r = _mm512_add_pd(_mm512_mul_pd(tv, _mm512_div_pd(sum, nv)), _mm512_mul_pd(uv, _mm512_cvtps_pd(bf)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bf16Of8(_mm512_cvtpd_ps(r)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(_mm512_cvtpd_ps(r)));
   }
   for (; j < n; j++) {
     double sum = 0;
     for (int i = 0; i < m; i++) sum = sum + static_cast<double>(widen(xs[i][j]));
-    o[j] = bf16Of(static_cast<float>(t * (sum / m) + u * static_cast<double>(widen(b[j]))));
+    o[j] = narrow1(static_cast<float>(t * (sum / m) + u * static_cast<double>(widen(b[j]))));
   }
 }
 
@@ -1377,7 +1445,7 @@ void stockOut(const uint16_t* const* xs, const uint16_t* b, int m, int n, uint16
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
 // masks and the consensus of elements [e0, e0 + len) into out, piece by piece, the tie budgets carried in args, so
 // consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
-// args: [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
+// args: [70] inputs' and [71] output's format (0 BF16, 1 F16; set by tiesTensor), [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
 // back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
 // at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]); 3: slerp
@@ -1609,16 +1677,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
       bool topOnly = true;
       for (int i = 0; i < m; i++) topOnly = topOnly && mp[i].mode <= 2;
-      switch (m * 2 + (topOnly ? 1 : 0)) {
-        case 2: tiesFused<1, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 3: tiesFused<1, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 4: tiesFused<2, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 5: tiesFused<2, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 6: tiesFused<3, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 7: tiesFused<3, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        case 8: tiesFused<4, false>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-        default: tiesFused<4, true>(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start); break;
-      }
+      fusedKernel(m, topOnly, inF16, outF16)(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start);
     } else {
       for (int i = 0; i < m; i++) kept[i] += deltaMasked(xo[i], base + o, d[i], n, start, mp[i]);
       if (sum) sumOut<false>(xo, d, m, n, base + o, out + (o - e0), args[1], lambda, sc);
@@ -1661,7 +1720,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 12;
+constexpr int32_t WK_ABI = 13;
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
@@ -1669,7 +1728,7 @@ NAPI_MODULE_INIT() {
   // WebAssembly kernels) instead of dying on the first instruction
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") ||
-      !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("bmi2") || !__builtin_cpu_supports("popcnt")) {
+      !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("bmi2") || !__builtin_cpu_supports("popcnt") || !__builtin_cpu_supports("f16c")) {
     return exports;
   }
   napi_value f;

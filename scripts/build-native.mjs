@@ -30,7 +30,7 @@ mkdirSync(outDir, { recursive: true });
 const tmp = `${out}.${process.pid}.tmp`;
 // the instruction sets the kernels use, not -march=native: the addon must load (and then decline, see gta.cc) on a
 // CPU other than the build machine's, e.g. a shared home folder or a container image
-const isa = ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mbmi2', '-mpopcnt', '-mtune=generic'];
+const isa = ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mbmi2', '-mpopcnt', '-mf16c', '-mtune=generic'];
 const args = ['-O3', ...isa, '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', `-I${include}`, '-o', tmp, src];
 const r = spawnSync(cxx, args, { encoding: 'utf8' });
 if (r.error || r.status !== 0) {

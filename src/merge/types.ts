@@ -48,7 +48,7 @@ export interface Bf16FileRange {
   readonly position: number;
 }
 
-/** One whole input of TensorMerger.wholeBf16. */
+/** One whole input of TensorMerger.wholeBf16 (BF16 or F16 values, see its `formats`). */
 export type Bf16Input = Uint16Array | Bf16FileRange;
 
 /** See TensorMerger.wholeBf16. */
@@ -83,8 +83,9 @@ export interface TensorMerger {
    * of the merged values as BF16 bits (what emitBf16/emit would give), to be called for consecutive ranges from 0 to
    * the end in place of every pass and emit; or undefined to be run the usual way. Called before beginPass.
    * `release`: file ranges too big to keep mapped whole (their pages are to be given back as the passes go).
+   * `formats`: the 2-byte float formats, bit 0 set for F16 inputs (else BF16), bit 1 for an F16 output.
    */
-  wholeBf16?(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined;
+  wholeBf16?(inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined;
   /**
    * Optional asynchronous whole-tensor step, only for chunking 'tensor': called once with the whole tensor after the
    * statistics passes and before emit (which then receives the same single chunk). For methods that need linear

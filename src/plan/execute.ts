@@ -442,7 +442,8 @@ function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelSt
 }
 
 /**
- * The tensor through the merger's wholeBf16 writer (every input BF16, whole, base first; BF16 output). Inputs are
+ * The tensor through the merger's wholeBf16 writer (every input BF16, or every one F16, whole, base first; a BF16 or
+ * F16 output: `formats`, see TensorMerger.wholeBf16). Inputs are
  * mapped from their files where the readers say where they lie: the output then goes out in ranges of at most
  * WHOLE_OUTPUT_ELEMENTS and an eighth of the budget in elements (one range when it fits half the budget), and the mapped pages count as working memory while
  * a call runs, or, when they do not fit beside the output, are given back behind the passes (`release`). Otherwise,
@@ -456,6 +457,7 @@ async function mergeWholeBf16(
   wholeBf16: NonNullable<TensorMerger['wholeBf16']>,
   resident: boolean,
   computeStep: number,
+  formats: number,
 ): Promise<number | undefined> {
   const inputs = inputsOf(t);
   const n = rowLengthOf(t.shape) * rowCountOf(t.shape);
@@ -467,6 +469,7 @@ async function mergeWholeBf16(
       located.map((l) => ({ fd: l!.fd, position: l!.position })),
       n,
       release,
+      formats,
     );
     if (writer === undefined) return undefined;
     for (let o = 0; o < n; o += step) {
@@ -482,10 +485,11 @@ async function mergeWholeBf16(
     }
     return 2 * n;
   }
-  if (!resident || !inputs.every((i) => keepsRaw(i, computeStep))) return undefined;
+  // read into the workspace (WEIGHTKIT_MMAP=0, or no file ranges): BF16 inputs only
+  if (!resident || (formats & 1) !== 0 || !inputs.every((i) => keepsRaw(i, computeStep))) return undefined;
   for await (const c of inputChunks(ctx, t, rowCountOf(t.shape), computeStep)()) {
     if (c.bf16 === undefined) return undefined;
-    const writer = wholeBf16(c.bf16, n, false);
+    const writer = wholeBf16(c.bf16, n, false, formats);
     if (writer === undefined) return undefined;
     const out = ctx.scratch.f32Buffer(0, c.length);
     const bits = new Uint16Array(out.buffer, out.byteOffset, c.length);
@@ -524,8 +528,17 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
   // extra passes are free: say so before the first one); one that streams once needs no more than a few MiB per
   // chunk, and smaller chunks keep the memory (and its first-touch faults) small
   merger.setResident?.(rowsPerChunk >= rows);
-  if (merger.wholeBf16 && t.dtype === 'BF16' && numel > 0 && inputsOf(t).length > 0 && inputsOf(t).every((i) => i.dtype === 'BF16' && i.block === undefined)) {
-    const written = await mergeWholeBf16(ctx, t, merger.wholeBf16.bind(merger), rowsPerChunk >= rows, computeStep);
+  // 2-byte floats in and out: BF16 or F16 inputs (all the same), a BF16 or F16 output
+  const half = inputsOf(t)[0]?.dtype;
+  if (
+    merger.wholeBf16 &&
+    (t.dtype === 'BF16' || t.dtype === 'F16') &&
+    (half === 'BF16' || half === 'F16') &&
+    numel > 0 &&
+    inputsOf(t).every((i) => i.dtype === half && i.block === undefined)
+  ) {
+    const formats = (half === 'F16' ? 1 : 0) | (t.dtype === 'F16' ? 2 : 0);
+    const written = await mergeWholeBf16(ctx, t, merger.wholeBf16.bind(merger), rowsPerChunk >= rows, computeStep, formats);
     if (written !== undefined) return written;
   }
 

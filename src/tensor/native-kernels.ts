@@ -3,7 +3,7 @@
 // WebAssembly module when none is installed. Pure: no node: imports.
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 12;
+export const NATIVE_ABI = 13;
 
 /** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
 export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };

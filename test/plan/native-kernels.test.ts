@@ -102,6 +102,7 @@ beforeAll(async () => {
       await writeModel(join(root, `big-${misleading ? 'miss' : 'ok'}`, m), bigValues(i, misleading), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
     }
     await writeModel(join(root, 'big-rough', m), bigValues(i, false, true), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
+    await writeModel(join(root, 'f16', m), values(i), { dtype: 'F16', shapes: SHAPES, config: false, tokenizer: false });
   }
 });
 
@@ -158,6 +159,8 @@ interface RunOptions {
   mmap?: boolean;
   /** a memory budget (bytes) */
   budget?: number;
+  /** the recipe's dtype (default bfloat16) */
+  dtype?: string;
 }
 
 async function runCase(name: string, c: Case & { dir?: string }, native: boolean, o: RunOptions = {}): Promise<Buffer> {
@@ -170,8 +173,8 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
     lines.push(method === 'slerp' || method === 'model_stock' ? `  - {model: ${at(MODELS[i + 1]!)}}` : `  - {model: ${at(MODELS[i + 1]!)}, parameters: {weight: ${c.weights?.[i] ?? 1}${density}}}`);
   }
   if (c.params) lines.push(`parameters: {${c.params}}`);
-  lines.push('dtype: bfloat16', '');
-  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}${o.mmap === false ? 'r' : 'm'}${o.budget ?? ''}`;
+  lines.push(`dtype: ${o.dtype ?? 'bfloat16'}`, '');
+  const tag = `${name.replace(/\W+/g, '-')}-${native ? 'native' : 'wasm'}-${threads}-${o.chunked ? 'c' : 'w'}${o.flags ?? 0}${o.mmap === false ? 'r' : 'm'}${o.budget ?? ''}${o.dtype ?? ''}`;
   const recipe = join(root, `${tag}.yaml`);
   await writeFile(recipe, lines.join('\n'));
   if (native) delete process.env['WEIGHTKIT_NATIVE'];
@@ -297,6 +300,31 @@ describe('native TIES kernels', () => {
       // a window list of 16 overflows here: the thresholds are counted exactly instead
       expect((await runCase('big rough', c, true, { flags: 2 })).equals(wasm)).toBe(true);
       expect(whole!.paths.at(-1)).toEqual([2, 2, 2]);
+    }
+  });
+
+  it('F16 inputs, F16 or BF16 output (F16C widening and rounding, NaN, inf, -0): the same bytes as the WebAssembly kernels', async () => {
+    const k = loadNativeKernels();
+    const names = [
+      'ties, 3 models, mixed weights',
+      'dare_ties, 3 models, densities 0.3 / 0.5 / 1, rescaled',
+      'task_arithmetic, 3 models, mixed weights',
+      'linear, 2 models, a negative weight, no normalize',
+      'breadcrumbs_ties, 3 models, gamma 0.1',
+      'della, 3 models, epsilon 0.1',
+      'slerp, t 0.3',
+      'model_stock, 3 models',
+    ];
+    for (const name of names) {
+      for (const dtype of ['float16', 'bfloat16']) {
+        const c = { ...CASES[name]!, dir: 'f16' };
+        const whole = k ? spyTensor(k) : undefined;
+        const nat = await runCase(`f16 ${name}`, c, true, { dtype });
+        if (k) expect(whole!.calls(), name).toBeGreaterThan(0);
+        if (k) expect(whole!.mapped.every((m) => m)).toBe(true);
+        expect(nat.equals(await runCase(`f16 ${name}`, c, false, { dtype })), `${name} -> ${dtype}`).toBe(true);
+        vi.restoreAllMocks();
+      }
     }
   });
 

@@ -55,15 +55,15 @@ function formatSeconds(s: number): string {
 function kernelsLine(method: string): string {
   if (loadNativeKernels() !== undefined) {
     const inputs = process.env['WEIGHTKIT_MMAP'] === '0' ? 'read (WEIGHTKIT_MMAP=0)' : 'mapped from their files';
-    if (method === 'model_stock') return `native AVX-512 (the deltas' Gram sums and the interpolation of BF16 tensors, up to 8 models, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'slerp') return `native AVX-512 (the Gram sums and the interpolation of BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'linear') return `native AVX-512 (the weighted average of BF16 tensors, up to 9 models, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'task_arithmetic' || method === 'dare_linear') return `native AVX-512 (DARE draws and the weighted sum of BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'dare_ties') return `native AVX-512 (DARE draws and norms, sign consensus; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'breadcrumbs' || method === 'breadcrumbs_ties') return `native AVX-512 (two top-k selections per model, masks; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'della' || method === 'della_linear') return `native AVX-512 (ranks per row, draws, norms; BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'model_stock') return `native AVX-512 (the deltas' Gram sums and the interpolation of BF16/F16 tensors, up to 8 models, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'slerp') return `native AVX-512 (the Gram sums and the interpolation of BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'linear') return `native AVX-512 (the weighted average of BF16/F16 tensors, up to 9 models, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'task_arithmetic' || method === 'dare_linear') return `native AVX-512 (DARE draws and the weighted sum of BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'dare_ties') return `native AVX-512 (DARE draws and norms, sign consensus; BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'breadcrumbs' || method === 'breadcrumbs_ties') return `native AVX-512 (two top-k selections per model, masks; BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    if (method === 'della' || method === 'della_linear') return `native AVX-512 (ranks per row, draws, norms; BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
     if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve linear, slerp, model_stock, task_arithmetic, ties, dare_*, breadcrumbs* and della*)';
-    return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
   }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
   return 'WebAssembly SIMD (no usable native kernels: npm run build:native needs linux-x64, g++ and AVX-512)';

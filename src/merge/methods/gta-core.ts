@@ -391,7 +391,7 @@ export function setNativeTensorFlags(flags: number): void {
 /** One tensor's merger for a configured GTA method. */
 class GtaMerger implements TensorMerger {
   readonly chunking: 'elements' | 'rows' | 'tensor';
-  readonly wholeBf16?: (inputs: readonly Bf16Input[], numel: number, release: boolean) => WholeBf16Writer | undefined;
+  readonly wholeBf16?: (inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number) => WholeBf16Writer | undefined;
   private readonly plans: ModelPlan[];
   private readonly lambda: number;
   private readonly divide: boolean;
@@ -459,7 +459,7 @@ class GtaMerger implements TensorMerger {
       (x) => x.mode === ALL || x.mode === NONE || x.mode === RANDOM || x.mode === OUTLIERS || x.mode === DELLA || (cfg.consensus && (x.mode === MAG || x.mode === MAG_MODEL)),
     );
     if (nativeKernels() !== undefined && native && n > 0 && n <= WASM_MAX_MODELS && this.plans.every((x) => !x.rescale || x.mode === RANDOM || x.mode === DELLA)) {
-      this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
+      this.wholeBf16 = (inputs, numel, release, formats) => this.nativeWhole(inputs, numel, release, formats);
     }
     const needsRows = cfg.sparsifier === 'della' && this.plans.some((x) => x.mode === DELLA);
     this.chunking = needsRows ? (ctx.shape.length >= 2 ? 'rows' : 'tensor') : 'elements';
@@ -822,7 +822,7 @@ class GtaMerger implements TensorMerger {
    * same first call); or the weighted sum of such deltas (task_arithmetic, dare_linear, breadcrumbs) range by range
    * (offered only then, see the constructor).
    */
-  private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
+  private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined {
     const n = this.plans.length;
     const k = nativeKernels();
     if (k === undefined || inputs.length !== n + 1) return undefined;
@@ -839,6 +839,8 @@ class GtaMerger implements TensorMerger {
     a[2] = this.lambda;
     a[74] = numel;
     a[75] = sum ? 1 : 0;
+    a[70] = formats & 1;
+    a[71] = (formats >> 1) & 1;
     this.plans.forEach((p, i) => {
       const o = 8 + 8 * i;
       if (p.mode === MAG_MODEL) {

@@ -4,7 +4,7 @@
 
 import { nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Input, Chunk, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
-import { EMPTY_MERGER, accumulateGram, assertWholeVectors, copyMerger, lastAxisLength, tensorError } from './geo-util.js';
+import { EMPTY_MERGER, accumulateGram, assertWholeVectors, copyMerger, lastAxisLength, nativeGramWhole, tensorError } from './geo-util.js';
 
 /**
  * t = N·c/(1+(N−1)·c) with c the mean over pairs i<j of ⟨d_i,d_j⟩/max(‖d_i‖‖d_j‖, 1e-6) clamped to [−1, 1], from
@@ -75,32 +75,20 @@ function createModelStock(ctx: TensorContext): TensorMerger {
   let cos = NaN;
   let ready = false;
   /** BF16 tensors on the native kernel: the Gram sums (the same order), t here, then the result */
-  const wholeBf16 = (inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined => {
-    const k = nativeKernels();
-    if (k === undefined || inputs.length !== n + 1 || n > 8) return undefined;
-    const a = new Float64Array(144);
-    a[0] = n;
-    a[74] = numel;
-    a[75] = 4;
-    const flags = release ? 4 : 0;
-    a[3] = flags | 16;
-    k.tiesTensor(inputs[0]!, inputs.slice(1), new Uint16Array(0), a);
-    gram.set(a.subarray(80, 80 + n * n));
-    ({ t, cos } = modelStockT(gram, n));
-    checkT(ctx, n, cos, '');
-    // a NaN t (NaN or infinite weights): the JS path, whose NaN payloads the kernel does not reproduce
-    if (!Number.isFinite(t)) return undefined;
-    ready = true;
-    a[76] = t;
-    a[77] = 1 - t; // stockInto's u
-    return {
-      write: (offset, bits) => {
-        a[3] = flags | 32;
-        a[72] = offset;
-        k.tiesTensor(inputs[0]!, inputs.slice(1), bits, a);
-      },
-    };
-  };
+  const wholeBf16 = (inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined =>
+    inputs.length !== n + 1
+      ? undefined
+      : nativeGramWhole(4, inputs, numel, release, formats, (a) => {
+          gram.set(a.subarray(80, 80 + n * n));
+          ({ t, cos } = modelStockT(gram, n));
+          checkT(ctx, n, cos, '');
+          // a NaN t (NaN or infinite weights): the JS path, whose NaN payloads the kernel does not reproduce
+          if (!Number.isFinite(t)) return false;
+          ready = true;
+          a[76] = t;
+          a[77] = 1 - t; // stockInto's u
+          return true;
+        });
   return {
     chunking: 'elements',
     ...(nativeKernels() !== undefined && n <= 8 ? { wholeBf16 } : {}),

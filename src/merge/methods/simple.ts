@@ -16,7 +16,7 @@ class LinearMerger implements TensorMerger {
   private readonly weights: Float64Array;
   private readonly divisor: number;
   private sum = new Float64Array(0);
-  readonly wholeBf16?: (inputs: readonly Bf16Input[], numel: number, release: boolean) => WholeBf16Writer | undefined;
+  readonly wholeBf16?: (inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number) => WholeBf16Writer | undefined;
 
   constructor(private readonly ctx: TensorContext) {
     this.weights = Float64Array.from(ctx.modelParams, (p) => numParam(p.weight, 1));
@@ -32,10 +32,10 @@ class LinearMerger implements TensorMerger {
     }
     this.divisor = normalize ? wsum : 1;
     // BF16 tensors on the native kernel (the same operations, see native/gta.cc linearOut): up to 9 models
-    if (nativeKernels() !== undefined && this.weights.length >= 1 && this.weights.length <= 9) this.wholeBf16 = (inputs, numel, release) => this.nativeWhole(inputs, numel, release);
+    if (nativeKernels() !== undefined && this.weights.length >= 1 && this.weights.length <= 9) this.wholeBf16 = (inputs, numel, release, formats) => this.nativeWhole(inputs, numel, release, formats);
   }
 
-  private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined {
+  private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined {
     const k = nativeKernels();
     // the base, when the recipe has one, is not part of the sum
     const xs = this.ctx.hasBase ? inputs.slice(1) : inputs;
@@ -45,6 +45,8 @@ class LinearMerger implements TensorMerger {
     a[1] = this.divisor;
     a[74] = numel;
     a[75] = 2;
+    a[70] = formats & 1;
+    a[71] = (formats >> 1) & 1;
     a[79] = this.weights[0]!;
     for (let i = 1; i < xs.length; i++) a[8 + 8 * (i - 1) + 3] = this.weights[i]!;
     return {

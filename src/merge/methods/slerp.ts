@@ -4,7 +4,7 @@
 
 import { nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Input, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
-import { EMPTY_MERGER, accumulateGram, copyMerger, linearInto, tensorError } from './geo-util.js';
+import { EMPTY_MERGER, accumulateGram, copyMerger, linearInto, nativeGramWhole, tensorError } from './geo-util.js';
 
 /** mergekit's colinearity threshold on the cosine. */
 const DOT_THRESHOLD = 0.9995;
@@ -43,34 +43,22 @@ function createSlerp(ctx: TensorContext): TensorMerger {
   let lerp = false;
   let ready = false;
   /** BF16 tensors on the native kernel: the Gram sums (the same order), the coefficients here, then the result */
-  const wholeBf16 = (inputs: readonly Bf16Input[], numel: number, release: boolean): WholeBf16Writer | undefined => {
-    const k = nativeKernels();
-    if (k === undefined || inputs.length !== 2) return undefined;
-    const a = new Float64Array(144);
-    a[0] = 1;
-    a[74] = numel;
-    a[75] = 3;
-    const flags = release ? 4 : 0;
-    a[3] = flags | 16;
-    k.tiesTensor(inputs[0]!, [inputs[1]!], new Uint16Array(0), a);
-    const c = slerpCoefficients(t, a[80]!, a[82]!, a[81]!);
-    // NaN coefficients (NaN or infinite inputs): the JS path, whose NaN payloads the kernel does not reproduce
-    if (!Number.isFinite(c.s0) || !Number.isFinite(c.s1)) return undefined;
-    s0 = c.s0;
-    coef[0] = c.s1;
-    cos = c.dot;
-    lerp = c.lerp;
-    ready = true;
-    a[79] = c.s0;
-    a[10] = c.s1;
-    return {
-      write: (offset, bits) => {
-        a[3] = flags | 32;
-        a[72] = offset;
-        k.tiesTensor(inputs[0]!, [inputs[1]!], bits, a);
-      },
-    };
-  };
+  const wholeBf16 = (inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined =>
+    inputs.length !== 2
+      ? undefined
+      : nativeGramWhole(3, inputs, numel, release, formats, (a) => {
+          const c = slerpCoefficients(t, a[80]!, a[82]!, a[81]!);
+          // NaN coefficients (NaN or infinite inputs): the JS path, whose NaN payloads the kernel does not reproduce
+          if (!Number.isFinite(c.s0) || !Number.isFinite(c.s1)) return false;
+          s0 = c.s0;
+          coef[0] = c.s1;
+          cos = c.dot;
+          lerp = c.lerp;
+          ready = true;
+          a[79] = c.s0;
+          a[10] = c.s1;
+          return true;
+        });
   return {
     chunking: 'elements',
     ...(nativeKernels() !== undefined ? { wholeBf16 } : {}),
