@@ -328,6 +328,29 @@ describe('native TIES kernels', () => {
     }
   });
 
+  it('F16 rounding of the kernel output equals convert.ts for every F16 input times several weights (subnormals, overflow, NaN)', () => {
+    const k = loadNativeKernels();
+    if (!k) return;
+    const n = 65536;
+    const x = Uint16Array.from({ length: n }, (_, i) => i); // every F16 bit pattern
+    const xf = toF32('F16', x) as Float32Array;
+    for (const w of [0.3, 1.7, 0.001, 3000, -0.77]) {
+      // linear over one model: out = F16 of f32(x * w / 1)
+      const a = new Float64Array(144);
+      a.set([0, 1], 0);
+      a[3] = 32;
+      a[70] = 1;
+      a[71] = 1;
+      a[74] = n;
+      a[75] = 2;
+      a[79] = w;
+      const out = new Uint16Array(n);
+      k.tiesTensor(x, [], out, a);
+      const ref = fromF32('F16', Float32Array.from(xf, (v) => (0 + v * w) / 1)) as Uint16Array;
+      expect(Buffer.from(out.buffer).equals(Buffer.from(ref.buffer)), `weight ${w}`).toBe(true);
+    }
+  });
+
   it('DARE on large tensors without NaN (the L1 rescale at work): the same bytes, with the consensus and without', async () => {
     const cases: BigCase[] = [
       { method: 'dare_ties', models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-ok' },
