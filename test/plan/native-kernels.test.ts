@@ -303,7 +303,7 @@ describe('native TIES kernels', () => {
     }
   });
 
-  it('F16 inputs, F16 or BF16 output (F16C widening and rounding, NaN, inf, -0): the same bytes as the WebAssembly kernels', async () => {
+  it('F16 inputs with F16 or BF16 output, BF16 inputs with F16 output (F16C, NaN, inf, -0): the same bytes as the WebAssembly kernels', async () => {
     const k = loadNativeKernels();
     const names = [
       'ties, 3 models, mixed weights',
@@ -325,6 +325,10 @@ describe('native TIES kernels', () => {
         expect(nat.equals(await runCase(`f16 ${name}`, c, false, { dtype })), `${name} -> ${dtype}`).toBe(true);
         vi.restoreAllMocks();
       }
+      // BF16 inputs, F16 output
+      const c = CASES[name]!;
+      const nat = await runCase(`bf16-f16 ${name}`, c, true, { dtype: 'float16' });
+      expect(nat.equals(await runCase(`bf16-f16 ${name}`, c, false, { dtype: 'float16' })), `${name}: BF16 -> F16`).toBe(true);
     }
   });
 
