@@ -1,12 +1,18 @@
-// Optional native kernels of the GTA merge engine (AVX-512): the TIES piece step of src/merge/methods/gta-core.ts
-// (magnitude masks fused with the BF16 delta, then the sign consensus) on the merge-kernel module's memory, with
-// exactly the IEEE operations of the WebAssembly kernels (src/tensor/wasm/merge-kernels.wat: delta_mag, delta_all,
-// ties_out) in the same order, so the bits are identical (test/merge/gta-native.test.ts). Built at install by
-// scripts/build-native.mjs for AVX-512 (whatever the build machine's CPU) with -ffp-contract=off (no fused
-// multiply-adds); on a CPU without AVX-512 the module exports no kernels and the WebAssembly ones run
+// Optional native kernels of the merge engine (AVX-512, F16C), with exactly the IEEE operations of the WebAssembly and
+// JS kernels in the same order, so the output bits are identical (test/plan/native-kernels.test.ts). Built at install
+// by scripts/build-native.mjs for AVX-512 (whatever the build machine's CPU) with -ffp-contract=off (no fused
+// multiply-adds); on a CPU without AVX-512 or F16C the module exports no kernels and the WebAssembly ones run
 // (src/plan/native.ts).
 //
-// Layout read from the memory (byte offsets, all inside the module's fixed regions, see merge-kernels.wat):
+// tiesTensor (see tiesCore at the end): a whole tensor of BF16 or F16 inputs, in memory or mapped from its files, merged
+// by TIES, DARE, breadcrumbs, DELLA (with the sign consensus or as a sum), task_arithmetic, linear, slerp or
+// model_stock into BF16 or F16 bits: thresholds, norms, ranks or Gram sums over the whole tensor first, then the
+// output range by range.
+//
+// tiesPiece / histWindows: the TIES piece step of src/merge/methods/gta-core.ts (magnitude masks fused with the BF16
+// delta, then the sign consensus; windowed top-k counts) on the merge-kernel module's memory (delta_mag, delta_all,
+// ties_out of src/tensor/wasm/merge-kernels.wat), for tensors that run in row chunks.
+// Layout read from that memory (byte offsets, all inside the module's fixed regions, see merge-kernels.wat):
 //   ARGS = 657408: i32 n, m, base pointer, output pointer, divide, bf16 output; f64 lambda at ARGS + 32;
 //                  per model i at ARGS + 64 + 32 i: i32 input pointer, mode (0 all, 1 none, 2 magnitude), bits,
 //                  ties (in: the tie budget; out: what is left), kept (out)
@@ -494,7 +500,8 @@ inline uint32_t magBits(uint16_t x, uint16_t b) {
 // The exact top-k of one model's |delta| bits (NaN never counted): keep a iff a > T (a <= inf), or a == T for the
 // first `ties` such elements in element order; `all` when k reaches the count of numbers (every delta kept, NaN too).
 // The window pass counts the window's elements by bucket (a >> 16) and lists only the inexact ones (low 16 bits set:
-// differences of BF16 numbers are mostly exact BF16 values, so buckets hold few distinct values and lists stay short).
+// differences of BF16 numbers are mostly exact BF16 values, so buckets hold few distinct values and lists stay short;
+// F16 differences are inexact more often, so their lists overflow sooner and the exact counts run: slower, the same).
 struct TopK {
   int64_t k = 0;
   uint32_t lo = 0, hi = 0;  // window (a bits, inclusive) from the sample, whole buckets; none when !windowed
@@ -514,6 +521,11 @@ struct TopK {
 };
 
 constexpr size_t STAGE = 4096;
+
+// The sum of a vector's sixteen u32 lanes, in u64.
+inline uint64_t laneSum(__m512i v) {
+  return static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v, 1)))));
+}
 
 inline void flushStaged(TopK& t) {
   const uint32_t base = t.lo >> 16;
@@ -597,8 +609,8 @@ void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
     }
   }
   t.total += static_cast<uint64_t>(j);
-  for (int q = 0; q < NB; q++) t.ge[q] += static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc[q])), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc[q], 1)))));
-  t.nans += static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(nan)), _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(nan, 1)))));
+  for (int q = 0; q < NB; q++) t.ge[q] += laneSum(acc[q]);
+  t.nans += laneSum(nan);
   for (; j < n; j++) {
     const uint32_t a = magBits(x[j], b[j]);
     t.total++;

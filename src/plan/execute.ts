@@ -443,13 +443,13 @@ function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelSt
 
 /**
  * The tensor through the merger's wholeBf16 writer (every input BF16, or every one F16, whole, base first; a BF16 or
- * F16 output: `formats`, see TensorMerger.wholeBf16). Inputs are
- * mapped from their files where the readers say where they lie: the output then goes out in ranges of at most
- * WHOLE_OUTPUT_ELEMENTS and an eighth of the budget in elements (one range when it fits half the budget), and the mapped pages count as working memory while
- * a call runs, or, when they do not fit beside the output, are given back behind the passes (`release`). Otherwise,
- * when the tensor is held in memory anyway (`resident`), its inputs are read into the workspace and merged in one
- * call. Returns the bytes written, or undefined when neither applies or the merger declines (nothing written; the
- * passes then run).
+ * F16 output: `formats`, see TensorMerger.wholeBf16). Inputs are given as ranges of their files where the readers say
+ * where they lie (the native kernel maps them): the output goes out in one range when it fits half the budget, else
+ * in ranges of at most WHOLE_OUTPUT_ELEMENTS and an eighth of the budget; the mapped pages count as working memory
+ * while a call runs, or, when they do not fit beside the output, are given back behind the passes (`release`).
+ * Otherwise, when the tensor is held in memory anyway (`resident`) and its inputs are BF16, they are read into the
+ * workspace and merged in one call. Returns the bytes written, or undefined when neither applies or the merger
+ * declines (nothing written; the passes then run).
  */
 async function mergeWholeBf16(
   ctx: RunTensorContext,

@@ -37,3 +37,24 @@ export function setNativeKernels(k: NativeKernels | undefined): void {
 export function nativeKernels(): NativeKernels | undefined {
   return installed;
 }
+
+/** tiesTensor's kernels (args[75]): the TIES-family consensus, a weighted sum, linear, slerp, model_stock. */
+export const NATIVE_CONSENSUS = 0;
+export const NATIVE_SUM = 1;
+export const NATIVE_LINEAR = 2;
+export const NATIVE_SLERP = 3;
+export const NATIVE_STOCK = 4;
+
+/**
+ * A tiesTensor argument block (144 values, see native/gta.cc) with its header set: the kernel, the model count
+ * (inputs after the first), the element count and the formats (bit 0: F16 inputs, bit 1: an F16 output).
+ */
+export function tensorArgs(kernel: number, models: number, numel: number, formats: number): Float64Array {
+  const a = new Float64Array(144);
+  a[0] = models;
+  a[70] = formats & 1;
+  a[71] = (formats >> 1) & 1;
+  a[74] = numel;
+  a[75] = kernel;
+  return a;
+}

@@ -4,7 +4,7 @@
 
 import { UsageError } from '../../errors.js';
 import type { Chunk, TensorContext, TensorMerger } from '../types.js';
-import { nativeKernels } from '../../tensor/native-kernels.js';
+import { nativeKernels, tensorArgs } from '../../tensor/native-kernels.js';
 import type { Bf16Input, WholeBf16Writer } from '../types.js';
 
 /** Length of the vectors along the last axis (torch `dim=-1`): 1 for a 0-d tensor, the whole tensor for 1-D. */
@@ -266,11 +266,11 @@ export class QuantileSelector {
 
 /**
  * A geometric method's native whole-tensor run (slerp, model_stock; see TensorMerger.wholeBf16): a first call for its
- * Gram sums (kernel `mode`, native/gta.cc tiesCore), then `finish`, which reads them from the argument block and
+ * Gram sums (`kernel`: NATIVE_SLERP or NATIVE_STOCK, native/gta.cc tiesCore), then `finish`, which reads them from the argument block and
  * writes the result's coefficients into it (false: leave the tensor to the JS path), then the result range by range.
  */
 export function nativeGramWhole(
-  mode: number,
+  kernel: number,
   inputs: readonly Bf16Input[],
   numel: number,
   release: boolean,
@@ -279,12 +279,7 @@ export function nativeGramWhole(
 ): WholeBf16Writer | undefined {
   const k = nativeKernels();
   if (k === undefined || inputs.length < 2) return undefined;
-  const a = new Float64Array(144);
-  a[0] = inputs.length - 1;
-  a[74] = numel;
-  a[75] = mode;
-  a[70] = formats & 1;
-  a[71] = (formats >> 1) & 1;
+  const a = tensorArgs(kernel, inputs.length - 1, numel, formats);
   const flags = release ? 4 : 0;
   const base = inputs[0]!;
   const models = inputs.slice(1);

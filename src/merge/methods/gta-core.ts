@@ -9,7 +9,7 @@ import { UsageError } from '../../errors.js';
 import { MagnitudeRanker } from '../../tensor/quantile.js';
 import { fillUniform, type StreamKey } from '../../tensor/rng.js';
 import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, type MagnitudeThreshold } from '../../tensor/select.js';
-import { nativeKernels } from '../../tensor/native-kernels.js';
+import { NATIVE_CONSENSUS, NATIVE_SUM, nativeKernels, tensorArgs } from '../../tensor/native-kernels.js';
 import type { Bf16Inputs } from '../../tensor/wasm/workspace.js';
 import {
   agreeAdd,
@@ -383,7 +383,7 @@ function isModelTrimStats(x: unknown): x is ModelTrimStats {
 /** tiesTensor flags for tests: 1 counts thresholds exactly (no sampled window), 2 makes every window list overflow, 4 gives mapped pages back behind the passes, 64 runs the separate mask and consensus kernels instead of the fused one (up to 4 models). */
 let nativeTensorFlags = 0;
 
-/** Tests only: force tiesTensor's exact threshold passes (1) or window overflows (2); 0 restores the default. */
+/** Tests only: tiesTensor flags (see nativeTensorFlags); 0 restores the default. */
 export function setNativeTensorFlags(flags: number): void {
   nativeTensorFlags = flags;
 }
@@ -816,31 +816,26 @@ class GtaMerger implements TensorMerger {
   }
 
   /**
-   * The tensor on the native kernel (tiesTensor): exact thresholds over the whole tensor, then masks, consensus and
-   * BF16 rounding range by range (one call when the first range is the whole tensor), when every model's mask is a
-   * magnitude threshold, a DARE draw, a breadcrumbs band, all or none (rescaling only DARE's: its L1 norms in the
-   * same first call); or the weighted sum of such deltas (task_arithmetic, dare_linear, breadcrumbs) range by range
-   * (offered only then, see the constructor).
+   * The tensor on the native kernel (tiesTensor): thresholds, DARE/DELLA norms and DELLA's masks over the whole
+   * tensor, then masks, consensus and BF16/F16 rounding range by range (one call when the first range is the whole
+   * tensor), when every model's mask is a magnitude threshold, a DARE draw, a DELLA rank draw, a breadcrumbs band, all
+   * or none (rescaling only DARE's and DELLA's); or the weighted sum of such deltas (task_arithmetic, dare_linear,
+   * della_linear, breadcrumbs) range by range (offered only then, see the constructor).
    */
   private nativeWhole(inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined {
     const n = this.plans.length;
     const k = nativeKernels();
     if (k === undefined || inputs.length !== n + 1) return undefined;
-    const a = new Float64Array(144);
-    const masks: (Uint8Array | undefined)[] = [];
     const sum = !this.cfg.consensus;
+    const a = tensorArgs(sum ? NATIVE_SUM : NATIVE_CONSENSUS, n, numel, formats);
+    const masks: (Uint8Array | undefined)[] = [];
     // DELLA's fibers (fiberGeometry)
     a[76] = this.geo.block;
     a[77] = this.geo.fiberLength;
     a[78] = this.geo.inner;
-    a[0] = n;
     // a sum takes its divisor (as emitWasm's sumOut), TIES whether to divide by the agreeing weights
     a[1] = sum ? (this.divide ? this.weightSum : 1) : this.divide ? 1 : 0;
     a[2] = this.lambda;
-    a[74] = numel;
-    a[75] = sum ? 1 : 0;
-    a[70] = formats & 1;
-    a[71] = (formats >> 1) & 1;
     this.plans.forEach((p, i) => {
       const o = 8 + 8 * i;
       if (p.mode === MAG_MODEL) {

@@ -2,7 +2,7 @@
 // t from the mean pairwise cosine of their deltas, per tensor (one f64 Gram statistics pass, elementwise emit) or
 // per last-axis vector (filter_wise: inside whole-row chunks). Every chunking gives identical bits. Pure.
 
-import { nativeKernels } from '../../tensor/native-kernels.js';
+import { NATIVE_STOCK, nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Input, Chunk, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
 import { EMPTY_MERGER, accumulateGram, assertWholeVectors, copyMerger, lastAxisLength, nativeGramWhole, tensorError } from './geo-util.js';
 
@@ -78,7 +78,7 @@ function createModelStock(ctx: TensorContext): TensorMerger {
   const wholeBf16 = (inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined =>
     inputs.length !== n + 1
       ? undefined
-      : nativeGramWhole(4, inputs, numel, release, formats, (a) => {
+      : nativeGramWhole(NATIVE_STOCK, inputs, numel, release, formats, (a) => {
           gram.set(a.subarray(80, 80 + n * n));
           ({ t, cos } = modelStockT(gram, n));
           checkT(ctx, n, cos, '');

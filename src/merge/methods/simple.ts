@@ -3,7 +3,7 @@
 // Imports merge types, errors and the elementwise kernels of gta-kernels.ts only.
 
 import { UsageError } from '../../errors.js';
-import { nativeKernels } from '../../tensor/native-kernels.js';
+import { NATIVE_LINEAR, nativeKernels, tensorArgs } from '../../tensor/native-kernels.js';
 import { quotientInto, scaleAdd, scaleInit } from './gta-kernels.js';
 import type { Bf16Input, Chunk, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
 
@@ -40,13 +40,8 @@ class LinearMerger implements TensorMerger {
     // the base, when the recipe has one, is not part of the sum
     const xs = this.ctx.hasBase ? inputs.slice(1) : inputs;
     if (k === undefined || xs.length !== this.weights.length) return undefined;
-    const a = new Float64Array(144);
-    a[0] = xs.length - 1;
+    const a = tensorArgs(NATIVE_LINEAR, xs.length - 1, numel, formats);
     a[1] = this.divisor;
-    a[74] = numel;
-    a[75] = 2;
-    a[70] = formats & 1;
-    a[71] = (formats >> 1) & 1;
     a[79] = this.weights[0]!;
     for (let i = 1; i < xs.length; i++) a[8 + 8 * (i - 1) + 3] = this.weights[i]!;
     return {

@@ -2,7 +2,7 @@
 // whole flattened tensor. One statistics pass accumulates ⟨v0,v0⟩, ⟨v1,v1⟩, ⟨v0,v1⟩ in f64 in element order; the
 // emit is elementwise, so every chunking gives identical bits. Pure: no I/O, no node: imports.
 
-import { nativeKernels } from '../../tensor/native-kernels.js';
+import { NATIVE_SLERP, nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Input, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
 import { EMPTY_MERGER, accumulateGram, copyMerger, linearInto, nativeGramWhole, tensorError } from './geo-util.js';
 
@@ -46,7 +46,7 @@ function createSlerp(ctx: TensorContext): TensorMerger {
   const wholeBf16 = (inputs: readonly Bf16Input[], numel: number, release: boolean, formats: number): WholeBf16Writer | undefined =>
     inputs.length !== 2
       ? undefined
-      : nativeGramWhole(3, inputs, numel, release, formats, (a) => {
+      : nativeGramWhole(NATIVE_SLERP, inputs, numel, release, formats, (a) => {
           const c = slerpCoefficients(t, a[80]!, a[82]!, a[81]!);
           // NaN coefficients (NaN or infinite inputs): the JS path, whose NaN payloads the kernel does not reproduce
           if (!Number.isFinite(c.s0) || !Number.isFinite(c.s1)) return false;
