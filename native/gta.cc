@@ -33,6 +33,8 @@
 #include <cmath>
 #include <mutex>
 #include <vector>
+#include <cerrno>
+#include <cstdio>
 #include <time.h>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && defined(__BMI2__) && defined(__F16C__)
@@ -1019,7 +1021,9 @@ bool inputOf(napi_env env, napi_value v, size_t* n, bool haveN, const uint16_t**
   void* at = mmap(nullptr, map->len, PROT_READ, MAP_SHARED, fd, start);
   if (at == MAP_FAILED) {
     map->len = 0;
-    napi_throw_error(env, "WK_NATIVE_IO", "tiesTensor: mmap failed");
+    char msg[160];
+    snprintf(msg, sizeof msg, "tiesTensor: mapping an input failed (%s)", strerror(errno));
+    napi_throw_error(env, "WK_NATIVE_IO", msg);
     return false;
   }
   map->at = at;

@@ -4,7 +4,7 @@
 // machine that can build them (linux-x64, g++, AVX-512) they must be built, so this comparison cannot be skipped
 // silently there.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -454,6 +454,18 @@ describe('native TIES kernels', () => {
       expect(() => k.tiesTensor(range, [range], new Uint16Array(n), args)).toThrow(expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/past the end/) }));
       args[3] = 8; // no size check: the first page past the end faults
       expect(() => k.tiesTensor(range, [range], new Uint16Array(n), args)).toThrow(expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/SIGBUS/) }));
+      // a descriptor that cannot be mapped (a folder): the mapping's error, named
+      const dirFd = openSync(root, 'r');
+      try {
+        args[3] = 0;
+        args[74] = 16;
+        const folder = { fd: dirFd, position: 0 };
+        expect(() => k.tiesTensor(folder, [folder], new Uint16Array(16), args)).toThrow(
+          expect.objectContaining({ code: 'WK_NATIVE_IO', message: expect.stringMatching(/mapping an input failed \(.+\)/) }),
+        );
+      } finally {
+        closeSync(dirFd);
+      }
       // the process and the kernels carry on
       args[3] = 0;
       args[74] = 4096;
