@@ -1736,7 +1736,10 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 13;
+constexpr int32_t WK_ABI = 14;
+
+// native/dense.cc: the dense f32 kernels of the SVD merges.
+void registerDense(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
 #ifdef WK_NATIVE
@@ -1758,6 +1761,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "tiesTensor", f);
   napi_create_function(env, "adviseHuge", NAPI_AUTO_LENGTH, adviseHuge, nullptr, &f);
   napi_set_named_property(env, exports, "adviseHuge", f);
+  registerDense(env, exports);
 #endif
   return exports;
 }

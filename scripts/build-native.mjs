@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const src = join(root, 'native', 'gta.cc');
+const srcs = [join(root, 'native', 'gta.cc'), join(root, 'native', 'dense.cc')];
 const outDir = join(root, 'native', 'build');
 const out = join(outDir, 'gta.node');
 const include = join(dirname(process.execPath), '..', 'include', 'node');
@@ -31,7 +31,7 @@ const tmp = `${out}.${process.pid}.tmp`;
 // the instruction sets the kernels use, not -march=native: the addon must load (and then decline, see gta.cc) on a
 // CPU other than the build machine's, e.g. a shared home folder or a container image
 const isa = ['-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mbmi2', '-mpopcnt', '-mf16c', '-mtune=generic'];
-const args = ['-O3', ...isa, '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', `-I${include}`, '-o', tmp, src];
+const args = ['-O3', ...isa, '-ffp-contract=off', '-fno-math-errno', '-fvisibility=hidden', '-shared', '-fPIC', '-std=c++17', '-pthread', `-I${include}`, '-o', tmp, ...srcs];
 const r = spawnSync(cxx, args, { encoding: 'utf8' });
 if (r.error || r.status !== 0) {
   rmSync(tmp, { force: true });

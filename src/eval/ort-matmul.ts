@@ -6,12 +6,19 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import type * as Ort from 'onnxruntime-node';
 import { ModelProtoSchema } from 'onnx-buf';
 import { tensorTypeProto } from '../io/onnx/build.js';
+import { loadNativeKernels } from '../plan/native.js';
 import { checkMatMulArgs, type MatMulBackend, type MatMulOptions } from '../tensor/linalg/backend.js';
+import { denseKernelsOf } from '../tensor/native-kernels.js';
 
 /** Options of `createOrtMatMul`. */
 export interface OrtMatMulOptions {
   /** ORT intra-op threads (MLAS GEMM threads). Default 2: this machine's core count; 1 thread runs at about half. */
   threads?: number;
+  /**
+   * Carry the native dense kernels (MatMulBackend.dense: inverse, polar factor, tridiagonalisation, on the same
+   * thread count) when the addon is built and loads. Default true; WEIGHTKIT_NATIVE=0 also turns them off.
+   */
+  native?: boolean;
 }
 
 /** An ORT-backed MatMulBackend; `dispose()` releases its sessions (calls after that reject). */
@@ -74,9 +81,11 @@ export async function createOrtMatMul(options: OrtMatMulOptions = {}): Promise<O
     return s;
   };
   await session(false, false); // fail early if ORT cannot load
+  const native = options.native === false ? undefined : loadNativeKernels();
   return {
     name: `ort-${threads}t`,
     threads,
+    ...(native !== undefined ? { dense: denseKernelsOf(native, threads) } : {}),
     async matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: MatMulOptions): Promise<Float32Array> {
       if (disposed) throw new RangeError('ort matmul: backend used after dispose()');
       checkMatMulArgs(a, b, m, k, n, opts);

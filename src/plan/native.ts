@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { NATIVE_ABI, setNativeKernels, type NativeKernels } from '../tensor/native-kernels.js';
+import { NATIVE_ABI, NATIVE_FUNCTIONS, setNativeKernels, type NativeKernels } from '../tensor/native-kernels.js';
 
 let loaded: NativeKernels | undefined | null = null;
 
@@ -17,7 +17,7 @@ export function nativeKernelsFrom(file: string): NativeKernels | undefined {
   if (!existsSync(file)) return undefined;
   try {
     const k = createRequire(import.meta.url)(file) as Partial<NativeKernels>;
-    const complete = typeof k.tiesPiece === 'function' && typeof k.histWindows === 'function' && typeof k.tiesTensor === 'function' && typeof k.adviseHuge === 'function';
+    const complete = NATIVE_FUNCTIONS.every((name) => typeof k[name] === 'function');
     return k.abi === NATIVE_ABI && complete ? (k as NativeKernels) : undefined;
   } catch {
     return undefined;

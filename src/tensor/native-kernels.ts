@@ -2,8 +2,10 @@
 // (src/plan/native.ts, which needs node:) and installs it here; kernels in src/merge look it up and fall back to the
 // WebAssembly module when none is installed. Pure: no node: imports.
 
+import type { DenseKernels } from './linalg/backend.js';
+
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 13;
+export const NATIVE_ABI = 14;
 
 /** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
 export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };
@@ -25,6 +27,24 @@ export interface NativeKernels {
   histWindows(memory: ArrayBuffer): void;
   /** Transparent huge pages for a fresh memory's 2 MiB-aligned interior (returns the bytes advised). */
   adviseHuge(memory: ArrayBuffer): number;
+  /** native/dense.cc, see DenseKernels in src/tensor/linalg/backend.ts (gemm, inverse, polar, tridiagonalize). */
+  denseGemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number, threads: number): void;
+  denseInverse(a: Float32Array, n: number, threads: number): boolean;
+  densePolar(p: Float32Array, n: number, threads: number, info: Float64Array): boolean;
+  denseTridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
+}
+
+/** Every function the addon must export to be used (a build missing one is stale). */
+export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'denseTridiagonalize'] as const;
+
+/** The addon's dense kernels on `threads` threads, in the shape linalg backends carry them (MatMulBackend.dense). */
+export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels {
+  return {
+    gemm: (a, b, c, m, kk, n, flags) => k.denseGemm(a, b, c, m, kk, n, flags, threads),
+    inverse: (a, n) => k.denseInverse(a, n, threads),
+    polar: (p, n, info) => k.densePolar(p, n, threads, info),
+    tridiagonalize: (w, n, d, e) => k.denseTridiagonalize(w, n, d, e),
+  };
 }
 
 let installed: NativeKernels | undefined;

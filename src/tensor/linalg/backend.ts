@@ -29,6 +29,30 @@ export interface MatMulBackend {
   /** Short name for reports ("js", "ort-2t"). */
   readonly name: string;
   matmul(a: Float32Array, b: Float32Array, m: number, k: number, n: number, options?: MatMulOptions): Promise<Float32Array>;
+  /**
+   * Native dense kernels (native/dense.cc, AVX-512) that linalg routines use when present: the ORT backend carries
+   * them when the addon is built and loads (src/eval/ort-matmul.ts); jsMatMul has none.
+   */
+  readonly dense?: DenseKernels;
+}
+
+/**
+ * The dense f32/f64 kernels of the native addon, synchronous, on the backend's threads (the same bits at any thread
+ * count). Arrays are row-major and must not overlap unless said.
+ */
+export interface DenseKernels {
+  /** c (m x n) = op(a)·op(b) (flags: 1 transA, 2 transB, 4 accumulate into c). */
+  gemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number): void;
+  /** a (n x n) replaced by its inverse (Gauss-Jordan with partial pivoting); false when singular or not finite. */
+  inverse(a: Float32Array, n: number): boolean;
+  /**
+   * p (n x n, holding A) replaced by A's orthogonal polar factor (scaled Newton, Byers-Xu scaling). info: in [0] most
+   * iterations, [1] tolerance, [2] largest condition bound accepted; out [3] iterations, [4] last relative step,
+   * [5] the condition bound. false (p unspecified) when A is singular or worse conditioned than info[2].
+   */
+  polar(p: Float32Array, n: number, info: Float64Array): boolean;
+  /** `tred2Reduce` (svd.ts) in native f64: same contract, vectorised sums (not the same bits). */
+  tridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
 }
 
 /** Validate the arguments of a matmul call (shared by every backend). */

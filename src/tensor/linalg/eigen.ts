@@ -175,7 +175,9 @@ export async function symmetricEigenF32(a: ArrayLike<number>, n: number, backend
   const w = Float64Array.from(a);
   const h = new Float64Array(n);
   const e = new Float64Array(n);
-  tred2Reduce(n, w, h, e); // T's diagonal on w's diagonal, reflector i in row i of w with its h in h[i]
+  // T's diagonal on w's diagonal, reflector i in row i of w with its h in h[i]
+  if (backend.dense !== undefined) backend.dense.tridiagonalize(w, n, h, e);
+  else tred2Reduce(n, w, h, e);
   const d = new Float64Array(n);
   for (let i = 0; i < n; i++) d[i] = w[i * n + i]!;
   let tnorm = 0;

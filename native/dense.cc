@@ -1,0 +1,680 @@
+// Dense f32 linear algebra for the SVD merges (src/tensor/linalg): a packed, cache-blocked matrix product with an
+// AVX-512 12 x 32 register tile, an in-place matrix inverse by blocked Gauss-Jordan elimination with partial pivoting
+// whose work is almost all that product, and the scaled Newton iteration for the orthogonal polar factor of a square
+// matrix built on it. Our own code (the blocking follows the published BLIS/GotoBLAS scheme; no code copied).
+//
+// Determinism: every output element is accumulated in the same order whatever the thread count (threads split the
+// output into column or row ranges; the k blocking is fixed), so results are the same bits at 1 or 2 threads.
+// Compiled into the same addon as gta.cc (scripts/build-native.mjs); registered by registerDense().
+
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+#define WK_DENSE 1
+#endif
+
+#ifdef WK_DENSE
+namespace {
+
+constexpr int MR = 12;   // rows of the register tile (broadcasts of A)
+constexpr int NR = 32;   // columns of the register tile (two vectors of B)
+constexpr int KC = 256;  // depth of a packed block (a B sliver of KC x NR is 32 KB: stays in L1)
+constexpr int MC = 480;  // rows of a packed A block (MC x KC floats: 480 KB, in L2)
+constexpr int NC = 4096; // columns of a packed B block (KC x NC floats: 4 MB, in L3)
+
+// C[i][j] for i < m, j < n (row-major, leading dimension ldc); op(A) is m x k, op(B) is k x n.
+struct Gemm {
+  int64_t m, n, k;
+  const float* a;
+  int64_t lda;
+  bool ta;
+  const float* b;
+  int64_t ldb;
+  bool tb;
+  float alpha, beta;
+  float* c;
+  int64_t ldc;
+  float opA(int64_t i, int64_t p) const { return ta ? a[p * lda + i] : a[i * lda + p]; }
+};
+
+// The packing buffers of one worker, grown on demand and kept by the calling thread across calls.
+struct Buffers {
+  std::vector<float> ap, bp;
+  float* alignedA(size_t n) { return aligned(ap, n); }
+  float* alignedB(size_t n) { return aligned(bp, n); }
+  static float* aligned(std::vector<float>& v, size_t n) {
+    if (v.size() < n + 16) v.resize(n + 16);
+    uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
+    return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
+  }
+};
+
+// Pack rows [i0, i0 + mc) x depth [p0, p0 + kc) of alpha·op(A) into MR-row slivers: ap[s][p][r], zero past m.
+void packA(const Gemm& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* ap) {
+  for (int64_t s = 0; s < mc; s += MR) {
+    float* dst = ap + s * kc;
+    const int64_t rows = std::min<int64_t>(MR, mc - s);
+    if (!g.ta) {
+      for (int r = 0; r < MR; r++) {
+        if (r >= rows) {
+          for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = 0.0f;
+          continue;
+        }
+        const float* src = g.a + (i0 + s + r) * g.lda + p0;
+        for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = g.alpha * src[p];
+      }
+    } else {
+      for (int64_t p = 0; p < kc; p++) {
+        const float* src = g.a + (p0 + p) * g.lda + i0 + s;
+        for (int r = 0; r < MR; r++) dst[p * MR + r] = r < rows ? g.alpha * src[r] : 0.0f;
+      }
+    }
+  }
+}
+
+// Pack depth [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers: bp[s][p][c], zero past n.
+void packB(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+  for (int64_t s = 0; s < nc; s += NR) {
+    float* dst = bp + s * kc;
+    const int64_t cols = std::min<int64_t>(NR, nc - s);
+    if (!g.tb) {
+      const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1);
+      const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1);
+      for (int64_t p = 0; p < kc; p++) {
+        const float* src = g.b + (p0 + p) * g.ldb + j0 + s;
+        _mm512_store_ps(dst + p * NR, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
+    } else {
+      for (int c = 0; c < NR; c++) {
+        if (c >= cols) {
+          for (int64_t p = 0; p < kc; p++) dst[p * NR + c] = 0.0f;
+          continue;
+        }
+        const float* src = g.b + (j0 + s + c) * g.ldb + p0;
+        for (int64_t p = 0; p < kc; p++) dst[p * NR + c] = src[p];
+      }
+    }
+  }
+}
+
+// acc = Ap sliver (kc x MR) · Bp sliver (kc x NR); then C tile (rows x cols valid) = acc + (first ? beta·C : C).
+void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int rows, int cols, bool first, float beta) {
+  // the C tile is read once at the end: fetch it while the products run (short products are otherwise bound by
+  // its cache misses)
+  for (int r = 0; r < rows; r++) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+  }
+  __m512 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; p++) {
+    const __m512 b0 = _mm512_load_ps(bp + p * NR);
+    const __m512 b1 = _mm512_load_ps(bp + p * NR + 16);
+    const float* a = ap + p * MR;
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+      const __m512 x = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1);
+  const bool zeroBeta = first && beta == 0.0f;
+  const __m512 vb = _mm512_set1_ps(beta);
+  for (int r = 0; r < rows; r++) {
+    float* row = c + r * ldc;
+    __m512 v0 = acc[r][0], v1 = acc[r][1];
+    if (!zeroBeta) {
+      __m512 c0 = _mm512_maskz_loadu_ps(m0, row), c1 = _mm512_maskz_loadu_ps(m1, row + 16);
+      if (first && beta != 1.0f) {
+        c0 = _mm512_mul_ps(c0, vb);
+        c1 = _mm512_mul_ps(c1, vb);
+      }
+      v0 = _mm512_add_ps(c0, v0);
+      v1 = _mm512_add_ps(c1, v1);
+    }
+    _mm512_mask_storeu_ps(row, m0, v0);
+    if (m1) _mm512_mask_storeu_ps(row + 16, m1, v1);
+  }
+}
+
+// One worker's share: output rows [r0, r1) x columns [c0, c1).
+void gemmRange(const Gemm& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Buffers& buf) {
+  for (int64_t jc = c0; jc < c1; jc += NC) {
+    const int64_t nc = std::min<int64_t>(NC, c1 - jc);
+    const int64_t ncPad = (nc + NR - 1) / NR * NR;
+    for (int64_t pc = 0; pc < g.k; pc += KC) {
+      const int64_t kc = std::min<int64_t>(KC, g.k - pc);
+      float* bp = buf.alignedB(static_cast<size_t>(ncPad * kc));
+      packB(g, pc, kc, jc, nc, bp);
+      for (int64_t ic = r0; ic < r1; ic += MC) {
+        const int64_t mc = std::min<int64_t>(MC, r1 - ic);
+        const int64_t mcPad = (mc + MR - 1) / MR * MR;
+        float* ap = buf.alignedA(static_cast<size_t>(mcPad * kc));
+        packA(g, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            kernel(kc, ap + ir * kc, bp + jr * kc, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, static_cast<int>(std::min<int64_t>(MR, mc - ir)),
+                   static_cast<int>(std::min<int64_t>(NR, nc - jr)), pc == 0, g.beta);
+          }
+        }
+      }
+    }
+  }
+}
+
+thread_local Buffers localBuffers[2];
+
+// C = alpha·op(A)·op(B) + beta·C on up to `threads` threads (1 or 2), split over output columns (or rows when the
+// output is narrow); k = 0 scales C by beta.
+void gemm(const Gemm& g, int threads) {
+  if (g.m <= 0 || g.n <= 0) return;
+  if (g.k <= 0) {
+    for (int64_t i = 0; i < g.m; i++)
+      for (int64_t j = 0; j < g.n; j++) g.c[i * g.ldc + j] = g.beta == 0.0f ? 0.0f : g.beta * g.c[i * g.ldc + j];
+    return;
+  }
+  const double work = static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k);
+  if (threads < 2 || work < 4e6) {
+    gemmRange(g, 0, g.m, 0, g.n, localBuffers[0]);
+    return;
+  }
+  Buffers& second = localBuffers[1];
+  std::thread t;
+  if (g.n >= 2 * NR && g.n >= g.m / 4) {
+    const int64_t half = (g.n / 2 + NR - 1) / NR * NR;
+    t = std::thread([&] { gemmRange(g, 0, g.m, half, g.n, second); });
+    gemmRange(g, 0, g.m, 0, half, localBuffers[0]);
+  } else {
+    const int64_t half = (g.m / 2 + MR - 1) / MR * MR;
+    t = std::thread([&] { gemmRange(g, half, g.m, 0, g.n, second); });
+    gemmRange(g, 0, half, 0, g.n, localBuffers[0]);
+  }
+  t.join();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Inverse: Gauss-Jordan elimination with partial pivoting, in place, in panels of NB columns. Unblocked GJ applies,
+// for each column k, a row swap and then E_k (scale row k by 1/pivot, subtract multiples of it from every other row)
+// to every column, storing the inverse's column k where the identity's column would be. Over a panel K of columns
+// this is one row permutation and one matrix M that differs from I only in columns K, and the in-place panel ends
+// holding M[:, K]; every other column j then becomes A[:, j] + (M[:, K] − I[:, K])·A[K, j]: one product. Panels are
+// factored the same way in leaves of LEAF columns. At the end the row swaps are undone as column swaps.
+
+constexpr int64_t NB = 256;
+constexpr int64_t LEAF = 32;
+
+struct Inverse {
+  float* a;
+  int64_t n;
+  int threads;
+  std::vector<int64_t> perm;  // perm[k]: the row swapped with row k at step k
+  std::vector<float> z, r;    // M[:, K] − I[:, K] (n x w) and the old rows K (w x n)
+  std::vector<float> leaf;    // a leaf's columns, n x LEAF
+  bool singular = false;
+};
+
+// Columns [k0, k1) within the scope [s0, s1) (k0 >= s0, k1 <= s1): the leaf steps on the leaf's columns, then the
+// rest of the scope updated by one product per side. Row swaps always move whole rows.
+void gjColumns(Inverse& v, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
+  const int64_t n = v.n;
+  float* a = v.a;
+  const int64_t w = k1 - k0;
+  if (w > LEAF) {
+    const int64_t mid = k0 + ((w / 2 + LEAF - 1) / LEAF) * LEAF;
+    gjColumns(v, k0, k1, k0, mid);
+    if (v.singular) return;
+    gjColumns(v, k0, k1, mid, k1);
+    if (v.singular) return;
+  } else {
+    // the leaf's columns in a contiguous n x 32 buffer (zero padded): two vectors per row
+    v.leaf.resize(static_cast<size_t>(n * LEAF + 16));
+    float* L = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.leaf.data()) + 63) & ~uintptr_t(63));
+    const __mmask16 m0 = w >= 16 ? 0xffff : static_cast<__mmask16>((1u << w) - 1);
+    const __mmask16 m1 = w >= 32 ? 0xffff : w <= 16 ? 0 : static_cast<__mmask16>((1u << (w - 16)) - 1);
+    for (int64_t i = 0; i < n; i++) {
+      _mm512_store_ps(L + i * LEAF, _mm512_maskz_loadu_ps(m0, a + i * n + k0));
+      _mm512_store_ps(L + i * LEAF + 16, _mm512_maskz_loadu_ps(m1, a + i * n + k0 + 16));
+    }
+    for (int64_t k = k0; k < k1; k++) {
+      const int64_t c = k - k0;
+      int64_t p = k;
+      float best = std::fabs(L[k * LEAF + c]);
+      for (int64_t i = k + 1; i < n; i++) {
+        const float x = std::fabs(L[i * LEAF + c]);
+        if (x > best) {
+          best = x;
+          p = i;
+        }
+      }
+      if (!(best > 0.0f) || !std::isfinite(best)) {
+        v.singular = true;
+        return;
+      }
+      v.perm[k] = p;
+      if (p != k) {
+        std::swap_ranges(a + k * n, a + (k + 1) * n, a + p * n);
+        std::swap_ranges(L + k * LEAF, L + (k + 1) * LEAF, L + p * LEAF);
+      }
+      float* rowk = L + k * LEAF;
+      const float d = 1.0f / rowk[c];
+      rowk[c] = 1.0f;
+      const __m512 vd = _mm512_set1_ps(d);
+      const __m512 r0 = _mm512_mul_ps(_mm512_load_ps(rowk), vd), r1 = _mm512_mul_ps(_mm512_load_ps(rowk + 16), vd);
+      _mm512_store_ps(rowk, r0);
+      _mm512_store_ps(rowk + 16, r1);
+      for (int64_t i = 0; i < n; i++) {
+        if (i == k) continue;
+        float* row = L + i * LEAF;
+        const float f = row[c];
+        if (f == 0.0f) continue;
+        row[c] = 0.0f;
+        const __m512 vf = _mm512_set1_ps(f);
+        _mm512_store_ps(row, _mm512_sub_ps(_mm512_load_ps(row), _mm512_mul_ps(vf, r0)));
+        _mm512_store_ps(row + 16, _mm512_sub_ps(_mm512_load_ps(row + 16), _mm512_mul_ps(vf, r1)));
+      }
+    }
+    for (int64_t i = 0; i < n; i++) {
+      _mm512_mask_storeu_ps(a + i * n + k0, m0, _mm512_load_ps(L + i * LEAF));
+      if (m1) _mm512_mask_storeu_ps(a + i * n + k0 + 16, m1, _mm512_load_ps(L + i * LEAF + 16));
+    }
+  }
+  if (s0 == k0 && s1 == k1) return;
+  // the rest of the scope: A[:, J] += (M[:, K] − I[:, K])·R with R = A[K, J] as it was (rows K are overwritten)
+  v.z.resize(static_cast<size_t>(n * w));
+  float* z = v.z.data();
+  for (int64_t i = 0; i < n; i++) {
+    memcpy(z + i * w, a + i * n + k0, sizeof(float) * w);
+    if (i >= k0 && i < k1) z[i * w + (i - k0)] -= 1.0f;
+  }
+  const int64_t sides[2][2] = {{s0, k0}, {k1, s1}};
+  for (const auto& side : sides) {
+    const int64_t j0 = side[0], j1 = side[1];
+    if (j1 <= j0) continue;
+    v.r.resize(static_cast<size_t>(w * (j1 - j0)));
+    for (int64_t q = 0; q < w; q++) memcpy(v.r.data() + q * (j1 - j0), a + (k0 + q) * n + j0, sizeof(float) * (j1 - j0));
+    Gemm g{n, j1 - j0, w, z, w, false, v.r.data(), j1 - j0, false, 1.0f, 1.0f, a + j0, n};
+    gemm(g, v.threads);
+  }
+}
+
+// In-place inverse of the n x n row-major matrix a; false (a left partly transformed) when a pivot is 0 or not finite.
+bool invert(float* a, int64_t n, int threads) {
+  Inverse v{a, n, threads, std::vector<int64_t>(static_cast<size_t>(n)), {}, {}};
+  for (int64_t k0 = 0; k0 < n; k0 += NB) {
+    gjColumns(v, 0, n, k0, std::min(n, k0 + NB));
+    if (v.singular) return false;
+  }
+  // undo the row swaps as column swaps, last first: one gather per row
+  std::vector<int64_t> col(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; j++) col[j] = j;
+  for (int64_t k = n - 1; k >= 0; k--) std::swap(col[k], col[v.perm[k]]);
+  std::vector<float> tmp(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) {
+    float* row = a + i * n;
+    for (int64_t j = 0; j < n; j++) tmp[j] = row[col[j]];
+    memcpy(row, tmp.data(), sizeof(float) * n);
+  }
+  for (int64_t i = 0; i < n * n; i++)
+    if (!std::isfinite(a[i])) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Polar factor of a square matrix by the scaled Newton iteration X <- (ζX + X⁻ᵀ/ζ)/2 (Higham 1986) with the
+// suboptimal scaling of Byers & Xu (2008): from bounds α >= σ_max and β <= σ_min (here α = sqrt(‖X‖₁‖X‖∞) and
+// β = 1/sqrt(‖X⁻¹‖₁‖X⁻¹‖∞), one pass over X and the first inverse), ζ₀ = 1/sqrt(αβ), ζ₁ = sqrt(2·sqrt(αβ)/(α+β)),
+// ζ_k = 1/sqrt((ζ_{k-1} + 1/ζ_{k-1})/2), then unscaled steps once ζ is within 1e-3 of 1. Each step is one inverse
+// (about 2n³ flops) and a transposed combination; about 7 steps from a condition number of 1e4. The error after an
+// unscaled step is about half the square of its relative change, so the iteration stops when that is below the
+// tolerance.
+
+constexpr int64_t TILE = 64;
+
+struct PolarRun {
+  int iterations = 0;
+  double delta = 0;      // last ‖X_{k+1} − X_k‖_F / ‖X_{k+1}‖_F
+  double condition = 0;  // α/β of the first step: an upper bound on κ₂(A)
+};
+
+// Runs body(b) for row blocks b of TILE rows on up to two threads (each block's result is kept per block, so that
+// sums over blocks in block order are the same at any thread count).
+template <typename F>
+void overBlocks(int64_t n, int threads, F body) {
+  const int64_t blocks = (n + TILE - 1) / TILE;
+  auto run = [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) body(b, b * TILE, std::min(n, (b + 1) * TILE));
+  };
+  if (threads >= 2 && blocks >= 2) {
+    std::thread t(run, blocks / 2, blocks);
+    run(0, blocks / 2);
+    t.join();
+  } else {
+    run(0, blocks);
+  }
+}
+
+// sqrt(‖a‖₁·‖a‖∞) of an n x n matrix (an upper bound on its 2-norm), sums in f64.
+double normBound(const float* a, int64_t n, int threads) {
+  const int64_t blocks = (n + TILE - 1) / TILE;
+  std::vector<double> rowMax(static_cast<size_t>(blocks)), cols(static_cast<size_t>(blocks * n));
+  overBlocks(n, threads, [&](int64_t b, int64_t i0, int64_t i1) {
+    double* c = cols.data() + b * n;
+    double rm = 0;
+    for (int64_t i = i0; i < i1; i++) {
+      const float* row = a + i * n;
+      double r = 0;
+      for (int64_t j = 0; j < n; j++) {
+        const double x = std::fabs(static_cast<double>(row[j]));
+        r += x;
+        c[j] += x;
+      }
+      rm = std::max(rm, r);
+    }
+    rowMax[b] = rm;
+  });
+  double inf = 0, one = 0;
+  for (int64_t b = 0; b < blocks; b++) inf = std::max(inf, rowMax[b]);
+  for (int64_t j = 0; j < n; j++) {
+    double s = 0;
+    for (int64_t b = 0; b < blocks; b++) s += cols[b * n + j];
+    one = std::max(one, s);
+  }
+  return std::sqrt(one * inf);
+}
+
+// x <- zx·x + zy·yᵀ in TILE x TILE tiles; returns ‖x_new − x_old‖²_F and ‖x_new‖²_F (f64, block sums).
+void combine(float* x, const float* y, int64_t n, float zx, float zy, int threads, double* diff2, double* norm2) {
+  const int64_t blocks = (n + TILE - 1) / TILE;
+  std::vector<double> pd(static_cast<size_t>(blocks)), pn(static_cast<size_t>(blocks));
+  overBlocks(n, threads, [&](int64_t b, int64_t i0, int64_t i1) {
+    double d = 0, m = 0;
+    for (int64_t j0 = 0; j0 < n; j0 += TILE) {
+      const int64_t j1 = std::min(n, j0 + TILE);
+      for (int64_t i = i0; i < i1; i++) {
+        float* row = x + i * n;
+        for (int64_t j = j0; j < j1; j++) {
+          const float old = row[j];
+          const float nw = zx * old + zy * y[j * n + i];
+          const double e = static_cast<double>(nw) - old;
+          d += e * e;
+          m += static_cast<double>(nw) * nw;
+          row[j] = nw;
+        }
+      }
+    }
+    pd[b] = d;
+    pn[b] = m;
+  });
+  *diff2 = 0;
+  *norm2 = 0;
+  for (int64_t b = 0; b < blocks; b++) {
+    *diff2 += pd[b];
+    *norm2 += pn[b];
+  }
+}
+
+// One Newton step x <- (ζ·x + x⁻ᵀ/ζ)/2 from y = x⁻¹; records the relative change.
+void combineStep(float* x, const float* y, int64_t n, double zeta, int threads, PolarRun* run) {
+  double d2, m2;
+  combine(x, y, n, static_cast<float>(0.5 * zeta), static_cast<float>(0.5 / zeta), threads, &d2, &m2);
+  run->delta = m2 > 0 ? std::sqrt(d2 / m2) : 0;
+}
+
+// p (n x n) holds A on entry and its polar factor on success (return true). false: A is singular to working
+// precision or its condition bound α/β exceeds maxCondition (p is then unspecified; the caller uses another method).
+bool polarNewton(float* p, int64_t n, int threads, int maxIterations, double tolerance, double maxCondition, PolarRun* run) {
+  std::unique_ptr<float[]> yBuf(new float[static_cast<size_t>(n * n)]);
+  float* y = yBuf.get();
+  double zeta = 1;
+  bool scaled = true;
+  for (int it = 0; it < maxIterations; it++) {
+    memcpy(y, p, sizeof(float) * n * n);
+    if (!invert(y, n, threads)) return false;
+    if (it == 0) {
+      const double alpha = normBound(p, n, threads), beta = 1.0 / normBound(y, n, threads);
+      run->condition = alpha / beta;
+      if (!(run->condition <= maxCondition)) return false;
+      zeta = 1.0 / std::sqrt(alpha * beta);
+      const double next = std::sqrt(2.0 * std::sqrt(alpha * beta) / (alpha + beta));
+      combineStep(p, y, n, zeta, threads, run);
+      zeta = next;
+    } else {
+      combineStep(p, y, n, scaled ? zeta : 1.0, threads, run);
+      zeta = 1.0 / std::sqrt(0.5 * (zeta + 1.0 / zeta));
+    }
+    run->iterations = it + 1;
+    const bool wasScaled = scaled;
+    if (std::fabs(zeta - 1.0) < 1e-3) scaled = false;
+    if (!wasScaled && 0.5 * run->delta * run->delta <= tolerance) return true;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Householder reduction of a symmetric matrix to tridiagonal form in f64: the algorithm of tred2's reduction half
+// (src/tensor/linalg/svd.ts tred2Reduce, same layout of the result) with the row products vectorised.
+
+// e[k] += W[row + k]·f for k in [k0, k1); returns Σ W[row + k]·d[k].
+double symvRow(double* W, const double* d, double* e, int64_t row, int64_t k0, int64_t k1, double f) {
+  __m512d g = _mm512_setzero_pd();
+  const __m512d vf = _mm512_set1_pd(f);
+  int64_t k = k0;
+  for (; k + 8 <= k1; k += 8) {
+    const __m512d w = _mm512_loadu_pd(W + row + k);
+    g = _mm512_add_pd(g, _mm512_mul_pd(w, _mm512_loadu_pd(d + k)));
+    _mm512_storeu_pd(e + k, _mm512_add_pd(_mm512_loadu_pd(e + k), _mm512_mul_pd(w, vf)));
+  }
+  double t = _mm512_reduce_add_pd(g);
+  for (; k < k1; k++) {
+    t += W[row + k] * d[k];
+    e[k] += W[row + k] * f;
+  }
+  return t;
+}
+
+// W[row + k] -= f·e[k] + g·d[k] for k in [k0, k1).
+void rank2Row(double* W, const double* d, const double* e, int64_t row, int64_t k0, int64_t k1, double f, double g) {
+  const __m512d vf = _mm512_set1_pd(f), vg = _mm512_set1_pd(g);
+  int64_t k = k0;
+  for (; k + 8 <= k1; k += 8) {
+    const __m512d upd = _mm512_add_pd(_mm512_mul_pd(vf, _mm512_loadu_pd(e + k)), _mm512_mul_pd(vg, _mm512_loadu_pd(d + k)));
+    _mm512_storeu_pd(W + row + k, _mm512_sub_pd(_mm512_loadu_pd(W + row + k), upd));
+  }
+  for (; k < k1; k++) W[row + k] -= f * e[k] + g * d[k];
+}
+
+void tridiagonalize(int64_t n, double* W, double* d, double* e) {
+  for (int64_t j = 0; j < n; j++) d[j] = W[j * n + (n - 1)];
+  for (int64_t i = n - 1; i > 0; i--) {
+    double scale = 0, h = 0;
+    for (int64_t k = 0; k < i; k++) scale += std::fabs(d[k]);
+    if (scale == 0) {
+      e[i] = d[i - 1];
+      for (int64_t j = 0; j < i; j++) {
+        d[j] = W[j * n + (i - 1)];
+        W[j * n + i] = 0;
+        W[i * n + j] = 0;
+      }
+    } else {
+      for (int64_t k = 0; k < i; k++) {
+        d[k] /= scale;
+        h += d[k] * d[k];
+      }
+      double f = d[i - 1];
+      double g = std::sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (int64_t j = 0; j < i; j++) e[j] = 0;
+      for (int64_t j = 0; j < i; j++) {
+        f = d[j];
+        W[i * n + j] = f;
+        e[j] = e[j] + W[j * n + j] * f + symvRow(W, d, e, j * n, j + 1, i, f);
+      }
+      f = 0;
+      for (int64_t j = 0; j < i; j++) {
+        e[j] /= h;
+        f += e[j] * d[j];
+      }
+      const double hh = f / (h + h);
+      for (int64_t j = 0; j < i; j++) e[j] -= hh * d[j];
+      for (int64_t j = 0; j < i; j++) {
+        f = d[j];
+        g = e[j];
+        rank2Row(W, d, e, j * n, j, i, f, g);
+        d[j] = W[j * n + (i - 1)];
+        W[j * n + i] = 0;
+      }
+    }
+    d[i] = h;
+  }
+  e[0] = 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// N-API
+
+bool floatArray(napi_env env, napi_value v, float** data, size_t* len) {
+  napi_typedarray_type type;
+  void* d;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, &d, &ab, &off) != napi_ok || type != napi_float32_array) return false;
+  *data = static_cast<float*>(d);
+  return true;
+}
+
+bool number(napi_env env, napi_value v, double* out) { return napi_get_value_double(env, v, out) == napi_ok && std::isfinite(*out); }
+
+// denseGemm(a, b, c, m, k, n, flags, threads): c (m x n) = op(a)·op(b); flags bit 0 transA (a stored k x m), bit 1
+// transB (b stored n x k), bit 2 accumulate (c += ...). Arrays are dense row-major Float32Arrays, c disjoint from a, b.
+napi_value denseGemm(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  double m, k, n, flags, threads;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 8 || !floatArray(env, argv[0], &a, &la) ||
+      !floatArray(env, argv[1], &b, &lb) || !floatArray(env, argv[2], &c, &lc) || !number(env, argv[3], &m) || !number(env, argv[4], &k) ||
+      !number(env, argv[5], &n) || !number(env, argv[6], &flags) || !number(env, argv[7], &threads) || m < 0 || k < 0 || n < 0 ||
+      la < m * k || lb < k * n || lc < m * n) {
+    napi_throw_error(env, "WK_NATIVE", "denseGemm: arguments out of range");
+    return nullptr;
+  }
+  const int f = static_cast<int>(flags);
+  const int64_t M = static_cast<int64_t>(m), K = static_cast<int64_t>(k), N = static_cast<int64_t>(n);
+  Gemm g{M, N, K, a, (f & 1) ? M : K, (f & 1) != 0, b, (f & 2) ? K : N, (f & 2) != 0, 1.0f, (f & 4) ? 1.0f : 0.0f, c, N};
+  gemm(g, static_cast<int>(threads));
+  return nullptr;
+}
+
+// denseInverse(a, n, threads): a (n x n) replaced by its inverse; returns false when a pivot is 0 or the result is
+// not finite (a is then garbage).
+napi_value denseInverse(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  float* a;
+  size_t la;
+  double n, threads;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 3 || !floatArray(env, argv[0], &a, &la) ||
+      !number(env, argv[1], &n) || !number(env, argv[2], &threads) || n < 0 || la < n * n) {
+    napi_throw_error(env, "WK_NATIVE", "denseInverse: arguments out of range");
+    return nullptr;
+  }
+  const bool ok = invert(a, static_cast<int64_t>(n), static_cast<int>(threads));
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+
+// densePolar(p, n, threads, info): p (n x n) replaced by its orthogonal polar factor (scaled Newton); info (Float64Array,
+// 6): in [0] most iterations, [1] tolerance on the relative step, [2] largest ‖A‖_F·‖A⁻¹‖_F / n accepted; out [3]
+// iterations, [4] last relative step, [5] that condition estimate. Returns false (p unspecified) when A is singular
+// or worse conditioned than [2].
+napi_value densePolar(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  float* p;
+  size_t lp, li;
+  double n, threads;
+  napi_typedarray_type type;
+  void* d;
+  napi_value ab;
+  size_t off;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4 || !floatArray(env, argv[0], &p, &lp) ||
+      !number(env, argv[1], &n) || !number(env, argv[2], &threads) || n < 0 || lp < n * n ||
+      napi_get_typedarray_info(env, argv[3], &type, &li, &d, &ab, &off) != napi_ok || type != napi_float64_array || li < 6) {
+    napi_throw_error(env, "WK_NATIVE", "densePolar: arguments out of range");
+    return nullptr;
+  }
+  double* io = static_cast<double*>(d);
+  PolarRun run;
+  const bool ok = polarNewton(p, static_cast<int64_t>(n), static_cast<int>(threads), static_cast<int>(io[0]), io[1], io[2], &run);
+  io[3] = run.iterations;
+  io[4] = run.delta;
+  io[5] = run.condition;
+  napi_value r;
+  napi_get_boolean(env, ok, &r);
+  return r;
+}
+
+
+// denseTridiagonalize(w, n, d, e): Float64Arrays; tred2Reduce's contract (src/tensor/linalg/svd.ts).
+napi_value denseTridiagonalize(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  double* arr[3];
+  size_t len[3];
+  double n;
+  bool ok = napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 4 && number(env, argv[1], &n) && n >= 0;
+  const int idx[3] = {0, 2, 3};
+  for (int q = 0; ok && q < 3; q++) {
+    napi_typedarray_type type;
+    void* data;
+    napi_value ab;
+    size_t off;
+    ok = napi_get_typedarray_info(env, argv[idx[q]], &type, &len[q], &data, &ab, &off) == napi_ok && type == napi_float64_array;
+    arr[q] = static_cast<double*>(data);
+  }
+  if (!ok || len[0] < n * n || len[1] < n || len[2] < n) {
+    napi_throw_error(env, "WK_NATIVE", "denseTridiagonalize: arguments out of range");
+    return nullptr;
+  }
+  tridiagonalize(static_cast<int64_t>(n), arr[0], arr[1], arr[2]);
+  return nullptr;
+}
+
+}  // namespace
+#endif
+
+// Adds the dense kernels to the addon's exports (called by gta.cc's module init on a CPU that has AVX-512).
+void registerDense(napi_env env, napi_value exports) {
+#ifdef WK_DENSE
+  napi_value f;
+  napi_create_function(env, "denseGemm", NAPI_AUTO_LENGTH, denseGemm, nullptr, &f);
+  napi_set_named_property(env, exports, "denseGemm", f);
+  napi_create_function(env, "denseInverse", NAPI_AUTO_LENGTH, denseInverse, nullptr, &f);
+  napi_set_named_property(env, exports, "denseInverse", f);
+  napi_create_function(env, "densePolar", NAPI_AUTO_LENGTH, densePolar, nullptr, &f);
+  napi_set_named_property(env, exports, "densePolar", f);
+  napi_create_function(env, "denseTridiagonalize", NAPI_AUTO_LENGTH, denseTridiagonalize, nullptr, &f);
+  napi_set_named_property(env, exports, "denseTridiagonalize", f);
+#else
+  (void)env;
+  (void)exports;
+#endif
+}

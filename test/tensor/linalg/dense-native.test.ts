@@ -1,0 +1,211 @@
+// The native dense kernels (native/dense.cc): product, inverse, polar factor (scaled Newton) and tridiagonalisation,
+// against f64 references, at one and two threads (same bits), with the polar factor's fallbacks. Skipped where the
+// addon is not built (test/plan/native-kernels.test.ts fails where it could be built and is not).
+
+import { describe, expect, it } from 'vitest';
+import { loadNativeKernels } from '../../../src/plan/native.js';
+import { denseKernelsOf } from '../../../src/tensor/native-kernels.js';
+import { jsMatMul, type MatMulBackend } from '../../../src/tensor/linalg/backend.js';
+import { polarExact, polarNewtonSchulz } from '../../../src/tensor/linalg/newton-schulz.js';
+import { symmetricEigenF32 } from '../../../src/tensor/linalg/eigen.js';
+import { tred2Reduce } from '../../../src/tensor/linalg/svd.js';
+import { SeededRandom } from '../../../src/tensor/rng.js';
+import { gaussian, refMatMul, withSpectrum } from './helpers.js';
+
+const k = loadNativeKernels();
+
+function f32(rows: number, cols: number, seed: number): Float32Array {
+  return Float32Array.from(gaussian(rows, cols, seed).data);
+}
+
+function maxRelDiff(x: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) {
+    d = Math.max(d, Math.abs(x[i]! - ref[i]!));
+    m = Math.max(m, Math.abs(ref[i]!));
+  }
+  return m > 0 ? d / m : d;
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** max |A·B − I| for square f32 A, B (f64 reference product). */
+function identityError(a: Float32Array, b: Float32Array, n: number): number {
+  const p = refMatMul(a, b, n, n, n);
+  let e = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) e = Math.max(e, Math.abs(p[i * n + j]! - (i === j ? 1 : 0)));
+  return e;
+}
+
+describe.skipIf(k === undefined)('native dense kernels', () => {
+  const nk = k!;
+
+  it('gemm: every transpose combination, edge sizes around the 12 x 32 tile and the 256-deep blocks, accumulate; same bits at 1 and 2 threads', () => {
+    const shapes: [number, number, number][] = [
+      [1, 1, 1],
+      [13, 7, 33],
+      [12, 256, 32],
+      [25, 257, 65],
+      [100, 300, 70],
+      [300, 40, 500],
+      [500, 513, 31],
+    ];
+    for (const [m, kk, n] of shapes) {
+      for (let flags = 0; flags < 8; flags++) {
+        const a = f32(m, kk, m + kk);
+        const b = f32(kk, n, n + 7);
+        const ref = refMatMul(a, b, m, kk, n, (flags & 1) !== 0, (flags & 2) !== 0);
+        const c0 = f32(m, n, 99);
+        if (flags & 4) for (let i = 0; i < ref.length; i++) ref[i] = ref[i]! + c0[i]!;
+        const c1 = Float32Array.from(c0);
+        const c2 = Float32Array.from(c0);
+        nk.denseGemm(a, b, c1, m, kk, n, flags, 1);
+        nk.denseGemm(a, b, c2, m, kk, n, flags, 2);
+        expect(maxRelDiff(c1, ref), `${m}x${kk}x${n} flags ${flags}`).toBeLessThan(2e-6);
+        expect(sameBits(c1, c2)).toBe(true);
+      }
+    }
+  });
+
+  it('gemm: a large product splits over two threads with the same bits (rows and columns)', () => {
+    for (const [m, kk, n] of [
+      [600, 300, 700],
+      [2000, 64, 40],
+    ] as const) {
+      const a = f32(m, kk, 1);
+      const b = f32(kk, n, 2);
+      const c1 = new Float32Array(m * n);
+      const c2 = new Float32Array(m * n);
+      nk.denseGemm(a, b, c1, m, kk, n, 0, 1);
+      nk.denseGemm(a, b, c2, m, kk, n, 0, 2);
+      expect(sameBits(c1, c2)).toBe(true);
+      expect(maxRelDiff(c1, refMatMul(a, b, m, kk, n))).toBeLessThan(2e-6);
+    }
+  });
+
+  it('inverse: sizes across the 32-column leaves and 256-column panels, pivoting through a zero diagonal; same bits at 1 and 2 threads', () => {
+    for (const n of [1, 2, 31, 33, 64, 255, 257, 300, 530]) {
+      const a = f32(n, n, 10 + n);
+      // a zero diagonal: no step can go without a row swap
+      if (n > 1) for (let i = 0; i < n; i++) a[i * n + i] = 0;
+      const inv1 = Float32Array.from(a);
+      const inv2 = Float32Array.from(a);
+      expect(nk.denseInverse(inv1, n, 1)).toBe(true);
+      expect(nk.denseInverse(inv2, n, 2)).toBe(true);
+      expect(sameBits(inv1, inv2)).toBe(true);
+      // Gaussian matrices of this size have condition numbers in the hundreds to thousands
+      expect(identityError(a, inv1, n), `n=${n}`).toBeLessThan(2e-3);
+      expect(identityError(inv1, a, n), `n=${n}`).toBeLessThan(2e-3);
+    }
+    // a permutation matrix: the inverse is its transpose, exactly
+    const n = 40;
+    const p = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) p[i * n + ((i * 7 + 3) % n)] = 1;
+    const inv = Float32Array.from(p);
+    expect(nk.denseInverse(inv, n, 2)).toBe(true);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) expect(inv[i * n + j]).toBe(p[j * n + i]);
+  });
+
+  it('inverse: singular or non-finite input returns false', () => {
+    const n = 50;
+    const a = f32(n, n, 3);
+    for (let j = 0; j < n; j++) a[7 * n + j] = 0; // a zero row
+    expect(nk.denseInverse(Float32Array.from(a), n, 2)).toBe(false);
+    const b = f32(n, n, 4);
+    b[5] = NaN;
+    expect(nk.denseInverse(b, n, 2)).toBe(false);
+  });
+
+  it('polar: the scaled Newton iteration reaches the exact f64 polar factor from condition numbers up to 1e5', () => {
+    for (const [n, kappa] of [
+      [64, 10],
+      [200, 1e4],
+      [300, 1e5],
+    ] as const) {
+      const s = Array.from({ length: n }, (_, i) => kappa ** (-i / (n - 1)));
+      const a = withSpectrum(n, n, s, 5 + n);
+      const exact = polarExact(a.data, n, n).p;
+      const p1 = Float32Array.from(a.data);
+      const p2 = Float32Array.from(a.data);
+      const info = Float64Array.of(20, 1e-7, 1e8, 0, 0, 0);
+      expect(nk.densePolar(p1, n, 1, info)).toBe(true);
+      expect(info[3]).toBeGreaterThan(1);
+      expect(info[3]).toBeLessThanOrEqual(10);
+      expect(info[5]).toBeGreaterThanOrEqual(kappa * 0.999); // an upper bound on κ
+      expect(nk.densePolar(p2, n, 2, Float64Array.of(20, 1e-7, 1e8, 0, 0, 0))).toBe(true);
+      expect(sameBits(p1, p2)).toBe(true);
+      // f32 rounding amplified by the condition number in the smallest directions
+      expect(maxRelDiff(p1, exact), `n=${n} kappa=${kappa}`).toBeLessThan(kappa <= 10 ? 1e-5 : 2e-3);
+    }
+  });
+
+  it('polar: singular input, or a condition bound above the limit, returns false', () => {
+    const n = 40;
+    const s = Array.from({ length: n }, (_, i) => (i < n - 1 ? 1 : 0));
+    expect(nk.densePolar(Float32Array.from(withSpectrum(n, n, s, 1).data), n, 2, Float64Array.of(20, 1e-7, 1e8, 0, 0, 0))).toBe(false);
+    const t = Array.from({ length: n }, (_, i) => 10 ** (-i / (n - 1)));
+    const info = Float64Array.of(20, 1e-7, 5, 0, 0, 0);
+    expect(nk.densePolar(Float32Array.from(withSpectrum(n, n, t, 2).data), n, 2, info)).toBe(false);
+    expect(info[5]).toBeGreaterThan(5);
+  });
+
+  it('tridiagonalize: the reduction of tred2Reduce to f64 rounding', () => {
+    for (const n of [1, 2, 9, 17, 130]) {
+      const rng = new SeededRandom(n);
+      const a = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) a[i * n + j] = a[j * n + i] = rng.normal();
+      const w1 = Float64Array.from(a);
+      const w2 = Float64Array.from(a);
+      const d1 = new Float64Array(n);
+      const d2 = new Float64Array(n);
+      const e1 = new Float64Array(n);
+      const e2 = new Float64Array(n);
+      tred2Reduce(n, w1, d1, e1);
+      nk.denseTridiagonalize(w2, n, d2, e2);
+      expect(maxRelDiff(w2, w1)).toBeLessThan(1e-12);
+      expect(maxRelDiff(d2, d1)).toBeLessThan(1e-12);
+      expect(maxRelDiff(e2, e1)).toBeLessThan(1e-12);
+    }
+  });
+
+  describe('through a backend that carries them', () => {
+    const backend: MatMulBackend = { name: 'js+native', matmul: jsMatMul.matmul, dense: denseKernelsOf(nk, 2) };
+
+    it('polarNewtonSchulz takes Newton for square input and the product iterations otherwise, with the same factor', async () => {
+      const n = 120;
+      const s = Array.from({ length: n }, (_, i) => 1000 ** (-i / (n - 1)));
+      const a = Float32Array.from(withSpectrum(n, n, s, 9).data);
+      const exact = polarExact(a, n, n).p;
+      const viaNewton = await polarNewtonSchulz(a, n, n, backend);
+      expect(viaNewton.method).toBe('newton');
+      const viaProducts = await polarNewtonSchulz(a, n, n, backend, { newton: false });
+      expect(viaProducts.method).toBe('newton-schulz');
+      expect(maxRelDiff(viaNewton.p, exact)).toBeLessThan(1e-4);
+      expect(maxRelDiff(viaProducts.p, exact)).toBeLessThan(1e-4);
+      const tall = Float32Array.from(withSpectrum(n + 5, n, s, 9).data);
+      expect((await polarNewtonSchulz(tall, n + 5, n, backend)).method).toBe('newton-schulz');
+    });
+
+    it('polarNewtonSchulz falls back to the product iterations for a singular square input', async () => {
+      const n = 60;
+      const s = Array.from({ length: n }, (_, i) => (i < 50 ? 1 - i / 100 : 0));
+      const a = Float32Array.from(withSpectrum(n, n, s, 4).data);
+      const r = await polarNewtonSchulz(a, n, n, backend);
+      expect(r.method).toBe('newton-schulz');
+    });
+
+    it('symmetricEigenF32 with the native reduction: the same eigenpairs as without', async () => {
+      const n = 90;
+      const g = gaussian(n, n, 3).data;
+      const a = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = g[i * n + j]! + g[j * n + i]!;
+      const js = await symmetricEigenF32(a, n, jsMatMul);
+      const nat = await symmetricEigenF32(a, n, backend);
+      expect(maxRelDiff(nat.values, js.values)).toBeLessThan(1e-12);
+      expect(maxRelDiff(nat.vectors, js.vectors)).toBeLessThan(1e-5);
+    });
+  });
+});
