@@ -545,6 +545,319 @@ void tridiagonalize(int64_t n, double* W, double* d, double* e) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Top-k eigenpairs of a symmetric matrix (the l x l cores of the randomized SVDs), the algorithm of
+// src/tensor/linalg/eigen.ts symmetricEigenF32 restricted to the k largest eigenvalues: the reduction above, each
+// unreduced tridiagonal block's eigenvalues by implicit QL (values only), the wanted eigenvectors of T by inverse
+// iteration (tridiagonal LU with partial pivoting, three solves from a seeded start, modified Gram-Schmidt within
+// clusters of close eigenvalues), then the back-transformation by blocks of 64 Householder reflectors (compact WY)
+// with the f32 product above. Vectors f32, orthonormal to about 1e-6; not the same bits as the JS version.
+
+constexpr double EPS = 2.220446049250313e-16;
+constexpr double CLUSTER_GAP = 1e-7;
+constexpr int SOLVES = 3;
+constexpr int64_t WY = 64;
+
+// Implicit QL eigenvalues (JAMA tql2 without vectors) of the tridiagonal d[0, m), e[i] coupling i - 1 and i.
+bool tqlValues(int64_t m, double* d, double* e) {
+  for (int64_t i = 1; i < m; i++) e[i - 1] = e[i];
+  e[m - 1] = 0;
+  double f = 0, tst1 = 0;
+  for (int64_t l = 0; l < m; l++) {
+    tst1 = std::max(tst1, std::fabs(d[l]) + std::fabs(e[l]));
+    int64_t mm = l;
+    while (mm < m && !(std::fabs(e[mm]) <= EPS * tst1)) mm++;
+    if (mm > l) {
+      int iter = 0;
+      do {
+        if (++iter > 60) return false;
+        double g = d[l];
+        double p = (d[l + 1] - g) / (2 * e[l]);
+        double r = std::hypot(p, 1.0);
+        if (p < 0) r = -r;
+        d[l] = e[l] / (p + r);
+        d[l + 1] = e[l] * (p + r);
+        const double dl1 = d[l + 1];
+        double h = g - d[l];
+        for (int64_t i = l + 2; i < m; i++) d[i] -= h;
+        f += h;
+        p = d[mm];
+        double c = 1, c2 = 1, c3 = 1, s = 0, s2 = 0;
+        const double el1 = e[l + 1];
+        for (int64_t i = mm - 1; i >= l; i--) {
+          c3 = c2;
+          c2 = c;
+          s2 = s;
+          g = c * e[i];
+          h = c * p;
+          r = std::hypot(p, e[i]);
+          e[i + 1] = s * r;
+          s = e[i] / r;
+          c = p / r;
+          p = c * d[i] - s * g;
+          d[i + 1] = h + s * (c * g + s * d[i]);
+        }
+        p = (-s * s2 * c3 * el1 * e[l]) / dl1;
+        e[l] = s * p;
+        d[l] = c * p;
+      } while (std::fabs(e[l]) > EPS * tst1);
+    }
+    d[l] += f;
+    e[l] = 0;
+  }
+  return true;
+}
+
+// LU with partial pivoting of T - λI for a tridiagonal (d, b[1, m) couplings); zero pivots become ±tiny.
+struct TriLu {
+  std::vector<double> dl, dd, du, du2;
+  std::vector<uint8_t> swp;
+  int64_t m;
+  explicit TriLu(int64_t m_) : dl(m_), dd(m_), du(m_), du2(m_), swp(m_), m(m_) {}
+  void factor(const double* d, const double* b, double lambda, double tiny) {
+    for (int64_t i = 0; i < m; i++) {
+      dd[i] = d[i] - lambda;
+      dl[i] = i + 1 < m ? b[i + 1] : 0;
+      du[i] = dl[i];
+      du2[i] = 0;
+      swp[i] = 0;
+    }
+    for (int64_t i = 0; i + 1 < m; i++) {
+      if (std::fabs(dd[i]) >= std::fabs(dl[i])) {
+        if (dd[i] != 0) {
+          const double f = dl[i] / dd[i];
+          dl[i] = f;
+          dd[i + 1] -= f * du[i];
+        }
+      } else {
+        const double f = dd[i] / dl[i];
+        dd[i] = dl[i];
+        dl[i] = f;
+        const double t = du[i];
+        du[i] = dd[i + 1];
+        dd[i + 1] = t - f * dd[i + 1];
+        if (i + 2 < m) {
+          du2[i] = du[i + 1];
+          du[i + 1] = -f * du[i + 1];
+        }
+        swp[i] = 1;
+      }
+    }
+    for (int64_t i = 0; i < m; i++)
+      if (std::fabs(dd[i]) < tiny) dd[i] = dd[i] < 0 ? -tiny : tiny;
+  }
+  void solve(double* x) const {
+    for (int64_t i = 0; i + 1 < m; i++) {
+      if (!swp[i]) {
+        x[i + 1] -= dl[i] * x[i];
+      } else {
+        const double t = x[i];
+        x[i] = x[i + 1];
+        x[i + 1] = t - dl[i] * x[i];
+      }
+    }
+    x[m - 1] /= dd[m - 1];
+    if (m > 1) x[m - 2] = (x[m - 2] - du[m - 2] * x[m - 1]) / dd[m - 2];
+    for (int64_t i = m - 3; i >= 0; i--) x[i] = (x[i] - du[i] * x[i + 1] - du2[i] * x[i + 2]) / dd[i];
+  }
+};
+
+void normalize(double* x, int64_t m) {
+  double s = 0;
+  for (int64_t i = 0; i < m; i++) s += x[i] * x[i];
+  if (s == 0) return;
+  const double inv = 1 / std::sqrt(s);
+  for (int64_t i = 0; i < m; i++) x[i] *= inv;
+}
+
+// splitmix64: the seeded starts of inverse iteration
+struct Mix {
+  uint64_t x;
+  double next() {
+    uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return static_cast<double>((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+  }
+};
+
+// S (n x k, f32) <- P_{n-1}···P_1·S, P_i = I - u_i·u_iᵀ/h_i with u_i in row i of w, columns [0, i).
+void applyReflectors(const double* w, const double* h, int64_t n, float* S, int64_t k, int threads) {
+  std::vector<int64_t> idx;
+  std::vector<float> y, yts, tyts;
+  std::vector<double> t, dots, acc;
+  for (int64_t j = 1; j < n; j += WY) {
+    idx.clear();
+    for (int64_t i = std::min(n, j + WY) - 1; i >= j; i--)
+      if (h[i] != 0) idx.push_back(i);
+    const int64_t b = static_cast<int64_t>(idx.size());
+    if (b == 0) continue;
+    const int64_t rows = idx[0];
+    y.assign(static_cast<size_t>(rows * b), 0.0f);
+    for (int64_t c = 0; c < b; c++)
+      for (int64_t r = 0; r < idx[c]; r++) y[r * b + c] = static_cast<float>(w[idx[c] * n + r]);
+    t.assign(static_cast<size_t>(b * b), 0.0);
+    dots.assign(static_cast<size_t>(b), 0.0);
+    for (int64_t c = 0; c < b; c++) {
+      const int64_t i = idx[c];
+      const double tau = 1 / h[i];
+      for (int64_t p = 0; p < c; p++) {
+        const double* up = w + idx[p] * n;
+        const double* ui = w + i * n;
+        __m512d s8 = _mm512_setzero_pd();
+        int64_t r = 0;
+        for (; r + 8 <= i; r += 8) s8 = _mm512_add_pd(s8, _mm512_mul_pd(_mm512_loadu_pd(up + r), _mm512_loadu_pd(ui + r)));
+        double dot = _mm512_reduce_add_pd(s8);
+        for (; r < i; r++) dot += up[r] * ui[r];
+        dots[p] = dot;
+      }
+      for (int64_t p = 0; p < c; p++) {
+        double a = 0;
+        for (int64_t q = p; q < c; q++) a += t[p * b + q] * dots[q];
+        t[p * b + c] = -tau * a;
+      }
+      t[c * b + c] = tau;
+    }
+    yts.resize(static_cast<size_t>(b * k));
+    Gemm g1{b, k, rows, y.data(), b, true, S, k, false, 1.0f, 0.0f, yts.data(), k};
+    gemm(g1, threads);
+    tyts.resize(static_cast<size_t>(b * k));
+    acc.resize(static_cast<size_t>(k));
+    for (int64_t p = 0; p < b; p++) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t q = p; q < b; q++) {
+        const double tq = t[p * b + q];
+        if (tq == 0) continue;
+        const float* row = yts.data() + q * k;
+        for (int64_t c = 0; c < k; c++) acc[c] += tq * row[c];
+      }
+      for (int64_t c = 0; c < k; c++) tyts[p * k + c] = static_cast<float>(-acc[c]);
+    }
+    Gemm g2{rows, k, b, y.data(), b, false, tyts.data(), k, false, 1.0f, 1.0f, S, k};
+    gemm(g2, threads);
+  }
+}
+
+// The k largest eigenvalues' pairs of the symmetric n x n w (destroyed): values (n, all, descending) and vectors
+// (n x k f32, column r the unit eigenvector of values[r], its largest-magnitude entry positive). false: a non-finite
+// input, or QL did not converge.
+bool symEigenTop(double* w, int64_t n, int64_t k, double* values, float* vectors, int threads) {
+  if (n == 0) return true;
+  for (int64_t i = 0; i < n * n; i++)
+    if (!std::isfinite(w[i])) return false;
+  std::vector<double> h(n), e(n), d(n);
+  tridiagonalize(n, w, h.data(), e.data());
+  for (int64_t i = 0; i < n; i++) d[i] = w[i * n + i];
+  double tnorm = 0;
+  for (int64_t i = 0; i < n; i++) tnorm = std::max(tnorm, std::fabs(d[i]) + std::fabs(e[i]) + (i + 1 < n ? std::fabs(e[i + 1]) : 0));
+  struct Block {
+    int64_t lo, m;
+    double norm;
+    std::vector<double> d, b, values;  // scaled by 1/norm; values ascending
+  };
+  struct Pair {
+    double value;
+    int64_t block, at;
+  };
+  std::vector<Block> blocks;
+  std::vector<Pair> pairs;
+  int64_t lo = 0;
+  for (int64_t i = 1; i <= n; i++) {
+    if (i < n && std::fabs(e[i]) > EPS * tnorm) continue;
+    Block bl;
+    bl.lo = lo;
+    bl.m = i - lo;
+    bl.norm = 0;
+    for (int64_t q = 0; q < bl.m; q++)
+      bl.norm = std::max(bl.norm, std::fabs(d[lo + q]) + (q > 0 ? std::fabs(e[lo + q]) : 0) + (q + 1 < bl.m ? std::fabs(e[lo + q + 1]) : 0));
+    const double scale = bl.norm > 0 ? 1 / bl.norm : 1;
+    bl.d.resize(bl.m);
+    bl.b.resize(bl.m);
+    for (int64_t q = 0; q < bl.m; q++) {
+      bl.d[q] = d[lo + q] * scale;
+      bl.b[q] = q > 0 ? e[lo + q] * scale : 0;
+    }
+    bl.values = bl.d;
+    if (bl.m > 1 && bl.norm > 0) {
+      std::vector<double> off = bl.b;
+      if (!tqlValues(bl.m, bl.values.data(), off.data())) return false;
+    }
+    std::sort(bl.values.begin(), bl.values.end());
+    for (int64_t q = 0; q < bl.m; q++) pairs.push_back({bl.values[q] * (bl.norm > 0 ? bl.norm : 1), static_cast<int64_t>(blocks.size()), q});
+    blocks.push_back(std::move(bl));
+    lo = i;
+  }
+  std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& p, const Pair& q) {
+    if (p.value != q.value) return p.value > q.value;
+    if (p.block != q.block) return p.block < q.block;
+    return p.at > q.at;
+  });
+  for (int64_t r = 0; r < n; r++) values[r] = pairs[r].value;
+  // per block, the wanted vectors are its largest values: indices [first, m) in ascending order
+  std::vector<int64_t> first(blocks.size());
+  for (size_t q = 0; q < blocks.size(); q++) first[q] = blocks[q].m;
+  for (int64_t r = 0; r < k; r++) first[pairs[r].block] = std::min(first[pairs[r].block], pairs[r].at);
+  std::vector<std::vector<double>> rows(blocks.size());
+  for (size_t q = 0; q < blocks.size(); q++) {
+    Block& bl = blocks[q];
+    const int64_t m = bl.m, f = first[q];
+    if (f >= m) continue;
+    std::vector<double>& out = rows[q];
+    out.assign(static_cast<size_t>((m - f) * m), 0.0);
+    if (bl.norm == 0 || m == 1) {
+      for (int64_t j = f; j < m; j++) out[(j - f) * m + j] = 1;
+      continue;
+    }
+    TriLu lu(m);
+    Mix rng{static_cast<uint64_t>(bl.lo + 1)};
+    std::vector<double> x(m);
+    int64_t clusterStart = f;
+    double prev = -INFINITY;
+    for (int64_t j = f; j < m; j++) {
+      double lambda = bl.values[j];
+      if (j == f || lambda - bl.values[j - 1] > CLUSTER_GAP) clusterStart = j;
+      if (lambda <= prev + 10 * EPS) lambda = prev + 10 * EPS;
+      prev = lambda;
+      lu.factor(bl.d.data(), bl.b.data(), lambda, EPS);
+      for (int64_t i = 0; i < m; i++) x[i] = rng.next() - 0.5;
+      for (int s = 0; s < SOLVES; s++) {
+        normalize(x.data(), m);
+        lu.solve(x.data());
+        for (int64_t c = clusterStart; c < j; c++) {
+          const double* row = out.data() + (c - f) * m;
+          double dot = 0;
+          for (int64_t i = 0; i < m; i++) dot += x[i] * row[i];
+          for (int64_t i = 0; i < m; i++) x[i] -= dot * row[i];
+        }
+      }
+      normalize(x.data(), m);
+      std::copy(x.begin(), x.end(), out.begin() + (j - f) * m);
+    }
+  }
+  std::fill(vectors, vectors + n * k, 0.0f);
+  for (int64_t r = 0; r < k; r++) {
+    const Pair& p = pairs[r];
+    const Block& bl = blocks[p.block];
+    const double* src = rows[p.block].data() + (p.at - first[p.block]) * bl.m;
+    for (int64_t i = 0; i < bl.m; i++) vectors[(bl.lo + i) * k + r] = static_cast<float>(src[i]);
+  }
+  applyReflectors(w, h.data(), n, vectors, k, threads);
+  for (int64_t c = 0; c < k; c++) {
+    float best = 0;
+    bool negative = false;
+    for (int64_t i = 0; i < n; i++) {
+      const float x = vectors[i * k + c];
+      if (std::fabs(x) > best) {
+        best = std::fabs(x);
+        negative = x < 0;
+      }
+    }
+    if (negative)
+      for (int64_t i = 0; i < n; i++) vectors[i * k + c] = -vectors[i * k + c];
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // N-API
 
 bool floatArray(napi_env env, napi_value v, float** data, size_t* len) {
@@ -658,6 +971,43 @@ napi_value denseTridiagonalize(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+
+// denseSymEigen(w, n, k, values, vectors, threads): w (Float64Array n x n, symmetric, destroyed); values (Float64Array
+// n) all eigenvalues descending; vectors (Float32Array n x k) the top k eigenvectors. Returns false when QL does not
+// converge (non-finite input).
+napi_value denseSymEigen(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  double n, k, threads;
+  double *w = nullptr, *values = nullptr;
+  float* vectors = nullptr;
+  size_t lw = 0, lv = 0, lvec = 0;
+  bool ok = napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 6 && number(env, argv[1], &n) && number(env, argv[2], &k) &&
+            number(env, argv[5], &threads) && n >= 0 && k >= 0 && k <= n && floatArray(env, argv[4], &vectors, &lvec);
+  for (int q = 0; ok && q < 2; q++) {
+    napi_typedarray_type type;
+    void* data;
+    napi_value ab;
+    size_t off, len;
+    ok = napi_get_typedarray_info(env, argv[q == 0 ? 0 : 3], &type, &len, &data, &ab, &off) == napi_ok && type == napi_float64_array;
+    if (q == 0) {
+      w = static_cast<double*>(data);
+      lw = len;
+    } else {
+      values = static_cast<double*>(data);
+      lv = len;
+    }
+  }
+  if (!ok || lw < n * n || lv < n || lvec < n * k) {
+    napi_throw_error(env, "WK_NATIVE", "denseSymEigen: arguments out of range");
+    return nullptr;
+  }
+  const bool done = symEigenTop(w, static_cast<int64_t>(n), static_cast<int64_t>(k), values, vectors, static_cast<int>(threads));
+  napi_value r;
+  napi_get_boolean(env, done, &r);
+  return r;
+}
+
 }  // namespace
 #endif
 
@@ -673,6 +1023,8 @@ void registerDense(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "densePolar", f);
   napi_create_function(env, "denseTridiagonalize", NAPI_AUTO_LENGTH, denseTridiagonalize, nullptr, &f);
   napi_set_named_property(env, exports, "denseTridiagonalize", f);
+  napi_create_function(env, "denseSymEigen", NAPI_AUTO_LENGTH, denseSymEigen, nullptr, &f);
+  napi_set_named_property(env, exports, "denseSymEigen", f);
 #else
   (void)env;
   (void)exports;

@@ -67,6 +67,9 @@ export async function createOrtMatMul(options: OrtMatMulOptions = {}): Promise<O
     interOpNumThreads: 1,
     intraOpNumThreads: threads,
     executionMode: 'sequential',
+    // no spinning: between products the caller's JS and the native dense kernels need both cores, and ORT's idle
+    // workers spinning on them slowed everything in between (and the products after) by up to 2x in TSV-M
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
     graphOptimizationLevel: 'all',
   };
   const sessions = new Map<number, Promise<Ort.InferenceSession>>();

@@ -32,10 +32,11 @@ export interface NativeKernels {
   denseInverse(a: Float32Array, n: number, threads: number): boolean;
   densePolar(p: Float32Array, n: number, threads: number, info: Float64Array): boolean;
   denseTridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
+  denseSymEigen(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array, threads: number): boolean;
 }
 
 /** Every function the addon must export to be used (a build missing one is stale). */
-export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'denseTridiagonalize'] as const;
+export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'denseTridiagonalize', 'denseSymEigen'] as const;
 
 /** The addon's dense kernels on `threads` threads, in the shape linalg backends carry them (MatMulBackend.dense). */
 export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels {
@@ -44,6 +45,7 @@ export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels 
     inverse: (a, n) => k.denseInverse(a, n, threads),
     polar: (p, n, info) => k.densePolar(p, n, threads, info),
     tridiagonalize: (w, n, d, e) => k.denseTridiagonalize(w, n, d, e),
+    symEigen: (w, n, kk, values, vectors) => k.denseSymEigen(w, n, kk, values, vectors, threads),
   };
 }
 

@@ -93,7 +93,7 @@ describe('tsv', () => {
     expect(maxAbsDiff(out, ref)).toBeLessThan(2e-4);
   });
 
-  it('randomized defaults (p = max(10, k/4), q = 3) stay near the exact merge when the spectrum is flat at the cut', async () => {
+  it('randomized defaults (block Krylov; subspace p = max(10, k/4), q = 3) stay near the exact merge when the spectrum is flat at the cut', async () => {
     // 4 tasks of a 256² layer, σ_i = 0.953^i: at k = 64 the spectrum falls only 4.7% per index, like a 4096² layer
     // with 0.997^i (bench/svd). Halko's p = 10, q = 2 lands several % away; the defaults must not.
     const n = 256;
@@ -114,9 +114,13 @@ describe('tsv', () => {
       return Math.sqrt(num / den);
     };
     const byDefault = rel(await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'randomized' } }));
+    const subspace = rel(await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'randomized', range_finder: 'subspace' } }));
     const halko = rel(await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'randomized', oversampling: 10, power_iterations: 2 } }));
-    expect(byDefault).toBeLessThan(0.005);
+    const narrow = rel(await mergeTensorsAsync(TSV, { base, models }, { ...ctx, params: { svd: 'randomized', krylov_blocks: 4 } }));
+    expect(subspace).toBeLessThan(0.005);
+    expect(byDefault).toBeLessThan(subspace / 5);
     expect(halko).toBeGreaterThan(0.02);
+    expect(narrow).toBeGreaterThan(byDefault * 5); // the knob reaches the range finder
   }, 60_000);
 
   it('one task gives base + alpha·τ; alpha 0 gives the base bit for bit', async () => {

@@ -7,7 +7,7 @@ import { VectorError } from '../../errors.js';
 import { jsMatMul, type MatMulBackend } from '../../tensor/linalg/backend.js';
 import { fromArray } from '../../tensor/linalg/matrix.js';
 import { polarExact, polarNewtonSchulz } from '../../tensor/linalg/newton-schulz.js';
-import { randomizedSvd } from '../../tensor/linalg/randomized.js';
+import { blockKrylovSvd, DEFAULT_KRYLOV_BLOCKS, defaultKrylovBlockSize, randomizedSvd } from '../../tensor/linalg/randomized.js';
 import { jacobiSvd } from '../../tensor/linalg/svd.js';
 import { randomU32 } from '../../tensor/rng.js';
 import { firstNonFinite } from '../../tensor/vector-codecs.js';
@@ -36,10 +36,28 @@ export const DROP_RELATIVE = 1e-6;
 
 export type SvdMode = 'exact' | 'randomized' | 'auto';
 
+/** How the randomized path finds each task's top-k subspace (see TSV_PARAMS range_finder). */
+export type RangeFinder = 'krylov' | 'subspace';
+
+/**
+ * The range finder of a tensor's parameters: `range_finder` when given, else subspace iteration when a recipe sets
+ * its knobs (oversampling, power_iterations: recipes written before block Krylov keep their meaning), else krylov.
+ */
+export function rangeFinderOf(params: Params): RangeFinder {
+  const given = params['range_finder'];
+  if (given === 'krylov' || given === 'subspace') return given;
+  return typeof params['oversampling'] === 'number' || typeof params['power_iterations'] === 'number' ? 'subspace' : 'krylov';
+}
+
 export interface Common {
   alpha: number;
   weights: Float64Array;
   exact: boolean;
+  rangeFinder: RangeFinder;
+  /** undefined: DEFAULT_KRYLOV_BLOCKS */
+  krylovBlocks: number | undefined;
+  /** undefined: max(8, ⌈k/8⌉) per task */
+  krylovBlockSize: number | undefined;
   /** undefined: max(10, ⌈k/4⌉) per task (see DEFAULT_POWER_ITERATIONS) */
   oversampling: number | undefined;
   powerIterations: number;
@@ -57,6 +75,9 @@ export function common(ctx: TensorContext, mode: SvdMode): Common {
     alpha: num(ctx.params['alpha'], 1),
     weights: Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1)),
     exact: exactPath([m, n], ctx.params, mode),
+    rangeFinder: rangeFinderOf(ctx.params),
+    krylovBlocks: typeof ctx.params['krylov_blocks'] === 'number' ? ctx.params['krylov_blocks'] : undefined,
+    krylovBlockSize: typeof ctx.params['krylov_block_size'] === 'number' ? ctx.params['krylov_block_size'] : undefined,
     oversampling: typeof ctx.params['oversampling'] === 'number' ? ctx.params['oversampling'] : undefined,
     powerIterations: num(ctx.params['power_iterations'], DEFAULT_POWER_ITERATIONS),
     backend: ctx.linalg ?? jsMatMul,
@@ -272,6 +293,14 @@ interface TsvReport {
   polarIterations: number;
 }
 
+/** A task's top-k triplets on the randomized path, by the tensor's range finder. */
+export function truncatedTaskSvd(tau: Float32Array, m: number, n: number, k: number, c: Common, seed: number): ReturnType<typeof randomizedSvd> {
+  if (c.rangeFinder === 'krylov') {
+    return blockKrylovSvd(tau, m, n, k, { backend: c.backend, seed, ...(c.krylovBlocks !== undefined ? { blocks: c.krylovBlocks } : {}), ...(c.krylovBlockSize !== undefined ? { blockSize: c.krylovBlockSize } : {}) });
+  }
+  return randomizedSvd(tau, m, n, k, { backend: c.backend, seed, oversampling: c.oversampling ?? defaultOversampling(k), powerIterations: c.powerIterations });
+}
+
 /** τ = polar(U_cat)·diag(s_cat)·polar(V_cat)ᵀ from each task's top-k_t triplets; returns the m·n values. */
 export async function tsvMerge(taus: readonly Float32Array[], m: number, n: number, ranks: readonly number[], c: Common, seedOf: (t: number) => number, report: TsvReport): Promise<ArrayLike<number>> {
   const us: (Float64Array | Float32Array)[] = [];
@@ -292,8 +321,7 @@ export async function tsvMerge(taus: readonly Float32Array[], m: number, n: numb
       widths.push(kept);
       for (let j = 0; j < kept; j++) ss.push(svd.s[j]!);
     } else {
-      const oversampling = c.oversampling ?? defaultOversampling(k);
-      const svd = await randomizedSvd(tau, m, n, k, { backend: c.backend, seed: seedOf(t), oversampling, powerIterations: c.powerIterations });
+      const svd = await truncatedTaskSvd(tau, m, n, k, c, seedOf(t));
       const kept = keptCount(svd.s, k);
       us.push(leading(f32, svd.u, m, k, kept));
       vs.push(leading(f32, svd.v, n, k, kept));
@@ -477,8 +505,17 @@ const TSV_PARAMS: readonly ParamSpec[] = [
   ALPHA,
   { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "per-task SVD and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder + Newton–Schulz polar on the linalg backend), 'auto' (exact up to exact_max_dim)" },
   EXACT_MAX_DIM,
-  { name: 'oversampling', type: 'number', integer: true, min: 0, description: 'randomized SVD: extra sketch columns p (unset: max(10, ⌈k/4⌉) for a task rank k, since TSV cuts the spectrum where it is still flat)' },
-  { name: 'power_iterations', type: 'number', integer: true, min: 0, default: DEFAULT_POWER_ITERATIONS, description: 'randomized SVD: subspace iterations q (the subspace error shrinks like (σ_{k+p}/σ_k)^{2q+1})' },
+  {
+    name: 'range_finder',
+    type: 'string',
+    choices: ['krylov', 'subspace'],
+    description:
+      "randomized path: how each task's top-k subspace is found: 'krylov' (block Krylov, the default: about 0.7x the products of 'subspace' and 50-150x closer to the exact merge on flat spectra) or 'subspace' (Halko subspace iteration with oversampling and power_iterations; the default when either of those is set)",
+  },
+  { name: 'krylov_blocks', type: 'number', integer: true, min: 1, default: DEFAULT_KRYLOV_BLOCKS, description: 'block Krylov: blocks s (2s products with the task vector; the basis has s·b columns)' },
+  { name: 'krylov_block_size', type: 'number', integer: true, min: 1, description: 'block Krylov: columns b per block (unset: max(8, ⌈1.75k/s⌉) for a task rank k, a basis of 1.75k columns; widened when s·b < k)' },
+  { name: 'oversampling', type: 'number', integer: true, min: 0, description: "range_finder subspace: extra sketch columns p (unset: max(10, ⌈k/4⌉) for a task rank k, since TSV cuts the spectrum where it is still flat)" },
+  { name: 'power_iterations', type: 'number', integer: true, min: 0, description: `range_finder subspace: subspace iterations q (unset: ${DEFAULT_POWER_ITERATIONS}; the subspace error shrinks like (σ_{k+p}/σ_k)^{2q+1})` },
   DECOMPOSE,
 ];
 
@@ -490,8 +527,15 @@ export const EIGEN_JS_FLOPS = 1.5;
 /** Polar-Express + Newton–Schulz steps assumed by the estimate (measured: 10 on a 4096² TSV-M U_cat). */
 const POLAR_STEPS_ESTIMATE = 10;
 
-/** Flops and working bytes of a matmul-only polar factor of an a x b matrix. */
+/** Newton steps assumed for a square polar factor (measured: 6 on a 4096² TSV-M U_cat, each one 2n³-flop inverse). */
+const NEWTON_STEPS_ESTIMATE = 6;
+
+/**
+ * Flops and working bytes of the polar factor of an a x b matrix: the scaled Newton iteration for a square one (the
+ * native addon's; without it the products below run instead), Polar-Express + Newton–Schulz products otherwise.
+ */
 export function polarCost(a: number, b: number): { flops: number; bytes: number } {
+  if (a === b) return { flops: NEWTON_STEPS_ESTIMATE * 2 * a ** 3, bytes: 3 * a * a * 4 };
   const [hi, lo] = a >= b ? [a, b] : [b, a];
   // per step: Gram (3/4 of 2·hi·lo²), G² (3/4 of 2·lo³), X·(aI + bG + cG²) (2·hi·lo²)
   return { flops: POLAR_STEPS_ESTIMATE * (3.5 * hi * lo * lo + 1.5 * lo ** 3), bytes: (3 * hi * lo + 3 * lo * lo) * 4 };
@@ -520,15 +564,34 @@ function tsvCost(shape: readonly number[], T: number, params: Params): WholeTens
   if (exactPath(shape, params, params['svd'])) {
     return { bytes: held + (m * n + (m + n) * r) * 8 * 2, flops: 0, jsFlops: T * jacobiFlops(m, n) + jacobiFlops(m, c) + jacobiFlops(n, c) + 2 * m * c * n };
   }
-  const p = typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(k);
-  const q = typeof params['power_iterations'] === 'number' ? params['power_iterations'] : DEFAULT_POWER_ITERATIONS;
-  const l = Math.min(k + p, m, n);
-  const perTask = (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 3.5 * 2 * Math.max(m, n) * l * l + 4 * l ** 3 + 2 * (m + n) * l * k;
-  const sketch = (m + 3 * n) * l * 4 + l * l * 24;
+  const t = taskSvdCost(m, n, k, params);
   const pu = polarCost(m, c);
   const pv = polarCost(n, c);
   const cat = 2 * (m + n) * c * 4; // the per-task blocks and U_cat, V_cat
-  return { bytes: held + cat + Math.max(sketch, pu.bytes, pv.bytes), flops: T * perTask + pu.flops + pv.flops + 2 * m * c * n, jsFlops: T * EIGEN_JS_FLOPS * l ** 3 };
+  return { bytes: held + cat + Math.max(t.bytes, pu.bytes, pv.bytes), flops: T * t.flops + pu.flops + pv.flops + 2 * m * c * n, jsFlops: T * t.jsFlops };
+}
+
+/**
+ * Flops, JS flops and working bytes of one task's randomized top-k SVD of an m x n matrix. Block Krylov (b columns,
+ * s blocks, l = s·b): 2s products with A, block Gram–Schmidt (two passes against the earlier blocks), the l² Gram of
+ * Bᵀ, an l x l top-k eigenproblem (native, counted here; in JS without the addon), U and V. Subspace iteration
+ * (l = k + p): 2q + 2 products, an orthonormalisation after each, and an l x l eigenproblem in JS.
+ */
+function taskSvdCost(m: number, n: number, k: number, params: Params): { flops: number; jsFlops: number; bytes: number } {
+  const big = Math.max(m, n);
+  if (rangeFinderOf(params) === 'krylov') {
+    const s0 = typeof params['krylov_blocks'] === 'number' ? params['krylov_blocks'] : DEFAULT_KRYLOV_BLOCKS;
+    const b = Math.max(Math.min(m, n, typeof params['krylov_block_size'] === 'number' ? params['krylov_block_size'] : defaultKrylovBlockSize(k, s0)), Math.ceil(k / s0));
+    const s = Math.max(1, Math.min(s0, Math.floor(Math.min(m, n) / Math.max(b, 1))));
+    const l = s * b;
+    const flops = 2 * s * 2 * m * n * b + 8 * big * b * b * s * s + s * 7 * big * b * b + 1.5 * n * l * l + (4 / 3) * l ** 3 + 2 * l * l * k + 4 * (m + n) * l * k + 7 * n * k * k;
+    return { flops, jsFlops: 0, bytes: (m + 2 * n) * l * 4 + l * l * 12 };
+  }
+  const p = typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(k);
+  const q = typeof params['power_iterations'] === 'number' ? params['power_iterations'] : DEFAULT_POWER_ITERATIONS;
+  const l = Math.min(k + p, m, n);
+  const flops = (2 * q + 2) * 2 * m * n * l + (2 * q + 1) * 3.5 * 2 * big * l * l + 4 * l ** 3 + 2 * (m + n) * l * k;
+  return { flops, jsFlops: EIGEN_JS_FLOPS * l ** 3, bytes: (m + 3 * n) * l * 4 + l * l * 24 };
 }
 
 function isoCost(shape: readonly number[], T: number, params: Params): WholeTensorCost | undefined {

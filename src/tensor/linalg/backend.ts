@@ -53,6 +53,12 @@ export interface DenseKernels {
   polar(p: Float32Array, n: number, info: Float64Array): boolean;
   /** `tred2Reduce` (svd.ts) in native f64: same contract, vectorised sums (not the same bits). */
   tridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
+  /**
+   * The top-k eigenpairs of the symmetric n x n f64 `w` (destroyed), by `symmetricEigenF32`'s algorithm restricted to
+   * k vectors: `values` (n) gets every eigenvalue descending, `vectors` (n x k f32) the unit eigenvectors of the k
+   * largest, largest-magnitude entry positive. false when the QL iteration does not converge (non-finite input).
+   */
+  symEigen(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array): boolean;
 }
 
 /** Validate the arguments of a matmul call (shared by every backend). */

@@ -261,3 +261,27 @@ async function applyReflectors(w: Float64Array, h: Float64Array, n: number, s: F
     for (let x = 0; x < top.length; x++) top[x] = top[x]! - upd[x]!;
   }
 }
+
+/**
+ * The k largest eigenpairs of a symmetric n x n matrix: values (all n, descending) and the k leading unit
+ * eigenvectors as an n x k f32 array (largest-magnitude entry positive). With native dense kernels on the backend,
+ * `symmetricEigenF32`'s algorithm in native code computing only those k vectors (inverse iteration and the
+ * back-transformation on k columns); otherwise `symmetricEigenF32` and its leading columns.
+ */
+export async function symmetricEigenTopF32(a: ArrayLike<number>, n: number, k: number, backend: MatMulBackend = jsMatMul): Promise<EigenF32> {
+  assertDim('n', n);
+  assertDim('k', k);
+  assertLength('a (n x n)', a, n, n);
+  if (k > n) throw new RangeError(`k: expected at most n = ${n}, got ${k}`);
+  if (backend.dense !== undefined) {
+    const values = new Float64Array(n);
+    const vectors = new Float32Array(n * k);
+    if (!backend.dense.symEigen(Float64Array.from(a), n, k, values, vectors)) throw new RangeError('symmetricEigen: QL iteration did not converge (non-finite input?)');
+    return { values, vectors };
+  }
+  const all = await symmetricEigenF32(a, n, backend);
+  if (k === n) return all;
+  const vectors = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) vectors.set(all.vectors.subarray(i * n, i * n + k), i * k);
+  return { values: all.values, vectors };
+}

@@ -2,10 +2,10 @@
 // with every m·n-sized product through a MatMulBackend, and the exact Jacobi SVD for small inputs. Deterministic for
 // a given seed (the repo's SeededRandom; never the unseeded random). Pure: no node: imports, no onnxruntime.
 
-import { jsMatMul, ScratchF32, symmetricGramF64, type MatMulBackend } from './backend.js';
+import { jsMatMul, ScratchF32, symmetricGramF64, transposeF32, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
 import { orthonormalizeColumns, pivotedCholeskyColumns } from './qr.js';
-import { symmetricEigenF32 } from './eigen.js';
+import { symmetricEigenTopF32 } from './eigen.js';
 import { jacobiSvd } from './svd.js';
 import { SeededRandom } from '../rng.js';
 
@@ -84,13 +84,16 @@ const PIVOT_TOLERANCE = 1e-9;
 /**
  * m x l orthonormal columns spanning the column space of a rank-deficient tall Y: the columns chosen by pivoted
  * Cholesky of YᵀY (the well-conditioned ones, until the rest are dependent to PIVOT_TOLERANCE) orthonormalised by
- * CholeskyQR, then seeded Gaussian directions with those projected out (twice) for the remaining columns. Products
+ * CholeskyQR in column order and left at their positions, then seeded Gaussian directions with those projected out
+ * (twice) at the remaining positions. Products
  * through the backend; JS work O(l²·r) for rank r.
  */
 export async function lowRankOrthonormalBasis(y: Float32Array, m: number, l: number, backend: MatMulBackend, seed: number): Promise<Float32Array> {
   assertLength('y', y, m, l);
   const g = await symmetricGramF64(y, m, l, backend);
-  const cols = pivotedCholeskyColumns(g, l, PIVOT_TOLERANCE);
+  // in column order: each chosen column keeps its position (and, when the chosen columns are already orthogonal, its
+  // direction), so a caller's column j still matches its other factors' column j
+  const cols = pivotedCholeskyColumns(g, l, PIVOT_TOLERANCE).sort((x, z) => x - z);
   const r = cols.length;
   let q1: Float32Array = new Float32Array(0);
   if (r > 0) {
@@ -100,7 +103,7 @@ export async function lowRankOrthonormalBasis(y: Float32Array, m: number, l: num
   }
   const c = l - r;
   const out = new Float32Array(m * l);
-  for (let i = 0; i < m; i++) for (let j = 0; j < r; j++) out[i * l + j] = q1[i * r + j]!;
+  for (let i = 0; i < m; i++) for (let j = 0; j < r; j++) out[i * l + cols[j]!] = q1[i * r + j]!;
   if (c === 0) return out;
   const z = new Float32Array(m * c);
   new SeededRandom(seed).fillNormal(z);
@@ -112,7 +115,12 @@ export async function lowRankOrthonormalBasis(y: Float32Array, m: number, l: num
     }
   }
   const q2 = await orthonormalizeColumns(z, m, c, backend);
-  for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) out[i * l + r + j] = q2[i * c + j]!;
+  const rest: number[] = [];
+  for (let j = 0, t = 0; j < l; j++) {
+    if (t < r && cols[t] === j) t++;
+    else rest.push(j);
+  }
+  for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) out[i * l + rest[j]!] = q2[i * c + j]!;
   return out;
 }
 
@@ -165,10 +173,10 @@ export async function randomizedSvd(a: Float32Array, m: number, n: number, k: nu
     uSmall = leadingColumns(svd.v.data, l, l, k);
   } else {
     const g = await symmetricGramF64(bt, n, l, be, scratch); // B·Bᵀ
-    const eig = await symmetricEigenF32(g, l, be);
+    const eig = await symmetricEigenTopF32(g, l, k, be);
     s = new Float64Array(k);
     for (let j = 0; j < k; j++) s[j] = Math.sqrt(Math.max(0, eig.values[j]!));
-    uSmall = leadingColumns(eig.vectors, l, l, k);
+    uSmall = eig.vectors;
     const scaled = new Float32Array(l * k);
     const floor = s[0]! * 1e-6;
     for (let i = 0; i < l; i++) for (let j = 0; j < k; j++) scaled[i * k + j] = s[j]! > floor ? uSmall[i * k + j]! / s[j]! : 0;
@@ -192,4 +200,139 @@ export async function truncatedSvd(a: Float32Array, m: number, n: number, k: num
   const r = Math.min(m, n);
   const svd = jacobiSvd(fromArray(a, m, n));
   return { m, n, k, u: leadingColumns(svd.u.data, m, r, k), s: svd.s.slice(0, k), v: leadingColumns(svd.v.data, n, r, k) };
+}
+
+/** Options of `blockKrylovSvd`. */
+export interface BlockKrylovOptions {
+  /** Where the big products run (and, when it carries them, the native dense kernels). */
+  backend: MatMulBackend;
+  /** Seed of the Gaussian start block. Default 0. */
+  seed?: number;
+  /** Columns b of each Krylov block. Default max(8, ⌈1.75k/s⌉); widened when s·b < k. */
+  blockSize?: number;
+  /** Krylov blocks s: the basis spans [AΩ, (AAᵀ)AΩ, …, (AAᵀ)^(s−1)AΩ] (s·b columns, 2s products with A). Default 14. */
+  blocks?: number;
+}
+
+/** Default of `BlockKrylovOptions.blocks`. */
+export const DEFAULT_KRYLOV_BLOCKS = 14;
+
+/** Default block width for a target rank k and s blocks: a basis of 1.75k columns (at least 8 per block). */
+export function defaultKrylovBlockSize(k: number, blocks = DEFAULT_KRYLOV_BLOCKS): number {
+  return Math.max(8, Math.ceil((1.75 * k) / blocks));
+}
+
+/**
+ * W ← W − Q·(QᵀW) for the m x c orthonormal columns Q given as Qᵀ (`qt`, c x m row-major: the earlier Krylov blocks
+ * stacked), one pass of block classical Gram–Schmidt (callers run it twice). With native dense kernels the update
+ * accumulates in place; otherwise through the backend and a JS subtraction.
+ */
+async function projectOut(w: Float32Array, qt: Float32Array, c: number, m: number, b: number, be: MatMulBackend): Promise<void> {
+  if (c === 0) return;
+  const coef = await be.matmul(qt, w, c, m, b); // QᵀW, c x b
+  if (be.dense !== undefined) {
+    for (let i = 0; i < coef.length; i++) coef[i] = -coef[i]!;
+    be.dense.gemm(qt, coef, w, m, c, b, 1 | 4);
+  } else {
+    const back = await be.matmul(qt, coef, m, c, b, { transA: true });
+    for (let i = 0; i < w.length; i++) w[i] = w[i]! - back[i]!;
+  }
+}
+
+/** A Krylov column whose norm falls below this fraction of its norm before the projections is replaced (see below). */
+const LOST_COLUMN = 1e-3;
+
+/** Euclidean norms of the columns of a row-major rows x cols f32 matrix (f64 sums). */
+function columnNorms(x: Float32Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(cols);
+  for (let i = 0; i < rows; i++) for (let c = 0; c < cols; c++) out[c] = out[c]! + x[i * cols + c]! * x[i * cols + c]!;
+  for (let c = 0; c < cols; c++) out[c] = Math.sqrt(out[c]!);
+  return out;
+}
+
+/**
+ * Top-k SVD by randomized block Krylov iteration (Musco & Musco 2015, with block Gram–Schmidt against every earlier
+ * block, twice): Q = orth[AΩ, (AAᵀ)AΩ, …, (AAᵀ)^(s−1)AΩ] with a Gaussian n x b Ω, built block by block; Bᵀ = AᵀQ
+ * comes out of the same products (AᵀQ_j is the next block's half step); then the SVD of the small B through the top-k
+ * eigenpairs of B·Bᵀ (s·b square), U = Q·W, V = orth(Bᵀ·W·diag(1/σ)). 2s products with A of b columns each: with
+ * the defaults (b = k/8, s = 14, a basis of 1.75k columns) about 7·m·n·k multiply-adds, against 10·m·n·k for
+ * `randomizedSvd` with q = 3 and p = k/4, and the subspace is a polynomial of degree 2s − 1 in A instead of 2q + 1:
+ * on TSV-M's flat spectra (bench/svd) the merged result lands 50x closer to the exact one. The basis must be wide
+ * enough: at 1.25k columns the top-k boundary was not resolved there. A rank-deficient A (the Krylov space
+ * exhausted: a column loses three digits to the projections) gets seeded random directions orthogonal to the
+ * earlier blocks instead of rounding noise. Falls back to `randomizedSvd` with its
+ * defaults only when no s·b basis of at least k columns fits in min(m, n) (k near min(m, n) with few blocks).
+ * Deterministic for a given seed.
+ */
+export async function blockKrylovSvd(a: Float32Array, m: number, n: number, k: number, options: BlockKrylovOptions): Promise<TruncatedSvd> {
+  checkArgs(a, m, n, k);
+  if (k === 0) return empty(m, n);
+  const be = options.backend;
+  const seed = options.seed ?? 0;
+  const r = Math.min(m, n);
+  const s0 = options.blocks ?? DEFAULT_KRYLOV_BLOCKS;
+  assertDim('blocks', s0);
+  let b = Math.min(r, options.blockSize ?? defaultKrylovBlockSize(k, s0));
+  assertDim('blockSize', b);
+  let s = Math.min(s0, b === 0 ? 0 : Math.floor(r / b));
+  if (s * b < k && s0 > 0) {
+    // the basis must hold k columns: widen the blocks (within min(m, n))
+    b = Math.ceil(k / Math.max(1, s));
+    s = Math.min(Math.max(1, s), Math.floor(r / b));
+  }
+  if (b === 0 || s * b < k) return randomizedSvd(a, m, n, k, { backend: be, seed });
+  const l = s * b;
+  const omega = new Float32Array(n * b);
+  new SeededRandom(seed).fillNormal(omega);
+  const scratch = new ScratchF32();
+  let salt = 0;
+  const qt = new Float32Array(l * m); // Qᵀ: block j in rows [jb, (j+1)b)
+  const bt = new Float32Array(n * l); // Bᵀ = AᵀQ, block j in columns [jb, (j+1)b)
+  let z: Float32Array = new Float32Array(0);
+  for (let j = 0; j < s; j++) {
+    let q = await be.matmul(a, j === 0 ? omega : z, m, n, b);
+    const earlier = qt.subarray(0, j * b * m);
+    let fellBack = false;
+    const fallback = (y: Float32Array, mm: number, bb: number): Promise<Float32Array> => {
+      fellBack = true;
+      return lowRankOrthonormalBasis(y, mm, bb, be, (seed + 0x9e3779b9 * ++salt) >>> 0);
+    };
+    const before = columnNorms(q, m, b);
+    // twice: after the first pass the remainder can still lean on the earlier blocks ("twice is enough")
+    for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be);
+    // a column that lost three digits to the projection lies in the span already (the Krylov space is exhausted):
+    // what is left is rounding noise, not a direction; a seeded Gaussian column takes its place
+    const after = columnNorms(q, m, b);
+    const rng = new SeededRandom((seed + 0x85ebca6b * (j + 1)) >>> 0);
+    let replaced = false;
+    for (let c = 0; c < b; c++) {
+      if (after[c]! > LOST_COLUMN * before[c]!) continue;
+      for (let i = 0; i < m; i++) q[i * b + c] = rng.normal();
+      replaced = true;
+    }
+    if (replaced) for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be);
+    q = await orthonormalizeColumns(q, m, b, be, { scratch, fallback });
+    if (fellBack && j > 0) {
+      // the completion directions of a rank-deficient block are random: make them orthogonal to the earlier blocks
+      for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be);
+      q = await orthonormalizeColumns(q, m, b, be, { scratch });
+    }
+    qt.set(transposeF32(q, m, b), j * b * m);
+    z = await be.matmul(a, q, n, m, b, { transA: true, out: z.length === n * b ? z : new Float32Array(n * b) });
+    for (let i = 0; i < n; i++) bt.set(z.subarray(i * b, i * b + b), i * l + j * b);
+  }
+  const g = await symmetricGramF64(bt, n, l, be, scratch); // B·Bᵀ
+  const eig = await symmetricEigenTopF32(g, l, k, be);
+  const sv = new Float64Array(k);
+  for (let j = 0; j < k; j++) sv[j] = Math.sqrt(Math.max(0, eig.values[j]!));
+  const uSmall = eig.vectors;
+  const scaled = new Float32Array(l * k);
+  const floor = sv[0]! * 1e-6;
+  for (let i = 0; i < l; i++) for (let j = 0; j < k; j++) scaled[i * k + j] = sv[j]! > floor ? uSmall[i * k + j]! / sv[j]! : 0;
+  const v = await orthonormalizeColumns(await be.matmul(bt, scaled, n, l, k), n, k, be, {
+    scratch,
+    fallback: (y, mm, kk) => lowRankOrthonormalBasis(y, mm, kk, be, (seed + 0x9e3779b9 * ++salt) >>> 0),
+  });
+  const u = await be.matmul(qt, uSmall, m, l, k, { transA: true });
+  return { m, n, k, u, s: sv, v };
 }

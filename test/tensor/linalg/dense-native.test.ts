@@ -171,6 +171,56 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
     }
   });
 
+  it('symEigen: the top-k eigenpairs of symmetricEigenF32 (JS), with clusters, a split tridiagonal and k = 0 or n', async () => {
+    const n = 150;
+    const g = gaussian(n, n, 21).data;
+    const a = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = g[i * n + j]! + g[j * n + i]!;
+    // a repeated eigenvalue (cluster): A + 5·(u uᵀ + w wᵀ) for two orthonormal u, w
+    const clustered = Float64Array.from(a);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) clustered[i * n + j] += 50 * ((i === j ? 1 : 0) * (i < 2 ? 1 : 0));
+    // block diagonal: the tridiagonal splits into unreduced blocks
+    const split = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if ((i < 60) === (j < 60)) split[i * n + j] = a[i * n + j]!;
+    for (const [name, m] of [['plain', a], ['clustered', clustered], ['split', split]] as const) {
+      const js = await symmetricEigenF32(m, n, jsMatMul);
+      for (const k of [0, 7, 40, n]) {
+        const values = new Float64Array(n);
+        const vectors = new Float32Array(n * k);
+        expect(nk.denseSymEigen(Float64Array.from(m), n, k, values, vectors, 2)).toBe(true);
+        expect(maxRelDiff(values, js.values), `${name} values`).toBeLessThan(1e-12);
+        // eigenvectors of a cluster are defined up to a rotation within it: compare projectors for k past it
+        for (let c = 0; c < k; c++) {
+          const ref = new Float64Array(n);
+          const got = new Float64Array(n);
+          for (let i = 0; i < n; i++) {
+            ref[i] = js.vectors[i * n + c]!;
+            got[i] = vectors[i * k + c]!;
+          }
+          const isolated = (c === 0 || js.values[c - 1]! - js.values[c]! > 1e-6) && (c + 1 >= n || js.values[c]! - js.values[c + 1]! > 1e-6);
+          if (isolated) expect(maxRelDiff(got, ref), `${name} k=${k} vector ${c}`).toBeLessThan(1e-4);
+          // A·v = λ·v whatever the cluster
+          let res = 0;
+          for (let i = 0; i < n; i++) {
+            let s = 0;
+            for (let j = 0; j < n; j++) s += m[i * n + j]! * got[j]!;
+            res = Math.max(res, Math.abs(s - values[c]! * got[i]!));
+          }
+          expect(res, `${name} k=${k} residual ${c}`).toBeLessThan(1e-4 * Math.abs(values[0]!));
+        }
+      }
+      // the same bits at 1 and 2 threads
+      const v1 = new Float32Array(n * 20);
+      const v2 = new Float32Array(n * 20);
+      nk.denseSymEigen(Float64Array.from(m), n, 20, new Float64Array(n), v1, 1);
+      nk.denseSymEigen(Float64Array.from(m), n, 20, new Float64Array(n), v2, 2);
+      expect(sameBits(v1, v2)).toBe(true);
+    }
+    const bad = Float64Array.from(a);
+    bad[3] = NaN;
+    expect(nk.denseSymEigen(bad, n, 3, new Float64Array(n), new Float32Array(n * 3), 2)).toBe(false);
+  });
+
   describe('through a backend that carries them', () => {
     const backend: MatMulBackend = { name: 'js+native', matmul: jsMatMul.matmul, dense: denseKernelsOf(nk, 2) };
 

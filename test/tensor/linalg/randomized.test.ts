@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { jsMatMul } from '../../../src/tensor/linalg/backend.js';
 import { orthonormalityError } from '../../../src/tensor/linalg/matrix.js';
-import { LOW_RANK_FALLBACK_MIN_WORK, lowRankOrthonormalBasis, randomizedSvd, truncatedSvd, type TruncatedSvd } from '../../../src/tensor/linalg/randomized.js';
+import { blockKrylovSvd, LOW_RANK_FALLBACK_MIN_WORK, lowRankOrthonormalBasis, randomizedSvd, truncatedSvd, type TruncatedSvd } from '../../../src/tensor/linalg/randomized.js';
 import { pivotedCholeskyColumns } from '../../../src/tensor/linalg/qr.js';
 import { gaussian, refMatMul, relativeReconstructionError, withSpectrum } from './helpers.js';
 
@@ -74,6 +74,66 @@ describe('randomizedSvd', () => {
       const res = await randomizedSvd(x, mm, nn, 12, { backend: jsMatMul });
       expectShapeAndOrthonormal(res, mm, nn, 12);
       expect(relativeReconstructionError(x, mm, nn, res.u, res.s, res.v)).toBeLessThan(optimalError(decaying(40, 0.7), 12) * 1.01 + 1e-5);
+    }
+  });
+});
+
+describe('blockKrylovSvd', () => {
+  it('decaying spectrum: near-optimal rank-k error, accurate top values, as good as subspace iteration with more products', async () => {
+    const m = 220;
+    const n = 180;
+    const s = decaying(180, 0.97); // slow decay: k = 40 cuts where the spectrum is still flat
+    const a = Float32Array.from(withSpectrum(m, n, s, 4).data);
+    const k = 40;
+    const res = await blockKrylovSvd(a, m, n, k, { backend: jsMatMul, seed: 2 });
+    expectShapeAndOrthonormal(res, m, n, k);
+    const err = relativeReconstructionError(a, m, n, res.u, res.s, res.v);
+    expect(err).toBeLessThan(optimalError(s, k) * 1.001 + 1e-5);
+    for (let i = 0; i < k; i++) expect(Math.abs(res.s[i]! - s[i]!) / s[i]!, `σ_${i}`).toBeLessThan(2e-3);
+    const sub = await randomizedSvd(a, m, n, k, { backend: jsMatMul, seed: 2, oversampling: 10, powerIterations: 3 });
+    expect(err).toBeLessThanOrEqual(relativeReconstructionError(a, m, n, sub.u, sub.s, sub.v) + 1e-6);
+  });
+
+  it('is deterministic for a seed; the seed matters', async () => {
+    const a = Float32Array.from(withSpectrum(90, 70, decaying(70, 0.9), 8).data);
+    const r1 = await blockKrylovSvd(a, 90, 70, 12, { backend: jsMatMul, seed: 5, blocks: 2 });
+    const r2 = await blockKrylovSvd(a, 90, 70, 12, { backend: jsMatMul, seed: 5, blocks: 2 });
+    const r3 = await blockKrylovSvd(a, 90, 70, 12, { backend: jsMatMul, seed: 6, blocks: 2 });
+    expect(r2.u).toEqual(r1.u);
+    expect(r3.u).not.toEqual(r1.u);
+  });
+
+  it('rank-deficient input (the Krylov space runs out): exact values, zero tail, orthonormal factors', async () => {
+    const s = [5, 3, 1];
+    const low = Float32Array.from(withSpectrum(80, 60, s, 9).data);
+    const res = await blockKrylovSvd(low, 80, 60, 12, { backend: jsMatMul, seed: 1 });
+    expectShapeAndOrthonormal(res, 80, 60, 12, 1e-4);
+    for (let i = 0; i < 3; i++) expect(Math.abs(res.s[i]! - s[i]!) / s[i]!).toBeLessThan(1e-5);
+    expect(res.s[3]).toBeLessThan(1e-4);
+    expect(relativeReconstructionError(low, 80, 60, res.u, res.s, res.v)).toBeLessThan(1e-5);
+  });
+
+  it('an exactly zero block: random directions orthogonal to the earlier ones', async () => {
+    // rank 2 with blocks of 4: the second block's remainder is rounding noise or exactly zero
+    const low = Float32Array.from(withSpectrum(50, 40, [2, 1], 3).data);
+    const res = await blockKrylovSvd(low, 50, 40, 8, { backend: jsMatMul, seed: 3, blockSize: 4, blocks: 3 });
+    expectShapeAndOrthonormal(res, 50, 40, 8, 1e-4);
+    expect(res.s[0]).toBeCloseTo(2, 5);
+    expect(res.s[1]).toBeCloseTo(1, 5);
+  });
+
+  it('tall, wide, k = min(m, n), and too few columns for the blocks (falls back to subspace iteration)', async () => {
+    for (const [mm, nn, k] of [
+      [300, 40, 12],
+      [40, 300, 12],
+      [30, 24, 24],
+      [30, 24, 23],
+    ] as const) {
+      const sp = decaying(Math.min(mm, nn), 0.8);
+      const x = Float32Array.from(withSpectrum(mm, nn, sp, mm + k).data);
+      const res = await blockKrylovSvd(x, mm, nn, k, { backend: jsMatMul, seed: 1 });
+      expectShapeAndOrthonormal(res, mm, nn, k, 2e-4);
+      expect(relativeReconstructionError(x, mm, nn, res.u, res.s, res.v), `${mm}x${nn} k=${k}`).toBeLessThan(optimalError(sp, k) * 1.01 + 1e-5);
     }
   });
 });
@@ -151,6 +211,13 @@ describe('rank-deficient sketches (low-rank matrices, k above the rank)', () => 
     for (let i = 0; i < 6; i++) expect(Math.abs(res.s[i]! - s[i]!) / s[i]!).toBeLessThan(1e-4);
     expect(res.s[6]).toBeLessThan(1e-4);
     expectShapeAndOrthonormal(res, n, n, k, 1e-4);
+    // the fallback keeps each V column opposite its U column (it once put them in pivot order: U·S·Vᵀ was wrong)
+    const top = (x: Float32Array, rows: number): Float32Array => {
+      const out = new Float32Array(rows * 6);
+      for (let i = 0; i < rows; i++) out.set(x.subarray(i * k, i * k + 6), i * 6);
+      return out;
+    };
+    expect(relativeReconstructionError(a, n, n, top(res.u, n), res.s.slice(0, 6), top(res.v, n))).toBeLessThan(1e-4);
   }, 60_000);
 });
 
