@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <thread>
@@ -225,6 +226,148 @@ struct Inverse {
   bool singular = false;
 };
 
+// Two threads meeting at a point, spinning (the waits here are microseconds).
+struct SpinBarrier {
+  std::atomic<int> arrived{0};
+  std::atomic<int> phase{0};
+  void wait() {
+    const int ph = phase.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      phase.store(ph + 1, std::memory_order_release);
+    } else {
+      while (phase.load(std::memory_order_acquire) == ph) _mm_pause();
+    }
+  }
+};
+
+// The first largest |L[i][c]| over rows [i0, i1) of the leaf buffer (n x LEAF); at = -1 for an empty range.
+void pivotSearch(const float* L, int64_t i0, int64_t i1, int64_t c, float* best, int64_t* at) {
+  *at = -1;
+  *best = 0;
+  for (int64_t i = i0; i < i1; i++) {
+    const float x = std::fabs(L[i * LEAF + c]);
+    if (*at < 0) {
+      *best = x;
+      *at = i;
+    } else if (x > *best) {
+      *best = x;
+      *at = i;
+    }
+  }
+}
+
+// Step k's elimination of rows [i0, i1) except k (row k of the leaf holds the scaled pivot row r0|r1), then the
+// next column's pivot candidate among those rows at or past k + 1 (none when c + 1 == w).
+void eliminateRows(float* L, int64_t i0, int64_t i1, int64_t k, int64_t c, int64_t w, __m512 r0, __m512 r1, float* best, int64_t* at) {
+  *at = -1;
+  *best = 0;
+  const bool next = c + 1 < w;
+  // row[c] is set to 0 before the update: by a masked load (a scalar store there would stall the vector load
+  // that follows it: store forwarding cannot split a vector)
+  const __mmask16 keep0 = c < 16 ? static_cast<__mmask16>(~(1u << c)) : 0xffff;
+  const __mmask16 keep1 = c >= 16 ? static_cast<__mmask16>(~(1u << (c - 16))) : 0xffff;
+  for (int64_t i = i0; i < i1; i++) {
+    if (i == k) continue;
+    float* row = L + i * LEAF;
+    const float f = row[c];
+    if (f != 0.0f) {
+      const __m512 vf = _mm512_set1_ps(f);
+      _mm512_store_ps(row, _mm512_sub_ps(_mm512_maskz_load_ps(keep0, row), _mm512_mul_ps(vf, r0)));
+      _mm512_store_ps(row + 16, _mm512_sub_ps(_mm512_maskz_load_ps(keep1, row + 16), _mm512_mul_ps(vf, r1)));
+    }
+    if (next && i > k) {
+      const float x = std::fabs(row[c + 1]);
+      if (*at < 0 || x > *best) {
+        *best = x;
+        *at = i;
+      }
+    }
+  }
+}
+
+// The unblocked Gauss-Jordan steps k0 .. k1 - 1 on the leaf's columns (buffer L, n x LEAF), then their row swaps on
+// the rest of a.
+// With two threads the rows are split in halves: thread 0 picks the pivot (from both halves' candidates, the first
+// largest as one scan would), swaps and scales, then both eliminate their halves; the same bits either way.
+void leafSteps(Inverse& v, int64_t k0, int64_t k1, float* L) {
+  const int64_t n = v.n, w = k1 - k0;
+  float* a = v.a;
+  const bool two = v.threads >= 2 && n >= 512;
+  const int64_t h = two ? n / 2 : n;
+  SpinBarrier ready, done;
+  struct Shared {
+    __m512 r0, r1;
+    int64_t k = 0;
+    bool stop = false;
+    float best1 = 0;
+    int64_t at1 = -1;
+  } sh;
+  auto helper = [&] {
+    for (int64_t k = k0; k < k1; k++) {
+      ready.wait();
+      if (sh.stop) return;
+      eliminateRows(L, h, n, k, k - k0, w, sh.r0, sh.r1, &sh.best1, &sh.at1);
+      done.wait();
+    }
+  };
+  std::thread t;
+  if (two) t = std::thread(helper);
+  float best0;
+  int64_t at0;
+  pivotSearch(L, k0, h, 0, &best0, &at0);
+  if (two) pivotSearch(L, std::max(h, k0), n, 0, &sh.best1, &sh.at1);
+  for (int64_t k = k0; k < k1; k++) {
+    const int64_t c = k - k0;
+    int64_t p = at0;
+    float best = best0;
+    if (two && sh.at1 >= 0 && (p < 0 || sh.best1 > best)) {
+      p = sh.at1;
+      best = sh.best1;
+    }
+    if (p < 0 || !(best > 0.0f) || !std::isfinite(best)) {
+      v.singular = true;
+      sh.stop = true;
+      if (two) {
+        ready.wait();
+        t.join();
+      }
+      return;
+    }
+    v.perm[k] = p;
+    if (p != k) std::swap_ranges(L + k * LEAF, L + (k + 1) * LEAF, L + p * LEAF);
+    float* rowk = L + k * LEAF;
+    const float d = 1.0f / rowk[c];
+    rowk[c] = 1.0f;
+    const __m512 vd = _mm512_set1_ps(d);
+    sh.r0 = _mm512_mul_ps(_mm512_load_ps(rowk), vd);
+    sh.r1 = _mm512_mul_ps(_mm512_load_ps(rowk + 16), vd);
+    _mm512_store_ps(rowk, sh.r0);
+    _mm512_store_ps(rowk + 16, sh.r1);
+    if (two) ready.wait();
+    eliminateRows(L, 0, h, k, c, w, sh.r0, sh.r1, &best0, &at0);
+    if (two) done.wait();
+  }
+  if (two) t.join();
+  // the same row swaps on the rest of each row (columns outside the leaf), in order, the columns split between the
+  // threads: out of the steps above, where they were memory-bound serial work
+  auto swapRows = [&](int64_t j0, int64_t j1) {
+    for (int64_t k = k0; k < k1; k++) {
+      const int64_t p = v.perm[k];
+      if (p == k) continue;
+      if (j0 < k0) std::swap_ranges(a + k * n + j0, a + k * n + std::min(j1, k0), a + p * n + j0);
+      if (j1 > k1) std::swap_ranges(a + k * n + std::max(j0, k1), a + k * n + j1, a + p * n + std::max(j0, k1));
+    }
+  };
+  if (two) {
+    std::thread s2(swapRows, n / 2, n);
+    swapRows(0, n / 2);
+    s2.join();
+  } else {
+    swapRows(0, n);
+  }
+}
+
 // Columns [k0, k1) within the scope [s0, s1) (k0 >= s0, k1 <= s1): the leaf steps on the leaf's columns, then the
 // rest of the scope updated by one product per side. Row swaps always move whole rows.
 void gjColumns(Inverse& v, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
@@ -247,44 +390,8 @@ void gjColumns(Inverse& v, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
       _mm512_store_ps(L + i * LEAF, _mm512_maskz_loadu_ps(m0, a + i * n + k0));
       _mm512_store_ps(L + i * LEAF + 16, _mm512_maskz_loadu_ps(m1, a + i * n + k0 + 16));
     }
-    for (int64_t k = k0; k < k1; k++) {
-      const int64_t c = k - k0;
-      int64_t p = k;
-      float best = std::fabs(L[k * LEAF + c]);
-      for (int64_t i = k + 1; i < n; i++) {
-        const float x = std::fabs(L[i * LEAF + c]);
-        if (x > best) {
-          best = x;
-          p = i;
-        }
-      }
-      if (!(best > 0.0f) || !std::isfinite(best)) {
-        v.singular = true;
-        return;
-      }
-      v.perm[k] = p;
-      if (p != k) {
-        std::swap_ranges(a + k * n, a + (k + 1) * n, a + p * n);
-        std::swap_ranges(L + k * LEAF, L + (k + 1) * LEAF, L + p * LEAF);
-      }
-      float* rowk = L + k * LEAF;
-      const float d = 1.0f / rowk[c];
-      rowk[c] = 1.0f;
-      const __m512 vd = _mm512_set1_ps(d);
-      const __m512 r0 = _mm512_mul_ps(_mm512_load_ps(rowk), vd), r1 = _mm512_mul_ps(_mm512_load_ps(rowk + 16), vd);
-      _mm512_store_ps(rowk, r0);
-      _mm512_store_ps(rowk + 16, r1);
-      for (int64_t i = 0; i < n; i++) {
-        if (i == k) continue;
-        float* row = L + i * LEAF;
-        const float f = row[c];
-        if (f == 0.0f) continue;
-        row[c] = 0.0f;
-        const __m512 vf = _mm512_set1_ps(f);
-        _mm512_store_ps(row, _mm512_sub_ps(_mm512_load_ps(row), _mm512_mul_ps(vf, r0)));
-        _mm512_store_ps(row + 16, _mm512_sub_ps(_mm512_load_ps(row + 16), _mm512_mul_ps(vf, r1)));
-      }
-    }
+    leafSteps(v, k0, k1, L);
+    if (v.singular) return;
     for (int64_t i = 0; i < n; i++) {
       _mm512_mask_storeu_ps(a + i * n + k0, m0, _mm512_load_ps(L + i * LEAF));
       if (m1) _mm512_mask_storeu_ps(a + i * n + k0 + 16, m1, _mm512_load_ps(L + i * LEAF + 16));
@@ -552,8 +659,50 @@ void rank2Row(double* W, const double* d, const double* e, int64_t row, int64_t 
   for (; k < k1; k++) W[row + k] -= f * e[k] + g * d[k];
 }
 
-void tridiagonalize(int64_t n, double* W, double* d, double* e) {
+// Rows [0, split(i)) and [split(i), i) carry about equal shares of a step's triangle (row j has i - j entries).
+int64_t splitRows(int64_t i) { return static_cast<int64_t>(static_cast<double>(i) * (1 - 0.7071067811865476)); }
+
+// The reduction, its two O(i²) parts per step (the symmetric product into e and the rank-2 update) split by rows
+// into two fixed halves (splitRows), each half's contribution to e summed separately and then added: the same
+// arithmetic whether one thread does both halves or two threads one each (steps below 256 rows stay on one).
+void tridiagonalize(int64_t n, double* W, double* d, double* e, int threads) {
   for (int64_t j = 0; j < n; j++) d[j] = W[j * n + (n - 1)];
+  std::vector<double> part0(static_cast<size_t>(n)), part1(static_cast<size_t>(n)), dn(static_cast<size_t>(n));
+  // per step, written by thread 0 before the barrier that releases the helper
+  struct Step {
+    int64_t i = 0, j1 = 0;
+    bool work = false, parallel = false, stop = false;
+  } st;
+  SpinBarrier bar;
+  auto symvPart = [&](int64_t j0, int64_t j1, int64_t i, double* part) {
+    std::fill(part, part + i, 0.0);
+    for (int64_t j = j0; j < j1; j++) {
+      const double f = d[j];
+      part[j] += W[j * n + j] * f + symvRow(W, d, part, j * n, j + 1, i, f);
+    }
+  };
+  auto rank2Part = [&](int64_t j0, int64_t j1, int64_t i) {
+    for (int64_t j = j0; j < j1; j++) {
+      rank2Row(W, d, e, j * n, j, i, d[j], e[j]);
+      dn[j] = W[j * n + (i - 1)];
+      W[j * n + i] = 0;
+    }
+  };
+  const bool two = threads >= 2 && n >= 256;
+  std::thread helper;
+  if (two) {
+    helper = std::thread([&] {
+      for (;;) {
+        bar.wait();  // step published
+        if (st.stop) return;
+        if (st.parallel) symvPart(st.j1, st.i, st.i, part1.data());
+        bar.wait();  // e summed by thread 0
+        bar.wait();
+        if (st.parallel) rank2Part(st.j1, st.i, st.i);
+        bar.wait();
+      }
+    });
+  }
   for (int64_t i = n - 1; i > 0; i--) {
     double scale = 0, h = 0;
     for (int64_t k = 0; k < i; k++) scale += std::fabs(d[k]);
@@ -564,41 +713,56 @@ void tridiagonalize(int64_t n, double* W, double* d, double* e) {
         W[j * n + i] = 0;
         W[i * n + j] = 0;
       }
-    } else {
-      for (int64_t k = 0; k < i; k++) {
-        d[k] /= scale;
-        h += d[k] * d[k];
-      }
-      double f = d[i - 1];
-      double g = std::sqrt(h);
-      if (f > 0) g = -g;
-      e[i] = scale * g;
-      h -= f * g;
-      d[i - 1] = f - g;
-      for (int64_t j = 0; j < i; j++) e[j] = 0;
-      for (int64_t j = 0; j < i; j++) {
-        f = d[j];
-        W[i * n + j] = f;
-        e[j] = e[j] + W[j * n + j] * f + symvRow(W, d, e, j * n, j + 1, i, f);
-      }
-      f = 0;
-      for (int64_t j = 0; j < i; j++) {
-        e[j] /= h;
-        f += e[j] * d[j];
-      }
-      const double hh = f / (h + h);
-      for (int64_t j = 0; j < i; j++) e[j] -= hh * d[j];
-      for (int64_t j = 0; j < i; j++) {
-        f = d[j];
-        g = e[j];
-        rank2Row(W, d, e, j * n, j, i, f, g);
-        d[j] = W[j * n + (i - 1)];
-        W[j * n + i] = 0;
-      }
+      d[i] = h;
+      continue;
     }
+    for (int64_t k = 0; k < i; k++) {
+      d[k] /= scale;
+      h += d[k] * d[k];
+    }
+    double f = d[i - 1];
+    double g = std::sqrt(h);
+    if (f > 0) g = -g;
+    e[i] = scale * g;
+    h -= f * g;
+    d[i - 1] = f - g;
+    for (int64_t j = 0; j < i; j++) W[i * n + j] = d[j];
+    const int64_t j1 = splitRows(i);
+    const bool parallel = two && i >= 256;
+    if (parallel) {
+      st.i = i;
+      st.j1 = j1;
+      st.parallel = true;
+      bar.wait();
+      symvPart(0, j1, i, part0.data());
+      bar.wait();
+    } else {
+      symvPart(0, j1, i, part0.data());
+      symvPart(j1, i, i, part1.data());
+    }
+    f = 0;
+    for (int64_t j = 0; j < i; j++) {
+      e[j] = (part0[j] + part1[j]) / h;
+      f += e[j] * d[j];
+    }
+    const double hh = f / (h + h);
+    for (int64_t j = 0; j < i; j++) e[j] -= hh * d[j];
+    if (parallel) {
+      bar.wait();
+      rank2Part(0, j1, i);
+      bar.wait();
+    } else {
+      rank2Part(0, i, i);
+    }
+    for (int64_t j = 0; j < i; j++) d[j] = dn[j];
     d[i] = h;
   }
   e[0] = 0;
+  if (two) {
+    st.stop = true;
+    bar.wait();
+    helper.join();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -802,7 +966,7 @@ bool symEigenTop(double* w, int64_t n, int64_t k, double* values, float* vectors
   for (int64_t i = 0; i < n * n; i++)
     if (!std::isfinite(w[i])) return false;
   std::vector<double> h(n), e(n), d(n);
-  tridiagonalize(n, w, h.data(), e.data());
+  tridiagonalize(n, w, h.data(), e.data(), threads);
   for (int64_t i = 0; i < n; i++) d[i] = w[i * n + i];
   double tnorm = 0;
   for (int64_t i = 0; i < n; i++) tnorm = std::max(tnorm, std::fabs(d[i]) + std::fabs(e[i]) + (i + 1 < n ? std::fabs(e[i + 1]) : 0));
@@ -1024,7 +1188,7 @@ napi_value denseTridiagonalize(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "WK_NATIVE", "denseTridiagonalize: arguments out of range");
     return nullptr;
   }
-  tridiagonalize(static_cast<int64_t>(n), arr[0], arr[1], arr[2]);
+  tridiagonalize(static_cast<int64_t>(n), arr[0], arr[1], arr[2], 2);
   return nullptr;
 }
 
@@ -1065,6 +1229,71 @@ napi_value denseSymEigen(napi_env env, napi_callback_info info) {
   return r;
 }
 
+
+// densePolarAsync(p, n, threads, info): densePolar on a libuv pool thread; returns a Promise of its boolean. p and
+// info must not be touched until it settles (references keep them alive).
+struct PolarWork {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  napi_ref pRef = nullptr, infoRef = nullptr;
+  float* p = nullptr;
+  double* io = nullptr;
+  int64_t n = 0;
+  int threads = 1;
+  bool ok = false;
+};
+
+void polarExecute(napi_env, void* data) {
+  PolarWork* w = static_cast<PolarWork*>(data);
+  PolarRun run;
+  w->ok = polarNewton(w->p, w->n, w->threads, static_cast<int>(w->io[0]), w->io[1], w->io[2], &run);
+  w->io[3] = run.iterations;
+  w->io[4] = run.delta;
+  w->io[5] = run.condition;
+}
+
+void polarComplete(napi_env env, napi_status, void* data) {
+  PolarWork* w = static_cast<PolarWork*>(data);
+  napi_value r;
+  napi_get_boolean(env, w->ok, &r);
+  napi_resolve_deferred(env, w->deferred, r);
+  napi_delete_reference(env, w->pRef);
+  napi_delete_reference(env, w->infoRef);
+  napi_delete_async_work(env, w->work);
+  delete w;
+}
+
+napi_value densePolarAsync(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  float* p;
+  size_t lp, li;
+  double n, threads;
+  napi_typedarray_type type;
+  void* d;
+  napi_value ab;
+  size_t off;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4 || !floatArray(env, argv[0], &p, &lp) ||
+      !number(env, argv[1], &n) || !number(env, argv[2], &threads) || n < 0 || lp < n * n ||
+      napi_get_typedarray_info(env, argv[3], &type, &li, &d, &ab, &off) != napi_ok || type != napi_float64_array || li < 6) {
+    napi_throw_error(env, "WK_NATIVE", "densePolarAsync: arguments out of range");
+    return nullptr;
+  }
+  PolarWork* w = new PolarWork();
+  w->p = p;
+  w->io = static_cast<double*>(d);
+  w->n = static_cast<int64_t>(n);
+  w->threads = static_cast<int>(threads);
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  napi_create_reference(env, argv[0], 1, &w->pRef);
+  napi_create_reference(env, argv[3], 1, &w->infoRef);
+  napi_create_string_utf8(env, "weightkit:polar", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, nullptr, name, polarExecute, polarComplete, w, &w->work);
+  napi_queue_async_work(env, w->work);
+  return promise;
+}
+
 }  // namespace
 #endif
 
@@ -1078,6 +1307,8 @@ void registerDense(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "denseInverse", f);
   napi_create_function(env, "densePolar", NAPI_AUTO_LENGTH, densePolar, nullptr, &f);
   napi_set_named_property(env, exports, "densePolar", f);
+  napi_create_function(env, "densePolarAsync", NAPI_AUTO_LENGTH, densePolarAsync, nullptr, &f);
+  napi_set_named_property(env, exports, "densePolarAsync", f);
   napi_create_function(env, "denseTridiagonalize", NAPI_AUTO_LENGTH, denseTridiagonalize, nullptr, &f);
   napi_set_named_property(env, exports, "denseTridiagonalize", f);
   napi_create_function(env, "denseSymEigen", NAPI_AUTO_LENGTH, denseSymEigen, nullptr, &f);

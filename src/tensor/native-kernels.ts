@@ -31,19 +31,22 @@ export interface NativeKernels {
   denseGemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number, threads: number): void;
   denseInverse(a: Float32Array, n: number, threads: number): boolean;
   densePolar(p: Float32Array, n: number, threads: number, info: Float64Array): boolean;
+  densePolarAsync(p: Float32Array, n: number, threads: number, info: Float64Array): Promise<boolean>;
   denseTridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
   denseSymEigen(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array, threads: number): boolean;
 }
 
 /** Every function the addon must export to be used (a build missing one is stale). */
-export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'denseTridiagonalize', 'denseSymEigen'] as const;
+export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'densePolarAsync', 'denseTridiagonalize', 'denseSymEigen'] as const;
 
 /** The addon's dense kernels on `threads` threads, in the shape linalg backends carry them (MatMulBackend.dense). */
 export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels {
   return {
     gemm: (a, b, c, m, kk, n, flags) => k.denseGemm(a, b, c, m, kk, n, flags, threads),
     inverse: (a, n) => k.denseInverse(a, n, threads),
+    threads,
     polar: (p, n, info) => k.densePolar(p, n, threads, info),
+    polarAsync: (p, n, info, t = threads) => k.densePolarAsync(p, n, t, info),
     tridiagonalize: (w, n, d, e) => k.denseTridiagonalize(w, n, d, e),
     symEigen: (w, n, kk, values, vectors) => k.denseSymEigen(w, n, kk, values, vectors, threads),
   };

@@ -51,6 +51,10 @@ export interface DenseKernels {
    * [5] the condition bound. false (p unspecified) when A is singular or worse conditioned than info[2].
    */
   polar(p: Float32Array, n: number, info: Float64Array): boolean;
+  /** `polar` on a libuv pool thread (the event loop keeps running), on `threads` threads (default the backend's). */
+  polarAsync(p: Float32Array, n: number, info: Float64Array, threads?: number): Promise<boolean>;
+  /** The thread count the kernels run on. */
+  readonly threads: number;
   /** `tred2Reduce` (svd.ts) in native f64: same contract, vectorised sums (not the same bits). */
   tridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
   /**

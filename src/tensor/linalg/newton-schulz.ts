@@ -35,6 +35,8 @@ export interface NewtonSchulzOptions {
    * singular or its condition bound exceeds NEWTON_MAX_CONDITION (then these iterations run). Default true.
    */
   newton?: boolean;
+  /** Threads of the native Newton iteration (default: the backend's); two factors at once can take half each. */
+  threads?: number;
 }
 
 /** Most Newton steps (they converge in under 10 from any condition number the bound admits). */
@@ -44,7 +46,7 @@ const NEWTON_MAX_ITERATIONS = 20;
  * the scaling's (ζ − 1)²/2) is below this. The f32 inverses leave ~3e-5 of rounding noise at 4096² anyway (the last
  * step's change when iterated further), so a smaller tolerance buys one more step of noise.
  */
-const NEWTON_TOLERANCE = 1e-5;
+const NEWTON_TOLERANCE = 5e-5;
 /**
  * Largest condition bound α/β (α = sqrt(‖A‖₁‖A‖∞) >= σ_max, β = 1/sqrt(‖A⁻¹‖₁‖A⁻¹‖∞) <= σ_min; the bound is up to n
  * times κ₂) for which the f32 Newton iteration runs; worse (nearly singular) inputs take the product iterations,
@@ -256,7 +258,7 @@ export async function polarNewtonSchulz(a: Float32Array, m: number, c: number, b
   if (m === c && m > 0 && backend.dense !== undefined && options.newton !== false) {
     const info = Float64Array.of(NEWTON_MAX_ITERATIONS, NEWTON_TOLERANCE, NEWTON_MAX_CONDITION, 0, 0, 0);
     const p = Float32Array.from(a);
-    if (backend.dense.polar(p, m, info)) return { p, method: 'newton', iterations: info[3]!, residual: info[4]!, sigmaMax: 0 };
+    if (await backend.dense.polarAsync(p, m, info, options.threads)) return { p, method: 'newton', iterations: info[3]!, residual: info[4]!, sigmaMax: 0 };
   }
   const tol = options.tolerance ?? 2e-6;
   const maxIt = options.maxIterations ?? 40;
