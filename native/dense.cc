@@ -1294,6 +1294,80 @@ napi_value densePolarAsync(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+
+// denseSymEigenAsync(w, n, k, values, vectors, threads): denseSymEigen on a libuv pool thread; a Promise of its
+// boolean. The arrays must not be touched until it settles.
+struct EigenWork {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  napi_ref refs[3] = {nullptr, nullptr, nullptr};
+  double *w = nullptr, *values = nullptr;
+  float* vectors = nullptr;
+  int64_t n = 0, k = 0;
+  int threads = 1;
+  bool ok = false;
+};
+
+napi_value denseSymEigenAsync(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  double n, k, threads;
+  double *w = nullptr, *values = nullptr;
+  float* vectors = nullptr;
+  size_t lw = 0, lv = 0, lvec = 0;
+  bool ok = napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 6 && number(env, argv[1], &n) && number(env, argv[2], &k) &&
+            number(env, argv[5], &threads) && n >= 0 && k >= 0 && k <= n && floatArray(env, argv[4], &vectors, &lvec);
+  for (int q = 0; ok && q < 2; q++) {
+    napi_typedarray_type type;
+    void* data;
+    napi_value ab;
+    size_t off, len;
+    ok = napi_get_typedarray_info(env, argv[q == 0 ? 0 : 3], &type, &len, &data, &ab, &off) == napi_ok && type == napi_float64_array;
+    if (q == 0) {
+      w = static_cast<double*>(data);
+      lw = len;
+    } else {
+      values = static_cast<double*>(data);
+      lv = len;
+    }
+  }
+  if (!ok || lw < n * n || lv < n || lvec < n * k) {
+    napi_throw_error(env, "WK_NATIVE", "denseSymEigenAsync: arguments out of range");
+    return nullptr;
+  }
+  EigenWork* ew = new EigenWork();
+  ew->w = w;
+  ew->values = values;
+  ew->vectors = vectors;
+  ew->n = static_cast<int64_t>(n);
+  ew->k = static_cast<int64_t>(k);
+  ew->threads = static_cast<int>(threads);
+  napi_value promise, name;
+  napi_create_promise(env, &ew->deferred, &promise);
+  napi_create_reference(env, argv[0], 1, &ew->refs[0]);
+  napi_create_reference(env, argv[3], 1, &ew->refs[1]);
+  napi_create_reference(env, argv[4], 1, &ew->refs[2]);
+  napi_create_string_utf8(env, "weightkit:eigen", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(
+      env, nullptr, name,
+      [](napi_env, void* data) {
+        EigenWork* e = static_cast<EigenWork*>(data);
+        e->ok = symEigenTop(e->w, e->n, e->k, e->values, e->vectors, e->threads);
+      },
+      [](napi_env env, napi_status, void* data) {
+        EigenWork* e = static_cast<EigenWork*>(data);
+        napi_value r;
+        napi_get_boolean(env, e->ok, &r);
+        napi_resolve_deferred(env, e->deferred, r);
+        for (napi_ref ref : e->refs) napi_delete_reference(env, ref);
+        napi_delete_async_work(env, e->work);
+        delete e;
+      },
+      ew, &ew->work);
+  napi_queue_async_work(env, ew->work);
+  return promise;
+}
+
 }  // namespace
 #endif
 
@@ -1313,6 +1387,8 @@ void registerDense(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "denseTridiagonalize", f);
   napi_create_function(env, "denseSymEigen", NAPI_AUTO_LENGTH, denseSymEigen, nullptr, &f);
   napi_set_named_property(env, exports, "denseSymEigen", f);
+  napi_create_function(env, "denseSymEigenAsync", NAPI_AUTO_LENGTH, denseSymEigenAsync, nullptr, &f);
+  napi_set_named_property(env, exports, "denseSymEigenAsync", f);
 #else
   (void)env;
   (void)exports;

@@ -34,10 +34,11 @@ export interface NativeKernels {
   densePolarAsync(p: Float32Array, n: number, threads: number, info: Float64Array): Promise<boolean>;
   denseTridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
   denseSymEigen(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array, threads: number): boolean;
+  denseSymEigenAsync(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array, threads: number): Promise<boolean>;
 }
 
 /** Every function the addon must export to be used (a build missing one is stale). */
-export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'densePolarAsync', 'denseTridiagonalize', 'denseSymEigen'] as const;
+export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'densePolarAsync', 'denseTridiagonalize', 'denseSymEigen', 'denseSymEigenAsync'] as const;
 
 /** The addon's dense kernels on `threads` threads, in the shape linalg backends carry them (MatMulBackend.dense). */
 export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels {
@@ -49,6 +50,7 @@ export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels 
     polarAsync: (p, n, info, t = threads) => k.densePolarAsync(p, n, t, info),
     tridiagonalize: (w, n, d, e) => k.denseTridiagonalize(w, n, d, e),
     symEigen: (w, n, kk, values, vectors) => k.denseSymEigen(w, n, kk, values, vectors, threads),
+    symEigenAsync: (w, n, kk, values, vectors) => k.denseSymEigenAsync(w, n, kk, values, vectors, threads),
   };
 }
 

@@ -323,8 +323,8 @@ export async function tsvMerge(taus: readonly Float32Array[], m: number, n: numb
     } else {
       const svd = await truncatedTaskSvd(tau, m, n, k, c, seedOf(t));
       const kept = keptCount(svd.s, k);
-      us.push(leading(f32, svd.u, m, k, kept));
-      vs.push(leading(f32, svd.v, n, k, kept));
+      us.push(kept === k ? svd.u : leading(f32, svd.u, m, k, kept));
+      vs.push(kept === k ? svd.v : leading(f32, svd.v, n, k, kept));
       widths.push(kept);
       for (let j = 0; j < kept; j++) ss.push(svd.s[j]!);
     }
@@ -378,12 +378,12 @@ export async function polarRecombine(
     // inverses side by side take 0.87 s each, one two-thread inverse 0.53 s: the serial parts overlap)
     const threads = Math.floor(dense.threads / 2);
     [pu, pv] = await Promise.all([
-      polarNewtonSchulz(concat(f32, us as Float32Array[], widths, m), m, cw, c.backend, { threads }),
-      polarNewtonSchulz(concat(f32, vs as Float32Array[], widths, n), n, cw, c.backend, { threads }),
+      polarNewtonSchulz(concat(f32, us as Float32Array[], widths, m), m, cw, c.backend, { threads, overwrite: true }),
+      polarNewtonSchulz(concat(f32, vs as Float32Array[], widths, n), n, cw, c.backend, { threads, overwrite: true }),
     ]);
   } else {
-    pu = await polarNewtonSchulz(concat(f32, us as Float32Array[], widths, m), m, cw, c.backend);
-    pv = await polarNewtonSchulz(concat(f32, vs as Float32Array[], widths, n), n, cw, c.backend);
+    pu = await polarNewtonSchulz(concat(f32, us as Float32Array[], widths, m), m, cw, c.backend, { overwrite: true });
+    pv = await polarNewtonSchulz(concat(f32, vs as Float32Array[], widths, n), n, cw, c.backend, { overwrite: true });
   }
   const us2 = pu.p;
   for (let i = 0; i < m; i++) for (let l = 0; l < cw; l++) us2[i * cw + l] = us2[i * cw + l]! * s[l]!;

@@ -63,6 +63,8 @@ export interface DenseKernels {
    * largest, largest-magnitude entry positive. false when the QL iteration does not converge (non-finite input).
    */
   symEigen(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array): boolean;
+  /** `symEigen` on a libuv pool thread (the event loop keeps running). */
+  symEigenAsync(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array): Promise<boolean>;
 }
 
 /** Validate the arguments of a matmul call (shared by every backend). */

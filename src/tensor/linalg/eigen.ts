@@ -276,7 +276,7 @@ export async function symmetricEigenTopF32(a: ArrayLike<number>, n: number, k: n
   if (backend.dense !== undefined) {
     const values = new Float64Array(n);
     const vectors = new Float32Array(n * k);
-    if (!backend.dense.symEigen(Float64Array.from(a), n, k, values, vectors)) throw new RangeError('symmetricEigen: QL iteration did not converge (non-finite input?)');
+    if (!(await backend.dense.symEigenAsync(Float64Array.from(a), n, k, values, vectors))) throw new RangeError('symmetricEigen: QL iteration did not converge (non-finite input?)');
     return { values, vectors };
   }
   const all = await symmetricEigenF32(a, n, backend);

@@ -37,6 +37,8 @@ export interface NewtonSchulzOptions {
   newton?: boolean;
   /** Threads of the native Newton iteration (default: the backend's); two factors at once can take half each. */
   threads?: number;
+  /** The input may be overwritten (the Newton path then iterates in it instead of a copy). Default false. */
+  overwrite?: boolean;
 }
 
 /** Most Newton steps (they converge in under 10 from any condition number the bound admits). */
@@ -257,8 +259,11 @@ export async function polarNewtonSchulz(a: Float32Array, m: number, c: number, b
   }
   if (m === c && m > 0 && backend.dense !== undefined && options.newton !== false) {
     const info = Float64Array.of(NEWTON_MAX_ITERATIONS, NEWTON_TOLERANCE, NEWTON_MAX_CONDITION, 0, 0, 0);
-    const p = Float32Array.from(a);
+    const p = options.overwrite === true ? a : Float32Array.from(a);
     if (await backend.dense.polarAsync(p, m, info, options.threads)) return { p, method: 'newton', iterations: info[3]!, residual: info[4]!, sigmaMax: 0 };
+    // a declined input (singular, badly conditioned) is declined before the first step writes: `a` is intact for
+    // the product iterations below; a later failure (not seen with finite inputs) has overwritten it
+    if (options.overwrite === true && info[3]! > 0) throw new RangeError('polarNewtonSchulz: the Newton iteration failed after its first step on an input it was allowed to overwrite');
   }
   const tol = options.tolerance ?? 2e-6;
   const maxIt = options.maxIterations ?? 40;

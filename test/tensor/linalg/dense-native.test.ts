@@ -239,12 +239,42 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
       expect((await polarNewtonSchulz(tall, n + 5, n, backend)).method).toBe('newton-schulz');
     });
 
-    it('polarNewtonSchulz falls back to the product iterations for a singular square input', async () => {
+    it('polarNewtonSchulz falls back to the product iterations for a singular square input, also one it may overwrite', async () => {
       const n = 60;
       const s = Array.from({ length: n }, (_, i) => (i < 50 ? 1 - i / 100 : 0));
       const a = Float32Array.from(withSpectrum(n, n, s, 4).data);
       const r = await polarNewtonSchulz(a, n, n, backend);
       expect(r.method).toBe('newton-schulz');
+      // the declined input is left intact for the fallback: the same factor as from an untouched copy
+      const mine = Float32Array.from(a);
+      const inPlace = await polarNewtonSchulz(mine, n, n, backend, { overwrite: true });
+      expect(inPlace.method).toBe('newton-schulz');
+      expect(sameBits(inPlace.p, r.p)).toBe(true);
+    });
+
+    it('the async kernels give the bits of the synchronous ones (on one thread or two)', async () => {
+      const n = 280;
+      const kk = 30;
+      const g = gaussian(n, n, 8).data;
+      const a = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = g[i * n + j]! + g[j * n + i]!;
+      const v1 = new Float32Array(n * kk);
+      const v2 = new Float32Array(n * kk);
+      const e1 = new Float64Array(n);
+      const e2 = new Float64Array(n);
+      expect(nk.denseSymEigen(Float64Array.from(a), n, kk, e1, v1, 2)).toBe(true);
+      expect(await nk.denseSymEigenAsync(Float64Array.from(a), n, kk, e2, v2, 1)).toBe(true);
+      expect(sameBits(v1, v2)).toBe(true);
+      expect(e2).toEqual(e1);
+      const x = f32(n, n, 12);
+      const p1 = Float32Array.from(x);
+      const p2 = Float32Array.from(x);
+      const i1 = Float64Array.of(20, 1e-5, 1e8, 0, 0, 0);
+      const i2 = Float64Array.of(20, 1e-5, 1e8, 0, 0, 0);
+      expect(nk.densePolar(p1, n, 2, i1)).toBe(true);
+      expect(await nk.densePolarAsync(p2, n, 1, i2)).toBe(true);
+      expect(sameBits(p1, p2)).toBe(true);
+      expect(i2[3]).toBe(i1[3]);
     });
 
     it('symmetricEigenF32 with the native reduction: the same eigenpairs as without', async () => {
