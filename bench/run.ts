@@ -39,7 +39,7 @@ async function run(): Promise<void> {
     const t0 = performance.now();
     const results = await BENCHES[n]!();
     for (const r of results) {
-      const v = Math.abs(r.value) >= 100 ? r.value.toFixed(0) : r.value.toFixed(3);
+      const v = Math.abs(r.value) >= 100 ? r.value.toFixed(0) : r.value !== 0 && Math.abs(r.value) < 0.01 ? r.value.toExponential(2) : r.value.toFixed(3);
       console.log(`${r.name.padEnd(48)} ${v.padStart(10)} ${r.unit.padEnd(8)} ${r.note ?? ''}`.trimEnd());
     }
     console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s)`);

@@ -1,8 +1,10 @@
 // TSV-M throughput and accuracy. Speed: one 4096 x 4096 layer merged from 4 synthetic task vectors with a decaying
-// spectrum (seconds per layer, ORT backend) against its GEMM floor measured in the same run: the method's own
-// flop estimate (TSV.wholeTensorCost, the number `merge --dry-run` prints) at the 4096³ matmul rate of this machine,
-// i.e. the time the matrix products alone need; Iso-C likewise. Accuracy: on a 1024 x 1024 case the randomized path
-// (rSVD + Newton–Schulz polar) with its defaults and with Halko's p = 10, q = 2 against the exact one (Jacobi, f64).
+// spectrum (seconds per layer, ORT backend with the native dense kernels when built) against its GEMM floor measured
+// in the same run: the method's own flop estimate (TSV.wholeTensorCost, the number `merge --dry-run` prints) at the
+// 4096³ matmul rate of this machine, i.e. the time the matrix products alone need; TSV-M with the subspace-iteration
+// range finder (the earlier default) and Iso-C likewise. Accuracy: on a 1024 x 1024 case the randomized path (block
+// Krylov or subspace iteration + Newton polar factors) with its defaults, with range_finder subspace and with Halko's
+// p = 10, q = 2 against the exact one (Jacobi, f64).
 // BENCH_SVD_SENSITIVITY=1 also merges exactly from inputs perturbed by 1e-3 relative noise: how much the exact
 // TSV-M itself moves, the scale any approximation should be judged on. Seeded data; no Math.random.
 // Sizes: BENCH_SVD_N (4096), BENCH_SVD_EXACT_N (1024; the exact path is JS Jacobi, several minutes at 1024).
@@ -123,6 +125,7 @@ async function speed(be: MatMulBackend, n: number, results: BenchResult[]): Prom
   const fam = await family(n, 4, be);
   for (const [method, params] of [
     [TSV, { svd: 'randomized' }],
+    [TSV, { svd: 'randomized', range_finder: 'subspace' }],
     [ISO_C, { polar: 'newton_schulz' }],
   ] as const) {
     const cost = method.wholeTensorCost!([n, n], 4, params)!;
@@ -130,7 +133,7 @@ async function speed(be: MatMulBackend, n: number, results: BenchResult[]): Prom
     const { s } = await timedMerge(method, fam, n, params, be);
     const floor = flops / rate;
     results.push({
-      name: `${method.name} ${n}x${n}, 4 tasks (${be.name})`,
+      name: `${method.name} ${n}x${n}, 4 tasks (${be.name}${'range_finder' in params ? ', range_finder subspace' : ''})`,
       value: s,
       unit: 's per layer (lower is better)',
       note: `GEMM floor ${floor.toPrecision(3)} s (${(flops / 1e12).toFixed(2)} TFLOP estimated at ${(rate / 1e9).toFixed(0)} GFLOP/s): ratio ${(s / floor).toFixed(2)}; achieved ${(flops / s / 1e9).toFixed(0)} GFLOP/s; plus ${((cost.jsFlops ?? 0) / 1e9).toFixed(0)} GFLOP estimated in JS loops${method === TSV ? '; target < 10 s' : ''}`,
@@ -143,7 +146,8 @@ async function accuracy(be: MatMulBackend, exactN: number, sensitivity: boolean,
   const fam = await family(exactN, 4, be);
   const exact = await timedMerge(TSV, fam, exactN, { svd: 'exact' });
   for (const [label, params] of [
-    ['defaults p = max(10, k/4), q = 3', { svd: 'randomized' }],
+    ['defaults: block Krylov, 14 blocks of ⌈1.75k/14⌉ columns', { svd: 'randomized' }],
+    ['range_finder subspace, p = max(10, k/4), q = 3', { svd: 'randomized', range_finder: 'subspace' }],
     ["Halko's p = 10, q = 2", { svd: 'randomized', oversampling: 10, power_iterations: 2 }],
   ] as const) {
     const r = await timedMerge(TSV, fam, exactN, params, be);

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <string>
 #include <cmath>
 #include <memory>
 #include <thread>
@@ -1139,30 +1140,53 @@ napi_value denseInverse(napi_env env, napi_callback_info info) {
 // 6): in [0] most iterations, [1] tolerance on the relative step, [2] largest ‖A‖_F·‖A⁻¹‖_F / n accepted; out [3]
 // iterations, [4] last relative step, [5] that condition estimate. Returns false (p unspecified) when A is singular
 // or worse conditioned than [2].
-napi_value densePolar(napi_env env, napi_callback_info info) {
+// The arguments of densePolar(Async): (p, n, threads, info), see below.
+struct PolarArgs {
+  float* p = nullptr;
+  double* io = nullptr;
+  int64_t n = 0;
+  int threads = 1;
+  napi_value arrays[2];  // p, info (kept alive by the async version)
+};
+
+bool polarArgs(napi_env env, napi_callback_info info, const char* name, PolarArgs* out) {
   size_t argc = 4;
   napi_value argv[4];
-  float* p;
   size_t lp, li;
   double n, threads;
   napi_typedarray_type type;
   void* d;
   napi_value ab;
   size_t off;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4 || !floatArray(env, argv[0], &p, &lp) ||
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4 || !floatArray(env, argv[0], &out->p, &lp) ||
       !number(env, argv[1], &n) || !number(env, argv[2], &threads) || n < 0 || lp < n * n ||
       napi_get_typedarray_info(env, argv[3], &type, &li, &d, &ab, &off) != napi_ok || type != napi_float64_array || li < 6) {
-    napi_throw_error(env, "WK_NATIVE", "densePolar: arguments out of range");
-    return nullptr;
+    napi_throw_error(env, "WK_NATIVE", (std::string(name) + ": arguments out of range").c_str());
+    return false;
   }
-  double* io = static_cast<double*>(d);
+  out->io = static_cast<double*>(d);
+  out->n = static_cast<int64_t>(n);
+  out->threads = static_cast<int>(threads);
+  out->arrays[0] = argv[0];
+  out->arrays[1] = argv[3];
+  return true;
+}
+
+// Runs the polar factor with the limits in io[0..2] and reports into io[3..5].
+bool runPolar(const PolarArgs& a) {
   PolarRun run;
-  const bool ok = polarNewton(p, static_cast<int64_t>(n), static_cast<int>(threads), static_cast<int>(io[0]), io[1], io[2], &run);
-  io[3] = run.iterations;
-  io[4] = run.delta;
-  io[5] = run.condition;
+  const bool ok = polarNewton(a.p, a.n, a.threads, static_cast<int>(a.io[0]), a.io[1], a.io[2], &run);
+  a.io[3] = run.iterations;
+  a.io[4] = run.delta;
+  a.io[5] = run.condition;
+  return ok;
+}
+
+napi_value densePolar(napi_env env, napi_callback_info info) {
+  PolarArgs a;
+  if (!polarArgs(env, info, "densePolar", &a)) return nullptr;
   napi_value r;
-  napi_get_boolean(env, ok, &r);
+  napi_get_boolean(env, runPolar(a), &r);
   return r;
 }
 
@@ -1196,36 +1220,49 @@ napi_value denseTridiagonalize(napi_env env, napi_callback_info info) {
 // denseSymEigen(w, n, k, values, vectors, threads): w (Float64Array n x n, symmetric, destroyed); values (Float64Array
 // n) all eigenvalues descending; vectors (Float32Array n x k) the top k eigenvectors. Returns false when QL does not
 // converge (non-finite input).
-napi_value denseSymEigen(napi_env env, napi_callback_info info) {
+// The arguments of denseSymEigen(Async): (w, n, k, values, vectors, threads), see below.
+struct EigenArgs {
+  double *w = nullptr, *values = nullptr;
+  float* vectors = nullptr;
+  int64_t n = 0, k = 0;
+  int threads = 1;
+  napi_value arrays[3];  // w, values, vectors (kept alive by the async version)
+};
+
+bool eigenArgs(napi_env env, napi_callback_info info, const char* name, EigenArgs* out) {
   size_t argc = 6;
   napi_value argv[6];
   double n, k, threads;
-  double *w = nullptr, *values = nullptr;
-  float* vectors = nullptr;
   size_t lw = 0, lv = 0, lvec = 0;
   bool ok = napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 6 && number(env, argv[1], &n) && number(env, argv[2], &k) &&
-            number(env, argv[5], &threads) && n >= 0 && k >= 0 && k <= n && floatArray(env, argv[4], &vectors, &lvec);
+            number(env, argv[5], &threads) && n >= 0 && k >= 0 && k <= n && floatArray(env, argv[4], &out->vectors, &lvec);
   for (int q = 0; ok && q < 2; q++) {
     napi_typedarray_type type;
     void* data;
     napi_value ab;
     size_t off, len;
     ok = napi_get_typedarray_info(env, argv[q == 0 ? 0 : 3], &type, &len, &data, &ab, &off) == napi_ok && type == napi_float64_array;
-    if (q == 0) {
-      w = static_cast<double*>(data);
-      lw = len;
-    } else {
-      values = static_cast<double*>(data);
-      lv = len;
-    }
+    (q == 0 ? out->w : out->values) = static_cast<double*>(data);
+    (q == 0 ? lw : lv) = len;
   }
   if (!ok || lw < n * n || lv < n || lvec < n * k) {
-    napi_throw_error(env, "WK_NATIVE", "denseSymEigen: arguments out of range");
-    return nullptr;
+    napi_throw_error(env, "WK_NATIVE", (std::string(name) + ": arguments out of range").c_str());
+    return false;
   }
-  const bool done = symEigenTop(w, static_cast<int64_t>(n), static_cast<int64_t>(k), values, vectors, static_cast<int>(threads));
+  out->n = static_cast<int64_t>(n);
+  out->k = static_cast<int64_t>(k);
+  out->threads = static_cast<int>(threads);
+  out->arrays[0] = argv[0];
+  out->arrays[1] = argv[3];
+  out->arrays[2] = argv[4];
+  return true;
+}
+
+napi_value denseSymEigen(napi_env env, napi_callback_info info) {
+  EigenArgs a;
+  if (!eigenArgs(env, info, "denseSymEigen", &a)) return nullptr;
   napi_value r;
-  napi_get_boolean(env, done, &r);
+  napi_get_boolean(env, symEigenTop(a.w, a.n, a.k, a.values, a.vectors, a.threads), &r);
   return r;
 }
 
@@ -1235,21 +1272,14 @@ napi_value denseSymEigen(napi_env env, napi_callback_info info) {
 struct PolarWork {
   napi_async_work work = nullptr;
   napi_deferred deferred = nullptr;
-  napi_ref pRef = nullptr, infoRef = nullptr;
-  float* p = nullptr;
-  double* io = nullptr;
-  int64_t n = 0;
-  int threads = 1;
+  napi_ref refs[2] = {nullptr, nullptr};
+  PolarArgs a;
   bool ok = false;
 };
 
 void polarExecute(napi_env, void* data) {
   PolarWork* w = static_cast<PolarWork*>(data);
-  PolarRun run;
-  w->ok = polarNewton(w->p, w->n, w->threads, static_cast<int>(w->io[0]), w->io[1], w->io[2], &run);
-  w->io[3] = run.iterations;
-  w->io[4] = run.delta;
-  w->io[5] = run.condition;
+  w->ok = runPolar(w->a);
 }
 
 void polarComplete(napi_env env, napi_status, void* data) {
@@ -1257,37 +1287,20 @@ void polarComplete(napi_env env, napi_status, void* data) {
   napi_value r;
   napi_get_boolean(env, w->ok, &r);
   napi_resolve_deferred(env, w->deferred, r);
-  napi_delete_reference(env, w->pRef);
-  napi_delete_reference(env, w->infoRef);
+  for (napi_ref ref : w->refs) napi_delete_reference(env, ref);
   napi_delete_async_work(env, w->work);
   delete w;
 }
 
 napi_value densePolarAsync(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  float* p;
-  size_t lp, li;
-  double n, threads;
-  napi_typedarray_type type;
-  void* d;
-  napi_value ab;
-  size_t off;
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 4 || !floatArray(env, argv[0], &p, &lp) ||
-      !number(env, argv[1], &n) || !number(env, argv[2], &threads) || n < 0 || lp < n * n ||
-      napi_get_typedarray_info(env, argv[3], &type, &li, &d, &ab, &off) != napi_ok || type != napi_float64_array || li < 6) {
-    napi_throw_error(env, "WK_NATIVE", "densePolarAsync: arguments out of range");
+  PolarWork* w = new PolarWork();
+  if (!polarArgs(env, info, "densePolarAsync", &w->a)) {
+    delete w;
     return nullptr;
   }
-  PolarWork* w = new PolarWork();
-  w->p = p;
-  w->io = static_cast<double*>(d);
-  w->n = static_cast<int64_t>(n);
-  w->threads = static_cast<int>(threads);
   napi_value promise, name;
   napi_create_promise(env, &w->deferred, &promise);
-  napi_create_reference(env, argv[0], 1, &w->pRef);
-  napi_create_reference(env, argv[3], 1, &w->infoRef);
+  for (int q = 0; q < 2; q++) napi_create_reference(env, w->a.arrays[q], 1, &w->refs[q]);
   napi_create_string_utf8(env, "weightkit:polar", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, nullptr, name, polarExecute, polarComplete, w, &w->work);
   napi_queue_async_work(env, w->work);
@@ -1301,58 +1314,25 @@ struct EigenWork {
   napi_async_work work = nullptr;
   napi_deferred deferred = nullptr;
   napi_ref refs[3] = {nullptr, nullptr, nullptr};
-  double *w = nullptr, *values = nullptr;
-  float* vectors = nullptr;
-  int64_t n = 0, k = 0;
-  int threads = 1;
+  EigenArgs a;
   bool ok = false;
 };
 
 napi_value denseSymEigenAsync(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  double n, k, threads;
-  double *w = nullptr, *values = nullptr;
-  float* vectors = nullptr;
-  size_t lw = 0, lv = 0, lvec = 0;
-  bool ok = napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) == napi_ok && argc >= 6 && number(env, argv[1], &n) && number(env, argv[2], &k) &&
-            number(env, argv[5], &threads) && n >= 0 && k >= 0 && k <= n && floatArray(env, argv[4], &vectors, &lvec);
-  for (int q = 0; ok && q < 2; q++) {
-    napi_typedarray_type type;
-    void* data;
-    napi_value ab;
-    size_t off, len;
-    ok = napi_get_typedarray_info(env, argv[q == 0 ? 0 : 3], &type, &len, &data, &ab, &off) == napi_ok && type == napi_float64_array;
-    if (q == 0) {
-      w = static_cast<double*>(data);
-      lw = len;
-    } else {
-      values = static_cast<double*>(data);
-      lv = len;
-    }
-  }
-  if (!ok || lw < n * n || lv < n || lvec < n * k) {
-    napi_throw_error(env, "WK_NATIVE", "denseSymEigenAsync: arguments out of range");
+  EigenWork* ew = new EigenWork();
+  if (!eigenArgs(env, info, "denseSymEigenAsync", &ew->a)) {
+    delete ew;
     return nullptr;
   }
-  EigenWork* ew = new EigenWork();
-  ew->w = w;
-  ew->values = values;
-  ew->vectors = vectors;
-  ew->n = static_cast<int64_t>(n);
-  ew->k = static_cast<int64_t>(k);
-  ew->threads = static_cast<int>(threads);
   napi_value promise, name;
   napi_create_promise(env, &ew->deferred, &promise);
-  napi_create_reference(env, argv[0], 1, &ew->refs[0]);
-  napi_create_reference(env, argv[3], 1, &ew->refs[1]);
-  napi_create_reference(env, argv[4], 1, &ew->refs[2]);
+  for (int q = 0; q < 3; q++) napi_create_reference(env, ew->a.arrays[q], 1, &ew->refs[q]);
   napi_create_string_utf8(env, "weightkit:eigen", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(
       env, nullptr, name,
       [](napi_env, void* data) {
         EigenWork* e = static_cast<EigenWork*>(data);
-        e->ok = symEigenTop(e->w, e->n, e->k, e->values, e->vectors, e->threads);
+        e->ok = symEigenTop(e->a.w, e->a.n, e->a.k, e->a.values, e->a.vectors, e->a.threads);
       },
       [](napi_env env, napi_status, void* data) {
         EigenWork* e = static_cast<EigenWork*>(data);
@@ -1374,21 +1354,20 @@ napi_value denseSymEigenAsync(napi_env env, napi_callback_info info) {
 // Adds the dense kernels to the addon's exports (called by gta.cc's module init on a CPU that has AVX-512).
 void registerDense(napi_env env, napi_value exports) {
 #ifdef WK_DENSE
-  napi_value f;
-  napi_create_function(env, "denseGemm", NAPI_AUTO_LENGTH, denseGemm, nullptr, &f);
-  napi_set_named_property(env, exports, "denseGemm", f);
-  napi_create_function(env, "denseInverse", NAPI_AUTO_LENGTH, denseInverse, nullptr, &f);
-  napi_set_named_property(env, exports, "denseInverse", f);
-  napi_create_function(env, "densePolar", NAPI_AUTO_LENGTH, densePolar, nullptr, &f);
-  napi_set_named_property(env, exports, "densePolar", f);
-  napi_create_function(env, "densePolarAsync", NAPI_AUTO_LENGTH, densePolarAsync, nullptr, &f);
-  napi_set_named_property(env, exports, "densePolarAsync", f);
-  napi_create_function(env, "denseTridiagonalize", NAPI_AUTO_LENGTH, denseTridiagonalize, nullptr, &f);
-  napi_set_named_property(env, exports, "denseTridiagonalize", f);
-  napi_create_function(env, "denseSymEigen", NAPI_AUTO_LENGTH, denseSymEigen, nullptr, &f);
-  napi_set_named_property(env, exports, "denseSymEigen", f);
-  napi_create_function(env, "denseSymEigenAsync", NAPI_AUTO_LENGTH, denseSymEigenAsync, nullptr, &f);
-  napi_set_named_property(env, exports, "denseSymEigenAsync", f);
+  const std::pair<const char*, napi_callback> fns[] = {
+      {"denseGemm", denseGemm},
+      {"denseInverse", denseInverse},
+      {"densePolar", densePolar},
+      {"densePolarAsync", densePolarAsync},
+      {"denseTridiagonalize", denseTridiagonalize},
+      {"denseSymEigen", denseSymEigen},
+      {"denseSymEigenAsync", denseSymEigenAsync},
+  };
+  for (const auto& [name, fn] : fns) {
+    napi_value f;
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, nullptr, &f);
+    napi_set_named_property(env, exports, name, f);
+  }
 #else
   (void)env;
   (void)exports;

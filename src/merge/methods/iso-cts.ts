@@ -211,7 +211,7 @@ export const ISO_CTS: MergeMethod = {
   params: [
     ALPHA,
     { name: 'common_space_fraction', type: 'number', min: 0, max: 1, default: 0.8, description: 'share of the rank r = min(m, n) given to the common subspace of Σ_t τ_t; the rest is split evenly between the tasks' },
-    { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "the SVDs and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder + Newton–Schulz polar on the linalg backend), 'auto' (exact up to exact_max_dim)" },
+    { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "the SVDs and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder, and polar factors by scaled Newton for square ones with the native kernels, Newton–Schulz-type products otherwise, on the linalg backend), 'auto' (exact up to exact_max_dim)" },
     EXACT_MAX_DIM,
     { name: 'oversampling', type: 'number', integer: true, min: 0, description: 'randomized SVDs: extra sketch columns p (unset: max(10, ⌈k/4⌉) for a subspace of rank k)' },
     { name: 'power_iterations', type: 'number', integer: true, min: 0, default: DEFAULT_POWER_ITERATIONS, description: 'randomized SVDs: subspace iterations q' },

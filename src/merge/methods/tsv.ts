@@ -516,7 +516,7 @@ export const DECOMPOSE: ParamSpec = {
 export const WEIGHT: ParamSpec = { name: 'weight', type: 'number', default: 1, description: 'scales this model\'s task vector before the decomposition' };
 const TSV_PARAMS: readonly ParamSpec[] = [
   ALPHA,
-  { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "per-task SVD and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (Halko range finder + Newton–Schulz polar on the linalg backend), 'auto' (exact up to exact_max_dim)" },
+  { name: 'svd', type: 'string', choices: ['exact', 'randomized', 'auto'], default: 'auto', description: "per-task SVD and polar factors: 'exact' (Jacobi in f64, small tensors), 'randomized' (a range finder, see range_finder, and the polar factors by Newton iterations: scaled Newton for square ones with the native kernels, Newton–Schulz-type products otherwise, on the linalg backend), 'auto' (exact up to exact_max_dim)" },
   EXACT_MAX_DIM,
   {
     name: 'range_finder',
@@ -620,14 +620,17 @@ function isoCost(shape: readonly number[], T: number, params: Params): WholeTens
 
 const TSV_COST =
   ' Cost per m x n tensor, T tasks, r = min(m, n): exact path, T + 2 Jacobi SVDs in JS f64 (~0.05 s at 128²); randomized ' +
-  'path, per task (2q + 2)·m·n·l backend multiply-adds (l = k + p) plus an l x l eigenproblem (Householder reduction ' +
-  'in JS, ~1.4·l³ flops, eigenvectors by inverse iteration, back-transformation on the backend), then two polar ' +
-  'factors by Polar-Express quintic steps finished with Newton–Schulz (about 10 steps, 25 m·c² products on a 4096² ' +
+  'path, per task a block Krylov basis of l = 1.75k columns (14 blocks, 28 products of m·n·b multiply-adds, block ' +
+  'Gram–Schmidt) and the top-k eigenpairs of its l x l core (native with the addon, in JS otherwise), or with ' +
+  'range_finder subspace (2q + 2)·m·n·l products (l = k + p) and an l x l eigenproblem in JS; then two polar factors ' +
+  '(square ones: about 5 scaled Newton steps, one n³-class inverse each, both factors at once, with the native ' +
+  'kernels; otherwise Polar-Express quintic + Newton–Schulz products, about 10 steps, 25 m·c² products on a 4096² ' +
   'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
-  'U_cat, V_cat and two iterates of each, about (3T + 2)·m·n + 6·(m + n)·r f32. Runs on the calling thread with ' +
-  'the linalg backend (ORT from the CLI). Measured (bench/svd, 2 cores): 45 s for a 4096² layer with 4 tasks, about ' +
-  '1.7x the 26.5 s its 9.8 TFLOP of products take at the machine\'s GEMM speed (measured in the same run). `merge --dry-run` prints the ' +
-  'estimated flops and largest working set of the tensors merged whole.';
+  'U_cat, V_cat and an iterate of each, about (3T + 2)·m·n + 4·(m + n)·r f32. Runs on the calling thread with ' +
+  'the linalg backend (ORT from the CLI) and the native dense kernels. Measured (bench/svd, 2 cores): 11.9 s for a ' +
+  "4096² layer with 4 tasks (1.3x its estimated 3.2 TFLOP at the machine's GEMM speed, measured in the same run; " +
+  '17.0 s with range_finder subspace, 44 s before the native kernels). `merge --dry-run` prints the estimated flops ' +
+  'and largest working set of the tensors merged whole.';
 
 export const TSV: MergeMethod = {
   name: 'tsv',
