@@ -224,7 +224,7 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
   describe('through a backend that carries them', () => {
     const backend: MatMulBackend = { name: 'js+native', matmul: jsMatMul.matmul, dense: denseKernelsOf(nk, 2) };
 
-    it('polarNewtonSchulz takes Newton for square input and the product iterations otherwise, with the same factor', async () => {
+    it('polarNewtonSchulz takes Newton for square, tall and wide inputs (the product iterations for dependent columns), with the same factor', async () => {
       const n = 120;
       const s = Array.from({ length: n }, (_, i) => 1000 ** (-i / (n - 1)));
       const a = Float32Array.from(withSpectrum(n, n, s, 9).data);
@@ -235,8 +235,23 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
       expect(viaProducts.method).toBe('newton-schulz');
       expect(maxRelDiff(viaNewton.p, exact)).toBeLessThan(1e-4);
       expect(maxRelDiff(viaProducts.p, exact)).toBeLessThan(1e-4);
-      const tall = Float32Array.from(withSpectrum(n + 5, n, s, 9).data);
-      expect((await polarNewtonSchulz(tall, n + 5, n, backend)).method).toBe('newton-schulz');
+      // tall and wide: through an orthonormal basis, then Newton on the square R = QᵀA
+      for (const [rows, cols] of [
+        [n + 1, n],
+        [3 * n, n],
+        [n, n + 7],
+      ] as const) {
+        const x = Float32Array.from(withSpectrum(rows, cols, s, rows + cols).data);
+        const r = await polarNewtonSchulz(x, rows, cols, backend);
+        expect(r.method, `${rows}x${cols}`).toBe('newton');
+        expect(maxRelDiff(r.p, polarExact(x, rows, cols).p), `${rows}x${cols}`).toBeLessThan(1e-4);
+      }
+      // dependent columns: the product iterations run (as without the native kernels), not a completed basis
+      const low = Array.from({ length: n }, (_, i) => (i < n - 10 ? 1 : 0));
+      const dep = Float32Array.from(withSpectrum(n + 20, n, low, 3).data);
+      const r = await polarNewtonSchulz(dep, n + 20, n, backend);
+      expect(r.method).toBe('newton-schulz');
+      expect(sameBits(r.p, (await polarNewtonSchulz(dep, n + 20, n, backend, { newton: false })).p)).toBe(true);
     });
 
     it('polarNewtonSchulz falls back to the product iterations for a singular square input, also one it may overwrite', async () => {
