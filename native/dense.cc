@@ -109,23 +109,28 @@ void packB(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float*
   }
 }
 
-// acc = Ap sliver (kc x MR) · Bp sliver (kc x NR); then C tile (rows x cols valid) = acc + (first ? beta·C : C).
-void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int rows, int cols, bool first, float beta) {
+// acc = A sliver (kc x MR: packed, ap[p·MR + r], or, with Direct, rows of A itself at a[r·lda + p]) · Bp sliver
+// (kc x NR); then C tile (rows x cols valid) = acc + (first ? beta·C : C). A direct sliver's rows past `rows` repeat
+// its last row (read, never stored).
+template <bool Direct>
+void kernel(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc, int rows, int cols, bool first, float beta) {
   // the C tile is read once at the end: fetch it while the products run (short products are otherwise bound by
   // its cache misses)
   for (int r = 0; r < rows; r++) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
   }
+  const float* row[MR];
+  if (Direct)
+    for (int r = 0; r < MR; r++) row[r] = a + std::min(r, rows - 1) * lda;
   __m512 acc[MR][2];
   for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kc; p++) {
     const __m512 b0 = _mm512_load_ps(bp + p * NR);
     const __m512 b1 = _mm512_load_ps(bp + p * NR + 16);
-    const float* a = ap + p * MR;
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
-      const __m512 x = _mm512_set1_ps(a[r]);
+      const __m512 x = _mm512_set1_ps(Direct ? row[r][p] : a[p * MR + r]);
       acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
     }
@@ -135,10 +140,10 @@ void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
   const bool zeroBeta = first && beta == 0.0f;
   const __m512 vb = _mm512_set1_ps(beta);
   for (int r = 0; r < rows; r++) {
-    float* row = c + r * ldc;
+    float* out = c + r * ldc;
     __m512 v0 = acc[r][0], v1 = acc[r][1];
     if (!zeroBeta) {
-      __m512 c0 = _mm512_maskz_loadu_ps(m0, row), c1 = _mm512_maskz_loadu_ps(m1, row + 16);
+      __m512 c0 = _mm512_maskz_loadu_ps(m0, out), c1 = _mm512_maskz_loadu_ps(m1, out + 16);
       if (first && beta != 1.0f) {
         c0 = _mm512_mul_ps(c0, vb);
         c1 = _mm512_mul_ps(c1, vb);
@@ -146,10 +151,14 @@ void kernel(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
       v0 = _mm512_add_ps(c0, v0);
       v1 = _mm512_add_ps(c1, v1);
     }
-    _mm512_mask_storeu_ps(row, m0, v0);
-    if (m1) _mm512_mask_storeu_ps(row + 16, m1, v1);
+    _mm512_mask_storeu_ps(out, m0, v0);
+    if (m1) _mm512_mask_storeu_ps(out + 16, m1, v1);
   }
 }
+
+// Narrow products (few output columns) read A in place instead of packing it: each packed A element would serve
+// only a few column slivers, and packing a 64 MB A cost as much as the products (4096² x 128: 130 -> ~170 GFLOP/s).
+constexpr int64_t DIRECT_A_MAX_COLUMNS = 256;
 
 // One worker's share: output rows [r0, r1) x columns [c0, c1).
 void gemmRange(const Gemm& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Buffers& buf) {
@@ -160,15 +169,23 @@ void gemmRange(const Gemm& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Bu
       const int64_t kc = std::min<int64_t>(KC, g.k - pc);
       float* bp = buf.alignedB(static_cast<size_t>(ncPad * kc));
       packB(g, pc, kc, jc, nc, bp);
+      const bool direct = !g.ta && g.alpha == 1.0f && nc <= DIRECT_A_MAX_COLUMNS;
       for (int64_t ic = r0; ic < r1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, r1 - ic);
         const int64_t mcPad = (mc + MR - 1) / MR * MR;
-        float* ap = buf.alignedA(static_cast<size_t>(mcPad * kc));
-        packA(g, ic, mc, pc, kc, ap);
+        float* ap = nullptr;
+        if (!direct) {
+          ap = buf.alignedA(static_cast<size_t>(mcPad * kc));
+          packA(g, ic, mc, pc, kc, ap);
+        }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           for (int64_t ir = 0; ir < mc; ir += MR) {
-            kernel(kc, ap + ir * kc, bp + jr * kc, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, static_cast<int>(std::min<int64_t>(MR, mc - ir)),
-                   static_cast<int>(std::min<int64_t>(NR, nc - jr)), pc == 0, g.beta);
+            const int rows = static_cast<int>(std::min<int64_t>(MR, mc - ir)), cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+            float* ct = g.c + (ic + ir) * g.ldc + jc + jr;
+            if (direct)
+              kernel<true>(kc, g.a + (ic + ir) * g.lda + pc, g.lda, bp + jr * kc, ct, g.ldc, rows, cols, pc == 0, g.beta);
+            else
+              kernel<false>(kc, ap + ir * kc, 0, bp + jr * kc, ct, g.ldc, rows, cols, pc == 0, g.beta);
           }
         }
       }
@@ -1094,9 +1111,14 @@ bool floatArray(napi_env env, napi_value v, float** data, size_t* len) {
 
 bool number(napi_env env, napi_value v, double* out) { return napi_get_value_double(env, v, out) == napi_ok && std::isfinite(*out); }
 
-// denseGemm(a, b, c, m, k, n, flags, threads): c (m x n) = op(a)·op(b); flags bit 0 transA (a stored k x m), bit 1
-// transB (b stored n x k), bit 2 accumulate (c += ...). Arrays are dense row-major Float32Arrays, c disjoint from a, b.
-napi_value denseGemm(napi_env env, napi_callback_info info) {
+// The arguments of denseGemm(Async): (a, b, c, m, k, n, flags, threads), see below.
+struct GemmArgs {
+  Gemm g{};
+  int threads = 1;
+  napi_value arrays[3];  // a, b, c (kept alive by the async version)
+};
+
+bool gemmArgs(napi_env env, napi_callback_info info, const char* name, GemmArgs* out) {
   size_t argc = 8;
   napi_value argv[8];
   float *a, *b, *c;
@@ -1106,14 +1128,58 @@ napi_value denseGemm(napi_env env, napi_callback_info info) {
       !floatArray(env, argv[1], &b, &lb) || !floatArray(env, argv[2], &c, &lc) || !number(env, argv[3], &m) || !number(env, argv[4], &k) ||
       !number(env, argv[5], &n) || !number(env, argv[6], &flags) || !number(env, argv[7], &threads) || m < 0 || k < 0 || n < 0 ||
       la < m * k || lb < k * n || lc < m * n) {
-    napi_throw_error(env, "WK_NATIVE", "denseGemm: arguments out of range");
-    return nullptr;
+    napi_throw_error(env, "WK_NATIVE", (std::string(name) + ": arguments out of range").c_str());
+    return false;
   }
   const int f = static_cast<int>(flags);
   const int64_t M = static_cast<int64_t>(m), K = static_cast<int64_t>(k), N = static_cast<int64_t>(n);
-  Gemm g{M, N, K, a, (f & 1) ? M : K, (f & 1) != 0, b, (f & 2) ? K : N, (f & 2) != 0, 1.0f, (f & 4) ? 1.0f : 0.0f, c, N};
-  gemm(g, static_cast<int>(threads));
+  out->g = Gemm{M, N, K, a, (f & 1) ? M : K, (f & 1) != 0, b, (f & 2) ? K : N, (f & 2) != 0, 1.0f, (f & 4) ? 1.0f : 0.0f, c, N};
+  out->threads = static_cast<int>(threads);
+  for (int q = 0; q < 3; q++) out->arrays[q] = argv[q];
+  return true;
+}
+
+// denseGemm(a, b, c, m, k, n, flags, threads): c (m x n) = op(a)·op(b); flags bit 0 transA (a stored k x m), bit 1
+// transB (b stored n x k), bit 2 accumulate (c += ...). Arrays are dense row-major Float32Arrays, c disjoint from a, b.
+napi_value denseGemm(napi_env env, napi_callback_info info) {
+  GemmArgs a;
+  if (gemmArgs(env, info, "denseGemm", &a)) gemm(a.g, a.threads);
   return nullptr;
+}
+
+// denseGemmAsync(...): denseGemm on a libuv pool thread; a Promise settled when c is written (the arrays must not be
+// touched until then).
+struct GemmWork {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  napi_ref refs[3] = {nullptr, nullptr, nullptr};
+  GemmArgs a;
+};
+
+napi_value denseGemmAsync(napi_env env, napi_callback_info info) {
+  GemmWork* w = new GemmWork();
+  if (!gemmArgs(env, info, "denseGemmAsync", &w->a)) {
+    delete w;
+    return nullptr;
+  }
+  napi_value promise, name;
+  napi_create_promise(env, &w->deferred, &promise);
+  for (int q = 0; q < 3; q++) napi_create_reference(env, w->a.arrays[q], 1, &w->refs[q]);
+  napi_create_string_utf8(env, "weightkit:gemm", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(
+      env, nullptr, name, [](napi_env, void* data) { gemm(static_cast<GemmWork*>(data)->a.g, static_cast<GemmWork*>(data)->a.threads); },
+      [](napi_env env, napi_status, void* data) {
+        GemmWork* g = static_cast<GemmWork*>(data);
+        napi_value undef;
+        napi_get_undefined(env, &undef);
+        napi_resolve_deferred(env, g->deferred, undef);
+        for (napi_ref ref : g->refs) napi_delete_reference(env, ref);
+        napi_delete_async_work(env, g->work);
+        delete g;
+      },
+      w, &w->work);
+  napi_queue_async_work(env, w->work);
+  return promise;
 }
 
 // denseInverse(a, n, threads): a (n x n) replaced by its inverse; returns false when a pivot is 0 or the result is
@@ -1356,6 +1422,7 @@ void registerDense(napi_env env, napi_value exports) {
 #ifdef WK_DENSE
   const std::pair<const char*, napi_callback> fns[] = {
       {"denseGemm", denseGemm},
+      {"denseGemmAsync", denseGemmAsync},
       {"denseInverse", denseInverse},
       {"densePolar", densePolar},
       {"densePolarAsync", densePolarAsync},

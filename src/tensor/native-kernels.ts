@@ -29,6 +29,7 @@ export interface NativeKernels {
   adviseHuge(memory: ArrayBuffer): number;
   /** native/dense.cc, see DenseKernels in src/tensor/linalg/backend.ts (gemm, inverse, polar, tridiagonalize). */
   denseGemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number, threads: number): void;
+  denseGemmAsync(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number, threads: number): Promise<void>;
   denseInverse(a: Float32Array, n: number, threads: number): boolean;
   densePolar(p: Float32Array, n: number, threads: number, info: Float64Array): boolean;
   densePolarAsync(p: Float32Array, n: number, threads: number, info: Float64Array): Promise<boolean>;
@@ -38,12 +39,13 @@ export interface NativeKernels {
 }
 
 /** Every function the addon must export to be used (a build missing one is stale). */
-export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseInverse', 'densePolar', 'densePolarAsync', 'denseTridiagonalize', 'denseSymEigen', 'denseSymEigenAsync'] as const;
+export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'adviseHuge', 'denseGemm', 'denseGemmAsync', 'denseInverse', 'densePolar', 'densePolarAsync', 'denseTridiagonalize', 'denseSymEigen', 'denseSymEigenAsync'] as const;
 
 /** The addon's dense kernels on `threads` threads, in the shape linalg backends carry them (MatMulBackend.dense). */
 export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels {
   return {
     gemm: (a, b, c, m, kk, n, flags) => k.denseGemm(a, b, c, m, kk, n, flags, threads),
+    gemmAsync: (a, b, c, m, kk, n, flags) => k.denseGemmAsync(a, b, c, m, kk, n, flags, threads),
     inverse: (a, n) => k.denseInverse(a, n, threads),
     threads,
     polar: (p, n, info) => k.densePolar(p, n, threads, info),
@@ -85,3 +87,4 @@ export function tensorArgs(kernel: number, models: number, numel: number, format
   a[75] = kernel;
   return a;
 }
+

@@ -43,6 +43,8 @@ export interface MatMulBackend {
 export interface DenseKernels {
   /** c (m x n) = op(a)·op(b) (flags: 1 transA, 2 transB, 4 accumulate into c). */
   gemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number): void;
+  /** `gemm` on a libuv pool thread; the arrays must not be touched until it settles. */
+  gemmAsync(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number): Promise<void>;
   /** a (n x n) replaced by its inverse (Gauss-Jordan with partial pivoting); false when singular or not finite. */
   inverse(a: Float32Array, n: number): boolean;
   /**

@@ -232,7 +232,7 @@ async function projectOut(w: Float32Array, qt: Float32Array, c: number, m: numbe
   const coef = await be.matmul(qt, w, c, m, b); // QᵀW, c x b
   if (be.dense !== undefined) {
     for (let i = 0; i < coef.length; i++) coef[i] = -coef[i]!;
-    be.dense.gemm(qt, coef, w, m, c, b, 1 | 4);
+    await be.dense.gemmAsync(qt, coef, w, m, c, b, 1 | 4);
   } else {
     const back = await be.matmul(qt, coef, m, c, b, { transA: true });
     for (let i = 0; i < w.length; i++) w[i] = w[i]! - back[i]!;

@@ -290,6 +290,16 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
       expect(await nk.densePolarAsync(p2, n, 1, i2)).toBe(true);
       expect(sameBits(p1, p2)).toBe(true);
       expect(i2[3]).toBe(i1[3]);
+      // a narrow product reads A in place (no packing): the bits of the packed path, either way round
+      for (const cols of [40, 300]) {
+        const bm = f32(n, cols, 13);
+        const c1 = new Float32Array(n * cols);
+        const c2 = new Float32Array(n * cols);
+        nk.denseGemm(x, bm, c1, n, n, cols, 0, 2);
+        await nk.denseGemmAsync(x, bm, c2, n, n, cols, 0, 1);
+        expect(sameBits(c1, c2)).toBe(true);
+        expect(maxRelDiff(c1, refMatMul(x, bm, n, n, cols))).toBeLessThan(2e-6);
+      }
     });
 
     it('symmetricEigenF32 with the native reduction: the same eigenpairs as without', async () => {
