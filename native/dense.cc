@@ -434,8 +434,9 @@ void gjColumns(Inverse& v, int64_t s0, int64_t s1, int64_t k0, int64_t k1) {
   }
 }
 
-// In-place inverse of the n x n row-major matrix a; false (a left partly transformed) when a pivot is 0 or not finite.
-bool invert(float* a, int64_t n, int threads) {
+// In-place inverse of the n x n row-major matrix a; false (a left partly transformed) when a pivot is 0 or not finite,
+// or (checkFinite) an entry of the result is not finite.
+bool invert(float* a, int64_t n, int threads, bool checkFinite = true) {
   Inverse v{a, n, threads, std::vector<int64_t>(static_cast<size_t>(n)), {}, {}};
   for (int64_t k0 = 0; k0 < n; k0 += NB) {
     gjColumns(v, 0, n, k0, std::min(n, k0 + NB));
@@ -451,8 +452,9 @@ bool invert(float* a, int64_t n, int threads) {
     for (int64_t j = 0; j < n; j++) tmp[j] = row[col[j]];
     memcpy(row, tmp.data(), sizeof(float) * n);
   }
-  for (int64_t i = 0; i < n * n; i++)
-    if (!std::isfinite(a[i])) return false;
+  if (checkFinite)
+    for (int64_t i = 0; i < n * n; i++)
+      if (!std::isfinite(a[i])) return false;
   return true;
 }
 
@@ -620,7 +622,8 @@ bool polarNewton(float* p, int64_t n, int threads, int maxIterations, double tol
   double zeta = 1;
   for (int it = 0; it < maxIterations; it++) {
     memcpy(y, p, sizeof(float) * n * n);
-    if (!invert(y, n, threads)) return false;
+    // past the first step a non-finite inverse shows in the step's change (checked below) instead of a pass of its own
+    if (!invert(y, n, threads, it == 0)) return false;
     double used;
     if (it == 0) {
       run->condition = normBound(p, n, threads) * normBound(y, n, threads);
@@ -637,6 +640,7 @@ bool polarNewton(float* p, int64_t n, int threads, int maxIterations, double tol
     }
     combineStep(p, y, n, used, threads, run);
     run->iterations = it + 1;
+    if (!std::isfinite(run->delta)) return false;
     // the error left after a step: about half its relative change squared (quadratic convergence), plus what a
     // scaling ζ ≠ 1 adds to an orthogonal iterate, (ζ − 1)²/2
     if (it > 0 && 0.5 * (run->delta * run->delta + (used - 1) * (used - 1)) <= tolerance) return true;
