@@ -1115,6 +1115,59 @@ bool floatArray(napi_env env, napi_value v, float** data, size_t* len) {
 
 bool number(napi_env env, napi_value v, double* out) { return napi_get_value_double(env, v, out) == napi_ok && std::isfinite(*out); }
 
+// One kernel call on a libuv pool thread: parse the arguments on the JS thread (throwing there), run them off it, and
+// settle the returned Promise with run's boolean (or undefined); the argument arrays are referenced meanwhile so the
+// garbage collector cannot free them.
+template <typename Args>
+struct AsyncJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  std::vector<napi_ref> refs;
+  Args a;
+  bool (*run)(Args&) = nullptr;
+  bool returnsBool = true;
+  bool result = false;
+};
+
+template <typename Args>
+napi_value queueJob(napi_env env, napi_callback_info info, const char* name, bool (*parse)(napi_env, napi_callback_info, const char*, Args*),
+                    bool (*run)(Args&), bool returnsBool) {
+  auto* job = new AsyncJob<Args>();
+  if (!parse(env, info, name, &job->a)) {
+    delete job;
+    return nullptr;
+  }
+  job->run = run;
+  job->returnsBool = returnsBool;
+  napi_value promise, resource;
+  napi_create_promise(env, &job->deferred, &promise);
+  for (napi_value v : job->a.arrays) {
+    napi_ref ref;
+    napi_create_reference(env, v, 1, &ref);
+    job->refs.push_back(ref);
+  }
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  napi_create_async_work(
+      env, nullptr, resource,
+      [](napi_env, void* data) {
+        auto* j = static_cast<AsyncJob<Args>*>(data);
+        j->result = j->run(j->a);
+      },
+      [](napi_env env, napi_status, void* data) {
+        auto* j = static_cast<AsyncJob<Args>*>(data);
+        napi_value r;
+        if (j->returnsBool) napi_get_boolean(env, j->result, &r);
+        else napi_get_undefined(env, &r);
+        napi_resolve_deferred(env, j->deferred, r);
+        for (napi_ref ref : j->refs) napi_delete_reference(env, ref);
+        napi_delete_async_work(env, j->work);
+        delete j;
+      },
+      job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
 // The arguments of denseGemm(Async): (a, b, c, m, k, n, flags, threads), see below.
 struct GemmArgs {
   Gemm g{};
@@ -1151,40 +1204,13 @@ napi_value denseGemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// denseGemmAsync(...): denseGemm on a libuv pool thread; a Promise settled when c is written (the arrays must not be
-// touched until then).
-struct GemmWork {
-  napi_async_work work = nullptr;
-  napi_deferred deferred = nullptr;
-  napi_ref refs[3] = {nullptr, nullptr, nullptr};
-  GemmArgs a;
-};
-
-napi_value denseGemmAsync(napi_env env, napi_callback_info info) {
-  GemmWork* w = new GemmWork();
-  if (!gemmArgs(env, info, "denseGemmAsync", &w->a)) {
-    delete w;
-    return nullptr;
-  }
-  napi_value promise, name;
-  napi_create_promise(env, &w->deferred, &promise);
-  for (int q = 0; q < 3; q++) napi_create_reference(env, w->a.arrays[q], 1, &w->refs[q]);
-  napi_create_string_utf8(env, "weightkit:gemm", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(
-      env, nullptr, name, [](napi_env, void* data) { gemm(static_cast<GemmWork*>(data)->a.g, static_cast<GemmWork*>(data)->a.threads); },
-      [](napi_env env, napi_status, void* data) {
-        GemmWork* g = static_cast<GemmWork*>(data);
-        napi_value undef;
-        napi_get_undefined(env, &undef);
-        napi_resolve_deferred(env, g->deferred, undef);
-        for (napi_ref ref : g->refs) napi_delete_reference(env, ref);
-        napi_delete_async_work(env, g->work);
-        delete g;
-      },
-      w, &w->work);
-  napi_queue_async_work(env, w->work);
-  return promise;
+// denseGemmAsync(...): denseGemm on a libuv pool thread (see queueJob); the arrays must not be touched until it settles.
+bool runGemm(GemmArgs& a) {
+  gemm(a.g, a.threads);
+  return true;
 }
+
+napi_value denseGemmAsync(napi_env env, napi_callback_info info) { return queueJob<GemmArgs>(env, info, "denseGemmAsync", gemmArgs, runGemm, false); }
 
 // denseInverse(a, n, threads): a (n x n) replaced by its inverse; returns false when a pivot is 0 or the result is
 // not finite (a is then garbage).
@@ -1243,7 +1269,7 @@ bool polarArgs(napi_env env, napi_callback_info info, const char* name, PolarArg
 }
 
 // Runs the polar factor with the limits in io[0..2] and reports into io[3..5].
-bool runPolar(const PolarArgs& a) {
+bool runPolar(PolarArgs& a) {
   PolarRun run;
   const bool ok = polarNewton(a.p, a.n, a.threads, static_cast<int>(a.io[0]), a.io[1], a.io[2], &run);
   a.io[3] = run.iterations;
@@ -1328,95 +1354,25 @@ bool eigenArgs(napi_env env, napi_callback_info info, const char* name, EigenArg
   return true;
 }
 
+bool runEigen(EigenArgs& a) { return symEigenTop(a.w, a.n, a.k, a.values, a.vectors, a.threads); }
+
 napi_value denseSymEigen(napi_env env, napi_callback_info info) {
   EigenArgs a;
   if (!eigenArgs(env, info, "denseSymEigen", &a)) return nullptr;
   napi_value r;
-  napi_get_boolean(env, symEigenTop(a.w, a.n, a.k, a.values, a.vectors, a.threads), &r);
+  napi_get_boolean(env, runEigen(a), &r);
   return r;
 }
 
 
 // densePolarAsync(p, n, threads, info): densePolar on a libuv pool thread; returns a Promise of its boolean. p and
 // info must not be touched until it settles (references keep them alive).
-struct PolarWork {
-  napi_async_work work = nullptr;
-  napi_deferred deferred = nullptr;
-  napi_ref refs[2] = {nullptr, nullptr};
-  PolarArgs a;
-  bool ok = false;
-};
-
-void polarExecute(napi_env, void* data) {
-  PolarWork* w = static_cast<PolarWork*>(data);
-  w->ok = runPolar(w->a);
-}
-
-void polarComplete(napi_env env, napi_status, void* data) {
-  PolarWork* w = static_cast<PolarWork*>(data);
-  napi_value r;
-  napi_get_boolean(env, w->ok, &r);
-  napi_resolve_deferred(env, w->deferred, r);
-  for (napi_ref ref : w->refs) napi_delete_reference(env, ref);
-  napi_delete_async_work(env, w->work);
-  delete w;
-}
-
-napi_value densePolarAsync(napi_env env, napi_callback_info info) {
-  PolarWork* w = new PolarWork();
-  if (!polarArgs(env, info, "densePolarAsync", &w->a)) {
-    delete w;
-    return nullptr;
-  }
-  napi_value promise, name;
-  napi_create_promise(env, &w->deferred, &promise);
-  for (int q = 0; q < 2; q++) napi_create_reference(env, w->a.arrays[q], 1, &w->refs[q]);
-  napi_create_string_utf8(env, "weightkit:polar", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, nullptr, name, polarExecute, polarComplete, w, &w->work);
-  napi_queue_async_work(env, w->work);
-  return promise;
-}
+napi_value densePolarAsync(napi_env env, napi_callback_info info) { return queueJob<PolarArgs>(env, info, "densePolarAsync", polarArgs, runPolar, true); }
 
 
 // denseSymEigenAsync(w, n, k, values, vectors, threads): denseSymEigen on a libuv pool thread; a Promise of its
 // boolean. The arrays must not be touched until it settles.
-struct EigenWork {
-  napi_async_work work = nullptr;
-  napi_deferred deferred = nullptr;
-  napi_ref refs[3] = {nullptr, nullptr, nullptr};
-  EigenArgs a;
-  bool ok = false;
-};
-
-napi_value denseSymEigenAsync(napi_env env, napi_callback_info info) {
-  EigenWork* ew = new EigenWork();
-  if (!eigenArgs(env, info, "denseSymEigenAsync", &ew->a)) {
-    delete ew;
-    return nullptr;
-  }
-  napi_value promise, name;
-  napi_create_promise(env, &ew->deferred, &promise);
-  for (int q = 0; q < 3; q++) napi_create_reference(env, ew->a.arrays[q], 1, &ew->refs[q]);
-  napi_create_string_utf8(env, "weightkit:eigen", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(
-      env, nullptr, name,
-      [](napi_env, void* data) {
-        EigenWork* e = static_cast<EigenWork*>(data);
-        e->ok = symEigenTop(e->a.w, e->a.n, e->a.k, e->a.values, e->a.vectors, e->a.threads);
-      },
-      [](napi_env env, napi_status, void* data) {
-        EigenWork* e = static_cast<EigenWork*>(data);
-        napi_value r;
-        napi_get_boolean(env, e->ok, &r);
-        napi_resolve_deferred(env, e->deferred, r);
-        for (napi_ref ref : e->refs) napi_delete_reference(env, ref);
-        napi_delete_async_work(env, e->work);
-        delete e;
-      },
-      ew, &ew->work);
-  napi_queue_async_work(env, ew->work);
-  return promise;
-}
+napi_value denseSymEigenAsync(napi_env env, napi_callback_info info) { return queueJob<EigenArgs>(env, info, "denseSymEigenAsync", eigenArgs, runEigen, true); }
 
 }  // namespace
 #endif
