@@ -12,7 +12,6 @@ import { EMPTY_MERGER } from './geo-util.js';
 import {
   ALPHA,
   checkInputs,
-  checkInputsFinite,
   common,
   DECOMPOSE,
   decomposes,
@@ -21,13 +20,13 @@ import {
   EIGEN_JS_FLOPS,
   EXACT_MAX_DIM,
   exactPath,
+  finiteTaskVectors,
   jacobiFlops,
   keptCount,
   leading,
   meanMerger,
   polarCost,
   polarRecombine,
-  taskVectors,
   WEIGHT,
   wholeTensor,
   type Common,
@@ -169,8 +168,7 @@ function createIsoCts(ctx: TensorContext): TensorMerger {
   const seedOf = (t: number): number => randomU32(ctx.rng(t, 'iso_cts'), 0);
   return wholeTensor(
     (chunk: Chunk) => {
-      checkInputsFinite(ctx.name, 'iso_cts', chunk);
-      return isoCtsMerge(taskVectors(chunk, c.weights), m, n, fraction, c, seedOf, rep);
+      return isoCtsMerge(finiteTaskVectors(ctx.name, 'iso_cts', chunk, c.weights), m, n, fraction, c, seedOf, rep);
     },
     c.alpha,
     () => ({ common: rep.common, per_task: rep.perTask, mean_sigma: rep.meanSigma, polar_iterations: rep.polarIterations, exact: c.exact ? 1 : 0 }),

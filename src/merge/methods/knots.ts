@@ -15,7 +15,7 @@ import { UsageError } from '../../errors.js';
 import type { ParamSpec } from '../../recipe/spec.js';
 import type { Chunk, MergeMethod, ModelStatsCollector, Params, TensorContext, TensorMerger, WholeTensorCost } from '../types.js';
 import { EMPTY_MERGER, tensorError } from './geo-util.js';
-import { checkInputs, checkInputsFinite, EIGEN_JS_FLOPS, meanMerger, num, taskVectors, wholeTensor } from './tsv.js';
+import { checkInputs, EIGEN_JS_FLOPS, finiteTaskVectors, meanMerger, num, wholeTensor } from './tsv.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // the shared basis and the task representations
@@ -434,9 +434,8 @@ function exactPath(minDim: number, params: Params): boolean {
 
 /** The task vectors of a whole-tensor chunk (checked finite, weighted) and their decomposition. */
 async function decompose(ctx: TensorContext, chunk: Chunk): Promise<KnotsFactors> {
-  checkInputsFinite(ctx.name, 'knots', chunk);
   const weights = Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1));
-  return knotsFactors(taskVectors(chunk, weights), ctx.shape[0]!, ctx.shape[1]!, factorOptions(ctx));
+  return knotsFactors(finiteTaskVectors(ctx.name, 'knots', chunk, weights), ctx.shape[0]!, ctx.shape[1]!, factorOptions(ctx));
 }
 
 /** Largest representation bytes (all tasks, all tensors) the trim pre-pass keeps to skip a second decomposition. */

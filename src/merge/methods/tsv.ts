@@ -92,6 +92,27 @@ export function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<nu
   }
 }
 
+/**
+ * `taskVectors` after `checkInputsFinite`, in one pass per model: a difference that is not finite (an input NaN or
+ * infinity among them) sends the chunk through the full check, which names the model and element.
+ */
+export function finiteTaskVectors(name: string, method: string, chunk: Chunk, weights: Float64Array): Float32Array[] {
+  const base = chunk.base!;
+  let probe = 0;
+  const taus = chunk.models.map((x, t) => {
+    const w = weights[t]!;
+    const tau = new Float32Array(chunk.length);
+    for (let i = 0; i < tau.length; i++) {
+      const d = x[i]! - base[i]!;
+      probe += d * 0; // NaN from here on once d is NaN or infinite
+      tau[i] = w * d;
+    }
+    return tau;
+  });
+  if (probe !== 0) checkInputsFinite(name, method, chunk);
+  return taus;
+}
+
 /** Task vectors w_t·(x_t − base) in f32. */
 export function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[] {
   const base = chunk.base!;
@@ -421,8 +442,7 @@ function createTsv(ctx: TensorContext, robust: RobustOptions | undefined, name: 
   const seedOf = (t: number): number => randomU32(ctx.rng(t, 'tsv'), 0);
   return wholeTensor(
     async (chunk) => {
-      checkInputsFinite(ctx.name, name, chunk);
-      const taus = taskVectors(chunk, c.weights);
+      const taus = finiteTaskVectors(ctx.name, name, chunk, c.weights);
       let ranks = taus.map(() => Math.floor(r / T));
       if (robust) {
         if (robust.adaptiveRank) {

@@ -92,7 +92,11 @@ function overlaps(x: Float32Array, y: Float32Array): boolean {
 
 /** Row-major transpose of a rows x cols f32 array, blocked for the cache. */
 export function transposeF32(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
+  return transposeInto(new Float32Array(rows * cols), 0, src, rows, cols);
+}
+
+/** The transpose (cols x rows) of a row-major rows x cols `src`, written into `out` from `offset`; returns out. */
+export function transposeInto(out: Float32Array, offset: number, src: Float32Array, rows: number, cols: number): Float32Array {
   const B = 32;
   for (let i0 = 0; i0 < rows; i0 += B) {
     const i1 = Math.min(rows, i0 + B);
@@ -100,7 +104,7 @@ export function transposeF32(src: Float32Array, rows: number, cols: number): Flo
       const j1 = Math.min(cols, j0 + B);
       for (let i = i0; i < i1; i++) {
         const r = i * cols;
-        for (let j = j0; j < j1; j++) out[j * rows + i] = src[r + j]!;
+        for (let j = j0; j < j1; j++) out[offset + j * rows + i] = src[r + j]!;
       }
     }
   }

@@ -2,7 +2,7 @@
 // with every m·n-sized product through a MatMulBackend, and the exact Jacobi SVD for small inputs. Deterministic for
 // a given seed (the repo's SeededRandom; never the unseeded random). Pure: no node: imports, no onnxruntime.
 
-import { jsMatMul, ScratchF32, symmetricGramF64, transposeF32, type MatMulBackend } from './backend.js';
+import { jsMatMul, ScratchF32, symmetricGramF64, transposeInto, type MatMulBackend } from './backend.js';
 import { assertDim, assertLength, fromArray } from './matrix.js';
 import { orthonormalizeColumns, pivotedCholeskyColumns } from './qr.js';
 import { symmetricEigenTopF32 } from './eigen.js';
@@ -317,9 +317,9 @@ export async function blockKrylovSvd(a: Float32Array, m: number, n: number, k: n
       for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be);
       q = await orthonormalizeColumns(q, m, b, be, { scratch });
     }
-    qt.set(transposeF32(q, m, b), j * b * m);
+    transposeInto(qt, j * b * m, q, m, b);
     z = await be.matmul(a, q, n, m, b, { transA: true, out: z.length === n * b ? z : new Float32Array(n * b) });
-    for (let i = 0; i < n; i++) bt.set(z.subarray(i * b, i * b + b), i * l + j * b);
+    for (let i = 0, at = j * b; i < n; i++, at += l) for (let c = 0; c < b; c++) bt[at + c] = z[i * b + c]!;
   }
   const g = await symmetricGramF64(bt, n, l, be, scratch); // B·Bᵀ
   const eig = await symmetricEigenTopF32(g, l, k, be);
