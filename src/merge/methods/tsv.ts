@@ -647,10 +647,10 @@ const TSV_COST =
   'kernels; otherwise Polar-Express quintic + Newton–Schulz products, about 10 steps, 25 m·c² products on a 4096² ' +
   'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
   'U_cat, V_cat and an iterate of each, about (3T + 2)·m·n + 4·(m + n)·r f32. Runs on the calling thread with ' +
-  'the linalg backend (ORT from the CLI) and the native dense kernels. Measured (bench/svd, 2 cores): 11.9 s for a ' +
-  "4096² layer with 4 tasks (1.3x its estimated 3.2 TFLOP at the machine's GEMM speed, measured in the same run; " +
-  '17.0 s with range_finder subspace, 44 s before the native kernels). `merge --dry-run` prints the estimated flops ' +
-  'and largest working set of the tensors merged whole.';
+  'the linalg backend (ORT from the CLI) and the native dense kernels. Measured (bench/svd, 2 cores): 10.7-11.9 s for ' +
+  "a 4096² layer with 4 tasks (1.16-1.3x its estimated 3.2 TFLOP at the machine's GEMM speed, measured in the same " +
+  'run; 16.6-17.0 s with range_finder subspace, 44 s before the native kernels). `merge --dry-run` prints the ' +
+  'estimated flops and largest working set of the tensors merged whole.';
 
 export const TSV: MergeMethod = {
   name: 'tsv',
