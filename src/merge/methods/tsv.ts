@@ -543,7 +543,7 @@ const TSV_PARAMS: readonly ParamSpec[] = [
     type: 'string',
     choices: ['krylov', 'subspace'],
     description:
-      "randomized path: how each task's top-k subspace is found: 'krylov' (block Krylov, the default: about 0.7x the products of 'subspace' and 50-150x closer to the exact merge on flat spectra) or 'subspace' (Halko subspace iteration with oversampling and power_iterations; the default when either of those is set)",
+      "randomized path: how each task's top-k subspace is found: 'krylov' (block Krylov, the default: about 0.7x the products of 'subspace' and 50-150x closer to the exact merge when the spectrum is still flat at the cut; when it falls steeply, σ_k below ~1e-3·σ_1, its small directions are blurred by f32 rounding and 'subspace' lands ~7x closer: measured 3.2e-3 vs 4.5e-4) or 'subspace' (Halko subspace iteration with oversampling and power_iterations; the default when either of those is set)",
   },
   { name: 'krylov_blocks', type: 'number', integer: true, min: 1, default: DEFAULT_KRYLOV_BLOCKS, description: 'block Krylov: blocks s (2s products with the task vector; the basis has s·b columns)' },
   { name: 'krylov_block_size', type: 'number', integer: true, min: 1, description: 'block Krylov: columns b per block (unset: max(8, ⌈1.75k/s⌉) for a task rank k, a basis of 1.75k columns; widened when s·b < k)' },
