@@ -146,7 +146,7 @@ async function accuracy(be: MatMulBackend, exactN: number, sensitivity: boolean,
   const fam = await family(exactN, 4, be);
   const exact = await timedMerge(TSV, fam, exactN, { svd: 'exact' });
   for (const [label, params] of [
-    ['defaults: block Krylov, 14 blocks of ⌈1.75k/14⌉ columns', { svd: 'randomized' }],
+    ['defaults: range_finder auto = block Krylov here, 14 blocks of ⌈1.75k/14⌉ columns', { svd: 'randomized' }],
     ['range_finder subspace, p = max(10, k/4), q = 3', { svd: 'randomized', range_finder: 'subspace' }],
     ["Halko's p = 10, q = 2", { svd: 'randomized', oversampling: 10, power_iterations: 2 }],
   ] as const) {

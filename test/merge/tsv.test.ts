@@ -123,6 +123,24 @@ describe('tsv', () => {
     expect(narrow).toBeGreaterThan(byDefault * 5); // the knob reaches the range finder
   }, 60_000);
 
+  it("range_finder auto (the default) is krylov, and subspace for a task whose spectrum falls below 1e-3·σ_1 by σ_k", async () => {
+    const n = 96;
+    const base = randomF32(n * n, 2, 0.02);
+    const fam = (rate: number): Float32Array[] =>
+      [0, 1].map((t) => {
+        const tau = withSpectrum(n, n, Array.from({ length: 80 }, (_, i) => 0.01 * rate ** i), 60 + t);
+        return Float32Array.from(base, (b, i) => b + tau.data[i]!);
+      });
+    const run = async (models: Float32Array[], extra: Record<string, string>): Promise<Float32Array> =>
+      mergeTensorsAsync(TSV, { base, models }, { shape: [n, n], linalg: jsMatMul, name: 'layer', params: { svd: 'randomized', ...extra } });
+    const steep = fam(0.8); // σ_48/σ_1 = 0.8^47 ≈ 3e-5
+    expect(await run(steep, {})).toEqual(await run(steep, { range_finder: 'subspace' }));
+    expect(await run(steep, {})).not.toEqual(await run(steep, { range_finder: 'krylov' }));
+    const flat = fam(0.99);
+    expect(await run(flat, {})).toEqual(await run(flat, { range_finder: 'krylov' }));
+    expect(await run(flat, {})).not.toEqual(await run(flat, { range_finder: 'subspace' }));
+  });
+
   it('one task gives base + alpha·τ; alpha 0 gives the base bit for bit', async () => {
     const { base, models } = family(10, 6, 1, 9);
     const one = await mergeTensorsAsync(TSV, { base, models }, { shape: [10, 6], params: { alpha: 1, svd: 'exact' } });

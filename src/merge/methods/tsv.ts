@@ -37,7 +37,13 @@ export const DROP_RELATIVE = 1e-6;
 export type SvdMode = 'exact' | 'randomized' | 'auto';
 
 /** How the randomized path finds each task's top-k subspace (see TSV_PARAMS range_finder). */
-export type RangeFinder = 'krylov' | 'subspace';
+export type RangeFinder = 'auto' | 'krylov' | 'subspace';
+
+/**
+ * `range_finder: auto` redoes a task by subspace iteration when block Krylov finds σ_k below this fraction of σ_1
+ * (a steep spectrum: Krylov's f32 basis blurs those small directions, see TSV_PARAMS range_finder).
+ */
+export const AUTO_STEEP_RATIO = 1e-3;
 
 /**
  * The range finder of a tensor's parameters: `range_finder` when given, else subspace iteration when a recipe sets
@@ -45,8 +51,8 @@ export type RangeFinder = 'krylov' | 'subspace';
  */
 export function rangeFinderOf(params: Params): RangeFinder {
   const given = params['range_finder'];
-  if (given === 'krylov' || given === 'subspace') return given;
-  return typeof params['oversampling'] === 'number' || typeof params['power_iterations'] === 'number' ? 'subspace' : 'krylov';
+  if (given === 'auto' || given === 'krylov' || given === 'subspace') return given;
+  return typeof params['oversampling'] === 'number' || typeof params['power_iterations'] === 'number' ? 'subspace' : 'auto';
 }
 
 export interface Common {
@@ -316,10 +322,12 @@ interface TsvReport {
 
 /** A task's top-k triplets on the randomized path, by the tensor's range finder. */
 export function truncatedTaskSvd(tau: Float32Array, m: number, n: number, k: number, c: Common, seed: number): ReturnType<typeof randomizedSvd> {
-  if (c.rangeFinder === 'krylov') {
-    return blockKrylovSvd(tau, m, n, k, { backend: c.backend, seed, ...(c.krylovBlocks !== undefined ? { blocks: c.krylovBlocks } : {}), ...(c.krylovBlockSize !== undefined ? { blockSize: c.krylovBlockSize } : {}) });
-  }
-  return randomizedSvd(tau, m, n, k, { backend: c.backend, seed, oversampling: c.oversampling ?? defaultOversampling(k), powerIterations: c.powerIterations });
+  const subspace = (): ReturnType<typeof randomizedSvd> =>
+    randomizedSvd(tau, m, n, k, { backend: c.backend, seed, oversampling: c.oversampling ?? defaultOversampling(k), powerIterations: c.powerIterations });
+  if (c.rangeFinder === 'subspace') return subspace();
+  const krylov = blockKrylovSvd(tau, m, n, k, { backend: c.backend, seed, ...(c.krylovBlocks !== undefined ? { blocks: c.krylovBlocks } : {}), ...(c.krylovBlockSize !== undefined ? { blockSize: c.krylovBlockSize } : {}) });
+  if (c.rangeFinder === 'krylov') return krylov;
+  return krylov.then((r) => (r.s[k - 1]! < AUTO_STEEP_RATIO * r.s[0]! ? subspace() : r));
 }
 
 /** τ = polar(U_cat)·diag(s_cat)·polar(V_cat)ᵀ from each task's top-k_t triplets; returns the m·n values. */
@@ -541,9 +549,9 @@ const TSV_PARAMS: readonly ParamSpec[] = [
   {
     name: 'range_finder',
     type: 'string',
-    choices: ['krylov', 'subspace'],
+    choices: ['auto', 'krylov', 'subspace'],
     description:
-      "randomized path: how each task's top-k subspace is found: 'krylov' (block Krylov, the default: about 0.7x the products of 'subspace' and 50-150x closer to the exact merge when the spectrum is still flat at the cut; when it falls steeply, σ_k below ~1e-3·σ_1, its small directions are blurred by f32 rounding and 'subspace' lands ~7x closer: measured 3.2e-3 vs 4.5e-4) or 'subspace' (Halko subspace iteration with oversampling and power_iterations; the default when either of those is set)",
+      "randomized path: how each task's top-k subspace is found: 'krylov' (block Krylov: about 0.7x the products of 'subspace' and 50-150x closer to the exact merge when the spectrum is still flat at the cut; when it falls steeply, σ_k below ~1e-3·σ_1, its small directions are blurred by f32 rounding and 'subspace' lands ~7x closer: measured 3.2e-3 vs 4.5e-4), 'subspace' (Halko subspace iteration with oversampling and power_iterations; the default when either of those is set), or 'auto' (the default: krylov, and a task whose σ_k < 1e-3·σ_1 again by subspace)",
   },
   { name: 'krylov_blocks', type: 'number', integer: true, min: 1, default: DEFAULT_KRYLOV_BLOCKS, description: 'block Krylov: blocks s (2s products with the task vector; the basis has s·b columns)' },
   { name: 'krylov_block_size', type: 'number', integer: true, min: 1, description: 'block Krylov: columns b per block (unset: max(8, ⌈1.75k/s⌉) for a task rank k, a basis of 1.75k columns; widened when s·b < k)' },
@@ -605,14 +613,15 @@ function tsvCost(shape: readonly number[], T: number, params: Params): WholeTens
 }
 
 /**
- * Flops, JS flops and working bytes of one task's randomized top-k SVD of an m x n matrix. Block Krylov (b columns,
+ * Flops, JS flops and working bytes of one task's randomized top-k SVD of an m x n matrix (range_finder auto is
+ * estimated as block Krylov: a steep spectrum's extra subspace pass is not known before the data). Block Krylov (b columns,
  * s blocks, l = s·b): 2s products with A, block Gram–Schmidt (two passes against the earlier blocks), the l² Gram of
  * Bᵀ, an l x l top-k eigenproblem (native, counted here; in JS without the addon), U and V. Subspace iteration
  * (l = k + p): 2q + 2 products, an orthonormalisation after each, and an l x l eigenproblem in JS.
  */
 function taskSvdCost(m: number, n: number, k: number, params: Params): { flops: number; jsFlops: number; bytes: number } {
   const big = Math.max(m, n);
-  if (rangeFinderOf(params) === 'krylov') {
+  if (rangeFinderOf(params) !== 'subspace') {
     const s0 = typeof params['krylov_blocks'] === 'number' ? params['krylov_blocks'] : DEFAULT_KRYLOV_BLOCKS;
     const b = Math.max(Math.min(m, n, typeof params['krylov_block_size'] === 'number' ? params['krylov_block_size'] : defaultKrylovBlockSize(k, s0)), Math.ceil(k / s0));
     const s = Math.max(1, Math.min(s0, Math.floor(Math.min(m, n) / Math.max(b, 1))));
