@@ -1168,6 +1168,16 @@ napi_value queueJob(napi_env env, napi_callback_info info, const char* name, boo
   return promise;
 }
 
+// The same call on the JS thread: run's boolean.
+template <typename Args>
+napi_value runNow(napi_env env, napi_callback_info info, const char* name, bool (*parse)(napi_env, napi_callback_info, const char*, Args*), bool (*run)(Args&)) {
+  Args a;
+  if (!parse(env, info, name, &a)) return nullptr;
+  napi_value r;
+  napi_get_boolean(env, run(a), &r);
+  return r;
+}
+
 // The arguments of denseGemm(Async): (a, b, c, m, k, n, flags, threads), see below.
 struct GemmArgs {
   Gemm g{};
@@ -1278,13 +1288,7 @@ bool runPolar(PolarArgs& a) {
   return ok;
 }
 
-napi_value densePolar(napi_env env, napi_callback_info info) {
-  PolarArgs a;
-  if (!polarArgs(env, info, "densePolar", &a)) return nullptr;
-  napi_value r;
-  napi_get_boolean(env, runPolar(a), &r);
-  return r;
-}
+napi_value densePolar(napi_env env, napi_callback_info info) { return runNow<PolarArgs>(env, info, "densePolar", polarArgs, runPolar); }
 
 
 // denseTridiagonalize(w, n, d, e): Float64Arrays; tred2Reduce's contract (src/tensor/linalg/svd.ts).
@@ -1356,13 +1360,7 @@ bool eigenArgs(napi_env env, napi_callback_info info, const char* name, EigenArg
 
 bool runEigen(EigenArgs& a) { return symEigenTop(a.w, a.n, a.k, a.values, a.vectors, a.threads); }
 
-napi_value denseSymEigen(napi_env env, napi_callback_info info) {
-  EigenArgs a;
-  if (!eigenArgs(env, info, "denseSymEigen", &a)) return nullptr;
-  napi_value r;
-  napi_get_boolean(env, runEigen(a), &r);
-  return r;
-}
+napi_value denseSymEigen(napi_env env, napi_callback_info info) { return runNow<EigenArgs>(env, info, "denseSymEigen", eigenArgs, runEigen); }
 
 
 // densePolarAsync(p, n, threads, info): densePolar on a libuv pool thread; returns a Promise of its boolean. p and
