@@ -27,7 +27,7 @@ export interface NativeKernels {
   histWindows(memory: ArrayBuffer): void;
   /** Transparent huge pages for a fresh memory's 2 MiB-aligned interior (returns the bytes advised). */
   adviseHuge(memory: ArrayBuffer): number;
-  /** native/dense.cc, see DenseKernels in src/tensor/linalg/backend.ts (gemm, inverse, polar, tridiagonalize). */
+  /** native/dense.cc (see there): the synchronous kernels and their Async forms; linalg sees DenseKernels (backend.ts). */
   denseGemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number, threads: number): void;
   denseGemmAsync(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number, threads: number): Promise<void>;
   denseInverse(a: Float32Array, n: number, threads: number): boolean;
@@ -44,14 +44,10 @@ export const NATIVE_FUNCTIONS = ['tiesPiece', 'histWindows', 'tiesTensor', 'advi
 /** The addon's dense kernels on `threads` threads, in the shape linalg backends carry them (MatMulBackend.dense). */
 export function denseKernelsOf(k: NativeKernels, threads: number): DenseKernels {
   return {
-    gemm: (a, b, c, m, kk, n, flags) => k.denseGemm(a, b, c, m, kk, n, flags, threads),
-    gemmAsync: (a, b, c, m, kk, n, flags) => k.denseGemmAsync(a, b, c, m, kk, n, flags, threads),
-    inverse: (a, n) => k.denseInverse(a, n, threads),
     threads,
-    polar: (p, n, info) => k.densePolar(p, n, threads, info),
+    gemmAsync: (a, b, c, m, kk, n, flags) => k.denseGemmAsync(a, b, c, m, kk, n, flags, threads),
     polarAsync: (p, n, info, t = threads) => k.densePolarAsync(p, n, t, info),
     tridiagonalize: (w, n, d, e) => k.denseTridiagonalize(w, n, d, e),
-    symEigen: (w, n, kk, values, vectors) => k.denseSymEigen(w, n, kk, values, vectors, threads),
     symEigenAsync: (w, n, kk, values, vectors) => k.denseSymEigenAsync(w, n, kk, values, vectors, threads),
   };
 }

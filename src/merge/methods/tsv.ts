@@ -62,7 +62,7 @@ export interface Common {
   rangeFinder: RangeFinder;
   /** undefined: DEFAULT_KRYLOV_BLOCKS */
   krylovBlocks: number | undefined;
-  /** undefined: max(8, ⌈k/8⌉) per task */
+  /** undefined: max(8, ⌈1.75k/s⌉) per task (defaultKrylovBlockSize) */
   krylovBlockSize: number | undefined;
   /** undefined: max(10, ⌈k/4⌉) per task (see DEFAULT_POWER_ITERATIONS) */
   oversampling: number | undefined;
@@ -99,8 +99,8 @@ export function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<nu
 }
 
 /**
- * `taskVectors` after `checkInputsFinite`, in one pass per model: a difference that is not finite (an input NaN or
- * infinity among them) sends the chunk through the full check, which names the model and element.
+ * Task vectors w_t·(x_t − base) in f32, checked finite in the same pass per model: a difference that is not finite
+ * (an input NaN or infinity among them) sends the chunk through `checkInputsFinite`, which names the model and element.
  */
 export function finiteTaskVectors(name: string, method: string, chunk: Chunk, weights: Float64Array): Float32Array[] {
   const base = chunk.base!;
@@ -117,17 +117,6 @@ export function finiteTaskVectors(name: string, method: string, chunk: Chunk, we
   });
   if (probe !== 0) checkInputsFinite(name, method, chunk);
   return taus;
-}
-
-/** Task vectors w_t·(x_t − base) in f32. */
-export function taskVectors(chunk: Chunk, weights: Float64Array): Float32Array[] {
-  const base = chunk.base!;
-  return chunk.models.map((x, t) => {
-    const w = weights[t]!;
-    const tau = new Float32Array(chunk.length);
-    for (let i = 0; i < tau.length; i++) tau[i] = w * (x[i]! - base[i]!);
-    return tau;
-  });
 }
 
 /**
@@ -565,21 +554,21 @@ const TSV_PARAMS: readonly ParamSpec[] = [
 /** JS flops of an l x l eigenproblem per l³: the Householder reduction (4/3) plus inverse iteration and sorting. */
 export const EIGEN_JS_FLOPS = 1.5;
 
-/** Polar-Express + Newton–Schulz steps assumed by the estimate (measured: 10 on a 4096² TSV-M U_cat). */
-const POLAR_STEPS_ESTIMATE = 10;
-
-/** Newton steps assumed for a square polar factor (measured: 6 on a 4096² TSV-M U_cat, each one 2n³-flop inverse). */
-const NEWTON_STEPS_ESTIMATE = 6;
+/** Newton steps assumed for a polar factor (measured: 5 on a 4096² TSV-M U_cat, each one 2n³-flop inverse). */
+const NEWTON_STEPS_ESTIMATE = 5;
 
 /**
- * Flops and working bytes of the polar factor of an a x b matrix: the scaled Newton iteration for a square one (the
- * native addon's; without it the products below run instead), Polar-Express + Newton–Schulz products otherwise.
+ * Flops and working bytes of the polar factor of an a x b matrix with the native kernels: the scaled Newton iteration
+ * on a square one; a tall or wide one through an orthonormal basis (about 3 CholeskyQR passes of a Gram and a product
+ * each, R = QᵀA and Q·polar(R), 2·hi·lo² flops apiece) and Newton on the lo x lo R. Without the addon the
+ * Polar-Express + Newton–Schulz products run instead (about 10 steps of 3.5·hi·lo² + 1.5·lo³ multiply-adds: measured
+ * on a 4096² TSV-M U_cat), several times more.
  */
 export function polarCost(a: number, b: number): { flops: number; bytes: number } {
-  if (a === b) return { flops: NEWTON_STEPS_ESTIMATE * 2 * a ** 3, bytes: 3 * a * a * 4 };
   const [hi, lo] = a >= b ? [a, b] : [b, a];
-  // per step: Gram (3/4 of 2·hi·lo²), G² (3/4 of 2·lo³), X·(aI + bG + cG²) (2·hi·lo²)
-  return { flops: POLAR_STEPS_ESTIMATE * (3.5 * hi * lo * lo + 1.5 * lo ** 3), bytes: (3 * hi * lo + 3 * lo * lo) * 4 };
+  const newton = NEWTON_STEPS_ESTIMATE * 2 * lo ** 3;
+  if (hi === lo) return { flops: newton, bytes: 3 * lo * lo * 4 };
+  return { flops: newton + (3 * 1.75 + 2) * 2 * hi * lo * lo, bytes: (3 * hi * lo + 3 * lo * lo) * 4 };
 }
 
 /** Flops of an exact (Jacobi, f64) SVD of an a x b matrix: about 10 sweeps of r²/2 rotations over both factors. */

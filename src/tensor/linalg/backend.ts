@@ -41,31 +41,25 @@ export interface MatMulBackend {
  * count). Arrays are row-major and must not overlap unless said.
  */
 export interface DenseKernels {
-  /** c (m x n) = op(a)·op(b) (flags: 1 transA, 2 transB, 4 accumulate into c). */
-  gemm(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number): void;
-  /** `gemm` on a libuv pool thread; the arrays must not be touched until it settles. */
-  gemmAsync(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number): Promise<void>;
-  /** a (n x n) replaced by its inverse (Gauss-Jordan with partial pivoting); false when singular or not finite. */
-  inverse(a: Float32Array, n: number): boolean;
-  /**
-   * p (n x n, holding A) replaced by A's orthogonal polar factor (scaled Newton, Byers-Xu scaling). info: in [0] most
-   * iterations, [1] tolerance, [2] largest condition bound accepted; out [3] iterations, [4] last relative step,
-   * [5] the condition bound. false (p unspecified) when A is singular or worse conditioned than info[2].
-   */
-  polar(p: Float32Array, n: number, info: Float64Array): boolean;
-  /** `polar` on a libuv pool thread (the event loop keeps running), on `threads` threads (default the backend's). */
-  polarAsync(p: Float32Array, n: number, info: Float64Array, threads?: number): Promise<boolean>;
   /** The thread count the kernels run on. */
   readonly threads: number;
+  /** c (m x n) = op(a)·op(b) (flags: 1 transA, 2 transB, 4 accumulate into c) on a libuv pool thread; the arrays must not be touched until it settles. */
+  gemmAsync(a: Float32Array, b: Float32Array, c: Float32Array, m: number, k: number, n: number, flags: number): Promise<void>;
+  /**
+   * p (n x n, holding A) replaced by A's orthogonal polar factor (scaled Newton, Byers-Xu scaling), on a libuv pool
+   * thread and `threads` threads (default the backend's). info: in [0] most iterations, [1] tolerance, [2] largest
+   * condition bound accepted; out [3] iterations, [4] last relative step, [5] the condition bound. false when A is
+   * singular or worse conditioned than info[2] (p is then untouched if info[3] is 0, unspecified otherwise).
+   */
+  polarAsync(p: Float32Array, n: number, info: Float64Array, threads?: number): Promise<boolean>;
   /** `tred2Reduce` (svd.ts) in native f64: same contract, vectorised sums (not the same bits). */
   tridiagonalize(w: Float64Array, n: number, d: Float64Array, e: Float64Array): void;
   /**
    * The top-k eigenpairs of the symmetric n x n f64 `w` (destroyed), by `symmetricEigenF32`'s algorithm restricted to
-   * k vectors: `values` (n) gets every eigenvalue descending, `vectors` (n x k f32) the unit eigenvectors of the k
-   * largest, largest-magnitude entry positive. false when the QL iteration does not converge (non-finite input).
+   * k vectors, on a libuv pool thread: `values` (n) gets every eigenvalue descending, `vectors` (n x k f32) the unit
+   * eigenvectors of the k largest, largest-magnitude entry positive. false when the input is not finite or the QL
+   * iteration does not converge.
    */
-  symEigen(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array): boolean;
-  /** `symEigen` on a libuv pool thread (the event loop keeps running). */
   symEigenAsync(w: Float64Array, n: number, k: number, values: Float64Array, vectors: Float32Array): Promise<boolean>;
 }
 

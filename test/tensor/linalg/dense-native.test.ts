@@ -221,6 +221,44 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
     expect(nk.denseSymEigen(bad, n, 3, new Float64Array(n), new Float32Array(n * 3), 2)).toBe(false);
   });
 
+  it('refuse arguments that do not fit (short arrays, wrong types) with WK_NATIVE naming the kernel, sync and async', () => {
+    const a = new Float32Array(10);
+    const info = new Float64Array(6);
+    const bad: [string, () => unknown][] = [
+      ['denseGemm', () => nk.denseGemm(a, a, a, 4, 4, 4, 0, 1)],
+      ['denseGemmAsync', () => nk.denseGemmAsync(a, a, a, 4, 4, 4, 0, 1)],
+      ['denseInverse', () => nk.denseInverse(a, 4, 1)],
+      ['densePolar', () => nk.densePolar(a, 4, 1, info)],
+      ['densePolarAsync', () => nk.densePolarAsync(a, 3, 1, new Float64Array(2))],
+      ['denseTridiagonalize', () => nk.denseTridiagonalize(new Float64Array(4), 3, new Float64Array(3), new Float64Array(3))],
+      ['denseSymEigen', () => nk.denseSymEigen(new Float64Array(9), 3, 4, new Float64Array(3), new Float32Array(12), 1)],
+      ['denseSymEigenAsync', () => nk.denseSymEigenAsync(new Float64Array(9), 3, 1, new Float64Array(3), new Float32Array(2), 1)],
+      ['denseSymEigenAsync', () => nk.denseSymEigenAsync(new Float32Array(9) as unknown as Float64Array, 3, 1, new Float64Array(3), a, 1)],
+    ];
+    for (const [name, call] of bad) {
+      let thrown: unknown;
+      try {
+        call();
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown, name).toMatchObject({ code: 'WK_NATIVE', message: `${name}: arguments out of range` });
+    }
+  });
+
+  it('the ORT backend carries them unless told not to', async () => {
+    const { createOrtMatMul } = await import('../../../src/eval/ort-matmul.js');
+    const on = await createOrtMatMul({ threads: 2 });
+    const off = await createOrtMatMul({ threads: 1, native: false });
+    try {
+      expect(on.dense?.threads).toBe(2);
+      expect(off.dense).toBeUndefined();
+    } finally {
+      await on.dispose();
+      await off.dispose();
+    }
+  });
+
   describe('through a backend that carries them', () => {
     const backend: MatMulBackend = { name: 'js+native', matmul: jsMatMul.matmul, dense: denseKernelsOf(nk, 2) };
 
