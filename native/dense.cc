@@ -815,7 +815,8 @@ bool tqlValues(int64_t m, double* d, double* e) {
         if (++iter > 60) return false;
         double g = d[l];
         double p = (d[l + 1] - g) / (2 * e[l]);
-        double r = std::hypot(p, 1.0);
+        double r = std::sqrt(p * p + 1.0);
+        if (!(r <= 1e150)) r = std::hypot(p, 1.0);
         if (p < 0) r = -r;
         d[l] = e[l] / (p + r);
         d[l + 1] = e[l] * (p + r);
@@ -832,7 +833,9 @@ bool tqlValues(int64_t m, double* d, double* e) {
           s2 = s;
           g = c * e[i];
           h = c * p;
-          r = std::hypot(p, e[i]);
+          r = std::sqrt(p * p + e[i] * e[i]);
+          // the plain form unless it could have under- or overflowed (the block is scaled to norm 1: rare)
+          if (!(r >= 1e-150 && r <= 1e150)) r = std::hypot(p, e[i]);
           e[i + 1] = s * r;
           s = e[i] / r;
           c = p / r;
@@ -1050,30 +1053,48 @@ bool symEigenTop(double* w, int64_t n, int64_t k, double* values, float* vectors
       for (int64_t j = f; j < m; j++) out[(j - f) * m + j] = 1;
       continue;
     }
-    TriLu lu(m);
-    Mix rng{static_cast<uint64_t>(bl.lo + 1)};
-    std::vector<double> x(m);
-    int64_t clusterStart = f;
-    double prev = -INFINITY;
-    for (int64_t j = f; j < m; j++) {
-      double lambda = bl.values[j];
-      if (j == f || lambda - bl.values[j - 1] > CLUSTER_GAP) clusterStart = j;
-      if (lambda <= prev + 10 * EPS) lambda = prev + 10 * EPS;
-      prev = lambda;
-      lu.factor(bl.d.data(), bl.b.data(), lambda, EPS);
-      for (int64_t i = 0; i < m; i++) x[i] = rng.next() - 0.5;
-      for (int s = 0; s < SOLVES; s++) {
-        normalize(x.data(), m);
-        lu.solve(x.data());
-        for (int64_t c = clusterStart; c < j; c++) {
-          const double* row = out.data() + (c - f) * m;
-          double dot = 0;
-          for (int64_t i = 0; i < m; i++) dot += x[i] * row[i];
-          for (int64_t i = 0; i < m; i++) x[i] -= dot * row[i];
+    // vectors [j0, j1) of the block, each from its own seeded start; ranges begin at a cluster start (below), so
+    // splitting [f, m) between two threads computes exactly what one thread would
+    auto vectorsOf = [&bl, &out, f, m](int64_t j0, int64_t j1) {
+      TriLu lu(m);
+      std::vector<double> x(m);
+      int64_t clusterStart = j0;
+      double prev = -INFINITY;
+      for (int64_t j = j0; j < j1; j++) {
+        double lambda = bl.values[j];
+        if (j == j0 || lambda - bl.values[j - 1] > CLUSTER_GAP) clusterStart = j;
+        if (lambda <= prev + 10 * EPS) lambda = prev + 10 * EPS;
+        prev = lambda;
+        lu.factor(bl.d.data(), bl.b.data(), lambda, EPS);
+        Mix rng{static_cast<uint64_t>(bl.lo + 1) * 0x100000001b3ull + static_cast<uint64_t>(j)};
+        for (int64_t i = 0; i < m; i++) x[i] = rng.next() - 0.5;
+        for (int s = 0; s < SOLVES; s++) {
+          normalize(x.data(), m);
+          lu.solve(x.data());
+          for (int64_t c = clusterStart; c < j; c++) {
+            const double* row = out.data() + (c - f) * m;
+            double dot = 0;
+            for (int64_t i = 0; i < m; i++) dot += x[i] * row[i];
+            for (int64_t i = 0; i < m; i++) x[i] -= dot * row[i];
+          }
         }
+        normalize(x.data(), m);
+        std::copy(x.begin(), x.end(), out.begin() + (j - f) * m);
       }
-      normalize(x.data(), m);
-      std::copy(x.begin(), x.end(), out.begin() + (j - f) * m);
+    };
+    // the second thread's share starts at the first cluster start past the middle (a gap > CLUSTER_GAP: the
+    // nudges of close values, 10·EPS each, never reach across it)
+    int64_t mid = m;
+    if (threads >= 2 && (m - f) * m >= 65536) {
+      mid = f + (m - f) / 2;
+      while (mid < m && !(bl.values[mid] - bl.values[mid - 1] > CLUSTER_GAP)) mid++;
+    }
+    if (mid < m) {
+      std::thread t(vectorsOf, mid, m);
+      vectorsOf(f, mid);
+      t.join();
+    } else {
+      vectorsOf(f, m);
     }
   }
   std::fill(vectors, vectors + n * k, 0.0f);
