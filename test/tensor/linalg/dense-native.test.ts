@@ -209,12 +209,14 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
           expect(res, `${name} k=${k} residual ${c}`).toBeLessThan(1e-4 * Math.abs(values[0]!));
         }
       }
-      // the same bits at 1 and 2 threads
-      const v1 = new Float32Array(n * 20);
-      const v2 = new Float32Array(n * 20);
-      nk.denseSymEigen(Float64Array.from(m), n, 20, new Float64Array(n), v1, 1);
-      nk.denseSymEigen(Float64Array.from(m), n, 20, new Float64Array(n), v2, 2);
-      expect(sameBits(v1, v2)).toBe(true);
+      // the same bits at 1 and 2 threads (from k·n >= 65536, here k = 250, the inverse iteration splits too)
+      for (const k of [20, 250]) {
+        const v1 = new Float32Array(n * k);
+        const v2 = new Float32Array(n * k);
+        nk.denseSymEigen(Float64Array.from(m), n, k, new Float64Array(n), v1, 1);
+        nk.denseSymEigen(Float64Array.from(m), n, k, new Float64Array(n), v2, 2);
+        expect(sameBits(v1, v2), `${name} k=${k}`).toBe(true);
+      }
     }
     const bad = Float64Array.from(a);
     bad[3] = NaN;
