@@ -652,139 +652,256 @@ bool polarNewton(float* p, int64_t n, int threads, int maxIterations, double tol
 // Householder reduction of a symmetric matrix to tridiagonal form in f64: the algorithm of tred2's reduction half
 // (src/tensor/linalg/svd.ts tred2Reduce, same layout of the result) with the row products vectorised.
 
-// e[k] += W[row + k]·f for k in [k0, k1); returns Σ W[row + k]·d[k].
-double symvRow(double* W, const double* d, double* e, int64_t row, int64_t k0, int64_t k1, double f) {
-  __m512d g = _mm512_setzero_pd();
-  const __m512d vf = _mm512_set1_pd(f);
-  int64_t k = k0;
-  for (; k + 8 <= k1; k += 8) {
-    const __m512d w = _mm512_loadu_pd(W + row + k);
-    g = _mm512_add_pd(g, _mm512_mul_pd(w, _mm512_loadu_pd(d + k)));
-    _mm512_storeu_pd(e + k, _mm512_add_pd(_mm512_loadu_pd(e + k), _mm512_mul_pd(w, vf)));
+// Rows [j0, j1) of the symmetric product of the leading block held in the lower triangle (row j: columns [0, j]):
+// part[j] += Σ_{k<=j} W[j][k]·d[k] and part[k] += W[j][k]·d[j] for k < j. Two rows at a time from j0 (the two share
+// the loads of d and part), FMA, two accumulators per row; the order of every sum depends only on j0 and j1.
+void symvLower(const double* W, int64_t n, const double* d, double* part, int64_t j0, int64_t j1) {
+  int64_t j = j0;
+  for (; j + 2 <= j1; j += 2) {
+    const double* w0 = W + j * n;
+    const double* w1 = w0 + n;
+    const __m512d f0 = _mm512_set1_pd(d[j]), f1 = _mm512_set1_pd(d[j + 1]);
+    __m512d g0a = _mm512_setzero_pd(), g0b = g0a, g1a = g0a, g1b = g0a;
+    int64_t k = 0;
+    for (; k + 16 <= j; k += 16) {
+      const __m512d a0 = _mm512_loadu_pd(w0 + k), a1 = _mm512_loadu_pd(w1 + k), x = _mm512_loadu_pd(d + k);
+      const __m512d b0 = _mm512_loadu_pd(w0 + k + 8), b1 = _mm512_loadu_pd(w1 + k + 8), y = _mm512_loadu_pd(d + k + 8);
+      g0a = _mm512_fmadd_pd(a0, x, g0a);
+      g1a = _mm512_fmadd_pd(a1, x, g1a);
+      g0b = _mm512_fmadd_pd(b0, y, g0b);
+      g1b = _mm512_fmadd_pd(b1, y, g1b);
+      _mm512_storeu_pd(part + k, _mm512_fmadd_pd(a1, f1, _mm512_fmadd_pd(a0, f0, _mm512_loadu_pd(part + k))));
+      _mm512_storeu_pd(part + k + 8, _mm512_fmadd_pd(b1, f1, _mm512_fmadd_pd(b0, f0, _mm512_loadu_pd(part + k + 8))));
+    }
+    double g0 = _mm512_reduce_add_pd(_mm512_add_pd(g0a, g0b)), g1 = _mm512_reduce_add_pd(_mm512_add_pd(g1a, g1b));
+    for (; k < j; k++) {
+      g0 += w0[k] * d[k];
+      g1 += w1[k] * d[k];
+      part[k] += w0[k] * d[j] + w1[k] * d[j + 1];
+    }
+    // row j + 1's entry in column j, then the diagonals
+    g1 += w1[j] * d[j];
+    part[j] += g0 + w0[j] * d[j] + w1[j] * d[j + 1];
+    part[j + 1] += g1 + w1[j + 1] * d[j + 1];
   }
-  double t = _mm512_reduce_add_pd(g);
-  for (; k < k1; k++) {
-    t += W[row + k] * d[k];
-    e[k] += W[row + k] * f;
+  if (j < j1) {
+    const double* w0 = W + j * n;
+    double g0 = 0;
+    for (int64_t k = 0; k < j; k++) {
+      g0 += w0[k] * d[k];
+      part[k] += w0[k] * d[j];
+    }
+    part[j] += g0 + w0[j] * d[j];
   }
-  return t;
 }
 
-// W[row + k] -= f·e[k] + g·d[k] for k in [k0, k1).
-void rank2Row(double* W, const double* d, const double* e, int64_t row, int64_t k0, int64_t k1, double f, double g) {
-  const __m512d vf = _mm512_set1_pd(f), vg = _mm512_set1_pd(g);
-  int64_t k = k0;
-  for (; k + 8 <= k1; k += 8) {
-    const __m512d upd = _mm512_add_pd(_mm512_mul_pd(vf, _mm512_loadu_pd(e + k)), _mm512_mul_pd(vg, _mm512_loadu_pd(d + k)));
-    _mm512_storeu_pd(W + row + k, _mm512_sub_pd(_mm512_loadu_pd(W + row + k), upd));
+// Rows [0, split(i)) and [split(i), i) carry about equal shares of the lower triangle of the leading i x i block
+// (row j has j + 1 entries); even, so that the two-row steps pair the same rows either way.
+int64_t splitRows(int64_t i) { return static_cast<int64_t>(static_cast<double>(i) * 0.7071067811865476) & ~int64_t{7}; }
+
+// W[j][k] -= Σ_q L[j][q]·R[k][q] (depth D) for rows j in [r0, r1) (r0 a multiple of 8) and, for each 8-row block j0,
+// columns k in [0, min(iEnd, 16·⌈(j0 + 8)/16⌉)): the lower triangle of the leading iEnd x iEnd block plus a few
+// entries right of the diagonal, which are never read (the upper triangle is cleared at the end). L is row-major
+// (n x D), R packed by 16-column blocks (Rp[kb][q][c]). Each entry is accumulated in the same order whoever computes it.
+void symUpdateRows(double* W, int64_t n, const double* L, const double* Rp, int64_t D, int64_t r0, int64_t r1, int64_t iEnd) {
+  for (int64_t j0 = r0; j0 < r1; j0 += 8) {
+    const int rows = static_cast<int>(std::min<int64_t>(8, r1 - j0));
+    const double* lrow[8];
+    for (int r = 0; r < 8; r++) lrow[r] = L + (j0 + std::min(r, rows - 1)) * D;
+    const int64_t kEnd = std::min(iEnd, (j0 + rows + 15) / 16 * 16);
+    for (int64_t k0 = 0; k0 < kEnd; k0 += 16) {
+      __m512d acc[8][2];
+      for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_pd();
+      const double* bp = Rp + k0 * D;
+      for (int64_t q = 0; q < D; q++) {
+        const __m512d b0 = _mm512_loadu_pd(bp + q * 16), b1 = _mm512_loadu_pd(bp + q * 16 + 8);
+        for (int r = 0; r < 8; r++) {
+          const __m512d av = _mm512_set1_pd(lrow[r][q]);
+          acc[r][0] = _mm512_fmadd_pd(av, b0, acc[r][0]);
+          acc[r][1] = _mm512_fmadd_pd(av, b1, acc[r][1]);
+        }
+      }
+      const int64_t cols = std::min<int64_t>(16, kEnd - k0);
+      const __mmask8 m0 = cols >= 8 ? 0xff : static_cast<__mmask8>((1u << cols) - 1);
+      const __mmask8 m1 = cols >= 16 ? 0xff : cols <= 8 ? 0 : static_cast<__mmask8>((1u << (cols - 8)) - 1);
+      for (int r = 0; r < rows; r++) {
+        double* c = W + (j0 + r) * n + k0;
+        _mm512_mask_storeu_pd(c, m0, _mm512_sub_pd(_mm512_maskz_loadu_pd(m0, c), acc[r][0]));
+        _mm512_mask_storeu_pd(c + 8, m1, _mm512_sub_pd(_mm512_maskz_loadu_pd(m1, c + 8), acc[r][1]));
+      }
+    }
   }
-  for (; k < k1; k++) W[row + k] -= f * e[k] + g * d[k];
 }
 
-// Rows [0, split(i)) and [split(i), i) carry about equal shares of a step's triangle (row j has i - j entries).
-int64_t splitRows(int64_t i) { return static_cast<int64_t>(static_cast<double>(i) * (1 - 0.7071067811865476)); }
+// Panel width of the blocked reduction: the rank-2 updates of TRID_NB steps are applied at once.
+constexpr int64_t TRID_NB = 32;
+constexpr int64_t TRID_LD = 2 * TRID_NB;
 
-// The reduction, its two O(i²) parts per step (the symmetric product into e and the rank-2 update) split by rows
-// into two fixed halves (splitRows), each half's contribution to e summed separately and then added: the same
-// arithmetic whether one thread does both halves or two threads one each (steps below 256 rows stay on one).
+// Σ_q x[q]·y[q] over q in [0, np) and [TRID_NB, TRID_NB + np) (np <= TRID_NB), in 8-wide chunks (zeros past np).
+inline double panelDot(const double* x, const double* y, int64_t np) {
+  __m512d s = _mm512_setzero_pd();
+  for (int64_t q = 0; q < np; q += 8) {
+    s = _mm512_fmadd_pd(_mm512_loadu_pd(x + q), _mm512_loadu_pd(y + q), s);
+    s = _mm512_fmadd_pd(_mm512_loadu_pd(x + TRID_NB + q), _mm512_loadu_pd(y + TRID_NB + q), s);
+  }
+  return _mm512_reduce_add_pd(s);
+}
+
+// Householder reduction of a symmetric matrix to tridiagonal form in f64 with the result in tred2's layout
+// (src/tensor/linalg/svd.ts tred2Reduce: step i = n-1 .. 1 reduces row i; its Householder vector in row i, columns
+// [0, i); h_i in d[i]; T's diagonal on W's diagonal; the strict upper triangle zero; d[0] = T[0][0]), blocked as
+// LAPACK's dsytrd: the matrix is kept in the lower triangle, and within a panel of TRID_NB steps the leading block is
+// not updated; step i's row and its symmetric product A·u are those of the stored matrix corrected by the panel's
+// earlier pairs (u_p, e_p): A_cur = A − Σ_p (u_p e_pᵀ + e_p u_pᵀ); at the panel's end one rank-2·TRID_NB update
+// (symUpdateRows) brings the leading block up to date. Per step one pass over the leading triangle (the product)
+// instead of three (the product, then the rank-2 update's read and write). The pairs are kept row-major, row j =
+// (u_0[j] .. u_31[j], e_0[j] .. e_31[j]), so that each correction is one short dot product. The product is split by
+// rows into two fixed halves (splitRows), each half's contribution summed separately and then added, and the update
+// by 8-row blocks on either side of the same kind of split: the same arithmetic whether one thread does both halves
+// or two threads one each (steps below 256 rows stay on one).
 void tridiagonalize(int64_t n, double* W, double* d, double* e, int threads) {
-  for (int64_t j = 0; j < n; j++) d[j] = W[j * n + (n - 1)];
-  std::vector<double> part0(static_cast<size_t>(n)), part1(static_cast<size_t>(n)), dn(static_cast<size_t>(n));
-  // per step, written by thread 0 before the barrier that releases the helper
+  std::vector<double> part0(static_cast<size_t>(n)), part1(static_cast<size_t>(n));
+  std::vector<double> L(static_cast<size_t>(n * TRID_LD)), Rp;
+  alignas(64) double ri[TRID_LD], ab[TRID_LD], ba[TRID_LD];
+  // per step or update, written by thread 0 before the barrier that releases the helper
   struct Step {
     int64_t i = 0, j1 = 0;
-    bool work = false, parallel = false, stop = false;
+    int kind = 0;  // 0 stop, 1 product rows [j1, i), 2 update rows [j1, i)
   } st;
   SpinBarrier bar;
   auto symvPart = [&](int64_t j0, int64_t j1, int64_t i, double* part) {
     std::fill(part, part + i, 0.0);
-    for (int64_t j = j0; j < j1; j++) {
-      const double f = d[j];
-      part[j] += W[j * n + j] * f + symvRow(W, d, part, j * n, j + 1, i, f);
-    }
-  };
-  auto rank2Part = [&](int64_t j0, int64_t j1, int64_t i) {
-    for (int64_t j = j0; j < j1; j++) {
-      rank2Row(W, d, e, j * n, j, i, d[j], e[j]);
-      dn[j] = W[j * n + (i - 1)];
-      W[j * n + i] = 0;
-    }
+    symvLower(W, n, d, part, j0, j1);
   };
   const bool two = threads >= 2 && n >= 256;
   std::thread helper;
   if (two) {
     helper = std::thread([&] {
       for (;;) {
-        bar.wait();  // step published
-        if (st.stop) return;
-        if (st.parallel) symvPart(st.j1, st.i, st.i, part1.data());
-        bar.wait();  // e summed by thread 0
-        bar.wait();
-        if (st.parallel) rank2Part(st.j1, st.i, st.i);
+        bar.wait();  // published
+        if (st.kind == 0) return;
+        if (st.kind == 1) symvPart(st.j1, st.i, st.i, part1.data());
+        else symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, st.j1, st.i, st.i);
         bar.wait();
       }
     });
   }
+  int64_t np = 0;  // the panel's pairs so far (L's columns np .. TRID_NB - 1 and TRID_NB + np .. are zero)
+  auto flush = [&](int64_t iEnd) {
+    // W[0, iEnd)² -= Σ_p (u_p e_pᵀ + e_p u_pᵀ) = L·Rᵀ with R's rows (e_p[k] .., u_p[k] ..), packed by 16 rows
+    const int64_t kbs = (iEnd + 15) / 16;
+    Rp.assign(static_cast<size_t>(kbs * 16 * TRID_LD), 0.0);
+    for (int64_t k = 0; k < iEnd; k++) {
+      const double* lk = L.data() + k * TRID_LD;
+      double* rp = Rp.data() + (k / 16) * 16 * TRID_LD + (k % 16);
+      for (int64_t q = 0; q < np; q++) {
+        rp[q * 16] = lk[TRID_NB + q];
+        rp[(TRID_NB + q) * 16] = lk[q];
+      }
+    }
+    const int64_t split = splitRows(iEnd);
+    if (two && iEnd >= 256) {
+      st.i = iEnd;
+      st.j1 = split;
+      st.kind = 2;
+      bar.wait();
+      symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, 0, split, iEnd);
+      bar.wait();
+    } else {
+      symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, 0, split, iEnd);
+      symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, split, iEnd, iEnd);
+    }
+    std::fill(L.begin(), L.begin() + iEnd * TRID_LD, 0.0);
+    np = 0;
+  };
   for (int64_t i = n - 1; i > 0; i--) {
+    // row i of the current matrix (columns [0, i]) from the stored one and the panel's pairs; the diagonal entry is
+    // stored back (it is T's diagonal)
+    double* wi = W + i * n;
+    const double* li = L.data() + i * TRID_LD;
+    for (int64_t q = 0; q < TRID_NB; q++) {
+      ri[q] = li[TRID_NB + q];
+      ri[TRID_NB + q] = li[q];
+    }
+    if (np > 0) {
+      for (int64_t j = 0; j < i; j++) d[j] = wi[j] - panelDot(L.data() + j * TRID_LD, ri, np);
+      wi[i] -= panelDot(li, ri, np);
+    } else {
+      std::copy(wi, wi + i, d);
+    }
     double scale = 0, h = 0;
     for (int64_t k = 0; k < i; k++) scale += std::fabs(d[k]);
     if (scale == 0) {
       e[i] = d[i - 1];
-      for (int64_t j = 0; j < i; j++) {
-        d[j] = W[j * n + (i - 1)];
-        W[j * n + i] = 0;
-        W[i * n + j] = 0;
+      for (int64_t j = 0; j < i; j++) wi[j] = 0;
+    } else {
+      for (int64_t k = 0; k < i; k++) {
+        d[k] /= scale;
+        h += d[k] * d[k];
       }
-      d[i] = h;
-      continue;
+      double f = d[i - 1];
+      double g = std::sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (int64_t j = 0; j < i; j++) wi[j] = d[j];
+      const int64_t j1 = splitRows(i);
+      if (two && i >= 256) {
+        st.i = i;
+        st.j1 = j1;
+        st.kind = 1;
+        bar.wait();
+        symvPart(0, j1, i, part0.data());
+        bar.wait();
+      } else {
+        symvPart(0, j1, i, part0.data());
+        symvPart(j1, i, i, part1.data());
+      }
+      f = 0;
+      if (np > 0) {
+        // A_cur·u = A·u − Σ_p (u_p (e_p·u) + e_p (u_p·u)): ab = Lᵀu = (u_p·u .., e_p·u ..), ba its halves swapped
+        __m512d acc[TRID_LD / 8];
+        for (auto& x : acc) x = _mm512_setzero_pd();
+        for (int64_t k = 0; k < i; k++) {
+          const __m512d dk = _mm512_set1_pd(d[k]);
+          const double* lk = L.data() + k * TRID_LD;
+          for (int64_t c = 0; c < TRID_LD / 8; c++) acc[c] = _mm512_fmadd_pd(dk, _mm512_loadu_pd(lk + 8 * c), acc[c]);
+        }
+        for (int64_t c = 0; c < TRID_LD / 8; c++) _mm512_store_pd(ab + 8 * c, acc[c]);
+        for (int64_t q = 0; q < TRID_NB; q++) {
+          ba[q] = ab[TRID_NB + q];
+          ba[TRID_NB + q] = ab[q];
+        }
+        for (int64_t j = 0; j < i; j++) {
+          e[j] = (part0[j] + part1[j] - panelDot(L.data() + j * TRID_LD, ba, np)) / h;
+          f += e[j] * d[j];
+        }
+      } else {
+        for (int64_t j = 0; j < i; j++) {
+          e[j] = (part0[j] + part1[j]) / h;
+          f += e[j] * d[j];
+        }
+      }
+      const double hh = f / (h + h);
+      for (int64_t j = 0; j < i; j++) {
+        e[j] -= hh * d[j];
+        L[j * TRID_LD + np] = d[j];
+        L[j * TRID_LD + TRID_NB + np] = e[j];
+      }
     }
-    for (int64_t k = 0; k < i; k++) {
-      d[k] /= scale;
-      h += d[k] * d[k];
-    }
-    double f = d[i - 1];
-    double g = std::sqrt(h);
-    if (f > 0) g = -g;
-    e[i] = scale * g;
-    h -= f * g;
-    d[i - 1] = f - g;
-    for (int64_t j = 0; j < i; j++) W[i * n + j] = d[j];
-    const int64_t j1 = splitRows(i);
-    const bool parallel = two && i >= 256;
-    if (parallel) {
-      st.i = i;
-      st.j1 = j1;
-      st.parallel = true;
-      bar.wait();
-      symvPart(0, j1, i, part0.data());
-      bar.wait();
-    } else {
-      symvPart(0, j1, i, part0.data());
-      symvPart(j1, i, i, part1.data());
-    }
-    f = 0;
-    for (int64_t j = 0; j < i; j++) {
-      e[j] = (part0[j] + part1[j]) / h;
-      f += e[j] * d[j];
-    }
-    const double hh = f / (h + h);
-    for (int64_t j = 0; j < i; j++) e[j] -= hh * d[j];
-    if (parallel) {
-      bar.wait();
-      rank2Part(0, j1, i);
-      bar.wait();
-    } else {
-      rank2Part(0, i, i);
-    }
-    for (int64_t j = 0; j < i; j++) d[j] = dn[j];
+    np++;
     d[i] = h;
+    if (np == TRID_NB || i == 1) flush(i);
   }
+  d[0] = W[0];
   e[0] = 0;
   if (two) {
-    st.stop = true;
+    st.kind = 0;
     bar.wait();
     helper.join();
   }
+  for (int64_t j = 0; j < n; j++) std::fill(W + j * n + j + 1, W + (j + 1) * n, 0.0);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

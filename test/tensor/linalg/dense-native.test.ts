@@ -152,8 +152,8 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
     expect(info[5]).toBeGreaterThan(5);
   });
 
-  it('tridiagonalize: the reduction of tred2Reduce to f64 rounding', () => {
-    for (const n of [1, 2, 9, 17, 130, 300]) {
+  it('tridiagonalize: the reduction of tred2Reduce to f64 rounding (blocked in panels of 32 steps: other sums)', () => {
+    for (const n of [1, 2, 9, 17, 33, 70, 130, 300]) {
       const rng = new SeededRandom(n);
       const a = new Float64Array(n * n);
       for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) a[i * n + j] = a[j * n + i] = rng.normal();
@@ -165,9 +165,9 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
       const e2 = new Float64Array(n);
       tred2Reduce(n, w1, d1, e1);
       nk.denseTridiagonalize(w2, n, d2, e2);
-      expect(maxRelDiff(w2, w1)).toBeLessThan(1e-12);
-      expect(maxRelDiff(d2, d1)).toBeLessThan(1e-12);
-      expect(maxRelDiff(e2, e1)).toBeLessThan(1e-12);
+      expect(maxRelDiff(w2, w1), `n=${n}`).toBeLessThan(1e-11);
+      expect(maxRelDiff(d2, d1), `n=${n}`).toBeLessThan(1e-11);
+      expect(maxRelDiff(e2, e1), `n=${n}`).toBeLessThan(1e-11);
     }
   });
 
