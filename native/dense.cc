@@ -576,28 +576,77 @@ double spectralNorm(const float* a, int64_t n, int iterations, int threads) {
   return sigma;
 }
 
-// x <- zx·x + zy·yᵀ in TILE x TILE tiles; returns ‖x_new − x_old‖²_F and ‖x_new‖²_F (f64, block sums).
+// In-register transpose of a 16 x 16 f32 block (r[i] = row i on entry, column i on return).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; g++) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int h = 0; h < 2; h++)
+    for (int q = 0; q < 4; q++) {
+      t[8 * h + q] = _mm512_shuffle_f32x4(u[8 * h + q], u[8 * h + 4 + q], 0x88);
+      t[8 * h + 4 + q] = _mm512_shuffle_f32x4(u[8 * h + q], u[8 * h + 4 + q], 0xdd);
+    }
+  for (int q = 0; q < 8; q++) {
+    r[q] = _mm512_shuffle_f32x4(t[q], t[8 + q], 0x88);
+    r[8 + q] = _mm512_shuffle_f32x4(t[q], t[8 + q], 0xdd);
+  }
+}
+
+// x <- zx·x + zy·yᵀ by row blocks of TILE rows; returns ‖x_new − x_old‖²_F and ‖x_new‖²_F (f64, per-block sums in
+// a fixed order). Whole 16 x 16 tiles read y by rows and transpose it in registers; the edges of a size that is not
+// a multiple of 16 go element by element (the same formula: fma(zx, x, zy·y)).
 void combine(float* x, const float* y, int64_t n, float zx, float zy, int threads, double* diff2, double* norm2) {
   const int64_t blocks = (n + TILE - 1) / TILE;
   std::vector<double> pd(static_cast<size_t>(blocks)), pn(static_cast<size_t>(blocks));
+  const int64_t n16 = n / 16 * 16;
   overBlocks(n, threads, [&](int64_t b, int64_t i0, int64_t i1) {
+    __m512d dv = _mm512_setzero_pd(), mv = dv;
+    const __m512 vzx = _mm512_set1_ps(zx), vzy = _mm512_set1_ps(zy);
     double d = 0, m = 0;
-    for (int64_t j0 = 0; j0 < n; j0 += TILE) {
-      const int64_t j1 = std::min(n, j0 + TILE);
-      for (int64_t i = i0; i < i1; i++) {
-        float* row = x + i * n;
-        for (int64_t j = j0; j < j1; j++) {
-          const float old = row[j];
-          const float nw = zx * old + zy * y[j * n + i];
-          const double e = static_cast<double>(nw) - old;
-          d += e * e;
-          m += static_cast<double>(nw) * nw;
-          row[j] = nw;
+    auto one = [&](int64_t i, int64_t j) {
+      float* at = x + i * n + j;
+      const float nw = std::fma(zx, *at, zy * y[j * n + i]);
+      const double e = static_cast<double>(nw) - *at;
+      d += e * e;
+      m += static_cast<double>(nw) * nw;
+      *at = nw;
+    };
+    const int64_t iv = std::min(i1, n16);
+    for (int64_t ii = i0; ii + 16 <= iv; ii += 16) {
+      for (int64_t jj = 0; jj < n16; jj += 16) {
+        __m512 r[16];
+        for (int c = 0; c < 16; c++) r[c] = _mm512_loadu_ps(y + (jj + c) * n + ii);
+        transpose16(r);  // r[q] lane c = y[jj + c][ii + q]
+        for (int q = 0; q < 16; q++) {
+          float* row = x + (ii + q) * n + jj;
+          const __m512 old = _mm512_loadu_ps(row);
+          const __m512 nw = _mm512_fmadd_ps(vzx, old, _mm512_mul_ps(vzy, r[q]));
+          _mm512_storeu_ps(row, nw);
+          const __m512d n0 = _mm512_cvtps_pd(_mm512_castps512_ps256(nw));
+          const __m512d n1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(nw), 1)));
+          const __m512d e0 = _mm512_sub_pd(n0, _mm512_cvtps_pd(_mm512_castps512_ps256(old)));
+          const __m512d e1 = _mm512_sub_pd(n1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(old), 1))));
+          dv = _mm512_fmadd_pd(e1, e1, _mm512_fmadd_pd(e0, e0, dv));
+          mv = _mm512_fmadd_pd(n1, n1, _mm512_fmadd_pd(n0, n0, mv));
         }
       }
+      for (int64_t i = ii; i < ii + 16; i++)
+        for (int64_t j = n16; j < n; j++) one(i, j);
     }
-    pd[b] = d;
-    pn[b] = m;
+    for (int64_t i = std::max(i0, iv); i < i1; i++)
+      for (int64_t j = 0; j < n; j++) one(i, j);
+    pd[b] = d + _mm512_reduce_add_pd(dv);
+    pn[b] = m + _mm512_reduce_add_pd(mv);
   });
   *diff2 = 0;
   *norm2 = 0;
