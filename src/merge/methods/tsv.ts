@@ -613,14 +613,15 @@ export function exactPath(shape: readonly number[], params: Params, mode: unknow
   return mode === 'exact' || ((mode ?? 'auto') === 'auto' && Math.min(shape[0]!, shape[1]!) <= maxDim);
 }
 
-function tsvCost(shape: readonly number[], T: number, params: Params): WholeTensorCost | undefined {
+function tsvCost(shape: readonly number[], T: number, params: Params, robust: boolean): WholeTensorCost | undefined {
   if (shape.length !== 2 || params['decompose'] === false || T < 1) return undefined;
   const [m, n] = [shape[0]!, shape[1]!];
   if (m * n === 0) return undefined;
   const r = Math.min(m, n);
   const k = Math.floor(r / T);
   const c = k * T;
-  const held = (2 * T + 3) * m * n * 4; // base, inputs and task vectors in f32, the f64 result
+  // base and inputs in f32, the task vectors (plain TSV-M: one at a time; R-TSVM: all T), the f64 result
+  const held = (T + 1 + (robust ? T : 1) + 2) * m * n * 4;
   if (k === 0) return { bytes: held, flops: 0 };
   if (exactPath(shape, params, params['svd'])) {
     return { bytes: held + (m * n + (m + n) * r) * 8 * 2, flops: 0, jsFlops: T * jacobiFlops(m, n) + jacobiFlops(m, c) + jacobiFlops(n, c) + 2 * m * c * n };
@@ -635,7 +636,8 @@ function tsvCost(shape: readonly number[], T: number, params: Params): WholeTens
 /**
  * Flops, JS flops and working bytes of one task's randomized top-k SVD of an m x n matrix (range_finder auto is
  * estimated as block Krylov: a steep spectrum's extra subspace pass is not known before the data). Block Krylov (b columns,
- * s blocks, l = s·b): 2s products with A, block Gram–Schmidt (two passes against the earlier blocks), the l² Gram of
+ * s blocks, l = s·b): 2s products with A, block Gram–Schmidt (a pass against the two latest blocks, one against every
+ * earlier block; the rare third pass is not counted), the l² Gram of
  * Bᵀ, an l x l top-k eigenproblem (native, counted here; in JS without the addon), U and V. Subspace iteration
  * (l = k + p): 2q + 2 products, an orthonormalisation after each, and an l x l eigenproblem in JS.
  */
@@ -646,7 +648,7 @@ function taskSvdCost(m: number, n: number, k: number, params: Params): { flops: 
     const b = Math.max(Math.min(m, n, typeof params['krylov_block_size'] === 'number' ? params['krylov_block_size'] : defaultKrylovBlockSize(k, s0)), Math.ceil(k / s0));
     const s = Math.max(1, Math.min(s0, Math.floor(Math.min(m, n) / Math.max(b, 1))));
     const l = s * b;
-    const flops = 2 * s * 2 * m * n * b + 8 * big * b * b * s * s + s * 7 * big * b * b + 1.5 * n * l * l + (4 / 3) * l ** 3 + 2 * l * l * k + 4 * (m + n) * l * k + 7 * n * k * k;
+    const flops = 2 * s * 2 * m * n * b + 4 * big * b * b * s * s + 8 * big * b * b * s + s * 7 * big * b * b + 1.5 * n * l * l + (4 / 3) * l ** 3 + 2 * l * l * k + 4 * (m + n) * l * k + 7 * n * k * k;
     return { flops, jsFlops: 0, bytes: (m + 2 * n) * l * 4 + l * l * 12 };
   }
   const p = typeof params['oversampling'] === 'number' ? params['oversampling'] : defaultOversampling(k);
@@ -706,7 +708,7 @@ export const TSV: MergeMethod = {
   random: true,
   linalg: true,
   scratchBytesPerElement: 48,
-  wholeTensorCost: tsvCost,
+  wholeTensorCost: (shape, T, params) => tsvCost(shape, T, params, false),
   create: (ctx) => createTsv(ctx, undefined, 'tsv'),
 };
 
@@ -740,7 +742,7 @@ export const RTSVM: MergeMethod = {
   random: true,
   linalg: true,
   scratchBytesPerElement: 56,
-  wholeTensorCost: tsvCost,
+  wholeTensorCost: (shape, T, params) => tsvCost(shape, T, params, true),
   create: (ctx) =>
     createTsv(
       ctx,
