@@ -676,11 +676,12 @@ const TSV_COST =
   'range_finder subspace (2q + 2)·m·n·l products (l = k + p) and an l x l eigenproblem in JS; then two polar factors ' +
   '(square ones: about 5 scaled Newton steps, one n³-class inverse each, both factors at once, with the native ' +
   'kernels; otherwise Polar-Express quintic + Newton–Schulz products, about 10 steps, 25 m·c² products on a 4096² ' +
-  'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base, T inputs, T task vectors) plus ' +
-  'U_cat, V_cat and an iterate of each, about (3T + 2)·m·n + 4·(m + n)·r f32. Runs on the calling thread with ' +
-  'the linalg backend (ORT from the CLI) and the native dense kernels. Measured (bench/svd, 2 cores): 10.7-11.9 s for ' +
-  "a 4096² layer with 4 tasks (1.16-1.3x its estimated 3.2 TFLOP at the machine's GEMM speed, measured in the same " +
-  'run; 16.6-17.0 s with range_finder subspace, 44 s before the native kernels). `merge --dry-run` prints the ' +
+  'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base and T inputs in f32, one task ' +
+  'vector at a time, all T for rtsvm, the f64 result) plus U_cat, V_cat and an iterate of each. Runs on the calling ' +
+  'thread with the linalg backend (ORT from the CLI) and the native dense kernels. Measured (bench/svd, 2 cores, ' +
+  'steady state): 9.4 s for a 4096² layer with 4 tasks (9.8 s on the first run; 1.24x its estimated 2.8 TFLOP at the ' +
+  "machine's GEMM speed, measured in the same run; 15.7 s with range_finder subspace, 44 s before the native " +
+  'kernels). `merge --dry-run` prints the ' +
   'estimated flops and largest working set of the tensors merged whole.';
 
 export const TSV: MergeMethod = {

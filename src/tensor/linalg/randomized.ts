@@ -224,7 +224,7 @@ export function defaultKrylovBlockSize(k: number, blocks = DEFAULT_KRYLOV_BLOCKS
 
 /**
  * W ← W − Q·(QᵀW) for the m x c orthonormal columns Q given as Qᵀ (`qt`, c x m row-major: the earlier Krylov blocks
- * stacked), one pass of block classical Gram–Schmidt (callers run it twice). With native dense kernels the update
+ * stacked), one pass of block classical Gram–Schmidt (callers run two or three). With native dense kernels the update
  * accumulates in place; otherwise through the backend and a JS subtraction.
  */
 async function projectOut(w: Float32Array, qt: Float32Array, c: number, m: number, b: number, be: MatMulBackend): Promise<void> {
@@ -251,8 +251,8 @@ function columnNorms(x: Float32Array, rows: number, cols: number): Float64Array 
 }
 
 /**
- * Top-k SVD by randomized block Krylov iteration (Musco & Musco 2015, with block Gram–Schmidt against every earlier
- * block, twice): Q = orth[AΩ, (AAᵀ)AΩ, …, (AAᵀ)^(s−1)AΩ] with a Gaussian n x b Ω, built block by block; Bᵀ = AᵀQ
+ * Top-k SVD by randomized block Krylov iteration (Musco & Musco 2015, with block Gram–Schmidt against the two latest
+ * blocks and then every earlier block): Q = orth[AΩ, (AAᵀ)AΩ, …, (AAᵀ)^(s−1)AΩ] with a Gaussian n x b Ω, built block by block; Bᵀ = AᵀQ
  * comes out of the same products (AᵀQ_j is the next block's half step); then the SVD of the small B through the top-k
  * eigenpairs of B·Bᵀ (s·b square), U = Q·W, V = orth(Bᵀ·W·diag(1/σ)). 2s products with A of b columns each: with
  * the defaults (b = k/8, s = 14, a basis of 1.75k columns) about 7·m·n·k multiply-adds, against 10·m·n·k for
