@@ -4,7 +4,7 @@
 // Deterministic for a given seed whatever the thread count. Imports merge types, errors and src/tensor only.
 
 import { VectorError } from '../../errors.js';
-import { jsMatMul, type MatMulBackend } from '../../tensor/linalg/backend.js';
+import { jsMatMul, ScratchF32, type MatMulBackend } from '../../tensor/linalg/backend.js';
 import { fromArray } from '../../tensor/linalg/matrix.js';
 import { polarExact, polarNewtonSchulz } from '../../tensor/linalg/newton-schulz.js';
 import { blockKrylovSvd, DEFAULT_KRYLOV_BLOCKS, defaultKrylovBlockSize, randomizedSvd } from '../../tensor/linalg/randomized.js';
@@ -332,11 +332,11 @@ interface TsvReport {
 }
 
 /** A task's top-k triplets on the randomized path, by the tensor's range finder. */
-export function truncatedTaskSvd(tau: Float32Array, m: number, n: number, k: number, c: Common, seed: number): ReturnType<typeof randomizedSvd> {
+export function truncatedTaskSvd(tau: Float32Array, m: number, n: number, k: number, c: Common, seed: number, scratch?: ScratchF32): ReturnType<typeof randomizedSvd> {
   const subspace = (): ReturnType<typeof randomizedSvd> =>
     randomizedSvd(tau, m, n, k, { backend: c.backend, seed, oversampling: c.oversampling ?? defaultOversampling(k), powerIterations: c.powerIterations });
   if (c.rangeFinder === 'subspace') return subspace();
-  const krylov = blockKrylovSvd(tau, m, n, k, { backend: c.backend, seed, ...(c.krylovBlocks !== undefined ? { blocks: c.krylovBlocks } : {}), ...(c.krylovBlockSize !== undefined ? { blockSize: c.krylovBlockSize } : {}) });
+  const krylov = blockKrylovSvd(tau, m, n, k, { backend: c.backend, seed, ...(scratch !== undefined ? { scratch } : {}), ...(c.krylovBlocks !== undefined ? { blocks: c.krylovBlocks } : {}), ...(c.krylovBlockSize !== undefined ? { blockSize: c.krylovBlockSize } : {}) });
   if (c.rangeFinder === 'krylov') return krylov;
   return krylov.then((r) => (r.s[k - 1]! < AUTO_STEEP_RATIO * r.s[0]! ? subspace() : r));
 }
@@ -357,6 +357,7 @@ export async function tsvMerge(
   const ss: number[] = [];
   const f64 = (len: number): Float64Array => new Float64Array(len);
   const f32 = (len: number): Float32Array => new Float32Array(len);
+  const scratch = new ScratchF32(); // the tasks' decompositions share their work arrays
   for (const [t, k] of ranks.entries()) {
     if (k === 0) continue;
     const tau = tauOf(t);
@@ -369,7 +370,7 @@ export async function tsvMerge(
       widths.push(kept);
       for (let j = 0; j < kept; j++) ss.push(svd.s[j]!);
     } else {
-      const svd = await truncatedTaskSvd(tau, m, n, k, c, seedOf(t));
+      const svd = await truncatedTaskSvd(tau, m, n, k, c, seedOf(t), scratch);
       const kept = keptCount(svd.s, k);
       us.push(kept === k ? svd.u : leading(f32, svd.u, m, k, kept));
       vs.push(kept === k ? svd.v : leading(f32, svd.v, n, k, kept));

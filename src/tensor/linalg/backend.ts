@@ -174,12 +174,23 @@ export const jsMatMul: MatMulBackend = {
  */
 export class ScratchF32 {
   readonly #buffers = new Map<string, Float32Array>();
+  readonly #doubles = new Map<string, Float64Array>();
 
   take(role: string, length: number): Float32Array {
     let b = this.#buffers.get(role);
     if (b === undefined || b.length < length) {
       b = new Float32Array(length);
       this.#buffers.set(role, b);
+    }
+    return b.length === length ? b : b.subarray(0, length);
+  }
+
+  /** As `take`, for f64 work arrays (a separate set of roles). */
+  takeF64(role: string, length: number): Float64Array {
+    let b = this.#doubles.get(role);
+    if (b === undefined || b.length < length) {
+      b = new Float64Array(length);
+      this.#doubles.set(role, b);
     }
     return b.length === length ? b : b.subarray(0, length);
   }
@@ -244,9 +255,17 @@ const SYM_TILE = 64;
  * XᵀX as an exactly symmetric f64 matrix: `gramMatrix` on the backend (its f32 result in `scratch`), then
  * (G + Gᵀ)/2 (removes f32 asymmetry), in tiles over the upper triangle.
  */
-export async function symmetricGramF64(x: Float32Array, rows: number, cols: number, backend: MatMulBackend, scratch = new ScratchF32()): Promise<Float64Array> {
+export async function symmetricGramF64(
+  x: Float32Array,
+  rows: number,
+  cols: number,
+  backend: MatMulBackend,
+  scratch = new ScratchF32(),
+  out: Float64Array = new Float64Array(cols * cols),
+): Promise<Float64Array> {
+  assertLength('out (cols x cols)', out, cols, cols);
   const g32 = await gramMatrixInto(scratch.take('gram.f32', cols * cols), x, rows, cols, backend, scratch);
-  const g = new Float64Array(cols * cols);
+  const g = out;
   for (let i0 = 0; i0 < cols; i0 += SYM_TILE) {
     const i1 = Math.min(cols, i0 + SYM_TILE);
     for (let j0 = i0; j0 < cols; j0 += SYM_TILE) {

@@ -266,9 +266,10 @@ async function applyReflectors(w: Float64Array, h: Float64Array, n: number, s: F
  * The k largest eigenpairs of a symmetric n x n matrix: values (all n, descending) and the k leading unit
  * eigenvectors as an n x k f32 array (largest-magnitude entry positive). With native dense kernels on the backend,
  * `symmetricEigenF32`'s algorithm in native code computing only those k vectors (inverse iteration and the
- * back-transformation on k columns); otherwise `symmetricEigenF32` and its leading columns.
+ * back-transformation on k columns); otherwise `symmetricEigenF32` and its leading columns. `overwrite`: an f64
+ * `a` may be destroyed (the native path then works in it instead of a copy).
  */
-export async function symmetricEigenTopF32(a: ArrayLike<number>, n: number, k: number, backend: MatMulBackend = jsMatMul): Promise<EigenF32> {
+export async function symmetricEigenTopF32(a: ArrayLike<number>, n: number, k: number, backend: MatMulBackend = jsMatMul, overwrite = false): Promise<EigenF32> {
   assertDim('n', n);
   assertDim('k', k);
   assertLength('a (n x n)', a, n, n);
@@ -276,7 +277,8 @@ export async function symmetricEigenTopF32(a: ArrayLike<number>, n: number, k: n
   if (backend.dense !== undefined) {
     const values = new Float64Array(n);
     const vectors = new Float32Array(n * k);
-    if (!(await backend.dense.symEigenAsync(Float64Array.from(a), n, k, values, vectors))) throw new RangeError('symmetricEigen: QL iteration did not converge (non-finite input?)');
+    const w = overwrite && a instanceof Float64Array ? a : Float64Array.from(a);
+    if (!(await backend.dense.symEigenAsync(w, n, k, values, vectors))) throw new RangeError('symmetricEigen: QL iteration did not converge (non-finite input?)');
     return { values, vectors };
   }
   const all = await symmetricEigenF32(a, n, backend);

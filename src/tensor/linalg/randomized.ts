@@ -212,6 +212,11 @@ export interface BlockKrylovOptions {
   blockSize?: number;
   /** Krylov blocks s: the basis spans [AΩ, (AAᵀ)AΩ, …, (AAᵀ)^(s−1)AΩ] (s·b columns, 2s products with A). Default 14. */
   blocks?: number;
+  /**
+   * Work arrays (the basis, Bᵀ, the l x l core, the products' outputs), kept for the next call: a caller decomposing
+   * several matrices of one shape spares fresh memory (page faults) for all but the first. Not for concurrent calls.
+   */
+  scratch?: ScratchF32;
 }
 
 /** Default of `BlockKrylovOptions.blocks`. */
@@ -227,9 +232,9 @@ export function defaultKrylovBlockSize(k: number, blocks = DEFAULT_KRYLOV_BLOCKS
  * stacked), one pass of block classical Gram–Schmidt (callers run two or three). With native dense kernels the update
  * accumulates in place; otherwise through the backend and a JS subtraction.
  */
-async function projectOut(w: Float32Array, qt: Float32Array, c: number, m: number, b: number, be: MatMulBackend): Promise<void> {
+async function projectOut(w: Float32Array, qt: Float32Array, c: number, m: number, b: number, be: MatMulBackend, scratch: ScratchF32): Promise<void> {
   if (c === 0) return;
-  const coef = await be.matmul(qt, w, c, m, b); // QᵀW, c x b
+  const coef = await be.matmul(qt, w, c, m, b, { out: scratch.take('kr.coef', c * b) }); // QᵀW, c x b
   if (be.dense !== undefined) {
     for (let i = 0; i < coef.length; i++) coef[i] = -coef[i]!;
     await be.dense.gemmAsync(qt, coef, w, m, c, b, 1 | 4);
@@ -282,15 +287,16 @@ export async function blockKrylovSvd(a: Float32Array, m: number, n: number, k: n
   }
   if (b === 0 || s * b < k) return randomizedSvd(a, m, n, k, { backend: be, seed });
   const l = s * b;
-  const omega = new Float32Array(n * b);
+  const scratch = options.scratch ?? new ScratchF32();
+  const omega = scratch.take('kr.omega', n * b);
   new SeededRandom(seed).fillNormal(omega);
-  const scratch = new ScratchF32();
   let salt = 0;
-  const qt = new Float32Array(l * m); // Qᵀ: block j in rows [jb, (j+1)b)
-  const bt = new Float32Array(n * l); // Bᵀ = AᵀQ, block j in columns [jb, (j+1)b)
-  let z: Float32Array = new Float32Array(0);
+  // every element of these is written before it is read
+  const qt = scratch.take('kr.qt', l * m); // Qᵀ: block j in rows [jb, (j+1)b)
+  const bt = scratch.take('kr.bt', n * l); // Bᵀ = AᵀQ, block j in columns [jb, (j+1)b)
+  const z = scratch.take('kr.z', n * b);
   for (let j = 0; j < s; j++) {
-    let q = await be.matmul(a, j === 0 ? omega : z, m, n, b);
+    let q = await be.matmul(a, j === 0 ? omega : z, m, n, b, { out: scratch.take('kr.q', m * b) });
     const earlier = qt.subarray(0, j * b * m);
     let fellBack = false;
     const fallback = (y: Float32Array, mm: number, bb: number): Promise<Float32Array> => {
@@ -305,12 +311,12 @@ export async function blockKrylovSvd(a: Float32Array, m: number, n: number, k: n
     // block. Measured: the same accuracy as two full passes on bench/svd's and the steep/flat test families, two
     // fewer products against the earlier blocks per block.
     const recent = Math.min(j, 2);
-    await projectOut(q, qt.subarray((j - recent) * b * m, j * b * m), recent * b, m, b, be);
+    await projectOut(q, qt.subarray((j - recent) * b * m, j * b * m), recent * b, m, b, be, scratch);
     const mid = columnNorms(q, m, b);
-    await projectOut(q, earlier, j * b, m, b, be);
+    await projectOut(q, earlier, j * b, m, b, be, scratch);
     let after = columnNorms(q, m, b);
     if (mid.some((x, c) => after[c]! < Math.SQRT1_2 * x)) {
-      await projectOut(q, earlier, j * b, m, b, be);
+      await projectOut(q, earlier, j * b, m, b, be, scratch);
       after = columnNorms(q, m, b);
     }
     // a column that lost five digits to the projection lies in the span already (the Krylov space is exhausted):
@@ -323,28 +329,30 @@ export async function blockKrylovSvd(a: Float32Array, m: number, n: number, k: n
       for (let i = 0; i < m; i++) q[i * b + c] = rng.normal();
       replaced = true;
     }
-    if (replaced) for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be);
-    q = await orthonormalizeColumns(q, m, b, be, { scratch, fallback });
+    if (replaced) for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be, scratch);
+    q = await orthonormalizeColumns(q, m, b, be, { scratch, fallback, into: scratch.take('kr.qo', m * b) });
     if (fellBack && j > 0) {
       // the completion directions of a rank-deficient block are random: make them orthogonal to the earlier blocks
-      for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be);
+      for (let pass = 0; pass < 2; pass++) await projectOut(q, earlier, j * b, m, b, be, scratch);
       q = await orthonormalizeColumns(q, m, b, be, { scratch });
     }
     transposeInto(qt, j * b * m, q, m, b);
-    z = await be.matmul(a, q, n, m, b, { transA: true, out: z.length === n * b ? z : new Float32Array(n * b) });
-    for (let i = 0, at = j * b; i < n; i++, at += l) bt.set(z.subarray(i * b, i * b + b), at);
+    const zj = await be.matmul(a, q, n, m, b, { transA: true, out: z });
+    for (let i = 0, at = j * b; i < n; i++, at += l) bt.set(zj.subarray(i * b, i * b + b), at);
+    if (zj !== z) z.set(zj);
   }
-  const g = await symmetricGramF64(bt, n, l, be, scratch); // B·Bᵀ
-  const eig = await symmetricEigenTopF32(g, l, k, be);
+  const g = await symmetricGramF64(bt, n, l, be, scratch, scratch.takeF64('kr.core', l * l)); // B·Bᵀ
+  const eig = await symmetricEigenTopF32(g, l, k, be, true);
   const sv = new Float64Array(k);
   for (let j = 0; j < k; j++) sv[j] = Math.sqrt(Math.max(0, eig.values[j]!));
   const uSmall = eig.vectors;
-  const scaled = new Float32Array(l * k);
+  const scaled = scratch.take('kr.scaled', l * k);
   const floor = sv[0]! * 1e-6;
   for (let i = 0; i < l; i++) for (let j = 0; j < k; j++) scaled[i * k + j] = sv[j]! > floor ? uSmall[i * k + j]! / sv[j]! : 0;
-  const v = await orthonormalizeColumns(await be.matmul(bt, scaled, n, l, k), n, k, be, {
+  const v = await orthonormalizeColumns(await be.matmul(bt, scaled, n, l, k, { out: scratch.take('kr.vy', n * k) }), n, k, be, {
     scratch,
     fallback: (y, mm, kk) => lowRankOrthonormalBasis(y, mm, kk, be, (seed + 0x9e3779b9 * ++salt) >>> 0),
+    into: new Float32Array(n * k),
   });
   const u = await be.matmul(qt, uSmall, m, l, k, { transA: true });
   return { m, n, k, u, s: sv, v };
