@@ -86,6 +86,35 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
     }
   });
 
+  it('gemm: a C off a cache line (its columns up to the line boundary computed apart) gives the same bits at every offset', () => {
+    // JS arrays start 16 bytes into a line; subarrays shift C by 1..15 floats; the split needs rows a whole number of
+    // lines long (n a multiple of 16) and n >= 64
+    for (const [m, kk, n] of [
+      [37, 50, 96],
+      [30, 20, 100],
+      [30, 20, 48],
+    ] as const) {
+      for (const flags of [0, 1, 2, 3, 6]) {
+        const a = f32(m, kk, 3);
+        const b = f32(kk, n, 4);
+        const c0 = f32(m, n, 5);
+        let first: Float32Array | undefined;
+        for (const off of [0, 1, 4, 7, 12, 15]) {
+          for (const threads of [1, 2]) {
+            const c = new Float32Array(m * n + 16).subarray(off, off + m * n);
+            c.set(c0);
+            nk.denseGemm(a, b, c, m, kk, n, flags, threads);
+            first ??= Float32Array.from(c);
+            expect(sameBits(c, first), `${m}x${kk}x${n} flags ${flags} offset ${off} threads ${threads}`).toBe(true);
+          }
+        }
+        const ref = refMatMul(a, b, m, kk, n, (flags & 1) !== 0, (flags & 2) !== 0);
+        if (flags & 4) for (let i = 0; i < ref.length; i++) ref[i] = ref[i]! + c0[i]!;
+        expect(maxRelDiff(first!, ref)).toBeLessThan(2e-6);
+      }
+    }
+  });
+
   it('inverse: sizes across the 32-column leaves and 256-column panels, pivoting through a zero diagonal; same bits at 1 and 2 threads', () => {
     for (const n of [1, 2, 31, 33, 64, 255, 257, 300, 530]) {
       const a = f32(n, n, 10 + n);
