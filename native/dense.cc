@@ -84,11 +84,22 @@ void packA(const Gemm& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float*
   }
 }
 
-// Pack depth [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers: bp[s][p][c], zero past n.
-void packB(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-  for (int64_t s = 0; s < nc; s += NR) {
-    float* dst = bp + s * kc;
-    const int64_t cols = std::min<int64_t>(NR, nc - s);
+// Column slivers of a block of nc output columns: the first `shift` columns (0: none) as a sliver of their own, so
+// that the others start on a cache line of C (see gemmRange), then NR at a time.
+struct Slivers {
+  int64_t nc, shift;
+  int64_t count() const { return shift == 0 ? (nc + NR - 1) / NR : 1 + (nc - shift + NR - 1) / NR; }
+  int64_t start(int64_t s) const { return shift == 0 ? s * NR : s == 0 ? 0 : shift + (s - 1) * NR; }
+  int64_t width(int64_t s) const { return std::min<int64_t>(s == 0 && shift != 0 ? shift : NR, nc - start(s)); }
+};
+
+// Pack depth [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers (the grid of sl): bp[s][p][c], zero
+// past each sliver's width.
+void packB(const Gemm& g, int64_t p0, int64_t kc, int64_t j0, const Slivers& sl, float* bp) {
+  for (int64_t si = 0; si < sl.count(); si++) {
+    const int64_t s = sl.start(si);
+    float* dst = bp + si * NR * kc;
+    const int64_t cols = sl.width(si);
     if (!g.tb) {
       const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1);
       const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1);
@@ -165,11 +176,16 @@ constexpr int64_t DIRECT_A_MAX_COLUMNS = 256;
 void gemmRange(const Gemm& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Buffers& buf) {
   for (int64_t jc = c0; jc < c1; jc += NC) {
     const int64_t nc = std::min<int64_t>(NC, c1 - jc);
-    const int64_t ncPad = (nc + NR - 1) / NR * NR;
+    // C rows off a cache line (every JS array starts 16 bytes into one): a first narrow sliver up to the line, so
+    // that the tiles' vector stores do not split across two lines (4096³ into such a C: 187 -> 225 GFLOP/s per
+    // thread); rows a whole number of lines apart only, and not for narrow blocks (an extra sliver there cost more)
+    const uintptr_t off = reinterpret_cast<uintptr_t>(g.c + jc) % 64;
+    const bool shifted = off != 0 && off % sizeof(float) == 0 && (g.ldc * sizeof(float)) % 64 == 0 && nc > DIRECT_A_MAX_COLUMNS;
+    const Slivers sl{nc, shifted ? static_cast<int64_t>((64 - off) / sizeof(float)) : 0};
     for (int64_t pc = 0; pc < g.k; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, g.k - pc);
-      float* bp = buf.alignedB(static_cast<size_t>(ncPad * kc));
-      packB(g, pc, kc, jc, nc, bp);
+      float* bp = buf.alignedB(static_cast<size_t>(sl.count() * NR * kc));
+      packB(g, pc, kc, jc, sl, bp);
       const bool direct = !g.ta && g.alpha == 1.0f && nc <= DIRECT_A_MAX_COLUMNS;
       for (int64_t ic = r0; ic < r1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, r1 - ic);
@@ -179,14 +195,17 @@ void gemmRange(const Gemm& g, int64_t r0, int64_t r1, int64_t c0, int64_t c1, Bu
           ap = buf.alignedA(static_cast<size_t>(mcPad * kc));
           packA(g, ic, mc, pc, kc, ap);
         }
-        for (int64_t jr = 0; jr < nc; jr += NR) {
+        for (int64_t si = 0; si < sl.count(); si++) {
+          const int64_t jr = sl.start(si);
+          const int cols = static_cast<int>(sl.width(si));
+          const float* bs = bp + si * NR * kc;
           for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int rows = static_cast<int>(std::min<int64_t>(MR, mc - ir)), cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+            const int rows = static_cast<int>(std::min<int64_t>(MR, mc - ir));
             float* ct = g.c + (ic + ir) * g.ldc + jc + jr;
             if (direct)
-              kernel<true>(kc, g.a + (ic + ir) * g.lda + pc, g.lda, bp + jr * kc, ct, g.ldc, rows, cols, pc == 0, g.beta);
+              kernel<true>(kc, g.a + (ic + ir) * g.lda + pc, g.lda, bs, ct, g.ldc, rows, cols, pc == 0, g.beta);
             else
-              kernel<false>(kc, ap + ir * kc, 0, bp + jr * kc, ct, g.ldc, rows, cols, pc == 0, g.beta);
+              kernel<false>(kc, ap + ir * kc, 0, bs, ct, g.ldc, rows, cols, pc == 0, g.beta);
           }
         }
       }
@@ -203,22 +222,6 @@ void gemm(const Gemm& g, int threads) {
   if (g.k <= 0) {
     for (int64_t i = 0; i < g.m; i++)
       for (int64_t j = 0; j < g.n; j++) g.c[i * g.ldc + j] = g.beta == 0.0f ? 0.0f : g.beta * g.c[i * g.ldc + j];
-    return;
-  }
-  // C rows off a cache line (a JS array starts 16 bytes into its allocation): the columns up to the first line
-  // boundary as a product of their own, so that the rest's vector stores do not split across lines (4096³ into such
-  // a C: 186 -> 236 GFLOP/s per thread). Each element's sums are the same either way.
-  const uintptr_t off = reinterpret_cast<uintptr_t>(g.c) % 64;
-  if (off != 0 && off % sizeof(float) == 0 && (g.ldc * sizeof(float)) % 64 == 0 && g.n >= 64) {
-    const int64_t head = static_cast<int64_t>((64 - off) / sizeof(float));
-    Gemm left = g, right = g;
-    left.n = head;
-    right.n = g.n - head;
-    right.c = g.c + head;
-    if (g.tb) right.b = g.b + head * g.ldb;
-    else right.b = g.b + head;
-    gemm(left, threads);
-    gemm(right, threads);
     return;
   }
   const double work = static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k);

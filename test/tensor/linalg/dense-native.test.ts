@@ -86,13 +86,14 @@ describe.skipIf(k === undefined)('native dense kernels', () => {
     }
   });
 
-  it('gemm: a C off a cache line (its columns up to the line boundary computed apart) gives the same bits at every offset', () => {
-    // JS arrays start 16 bytes into a line; subarrays shift C by 1..15 floats; the split needs rows a whole number of
-    // lines long (n a multiple of 16) and n >= 64
+  it('gemm: a C off a cache line (its columns up to the line boundary as a sliver of their own) gives the same bits at every offset', () => {
+    // JS arrays start 16 bytes into a line; subarrays shift C by 1..15 floats; the narrow first sliver needs rows a
+    // whole number of lines long (n a multiple of 16) and blocks of more than 256 columns (on two threads 528 splits
+    // into 288 shifted and 240 not)
     for (const [m, kk, n] of [
-      [37, 50, 96],
-      [30, 20, 100],
-      [30, 20, 48],
+      [37, 50, 272],
+      [64, 300, 528],
+      [30, 20, 300],
     ] as const) {
       for (const flags of [0, 1, 2, 3, 6]) {
         const a = f32(m, kk, 3);
