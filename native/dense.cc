@@ -855,18 +855,37 @@ void tridiagonalize(int64_t n, double* W, double* d, double* e, int threads) {
     symvLower(W, n, d, part, j0, j1);
   };
   const bool two = threads >= 2 && n >= 256;
+  // the second half of what st describes
+  auto secondHalf = [&] {
+    if (st.kind == 1) symvPart(st.j1, st.i, st.i, part1.data());
+    else symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, st.j1, st.i, st.i);
+  };
   std::thread helper;
   if (two) {
     helper = std::thread([&] {
       for (;;) {
         bar.wait();  // published
         if (st.kind == 0) return;
-        if (st.kind == 1) symvPart(st.j1, st.i, st.i, part1.data());
-        else symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, st.j1, st.i, st.i);
+        secondHalf();
         bar.wait();
       }
     });
   }
+  // the two halves of a product (kind 1) or an update (kind 2) of the leading i rows split at j1: the first here, the
+  // second by the helper (or here after the first, on one thread or below 256 rows)
+  auto halves = [&](int kind, int64_t i, int64_t j1, auto&& first) {
+    st.i = i;
+    st.j1 = j1;
+    st.kind = kind;
+    if (two && i >= 256) {
+      bar.wait();
+      first();
+      bar.wait();
+    } else {
+      first();
+      secondHalf();
+    }
+  };
   int64_t np = 0;  // the panel's pairs so far (L's columns np .. TRID_NB - 1 and TRID_NB + np .. are zero)
   auto flush = [&](int64_t iEnd) {
     // W[0, iEnd)² -= Σ_p (u_p e_pᵀ + e_p u_pᵀ) = L·Rᵀ with R's rows (e_p[k] .., u_p[k] ..), packed by 16 rows
@@ -881,17 +900,7 @@ void tridiagonalize(int64_t n, double* W, double* d, double* e, int threads) {
       }
     }
     const int64_t split = splitRows(iEnd);
-    if (two && iEnd >= 256) {
-      st.i = iEnd;
-      st.j1 = split;
-      st.kind = 2;
-      bar.wait();
-      symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, 0, split, iEnd);
-      bar.wait();
-    } else {
-      symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, 0, split, iEnd);
-      symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, split, iEnd, iEnd);
-    }
+    halves(2, iEnd, split, [&] { symUpdateRows(W, n, L.data(), Rp.data(), TRID_LD, 0, split, iEnd); });
     std::fill(L.begin(), L.begin() + iEnd * TRID_LD, 0.0);
     np = 0;
   };
@@ -927,18 +936,7 @@ void tridiagonalize(int64_t n, double* W, double* d, double* e, int threads) {
       h -= f * g;
       d[i - 1] = f - g;
       for (int64_t j = 0; j < i; j++) wi[j] = d[j];
-      const int64_t j1 = splitRows(i);
-      if (two && i >= 256) {
-        st.i = i;
-        st.j1 = j1;
-        st.kind = 1;
-        bar.wait();
-        symvPart(0, j1, i, part0.data());
-        bar.wait();
-      } else {
-        symvPart(0, j1, i, part0.data());
-        symvPart(j1, i, i, part1.data());
-      }
+      halves(1, i, splitRows(i), [&] { symvPart(0, splitRows(i), i, part0.data()); });
       f = 0;
       if (np > 0) {
         // A_cur·u = A·u − Σ_p (u_p (e_p·u) + e_p (u_p·u)): ab = Lᵀu = (u_p·u .., e_p·u ..), ba its halves swapped
