@@ -1,7 +1,9 @@
 // Dense f32 linear algebra for the SVD merges (src/tensor/linalg): a packed, cache-blocked matrix product with an
 // AVX-512 12 x 32 register tile, an in-place matrix inverse by blocked Gauss-Jordan elimination with partial pivoting
 // whose work is almost all that product, and the scaled Newton iteration for the orthogonal polar factor of a square
-// matrix built on it. Our own code (the blocking follows the published BLIS/GotoBLAS scheme; no code copied).
+// matrix built on it; in f64, a blocked Householder reduction to tridiagonal form (LAPACK dsytrd's panel scheme) and
+// the top-k eigenpairs of a symmetric matrix on it. Our own code (the blocking follows the published BLIS/GotoBLAS
+// scheme; no code copied).
 //
 // Determinism: every output element is accumulated in the same order whatever the thread count (threads split the
 // output into column or row ranges; the k blocking is fixed), so results are the same bits at 1 or 2 threads.

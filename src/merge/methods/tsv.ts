@@ -680,8 +680,8 @@ const TSV_COST =
   'U_cat; c = Σ k_t ≤ r) and one m·c·n product. Memory: the whole tensor (base and T inputs in f32, one task ' +
   'vector at a time, all T for rtsvm, the f64 result) plus U_cat, V_cat and an iterate of each. Runs on the calling ' +
   'thread with the linalg backend (ORT from the CLI) and the native dense kernels. Measured (bench/svd, 2 cores, ' +
-  'steady state): 9.4 s for a 4096² layer with 4 tasks (9.8 s on the first run; 1.24x its estimated 2.8 TFLOP at the ' +
-  "machine's GEMM speed, measured in the same run; 15.7 s with range_finder subspace, 44 s before the native " +
+  'steady state): 8.5 s for a 4096² layer with 4 tasks (9.0 s on the first run; 1.19x its estimated 2.8 TFLOP at ' +
+  "ONNX Runtime's GEMM speed, measured in the same run; 14.5 s with range_finder subspace, 44 s before the native " +
   'kernels). `merge --dry-run` prints the ' +
   'estimated flops and largest working set of the tensors merged whole.';
 
