@@ -697,7 +697,8 @@ void combineStep(float* x, const float* y, int64_t n, double zeta, int threads, 
 }
 
 // p (n x n) holds A on entry and its polar factor on success (return true). false: A is singular to working
-// precision or its condition bound α/β exceeds maxCondition (p is then unspecified; the caller uses another method).
+// precision, its condition bound α/β exceeds maxCondition, or the working copy could not be allocated (p is then
+// unspecified; the caller uses another method).
 bool polarNewton(float* p, int64_t n, int threads, int maxIterations, double tolerance, double maxCondition, PolarRun* run) {
   AlignedFloats yBuf(static_cast<size_t>(n * n));
   float* y = yBuf.data;
@@ -732,8 +733,8 @@ bool polarNewton(float* p, int64_t n, int threads, int maxIterations, double tol
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Householder reduction of a symmetric matrix to tridiagonal form in f64: the algorithm of tred2's reduction half
-// (src/tensor/linalg/svd.ts tred2Reduce, same layout of the result) with the row products vectorised.
+// Householder reduction of a symmetric matrix to tridiagonal form in f64, with tred2's result layout (see
+// tridiagonalize below).
 
 // Rows [j0, j1) of the symmetric product of the leading block held in the lower triangle (row j: columns [0, j]):
 // part[j] += Σ_{k<=j} W[j][k]·d[k] and part[k] += W[j][k]·d[j] for k < j. Two rows at a time from j0 (the two share

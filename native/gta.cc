@@ -718,13 +718,9 @@ void countWide(const uint16_t* const* x, const uint16_t* b, int64_t j0, int64_t 
 }
 
 
-// One pass over the tensor for every windowed model, a region at a time (the base's region stays in cache across the
-// models): counts above/below the window and by bucket inside it, the window's inexact values listed. Windows of up
-// to MAX_BOUNDS - 1 buckets are counted by countBounds, model by model; wider ones (clustered values) together, their
-// elements staged and counted by bucket.
 // Elements before the first 32-byte boundary of b when every xs[i] (i < cnt) sits at the same offset from one (0:
 // aligned, or the inputs disagree): kernels that start there read 32-byte vectors that never split across two
-// cache lines (safetensors data is only 2-byte aligned; measured: the ties merge pass ~3% less CPU).
+// cache lines (safetensors data is only 2-byte aligned; measured: the ties merge ~2-3% less user CPU).
 int64_t alignedHead(const uint16_t* b, const uint16_t* const* xs, int cnt, int64_t n) {
   const uintptr_t at = reinterpret_cast<uintptr_t>(b) % 32;
   bool same = at != 0 && at % 2 == 0;
@@ -732,6 +728,10 @@ int64_t alignedHead(const uint16_t* b, const uint16_t* const* xs, int cnt, int64
   return same ? std::min<int64_t>(n, static_cast<int64_t>((32 - at) / 2)) : 0;
 }
 
+// One pass over the tensor for every windowed model, a region at a time (the base's region stays in cache across the
+// models): counts above/below the window and by bucket inside it, the window's inexact values listed. Windows of up
+// to MAX_BOUNDS - 1 buckets are counted by countBounds, model by model; wider ones (clustered values) together, their
+// elements staged and counted by bucket.
 void countWindows(const uint16_t* const* xs, const uint16_t* b, int64_t n, TopK* const* all, int cnt, const Dropper& drop) {
   const uint16_t* x[2 * MAX_MODELS];
   TopK* ts[2 * MAX_MODELS];

@@ -177,23 +177,23 @@ export class ScratchF32 {
   readonly #doubles = new Map<string, Float64Array>();
 
   take(role: string, length: number): Float32Array {
-    let b = this.#buffers.get(role);
-    if (b === undefined || b.length < length) {
-      b = new Float32Array(length);
-      this.#buffers.set(role, b);
-    }
-    return b.length === length ? b : b.subarray(0, length);
+    return kept(this.#buffers, role, length, (n) => new Float32Array(n));
   }
 
   /** As `take`, for f64 work arrays (a separate set of roles). */
   takeF64(role: string, length: number): Float64Array {
-    let b = this.#doubles.get(role);
-    if (b === undefined || b.length < length) {
-      b = new Float64Array(length);
-      this.#doubles.set(role, b);
-    }
-    return b.length === length ? b : b.subarray(0, length);
+    return kept(this.#doubles, role, length, (n) => new Float64Array(n));
   }
+}
+
+/** The first `length` elements of the array kept under `role`, replaced by a new one when it is too short. */
+function kept<A extends Float32Array | Float64Array>(buffers: Map<string, A>, role: string, length: number, make: (n: number) => A): A {
+  let b = buffers.get(role);
+  if (b === undefined || b.length < length) {
+    b = make(length);
+    buffers.set(role, b);
+  }
+  return b.length === length ? b : (b.subarray(0, length) as A);
 }
 
 /** Smallest column count that `gramMatrix` splits into two halves. */
