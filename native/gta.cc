@@ -416,11 +416,124 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
   tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
 }
 
+// f32 bits to BF16 bits of sixteen lanes (bf16Of8's rule).
+inline __m256i bf16Of16(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
+  const __m512i quiet = _mm512_srli_epi32(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
+template <bool F16>
+inline __m256i narrow16T(__m512 f) {
+  if constexpr (F16) return _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  else return bf16Of16(f);
+}
+
+// Whether tiesFast may run for these scales: each |sc_i| in [2^-900, 2^900], so that v_i = f64(d_i) sc_i is never 0,
+// inf or subnormal-rounded to 0 for a nonzero f32 d_i and its sign is d_i's times sc_i's.
+inline bool fastScales(const double* sc, int m) {
+  for (int i = 0; i < m; i++) {
+    const double a = fabs(sc[i]);
+    if (!(a >= 0x1p-900 && a <= 0x1p900)) return false;
+  }
+  return true;
+}
+
+// tiesFused for top-k masks (TopOnly) with fewer operations and the same bits: each model's agreement with the vote's
+// sign taken from d's f32 sign on sixteen lanes (v_i's sign is d_i's times sc_i's, see fastScales), the agreeing sums
+// by masked adds (a disagreeing +0 leaves a sum unchanged: the sums start at +0 and every agreeing term is nonzero, so
+// they are never -0), the products by sc_i skipped when every sc_i is 1 (Unit) and by lambda when it is 1 (exact
+// either way), and the output narrowed sixteen lanes at a time. S = ((0 + v_0) + v_1) + ... is taken without the
+// leading 0 + (only the sign of a zero S could differ, and S >= 0 holds for both zeros).
+template <int M, bool InF16, bool OutF16, bool Unit>
+void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda,
+              const double* sc, const double* w, uint32_t start) {
+  const __m512d lam = _mm512_set1_pd(lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+  const bool lamOne = lambda == 1.0;
+  __m512d S[M], W[M];
+  __m512i B[M];
+  int64_t k[M];
+  int32_t t[M];
+  bool flip[M];
+  for (int i = 0; i < M; i++) {
+    S[i] = _mm512_set1_pd(sc[i]);
+    W[i] = _mm512_set1_pd(w[i]);
+    k[i] = 0;
+    B[i] = _mm512_set1_epi32(mp[i].bits);
+    t[i] = mp[i].ties;
+    flip[i] = sc[i] < 0;
+  }
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 bf = widen16T<InF16>(b + j);
+    __m512 dm[M];
+    __mmask16 pos[M], neg[M];
+    for (int i = 0; i < M; i++) {
+      const __m512 d = _mm512_sub_ps(widen16T<InF16>(x[i] + j), bf);
+      __mmask16 keep;
+      if (mp[i].mode == 0) keep = 0xffff;
+      else if (mp[i].mode == 1) keep = 0;
+      else keep = topMask(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS)), B[i], &t[i]);
+      dm[i] = _mm512_maskz_mov_ps(keep, d);
+      k[i] += __builtin_popcount(keep);
+      const __mmask16 gt = _mm512_cmp_ps_mask(dm[i], _mm512_setzero_ps(), _CMP_GT_OQ), lt = _mm512_cmp_ps_mask(dm[i], _mm512_setzero_ps(), _CMP_LT_OQ);
+      pos[i] = flip[i] ? lt : gt;
+      neg[i] = flip[i] ? gt : lt;
+    }
+    __m256 r[2];
+    for (int h = 0; h < 2; h++) {
+      __m512d v[M];
+      for (int i = 0; i < M; i++) {
+        const __m256 half = h == 0 ? _mm512_castps512_ps256(dm[i]) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm[i]), 1));
+        v[i] = _mm512_cvtps_pd(half);
+        if constexpr (!Unit) v[i] = _mm512_mul_pd(v[i], S[i]);
+      }
+      __m512d s = v[0];
+      for (int i = 1; i < M; i++) s = _mm512_add_pd(s, v[i]);
+      const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+      __m512d mm = zero, z = zero;
+      for (int i = 0; i < M; i++) {
+        const __mmask8 a = static_cast<__mmask8>((ge & (pos[i] >> (8 * h))) | (~ge & (neg[i] >> (8 * h))));
+        mm = _mm512_mask_add_pd(mm, a, mm, v[i]);
+        z = _mm512_mask_add_pd(z, a, z, W[i]);
+      }
+      if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
+      if (!lamOne) mm = _mm512_mul_pd(mm, lam);
+      const __m256 bh = h == 0 ? _mm512_castps512_ps256(bf) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1));
+      r[h] = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bh), mm));
+    }
+    const __m512 rr = _mm512_insertf32x8(_mm512_castps256_ps512(r[0]), r[1], 1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), narrow16T<OutF16>(rr));
+  }
+  for (int i = 0; i < M; i++) {
+    if (mp[i].mode == 2) mp[i].ties = t[i];
+    kept[i] += k[i];
+  }
+  if (j == n) return;
+  float* d[MAX_MODELS];
+  thread_local float tail[MAX_MODELS][16];
+  for (int i = 0; i < M; i++) {
+    d[i] = tail[i];
+    kept[i] += deltaMasked(x[i] + j, b + j, d[i], n - j, start + static_cast<uint32_t>(j), mp[i]);
+  }
+  tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
+}
+
 using FusedFn = void (*)(const uint16_t* const*, const uint16_t*, int, uint16_t*, MaskParams*, int64_t*, int, double, const double*, const double*,
                         uint32_t);
 
 template <int M>
-FusedFn fusedFor(bool topOnly, bool in16, bool out16) {
+FusedFn fusedFor(bool topOnly, bool in16, bool out16, bool fast, bool unit) {
+  if (topOnly && fast) {
+    if (unit) {
+      if (in16) return out16 ? tiesFast<M, true, true, true> : tiesFast<M, true, false, true>;
+      return out16 ? tiesFast<M, false, true, true> : tiesFast<M, false, false, true>;
+    }
+    if (in16) return out16 ? tiesFast<M, true, true, false> : tiesFast<M, true, false, false>;
+    return out16 ? tiesFast<M, false, true, false> : tiesFast<M, false, false, false>;
+  }
   if (topOnly) {
     if (in16) return out16 ? tiesFused<M, true, true, true> : tiesFused<M, true, true, false>;
     return out16 ? tiesFused<M, true, false, true> : tiesFused<M, true, false, false>;
@@ -429,13 +542,17 @@ FusedFn fusedFor(bool topOnly, bool in16, bool out16) {
   return out16 ? tiesFused<M, false, false, true> : tiesFused<M, false, false, false>;
 }
 
-// The fused kernel for m models (1..4), TIES' register-resident top-k masks or any masks, and the formats.
-FusedFn fusedKernel(int m, bool topOnly, bool in16, bool out16) {
+// The fused kernel for m models (1..4), TIES' register-resident top-k masks or any masks, and the formats; top-k
+// masks run tiesFast where the scales sc allow it (fastScales) unless `fused` (tests: tiesFused itself).
+FusedFn fusedKernel(int m, bool topOnly, bool in16, bool out16, const double* sc, bool fused) {
+  const bool fast = !fused && fastScales(sc, m);
+  bool unit = true;
+  for (int i = 0; i < m; i++) unit = unit && sc[i] == 1.0;
   switch (m) {
-    case 1: return fusedFor<1>(topOnly, in16, out16);
-    case 2: return fusedFor<2>(topOnly, in16, out16);
-    case 3: return fusedFor<3>(topOnly, in16, out16);
-    default: return fusedFor<4>(topOnly, in16, out16);
+    case 1: return fusedFor<1>(topOnly, in16, out16, fast, unit);
+    case 2: return fusedFor<2>(topOnly, in16, out16, fast, unit);
+    case 3: return fusedFor<3>(topOnly, in16, out16, fast, unit);
+    default: return fusedFor<4>(topOnly, in16, out16, fast, unit);
   }
 }
 
@@ -1475,7 +1592,8 @@ void stockOut(const uint16_t* const* xs, const uint16_t* b, int m, int n, uint16
 // masks and the consensus of elements [e0, e0 + len) into out, piece by piece, the tie budgets carried in args, so
 // consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
 // args: [70] inputs' and [71] output's format (0 BF16, 1 F16; set by tiesTensor), [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
-// mapped files, 64: the separate mask and consensus kernels (not tiesFused), all four for tests; 4: give mapped pages
+// mapped files, 64: the separate mask and consensus kernels (not tiesFused), 128: tiesFused instead of tiesFast, all
+// five for tests; 4: give mapped pages
 // back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
 // at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]); 3: slerp
 // (see tiesCore); 4: model_stock (see tiesCore),
@@ -1709,7 +1827,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
       bool topOnly = true;
       for (int i = 0; i < m; i++) topOnly = topOnly && mp[i].mode <= 2;
-      fusedKernel(m, topOnly, inF16, outF16)(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start);
+      fusedKernel(m, topOnly, inF16, outF16, sc, (flags & 128) != 0)(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start);
     } else {
       for (int i = 0; i < m; i++) kept[i] += deltaMasked(xo[i], base + o, d[i], n, start, mp[i]);
       if (sum) sumOut<false>(xo, d, m, n, base + o, out + (o - e0), args[1], lambda, sc);

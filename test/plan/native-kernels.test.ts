@@ -153,7 +153,7 @@ interface RunOptions {
   threads?: number;
   /** a working-memory budget small enough to read every tensor in row chunks (the piece kernels run) */
   chunked?: boolean;
-  /** tiesTensor test flags (1: exact threshold passes, 2: window lists overflow, 4: mapped pages given back behind the passes, 64: separate mask and consensus kernels instead of the fused one) */
+  /** tiesTensor test flags (1: exact threshold passes, 2: window lists overflow, 4: mapped pages given back behind the passes, 64: separate mask and consensus kernels instead of the fused one, 128: the fused kernel tiesFused instead of tiesFast) */
   flags?: number;
   /** false: WEIGHTKIT_MMAP=0 (whole tensors read into the workspace instead of mapped from their files) */
   mmap?: boolean;
@@ -260,7 +260,7 @@ describe('native TIES kernels', () => {
       expect(read.equals(wasm)).toBe(true);
       expect(chunked.equals(wasm)).toBe(true);
       expect(ranges.equals(wasm)).toBe(true);
-      for (const flags of [1, 2, 4, 64]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
+      for (const flags of [1, 2, 4, 64, 128]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
     });
   }
 
@@ -274,7 +274,7 @@ describe('native TIES kernels', () => {
     const missed = vi.spyOn(MagnitudeSelector.prototype, 'windowMissed');
     const wasm = await runCase('big window', c, false);
     expect(nat.equals(wasm)).toBe(true);
-    for (const flags of [1, 2, 4, 64]) expect((await runCase('big window', c, true, { flags })).equals(wasm)).toBe(true);
+    for (const flags of [1, 2, 4, 64, 128]) expect((await runCase('big window', c, true, { flags })).equals(wasm)).toBe(true);
     // a budget too small for the whole output: thresholds first, then the output in ranges, mapped pages given back
     const calls = whole?.calls() ?? 0;
     expect((await runCase('big window', c, true, { budget: 16 << 20 })).equals(wasm)).toBe(true);
