@@ -1,11 +1,14 @@
 // Large output writes that bypass the page cache (O_DIRECT) where the file system allows it: the 4 KiB-aligned middle
-// of each written range goes through an aligned bounce buffer straight to the device, the unaligned edges through the
-// ordinary (buffered) handle. On this VM the page cache is the expensive part of writing: a buffered 2.2 GB write into
+// of each written range goes straight to the device, from where it lies when that is a page boundary of a
+// WebAssembly memory (the executor places its output buffers so: no copy, one write per range; measured on the 1.1B
+// ties merge: 2.25 -> 1.75 s, the bounce buffers had serialised the writes), else through an aligned bounce buffer;
+// the unaligned edges through the ordinary (buffered) handle. On this VM the page cache is the expensive part of writing: a buffered 2.2 GB write into
 // fresh page-cache pages took 5.1 s (dd), the same with O_DIRECT 1.1 s, almost no CPU, overlapping the merge's work.
 // Off (buffered only) with WEIGHTKIT_DIRECT_IO=0, off Linux, and where opening with O_DIRECT fails (tmpfs).
 
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { workspaceOf } from '../tensor/wasm/workspace.js';
 import { writeExactlyAt } from './file.js';
 
 /** Alignment of direct writes (file offset, length, buffer address): the usual page and block size. */
@@ -92,6 +95,21 @@ export class DirectWriter {
     const edges: Promise<void>[] = [];
     if (a > position) edges.push(writeExactlyAt(buffered, src.subarray(0, a - position), position, this.file));
     if (end > b) edges.push(writeExactlyAt(buffered, src.subarray(b - position), b, this.file));
+    if (workspaceOf(src.buffer) !== undefined && (src.byteOffset + a - position) % ALIGN === 0) {
+      // the middle already sits on a page boundary of a WebAssembly memory (whose data starts on one): written from
+      // where it is, no copy (the executor places its output buffers so, see Scratch.u16At)
+      try {
+        await writeExactlyAt(this.fh, src.subarray(a - position, b - position), a, this.file);
+      } catch (e) {
+        if (!refused(e)) throw e;
+        this.refused = true;
+        await writeExactlyAt(buffered, src.subarray(a - position, b - position), a, this.file);
+      } finally {
+        await Promise.allSettled(edges);
+      }
+      await Promise.all(edges);
+      return;
+    }
     const bounce = await this.take();
     try {
       for (let at = a; at < b; at += BOUNCE_BYTES) {

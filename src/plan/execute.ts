@@ -18,6 +18,8 @@ import { Workspace, WORKSPACE_START, workspaceOf, type Bf16Inputs } from '../ten
 /** Where merged bytes go: a byte range of one declared output tensor. */
 export interface TensorSink {
   writeRange(name: string, byteOffset: number, bytes: Uint8Array): Promise<void>;
+  /** Where byte `byteOffset` of tensor `name` lands in its file, when known (output buffers are placed to match). */
+  position?(name: string, byteOffset: number): number;
 }
 
 /** f32 slots from this index on (reader staging) are ordinary arrays, never workspace views. */
@@ -57,6 +59,18 @@ export class Scratch {
   u16Buffer(i: number, n: number): Uint16Array {
     const f = this.f32Buffer(i, (n + 1) >> 1);
     return new Uint16Array(f.buffer, f.byteOffset, n);
+  }
+
+  /**
+   * Slot i as n 2-byte values whose first byte sits `at` bytes past a 4 KiB boundary of the workspace (even `at`;
+   * modulo 4096), when the slot is in the workspace: a range bound for file position `at` is then written directly
+   * from here (src/io/direct.ts). Otherwise as u16Buffer.
+   */
+  u16At(i: number, n: number, at: number): Uint16Array {
+    const f = this.u16Buffer(i, n + 2048);
+    if (workspaceOf(f.buffer) === undefined || at % 2 !== 0) return f.subarray(0, n);
+    const shift = (((at - f.byteOffset) % 4096) + 4096) % 4096;
+    return f.subarray(shift / 2, shift / 2 + n);
   }
 
   f32Buffer(i: number, n: number): Float32Array {
@@ -473,7 +487,7 @@ async function mergeWholeBf16(
     );
     if (writer === undefined) return undefined;
     for (let o = 0; o < n; o += step) {
-      const bits = ctx.scratch.u16Buffer(0, Math.min(step, n - o));
+      const bits = ctx.scratch.u16At(0, Math.min(step, n - o), ctx.sink.position?.(t.name, 2 * o) ?? 0);
       try {
         writer.write(o, bits);
       } catch (e) {

@@ -269,7 +269,7 @@ export async function executePlan(
   };
   const decls = plan.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
   const writer = await openShardedWriter(dir, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata, ...(directWrites ? {} : { direct: false }) });
-  const sink: TensorSink = { writeRange: (name, off, bytes) => writer.writeRange(name, off, bytes) };
+  const sink: TensorSink = { writeRange: (name, off, bytes) => writer.writeRange(name, off, bytes), position: (name, off) => writer.locate(name).offset + off };
   let bytes = 0;
   try {
     const threads = Math.max(1, options.threads ?? defaultThreads());

@@ -87,6 +87,7 @@ if (port) {
     const fh = await fileHandle(task.file);
     const dw = await direct(task.file);
     const sink: TensorSink = {
+      position: (_name, byteOffset) => task.offset + byteOffset,
       async writeRange(_name, byteOffset, bytes) {
         if (dw !== undefined) {
           await dw.write(fh, bytes, task.offset + byteOffset);

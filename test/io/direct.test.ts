@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DirectWriter } from '../../src/io/direct.js';
 import { merge } from '../../src/plan/merge.js';
+import { Scratch } from '../../src/plan/execute.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
+import { Workspace } from '../../src/tensor/wasm/workspace.js';
 import { tempDir, writeModel } from '../plan/helpers.js';
 
 const EXT4 = 0xef53;
@@ -97,6 +99,75 @@ describe('DirectWriter', () => {
     expect(paths.some((p) => p.startsWith(inter))).toBe(false);
     expect(paths.some((p) => p.includes('out-multi'))).toBe(true);
     spy.mockRestore();
+  });
+});
+
+describe('DirectWriter from page-aligned memory', () => {
+  it('writes a range whose middle sits on a page boundary of a workspace from where it is (no bounce buffer), exactly', async () => {
+    const dir = await tempDir('weightkit-direct-inplace-');
+    const file = join(dir, 'p.bin');
+    const n = 24 << 20;
+    const ws = Workspace.create(n + (1 << 20))!;
+    expect(ws).toBeDefined();
+    const all = new Uint8Array(ws.buffer);
+    new SeededRandom(3).fillNormal(new Float32Array(ws.buffer, 0, (n + (1 << 20)) / 4));
+    await writeFile(file, new Uint8Array(0));
+    const fh = await open(file, 'r+');
+    const dw = await DirectWriter.open(file);
+    if (dw === undefined) {
+      await fh.close();
+      return; // no direct writes on this file system
+    }
+    const take = vi.spyOn(dw as unknown as { take: () => Promise<Uint8Array> }, 'take');
+    // file positions 4096 k + r written from memory offsets with the same r: aligned middles, unaligned edges
+    const ranges: [number, number][] = [
+      [0, 3 << 20],
+      [3 << 20, (5 << 20) + 1234],
+      [(8 << 20) + 1234, (7 << 20) - 1234 + 10],
+      [(15 << 20) + 10, n - (15 << 20) - 10],
+    ];
+    await Promise.all(ranges.map(([p, len]) => dw.write(fh, all.subarray(p + 8192, p + 8192 + len), p)));
+    expect(take).not.toHaveBeenCalled();
+    // a middle off the page phase goes through the bounce buffers
+    await dw.write(fh, all.subarray(8192 + 2, 8192 + 2 + (2 << 20)), 0);
+    expect(take).toHaveBeenCalledTimes(1);
+    await dw.write(fh, all.subarray(8192, 8192 + (2 << 20)), 0);
+    await dw.close();
+    await fh.close();
+    expect(Buffer.from(await readFile(file)).equals(Buffer.from(all.subarray(8192, 8192 + n)))).toBe(true);
+  });
+
+  it('Scratch.u16At places a workspace view at the asked phase of a page', () => {
+    const s = new Scratch();
+    for (const at of [0, 2, 24, 4094, 4096 + 38, 123_456]) {
+      const v = s.u16At(0, 5000, at);
+      expect(v.length).toBe(5000);
+      expect((v.byteOffset - at) % 4096).toBe(0);
+    }
+  });
+
+  it('a BF16 merge of whole tensors writes every large output range without a bounce buffer', async () => {
+    const root = await tempDir('weightkit-direct-bf16-');
+    const shapes = { 'model.layers.0.mlp.up_proj.weight': [1100, 1024], 'model.norm.weight': [1000] };
+    for (const [i, m] of ['base', 'a', 'b'].entries()) {
+      const r = new SeededRandom(20 + i);
+      const v = new Map(Object.entries(shapes).map(([k, s]) => [k, Float32Array.from({ length: s.reduce((x, y) => x * y, 1) }, () => r.normal())]));
+      await writeModel(join(root, m), v, { dtype: 'BF16', shapes, config: false, tokenizer: false });
+    }
+    const recipe = join(root, 'r.yaml');
+    await writeFile(recipe, 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.5}}\n  - {model: b, parameters: {weight: 0.5, density: 0.7}}\ndtype: bfloat16\n');
+    const take = vi.spyOn(DirectWriter.prototype as unknown as { take: () => Promise<Uint8Array> }, 'take');
+    const write = vi.spyOn(DirectWriter.prototype, 'write');
+    await merge(recipe, { out: join(root, 'out'), threads: 1 });
+    const direct = write.mock.calls.length;
+    const bounced = take.mock.calls.length;
+    take.mockRestore();
+    write.mockRestore();
+    process.env['WEIGHTKIT_DIRECT_IO'] = '0';
+    await merge(recipe, { out: join(root, 'out-buffered'), threads: 1 });
+    expect((await readFile(join(root, 'out', 'model.safetensors'))).equals(await readFile(join(root, 'out-buffered', 'model.safetensors')))).toBe(true);
+    if (direct === 0) return; // no direct writes on this file system
+    expect(bounced).toBe(0);
   });
 });
 
