@@ -3,7 +3,7 @@
 // importer of onnxruntime-node) so src/plan stays free of ORT.
 
 import { loadRecipe, merge, type MergeOptions, type MergeResult } from '../plan/merge.js';
-import { createOrtMatMul, type OrtMatMulOptions } from './ort-matmul.js';
+import type { OrtMatMulOptions } from './ort-matmul.js';
 
 /** Whether any stage of a recipe uses a method that declares `linalg`. */
 export async function recipeNeedsLinalg(recipePath: string, options: { lenient?: boolean } = {}): Promise<boolean> {
@@ -18,6 +18,8 @@ export async function recipeNeedsLinalg(recipePath: string, options: { lenient?:
 export async function mergeWithOrt(recipePath: string, options: MergeOptions & { ort?: OrtMatMulOptions }): Promise<MergeResult> {
   const { ort, ...rest } = options;
   if (rest.linalg !== undefined || !(await recipeNeedsLinalg(recipePath, rest))) return merge(recipePath, rest);
+  // loaded here: the backend's graph builder pulls in the ONNX protobuf schema, which plain merges never need
+  const { createOrtMatMul } = await import('./ort-matmul.js');
   const backend = await createOrtMatMul(ort ?? {});
   try {
     return await merge(recipePath, { ...rest, linalg: backend });

@@ -190,8 +190,9 @@ export async function mergeText(text: string, dir: string, options: { seed?: num
 // ---------------------------------------------------------------------------------------------------------------
 // objectives and selection
 
-export type SelectRule = 'mean-normalized' | 'negation';
-export const SELECT_RULES: readonly SelectRule[] = ['mean-normalized', 'negation'];
+import { SELECT_RULES, type SelectRule } from './select-rules.js';
+
+export { SELECT_RULES, type SelectRule };
 
 export interface PointSummary {
   /** acc / fine-tuned acc per task dataset (raw accuracy when no fine-tuned reference is given) */

@@ -7,7 +7,6 @@ import { fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, isFloatDType, viewData, type DType } from '../tensor/dtype.js';
 import { formatShape, shapesEqual, type Tensor } from '../tensor/tensor.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
-import { patchOnnx } from './onnx/patch.js';
 import { openCheckpointPath } from './open.js';
 import { checkOutputFile, stageOutputDir } from './output.js';
 import { openSafetensorsWriter } from './safetensors/writer.js';
@@ -223,6 +222,8 @@ export async function patchOnnxFromWeights(options: PatchFromWeightsOptions): Pr
     }
     const replacements = async (name: string): Promise<Tensor | undefined> =>
       weights.has(name) ? weights.read(name) : undefined;
+    // loaded here: the ONNX protobuf schema is only needed when an ONNX graph is patched
+    const { patchOnnx } = await import('./onnx/patch.js');
     await patchOnnx({
       model: options.model,
       out: options.out,

@@ -6,7 +6,6 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { RecipeError, RecipeProblems, UsageError } from '../errors.js';
-import { patchOnnx } from '../io/onnx/patch.js';
 import { openCheckpointPath } from '../io/open.js';
 import { stageOutputDir } from '../io/output.js';
 import { openShardedWriter } from '../io/safetensors/sharded-writer.js';
@@ -225,6 +224,8 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
         files = [...r.files, ...companions];
         const onnxBase = plan.models[plan.base ?? plan.donor]!;
         if (onnxBase.format === 'onnx') {
+          // loaded here: the ONNX protobuf schema is only needed for ONNX bases
+          const { patchOnnx } = await import('../io/onnx/patch.js');
           const merged = await openCheckpointPath(dir);
           try {
             await patchOnnx({ model: onnxBase.path, out: join(dir, 'model.onnx'), replacements: async (name) => (merged.has(name) ? merged.read(name) : undefined), cast: true, external: 'auto' });

@@ -4,7 +4,7 @@
 
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
-import { evaluate, type EvalReport } from '../../eval/evaluate.js';
+import type { EvalReport } from '../../eval/evaluate.js';
 import type { CommandContext } from '../main.js';
 import { parseSize } from '../args.js';
 import { interruptible } from '../progress.js';
@@ -110,6 +110,8 @@ export function evalCommand(y: Argv, ctx: CommandContext): Argv {
       const irq = interruptible();
       let r: EvalReport;
       try {
+        // the evaluation stack (ONNX Runtime, the ONNX schema) is loaded by the commands that use it
+        const { evaluate } = await import('../../eval/evaluate.js');
         r = await evaluate({
           model: String(argv.model),
           data: String(argv.data),

@@ -5,9 +5,10 @@
 import { writeFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
-import { dawin, type DawinResult } from '../../eval/dawin.js';
-import { search, type SearchResult } from '../../eval/search.js';
-import { SELECT_RULES, sweep, sweepCsv, type SelectRule, type SweepResult } from '../../eval/sweep.js';
+import type { DawinResult } from '../../eval/dawin.js';
+import type { SearchResult } from '../../eval/search.js';
+import { SELECT_RULES, type SelectRule } from '../../eval/select-rules.js';
+import type { SweepResult } from '../../eval/sweep.js';
 import { parseGrid } from '../../vectors/grid.js';
 import type { CommandContext } from '../main.js';
 import { interruptible } from '../progress.js';
@@ -86,6 +87,8 @@ export function sweepCommands(y: Argv, ctx: CommandContext): Argv {
         const irq = interruptible();
         let r: SweepResult;
         try {
+          // the evaluation stack is loaded by the commands that use it
+          const { sweep } = await import('../../eval/sweep.js');
           r = await sweep({
             recipe: String(argv.recipe),
             vary: list(argv.vary),
@@ -101,7 +104,7 @@ export function sweepCommands(y: Argv, ctx: CommandContext): Argv {
         } finally {
           irq.dispose();
         }
-        if (argv.csv !== undefined) await writeFile(String(argv.csv), sweepCsv(r));
+        if (argv.csv !== undefined) await writeFile(String(argv.csv), (await import('../../eval/sweep.js')).sweepCsv(r));
         if (argv.json) ctx.io.stdout(JSON.stringify({ ...r, bestPoint: r.best === undefined ? null : r.points[r.best] }, null, 2) + '\n');
         else ctx.io.stdout(renderSweep(r));
       },
@@ -140,6 +143,7 @@ export function sweepCommands(y: Argv, ctx: CommandContext): Argv {
         const irq = interruptible();
         let r: SearchResult;
         try {
+          const { search } = await import('../../eval/search.js');
           r = await search({
             recipe: String(argv.recipe),
             params: list(argv.params),
@@ -197,6 +201,7 @@ export function sweepCommands(y: Argv, ctx: CommandContext): Argv {
         const irq = interruptible();
         let r: DawinResult;
         try {
+          const { dawin } = await import('../../eval/dawin.js');
           r = await dawin({
             model: String(argv.model),
             from: String(argv.from),

@@ -6,7 +6,6 @@ import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
 import { parseGrid } from '../../vectors/grid.js';
 import { interpolateModels } from '../../vectors/interpolate.js';
-import { loadEvalConfig, onnxScorer } from '../../eval/eval-config.js';
 import { greedySoup, uniformSoup, type GreedySoupResult, type SoupEvaluator } from '../../vectors/soup.js';
 import { parseDTypeOption, parseSize } from '../args.js';
 import type { CommandContext } from '../main.js';
@@ -140,6 +139,8 @@ async function runGreedySoup(
   out: string,
   o: { dtype: ReturnType<typeof parseDTypeOption> | undefined; budgetBytes: number | undefined; overwrite: boolean; json: boolean; quiet: boolean },
 ): Promise<void> {
+  // the evaluation stack (ONNX Runtime, the ONNX schema) is loaded by the commands that use it
+  const { loadEvalConfig, onnxScorer } = await import('../../eval/eval-config.js');
   const config = await loadEvalConfig(evalPath);
   const tasks = config.datasets.filter((d) => d.role === 'task').map((d) => d.name);
   const { signal, stop } = streamProgress(ctx.io, { quiet: true }, 'soup');
