@@ -441,27 +441,37 @@ inline bool fastScales(const double* sc, int m) {
   return true;
 }
 
+// keep = |d| bits in (bits, inf] (topMask without a tie budget) by one unsigned compare: a - (bits + 1) < inf - bits
+// (valid for bits >= -1: below bits + 1 the difference wraps past inf - bits).
+inline __mmask16 aboveMask(__m512i a, __m512i lo1, __m512i span) { return _mm512_cmplt_epu32_mask(_mm512_sub_epi32(a, lo1), span); }
+
+
 // tiesFused for top-k masks (TopOnly) with fewer operations and the same bits: each model's agreement with the vote's
 // sign taken from d's f32 sign on sixteen lanes (v_i's sign is d_i's times sc_i's, see fastScales), the agreeing sums
 // by masked adds (a disagreeing +0 leaves a sum unchanged: the sums start at +0 and every agreeing term is nonzero, so
 // they are never -0), the products by sc_i skipped when every sc_i is 1 (Unit) and by lambda when it is 1 (exact
-// either way), and the output narrowed sixteen lanes at a time. S = ((0 + v_0) + v_1) + ... is taken without the
+// either way), the vote's sign of both halves joined before the agreement masks are formed sixteen lanes at a time, a
+// mask without a tie budget left by one unsigned compare (aboveMask), the kept counts in vector lanes, and the output
+// narrowed sixteen lanes at a time. S = ((0 + v_0) + v_1) + ... is taken without the
 // leading 0 + (only the sign of a zero S could differ, and S >= 0 holds for both zeros).
 template <int M, bool InF16, bool OutF16, bool Unit>
 void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda,
               const double* sc, const double* w, uint32_t start) {
   const __m512d lam = _mm512_set1_pd(lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+  const __m512i absv = _mm512_set1_epi32(ABS), onei = _mm512_set1_epi32(1);
   const bool lamOne = lambda == 1.0;
   __m512d S[M], W[M];
-  __m512i B[M];
-  int64_t k[M];
+  __m512i B[M], L1[M], SP[M], cnt[M];
   int32_t t[M];
-  bool flip[M];
+  bool flip[M], quick[M];
   for (int i = 0; i < M; i++) {
     S[i] = _mm512_set1_pd(sc[i]);
     W[i] = _mm512_set1_pd(w[i]);
-    k[i] = 0;
     B[i] = _mm512_set1_epi32(mp[i].bits);
+    quick[i] = mp[i].bits >= -1;
+    L1[i] = _mm512_set1_epi32(mp[i].bits + (quick[i] ? 1 : 0));
+    SP[i] = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(INF_BITS) - static_cast<uint32_t>(mp[i].bits)));
+    cnt[i] = _mm512_setzero_si512();
     t[i] = mp[i].ties;
     flip[i] = sc[i] < 0;
   }
@@ -475,29 +485,36 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
       __mmask16 keep;
       if (mp[i].mode == 0) keep = 0xffff;
       else if (mp[i].mode == 1) keep = 0;
-      else keep = topMask(_mm512_and_si512(_mm512_castps_si512(d), _mm512_set1_epi32(ABS)), B[i], &t[i]);
+      else if (t[i] > 0 || !quick[i]) keep = topMask(_mm512_and_si512(_mm512_castps_si512(d), absv), B[i], &t[i]);
+      else keep = aboveMask(_mm512_and_si512(_mm512_castps_si512(d), absv), L1[i], SP[i]);
       dm[i] = _mm512_maskz_mov_ps(keep, d);
-      k[i] += __builtin_popcount(keep);
+      cnt[i] = _mm512_mask_add_epi32(cnt[i], keep, cnt[i], onei);
       const __mmask16 gt = _mm512_cmp_ps_mask(dm[i], _mm512_setzero_ps(), _CMP_GT_OQ), lt = _mm512_cmp_ps_mask(dm[i], _mm512_setzero_ps(), _CMP_LT_OQ);
       pos[i] = flip[i] ? lt : gt;
       neg[i] = flip[i] ? gt : lt;
     }
-    __m256 r[2];
+    __m512d v[2][M];
+    __mmask8 ge[2];
     for (int h = 0; h < 2; h++) {
-      __m512d v[M];
       for (int i = 0; i < M; i++) {
         const __m256 half = h == 0 ? _mm512_castps512_ps256(dm[i]) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm[i]), 1));
-        v[i] = _mm512_cvtps_pd(half);
-        if constexpr (!Unit) v[i] = _mm512_mul_pd(v[i], S[i]);
+        v[h][i] = _mm512_cvtps_pd(half);
+        if constexpr (!Unit) v[h][i] = _mm512_mul_pd(v[h][i], S[i]);
       }
-      __m512d s = v[0];
-      for (int i = 1; i < M; i++) s = _mm512_add_pd(s, v[i]);
-      const __mmask8 ge = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+      __m512d s = v[h][0];
+      for (int i = 1; i < M; i++) s = _mm512_add_pd(s, v[h][i]);
+      ge[h] = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+    }
+    const __mmask16 ge16 = static_cast<__mmask16>(ge[0] | (static_cast<uint32_t>(ge[1]) << 8));
+    __mmask16 ag[M];
+    for (int i = 0; i < M; i++) ag[i] = static_cast<__mmask16>((ge16 & pos[i]) | (~ge16 & neg[i]));
+    __m256 r[2];
+    for (int h = 0; h < 2; h++) {
       __m512d mm = zero, z = zero;
       for (int i = 0; i < M; i++) {
-        const __mmask8 a = static_cast<__mmask8>((ge & (pos[i] >> (8 * h))) | (~ge & (neg[i] >> (8 * h))));
-        mm = _mm512_mask_add_pd(mm, a, mm, v[i]);
-        z = _mm512_mask_add_pd(z, a, z, W[i]);
+        const __mmask8 a8 = static_cast<__mmask8>(ag[i] >> (8 * h));
+        mm = _mm512_mask_add_pd(mm, a8, mm, v[h][i]);
+        z = _mm512_mask_add_pd(z, a8, z, W[i]);
       }
       if (divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
       if (!lamOne) mm = _mm512_mul_pd(mm, lam);
@@ -509,7 +526,7 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
   }
   for (int i = 0; i < M; i++) {
     if (mp[i].mode == 2) mp[i].ties = t[i];
-    kept[i] += k[i];
+    kept[i] += _mm512_reduce_add_epi32(cnt[i]);
   }
   if (j == n) return;
   float* d[MAX_MODELS];
@@ -663,23 +680,89 @@ uint32_t bucketAtRank(const uint32_t* h, uint64_t r) {
   return 0;
 }
 
-// The window of buckets around rank k from a sample of 512 elements per 16K piece (the JS SAMPLE pass's positions).
-void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
-  h.assign(NBUCKETS, 0);
-  uint64_t S = 0;
-  for (int64_t p = 0; p * PIECE < n; p++) {
+// Mapped inputs whose pages are given back behind the passes (MADV_DONTNEED: the page cache keeps them), so a big
+// tensor's mapping never holds more than a region of each input.
+struct Dropper {
+  const uint16_t* in[MAX_MODELS + 1];
+  int count = 0;
+  bool on = false;
+  // give back every whole page of each input below element e
+  void upTo(int64_t e) const {
+    if (!on) return;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    for (int i = 0; i < count; i++) {
+      const uintptr_t lo = reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
+      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(page - 1);
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    }
+  }
+};
+
+// The histograms (by a >> 16, NaN left out) of a sample of 512 elements per 16K piece (the JS SAMPLE pass's positions)
+// of |x_i - b| for every input x_i (i < cnt) together: the base's block read once for all of them, the blocks a few
+// pieces ahead prefetched (the sample reads 1/32 of the tensor in scattered 1 KiB blocks: latency-bound otherwise),
+// the magnitudes sixteen at a time. S[i]: the sample's size for x_i. Mapped pages are given back behind it (drop).
+void sampleHists(const uint16_t* const* xs, int cnt, const uint16_t* b, int64_t n, std::vector<uint32_t>* h, uint64_t* S, const Dropper& drop) {
+  for (int i = 0; i < cnt; i++) {
+    h[i].assign(NBUCKETS, 0);
+    S[i] = 0;
+  }
+  constexpr int AHEAD = 4;
+  auto blockOf = [n](int64_t p) {
     const int64_t off = p * PIECE;
     const int len = static_cast<int>(n - off < PIECE ? n - off : PIECE);
     const int m = len < SAMPLE_BLOCK ? len : SAMPLE_BLOCK;
-    const int64_t s = off + (len > m ? (p * 7919) % (len - m + 1) : 0);
-    for (int j = 0; j < m; j++) {
-      const uint32_t a = magBits(x[s + j], b[s + j]);
-      if (a <= static_cast<uint32_t>(INF_BITS)) {
-        h[a >> 16]++;
-        S++;
+    return std::pair<int64_t, int>(off + (len > m ? (p * 7919) % (len - m + 1) : 0), m);
+  };
+  const int64_t pieces = (n + PIECE - 1) / PIECE;
+  alignas(64) uint32_t lanes[16];
+  for (int64_t p = 0; p < pieces; p++) {
+    if (p + AHEAD < pieces) {
+      const auto [s2, m2] = blockOf(p + AHEAD);
+      for (int64_t e = 0; e < m2; e += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(b + s2 + e), _MM_HINT_T0);
+        for (int i = 0; i < cnt; i++) _mm_prefetch(reinterpret_cast<const char*>(xs[i] + s2 + e), _MM_HINT_T0);
       }
     }
+    const auto [s, m] = blockOf(p);
+    for (int i = 0; i < cnt; i++) {
+      uint32_t* hi = h[i].data();
+      const uint16_t* x = xs[i];
+      uint64_t valid = 0;
+      int j = 0;
+      for (; j + 16 <= m; j += 16) {
+        const __m512i a = magBits16(x + s + j, b + s + j);
+        const __mmask16 ok = _mm512_cmple_epu32_mask(a, _mm512_set1_epi32(INF_BITS));
+        _mm512_store_si512(lanes, _mm512_srli_epi32(a, 16));
+        if (__builtin_expect(ok == 0xffff, 1)) {
+          for (int l = 0; l < 16; l++) hi[lanes[l]]++;
+          valid += 16;
+        } else {
+          for (int l = 0; l < 16; l++) {
+            if ((ok >> l) & 1) {
+              hi[lanes[l]]++;
+              valid++;
+            }
+          }
+        }
+      }
+      for (; j < m; j++) {
+        const uint32_t a = magBits(x[s + j], b[s + j]);
+        if (a <= static_cast<uint32_t>(INF_BITS)) {
+          hi[a >> 16]++;
+          valid++;
+        }
+      }
+      S[i] += valid;
+    }
+    if (((p + 1) & 15) == 0) drop.upTo(p * PIECE);
   }
+  drop.upTo(n);
+}
+
+// The window of buckets around rank k of n numbers from a sample's histogram h of S numbers (sampleHists); none (not
+// windowed) when the sample is too small.
+void windowFrom(TopK& t, int64_t n, const std::vector<uint32_t>& h, uint64_t S) {
   if (S < 1000) return;
   const double q = static_cast<double>(t.k) / static_cast<double>(n);
   // a margin of ~6 standard deviations of the sample quantile, at least 0.5%
@@ -769,23 +852,6 @@ void countBoundsUpTo(int nb, const uint16_t* x, const uint16_t* b, int64_t n, To
   }
 }
 
-// Mapped inputs whose pages are given back behind the passes (MADV_DONTNEED: the page cache keeps them), so a big
-// tensor's mapping never holds more than a region of each input.
-struct Dropper {
-  const uint16_t* in[MAX_MODELS + 1];
-  int count = 0;
-  bool on = false;
-  // give back every whole page of each input below element e
-  void upTo(int64_t e) const {
-    if (!on) return;
-    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    for (int i = 0; i < count; i++) {
-      const uintptr_t lo = reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
-      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(page - 1);
-      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-    }
-  }
-};
 
 constexpr int64_t REGION_ELEMENTS = 1 << 18;
 
@@ -1708,7 +1774,11 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       }
     }
     thread_local TopK drops[MAX_MODELS];
-    // each magnitude selection (mode 2's top-k; mode 5's keep and drop sets): sampled windows, then one counting pass
+    // each magnitude selection (mode 2's top-k; mode 5's keep and drop sets): sampled windows (one sample of every
+    // model together, a histogram per model), then one counting pass
+    TopK* sel[2 * MAX_MODELS];
+    const uint16_t* sx[2 * MAX_MODELS];
+    int ns = 0;
     auto begin = [&](TopK& t, int64_t k, const uint16_t* x) {
       t.k = k;
       t.windowed = t.overflow = t.all = t.selected = false;
@@ -1716,15 +1786,8 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       t.listed = 0;
       t.T = 0;
       t.ties = 0;
-      if (!(flags & 1) && N >= 65536) {
-        sampleWindow(x, base, N, t, hist);
-        drop.upTo(N);  // the sample's faults map most pages around it
-      }
-      if (t.windowed) {
-        if (flags & 2) t.cap = 16;
-        windowed[nw] = &t;
-        wx[nw++] = x;
-      }
+      sel[ns] = &t;
+      sx[ns++] = x;
     };
     for (int i = 0; i < m; i++) {
       double* a = args + 8 + 8 * i;
@@ -1739,6 +1802,28 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
         r[3] = static_cast<int64_t>(r[0]) <= 0 ? 1 : 0;  // dropNone
         if (r[3] == 0) begin(drops[i], static_cast<int64_t>(r[0]), xs[i]);
       }
+    }
+    if (ns > 0 && !(flags & 1) && N >= 65536) {
+      // the distinct inputs (breadcrumbs samples one model for two selections)
+      thread_local std::vector<uint32_t> hists[MAX_MODELS];
+      const uint16_t* ux[MAX_MODELS];
+      uint64_t S[MAX_MODELS];
+      int nu = 0;
+      for (int q = 0; q < ns; q++) {
+        if (std::find(ux, ux + nu, sx[q]) == ux + nu) ux[nu++] = sx[q];
+      }
+      sampleHists(ux, nu, base, N, hists, S, drop);
+      for (int q = 0; q < ns; q++) {
+        const int u = static_cast<int>(std::find(ux, ux + nu, sx[q]) - ux);
+        windowFrom(*sel[q], N, hists[u], S[u]);
+      }
+    }
+    for (int q = 0; q < ns; q++) {
+      TopK& t = *sel[q];
+      if (!t.windowed) continue;
+      if (flags & 2) t.cap = 16;
+      windowed[nw] = &t;
+      wx[nw++] = sx[q];
     }
     const double t1 = nowNs();
     if (nw > 0) countWindows(wx, base, N, windowed, nw, drop);
