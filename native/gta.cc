@@ -680,89 +680,23 @@ uint32_t bucketAtRank(const uint32_t* h, uint64_t r) {
   return 0;
 }
 
-// Mapped inputs whose pages are given back behind the passes (MADV_DONTNEED: the page cache keeps them), so a big
-// tensor's mapping never holds more than a region of each input.
-struct Dropper {
-  const uint16_t* in[MAX_MODELS + 1];
-  int count = 0;
-  bool on = false;
-  // give back every whole page of each input below element e
-  void upTo(int64_t e) const {
-    if (!on) return;
-    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    for (int i = 0; i < count; i++) {
-      const uintptr_t lo = reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
-      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(page - 1);
-      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-    }
-  }
-};
-
-// The histograms (by a >> 16, NaN left out) of a sample of 512 elements per 16K piece (the JS SAMPLE pass's positions)
-// of |x_i - b| for every input x_i (i < cnt) together: the base's block read once for all of them, the blocks a few
-// pieces ahead prefetched (the sample reads 1/32 of the tensor in scattered 1 KiB blocks: latency-bound otherwise),
-// the magnitudes sixteen at a time. S[i]: the sample's size for x_i. Mapped pages are given back behind it (drop).
-void sampleHists(const uint16_t* const* xs, int cnt, const uint16_t* b, int64_t n, std::vector<uint32_t>* h, uint64_t* S, const Dropper& drop) {
-  for (int i = 0; i < cnt; i++) {
-    h[i].assign(NBUCKETS, 0);
-    S[i] = 0;
-  }
-  constexpr int AHEAD = 4;
-  auto blockOf = [n](int64_t p) {
+// The window of buckets around rank k from a sample of 512 elements per 16K piece (the JS SAMPLE pass's positions).
+void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
+  h.assign(NBUCKETS, 0);
+  uint64_t S = 0;
+  for (int64_t p = 0; p * PIECE < n; p++) {
     const int64_t off = p * PIECE;
     const int len = static_cast<int>(n - off < PIECE ? n - off : PIECE);
     const int m = len < SAMPLE_BLOCK ? len : SAMPLE_BLOCK;
-    return std::pair<int64_t, int>(off + (len > m ? (p * 7919) % (len - m + 1) : 0), m);
-  };
-  const int64_t pieces = (n + PIECE - 1) / PIECE;
-  alignas(64) uint32_t lanes[16];
-  for (int64_t p = 0; p < pieces; p++) {
-    if (p + AHEAD < pieces) {
-      const auto [s2, m2] = blockOf(p + AHEAD);
-      for (int64_t e = 0; e < m2; e += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(b + s2 + e), _MM_HINT_T0);
-        for (int i = 0; i < cnt; i++) _mm_prefetch(reinterpret_cast<const char*>(xs[i] + s2 + e), _MM_HINT_T0);
+    const int64_t s = off + (len > m ? (p * 7919) % (len - m + 1) : 0);
+    for (int j = 0; j < m; j++) {
+      const uint32_t a = magBits(x[s + j], b[s + j]);
+      if (a <= static_cast<uint32_t>(INF_BITS)) {
+        h[a >> 16]++;
+        S++;
       }
     }
-    const auto [s, m] = blockOf(p);
-    for (int i = 0; i < cnt; i++) {
-      uint32_t* hi = h[i].data();
-      const uint16_t* x = xs[i];
-      uint64_t valid = 0;
-      int j = 0;
-      for (; j + 16 <= m; j += 16) {
-        const __m512i a = magBits16(x + s + j, b + s + j);
-        const __mmask16 ok = _mm512_cmple_epu32_mask(a, _mm512_set1_epi32(INF_BITS));
-        _mm512_store_si512(lanes, _mm512_srli_epi32(a, 16));
-        if (__builtin_expect(ok == 0xffff, 1)) {
-          for (int l = 0; l < 16; l++) hi[lanes[l]]++;
-          valid += 16;
-        } else {
-          for (int l = 0; l < 16; l++) {
-            if ((ok >> l) & 1) {
-              hi[lanes[l]]++;
-              valid++;
-            }
-          }
-        }
-      }
-      for (; j < m; j++) {
-        const uint32_t a = magBits(x[s + j], b[s + j]);
-        if (a <= static_cast<uint32_t>(INF_BITS)) {
-          hi[a >> 16]++;
-          valid++;
-        }
-      }
-      S[i] += valid;
-    }
-    if (((p + 1) & 15) == 0) drop.upTo(p * PIECE);
   }
-  drop.upTo(n);
-}
-
-// The window of buckets around rank k of n numbers from a sample's histogram h of S numbers (sampleHists); none (not
-// windowed) when the sample is too small.
-void windowFrom(TopK& t, int64_t n, const std::vector<uint32_t>& h, uint64_t S) {
   if (S < 1000) return;
   const double q = static_cast<double>(t.k) / static_cast<double>(n);
   // a margin of ~6 standard deviations of the sample quantile, at least 0.5%
@@ -852,6 +786,23 @@ void countBoundsUpTo(int nb, const uint16_t* x, const uint16_t* b, int64_t n, To
   }
 }
 
+// Mapped inputs whose pages are given back behind the passes (MADV_DONTNEED: the page cache keeps them), so a big
+// tensor's mapping never holds more than a region of each input.
+struct Dropper {
+  const uint16_t* in[MAX_MODELS + 1];
+  int count = 0;
+  bool on = false;
+  // give back every whole page of each input below element e
+  void upTo(int64_t e) const {
+    if (!on) return;
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    for (int i = 0; i < count; i++) {
+      const uintptr_t lo = reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
+      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(page - 1);
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+    }
+  }
+};
 
 constexpr int64_t REGION_ELEMENTS = 1 << 18;
 
@@ -1774,11 +1725,7 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       }
     }
     thread_local TopK drops[MAX_MODELS];
-    // each magnitude selection (mode 2's top-k; mode 5's keep and drop sets): sampled windows (one sample of every
-    // model together, a histogram per model), then one counting pass
-    TopK* sel[2 * MAX_MODELS];
-    const uint16_t* sx[2 * MAX_MODELS];
-    int ns = 0;
+    // each magnitude selection (mode 2's top-k; mode 5's keep and drop sets): sampled windows, then one counting pass
     auto begin = [&](TopK& t, int64_t k, const uint16_t* x) {
       t.k = k;
       t.windowed = t.overflow = t.all = t.selected = false;
@@ -1786,8 +1733,15 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       t.listed = 0;
       t.T = 0;
       t.ties = 0;
-      sel[ns] = &t;
-      sx[ns++] = x;
+      if (!(flags & 1) && N >= 65536) {
+        sampleWindow(x, base, N, t, hist);
+        drop.upTo(N);  // the sample's faults map most pages around it
+      }
+      if (t.windowed) {
+        if (flags & 2) t.cap = 16;
+        windowed[nw] = &t;
+        wx[nw++] = x;
+      }
     };
     for (int i = 0; i < m; i++) {
       double* a = args + 8 + 8 * i;
@@ -1802,28 +1756,6 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
         r[3] = static_cast<int64_t>(r[0]) <= 0 ? 1 : 0;  // dropNone
         if (r[3] == 0) begin(drops[i], static_cast<int64_t>(r[0]), xs[i]);
       }
-    }
-    if (ns > 0 && !(flags & 1) && N >= 65536) {
-      // the distinct inputs (breadcrumbs samples one model for two selections)
-      thread_local std::vector<uint32_t> hists[MAX_MODELS];
-      const uint16_t* ux[MAX_MODELS];
-      uint64_t S[MAX_MODELS];
-      int nu = 0;
-      for (int q = 0; q < ns; q++) {
-        if (std::find(ux, ux + nu, sx[q]) == ux + nu) ux[nu++] = sx[q];
-      }
-      sampleHists(ux, nu, base, N, hists, S, drop);
-      for (int q = 0; q < ns; q++) {
-        const int u = static_cast<int>(std::find(ux, ux + nu, sx[q]) - ux);
-        windowFrom(*sel[q], N, hists[u], S[u]);
-      }
-    }
-    for (int q = 0; q < ns; q++) {
-      TopK& t = *sel[q];
-      if (!t.windowed) continue;
-      if (flags & 2) t.cap = 16;
-      windowed[nw] = &t;
-      wx[nw++] = sx[q];
     }
     const double t1 = nowNs();
     if (nw > 0) countWindows(wx, base, N, windowed, nw, drop);
