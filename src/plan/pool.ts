@@ -17,7 +17,40 @@ const CLASSES: Record<string, new (code: ErrorCode, message: string, o?: { where
   WeightkitError,
 };
 
+/** Workers started ahead of a pool (prewarmWorkers), taken first by the next pool. */
+const prewarmed: Worker[] = [];
+
+/**
+ * Start n merge workers now, before any pool needs them: their module loading (~0.1 s each) then overlaps the
+ * caller's own start-up and planning. They do not keep the process alive while unused (unref), and a pool that takes
+ * one gets it exactly as if it had spawned it. The CLI calls this for `merge` before loading its own modules.
+ */
+export function prewarmWorkers(n: number): void {
+  for (let i = prewarmed.length; i < n; i++) {
+    const w = spawnNew();
+    w.unref();
+    // a worker that fails to start is dropped here; runPool spawns a fresh one instead
+    w.once('error', () => {
+      const k = prewarmed.indexOf(w);
+      if (k >= 0) prewarmed.splice(k, 1);
+    });
+    prewarmed.push(w);
+  }
+}
+
+/** Workers started by prewarmWorkers and not yet taken by a pool (tests). */
+export function prewarmedWorkers(): number {
+  return prewarmed.length;
+}
+
 function spawn(): Worker {
+  const w = prewarmed.shift();
+  if (w === undefined) return spawnNew();
+  w.ref();
+  return w;
+}
+
+function spawnNew(): Worker {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     // running from TypeScript sources (tests, tsx): load the worker through tsx's ESM loader
