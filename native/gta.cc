@@ -352,6 +352,19 @@ int deltaMasked(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t 
   return kept;
 }
 
+// The last n - j (< 16) elements of a fused kernel's range through the separate kernels (deltaMasked, tiesOut): the
+// same bits, kept counts and tie budgets.
+void fusedTail(const uint16_t* const* x, const uint16_t* b, int m, int j, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda,
+               const double* sc, const double* w, uint32_t start) {
+  float* d[MAX_MODELS];
+  thread_local float tail[MAX_MODELS][16];
+  for (int i = 0; i < m; i++) {
+    d[i] = tail[i];
+    kept[i] += deltaMasked(x[i] + j, b + j, d[i], n - j, start + static_cast<uint32_t>(j), mp[i]);
+  }
+  tiesOut(d, m, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
+}
+
 // The masks (maskOf) and the consensus of M models fused (M <= 4: every model's masked delta stays in registers),
 // tiesOut's operations in its order, BF16 out; kept[i] and the masks' tie budgets are updated. Same bits as
 // deltaMasked + tiesOut.
@@ -405,15 +418,7 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
     }
   }
   for (int i = 0; i < M; i++) kept[i] += k[i];
-  if (j == n) return;
-  // the tail through the separate kernels
-  float* d[MAX_MODELS];
-  thread_local float tail[MAX_MODELS][16];
-  for (int i = 0; i < M; i++) {
-    d[i] = tail[i];
-    kept[i] += deltaMasked(x[i] + j, b + j, d[i], n - j, start + static_cast<uint32_t>(j), mp[i]);
-  }
-  tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
+  if (j < n) fusedTail(x, b, M, j, n, o, mp, kept, divide, lambda, sc, w, start);
 }
 
 // f32 bits to BF16 bits of sixteen lanes (bf16Of8's rule).
@@ -528,14 +533,7 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
     if (mp[i].mode == 2) mp[i].ties = t[i];
     kept[i] += _mm512_reduce_add_epi32(cnt[i]);
   }
-  if (j == n) return;
-  float* d[MAX_MODELS];
-  thread_local float tail[MAX_MODELS][16];
-  for (int i = 0; i < M; i++) {
-    d[i] = tail[i];
-    kept[i] += deltaMasked(x[i] + j, b + j, d[i], n - j, start + static_cast<uint32_t>(j), mp[i]);
-  }
-  tiesOut(d, M, n - j, b + j, reinterpret_cast<float*>(o + j), divide, lambda, sc, w, 1);
+  if (j < n) fusedTail(x, b, M, j, n, o, mp, kept, divide, lambda, sc, w, start);
 }
 
 using FusedFn = void (*)(const uint16_t* const*, const uint16_t*, int, uint16_t*, MaskParams*, int64_t*, int, double, const double*, const double*,

@@ -34,6 +34,19 @@ async function writeRanges(file: string, data: Uint8Array, ranges: readonly [num
   return new Uint8Array(await readFile(file));
 }
 
+/** A base and two fine-tunes of seeded normal values under root, and a ties recipe over them in `dtype`; the recipe's path. */
+async function tiesFamily(root: string, shapes: Record<string, number[]>, dtype: 'F32' | 'BF16', seed: number): Promise<string> {
+  for (const [i, m] of ['base', 'a', 'b'].entries()) {
+    const r = new SeededRandom(seed + i);
+    const v = new Map(Object.entries(shapes).map(([k, s]) => [k, Float32Array.from({ length: s.reduce((x, y) => x * y, 1) }, () => r.normal())]));
+    await writeModel(join(root, m), v, { dtype, shapes, config: false, tokenizer: false });
+  }
+  const recipe = join(root, 'r.yaml');
+  const models = '  - {model: a, parameters: {weight: 1, density: 0.5}}\n  - {model: b, parameters: {weight: 0.5, density: 0.7}}\n';
+  await writeFile(recipe, `merge_method: ties\nbase_model: base\nmodels:\n${models}dtype: ${dtype === 'F32' ? 'float32' : 'bfloat16'}\n`);
+  return recipe;
+}
+
 describe('DirectWriter', () => {
   it('writes any ranges (unaligned edges, aligned middles, past the bounce buffers) to exactly their bytes', async () => {
     const dir = await tempDir('weightkit-direct-');
@@ -70,13 +83,7 @@ describe('DirectWriter', () => {
   it('merges give the same bytes with direct writes on and off, on one thread and in the pool', async () => {
     const root = await tempDir('weightkit-direct-merge-');
     const shapes = { 'model.layers.0.mlp.up_proj.weight': [1100, 1024], 'model.layers.0.mlp.down_proj.weight': [1024, 1100], 'model.norm.weight': [1024] };
-    for (const [i, m] of ['base', 'a', 'b'].entries()) {
-      const r = new SeededRandom(10 + i);
-      const v = new Map(Object.entries(shapes).map(([k, s]) => [k, Float32Array.from({ length: s.reduce((x, y) => x * y, 1) }, () => r.normal())]));
-      await writeModel(join(root, m), v, { dtype: 'F32', shapes, config: false, tokenizer: false });
-    }
-    const recipe = join(root, 'r.yaml');
-    await writeFile(recipe, 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.5}}\n  - {model: b, parameters: {weight: 0.5, density: 0.7}}\ndtype: float32\n');
+    const recipe = await tiesFamily(root, shapes, 'F32', 10);
     const run = async (tag: string, threads: number): Promise<Buffer> => {
       const out = join(root, `out-${tag}`);
       await merge(recipe, { out, threads, ...(threads > 1 ? { pool: 'always' as const } : {}) });
@@ -148,14 +155,7 @@ describe('DirectWriter from page-aligned memory', () => {
 
   it('a BF16 merge of whole tensors writes every large output range without a bounce buffer', async () => {
     const root = await tempDir('weightkit-direct-bf16-');
-    const shapes = { 'model.layers.0.mlp.up_proj.weight': [1100, 1024], 'model.norm.weight': [1000] };
-    for (const [i, m] of ['base', 'a', 'b'].entries()) {
-      const r = new SeededRandom(20 + i);
-      const v = new Map(Object.entries(shapes).map(([k, s]) => [k, Float32Array.from({ length: s.reduce((x, y) => x * y, 1) }, () => r.normal())]));
-      await writeModel(join(root, m), v, { dtype: 'BF16', shapes, config: false, tokenizer: false });
-    }
-    const recipe = join(root, 'r.yaml');
-    await writeFile(recipe, 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.5}}\n  - {model: b, parameters: {weight: 0.5, density: 0.7}}\ndtype: bfloat16\n');
+    const recipe = await tiesFamily(root, { 'model.layers.0.mlp.up_proj.weight': [1100, 1024], 'model.norm.weight': [1000] }, 'BF16', 20);
     const take = vi.spyOn(DirectWriter.prototype as unknown as { take: () => Promise<Uint8Array> }, 'take');
     const write = vi.spyOn(DirectWriter.prototype, 'write');
     await merge(recipe, { out: join(root, 'out'), threads: 1 });
