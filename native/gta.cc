@@ -144,13 +144,17 @@ inline uint16_t bf16Of(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-inline __m128i bf16Of8(__m256 f) {
-  const __m256i u = _mm256_castps_si256(f);
-  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1))), 16);
-  const __m256i quiet = _mm256_srli_epi32(_mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), 16);
-  const __mmask8 nan = _mm256_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-  return _mm256_cvtepi32_epi16(_mm256_mask_blend_epi32(nan, rounded, quiet));
+// f32 bits to BF16 bits of sixteen lanes (bf16Of's rule).
+inline __m256i bf16Of16(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
+  const __m512i quiet = _mm512_srli_epi32(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
 }
+
+// The same of eight lanes (the upper eight of the wide call are not looked at).
+inline __m128i bf16Of8(__m256 f) { return _mm256_castsi256_si128(bf16Of16(_mm512_castps256_ps512(f))); }
 
 // The consensus of eight elements from v_i = d_i * sc_i (f64), ties_out's operations in its order: S = ((0 + v_0) +
 // v_1) + ...; agree_i = v_i > 0 where S >= 0, v_i < 0 elsewhere; M, Z = 0 + the agreeing v_i, w_i; the f32 results
@@ -419,15 +423,6 @@ void tiesFused(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, 
   }
   for (int i = 0; i < M; i++) kept[i] += k[i];
   if (j < n) fusedTail(x, b, M, j, n, o, mp, kept, divide, lambda, sc, w, start);
-}
-
-// f32 bits to BF16 bits of sixteen lanes (bf16Of8's rule).
-inline __m256i bf16Of16(__m512 f) {
-  const __m512i u = _mm512_castps_si512(f);
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
-  const __m512i quiet = _mm512_srli_epi32(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
 }
 
 template <bool F16>
