@@ -23,19 +23,25 @@ const prewarmed: Worker[] = [];
 /**
  * Start n merge workers now, before any pool needs them: their module loading (~0.1 s each) then overlaps the
  * caller's own start-up and planning. They do not keep the process alive while unused (unref), and a pool that takes
- * one gets it exactly as if it had spawned it. The CLI calls this for `merge` before loading its own modules.
+ * one gets it exactly as if it had spawned it. The CLI calls this for `merge` before loading its own modules. Returns
+ * the workers started by this call.
  */
-export function prewarmWorkers(n: number): void {
+export function prewarmWorkers(n: number): Worker[] {
+  const started: Worker[] = [];
   for (let i = prewarmed.length; i < n; i++) {
     const w = spawnNew();
     w.unref();
-    // a worker that fails to start is dropped here; runPool spawns a fresh one instead
-    w.once('error', () => {
+    // a worker that fails to start or ends before a pool takes it is dropped here; runPool spawns a fresh one instead
+    const drop = (): void => {
       const k = prewarmed.indexOf(w);
       if (k >= 0) prewarmed.splice(k, 1);
-    });
+    };
+    w.once('error', drop);
+    w.once('exit', drop);
     prewarmed.push(w);
+    started.push(w);
   }
+  return started;
 }
 
 /** Workers started by prewarmWorkers and not yet taken by a pool (tests). */

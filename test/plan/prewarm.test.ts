@@ -39,6 +39,15 @@ describe('prewarmed merge workers', () => {
     expect(a.equals(b)).toBe(true);
   });
 
+  it('one that ends before a pool takes it is not handed out', async () => {
+    const [a, b] = prewarmWorkers(2);
+    expect(prewarmedWorkers()).toBe(2);
+    await a!.terminate();
+    expect(prewarmedWorkers()).toBe(1);
+    await b!.terminate();
+    expect(prewarmedWorkers()).toBe(0);
+  });
+
   it('do not keep a process alive while unused', () => {
     const pool = resolve(__dirname, '..', '..', 'src', 'plan', 'pool.ts');
     const t0 = Date.now();
