@@ -674,21 +674,55 @@ uint32_t bucketAtRank(const uint32_t* h, uint64_t r) {
 }
 
 // The window of buckets around rank k from a sample of 512 elements per 16K piece (the JS SAMPLE pass's positions).
+// The magnitudes sixteen at a time, counted into four interleaved histograms (lane l into the (l & 3)-th: runs of one
+// bucket do not chain their increments), summed into h over the buckets touched and zeroed again there (measured:
+// 0.39-0.48 -> 0.16-0.20 ms per model of an 11.5M-element tensor).
 void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
+  thread_local std::vector<uint32_t> h4;  // all zero between calls
+  if (h4.size() != 4 * static_cast<size_t>(NBUCKETS)) h4.assign(4 * static_cast<size_t>(NBUCKETS), 0);
   h.assign(NBUCKETS, 0);
+  uint32_t* hh = h4.data();
+  const __m512i inf = _mm512_set1_epi32(INF_BITS), part = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+  __m512i lowest = _mm512_set1_epi32(4 * NBUCKETS), highest = _mm512_setzero_si512();
+  alignas(64) uint32_t lanes[16];
   uint64_t S = 0;
   for (int64_t p = 0; p * PIECE < n; p++) {
     const int64_t off = p * PIECE;
     const int len = static_cast<int>(n - off < PIECE ? n - off : PIECE);
     const int m = len < SAMPLE_BLOCK ? len : SAMPLE_BLOCK;
     const int64_t s = off + (len > m ? (p * 7919) % (len - m + 1) : 0);
-    for (int j = 0; j < m; j++) {
+    int j = 0;
+    for (; j + 16 <= m; j += 16) {
+      const __m512i a = magBits16(x + s + j, b + s + j);
+      const __mmask16 ok = _mm512_cmple_epu32_mask(a, inf);  // NaN is not counted
+      const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(_mm512_srli_epi32(a, 16), 2), part);
+      _mm512_store_si512(lanes, idx);
+      lowest = _mm512_min_epu32(lowest, idx);
+      highest = _mm512_max_epu32(highest, idx);
+      if (__builtin_expect(ok == 0xffff, 1)) {
+        for (int l = 0; l < 16; l++) hh[lanes[l]]++;
+        S += 16;
+      } else {
+        for (int l = 0; l < 16; l++) {
+          if ((ok >> l) & 1) {
+            hh[lanes[l]]++;
+            S++;
+          }
+        }
+      }
+    }
+    for (; j < m; j++) {
       const uint32_t a = magBits(x[s + j], b[s + j]);
       if (a <= static_cast<uint32_t>(INF_BITS)) {
         h[a >> 16]++;
         S++;
       }
     }
+  }
+  const uint32_t q0 = _mm512_reduce_min_epu32(lowest) / 4, q1 = _mm512_reduce_max_epu32(highest) / 4;
+  for (uint32_t q = q0; q <= q1 && q < static_cast<uint32_t>(NBUCKETS); q++) {
+    h[q] += hh[4 * q] + hh[4 * q + 1] + hh[4 * q + 2] + hh[4 * q + 3];
+    hh[4 * q] = hh[4 * q + 1] = hh[4 * q + 2] = hh[4 * q + 3] = 0;
   }
   if (S < 1000) return;
   const double q = static_cast<double>(t.k) / static_cast<double>(n);
