@@ -691,6 +691,15 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
     const int len = static_cast<int>(n - off < PIECE ? n - off : PIECE);
     const int m = len < SAMPLE_BLOCK ? len : SAMPLE_BLOCK;
     const int64_t s = off + (len > m ? (p * 7919) % (len - m + 1) : 0);
+    // the block AHEAD pieces on, fetched while this one is counted (the blocks are scattered: no prefetcher sees them)
+    constexpr int64_t AHEAD = 4;
+    if ((p + AHEAD) * PIECE + PIECE <= n) {
+      const int64_t s2 = (p + AHEAD) * PIECE + ((p + AHEAD) * 7919) % (PIECE - SAMPLE_BLOCK + 1);
+      for (int e = 0; e < SAMPLE_BLOCK; e += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(x + s2 + e), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b + s2 + e), _MM_HINT_T0);
+      }
+    }
     int j = 0;
     for (; j + 16 <= m; j += 16) {
       const __m512i a = magBits16(x + s + j, b + s + j);
