@@ -783,6 +783,9 @@ void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
     }
   };
   for (; j + 32 <= n; j += 32) {
+    // 4 KiB ahead: the hardware prefetchers stop at page boundaries (count pass 0.32-0.50 -> 0.32-0.35 s per worker)
+    _mm_prefetch(reinterpret_cast<const char*>(x + j + 2048), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + j + 2048), _MM_HINT_T0);
     const __m512i a0 = magBits16T<F16>(x + j, b + j), a1 = magBits16T<F16>(x + j + 16, b + j + 16);
     const __m512i h = _mm512_permutex2var_epi16(a0, hi, a1);
     __mmask32 ge[NB];
