@@ -56,10 +56,14 @@ function newestMtime(dir: string): number {
  * tsx. Returns the node arguments before the CLI arguments, and a note.
  */
 export async function cliCommand(dir: string): Promise<{ args: string[]; note: string }> {
-  const dist = join(ROOT, 'dist', 'cli', 'main.js');
-  const fresh = (): boolean => existsSync(dist) && statSync(dist).mtimeMs >= newestMtime(join(ROOT, 'src'));
-  if (!fresh()) spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore', cwd: ROOT });
-  if (existsSync(dist) && fresh()) return { args: [join(ROOT, 'bin', 'weightkit.js')], note: 'bin/weightkit.js (dist)' };
+  // the plain modules and the bundle bin/weightkit.js runs (scripts/bundle-cli.mjs), both as new as the sources
+  const built = [join(ROOT, 'dist', 'cli', 'main.js'), join(ROOT, 'dist', 'cli', 'main.bundle.mjs')];
+  const fresh = (): boolean => built.every((f) => existsSync(f) && statSync(f).mtimeMs >= newestMtime(join(ROOT, 'src')));
+  if (!fresh()) {
+    spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore', cwd: ROOT });
+    spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle-cli.mjs')], { stdio: 'ignore', cwd: ROOT });
+  }
+  if (fresh()) return { args: [join(ROOT, 'bin', 'weightkit.js')], note: 'bin/weightkit.js (dist, bundled)' };
   const wrapper = join(dir, 'cli.mjs');
   await writeFile(wrapper, `import { main } from ${JSON.stringify(join(ROOT, 'src', 'cli', 'main.ts'))};\nprocess.exitCode = await main(process.argv.slice(2));\n`);
   return { args: ['--import', 'tsx', wrapper], note: 'src/cli via tsx (dist/ not buildable)' };

@@ -17,8 +17,11 @@ const CLASSES: Record<string, new (code: ErrorCode, message: string, o?: { where
   WeightkitError,
 };
 
-/** Workers started ahead of a pool (prewarmWorkers), taken first by the next pool. */
-const prewarmed: Worker[] = [];
+/**
+ * Workers started ahead of a pool (prewarmWorkers), taken first by the next pool. Kept on the global object: the CLI
+ * starts them from the unbundled dist/ before its bundled copy of this module (scripts/bundle-cli.mjs) is loaded.
+ */
+const prewarmed: Worker[] = ((globalThis as Record<symbol, unknown>)[Symbol.for('weightkit.prewarmedWorkers')] ??= []) as Worker[];
 
 /**
  * Start n merge workers now, before any pool needs them: their module loading (~0.1 s each) then overlaps the
@@ -63,7 +66,8 @@ function spawnNew(): Worker {
     const url = new URL('./worker.ts', here).href;
     return new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
   }
-  return new Worker(new URL('./worker.js', here));
+  // the bundled CLI (dist/cli/main.bundle.mjs) runs the bundled worker beside it
+  return new Worker(new URL(here.endsWith('.bundle.mjs') ? './worker.bundle.mjs' : './worker.js', here));
 }
 
 /**
