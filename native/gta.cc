@@ -760,7 +760,7 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
 // the high halves of two vectors of |d| bits gathered in element order (a bucket, a >> 16, is below 2^15) and
 // compared with each bucket start on 16-bit lanes, one compare and add per bound for 32 elements (measured: 0.21 ->
 // 0.15 ns per element); the low halves' nonzero test with the bucket masks gives the inexact lanes, listed in element
-// order. The lane counters are 16-bit, flushed before they can wrap.
+// order. The lane counters are 16-bit (a call counts one region at most).
 template <int NB, bool F16>
 void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
   const __m512i nanb = _mm512_set1_epi32(INF_BITS + 1), one = _mm512_set1_epi32(1), one16 = _mm512_set1_epi16(1);
@@ -775,13 +775,8 @@ void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
   }
   __m512i nan = _mm512_setzero_si512();
   int64_t j = 0;
-  int64_t flushAt = 32 * 32768;  // u16 lane counters: one per 32 elements per call
-  auto flush = [&]() {
-    for (int q = 0; q < NB; q++) {
-      t.ge[q] += laneSum(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(acc[q]))) + laneSum(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(acc[q], 1)));
-      acc[q] = _mm512_setzero_si512();
-    }
-  };
+  // u16 lane counters, one count per 32 elements: a call counts at most a region (countWindows), far below the
+  // 65535 * 32 elements that would wrap them (static_assert below REGION_ELEMENTS)
   for (; j + 32 <= n; j += 32) {
     // 4 KiB ahead: the hardware prefetchers stop at page boundaries (count pass 0.32-0.50 -> 0.32-0.35 s per worker)
     _mm_prefetch(reinterpret_cast<const char*>(x + j + 2048), _MM_HINT_T0);
@@ -806,12 +801,10 @@ void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
         t.listed += __builtin_popcount(m1);
       }
     }
-    if (j + 32 == flushAt) {
-      flush();
-      flushAt += 32 * 32768;
-    }
   }
-  flush();
+  for (int q = 0; q < NB; q++) {
+    t.ge[q] += laneSum(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(acc[q]))) + laneSum(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(acc[q], 1)));
+  }
   t.total += static_cast<uint64_t>(j);
   t.nans += laneSum(nan);
   for (; j < n; j++) {
@@ -872,6 +865,7 @@ struct Dropper {
 };
 
 constexpr int64_t REGION_ELEMENTS = 1 << 18;
+static_assert(REGION_ELEMENTS + 64 <= int64_t{32} * 65535, "countBoundsT's 16-bit lane counters would wrap within a region");
 
 // The wide windows' counts over elements [j0, j1) (every such model together, window elements staged).
 void countWide(const uint16_t* const* x, const uint16_t* b, int64_t j0, int64_t j1, TopK* const* ts, int cnt) {

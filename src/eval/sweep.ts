@@ -17,6 +17,7 @@ import type { ParamSpec } from '../recipe/spec.js';
 import { parseGrid } from '../vectors/grid.js';
 import { loadEvalConfig, onnxScorer, type DatasetScores, type EvalConfig, type EvalReferences, type SweepScorer } from './eval-config.js';
 import { mergeWithOrt } from './merge-with-ort.js';
+import { SELECT_RULES, type SelectRule } from './select-rules.js';
 
 /** Prefix of the temp folders of sweeps and searches. */
 export const SWEEP_TEMP_PREFIX = 'weightkit-sweep-';
@@ -189,8 +190,6 @@ export async function mergeText(text: string, dir: string, options: { seed?: num
 
 // ---------------------------------------------------------------------------------------------------------------
 // objectives and selection
-
-import { SELECT_RULES, type SelectRule } from './select-rules.js';
 
 export { SELECT_RULES, type SelectRule };
 

@@ -2,8 +2,9 @@
 // of each written range goes straight to the device, from where it lies when that is a page boundary of a
 // WebAssembly memory (the executor places its output buffers so: no copy, one write per range; measured on the 1.1B
 // ties merge: 2.25 -> 1.75 s, the bounce buffers had serialised the writes), else through an aligned bounce buffer;
-// the unaligned edges through the ordinary (buffered) handle. On this VM the page cache is the expensive part of writing: a buffered 2.2 GB write into
-// fresh page-cache pages took 5.1 s (dd), the same with O_DIRECT 1.1 s, almost no CPU, overlapping the merge's work.
+// the unaligned edges through the ordinary (buffered) handle. On this VM the page cache is the expensive part of
+// writing: a buffered 2.2 GB write into fresh page-cache pages took 5.1 s (dd), the same with O_DIRECT 1.1 s, almost
+// no CPU, overlapping the merge's work.
 // Off (buffered only) with WEIGHTKIT_DIRECT_IO=0, off Linux, and where opening with O_DIRECT fails (tmpfs).
 
 import { constants } from 'node:fs';
@@ -95,45 +96,48 @@ export class DirectWriter {
     const edges: Promise<void>[] = [];
     if (a > position) edges.push(writeExactlyAt(buffered, src.subarray(0, a - position), position, this.file));
     if (end > b) edges.push(writeExactlyAt(buffered, src.subarray(b - position), b, this.file));
-    if (workspaceOf(src.buffer) !== undefined && (src.byteOffset + a - position) % ALIGN === 0) {
-      // the middle already sits on a page boundary of a WebAssembly memory (whose data starts on one): written from
-      // where it is, no copy (the executor places its output buffers so, see Scratch.u16At)
-      try {
-        await writeExactlyAt(this.fh, src.subarray(a - position, b - position), a, this.file);
-      } catch (e) {
-        if (!refused(e)) throw e;
-        this.refused = true;
-        await writeExactlyAt(buffered, src.subarray(a - position, b - position), a, this.file);
-      } finally {
-        await Promise.allSettled(edges);
-      }
-      await Promise.all(edges);
-      return;
-    }
-    const bounce = await this.take();
     try {
-      for (let at = a; at < b; at += BOUNCE_BYTES) {
-        const n = Math.min(BOUNCE_BYTES, b - at);
-        if (this.refused) {
-          await writeExactlyAt(buffered, src.subarray(at - position, at - position + n), at, this.file);
-          continue;
-        }
-        bounce.set(src.subarray(at - position, at - position + n));
+      if (workspaceOf(src.buffer) !== undefined && (src.byteOffset + a - position) % ALIGN === 0) {
+        // the middle already sits on a page boundary of a WebAssembly memory (whose data starts on one): written from
+        // where it is, no copy (the executor places its output buffers so, see Scratch.u16At)
+        const middle = src.subarray(a - position, b - position);
+        await this.directOr(buffered, middle, middle, a);
+      } else {
+        const bounce = await this.take();
         try {
-          await writeExactlyAt(this.fh, bounce.subarray(0, n), at, this.file);
-        } catch (e) {
-          // a file system that took O_DIRECT at open() but refuses the writes (some FUSE and network ones): buffered
-          // from now on, this part included; other errors (a full disk) are the caller's
-          if (!refused(e)) throw e;
-          this.refused = true;
-          await writeExactlyAt(buffered, src.subarray(at - position, at - position + n), at, this.file);
+          for (let at = a; at < b; at += BOUNCE_BYTES) {
+            const n = Math.min(BOUNCE_BYTES, b - at);
+            const part = src.subarray(at - position, at - position + n);
+            if (this.refused) {
+              await writeExactlyAt(buffered, part, at, this.file);
+              continue;
+            }
+            bounce.set(part);
+            await this.directOr(buffered, bounce.subarray(0, n), part, at);
+          }
+        } finally {
+          this.give(bounce);
         }
       }
     } finally {
-      this.give(bounce);
       await Promise.allSettled(edges);
     }
     await Promise.all(edges);
+  }
+
+  /**
+   * `aligned` (page-aligned memory) written directly at `at`; where the file system refuses direct writes after all
+   * (some FUSE and network ones take O_DIRECT at open()), `same` (the same bytes) goes through `buffered`, and every
+   * later write too. Other errors (a full disk) are the caller's.
+   */
+  private async directOr(buffered: FileHandle, aligned: Uint8Array, same: Uint8Array, at: number): Promise<void> {
+    try {
+      await writeExactlyAt(this.fh, aligned, at, this.file);
+    } catch (e) {
+      if (!refused(e)) throw e;
+      this.refused = true;
+      await writeExactlyAt(buffered, same, at, this.file);
+    }
   }
 
   async close(): Promise<void> {

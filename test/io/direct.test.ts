@@ -202,4 +202,42 @@ describe('DirectWriter on a file system that refuses direct writes after open', 
     await dw2.close();
     await fh.close();
   });
+  it('falls back the same way for a middle written from page-aligned memory (no bounce buffer)', async () => {
+    const dir = await tempDir('weightkit-direct-refused-inplace-');
+    const file = join(dir, 'p.bin');
+    await writeFile(file, new Uint8Array(0));
+    const fh = await open(file, 'r+');
+    const dw = await DirectWriter.open(file);
+    if (dw === undefined) {
+      await fh.close();
+      return;
+    }
+    const ws = Workspace.create(8 << 20)!;
+    const all = new Uint8Array(ws.buffer);
+    for (let i = 0; i < all.length; i++) all[i] = (i * 13) & 255;
+    const inner = (dw as unknown as { fh: { write: () => Promise<unknown> } }).fh;
+    const write = inner.write;
+    inner.write = async () => {
+      throw Object.assign(new Error('invalid argument'), { code: 'EINVAL' });
+    };
+    const take = vi.spyOn(dw as unknown as { take: () => Promise<Uint8Array> }, 'take');
+    const src = all.subarray(4096 + 100, 4096 + 100 + (3 << 20));
+    await dw.write(fh, src, 100); // middle at file 4096 from memory 8192: in place, refused, buffered
+    expect(take).not.toHaveBeenCalled();
+    expect(Buffer.from(await readFile(file)).equals(Buffer.concat([Buffer.alloc(100), Buffer.from(src)]))).toBe(true);
+    // a full disk in the in-place path reaches the caller
+    const dw2 = (await DirectWriter.open(file))!;
+    const inner2 = (dw2 as unknown as { fh: { write: () => Promise<unknown> } }).fh;
+    inner2.write = async () => {
+      throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+    };
+    const err = await dw2.write(fh, src, 100).then(() => undefined, (e: unknown) => e as Error);
+    expect(err).toMatchObject({ code: 'IO_ERROR' });
+    expect((err as { where?: { file?: string } }).where?.file).toBe(file); // the CLI prints it as --> file
+    inner.write = write;
+    await dw.close();
+    await dw2.close();
+    await fh.close();
+  });
+
 });

@@ -86,10 +86,11 @@ export function sweepCommands(y: Argv, ctx: CommandContext): Argv {
         const select = selectOption(argv.select, 'select');
         const irq = interruptible();
         let r: SweepResult;
+        let sweeps: typeof import('../../eval/sweep.js');
         try {
           // the evaluation stack is loaded by the commands that use it
-          const { sweep } = await import('../../eval/sweep.js');
-          r = await sweep({
+          sweeps = await import('../../eval/sweep.js');
+          r = await sweeps.sweep({
             recipe: String(argv.recipe),
             vary: list(argv.vary),
             eval: String(argv.eval),
@@ -104,7 +105,7 @@ export function sweepCommands(y: Argv, ctx: CommandContext): Argv {
         } finally {
           irq.dispose();
         }
-        if (argv.csv !== undefined) await writeFile(String(argv.csv), (await import('../../eval/sweep.js')).sweepCsv(r));
+        if (argv.csv !== undefined) await writeFile(String(argv.csv), sweeps.sweepCsv(r));
         if (argv.json) ctx.io.stdout(JSON.stringify({ ...r, bestPoint: r.best === undefined ? null : r.points[r.best] }, null, 2) + '\n');
         else ctx.io.stdout(renderSweep(r));
       },
