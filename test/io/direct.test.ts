@@ -2,7 +2,7 @@
 // holds exactly the bytes written; WEIGHTKIT_DIRECT_IO=0 turns them off; merges give the same bytes either way, on the
 // calling thread and in the worker pool. On this machine's temp file system (ext4) direct writes must really be used.
 import { statfsSync } from 'node:fs';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -171,73 +171,63 @@ describe('DirectWriter from page-aligned memory', () => {
   });
 });
 
+/** Make every direct write of dw fail with errno `code`, as a file system that took O_DIRECT at open() may. */
+function failDirect(dw: DirectWriter, code: string): void {
+  (dw as unknown as { fh: { write: () => Promise<unknown> } }).fh.write = async () => {
+    throw Object.assign(new Error(code), { code });
+  };
+}
+
+/** An empty file, a buffered handle and a DirectWriter on it (undefined where direct writes are not available). */
+async function directFile(prefix: string): Promise<{ file: string; fh: FileHandle; dw: DirectWriter } | undefined> {
+  const file = join(await tempDir(prefix), 'r.bin');
+  await writeFile(file, new Uint8Array(0));
+  const fh = await open(file, 'r+');
+  const dw = await DirectWriter.open(file);
+  if (dw !== undefined) return { file, fh, dw };
+  await fh.close();
+  return undefined;
+}
+
 describe('DirectWriter on a file system that refuses direct writes after open', () => {
   it('falls back to buffered writes (same bytes); other errors still fail', async () => {
-    const dir = await tempDir('weightkit-direct-refused-');
-    const file = join(dir, 'r.bin');
-    await writeFile(file, new Uint8Array(0));
-    const fh = await open(file, 'r+');
-    const dw = await DirectWriter.open(file);
-    if (dw === undefined) {
-      await fh.close();
-      return; // no direct writes here at all
-    }
-    // every direct write refused, as a file system that took O_DIRECT at open() might
-    const inner = (dw as unknown as { fh: { write: () => Promise<unknown> } }).fh;
-    inner.write = async () => {
-      throw Object.assign(new Error('invalid argument'), { code: 'EINVAL' });
-    };
+    const d = await directFile('weightkit-direct-refused-');
+    if (d === undefined) return; // no direct writes here at all
+    const { file, fh, dw } = d;
+    failDirect(dw, 'EINVAL');
     const data = Uint8Array.from({ length: 6 << 20 }, (_, i) => (i * 7) & 255);
     await dw.write(fh, data.subarray(0, 3 << 20), 0);
     await dw.write(fh, data.subarray(3 << 20), 3 << 20);
     expect(Buffer.from(await readFile(file)).equals(Buffer.from(data))).toBe(true);
     // a full disk is not a refusal: it reaches the caller (here through a fresh writer)
     const dw2 = (await DirectWriter.open(file))!;
-    const inner2 = (dw2 as unknown as { fh: { write: () => Promise<unknown> } }).fh;
-    inner2.write = async () => {
-      throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
-    };
+    failDirect(dw2, 'ENOSPC');
     await expect(dw2.write(fh, data, 0)).rejects.toMatchObject({ code: 'IO_ERROR' });
     await dw.close();
     await dw2.close();
     await fh.close();
   });
+
   it('falls back the same way for a middle written from page-aligned memory (no bounce buffer)', async () => {
-    const dir = await tempDir('weightkit-direct-refused-inplace-');
-    const file = join(dir, 'p.bin');
-    await writeFile(file, new Uint8Array(0));
-    const fh = await open(file, 'r+');
-    const dw = await DirectWriter.open(file);
-    if (dw === undefined) {
-      await fh.close();
-      return;
-    }
-    const ws = Workspace.create(8 << 20)!;
-    const all = new Uint8Array(ws.buffer);
+    const d = await directFile('weightkit-direct-refused-inplace-');
+    if (d === undefined) return;
+    const { file, fh, dw } = d;
+    const all = new Uint8Array(Workspace.create(8 << 20)!.buffer);
     for (let i = 0; i < all.length; i++) all[i] = (i * 13) & 255;
-    const inner = (dw as unknown as { fh: { write: () => Promise<unknown> } }).fh;
-    const write = inner.write;
-    inner.write = async () => {
-      throw Object.assign(new Error('invalid argument'), { code: 'EINVAL' });
-    };
+    failDirect(dw, 'EINVAL');
     const take = vi.spyOn(dw as unknown as { take: () => Promise<Uint8Array> }, 'take');
     const src = all.subarray(4096 + 100, 4096 + 100 + (3 << 20));
     await dw.write(fh, src, 100); // middle at file 4096 from memory 8192: in place, refused, buffered
     expect(take).not.toHaveBeenCalled();
     expect(Buffer.from(await readFile(file)).equals(Buffer.concat([Buffer.alloc(100), Buffer.from(src)]))).toBe(true);
-    // a full disk in the in-place path reaches the caller
+    // a full disk in the in-place path reaches the caller, naming the file
     const dw2 = (await DirectWriter.open(file))!;
-    const inner2 = (dw2 as unknown as { fh: { write: () => Promise<unknown> } }).fh;
-    inner2.write = async () => {
-      throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
-    };
+    failDirect(dw2, 'ENOSPC');
     const err = await dw2.write(fh, src, 100).then(() => undefined, (e: unknown) => e as Error);
     expect(err).toMatchObject({ code: 'IO_ERROR' });
     expect((err as { where?: { file?: string } }).where?.file).toBe(file); // the CLI prints it as --> file
-    inner.write = write;
     await dw.close();
     await dw2.close();
     await fh.close();
   });
-
 });
