@@ -446,6 +446,98 @@ inline bool fastScales(const double* sc, int m) {
 inline __mmask16 aboveMask(__m512i a, __m512i lo1, __m512i span) { return _mm512_cmplt_epu32_mask(_mm512_sub_epi32(a, lo1), span); }
 
 
+// BF16 bits of 16 f32 lanes in the low halves of 32-bit lanes: bf16Of16's rounding to nearest even, without its
+// quieting of NaNs (for NaNs whose low 16 bits are zero, which the rounding leaves unchanged).
+inline __m512i bf16Round32(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
+}
+
+// tiesFast's steady state for BF16 in and out: every model's mask a top-k with threshold bits >= 0 (so every kept
+// delta is nonzero) and no tie budget left (aboveMask), every scale positive; the same operations per element, so the
+// same bits. 32 elements a step with no per-step branches: each input's 64 bytes widened by unpacking against zero
+// (lanes in the unpack order, the same for every input) and the output packed back into element order; an agreeing
+// delta is a kept one whose sign bit differs from the vote's >= 0. Returns where it stopped (fewer than 32 left);
+// kept counts in cnt.
+template <int M, bool Unit, bool Divide, bool Lam>
+int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t* o, const MaskParams* mp, __m512i* cnt, const double* sc, const double* w,
+             double lambda) {
+  const __m512d lam = _mm512_set1_pd(lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+  const __m512i absv = _mm512_set1_epi32(ABS), onei = _mm512_set1_epi32(1), zi = _mm512_setzero_si512();
+  const uint16_t* xp[M];
+  __m512d S[M], W[M];
+  __m512i L1[M], SP[M], c[M];
+  for (int i = 0; i < M; i++) {
+    xp[i] = x[i];
+    S[i] = _mm512_set1_pd(sc[i]);
+    W[i] = _mm512_set1_pd(w[i]);
+    L1[i] = _mm512_set1_epi32(mp[i].bits + 1);
+    SP[i] = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(INF_BITS) - static_cast<uint32_t>(mp[i].bits)));
+    c[i] = cnt[i];
+  }
+  for (; j + 32 <= n; j += 32) {
+    const __m512i braw = _mm512_loadu_si512(b + j);
+    const __m512 bq[2] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(zi, braw)), _mm512_castsi512_ps(_mm512_unpackhi_epi16(zi, braw))};
+    __m512 dq[2][M];
+    for (int i = 0; i < M; i++) {
+      const __m512i xr = _mm512_loadu_si512(xp[i] + j);
+      dq[0][i] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zi, xr)), bq[0]);
+      dq[1][i] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zi, xr)), bq[1]);
+    }
+    __m512i bits[2];
+    for (int q = 0; q < 2; q++) {
+      __m512 dm[M];
+      __mmask16 keep[M], neg[M];
+      for (int i = 0; i < M; i++) {
+        keep[i] = aboveMask(_mm512_and_si512(_mm512_castps_si512(dq[q][i]), absv), L1[i], SP[i]);
+        dm[i] = _mm512_maskz_mov_ps(keep[i], dq[q][i]);
+        c[i] = _mm512_mask_add_epi32(c[i], keep[i], c[i], onei);
+        neg[i] = _mm512_movepi32_mask(_mm512_castps_si512(dq[q][i]));
+      }
+      __m512d v[2][M];
+      __mmask8 ge[2];
+      for (int h = 0; h < 2; h++) {
+        for (int i = 0; i < M; i++) {
+          v[h][i] = _mm512_cvtps_pd(h == 0 ? _mm512_castps512_ps256(dm[i]) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(dm[i]), 1)));
+          if constexpr (!Unit) v[h][i] = _mm512_mul_pd(v[h][i], S[i]);
+        }
+        __m512d s = v[h][0];
+        for (int i = 1; i < M; i++) s = _mm512_add_pd(s, v[h][i]);
+        ge[h] = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+      }
+      const __mmask16 ge16 = _mm512_kunpackb(ge[1], ge[0]);
+      __m256 r[2];
+      for (int h = 0; h < 2; h++) {
+        __m512d mm = zero, z = zero;
+        for (int i = 0; i < M; i++) {
+          const __mmask16 ag = _kand_mask16(keep[i], _kxor_mask16(ge16, neg[i]));
+          const __mmask8 a8 = static_cast<__mmask8>(h == 0 ? ag : _kshiftri_mask16(ag, 8));
+          mm = _mm512_mask_add_pd(mm, a8, mm, v[h][i]);
+          if constexpr (Divide) z = _mm512_mask_add_pd(z, a8, z, W[i]);
+        }
+        if constexpr (Divide) mm = _mm512_div_pd(mm, _mm512_mask_blend_pd(_mm512_cmp_pd_mask(z, zero, _CMP_EQ_OQ), z, one));
+        if constexpr (Lam) mm = _mm512_mul_pd(mm, lam);
+        const __m256 bh = h == 0 ? _mm512_castps512_ps256(bq[q]) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bq[q]), 1));
+        r[h] = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bh), mm));
+      }
+      // a NaN here is the result of f64 arithmetic on BF16-born numbers (quiet, its low 29 f64 payload bits zero), so
+      // its f32 has zero low halves and the rounding leaves it as it is: bf16Of16's quieting would change nothing
+      bits[q] = bf16Round32(_mm512_insertf32x8(_mm512_castps256_ps512(r[0]), r[1], 1));
+    }
+    _mm512_storeu_si512(o + j, _mm512_packus_epi32(bits[0], bits[1]));
+  }
+  for (int i = 0; i < M; i++) cnt[i] = c[i];
+  return j;
+}
+
+using LeanFn = int (*)(const uint16_t* const*, const uint16_t*, int, int, uint16_t*, const MaskParams*, __m512i*, const double*, const double*, double);
+
+template <int M, bool Unit>
+LeanFn leanFor(int divide, bool lam) {
+  if (divide) return lam ? tiesLean<M, Unit, true, true> : tiesLean<M, Unit, true, false>;
+  return lam ? tiesLean<M, Unit, false, true> : tiesLean<M, Unit, false, false>;
+}
+
 // tiesFused for top-k masks (TopOnly) with fewer operations and the same bits: each model's agreement with the vote's
 // sign taken from d's f32 sign on sixteen lanes (v_i's sign is d_i's times sc_i's, see fastScales), the agreeing sums
 // by masked adds (a disagreeing +0 leaves a sum unchanged: the sums start at +0 and every agreeing term is nonzero, so
@@ -475,8 +567,7 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
     t[i] = mp[i].ties;
     flip[i] = sc[i] < 0;
   }
-  int j = 0;
-  for (; j + 16 <= n; j += 16) {
+  auto step = [&](int j) {
     const __m512 bf = widen16T<InF16>(b + j);
     __m512 dm[M];
     __mmask16 pos[M], neg[M];
@@ -523,7 +614,24 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
     }
     const __m512 rr = _mm512_insertf32x8(_mm512_castps256_ps512(r[0]), r[1], 1);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), narrow16T<OutF16>(rr));
+  };
+  int j = 0;
+  if constexpr (!InF16 && !OutF16) {
+    // BF16 in and out, top-k masks with thresholds >= 0 and positive scales: tiesLean once no tie budget is left
+    bool lean = true;
+    for (int i = 0; i < M; i++) lean = lean && mp[i].mode == 2 && mp[i].bits >= 0 && !flip[i];
+    if (lean) {
+      auto ties = [&]() {
+        for (int i = 0; i < M; i++) {
+          if (t[i] > 0) return true;
+        }
+        return false;
+      };
+      for (; j + 16 <= n && ties(); j += 16) step(j);
+      j = leanFor<M, Unit>(divide, !lamOne)(x, b, j, n, o, mp, cnt, sc, w, lambda);
+    }
   }
+  for (; j + 16 <= n; j += 16) step(j);
   for (int i = 0; i < M; i++) {
     if (mp[i].mode == 2) mp[i].ties = t[i];
     kept[i] += _mm512_reduce_add_epi32(cnt[i]);

@@ -129,6 +129,9 @@ const CASES: Record<string, Case> = {
   'ties, densities 0, 1 and 0.3': { models: 3, density: (i) => [0, 1, 0.3][i]! },
   'ties, trim_scope model': { models: 3, params: 'trim_scope: model' },
   'ties, 2 models, no normalize': { models: 2, params: 'normalize: false' },
+  // positive weights (tiesLean's scaled and lambda forms)
+  'ties, 3 models, positive weights, lambda': { models: 3, weights: [0.8, 0.5, 1.3], params: 'lambda: 0.6' },
+  'ties, 4 models, lambda, no normalize': { models: 4, params: 'lambda: 1.5, normalize: false' },
   'task_arithmetic, 3 models, mixed weights': { method: 'task_arithmetic', models: 3, weights: [1, 0.7, -0.4] },
   'task_arithmetic, 5 models, normalize, lambda': { method: 'task_arithmetic', models: 5, weights: [0.5, 0.25, 1, 2, 0.3], params: 'normalize: true, lambda: 0.6' },
   'dare_ties, 3 models, densities 0.3 / 0.5 / 1, rescaled': { method: 'dare_ties', models: 3, weights: [1, 0.7, -0.4], density: (i) => [0.3, 0.5, 1][i]! },
