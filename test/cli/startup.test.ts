@@ -4,7 +4,7 @@
 // modules and ~40 ms of every command's start.
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 const ROOT = resolve(__dirname, '..', '..');
 const HEAVY = ['@bufbuild/protobuf', 'onnx-buf', 'onnxruntime-node', '@tensorflow/tfjs'];
@@ -50,4 +50,22 @@ describe('start-up import graph', () => {
       expect(HEAVY.filter((p) => packages.has(p))).toEqual([]);
     });
   }
+});
+
+describe('start-up work on the main thread', () => {
+  it("a command's run does not render the help text (yargs would after every handler starts); --help still does", async () => {
+    const { buildParser, main } = await import('../../src/cli/main.js');
+    const out: string[] = [];
+    const io = { stdout: (s: string) => void out.push(s), stderr: (s: string) => void out.push(s), isTTY: false };
+    const args = ['methods', '--json'];
+    const parser = buildParser(args, { io });
+    const usage = (parser as unknown as { getInternalMethods(): { getUsageInstance(): { help(): string } } }).getInternalMethods().getUsageInstance();
+    const help = vi.spyOn(usage, 'help');
+    await parser.parseAsync(args);
+    expect(out.join('')).toContain('"ties"');
+    expect(help).not.toHaveBeenCalled();
+    out.length = 0;
+    expect(await main(['--help'], io)).toBe(0);
+    expect(out.join('')).toContain('weightkit merge');
+  });
 });
