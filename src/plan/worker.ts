@@ -83,7 +83,8 @@ if (port) {
     const t = task.tensor;
     const ids = [...(t.base ? [t.base.model] : []), ...t.inputs.map((i) => i.model)];
     const map = new Map<number, CheckpointReader>();
-    for (const id of ids) map.set(id, await reader(id));
+    const opened = await Promise.all(ids.map(reader));
+    ids.forEach((id, i) => map.set(id, opened[i]!));
     const fh = await fileHandle(task.file);
     const dw = await direct(task.file);
     const sink: TensorSink = {
@@ -121,6 +122,8 @@ if (port) {
   port.on('message', (msg: WorkerRequest) => {
     if (msg.type === 'init') {
       init = msg;
+      // every model opened at once, before the first task asks (a failure is reported by the tasks that use it)
+      for (const m of msg.models) reader(m.id).catch(() => undefined);
       return;
     }
     if (msg.type === 'close') {
