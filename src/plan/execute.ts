@@ -13,7 +13,7 @@ import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../merge/t
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import { installNativeKernels, loadNativeKernels } from './native.js';
 import type { PlanInput, PlanTensor } from './plan.js';
-import { Workspace, WORKSPACE_START, workspaceOf, type Bf16Inputs } from '../tensor/wasm/workspace.js';
+import { Workspace, WORKSPACE_MAX_BYTES, WORKSPACE_START, workspaceOf, type Bf16Inputs } from '../tensor/wasm/workspace.js';
 
 /** Where merged bytes go: a byte range of one declared output tensor. */
 export interface TensorSink {
@@ -36,6 +36,9 @@ const SLOT_PAD_BYTES = 64;
  * before any of them is used. Without WebAssembly, or past the workspace size limit, slots are ordinary arrays
  * (the kernels then copy).
  */
+/** u16 values a u16At slot holds beyond its range: room to shift the range to any 4 KiB phase. */
+const U16_AT_PAD = 2048;
+
 export class Scratch {
   private f32: (Float32Array | undefined)[] = [];
   private bytes: ArrayBuffer = new ArrayBuffer(0);
@@ -67,10 +70,15 @@ export class Scratch {
    * from here (src/io/direct.ts). Otherwise as u16Buffer.
    */
   u16At(i: number, n: number, at: number): Uint16Array {
-    const f = this.u16Buffer(i, n + 2048);
+    const f = this.u16Buffer(i, n + U16_AT_PAD);
     if (workspaceOf(f.buffer) === undefined || at % 2 !== 0) return f.subarray(0, n);
     const shift = (((at - f.byteOffset) % 4096) + 4096) % 4096;
     return f.subarray(shift / 2, shift / 2 + n);
+  }
+
+  /** Make slot i hold a u16At range of n values without growing later. */
+  reserveU16At(i: number, n: number): void {
+    this.layout([(n + U16_AT_PAD + 1) >> 1], i);
   }
 
   f32Buffer(i: number, n: number): Float32Array {
@@ -477,7 +485,7 @@ async function mergeWholeBf16(
   const n = rowLengthOf(t.shape) * rowCountOf(t.shape);
   const located = mapInputs() ? inputs.map((i) => ctx.readers.get(i.model)!.locate?.(i.tensor)) : [];
   if (located.length > 0 && located.every((l) => l !== undefined && l.position % 2 === 0 && l.byteLength === 2 * n)) {
-    const step = 2 * n <= ctx.budgetBytes / 2 ? n : Math.min(n, WHOLE_OUTPUT_ELEMENTS, Math.max(1 << 14, Math.floor(ctx.budgetBytes / 8)));
+    const step = wholeOutputStep(n, ctx.budgetBytes);
     const release = step < n || (2 * inputs.length + 2) * n > ctx.budgetBytes;
     const writer = wholeBf16(
       located.map((l) => ({ fd: l!.fd, position: l!.position })),
@@ -516,6 +524,37 @@ async function mergeWholeBf16(
 
 /** Largest output range of a mapped whole-tensor merge too big to emit in one go: 8 MiB of BF16. */
 const WHOLE_OUTPUT_ELEMENTS = 1 << 22;
+
+/**
+ * Output elements a mapped whole-tensor merge of n elements (mergeWholeBf16) emits at a time under a lane's budget:
+ * all of them when they take at most half the budget.
+ */
+export function wholeOutputStep(n: number, budgetBytes: number): number {
+  return 2 * n <= budgetBytes / 2 ? n : Math.min(n, WHOLE_OUTPUT_ELEMENTS, Math.max(1 << 14, Math.floor(budgetBytes / 8)));
+}
+
+/** The largest output range a mapped whole-tensor merge of any of these tensors emits at once (wholeOutputStep). */
+export function largestOutputStep(tensors: readonly PlanTensor[], budgetBytes: number): number {
+  let step = 0;
+  for (const t of tensors) if (t.op === 'merge') step = Math.max(step, wholeOutputStep(t.shape.reduce((a, b) => a * b, 1), budgetBytes));
+  return step;
+}
+
+/**
+ * A lane's Scratch whose output slot is reserved at once for `outputElements` (largestOutputStep of the plan), so
+ * that the lane makes one workspace instead of a larger one whenever a tensor needs more than the last (a tensor too
+ * big for the budget emits smaller ranges than a whole one just below it). A new workspace's pages are all touched
+ * afresh, which is the costly part here: on this VM a freshly faulted huge page runs at ~0.6 GB/s (the host backs it
+ * on first touch) against ~24 GB/s for a reused one; the 1.1B ties merge made 7-8 workspaces of 12-26 MB for its 6
+ * lanes and took 1.58 s, against 1.48 s with one per lane (mean of 5 interleaved). Reserving only takes address
+ * space: pages are touched where used.
+ */
+export function laneScratch(outputElements: number): Scratch {
+  const s = new Scratch();
+  // never past a workspace's limit: a refused workspace would leave the lane on ordinary arrays for good
+  if (outputElements > 0 && 2 * (outputElements + U16_AT_PAD + 2) + WORKSPACE_START + SLOT_PAD_BYTES <= WORKSPACE_MAX_BYTES) s.reserveU16At(0, outputElements);
+  return s;
+}
 
 /** Whether inputs may be mapped from their files (WEIGHTKIT_MMAP=0: always read). */
 function mapInputs(): boolean {

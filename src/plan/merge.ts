@@ -18,7 +18,7 @@ import { validateRecipeInto } from '../recipe/validate.js';
 import type { DType } from '../tensor/dtype.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
-import { Scratch, runModelPrepass, runTensor, type TensorSink } from './execute.js';
+import { laneScratch, largestOutputStep, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
 import { LANES, runPool } from './pool.js';
 import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, type MergePlan, type StageOutput } from './plan.js';
@@ -293,6 +293,7 @@ export async function executePlan(
           method: method.name,
           seed: plan.seed,
           budgetBytes: Math.floor(budget / LANES),
+          outputElements: largestOutputStep(plan.tensors, Math.floor(budget / LANES)),
           ...(directWrites ? {} : { directWrites: false }),
           ...stats,
         },
@@ -314,7 +315,7 @@ export async function executePlan(
       let failed = false;
       const lanes = await Promise.allSettled(
         Array.from({ length: Math.min(lanesWanted, queue.length) }, async () => {
-          const scratch = new Scratch();
+          const scratch = laneScratch(largestOutputStep(plan.tensors, laneBudget));
           try {
             for (let t = queue.shift(); t && !failed; t = queue.shift()) {
               checkAborted(options.signal);

@@ -9,7 +9,7 @@ import { DirectWriter } from '../io/direct.js';
 import { openCheckpointPath } from '../io/open.js';
 import type { CheckpointReader } from '../io/types.js';
 import { getMethod } from '../merge/registry.js';
-import { Scratch, runTensor, type TensorSink } from './execute.js';
+import { laneScratch, runTensor, type Scratch, type TensorSink } from './execute.js';
 import type { PlanTensor } from './plan.js';
 import { openVectorModel } from './vector-model.js';
 
@@ -20,6 +20,8 @@ export interface WorkerInit {
   method: string;
   seed: number;
   budgetBytes: number;
+  /** the largest output range of the plan's tensors under budgetBytes (each lane's output slot is sized for it at once, see laneScratch) */
+  outputElements?: number;
   modelStats?: unknown;
   /** false: write through the page cache only (the output is read again at once: an intermediate stage) */
   directWrites?: boolean;
@@ -137,7 +139,7 @@ if (port) {
       return;
     }
     const task = (async () => {
-      const scratch = freeScratch.pop() ?? new Scratch();
+      const scratch = freeScratch.pop() ?? laneScratch(init!.outputElements ?? 0);
       try {
         const bytes = await run(msg, scratch);
         port.postMessage({ type: 'done', index: msg.index, bytes } satisfies WorkerReply);

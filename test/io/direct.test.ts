@@ -5,10 +5,12 @@ import { statfsSync } from 'node:fs';
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DirectWriter } from '../../src/io/direct.js';
 import { merge } from '../../src/plan/merge.js';
-import { Scratch } from '../../src/plan/execute.js';
+import { Scratch, laneScratch, largestOutputStep, wholeOutputStep } from '../../src/plan/execute.js';
+import type { PlanTensor } from '../../src/plan/plan.js';
 import { SeededRandom } from '../../src/tensor/rng.js';
 import { Workspace } from '../../src/tensor/wasm/workspace.js';
 import { tempDir, writeModel } from '../plan/helpers.js';
@@ -168,6 +170,50 @@ describe('DirectWriter from page-aligned memory', () => {
     expect((await readFile(join(root, 'out', 'model.safetensors'))).equals(await readFile(join(root, 'out-buffered', 'model.safetensors')))).toBe(true);
     if (direct === 0) return; // no direct writes on this file system
     expect(bounced).toBe(0);
+  });
+});
+
+describe('lane workspaces', () => {
+  it('largestOutputStep: a whole tensor just under the budget can need more than a larger tensor emitted in ranges', () => {
+    const t = (name: string, shape: number[]): PlanTensor => ({ name, shape, dtype: 'BF16', op: 'merge', inputs: [], params: {}, modelParams: [], t: 0, byteLength: 0 }) as unknown as PlanTensor;
+    const budget = 1 << 20;
+    expect(wholeOutputStep(300_000, budget)).toBe(budget / 8); // too big: ranges
+    expect(wholeOutputStep(200_000, budget)).toBe(200_000); // whole
+    expect(largestOutputStep([t('a', [300, 1000]), t('b', [200, 1000]), t('c', [10])], budget)).toBe(200_000);
+    const s = laneScratch(200_000);
+    const buffer = s.u16At(0, 10, 0).buffer;
+    for (const [n, at] of [[200_000, 4094], [budget / 8, 2], [199_999, 123_456]] as const) {
+      const v = s.u16At(0, n, at);
+      expect(v.buffer).toBe(buffer); // never a new workspace
+      expect((v.byteOffset - at) % 4096).toBe(0);
+    }
+  });
+
+  it('a merge makes one workspace per lane, sized for its largest output range at once', async () => {
+    const root = await tempDir('weightkit-lanes-');
+    // each lane takes a tensor emitted in ranges (too big for its budget), then a smaller one emitted whole in more
+    const shapes: Record<string, number[]> = {};
+    for (const l of [0, 1, 2]) {
+      shapes[`model.layers.${l}.a.weight`] = [300, 1000];
+      shapes[`model.layers.${l}.b.weight`] = [200, 1000];
+    }
+    const recipe = await tiesFamily(root, shapes, 'BF16', 31);
+    const budget = 3 << 20; // lanes of 1 MiB: 300K elements in ranges of 128K, 200K whole
+    const create = vi.spyOn(Workspace, 'create');
+    await merge(recipe, { out: join(root, 'out'), threads: 1, memoryBudget: budget });
+    const made = create.mock.calls.map((c) => c[0]);
+    create.mockRestore();
+    await merge(recipe, { out: join(root, 'ref'), threads: 1 });
+    expect((await readFile(join(root, 'out', 'model.safetensors'))).equals(await readFile(join(root, 'ref', 'model.safetensors')))).toBe(true);
+    expect(made.filter((b) => b > 200_000 * 2).length).toBe(3);
+    // the pool's workers are told the same size for their lanes
+    const post = vi.spyOn(Worker.prototype, 'postMessage');
+    await merge(recipe, { out: join(root, 'pooled'), threads: 2, pool: 'always', memoryBudget: 2 * budget });
+    const inits = post.mock.calls.map((c) => c[0] as { type: string; outputElements?: number }).filter((m) => m.type === 'init');
+    post.mockRestore();
+    expect(inits.length).toBe(2);
+    for (const m of inits) expect(m.outputElements).toBe(200_000);
+    expect((await readFile(join(root, 'pooled', 'model.safetensors'))).equals(await readFile(join(root, 'ref', 'model.safetensors')))).toBe(true);
   });
 });
 
