@@ -92,6 +92,15 @@ function bigValues(m: number, misleading: boolean, rough = false): Map<string, F
   return new Map([[BIG, toF32('BF16', fromF32('BF16', v))]]);
 }
 
+/** bigValues' continuous values with NaN, inf and -0 among the inputs (base included), for the windowed counts. */
+function bigNonFinite(m: number): Map<string, Float32Array> {
+  const v = new Float32Array(bigValues(m, false, true).get(BIG)!);
+  for (let i = 1000 + 37 * m; i < v.length; i += 997 + 13 * m) v[i] = NaN;
+  for (let i = 500 + 11 * m; i < v.length; i += 2003) v[i] = i % 2 ? Infinity : -Infinity;
+  for (let i = 77 + m; i < v.length; i += 1511) v[i] = -0;
+  return new Map([[BIG, v]]);
+}
+
 let root: string;
 beforeAll(async () => {
   root = await tempDir('weightkit-native-');
@@ -102,6 +111,9 @@ beforeAll(async () => {
       await writeModel(join(root, `big-${misleading ? 'miss' : 'ok'}`, m), bigValues(i, misleading), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
     }
     await writeModel(join(root, 'big-rough', m), bigValues(i, false, true), { dtype: 'BF16', shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
+    for (const dtype of ['BF16', 'F16'] as const) {
+      await writeModel(join(root, `big-nan-${dtype}`, m), bigNonFinite(i), { dtype, shapes: { [BIG]: BIG_SHAPE }, config: false, tokenizer: false });
+    }
     await writeModel(join(root, 'f16', m), values(i), { dtype: 'F16', shapes: SHAPES, config: false, tokenizer: false });
   }
 });
@@ -303,6 +315,19 @@ describe('native TIES kernels', () => {
       // a window list of 16 overflows here: the thresholds are counted exactly instead
       expect((await runCase('big rough', c, true, { flags: 2 })).equals(wasm)).toBe(true);
       expect(whole!.paths.at(-1)).toEqual([2, 2, 2]);
+    }
+  });
+
+  it('a large tensor with NaN, inf and -0 inputs (BF16 and F16): windowed thresholds, the same bytes as the WebAssembly kernels', async () => {
+    const k = loadNativeKernels();
+    for (const dtype of ['BF16', 'F16']) {
+      const c = { models: 3, weights: [1, 0.6, 0.3], density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: `big-nan-${dtype}` };
+      const whole = k ? spyTensor(k) : undefined;
+      const nat = await runCase(`big nan ${dtype}`, c, true);
+      // every threshold from its window's counts (1 or 3), none counted exactly (2)
+      if (k) expect(whole!.paths.every((p) => p.every((x) => x === 1 || x === 3))).toBe(true);
+      expect(nat.equals(await runCase(`big nan ${dtype}`, c, false)), dtype).toBe(true);
+      vi.restoreAllMocks();
     }
   });
 
