@@ -14,8 +14,8 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CHUNK = 16 * 2 ** 20;
 const TIME = '/usr/bin/time';
 
-export /** Flush dirty pages so one timed section does not pay for the previous one's writeback. */
-function sync(): void {
+/** Flush dirty pages so one timed section does not pay for the previous one's writeback. */
+export function sync(): void {
   spawnSync('sync', { stdio: 'ignore' });
 }
 
@@ -42,6 +42,19 @@ export async function ioFloor(inputs: readonly string[], outFile: string, outByt
   const s = (performance.now() - t0) / 1000;
   await rm(outFile, { force: true });
   return s;
+}
+
+/**
+ * The output device's write floor: `bytes` written to a new file with O_DIRECT in 8 MiB blocks (dd; no page cache),
+ * as the merge writes its output; seconds, or undefined where dd or O_DIRECT is not available. The plain floor's
+ * buffered write instead leaves the device's work to writeback after its timing.
+ */
+export async function directWriteSeconds(file: string, bytes: number): Promise<number | undefined> {
+  const t0 = performance.now();
+  const r = spawnSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=8M', `count=${Math.ceil(bytes / (8 << 20))}`, 'oflag=direct'], { stdio: 'ignore' });
+  const s = (performance.now() - t0) / 1000;
+  await rm(file, { force: true });
+  return r.status === 0 ? s : undefined;
 }
 
 /** Newest modification time of any file under `dir` (ms). */
