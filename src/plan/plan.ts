@@ -209,101 +209,118 @@ export async function openModels(
   const byRef = new Map<string, number>();
   const problems: RecipeError[] = [];
   let baseFingerprint: Promise<string> | undefined;
+  // the plain models' files opened at once (each open reads a header: they overlap instead of queueing); each is
+  // taken by the first reference to its path, the rest closed below
+  const early = new Map<string, Promise<CheckpointReader>>();
   for (const r of refs) {
-    const key = refKey(r);
-    if (byRef.has(key)) continue;
-    const stage = r.vector || r.lora ? undefined : stages.get(r.ref);
-    let path: string;
-    let reader: CheckpointReader;
-    let vectorBase: number | undefined;
-    let updateRanks: Record<string, number> | undefined;
-    try {
-      if (r.lora) {
-        // base+adapter: the base as a model of its own (workers reopen it), plus the adapter's ΔW as a cached vector;
-        // the base may be an earlier stage (stage+adapter), converted once that stage is written
-        const missing = missingModelProblem(doc, r, (name) => stages.has(name));
-        if (missing) {
-          problems.push(missing);
-          continue;
-        }
-        const baseRef: ModelRef = { ref: r.lora.base, pos: r.pos };
-        const baseStage = stages.get(r.lora.base);
-        const basePath = baseStage?.path ?? modelPath(doc, r);
-        const adapter = adapterPath(doc, { ...r, lora: r.lora });
-        vectorBase = byRef.get(refKey(baseRef));
-        if (vectorBase === undefined) {
-          const br = baseStage?.reader ?? (await open(basePath));
-          vectorBase = models.length;
-          const bt = br.tensors();
-          models.push({ id: vectorBase, ref: baseRef.ref, path: basePath, format: br.format, tensorCount: bt.length, byteLength: bt.reduce((a, t) => a + t.byteLength, 0) });
-          readers.set(vectorBase, br);
-          byRef.set(refKey(baseRef), vectorBase);
-        }
-        const base = readers.get(vectorBase)!;
-        const opened = await openLoraAdapter(adapter);
-        updateRanks = Object.fromEntries(opened.modules.map((m) => [m.target, m.rank]));
-        await opened.close();
-        if (baseStage?.planned) {
-          // a dry run: the stage has no data yet, so the adapter is checked but not converted; base + ΔW has the
-          // base's names, dtypes and shapes, which is all a plan reads
-          path = adapter;
-          reader = base;
+    if (r.lora || r.vector || stages.has(r.ref) || byRef.has(refKey(r)) || missingModelProblem(doc, r)) continue;
+    const p = modelPath(doc, r);
+    if (early.has(p)) continue;
+    const opening = open(p);
+    opening.catch(() => undefined); // reported where it is taken
+    early.set(p, opening);
+  }
+  try {
+    for (const r of refs) {
+      const key = refKey(r);
+      if (byRef.has(key)) continue;
+      const stage = r.vector || r.lora ? undefined : stages.get(r.ref);
+      let path: string;
+      let reader: CheckpointReader;
+      let vectorBase: number | undefined;
+      let updateRanks: Record<string, number> | undefined;
+      try {
+        if (r.lora) {
+          // base+adapter: the base as a model of its own (workers reopen it), plus the adapter's ΔW as a cached vector;
+          // the base may be an earlier stage (stage+adapter), converted once that stage is written
+          const missing = missingModelProblem(doc, r, (name) => stages.has(name));
+          if (missing) {
+            problems.push(missing);
+            continue;
+          }
+          const baseRef: ModelRef = { ref: r.lora.base, pos: r.pos };
+          const baseStage = stages.get(r.lora.base);
+          const basePath = baseStage?.path ?? modelPath(doc, r);
+          const adapter = adapterPath(doc, { ...r, lora: r.lora });
+          vectorBase = byRef.get(refKey(baseRef));
+          if (vectorBase === undefined) {
+            const br = baseStage?.reader ?? (await open(basePath));
+            vectorBase = models.length;
+            const bt = br.tensors();
+            models.push({ id: vectorBase, ref: baseRef.ref, path: basePath, format: br.format, tensorCount: bt.length, byteLength: bt.reduce((a, t) => a + t.byteLength, 0) });
+            readers.set(vectorBase, br);
+            byRef.set(refKey(baseRef), vectorBase);
+          }
+          const base = readers.get(vectorBase)!;
+          const opened = await openLoraAdapter(adapter);
+          updateRanks = Object.fromEntries(opened.modules.map((m) => [m.target, m.rank]));
+          await opened.close();
+          if (baseStage?.planned) {
+            // a dry run: the stage has no data yet, so the adapter is checked but not converted; base + ΔW has the
+            // base's names, dtypes and shapes, which is all a plan reads
+            path = adapter;
+            reader = base;
+          } else {
+            path = await loraVectorFile(base, basePath, adapter);
+            reader = await openVectorModel(base, path, { force: true });
+          }
+        } else if (r.vector) {
+          const missing = missingModelProblem(doc, r);
+          vectorBase = doc.baseModel ? byRef.get(refKey(doc.baseModel)) : undefined;
+          if (missing || vectorBase === undefined) {
+            // without a base_model validation already said so; a base that failed to open has its own problem
+            if (missing) problems.push(missing);
+            continue;
+          }
+          const base = readers.get(vectorBase)!;
+          path = modelPath(doc, r);
+          reader = await openVectorModel(base, path, {
+            force: doc.forceVectorBase?.value === true,
+            baseFingerprint: () => (baseFingerprint ??= fingerprintCheckpoint(base)),
+          });
+        } else if (stage) {
+          path = stage.path;
+          reader = stage.reader;
         } else {
-          path = await loraVectorFile(base, basePath, adapter);
-          reader = await openVectorModel(base, path, { force: true });
+          const missing = missingModelProblem(doc, r);
+          if (missing) {
+            problems.push(missing);
+            continue;
+          }
+          path = modelPath(doc, r);
+          const opening = early.get(path);
+          early.delete(path);
+          reader = await (opening ?? open(path));
         }
-      } else if (r.vector) {
-        const missing = missingModelProblem(doc, r);
-        vectorBase = doc.baseModel ? byRef.get(refKey(doc.baseModel)) : undefined;
-        if (missing || vectorBase === undefined) {
-          // without a base_model validation already said so; a base that failed to open has its own problem
-          if (missing) problems.push(missing);
-          continue;
-        }
-        const base = readers.get(vectorBase)!;
-        path = modelPath(doc, r);
-        reader = await openVectorModel(base, path, {
-          force: doc.forceVectorBase?.value === true,
-          baseFingerprint: () => (baseFingerprint ??= fingerprintCheckpoint(base)),
-        });
-      } else if (stage) {
-        path = stage.path;
-        reader = stage.reader;
-      } else {
-        const missing = missingModelProblem(doc, r);
-        if (missing) {
-          problems.push(missing);
-          continue;
-        }
-        path = modelPath(doc, r);
-        reader = await open(path);
+      } catch (e) {
+        const we = e as WeightkitError;
+        problems.push(
+          new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : r.lora ? 'use LoRA model' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
+            where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
+            ...(we.hint !== undefined ? { hint: we.hint } : {}),
+            cause: e,
+          }),
+        );
+        continue;
       }
-    } catch (e) {
-      const we = e as WeightkitError;
-      problems.push(
-        new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : r.lora ? 'use LoRA model' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
-          where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
-          ...(we.hint !== undefined ? { hint: we.hint } : {}),
-          cause: e,
-        }),
-      );
-      continue;
+      const id = models.length;
+      const tensors = reader.tensors();
+      models.push({
+        id,
+        ref: r.ref,
+        path,
+        format: reader.format,
+        tensorCount: tensors.length,
+        byteLength: tensors.reduce((a, t) => a + t.byteLength, 0),
+        ...(stage ? { stage: r.ref } : {}),
+        ...(vectorBase !== undefined ? { vector: { base: vectorBase } } : {}),
+        ...(updateRanks !== undefined ? { updateRanks } : {}),
+      });
+      readers.set(id, reader);
+      byRef.set(key, id);
     }
-    const id = models.length;
-    const tensors = reader.tensors();
-    models.push({
-      id,
-      ref: r.ref,
-      path,
-      format: reader.format,
-      tensorCount: tensors.length,
-      byteLength: tensors.reduce((a, t) => a + t.byteLength, 0),
-      ...(stage ? { stage: r.ref } : {}),
-      ...(vectorBase !== undefined ? { vector: { base: vectorBase } } : {}),
-      ...(updateRanks !== undefined ? { updateRanks } : {}),
-    });
-    readers.set(id, reader);
-    byRef.set(key, id);
+  } finally {
+    for (const opening of early.values()) void opening.then((rd) => rd.close()).catch(() => undefined);
   }
   if (problems.length > 0) {
     for (const rd of readers.values()) if (![...stages.values()].some((s) => s.reader === rd)) await rd.close();

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RecipeProblems, WeightkitError } from '../../src/errors.js';
 import { openCheckpointPath } from '../../src/io/open.js';
-import { buildPlan, merge } from '../../src/plan/merge.js';
+import { buildPlan, loadRecipe, merge } from '../../src/plan/merge.js';
+import { openModels } from '../../src/plan/plan.js';
+import type { CheckpointReader } from '../../src/io/types.js';
 import { jsMatMul } from '../../src/tensor/linalg/backend.js';
 import { RECIPE_FILE } from '../../src/plan/outputs.js';
 import { readAllF32, tempDir, tinyFamily, tinyValues, writeModel, TINY_SHAPES } from './helpers.js';
@@ -409,5 +411,30 @@ parameters: {trim_scope: model}
     const [plan] = await buildPlan(r);
     expect(plan!.warnings.some((w) => w.includes("'model.extra_head.weight'") && w.includes('not in the output'))).toBe(true);
     expect(plan!.tensors.some((t) => t.name === 'model.extra_head.weight')).toBe(false);
+  });
+});
+
+describe('openModels', () => {
+  it('opens the plain models at once, one open per path and spelling, no reader shared between two models', async () => {
+    const r = await recipe('spellings.yaml', 'merge_method: linear\nmodels:\n  - model: ft-a\n    parameters: {weight: 1}\n  - model: ./ft-a\n    parameters: {weight: 1}\n  - model: ft-b\n    parameters: {weight: 1}\ndtype: float32\n');
+    const { stages } = await loadRecipe(r);
+    let finished = 0;
+    const calls: { path: string; finishedBefore: number }[] = [];
+    const open = async (p: string): Promise<CheckpointReader> => {
+      calls.push({ path: p, finishedBefore: finished });
+      const rd = await openCheckpointPath(p);
+      finished++;
+      return rd;
+    };
+    const m = await openModels(stages[0]!.doc, open);
+    try {
+      expect(m.models.map((x) => x.path)).toEqual([fam.a, fam.a, fam.b]);
+      // ft-a and ft-b started before either finished; the second spelling of ft-a opened a reader of its own
+      expect(calls.map((c) => c.path)).toEqual([fam.a, fam.b, fam.a]);
+      expect(calls[0]!.finishedBefore + calls[1]!.finishedBefore).toBe(0);
+      expect(new Set(m.readers.values()).size).toBe(3);
+    } finally {
+      for (const rd of m.readers.values()) await rd.close();
+    }
   });
 });
