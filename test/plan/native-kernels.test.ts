@@ -15,7 +15,7 @@ import { merge } from '../../src/plan/merge.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import type { TensorLocation } from '../../src/io/types.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
-import { SeededRandom } from '../../src/tensor/rng.js';
+import { randomU32, SeededRandom } from '../../src/tensor/rng.js';
 import { MagnitudeSelector } from '../../src/tensor/select.js';
 import { Workspace } from '../../src/tensor/wasm/workspace.js';
 import { runCli } from '../helpers/cli.js';
@@ -148,6 +148,9 @@ const CASES: Record<string, Case> = {
   'task_arithmetic, 5 models, normalize, lambda': { method: 'task_arithmetic', models: 5, weights: [0.5, 0.25, 1, 2, 0.3], params: 'normalize: true, lambda: 0.6' },
   'dare_ties, 3 models, densities 0.3 / 0.5 / 1, rescaled': { method: 'dare_ties', models: 3, weights: [1, 0.7, -0.4], density: (i) => [0.3, 0.5, 1][i]! },
   'dare_ties, 5 models, no rescale': { method: 'dare_ties', models: 5, params: 'rescale: false' },
+  // positive weights, every density below 1: dareLean (scaled and unit forms, divided or not)
+  'dare_ties, 3 models, positive weights, normalize, lambda': { method: 'dare_ties', models: 3, weights: [1, 0.7, 0.4], density: (i) => [0.3, 0.5, 0.8][i]!, params: 'normalize: true, lambda: 0.8' },
+  'dare_ties, 4 models, no rescale, no normalize': { method: 'dare_ties', models: 4, params: 'rescale: false, normalize: false' },
   'dare_linear, 3 models, rescaled, normalize': { method: 'dare_linear', models: 3, weights: [0.5, 0.3, 0.2], params: 'normalize: true' },
   'dare_linear, 2 models, density 0 and 0.6': { method: 'dare_linear', models: 2, density: (i) => [0, 0.6][i]! },
   'breadcrumbs_ties, 3 models, gamma 0.1': { method: 'breadcrumbs_ties', models: 3, weights: [1, 0.7, -0.4], params: 'gamma: 0.1' },
@@ -210,20 +213,23 @@ async function runCase(name: string, c: Case & { dir?: string }, native: boolean
  * Spies on the whole-tensor kernel, recording how each call found each model's threshold (0 none, 1 window counts,
  * 3 window counts and a selection among its inexact values, 2 exact counts).
  */
-function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][]; mapped: boolean[]; factors: number[][] } {
+function spyTensor(k: NativeKernels): { calls: () => number; paths: number[][]; kept: number[][]; mapped: boolean[]; factors: number[][]; draws: { n: number; keys: number[][] }[] } {
   const orig = k.tiesTensor.bind(k);
   const paths: number[][] = [];
   const kept: number[][] = [];
   const mapped: boolean[] = [];
   const factors: number[][] = [];
+  // DARE's streams: the tensor's length and each model's k0, k1 and threshold
+  const draws: { n: number; keys: number[][] }[] = [];
   const spy = vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a, masks) => {
     mapped.push(!(b instanceof Uint16Array));
     orig(b, ms, o, a, masks);
     paths.push(ms.map((_, i) => a[8 + 8 * i + 5]!));
     kept.push(ms.map((_, i) => a[8 + 8 * i + 4]!));
     factors.push(ms.map((_, i) => a[80 + 8 * i + 6]!));
+    draws.push({ n: a[74]!, keys: ms.map((_, i) => [a[80 + 8 * i]!, a[80 + 8 * i + 1]!, a[80 + 8 * i + 2]!]) });
   });
-  return { calls: () => spy.mock.calls.length, paths, kept, mapped, factors };
+  return { calls: () => spy.mock.calls.length, paths, kept, mapped, factors, draws };
 }
 
 type BigCase = Case & { dir: string; method: string };
@@ -392,6 +398,14 @@ describe('native TIES kernels', () => {
       // factors near 1 / density (the draws keep about that share of the L1 norm); not rescaled at density 1
       const f = spy.factors[0]!;
       for (const i of [0, 1]) if (c.density!(i) < 1) expect(f[i]! * c.density!(i)).toBeCloseTo(1, 1);
+      if (c.method !== 'dare_ties') return;
+      // the kept counts are the drawn elements, whatever their deltas (zero and NaN ones too)
+      const { n, keys } = spy.draws[0]!;
+      keys.forEach(([k0, k1, thr], i) => {
+        let drawn = 0;
+        for (let e = 0; e < n; e++) if (randomU32({ k0: k0!, k1: k1! }, e) <= thr!) drawn++;
+        expect(spy.kept[0]![i]).toBe(drawn);
+      });
     });
   });
 
