@@ -58,8 +58,9 @@ constexpr int32_t INF_BITS = 0x7f800000;
 // src/tensor/convert.ts f16FromF32Bits). Set per call by tiesTensor; the piece kernels are BF16 only.
 thread_local bool inF16 = false, outF16 = false;
 
-inline float widen(uint16_t u) {
-  if (inF16) return _cvtsh_ss(u);
+template <bool F16>
+inline float widenT(uint16_t u) {
+  if constexpr (F16) return _cvtsh_ss(u);
   uint32_t v = static_cast<uint32_t>(u) << 16;
   float f;
   memcpy(&f, &v, 4);
@@ -73,11 +74,13 @@ inline __m512 widen16T(const uint16_t* p) {
   else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
 }
 
-inline __m512 widen16(const uint16_t* p) { return inF16 ? widen16T<true>(p) : widen16T<false>(p); }
-
-inline __m256 widen8(const uint16_t* p) {
+// The same conversions with the format from a local: inF16 and outF16 are thread_local in a shared library, where
+// every read calls __tls_get_addr, so element loops read them once (DELLA's ranking spent 4.6% of its time in it).
+inline float widenF(bool f16, uint16_t u) { return f16 ? widenT<true>(u) : widenT<false>(u); }
+inline __m512 widen16F(bool f16, const uint16_t* p) { return f16 ? widen16T<true>(p) : widen16T<false>(p); }
+inline __m256 widen8F(bool f16, const uint16_t* p) {
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if (inF16) return _mm256_cvtph_ps(v);
+  if (f16) return _mm256_cvtph_ps(v);
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
 }
 
@@ -98,18 +101,19 @@ inline __mmask16 topMask(__m512i a, __m512i tv, int32_t* budget) {
 // d = f32(x - b) kept iff bits < |d| bits <= inf bits (signed compares, as the wasm kernel), or |d| bits == bits
 // while ties last (element order); a dropped delta becomes +0. Returns how many were kept; *ties is updated.
 int deltaMag(const uint16_t* x, const uint16_t* b, float* d, int n, int32_t bits, int32_t* ties) {
+  const bool f16 = inF16;
   const __m512i bv = _mm512_set1_epi32(bits), absv = _mm512_set1_epi32(ABS);
   int kept = 0;
   int32_t t = *ties;
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512i dv = _mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j)));
+    const __m512i dv = _mm512_castps_si512(_mm512_sub_ps(widen16F(f16, x + j), widen16F(f16, b + j)));
     const __mmask16 keep = topMask(_mm512_and_si512(dv, absv), bv, &t);
     _mm512_storeu_si512(d + j, _mm512_maskz_mov_epi32(keep, dv));
     kept += __builtin_popcount(keep);
   }
   for (; j < n; j++) {
-    float v = widen(x[j]) - widen(b[j]);
+    float v = widenF(f16, x[j]) - widenF(f16, b[j]);
     int32_t u;
     memcpy(&u, &v, 4);
     int32_t al = u & ABS;
@@ -127,9 +131,10 @@ int deltaMag(const uint16_t* x, const uint16_t* b, float* d, int n, int32_t bits
 }
 
 void deltaAll(const uint16_t* x, const uint16_t* b, float* d, int n) {
+  const bool f16 = inF16;
   int j = 0;
-  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(d + j, _mm512_sub_ps(widen16(x + j), widen16(b + j)));
-  for (; j < n; j++) d[j] = widen(x[j]) - widen(b[j]);
+  for (; j + 16 <= n; j += 16) _mm512_storeu_ps(d + j, _mm512_sub_ps(widen16F(f16, x + j), widen16F(f16, b + j)));
+  for (; j < n; j++) d[j] = widenF(f16, x[j]) - widenF(f16, b[j]);
 }
 
 // The consensus of m masked deltas, eight elements per step in f64 (ties_out's operations and order):
@@ -174,22 +179,21 @@ inline __m256 consensus8(const __m512d* v, int m, __m256 b, const __m512d* W, in
   return _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(b), _mm512_mul_pd(mm, lam)));
 }
 
-// The output format's bits of eight / one f32 (BF16 or F16, see inF16).
+// The output format's bits of eight f32 (BF16 or F16, see inF16).
 template <bool F16>
 inline __m128i narrow8T(__m256 f) {
   if constexpr (F16) return _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   else return bf16Of8(f);
 }
 
-inline __m128i narrow8(__m256 f) { return outF16 ? narrow8T<true>(f) : narrow8T<false>(f); }
-
-inline uint16_t narrow1(float f) {
-  if (outF16) return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  return bf16Of(f);
-}
+// The same of eight / one f32, the format from a local (see widenF).
+inline __m128i narrow8F(bool o16, __m256 f) { return o16 ? narrow8T<true>(f) : narrow8T<false>(f); }
+inline uint16_t narrow1F(bool o16, float f) { return o16 ? static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) : bf16Of(f); }
 
 // With bf16out, o receives BF16 bits (as uint16_t) of the f32 results instead of the f32 values.
 void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int divide, double lambda, const double* sc, const double* w, int bf16out) {
+  const bool f16 = inF16;
+  const bool o16 = outF16;
   const __m512d lam = _mm512_set1_pd(lambda);
   __m512d S[MAX_MODELS], W[MAX_MODELS];
   for (int i = 0; i < m; i++) {
@@ -200,9 +204,9 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
   for (; j + 8 <= n; j += 8) {
     __m512d v[MAX_MODELS];
     for (int i = 0; i < m; i++) v[i] = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(d[i] + j)), S[i]);
-    const __m256 bv = widen8(b + j);
+    const __m256 bv = widen8F(f16, b + j);
     const __m256 r = consensus8(v, m, bv, W, divide, lam);
-    if (bf16out) _mm_storeu_si128(reinterpret_cast<__m128i*>(reinterpret_cast<uint16_t*>(o) + j), narrow8(r));
+    if (bf16out) _mm_storeu_si128(reinterpret_cast<__m128i*>(reinterpret_cast<uint16_t*>(o) + j), narrow8F(o16, r));
     else _mm256_storeu_ps(o + j, r);
   }
   for (; j < n; j++) {
@@ -220,8 +224,8 @@ void tiesOut(float* const* d, int m, int n, const uint16_t* b, float* o, int div
       z = z + (a ? w[i] : 0.0);
     }
     if (divide) mm = mm / (z == 0 ? 1.0 : z);
-    const float r = static_cast<float>(static_cast<double>(widen(b[j])) + mm * lambda);
-    if (bf16out) reinterpret_cast<uint16_t*>(o)[j] = narrow1(r);
+    const float r = static_cast<float>(static_cast<double>(widenF(f16, b[j])) + mm * lambda);
+    if (bf16out) reinterpret_cast<uint16_t*>(o)[j] = narrow1F(o16, r);
     else o[j] = r;
   }
 }
@@ -339,16 +343,17 @@ inline bool maskOf1(float d, MaskParams& p, uint32_t index) {
 
 // d = the masked f32(x - b) (dropped: +0) of n elements from `start` on; returns how many were kept.
 int deltaMasked(const uint16_t* x, const uint16_t* b, float* d, int n, uint32_t start, MaskParams& p) {
+  const bool f16 = inF16;
   int kept = 0;
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 v = _mm512_sub_ps(widen16(x + j), widen16(b + j));
+    const __m512 v = _mm512_sub_ps(widen16F(f16, x + j), widen16F(f16, b + j));
     const __mmask16 keep = maskOf(v, p, start + static_cast<uint32_t>(j));
     _mm512_storeu_ps(d + j, _mm512_maskz_mov_ps(keep, v));
     kept += __builtin_popcount(keep);
   }
   for (; j < n; j++) {
-    const float v = widen(x[j]) - widen(b[j]);
+    const float v = widenF(f16, x[j]) - widenF(f16, b[j]);
     const bool keep = maskOf1(v, p, start + static_cast<uint32_t>(j));
     d[j] = keep ? v : 0.0f;
     kept += keep;
@@ -730,6 +735,7 @@ FusedFn fusedKernel(int m, bool topOnly, bool rand, bool in16, bool out16, const
 // further when the low 16 bits are nonzero: delta_hist_inexact's layout); the others are only counted, as above
 // (hi < |d| bits <= inf bits) or below (|d| bits < lo); NaNs are not counted at all.
 void histWindow(const uint16_t* x, const uint16_t* b, int n, uint8_t* h, int32_t lo, int32_t hi, uint32_t* above, uint32_t* below) {
+  const bool f16 = inF16;
   const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS);
   const __m512i lov = _mm512_set1_epi32(lo), hiv = _mm512_set1_epi32(hi);
   uint32_t up = 0, down = 0;
@@ -737,7 +743,7 @@ void histWindow(const uint16_t* x, const uint16_t* b, int n, uint8_t* h, int32_t
   int listed = 0;
   int j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x + j), widen16(b + j))), absv);
+    const __m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16F(f16, x + j), widen16F(f16, b + j))), absv);
     const __mmask16 gt = _mm512_cmpgt_epi32_mask(a, hiv);
     const __mmask16 lt = _mm512_cmplt_epi32_mask(a, lov);
     up += __builtin_popcount(gt & _mm512_cmple_epi32_mask(a, inf));
@@ -752,7 +758,7 @@ void histWindow(const uint16_t* x, const uint16_t* b, int n, uint8_t* h, int32_t
     ++*reinterpret_cast<uint32_t*>(h + ((u >> 14) & 0x1fffc) + ((u & 0xffff) != 0 ? 0x100000 : 0));
   }
   for (; j < n; j++) {
-    float v = widen(x[j]) - widen(b[j]);
+    float v = widenF(f16, x[j]) - widenF(f16, b[j]);
     int32_t u;
     memcpy(&u, &v, 4);
     const int32_t al = u & ABS;
@@ -776,14 +782,18 @@ inline __m512i magBits16T(const uint16_t* x, const uint16_t* b) {
   return _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16T<F16>(x), widen16T<F16>(b))), _mm512_set1_epi32(ABS));
 }
 
-inline __m512i magBits16(const uint16_t* x, const uint16_t* b) { return inF16 ? magBits16T<true>(x, b) : magBits16T<false>(x, b); }
+inline __m512i magBits16F(bool f16, const uint16_t* x, const uint16_t* b) { return f16 ? magBits16T<true>(x, b) : magBits16T<false>(x, b); }
 
-inline uint32_t magBits(uint16_t x, uint16_t b) {
-  float v = widen(x) - widen(b);
+template <bool F16>
+inline uint32_t magBitsT(uint16_t x, uint16_t b) {
+  float v = widenT<F16>(x) - widenT<F16>(b);
   uint32_t u;
   memcpy(&u, &v, 4);
   return u & ABS;
 }
+
+inline uint32_t magBitsF(bool f16, uint16_t x, uint16_t b) { return f16 ? magBitsT<true>(x, b) : magBitsT<false>(x, b); }
+
 
 // The exact top-k of one model's |delta| bits (NaN never counted): keep a iff a > T (a <= inf), or a == T for the
 // first `ties` such elements in element order; `all` when k reaches the count of numbers (every delta kept, NaN too).
@@ -837,6 +847,7 @@ uint32_t bucketAtRank(const uint32_t* h, uint64_t r) {
 // bucket do not chain their increments), summed into h over the buckets touched and zeroed again there (measured:
 // 0.39-0.48 -> 0.16-0.20 ms per model of an 11.5M-element tensor).
 void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
+  const bool f16 = inF16;
   thread_local std::vector<uint32_t> h4;  // all zero between calls
   if (h4.size() != 4 * static_cast<size_t>(NBUCKETS)) h4.assign(4 * static_cast<size_t>(NBUCKETS), 0);
   h.assign(NBUCKETS, 0);
@@ -861,7 +872,7 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
     }
     int j = 0;
     for (; j + 16 <= m; j += 16) {
-      const __m512i a = magBits16(x + s + j, b + s + j);
+      const __m512i a = magBits16F(f16, x + s + j, b + s + j);
       const __mmask16 ok = _mm512_cmple_epu32_mask(a, inf);  // NaN is not counted
       const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(_mm512_srli_epi32(a, 16), 2), part);
       _mm512_store_si512(lanes, idx);
@@ -880,7 +891,7 @@ void sampleWindow(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
       }
     }
     for (; j < m; j++) {
-      const uint32_t a = magBits(x[s + j], b[s + j]);
+      const uint32_t a = magBitsF(f16, x[s + j], b[s + j]);
       if (a <= static_cast<uint32_t>(INF_BITS)) {
         h[a >> 16]++;
         S++;
@@ -982,7 +993,7 @@ void countBoundsT(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t) {
   t.total += static_cast<uint64_t>(j);
   t.nans += laneSum(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(nan))) + laneSum(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(nan, 1)));
   for (; j < n; j++) {
-    const uint32_t a = magBits(x[j], b[j]);
+    const uint32_t a = magBitsT<F16>(x[j], b[j]);
     t.total++;
     for (int q = 0; q < NB; q++) t.ge[q] += a >= t.lo + (static_cast<uint32_t>(q) << 16);
     t.nans += a > static_cast<uint32_t>(INF_BITS);
@@ -1043,13 +1054,14 @@ static_assert(REGION_ELEMENTS + 64 <= int64_t{32} * 65535, "countBoundsT's 16-bi
 
 // The wide windows' counts over elements [j0, j1) (every such model together, window elements staged).
 void countWide(const uint16_t* const* x, const uint16_t* b, int64_t j0, int64_t j1, TopK* const* ts, int cnt) {
+  const bool f16 = inF16;
   const __m512i absv = _mm512_set1_epi32(ABS), inf = _mm512_set1_epi32(INF_BITS), low = _mm512_set1_epi32(0xffff);
   int64_t j = j0;
   for (; j + 16 <= j1; j += 16) {
-    const __m512 bv = widen16(b + j);
+    const __m512 bv = widen16F(f16, b + j);
     for (int i = 0; i < cnt; i++) {
       TopK& t = *ts[i];
-      const __m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16(x[i] + j), bv)), absv);
+      const __m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(widen16F(f16, x[i] + j), bv)), absv);
       const __mmask16 gt = _mm512_cmpgt_epi32_mask(a, _mm512_set1_epi32(static_cast<int32_t>(t.hi)));
       const __mmask16 lt = _mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(static_cast<int32_t>(t.lo)));
       t.above += __builtin_popcount(gt & _mm512_cmple_epi32_mask(a, inf));
@@ -1072,7 +1084,7 @@ void countWide(const uint16_t* const* x, const uint16_t* b, int64_t j0, int64_t 
   for (; j < j1; j++) {
     for (int i = 0; i < cnt; i++) {
       TopK& t = *ts[i];
-      const uint32_t a = magBits(x[i][j], b[j]);
+      const uint32_t a = magBitsF(f16, x[i][j], b[j]);
       if (a > t.hi) t.above += a <= static_cast<uint32_t>(INF_BITS);
       else if (a < t.lo) t.below++;
       else {
@@ -1179,10 +1191,11 @@ bool resolveWindow(TopK& t) {
 
 // The exact threshold by two counting passes (high 16 bits, then the low 16 bits inside the boundary bucket).
 void resolveExact(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std::vector<uint32_t>& h) {
+  const bool f16 = inF16;
   h.assign(NBUCKETS, 0);
   uint64_t count = 0;
   for (int64_t j = 0; j < n; j++) {
-    const uint32_t a = magBits(x[j], b[j]);
+    const uint32_t a = magBitsF(f16, x[j], b[j]);
     if (a <= static_cast<uint32_t>(INF_BITS)) {
       h[a >> 16]++;
       count++;
@@ -1203,7 +1216,7 @@ void resolveExact(const uint16_t* x, const uint16_t* b, int64_t n, TopK& t, std:
   }
   h.assign(NBUCKETS, 0);
   for (int64_t j = 0; j < n; j++) {
-    const uint32_t a = magBits(x[j], b[j]);
+    const uint32_t a = magBitsF(f16, x[j], b[j]);
     if (static_cast<int>(a >> 16) == bin) h[a & 0xffff]++;
   }
   const uint64_t need = static_cast<uint64_t>(t.k) - above;
@@ -1427,15 +1440,16 @@ void unmapAll(Mapped* maps, int count) {
 template <int C>
 void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, MaskParams* mp, double* before, double* after,
                   const Dropper& drop) {
+  const bool f16 = inF16;
   alignas(64) double a[C][16], am[C][16];
   double bs[C], as[C];
   for (int q = 0; q < C; q++) bs[q] = as[q] = 0;
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 bf = widen16(b + j);
+    const __m512 bf = widen16F(f16, b + j);
     for (int q = 0; q < C; q++) {
       const int i = idx[q];
-      const __m512 dv = _mm512_sub_ps(widen16(xs[i] + j), bf);
+      const __m512 dv = _mm512_sub_ps(widen16F(f16, xs[i] + j), bf);
       const __mmask16 keep = maskOf(dv, mp[i], static_cast<uint32_t>(j));
       const __m512 d = _mm512_abs_ps(dv);
       const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d)), hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
@@ -1456,7 +1470,7 @@ void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const
   for (; j < n; j++) {
     for (int q = 0; q < C; q++) {
       const int i = idx[q];
-      const float dv = widen(xs[i][j]) - widen(b[j]);
+      const float dv = widenF(f16, xs[i][j]) - widenF(f16, b[j]);
       const double v = static_cast<double>(fabsf(dv));
       bs[q] = bs[q] + v;
       as[q] = as[q] + (maskOf1(dv, mp[i], static_cast<uint32_t>(j)) ? v : 0.0);
@@ -1491,6 +1505,7 @@ void randomNorms(const uint16_t* const* xs, const uint16_t* b, int64_t n, const 
 // with u the element's draw (rank / (len - 1) taken as 0.5 for a fiber of one). Bit i of `bits` for element i.
 void dellaMask(const uint16_t* x, const uint16_t* b, int64_t n, int64_t block, int64_t len, int64_t inner, double lo, double eps, const Draws& dr,
                uint8_t* bits) {
+  const bool f16 = inF16;
   thread_local std::vector<uint32_t> keys, keys2;
   thread_local std::vector<int32_t> perm, tmp, rank;
   if (keys.size() < static_cast<size_t>(len) + 16) {
@@ -1503,13 +1518,17 @@ void dellaMask(const uint16_t* x, const uint16_t* b, int64_t n, int64_t block, i
   const double den = static_cast<double>(len - 1);
   // three passes of 11, 11 and 9 bits (31-bit keys): any stable ascending sort gives the same ranks
   constexpr int DIGITS = 3, RADIX = 2048;
-  static thread_local uint32_t count[DIGITS][RADIX];
+  static thread_local uint32_t countTls[DIGITS][RADIX];
+  // an opaque local pointer: in a shared library each access to a thread_local calls __tls_get_addr, and the compiler
+  // recomputed the address for every element of the key loop below (4.6% of DELLA's time) even from a plain local
+  uint32_t (*count)[RADIX] = countTls;
+  asm("" : "+r"(count));
   const __m512d lov = _mm512_set1_pd(lo), epsv = _mm512_set1_pd(eps), denv = _mm512_set1_pd(den), two = _mm512_set1_pd(2.0);
   const __m512d scale = _mm512_set1_pd(1.0 / 4294967296.0);  // u / 2^32 exactly (a power of two)
   for (int64_t b0 = 0; b0 < n; b0 += block) {
     for (int64_t k = 0; k < inner; k++) {
       const int64_t start = b0 + k;
-      memset(count, 0, sizeof count);
+      memset(count, 0, sizeof countTls);
       uint32_t* ky = keys.data();
       uint32_t* ky2 = keys2.data();
       int32_t* pm = perm.data();
@@ -1518,7 +1537,7 @@ void dellaMask(const uint16_t* x, const uint16_t* b, int64_t n, int64_t block, i
       for (int64_t r = 0; r < len; r++) {
         const int64_t t = len - 1 - r;
         const int64_t i = start + t * inner;
-        const uint32_t key = magBits(x[i], b[i]);
+        const uint32_t key = magBitsF(f16, x[i], b[i]);
         ky[r] = key;
         pm[r] = static_cast<int32_t>(t);
         count[0][key & 2047]++;
@@ -1679,36 +1698,40 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
 // subtracts 0 from each: d - 0 is d).
 template <bool Raw>
 void sumOut(const uint16_t* const* x, float* const* d, int m, int n, const uint16_t* b, uint16_t* o, double z, double lambda, const double* sc) {
+  const bool f16 = inF16;
+  const bool o16 = outF16;
   const __m512d zero = _mm512_setzero_pd(), lam = _mm512_set1_pd(lambda), zv = _mm512_set1_pd(z);
   const bool divide = z != 1.0;
   __m512d S[MAX_MODELS];
   for (int i = 0; i < m; i++) S[i] = _mm512_set1_pd(sc[i]);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256 bf = widen8(b + j);
+    const __m256 bf = widen8F(f16, b + j);
     __m512d s = zero;
     for (int i = 0; i < m; i++) {
       __m256 di;
-      if constexpr (Raw) di = _mm256_sub_ps(widen8(x[i] + j), bf);
+      if constexpr (Raw) di = _mm256_sub_ps(widen8F(f16, x[i] + j), bf);
       else di = _mm256_loadu_ps(d[i] + j);
       s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(di), S[i]));
     }
     if (divide) s = _mm512_div_pd(s, zv);
     const __m256 r = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_cvtps_pd(bf), _mm512_mul_pd(s, lam)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(r));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8F(o16, r));
   }
   for (; j < n; j++) {
-    const float bj = widen(b[j]);
+    const float bj = widenF(f16, b[j]);
     double s = 0;
-    for (int i = 0; i < m; i++) s = s + static_cast<double>(Raw ? widen(x[i][j]) - bj : d[i][j]) * sc[i];
+    for (int i = 0; i < m; i++) s = s + static_cast<double>(Raw ? widenF(f16, x[i][j]) - bj : d[i][j]) * sc[i];
     if (divide) s = s / z;
-    o[j] = narrow1(static_cast<float>(static_cast<double>(bj) + s * lambda));
+    o[j] = narrow1F(o16, static_cast<float>(static_cast<double>(bj) + s * lambda));
   }
 }
 
 // linear (src/merge/methods/simple.ts LinearMerger) of elements [0, n) of the inputs x_0 .. x_{m-1} themselves (no
 // base): out = BF16 of f32(((((0 + x_0 w_0) + x_1 w_1) + ...) / z), in f64 (scaleInit, scaleAdd, quotientInto).
 void linearOut(const uint16_t* const* x, int m, int n, uint16_t* o, double z, const double* w) {
+  const bool f16 = inF16;
+  const bool o16 = outF16;
   const __m512d zero = _mm512_setzero_pd(), zv = _mm512_set1_pd(z);
   __m512d W[MAX_MODELS + 1];
   for (int i = 0; i < m; i++) W[i] = _mm512_set1_pd(w[i]);
@@ -1716,26 +1739,27 @@ void linearOut(const uint16_t* const* x, int m, int n, uint16_t* o, double z, co
   for (; j + 8 <= n; j += 8) {
     __m512d s = zero;
     for (int i = 0; i < m; i++) {
-      const __m256 xf = widen8(x[i] + j);
+      const __m256 xf = widen8F(f16, x[i] + j);
       s = _mm512_add_pd(s, _mm512_mul_pd(_mm512_cvtps_pd(xf), W[i]));
     }
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(_mm512_cvtpd_ps(_mm512_div_pd(s, zv))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8F(o16, _mm512_cvtpd_ps(_mm512_div_pd(s, zv))));
   }
   for (; j < n; j++) {
     double s = 0;
-    for (int i = 0; i < m; i++) s = s + static_cast<double>(widen(x[i][j])) * w[i];
-    o[j] = narrow1(static_cast<float>(s / z));
+    for (int i = 0; i < m; i++) s = s + static_cast<double>(widenF(f16, x[i][j])) * w[i];
+    o[j] = narrow1F(o16, static_cast<float>(s / z));
   }
 }
 
 // slerp's statistics (geo-util accumulateGram): g00 = sum of v0 v0, g01 = sum of v0 v1, g11 = sum of v1 v1 over the
 // whole tensor, each product exact in f64 (of two f32) and each sum in element order (three interleaved chains).
 void slerpGram(const uint16_t* v0, const uint16_t* v1, int64_t n, double* g, const Dropper& drop) {
+  const bool f16 = inF16;
   alignas(64) double a[16], c[16];
   double s00 = g[0], s01 = g[1], s11 = g[2];
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 x0 = widen16(v0 + j), x1 = widen16(v1 + j);
+    const __m512 x0 = widen16F(f16, v0 + j), x1 = widen16F(f16, v1 + j);
     _mm512_store_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(x0)));
     _mm512_store_pd(a + 8, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x0), 1))));
     _mm512_store_pd(c, _mm512_cvtps_pd(_mm512_castps512_ps256(x1)));
@@ -1748,7 +1772,7 @@ void slerpGram(const uint16_t* v0, const uint16_t* v1, int64_t n, double* g, con
     if (((j + 16) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(j + 16);
   }
   for (; j < n; j++) {
-    const double x = widen(v0[j]), y = widen(v1[j]);
+    const double x = widenF(f16, v0[j]), y = widenF(f16, v1[j]);
     s00 = s00 + x * x;
     s01 = s01 + x * y;
     s11 = s11 + y * y;
@@ -1760,29 +1784,32 @@ void slerpGram(const uint16_t* v0, const uint16_t* v1, int64_t n, double* g, con
 
 // slerp's result (geo-util linearInto with one model and the base): out = BF16 of f32(s0 v0 + s1 v1) in f64.
 void slerpOut(const uint16_t* v0, const uint16_t* v1, int n, uint16_t* o, double s0, double s1) {
+  const bool f16 = inF16;
+  const bool o16 = outF16;
   const __m512d a0 = _mm512_set1_pd(s0), a1 = _mm512_set1_pd(s1);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256 x0 = widen8(v0 + j);
-    const __m256 x1 = widen8(v1 + j);
+    const __m256 x0 = widen8F(f16, v0 + j);
+    const __m256 x1 = widen8F(f16, v1 + j);
     const __m512d r = _mm512_add_pd(_mm512_mul_pd(a0, _mm512_cvtps_pd(x0)), _mm512_mul_pd(a1, _mm512_cvtps_pd(x1)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(_mm512_cvtpd_ps(r)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8F(o16, _mm512_cvtpd_ps(r)));
   }
-  for (; j < n; j++) o[j] = narrow1(static_cast<float>(s0 * static_cast<double>(widen(v0[j])) + s1 * static_cast<double>(widen(v1[j]))));
+  for (; j < n; j++) o[j] = narrow1F(o16, static_cast<float>(s0 * static_cast<double>(widenF(f16, v0[j])) + s1 * static_cast<double>(widenF(f16, v1[j]))));
 }
 
 // model_stock's statistics (geo-util accumulateGram with the base): g[i n + j] = sum of (x_i - b)(x_j - b) in f64 for
 // i <= j (differences exact in f64), each sum in element order; the chains of all pairs interleaved.
 template <int M>
 void stockGramM(const uint16_t* const* xs, const uint16_t* b, int64_t n, double* g, const Dropper& drop) {
+  const bool f16 = inF16;
   double s[M][M] = {};
   alignas(64) double d[M][16];
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 bf = widen16(b + j);
+    const __m512 bf = widen16F(f16, b + j);
     const __m512d blo = _mm512_cvtps_pd(_mm512_castps512_ps256(bf)), bhi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(bf), 1)));
     for (int i = 0; i < M; i++) {
-      const __m512 x = widen16(xs[i] + j);
+      const __m512 x = widen16F(f16, xs[i] + j);
       _mm512_store_pd(d[i], _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), blo));
       _mm512_store_pd(d[i] + 8, _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))), bhi));
     }
@@ -1794,9 +1821,9 @@ void stockGramM(const uint16_t* const* xs, const uint16_t* b, int64_t n, double*
     if (((j + 16) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(j + 16);
   }
   for (; j < n; j++) {
-    const double bj = widen(b[j]);
+    const double bj = widenF(f16, b[j]);
     for (int i = 0; i < M; i++) {
-      for (int q = i; q < M; q++) s[i][q] = s[i][q] + (static_cast<double>(widen(xs[i][j])) - bj) * (static_cast<double>(widen(xs[q][j])) - bj);
+      for (int q = i; q < M; q++) s[i][q] = s[i][q] + (static_cast<double>(widenF(f16, xs[i][j])) - bj) * (static_cast<double>(widenF(f16, xs[q][j])) - bj);
     }
   }
   for (int i = 0; i < M; i++) {
@@ -1819,22 +1846,24 @@ void stockGram(const uint16_t* const* xs, const uint16_t* b, int m, int64_t n, d
 
 // model_stock's result (stockInto): out = BF16 of f32(t (s / n) + u b) with s = (0 + x_0) + x_1 + ... in f64.
 void stockOut(const uint16_t* const* xs, const uint16_t* b, int m, int n, uint16_t* o, double t, double u) {
+  const bool f16 = inF16;
+  const bool o16 = outF16;
   const __m512d tv = _mm512_set1_pd(t), uv = _mm512_set1_pd(u), nv = _mm512_set1_pd(static_cast<double>(m));
   int j = 0;
   for (; j + 8 <= n; j += 8) {
     __m512d sum = _mm512_setzero_pd();
     for (int i = 0; i < m; i++) {
-      const __m256 x = widen8(xs[i] + j);
+      const __m256 x = widen8F(f16, xs[i] + j);
       sum = _mm512_add_pd(sum, _mm512_cvtps_pd(x));
     }
-    const __m256 bf = widen8(b + j);
+    const __m256 bf = widen8F(f16, b + j);
     const __m512d r = _mm512_add_pd(_mm512_mul_pd(tv, _mm512_div_pd(sum, nv)), _mm512_mul_pd(uv, _mm512_cvtps_pd(bf)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8(_mm512_cvtpd_ps(r)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), narrow8F(o16, _mm512_cvtpd_ps(r)));
   }
   for (; j < n; j++) {
     double sum = 0;
-    for (int i = 0; i < m; i++) sum = sum + static_cast<double>(widen(xs[i][j]));
-    o[j] = narrow1(static_cast<float>(t * (sum / m) + u * static_cast<double>(widen(b[j]))));
+    for (int i = 0; i < m; i++) sum = sum + static_cast<double>(widenF(f16, xs[i][j]));
+    o[j] = narrow1F(o16, static_cast<float>(t * (sum / m) + u * static_cast<double>(widenF(f16, b[j]))));
   }
 }
 
