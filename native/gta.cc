@@ -458,15 +458,20 @@ inline __m512i bf16Round32(__m512 f) {
   return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
 }
 
-// tiesFast's steady state for BF16 in and out, and tiesFused's for DARE (Rand): every model's mask a top-k with
-// threshold bits >= 0 (so every kept delta is nonzero and not NaN) and no tie budget left (aboveMask), or every
-// model's a DARE draw (a drawn delta agrees only when nonzero and not NaN, as the compares of tiesFused say); every
-// scale positive; the same operations per element, so the same bits. 32 elements a step with no per-step branches:
-// each input's 64 bytes widened by unpacking against zero (lanes in the unpack order, the same for every input; the
-// draws are taken for the elements of those lanes) and the output packed back into element order; an agreeing delta
-// is a kept one whose sign bit differs from the vote's >= 0. Returns where it stopped (fewer than 32 left); kept
-// counts in cnt. start: the element index of x[0] (the draws').
-template <int M, bool Unit, bool Divide, bool Lam, bool Rand>
+// The masks tiesLean takes: every model's a top-k (LEAN_TOP), a DARE draw (LEAN_RAND) or a breadcrumbs band
+// (LEAN_BAND).
+constexpr int LEAN_TOP = 0, LEAN_RAND = 1, LEAN_BAND = 2;
+
+// tiesFast's steady state for BF16 in and out, and tiesFused's for DARE and breadcrumbs: every model's mask a top-k
+// with threshold bits >= 0 (so every kept delta is nonzero and not NaN) and no tie budget left (aboveMask), or every
+// model's a DARE draw, or every model's a band (in the top keep set unless keepAll, not in the top drop set unless
+// dropNone, both thresholds >= -1 and no tie budgets left); a drawn or banded delta agrees only when nonzero and not
+// NaN, as the compares of tiesFused say; every scale positive; the same operations per element, so the same bits. 32
+// elements a step with no per-step branches: each input's 64 bytes widened by unpacking against zero (lanes in the
+// unpack order, the same for every input; the draws are taken for the elements of those lanes) and the output packed
+// back into element order; an agreeing delta is a kept one whose sign bit differs from the vote's >= 0. Returns where
+// it stopped (fewer than 32 left); kept counts in cnt. start: the element index of x[0] (the draws').
+template <int M, bool Unit, bool Divide, bool Lam, int Kind>
 int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t* o, const MaskParams* mp, __m512i* cnt, const double* sc, const double* w,
              double lambda, uint32_t start) {
   const __m512d lam = _mm512_set1_pd(lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
@@ -476,15 +481,23 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
                             _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31)};
   const uint16_t* xp[M];
   __m512d S[M], W[M];
-  __m512i L1[M], SP[M], c[M], K0[M], THR[M];
+  __m512i L1[M], SP[M], c[M], K0[M], THR[M], L2[M], SP2[M];
+  __mmask16 inAll[M], dropOn[M];
+  const auto lowBound = [](int32_t bits) { return _mm512_set1_epi32(bits + 1); };
+  const auto span = [](int32_t bits) { return _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(INF_BITS) - static_cast<uint32_t>(bits))); };
+  // the deltas in (0, inf] (aboveMask with bits 0): those a draw or a band may count as agreeing
+  const __m512i nz1 = lowBound(0), nzSpan = span(0);
   for (int i = 0; i < M; i++) {
     xp[i] = x[i];
     S[i] = _mm512_set1_pd(sc[i]);
     W[i] = _mm512_set1_pd(w[i]);
-    // Rand: the agreeing deltas are those in (0, inf] (aboveMask with bits 0)
-    const int32_t bits = Rand ? 0 : mp[i].bits;
-    L1[i] = _mm512_set1_epi32(bits + 1);
-    SP[i] = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(INF_BITS) - static_cast<uint32_t>(bits)));
+    const int32_t bits = Kind == LEAN_RAND ? 0 : mp[i].bits;
+    L1[i] = lowBound(bits);
+    SP[i] = span(bits);
+    L2[i] = lowBound(mp[i].bits2);
+    SP2[i] = span(mp[i].bits2);
+    inAll[i] = mp[i].keepAll ? 0xffff : 0;
+    dropOn[i] = mp[i].dropNone ? 0 : 0xffff;
     K0[i] = _mm512_set1_epi32(static_cast<int32_t>(mp[i].dr.k0));
     THR[i] = _mm512_set1_epi32(static_cast<int32_t>(mp[i].dr.thr));
     c[i] = cnt[i];
@@ -504,12 +517,18 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
       __mmask16 keep[M], neg[M];
       const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start + static_cast<uint32_t>(j))), lanes[q]);
       for (int i = 0; i < M; i++) {
-        keep[i] = aboveMask(_mm512_and_si512(_mm512_castps_si512(dq[q][i]), absv), L1[i], SP[i]);
-        if constexpr (Rand) {
+        const __m512i a = _mm512_and_si512(_mm512_castps_si512(dq[q][i]), absv);
+        keep[i] = aboveMask(a, L1[i], SP[i]);
+        if constexpr (Kind == LEAN_RAND) {
           const __mmask16 drawn = _mm512_cmple_epu32_mask(drawTail16(_mm512_xor_si512(index, K0[i]), mp[i].dr.k1), THR[i]);
           keep[i] &= drawn;
           dm[i] = _mm512_maskz_mov_ps(drawn, dq[q][i]);
           c[i] = _mm512_mask_add_epi32(c[i], drawn, c[i], onei);
+        } else if constexpr (Kind == LEAN_BAND) {
+          const __mmask16 band = static_cast<__mmask16>((keep[i] | inAll[i]) & ~(aboveMask(a, L2[i], SP2[i]) & dropOn[i]));
+          keep[i] = band & aboveMask(a, nz1, nzSpan);
+          dm[i] = _mm512_maskz_mov_ps(band, dq[q][i]);
+          c[i] = _mm512_mask_add_epi32(c[i], band, c[i], onei);
         } else {
           dm[i] = _mm512_maskz_mov_ps(keep[i], dq[q][i]);
           c[i] = _mm512_mask_add_epi32(c[i], keep[i], c[i], onei);
@@ -555,10 +574,10 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
 using LeanFn = int (*)(const uint16_t* const*, const uint16_t*, int, int, uint16_t*, const MaskParams*, __m512i*, const double*, const double*, double,
                        uint32_t);
 
-template <int M, bool Unit, bool Rand = false>
+template <int M, bool Unit, int Kind = LEAN_TOP>
 LeanFn leanFor(int divide, bool lam) {
-  if (divide) return lam ? tiesLean<M, Unit, true, true, Rand> : tiesLean<M, Unit, true, false, Rand>;
-  return lam ? tiesLean<M, Unit, false, true, Rand> : tiesLean<M, Unit, false, false, Rand>;
+  if (divide) return lam ? tiesLean<M, Unit, true, true, Kind> : tiesLean<M, Unit, true, false, Kind>;
+  return lam ? tiesLean<M, Unit, false, true, Kind> : tiesLean<M, Unit, false, false, Kind>;
 }
 
 // tiesFused for top-k masks (TopOnly) with fewer operations and the same bits: each model's agreement with the vote's
@@ -665,25 +684,42 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
 using FusedFn = void (*)(const uint16_t* const*, const uint16_t*, int, uint16_t*, MaskParams*, int64_t*, int, double, const double*, const double*,
                         uint32_t);
 
-// DARE's fused merge (every mask a draw) through tiesLean (BF16 in and out, positive scales that fastScales allows),
-// the last elements (fewer than 32) through tiesFused.
-template <int M, bool Unit>
-void dareLean(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda, const double* sc,
+// DARE's or breadcrumbs' fused merge (every mask a draw, or every mask a band) through tiesLean (BF16 in and out,
+// positive scales that fastScales allows); tiesFused takes the elements before (16 at a time, while a band's tie
+// budget lasts: it spends them in element order) and after (fewer than 32), and every element when a band's
+// threshold lies below -1 (aboveMask's domain).
+template <int M, bool Unit, int Kind>
+void maskLean(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, MaskParams* mp, int64_t* kept, int divide, double lambda, const double* sc,
               const double* w, uint32_t start) {
-  __m512i cnt[M];
-  for (int i = 0; i < M; i++) cnt[i] = _mm512_setzero_si512();
-  const int j = leanFor<M, Unit, true>(divide, lambda != 1.0)(x, b, 0, n, o, mp, cnt, sc, w, lambda, start);
-  for (int i = 0; i < M; i++) kept[i] += _mm512_reduce_add_epi32(cnt[i]);
-  if (j < n) {
+  const auto fused = [&](int j, int len) {
     const uint16_t* xj[M];
     for (int i = 0; i < M; i++) xj[i] = x[i] + j;
-    tiesFused<M, false, false, false>(xj, b + j, n - j, o + j, mp, kept, divide, lambda, sc, w, start + static_cast<uint32_t>(j));
+    tiesFused<M, false, false, false>(xj, b + j, len, o + j, mp, kept, divide, lambda, sc, w, start + static_cast<uint32_t>(j));
+  };
+  int j = 0;
+  if constexpr (Kind == LEAN_BAND) {
+    for (int i = 0; i < M; i++) {
+      if ((!mp[i].keepAll && mp[i].bits < -1) || (!mp[i].dropNone && mp[i].bits2 < -1)) return fused(0, n);
+    }
+    const auto budgets = [&]() {
+      for (int i = 0; i < M; i++) {
+        if ((!mp[i].keepAll && mp[i].ties > 0) || (!mp[i].dropNone && mp[i].ties2 > 0)) return true;
+      }
+      return false;
+    };
+    for (; j + 16 <= n && budgets(); j += 16) fused(j, 16);
   }
+  __m512i cnt[M];
+  for (int i = 0; i < M; i++) cnt[i] = _mm512_setzero_si512();
+  j = leanFor<M, Unit, Kind>(divide, lambda != 1.0)(x, b, j, n, o, mp, cnt, sc, w, lambda, start);
+  for (int i = 0; i < M; i++) kept[i] += _mm512_reduce_add_epi32(cnt[i]);
+  if (j < n) fused(j, n - j);
 }
 
 template <int M>
-FusedFn dareFor(bool unit) {
-  return unit ? dareLean<M, true> : dareLean<M, false>;
+FusedFn maskLeanFor(bool unit, int kind) {
+  if (kind == LEAN_RAND) return unit ? maskLean<M, true, LEAN_RAND> : maskLean<M, false, LEAN_RAND>;
+  return unit ? maskLean<M, true, LEAN_BAND> : maskLean<M, false, LEAN_BAND>;
 }
 
 template <int M>
@@ -705,21 +741,22 @@ FusedFn fusedFor(bool topOnly, bool in16, bool out16, bool fast, bool unit) {
 }
 
 // The fused kernel for m models (1..4), TIES' register-resident top-k masks or any masks, and the formats; top-k
-// masks run tiesFast where the scales sc allow it (fastScales), DARE's draws (rand: every mask one) dareLean where
-// they also are positive and the inputs and output BF16, unless `fused` (tests: tiesFused itself).
-FusedFn fusedKernel(int m, bool topOnly, bool rand, bool in16, bool out16, const double* sc, bool fused) {
+// masks run tiesFast where the scales sc allow it (fastScales), every model's DARE draw or breadcrumbs band (kind
+// LEAN_RAND, LEAN_BAND; LEAN_TOP: neither) maskLean where they also are positive and the inputs and output BF16,
+// unless `fused` (tests: tiesFused itself).
+FusedFn fusedKernel(int m, bool topOnly, int kind, bool in16, bool out16, const double* sc, bool fused) {
   const bool fast = !fused && fastScales(sc, m);
   bool unit = true, positive = true;
   for (int i = 0; i < m; i++) {
     unit = unit && sc[i] == 1.0;
     positive = positive && sc[i] > 0;
   }
-  if (rand && fast && positive && !in16 && !out16) {
+  if (kind != LEAN_TOP && fast && positive && !in16 && !out16) {
     switch (m) {
-      case 1: return dareFor<1>(unit);
-      case 2: return dareFor<2>(unit);
-      case 3: return dareFor<3>(unit);
-      default: return dareFor<4>(unit);
+      case 1: return maskLeanFor<1>(unit, kind);
+      case 2: return maskLeanFor<2>(unit, kind);
+      case 3: return maskLeanFor<3>(unit, kind);
+      default: return maskLeanFor<4>(unit, kind);
     }
   }
   switch (m) {
@@ -2106,12 +2143,13 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
       for (int i = 0; i < m; i++) kept[i] += n;
     } else if (!sum && m <= 4 && !(flags & 64)) {
       // fused: the masked deltas stay in registers (flag 64, for tests: the separate kernels below)
-      bool topOnly = true, rand = true;
+      bool topOnly = true, rand = true, band = true;
       for (int i = 0; i < m; i++) {
         topOnly = topOnly && mp[i].mode <= 2;
         rand = rand && mp[i].mode == 4;
+        band = band && mp[i].mode == 5;
       }
-      fusedKernel(m, topOnly, rand, inF16, outF16, sc, (flags & 128) != 0)(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start);
+      fusedKernel(m, topOnly, rand ? LEAN_RAND : band ? LEAN_BAND : LEAN_TOP, inF16, outF16, sc, (flags & 128) != 0)(xo, base + o, n, out + (o - e0), mp, kept, divide, lambda, sc, w, start);
     } else {
       for (int i = 0; i < m; i++) kept[i] += deltaMasked(xo[i], base + o, d[i], n, start, mp[i]);
       if (sum) sumOut<false>(xo, d, m, n, base + o, out + (o - e0), args[1], lambda, sc);

@@ -156,6 +156,10 @@ const CASES: Record<string, Case> = {
   'breadcrumbs_ties, 3 models, gamma 0.1': { method: 'breadcrumbs_ties', models: 3, weights: [1, 0.7, -0.4], params: 'gamma: 0.1' },
   'breadcrumbs_ties, 5 models, densities and gamma 0': { method: 'breadcrumbs_ties', models: 5, density: (i) => [0.2, 0.5, 0.9, 1, 0][i]!, params: 'gamma: 0' },
   'breadcrumbs, 3 models, gamma 0.3, density 0.6': { method: 'breadcrumbs', models: 3, density: () => 0.6, params: 'gamma: 0.3' },
+  // positive weights: maskLean's bands (every delta in, and none out)
+  // (density + gamma >= 1 for the first: nothing below its band, every delta in but the top ones, NaN and zeros too)
+  'breadcrumbs_ties, 3 models, densities 0.97 / 0.6 / 0.4, normalize': { method: 'breadcrumbs_ties', models: 3, weights: [1, 0.6, 0.8], density: (i) => [0.97, 0.6, 0.4][i]!, params: 'gamma: 0.05, normalize: true' },
+  'breadcrumbs_ties, 2 models, gamma 0, normalize, lambda': { method: 'breadcrumbs_ties', models: 2, params: 'gamma: 0, normalize: true, lambda: 0.7' },
   'linear, 4 models without a base, normalize': { method: 'linear', noBase: true, models: 4, weights: [0.5, 0.3, 0.15, 0.05] },
   'linear, 2 models, a negative weight, no normalize': { method: 'linear', noBase: true, models: 2, weights: [0.7, -0.2], params: 'normalize: false' },
   'slerp, t 0.3': { method: 'slerp', models: 1, params: 't: 0.3' },
@@ -284,6 +288,22 @@ describe('native TIES kernels', () => {
       for (const flags of [1, 2, 4, 64, 128]) expect((await runCase(name, c, true, { flags })).equals(wasm)).toBe(true);
     });
   }
+
+  it('a band that keeps every delta but the top ones (density + gamma >= 1) counts zero and NaN deltas as kept', async () => {
+    const k = loadNativeKernels();
+    if (!k) return;
+    const whole = spyTensor(k);
+    const name = 'breadcrumbs_ties, 3 models, densities 0.97 / 0.6 / 0.4, normalize';
+    await runCase(`${name} kept`, CASES[name]!, true);
+    // one call per tensor: model 0's band (mergekit's sizes: n_bot = N - floor(0.97 N) - n_top < 0 moves into n_top)
+    // starts at the bottom, so it keeps every delta but its top n_top, the NaN and the zero ones included
+    const sizes = whole.draws.map((d) => d.n);
+    expect([...sizes].sort((a, b) => a - b)).toEqual(Object.values(SHAPES).map((s) => s.reduce((a, b) => a * b, 1)).sort((a, b) => a - b));
+    whole.draws.forEach(({ n }, t) => {
+      const nTop = Math.min(Math.floor(0.05 * n), n - Math.floor(0.97 * n));
+      expect(whole.kept[t]![0]).toBe(n - nTop);
+    });
+  });
 
   it('a large tensor: thresholds from a sampled window (whole tensor) or windowed HIGH passes (row chunks), the same bytes', async () => {
     const k = loadNativeKernels();
@@ -414,8 +434,13 @@ describe('native TIES kernels', () => {
       { method: 'breadcrumbs_ties', models: 3, density: (i: number) => [0.5, 0.2, 0.9][i]!, dir: 'big-rough', params: 'gamma: 0.05' },
       { method: 'breadcrumbs', models: 3, dir: 'big-ok', params: 'gamma: 0.02' },
     ];
-    // keep thresholds from their windows
-    await compareBig(cases, [1, 2, 64], (_c, spy) => expect(spy.paths[0]!.every((p) => p === 1 || p === 3)).toBe(true));
+    // keep thresholds from their windows; each model keeps exactly its band: the top N - n_bot minus the top n_top,
+    // floor(density * N) elements (no NaN here)
+    await compareBig(cases, [1, 2, 64], (c, spy) => {
+      expect(spy.paths[0]!.every((p) => p === 1 || p === 3)).toBe(true);
+      const n = BIG_SHAPE[0]! * BIG_SHAPE[1]!;
+      expect(spy.kept[0]).toEqual(spy.kept[0]!.map((_, i) => Math.floor((c.density?.(i) ?? 0.5) * n)));
+    });
   });
 
   it('DELLA on large tensors without NaN (ranks per row, the L1 rescale): the same bytes, with the consensus and without', async () => {
