@@ -150,9 +150,16 @@ inline uint16_t bf16Of(float f) {
 }
 
 // f32 bits to BF16 bits of sixteen lanes (bf16Of's rule).
+// BF16 bits of 16 f32 lanes in the low halves of 32-bit lanes, rounded to nearest even; NaNs are not quieted (for NaNs
+// whose low 16 bits are zero the rounding leaves them unchanged).
+inline __m512i bf16Round32(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
+}
+
 inline __m256i bf16Of16(__m512 f) {
   const __m512i u = _mm512_castps_si512(f);
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
+  const __m512i rounded = bf16Round32(f);
   const __m512i quiet = _mm512_srli_epi32(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), 16);
   const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
   return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
@@ -451,13 +458,6 @@ inline bool fastScales(const double* sc, int m) {
 inline __mmask16 aboveMask(__m512i a, __m512i lo1, __m512i span) { return _mm512_cmplt_epu32_mask(_mm512_sub_epi32(a, lo1), span); }
 
 
-// BF16 bits of 16 f32 lanes in the low halves of 32-bit lanes: bf16Of16's rounding to nearest even, without its
-// quieting of NaNs (for NaNs whose low 16 bits are zero, which the rounding leaves unchanged).
-inline __m512i bf16Round32(__m512 f) {
-  const __m512i u = _mm512_castps_si512(f);
-  return _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
-}
-
 // The masks tiesLean takes: every model's a top-k (LEAN_TOP), a DARE draw (LEAN_RAND) or a breadcrumbs band
 // (LEAN_BAND).
 constexpr int LEAN_TOP = 0, LEAN_RAND = 1, LEAN_BAND = 2;
@@ -491,9 +491,8 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
     xp[i] = x[i];
     S[i] = _mm512_set1_pd(sc[i]);
     W[i] = _mm512_set1_pd(w[i]);
-    const int32_t bits = Kind == LEAN_RAND ? 0 : mp[i].bits;
-    L1[i] = lowBound(bits);
-    SP[i] = span(bits);
+    L1[i] = lowBound(mp[i].bits);
+    SP[i] = span(mp[i].bits);
     L2[i] = lowBound(mp[i].bits2);
     SP2[i] = span(mp[i].bits2);
     inAll[i] = mp[i].keepAll ? 0xffff : 0;
@@ -515,24 +514,22 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
     for (int q = 0; q < 2; q++) {
       __m512 dm[M];
       __mmask16 keep[M], neg[M];
-      const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start + static_cast<uint32_t>(j))), lanes[q]);
       for (int i = 0; i < M; i++) {
         const __m512i a = _mm512_and_si512(_mm512_castps_si512(dq[q][i]), absv);
-        keep[i] = aboveMask(a, L1[i], SP[i]);
+        // in: the deltas kept (they count, and vote); keep[i]: those of them that may agree
+        __mmask16 in;
         if constexpr (Kind == LEAN_RAND) {
-          const __mmask16 drawn = _mm512_cmple_epu32_mask(drawTail16(_mm512_xor_si512(index, K0[i]), mp[i].dr.k1), THR[i]);
-          keep[i] &= drawn;
-          dm[i] = _mm512_maskz_mov_ps(drawn, dq[q][i]);
-          c[i] = _mm512_mask_add_epi32(c[i], drawn, c[i], onei);
+          const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(start + static_cast<uint32_t>(j))), lanes[q]);
+          in = _mm512_cmple_epu32_mask(drawTail16(_mm512_xor_si512(index, K0[i]), mp[i].dr.k1), THR[i]);
+          keep[i] = in & aboveMask(a, nz1, nzSpan);
         } else if constexpr (Kind == LEAN_BAND) {
-          const __mmask16 band = static_cast<__mmask16>((keep[i] | inAll[i]) & ~(aboveMask(a, L2[i], SP2[i]) & dropOn[i]));
-          keep[i] = band & aboveMask(a, nz1, nzSpan);
-          dm[i] = _mm512_maskz_mov_ps(band, dq[q][i]);
-          c[i] = _mm512_mask_add_epi32(c[i], band, c[i], onei);
+          in = static_cast<__mmask16>((aboveMask(a, L1[i], SP[i]) | inAll[i]) & ~(aboveMask(a, L2[i], SP2[i]) & dropOn[i]));
+          keep[i] = in & aboveMask(a, nz1, nzSpan);
         } else {
-          dm[i] = _mm512_maskz_mov_ps(keep[i], dq[q][i]);
-          c[i] = _mm512_mask_add_epi32(c[i], keep[i], c[i], onei);
+          in = keep[i] = aboveMask(a, L1[i], SP[i]);
         }
+        dm[i] = _mm512_maskz_mov_ps(in, dq[q][i]);
+        c[i] = _mm512_mask_add_epi32(c[i], in, c[i], onei);
         neg[i] = _mm512_movepi32_mask(_mm512_castps_si512(dq[q][i]));
       }
       __m512d v[2][M];

@@ -27,6 +27,9 @@ const STAGING_SLOT = 100;
 /** bytes kept readable after the last slot: the SIMD kernels may read up to 16 bytes past an input */
 const SLOT_PAD_BYTES = 64;
 
+/** u16 values a u16At slot holds beyond its range: room to shift the range to any 4 KiB phase. */
+const U16_AT_PAD = 2048;
+
 /**
  * Reused buffers of one lane (grown on demand, never shrunk). The f32 slots below STAGING_SLOT live in a
  * Workspace (the merge-kernel module's memory, one instance per Scratch), so the GTA kernels read the inputs and
@@ -36,9 +39,6 @@ const SLOT_PAD_BYTES = 64;
  * before any of them is used. Without WebAssembly, or past the workspace size limit, slots are ordinary arrays
  * (the kernels then copy).
  */
-/** u16 values a u16At slot holds beyond its range: room to shift the range to any 4 KiB phase. */
-const U16_AT_PAD = 2048;
-
 export class Scratch {
   private f32: (Float32Array | undefined)[] = [];
   private bytes: ArrayBuffer = new ArrayBuffer(0);

@@ -210,7 +210,7 @@ export async function openModels(
   const problems: RecipeError[] = [];
   let baseFingerprint: Promise<string> | undefined;
   // the plain models' files opened at once (each open reads a header: they overlap instead of queueing); each is
-  // taken by the first reference to its path, the rest closed below
+  // taken by the first reference to its path (a LoRA base too), the rest closed below
   const early = new Map<string, Promise<CheckpointReader>>();
   for (const r of refs) {
     if (r.lora || r.vector || stages.has(r.ref) || byRef.has(refKey(r)) || missingModelProblem(doc, r)) continue;
@@ -220,6 +220,11 @@ export async function openModels(
     opening.catch(() => undefined); // reported where it is taken
     early.set(p, opening);
   }
+  const take = (path: string): Promise<CheckpointReader> => {
+    const opening = early.get(path);
+    early.delete(path);
+    return opening ?? open(path);
+  };
   try {
     for (const r of refs) {
       const key = refKey(r);
@@ -244,7 +249,7 @@ export async function openModels(
           const adapter = adapterPath(doc, { ...r, lora: r.lora });
           vectorBase = byRef.get(refKey(baseRef));
           if (vectorBase === undefined) {
-            const br = baseStage?.reader ?? (await open(basePath));
+            const br = baseStage?.reader ?? (await take(basePath));
             vectorBase = models.length;
             const bt = br.tensors();
             models.push({ id: vectorBase, ref: baseRef.ref, path: basePath, format: br.format, tensorCount: bt.length, byteLength: bt.reduce((a, t) => a + t.byteLength, 0) });
@@ -288,9 +293,7 @@ export async function openModels(
             continue;
           }
           path = modelPath(doc, r);
-          const opening = early.get(path);
-          early.delete(path);
-          reader = await (opening ?? open(path));
+          reader = await take(path);
         }
       } catch (e) {
         const we = e as WeightkitError;
