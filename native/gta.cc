@@ -1071,14 +1071,25 @@ struct Dropper {
   const uint16_t* in[MAX_MODELS + 1];
   int count = 0;
   bool on = false;
-  // give back every whole page of each input below element e
+  // per input: the address below which its pages were given back since the pass began (a pass runs from element 0:
+  // an e not above the last one starts a new pass, or follows a sample, whose pages are mapped again)
+  mutable uintptr_t done[MAX_MODELS + 1] = {};
+  mutable int64_t last = 0;
+  // give back each input's pages below element e, in whole 2 MiB units of address: the kernel maps a file's 2 MiB
+  // folios whole where the mapping's address agrees with the file offset (it places file mappings so), and giving
+  // back part of one splits that mapping; the unit also keeps the calls few
   void upTo(int64_t e) const {
     if (!on) return;
+    constexpr uintptr_t unit = uintptr_t{2} << 20;
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    if (e <= last) memset(done, 0, sizeof done);
+    last = e;
     for (int i = 0; i < count; i++) {
-      const uintptr_t lo = reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
-      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(page - 1);
-      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+      const uintptr_t lo = done[i] != 0 ? done[i] : reinterpret_cast<uintptr_t>(in[i]) & ~(page - 1);
+      const uintptr_t hi = reinterpret_cast<uintptr_t>(in[i] + e) & ~(unit - 1);
+      if (hi <= lo) continue;
+      madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+      done[i] = hi;
     }
   }
 };
@@ -1369,7 +1380,7 @@ double nowNs() {
   return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
 }
 
-// A file range mapped read-only for the duration of one call (page cache pages, no copy), unmapped after.
+// A file range mapped read-only for one call (page cache pages, no copy), or for the calls of one tensor (KeptInputs).
 struct Mapped {
   void* at = nullptr;
   size_t len = 0;
@@ -1631,7 +1642,25 @@ void dellaMask(const uint16_t* x, const uint16_t* b, int64_t n, int64_t block, i
   }
 }
 
-constexpr size_t ARGS_LENGTH = 144;
+constexpr size_t ARGS_LENGTH = 152;
+// args[144], [145]: the inputs' and the output's format (0 BF16, 1 F16); [146]: the kept inputs (see KeptInputs)
+constexpr int IN_FORMAT_AT = 144, OUT_FORMAT_AT = 145, KEPT_AT = 146;
+
+// A tensor's mapped inputs kept from one call of tiesTensor to the next: a call with flag 256 that maps every input
+// keeps them in a free slot and names it in args[146] (1-based); a call with args[146] set reads them from there (its
+// own input arguments unused); flag 512 (or an error) gives them back after the call and sets args[146] to 0. So the
+// calls of one tensor (the thresholds, then the output range by range) map and fault its pages once. A few per
+// thread: a worker's lanes each hold one at a time; with none free a call maps for itself, as without flag 256.
+struct KeptInputs {
+  bool used = false;
+  int m = 0;
+  size_t n = 0;
+  Mapped maps[MAX_MODELS + 1];
+  const uint16_t* base = nullptr;
+  const uint16_t* xs[MAX_MODELS] = {};
+};
+constexpr int KEPT_JOBS = 8;
+thread_local KeptInputs keptJobs[KEPT_JOBS];
 
 void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N, uint16_t* out, int64_t e0, int64_t len, double* args, const Dropper& drop,
               uint8_t* const* keepBits);
@@ -1639,7 +1668,8 @@ void tiesCore(const uint16_t* base, const uint16_t* const* xs, int m, int64_t N,
 // tiesTensor(base, models, out: Uint16Array, args: Float64Array): a tensor of BF16 inputs merged by TIES into BF16
 // output bits (see tiesCore), whole or a range at a time. base and each model: a Uint16Array of args[74] values, or
 // {fd, position}: args[74] BF16 values at that byte position of an open file, mapped read-only for this call (no copy;
-// unmapped before it returns; a SIGBUS while reading it becomes a WK_NATIVE_IO error).
+// unmapped before it returns unless kept for the tensor's next calls, see KeptInputs; a SIGBUS while reading it becomes
+// a WK_NATIVE_IO error).
 napi_value tiesTensor(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -1655,16 +1685,15 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   void* ad = nullptr;
   napi_value ab;
   if (napi_get_typedarray_info(env, argv[3], &type, &alen, &ad, &ab, &off) != napi_ok || type != napi_float64_array || alen < ARGS_LENGTH) {
-    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 144 values");
+    napi_throw_type_error(env, "WK_NATIVE", "tiesTensor: args must be a Float64Array of 152 values");
     return nullptr;
   }
   double* args = static_cast<double*>(ad);
   const int m = static_cast<int>(args[0]);
   uint32_t given = 0;
   const double nd = args[74], e0d = args[72];
-  // [70]: the inputs' format, [71]: the output's (0 BF16, 1 F16)
-  inF16 = args[70] == 1;
-  outF16 = args[71] == 1;
+  inF16 = args[IN_FORMAT_AT] == 1;
+  outF16 = args[OUT_FORMAT_AT] == 1;
   if (m < (args[75] == 2 ? 0 : 1) || m > MAX_MODELS || napi_get_array_length(env, argv[1], &given) != napi_ok || given != static_cast<uint32_t>(m) || !(nd >= 0) ||
       nd != floor(nd) || nd > 9e15 || !(e0d >= 0) || e0d != floor(e0d) || e0d + static_cast<double>(outLen) > nd) {
     napi_throw_error(env, "WK_NATIVE", "tiesTensor: arguments out of range");
@@ -1687,22 +1716,65 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
     }
     keepBits[i] = static_cast<uint8_t*>(bd);
   }
-  Mapped maps[MAX_MODELS + 1];
+  Mapped local[MAX_MODELS + 1];
+  Mapped* maps = local;
   const uint16_t* base = nullptr;
   const uint16_t* xs[MAX_MODELS];
-  // flag 8 (tests only): map without checking the file's size, so that reading past its end raises SIGBUS
-  const bool checkSize = (static_cast<int>(args[3]) & 8) == 0;
-  if (!inputOf(env, argv[0], &n, true, &base, &maps[0], checkSize)) return nullptr;
-  for (int i = 0; i < m; i++) {
-    napi_value v;
-    if (napi_get_element(env, argv[1], i, &v) != napi_ok || !inputOf(env, v, &n, true, &xs[i], &maps[i + 1], checkSize)) {
-      unmapAll(maps, m + 1);
+  const int flags = static_cast<int>(args[3]);
+  const double jd = args[KEPT_AT];
+  KeptInputs* kept = nullptr;
+  if (jd != 0) {
+    // the inputs a former call of this tensor kept mapped (its own input arguments are not looked at)
+    const int j = static_cast<int>(jd);
+    if (jd != j || j < 1 || j > KEPT_JOBS || !keptJobs[j - 1].used || keptJobs[j - 1].m != m || keptJobs[j - 1].n != n) {
+      napi_throw_error(env, "WK_NATIVE", "tiesTensor: args[146] names no kept inputs of this tensor");
       return nullptr;
     }
+    kept = &keptJobs[j - 1];
+    maps = kept->maps;
+    base = kept->base;
+    for (int i = 0; i < m; i++) xs[i] = kept->xs[i];
+  } else {
+    // flag 8 (tests only): map without checking the file's size, so that reading past its end raises SIGBUS
+    const bool checkSize = (flags & 8) == 0;
+    if (!inputOf(env, argv[0], &n, true, &base, &maps[0], checkSize)) return nullptr;
+    for (int i = 0; i < m; i++) {
+      napi_value v;
+      if (napi_get_element(env, argv[1], i, &v) != napi_ok || !inputOf(env, v, &n, true, &xs[i], &maps[i + 1], checkSize)) {
+        unmapAll(maps, m + 1);
+        return nullptr;
+      }
+    }
+    // flag 256: keep the mappings for the tensor's next calls, when every input is mapped and a slot is free
+    bool all = (flags & 256) != 0;
+    for (int i = 0; i <= m && all; i++) all = maps[i].at != nullptr;
+    for (int j = 0; j < KEPT_JOBS && all; j++) {
+      if (keptJobs[j].used) continue;
+      kept = &keptJobs[j];
+      kept->used = true;
+      kept->m = m;
+      kept->n = n;
+      kept->base = base;
+      for (int i = 0; i <= m; i++) kept->maps[i] = maps[i];
+      for (int i = 0; i < m; i++) kept->xs[i] = xs[i];
+      maps = kept->maps;
+      args[KEPT_AT] = j + 1;
+      break;
+    }
   }
+  // the mappings given back after this call: a call's own, or kept ones with flag 512 (or on an error)
+  const auto giveBack = [&](bool always) {
+    if (kept == nullptr) {
+      unmapAll(maps, m + 1);
+    } else if (always || (flags & 512) != 0) {
+      unmapAll(kept->maps, m + 1);
+      kept->used = false;
+      args[KEPT_AT] = 0;
+    }
+  };
   Dropper drop;
   // flag 4: give mapped pages back behind the passes (a tensor too big to keep mapped whole)
-  drop.on = (static_cast<int>(args[3]) & 4) != 0;
+  drop.on = (flags & 4) != 0;
   if (maps[0].at != nullptr) drop.in[drop.count++] = base;
   for (int i = 0; i < m; i++) {
     if (maps[i + 1].at != nullptr) drop.in[drop.count++] = xs[i];
@@ -1715,14 +1787,14 @@ napi_value tiesTensor(napi_env env, napi_callback_info info) {
   sigjmp_buf jb;
   if (sigsetjmp(jb, 1) != 0) {
     busJump = nullptr;
-    unmapAll(maps, m + 1);
+    giveBack(true);
     napi_throw_error(env, "WK_NATIVE_IO", "tiesTensor: a mapped input could not be read (SIGBUS: the file was truncated or the disk failed)");
     return nullptr;
   }
   busJump = &jb;
   tiesCore(base, xs, m, static_cast<int64_t>(n), out, static_cast<int64_t>(e0d), static_cast<int64_t>(outLen), args, drop, keepBits);
   busJump = nullptr;
-  unmapAll(maps, m + 1);
+  giveBack(false);
   return nullptr;
 }
 
@@ -1906,10 +1978,11 @@ void stockOut(const uint16_t* const* xs, const uint16_t* b, int m, int n, uint16
 // the window's inexact values; two exact counting passes when the window misses), written back into args; (32) the
 // masks and the consensus of elements [e0, e0 + len) into out, piece by piece, the tie budgets carried in args, so
 // consecutive ranges from 0 give the same masks, counts and bits as the piece kernels above (and the WebAssembly ones).
-// args: [70] inputs' and [71] output's format (0 BF16, 1 F16; set by tiesTensor), [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
+// args: [144] inputs' and [145] output's format (0 BF16, 1 F16; set by tiesTensor), [0] m, [1] divide, [2] lambda, [3] flags (1: no window, 2: a window list of 16 entries, 8: no size check of
 // mapped files, 64: the separate mask and consensus kernels (not tiesFused), 128: tiesFused instead of tiesFast, all
 // five for tests; 4: give mapped pages
-// back behind the passes; 16, 32: the phases); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
+// back behind the passes; 16, 32: the phases; 256, 512: keep the mapped inputs for the next call, give them back after
+// this one, see KeptInputs); [72] e0, [75] 1: a weighted sum instead of the consensus (sum_out, z
 // at [1]); 2: linear over every input (the base slot holds the first model, weight at [79]; z at [1]); 3: slerp
 // (see tiesCore); 4: model_stock (see tiesCore),
 // [74] N; per model i at 8 + 8 i: mode (0 all, 1 none, 2 top-k, 3 threshold bits; the thresholds phase turns 2 into 0
@@ -2190,7 +2263,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 14;
+constexpr int32_t WK_ABI = 15;
 
 // native/dense.cc: the dense f32 kernels of the SVD merges.
 void registerDense(napi_env env, napi_value exports);

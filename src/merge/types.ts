@@ -55,6 +55,8 @@ export type Bf16Input = Uint16Array | Bf16FileRange;
 export interface WholeBf16Writer {
   /** Write the merged values of elements [offset, offset + bits.length) into bits; ranges come in order from 0. */
   write(offset: number, bits: Uint16Array): void;
+  /** Give back what the writes hold between calls (mapped inputs) if the last range was not written; idempotent. */
+  close?(): void;
 }
 
 export interface TensorMerger {

@@ -466,9 +466,10 @@ function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelSt
 /**
  * The tensor through the merger's wholeBf16 writer (every input BF16, or every one F16, whole, base first; a BF16 or
  * F16 output: `formats`, see TensorMerger.wholeBf16). Inputs are given as ranges of their files where the readers say
- * where they lie (the native kernel maps them): the output goes out in one range when it fits half the budget, else
- * in ranges of at most WHOLE_OUTPUT_ELEMENTS and an eighth of the budget; the mapped pages count as working memory
- * while a call runs, or, when they do not fit beside the output, are given back behind the passes (`release`).
+ * where they lie (the native kernel maps them once for all of the tensor's calls): the output goes out in one range
+ * when it fits half the budget, else in ranges of at most WHOLE_OUTPUT_ELEMENTS and an eighth of the budget; the
+ * mapped pages count as working memory, or, when they do not fit beside the output, are given back behind the passes
+ * (`release`).
  * Otherwise, when the tensor is held in memory anyway (`resident`) and its inputs are BF16, they are read into the
  * workspace and merged in one call. Returns the bytes written, or undefined when neither applies or the merger
  * declines (nothing written; the passes then run).
@@ -486,7 +487,8 @@ async function mergeWholeBf16(
   const located = mapInputs() ? inputs.map((i) => ctx.readers.get(i.model)!.locate?.(i.tensor)) : [];
   if (located.length > 0 && located.every((l) => l !== undefined && l.position % 2 === 0 && l.byteLength === 2 * n)) {
     const step = wholeOutputStep(n, ctx.budgetBytes);
-    const release = step < n || (2 * inputs.length + 2) * n > ctx.budgetBytes;
+    // the inputs stay mapped across the ranges (see tensorCalls): given back behind the passes when they do not fit
+    const release = (2 * inputs.length + 2) * n > ctx.budgetBytes;
     const writer = wholeBf16(
       located.map((l) => ({ fd: l!.fd, position: l!.position })),
       n,
@@ -494,16 +496,20 @@ async function mergeWholeBf16(
       formats,
     );
     if (writer === undefined) return undefined;
-    for (let o = 0; o < n; o += step) {
-      const bits = ctx.scratch.u16At(0, Math.min(step, n - o), ctx.sink.position?.(t.name, 2 * o) ?? 0);
-      try {
-        writer.write(o, bits);
-      } catch (e) {
-        if ((e as { code?: unknown }).code !== 'WK_NATIVE_IO') throw e;
-        const files = [...new Set(located.map((l) => l!.file))].join(', ');
-        throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name } });
+    try {
+      for (let o = 0; o < n; o += step) {
+        const bits = ctx.scratch.u16At(0, Math.min(step, n - o), ctx.sink.position?.(t.name, 2 * o) ?? 0);
+        try {
+          writer.write(o, bits);
+        } catch (e) {
+          if ((e as { code?: unknown }).code !== 'WK_NATIVE_IO') throw e;
+          const files = [...new Set(located.map((l) => l!.file))].join(', ');
+          throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name } });
+        }
+        await ctx.sink.writeRange(t.name, 2 * o, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
       }
-      await ctx.sink.writeRange(t.name, 2 * o, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
+    } finally {
+      writer.close?.(); // the inputs kept mapped between the ranges, when a range failed
     }
     return 2 * n;
   }

@@ -5,7 +5,7 @@
 import type { DenseKernels } from './linalg/backend.js';
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 14;
+export const NATIVE_ABI = 15;
 
 /** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
 export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };
@@ -17,8 +17,8 @@ export interface NativeKernels {
   tiesPiece(memory: ArrayBuffer): void;
   /**
    * A tensor of BF16 inputs merged by TIES into BF16 output bits: the exact thresholds, then masks and consensus
-   * of a range (or both in one call); each input in memory or {fd, position} of an open file (mapped for the call);
-   * args (Float64Array, 144 values): see native/gta.cc; masks: a DELLA model's keep mask (numel / 8 + 16 bytes), kept
+   * of a range (or both in one call); each input in memory or {fd, position} of an open file (mapped for the call, or
+   * for the tensor's calls: see tensorCalls); args (Float64Array, 152 values): see native/gta.cc; masks: a DELLA model's keep mask (numel / 8 + 16 bytes), kept
    * by the caller across the calls of one tensor. Errors: code WK_NATIVE (bad arguments), WK_NATIVE_IO (a mapping failed or a mapped
    * file could not be read).
    */
@@ -71,16 +71,56 @@ export const NATIVE_SLERP = 3;
 export const NATIVE_STOCK = 4;
 
 /**
- * A tiesTensor argument block (144 values, see native/gta.cc) with its header set: the kernel, the model count
+ * A tiesTensor argument block (152 values, see native/gta.cc) with its header set: the kernel, the model count
  * (inputs after the first), the element count and the formats (bit 0: F16 inputs, bit 1: an F16 output).
  */
 export function tensorArgs(kernel: number, models: number, numel: number, formats: number): Float64Array {
-  const a = new Float64Array(144);
+  const a = new Float64Array(152);
   a[0] = models;
-  a[70] = formats & 1;
-  a[71] = (formats >> 1) & 1;
+  a[144] = formats & 1;
+  a[145] = (formats >> 1) & 1;
   a[74] = numel;
   a[75] = kernel;
   return a;
+}
+
+/** tiesTensor flags: keep the mapped inputs for the tensor's next call; give kept ones back after this call. */
+const KEEP = 256;
+const GIVE_BACK = 512;
+/** Where the argument block names the kept inputs (0: none). */
+const KEPT_AT = 146;
+
+/** The tiesTensor calls of one tensor (see tensorCalls). */
+export interface TensorCalls {
+  /**
+   * tiesTensor with these flags on the output range [offset, offset + out.length) (an empty out: the first phase
+   * only); the call that ends at the tensor's last element gives the inputs back.
+   */
+  call(flags: number, offset: number, out: Uint16Array): void;
+  /** Give the kept inputs back if a call still holds them (an error between the calls); idempotent. */
+  close(): void;
+}
+
+/**
+ * The calls of tiesTensor for one tensor (argument block `a`, see tensorArgs) with its mapped inputs mapped once: the
+ * first call keeps them, the one that writes the last element gives them back (`close` after an error), so that the
+ * output can go out range by range without faulting the inputs' pages again per range.
+ */
+export function tensorCalls(k: NativeKernels, base: NativeInput, models: readonly NativeInput[], a: Float64Array, masks?: readonly (Uint8Array | undefined)[]): TensorCalls {
+  const numel = a[74]!;
+  return {
+    call(flags, offset, out) {
+      const last = out.length > 0 && offset + out.length === numel;
+      a[3] = flags | (last ? GIVE_BACK : KEEP);
+      a[72] = offset;
+      k.tiesTensor(base, models, out, a, masks);
+    },
+    close() {
+      if (a[KEPT_AT] === 0) return;
+      a[3] = 32 | GIVE_BACK;
+      a[72] = 0;
+      k.tiesTensor(base, models, new Uint16Array(0), a, masks);
+    },
+  };
 }
 

@@ -4,7 +4,7 @@
 
 import { UsageError } from '../../errors.js';
 import type { Chunk, TensorContext, TensorMerger } from '../types.js';
-import { nativeKernels, tensorArgs } from '../../tensor/native-kernels.js';
+import { nativeKernels, tensorArgs, tensorCalls } from '../../tensor/native-kernels.js';
 import type { Bf16Input, WholeBf16Writer } from '../types.js';
 
 /** Length of the vectors along the last axis (torch `dim=-1`): 1 for a 0-d tensor, the whole tensor for 1-D. */
@@ -281,16 +281,14 @@ export function nativeGramWhole(
   if (k === undefined || inputs.length < 2) return undefined;
   const a = tensorArgs(kernel, inputs.length - 1, numel, formats);
   const flags = release ? 4 : 0;
-  const base = inputs[0]!;
-  const models = inputs.slice(1);
-  a[3] = flags | 16;
-  k.tiesTensor(base, models, new Uint16Array(0), a);
-  if (!finish(a)) return undefined;
-  return {
-    write: (offset, bits) => {
-      a[3] = flags | 32;
-      a[72] = offset;
-      k.tiesTensor(base, models, bits, a);
-    },
-  };
+  const calls = tensorCalls(k, inputs[0]!, inputs.slice(1), a);
+  let ok = false;
+  try {
+    calls.call(flags | 16, 0, new Uint16Array(0));
+    ok = finish(a);
+  } finally {
+    if (!ok) calls.close();
+  }
+  if (!ok) return undefined;
+  return { write: (offset, bits) => calls.call(flags | 32, offset, bits), close: () => calls.close() };
 }

@@ -9,7 +9,7 @@ import { UsageError } from '../../errors.js';
 import { MagnitudeRanker } from '../../tensor/quantile.js';
 import { fillUniform, type StreamKey } from '../../tensor/rng.js';
 import { KEEP_ALL, KEEP_NONE, MagnitudeSelector, type MagnitudeThreshold } from '../../tensor/select.js';
-import { NATIVE_CONSENSUS, NATIVE_SUM, nativeKernels, tensorArgs } from '../../tensor/native-kernels.js';
+import { NATIVE_CONSENSUS, NATIVE_SUM, nativeKernels, tensorArgs, tensorCalls } from '../../tensor/native-kernels.js';
 import type { Bf16Inputs } from '../../tensor/wasm/workspace.js';
 import {
   agreeAdd,
@@ -878,22 +878,21 @@ class GtaMerger implements TensorMerger {
     // masks do
     let prepared = sum && !this.plans.some((p) => (p.mode === RANDOM && p.rescale) || p.mode === OUTLIERS || p.mode === DELLA);
     const empty = new Uint16Array(0);
+    const calls = tensorCalls(k, base, models, a, masks);
     return {
       write: (offset, bits) => {
         if (!prepared && (offset !== 0 || bits.length !== numel)) {
-          a[3] = flags | 16; // the thresholds first, over the whole tensor
-          k.tiesTensor(base, models, empty, a, masks);
+          calls.call(flags | 16, 0, empty); // the thresholds first, over the whole tensor
           prepared = true;
         }
-        a[3] = flags | (prepared ? 32 : 0);
-        a[72] = offset;
-        k.tiesTensor(base, models, bits, a, masks);
+        calls.call(flags | (prepared ? 32 : 0), offset, bits);
         prepared = true;
         this.plans.forEach((p, i) => {
           p.kept = a[8 + 8 * i + 4]!;
           if ((p.mode === RANDOM || p.mode === DELLA) && p.rescale) p.factor = a[80 + 8 * i + 6]!;
         });
       },
+      close: () => calls.close(),
     };
   }
 

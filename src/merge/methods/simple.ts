@@ -3,7 +3,7 @@
 // Imports merge types, errors and the elementwise kernels of gta-kernels.ts only.
 
 import { UsageError } from '../../errors.js';
-import { NATIVE_LINEAR, nativeKernels, tensorArgs } from '../../tensor/native-kernels.js';
+import { NATIVE_LINEAR, nativeKernels, tensorArgs, tensorCalls } from '../../tensor/native-kernels.js';
 import { quotientInto, scaleAdd, scaleInit } from './gta-kernels.js';
 import type { Bf16Input, Chunk, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
 
@@ -44,13 +44,8 @@ class LinearMerger implements TensorMerger {
     a[1] = this.divisor;
     a[79] = this.weights[0]!;
     for (let i = 1; i < xs.length; i++) a[8 + 8 * (i - 1) + 3] = this.weights[i]!;
-    return {
-      write: (offset, bits) => {
-        a[3] = 32 | (release ? 4 : 0);
-        a[72] = offset;
-        k.tiesTensor(xs[0]!, xs.slice(1), bits, a);
-      },
-    };
+    const calls = tensorCalls(k, xs[0]!, xs.slice(1), a);
+    return { write: (offset, bits) => calls.call(32 | (release ? 4 : 0), offset, bits), close: () => calls.close() };
   }
 
   emit(chunk: Chunk, out: Float32Array): void {
