@@ -55,6 +55,26 @@ describe('bundled CLI', () => {
     expect(bad.stderr).toContain('Did you mean merge?');
   });
 
+  it("builds string-width's segmenters and emoji expression on first use, not at load (yargs loads them on every start)", async () => {
+    const src = await readFile(join(OUT, 'main.bundle.mjs'), 'utf8');
+    expect(src).not.toMatch(/^var \w+ = new Intl\.Segmenter\(/m);
+    expect(src).not.toMatch(/^var \w+ = new RegExp\("\^\\\\p\{RGI_Emoji\}/m);
+    expect(src).toMatch(/\?\?= new Intl\.Segmenter\(\)/);
+    // in a process: none built by the import, some by help text (and its layout is the modules' own, above)
+    const probe = join(OUT, 'probe.mjs');
+    await writeFile(
+      probe,
+      'let n = 0;\nconst S = Intl.Segmenter;\nIntl.Segmenter = class extends S { constructor(...a) { super(...a); n++; } };\n' +
+        `const { main } = await import(${JSON.stringify(pathToFileURL(join(OUT, 'main.bundle.mjs')).href)});\n` +
+        "const atLoad = n;\nawait main(['--help'], { stdout: () => undefined, stderr: () => undefined, isTTY: false });\nprocess.stdout.write(`${atLoad} ${n}`);\n",
+    );
+    const r = spawnSync(process.execPath, [probe], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const [atLoad, afterHelp] = r.stdout.split(' ').map(Number);
+    expect(atLoad).toBe(0);
+    expect(afterHelp).toBeGreaterThan(0);
+  });
+
   it('merges through prewarmed bundled workers: the same bytes as the library on one thread', async () => {
     const root = await tempDir('weightkit-bundle-');
     // BF16 (the native kernels' format) and over 32 MB of output, so that the CLI runs the worker pool
