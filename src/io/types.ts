@@ -4,6 +4,7 @@
 
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { SafetensorsHeader } from './safetensors/header.js';
 
 export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'onnx';
 
@@ -66,8 +67,25 @@ export interface CheckpointReader {
    * Valid until close().
    */
   locate?(name: string): TensorLocation | undefined;
+  /**
+   * Optional: the validated headers of the checkpoint's safetensors files, for opening the same files again in
+   * another thread without reading and parsing them (SafetensorsOpenOptions.known).
+   */
+  knownHeaders?(): readonly KnownHeader[];
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A safetensors file's validated header as a reader parsed it, with the file's size and modification time then: a
+ * later open of the same file takes it instead of parsing again while both still match (plain data: it crosses to
+ * worker threads).
+ */
+export interface KnownHeader {
+  readonly file: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly header: SafetensorsHeader;
 }
 
 /** A tensor's stored bytes in an open file (see CheckpointReader.locate). */

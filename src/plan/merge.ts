@@ -289,7 +289,11 @@ export async function executePlan(
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
         {
-          models: plan.models.map((m) => ({ id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}) })),
+          models: plan.models.map((m) => {
+            // the headers this thread parsed: the workers open the same files without parsing them again
+            const known = readers.get(m.id)?.knownHeaders?.();
+            return { id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}), ...(known && known.length > 0 ? { known } : {}) };
+          }),
           method: method.name,
           seed: plan.seed,
           budgetBytes: Math.floor(budget / LANES),

@@ -7,7 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { isWeightkitError } from '../errors.js';
 import { DirectWriter } from '../io/direct.js';
 import { openCheckpointPath } from '../io/open.js';
-import type { CheckpointReader } from '../io/types.js';
+import type { CheckpointReader, KnownHeader } from '../io/types.js';
 import { getMethod } from '../merge/registry.js';
 import { laneScratch, runTensor, type Scratch, type TensorSink } from './execute.js';
 import type { PlanTensor } from './plan.js';
@@ -15,8 +15,11 @@ import { openVectorModel } from './vector-model.js';
 
 export interface WorkerInit {
   type: 'init';
-  /** `vectorBase`: the model is that model + the vector file at `path` (a recipe's `vector:` entry) */
-  models: { id: number; path: string; vectorBase?: number }[];
+  /**
+   * `vectorBase`: the model is that model + the vector file at `path` (a recipe's `vector:` entry); `known`: the
+   * headers of its safetensors files as the main thread validated them (opened without parsing while they match)
+   */
+  models: { id: number; path: string; vectorBase?: number; known?: readonly KnownHeader[] }[];
   method: string;
   seed: number;
   budgetBytes: number;
@@ -55,7 +58,8 @@ if (port) {
     if (!r) {
       const m = init!.models.find((x) => x.id === id)!;
       // the plan already checked the vector's base fingerprint
-      r = m.vectorBase === undefined ? openCheckpointPath(m.path) : reader(m.vectorBase).then((base) => openVectorModel(base, m.path, { force: true }));
+      const known = m.known ? { known: new Map(m.known.map((h) => [h.file, h])) } : {};
+      r = m.vectorBase === undefined ? openCheckpointPath(m.path, known) : reader(m.vectorBase).then((base) => openVectorModel(base, m.path, { force: true }));
       readers.set(id, r);
     }
     return r;

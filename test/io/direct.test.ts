@@ -209,10 +209,17 @@ describe('lane workspaces', () => {
     // the pool's workers are told the same size for their lanes
     const post = vi.spyOn(Worker.prototype, 'postMessage');
     await merge(recipe, { out: join(root, 'pooled'), threads: 2, pool: 'always', memoryBudget: 2 * budget });
-    const inits = post.mock.calls.map((c) => c[0] as { type: string; outputElements?: number }).filter((m) => m.type === 'init');
+    const inits = post.mock.calls
+      .map((c) => c[0] as { type: string; outputElements?: number; models: { path: string; known?: { file: string; header: { entries: unknown[] } }[] }[] })
+      .filter((m) => m.type === 'init');
     post.mockRestore();
     expect(inits.length).toBe(2);
     for (const m of inits) expect(m.outputElements).toBe(200_000);
+    // and each model's parsed header, so that they open its file without parsing it again
+    for (const m of inits) {
+      expect(m.models.length).toBe(3);
+      for (const model of m.models) expect(model.known?.map((h) => [h.file, h.header.entries.length])).toEqual([[join(model.path, 'model.safetensors'), 6]]);
+    }
     expect((await readFile(join(root, 'pooled', 'model.safetensors'))).equals(await readFile(join(root, 'ref', 'model.safetensors')))).toBe(true);
   });
 });

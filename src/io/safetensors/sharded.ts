@@ -8,7 +8,7 @@ import * as nodePath from 'node:path';
 import { FormatError, IoError, WeightkitError, wrapIoError } from '../../errors.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { openForRead, readExactlyAt, statOrUndefined } from '../file.js';
-import type { CheckpointReader, ReadBytesOptions, ReadF32Options, ReadRange, ShardInfo, TensorInfo, TensorLocation } from '../types.js';
+import type { CheckpointReader, KnownHeader, ReadBytesOptions, ReadF32Options, ReadRange, ShardInfo, TensorInfo, TensorLocation } from '../types.js';
 import { findDuplicateKey } from './header.js';
 import { openSafetensorsFile, type SafetensorsOpenOptions, type SafetensorsReader } from './reader.js';
 import { INDEX_FILE, SINGLE_FILE } from './sharded-writer.js';
@@ -239,6 +239,10 @@ class ShardedReader implements CheckpointReader {
 
   locate(name: string): TensorLocation | undefined {
     return this.reader(name).locate?.(name);
+  }
+
+  knownHeaders(): readonly KnownHeader[] {
+    return this.readers.flatMap((r) => r.knownHeaders?.() ?? []);
   }
 
   readBytes(name: string, options?: ReadBytesOptions): Promise<Uint8Array> {

@@ -1,10 +1,11 @@
 // The single-file reader: exact byte ranges, row ranges, f32 conversion in chunks (equal to unchunked for every
 // dtype and chunk size), reused buffers, truncation after open, concurrency, and typed errors with `where`.
 
-import { open, truncate } from 'node:fs/promises';
+import { open, truncate, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { openCheckpointPath } from '../../../src/io/open.js';
 import { openSafetensors } from '../../../src/io/safetensors/reader.js';
 import { writeSafetensors } from '../../../src/io/safetensors/writer.js';
 import { toF32 } from '../../../src/tensor/convert.js';
@@ -32,6 +33,42 @@ async function fileWithAll(dir: string): Promise<{ path: string; tensors: Record
 }
 
 describe('openSafetensors', () => {
+  it('takes a header another reader validated while the file still matches it (size and modification time)', async () => {
+    const dir = await tempDir();
+    const { path } = await fileWithAll(dir);
+    const first = await openSafetensors(path);
+    const [known] = first.knownHeaders();
+    await first.close();
+    expect(known!.file).toBe(path);
+    expect(known!.header.entries.length).toBe(first.tensors().length);
+    // a header that says less than the file: taken as it is (so not parsed again) while size and time match
+    const fewer = { ...known!, header: { ...known!.header, entries: known!.header.entries.filter((e) => e.name === 'vec') } };
+    {
+      await using r = await openSafetensors(path, { known: new Map([[path, fewer]]) });
+      expect(r.tensors().map((t) => t.name)).toEqual(['vec']);
+      await using whole = await openSafetensors(path);
+      expect((await r.read('vec')).data).toEqual((await whole.read('vec')).data);
+    }
+    // through a folder (as the merge's workers open a model): the same file, so the same key
+    await writeSafetensors(join(dir, 'model.safetensors'), { vec: sample('F16', [5]), more: sample('F32', [2]) });
+    const folder = await openCheckpointPath(dir);
+    const known2 = folder.knownHeaders!();
+    await folder.close();
+    expect(known2.map((h) => h.file)).toEqual([join(dir, 'model.safetensors')]);
+    const one = { ...known2[0]!, header: { ...known2[0]!.header, entries: known2[0]!.header.entries.filter((e) => e.name === 'more') } };
+    {
+      await using r = await openCheckpointPath(dir, { known: new Map([[one.file, one]]) });
+      expect(r.tensors().map((t) => t.name)).toEqual(['more']);
+    }
+    // the file touched since: parsed again
+    await utimes(path, new Date(), new Date(known!.mtimeMs + 5000));
+    {
+      await using r = await openSafetensors(path, { known: new Map([[path, fewer]]) });
+      expect(r.tensors().length).toBe(known!.header.entries.length);
+    }
+  });
+
+
   it('reads every dtype exactly, aligned, in file order, with info and shards', async () => {
     const dir = await tempDir();
     const { path, tensors } = await fileWithAll(dir);
