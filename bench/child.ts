@@ -70,7 +70,7 @@ function newestMtime(dir: string): number {
  */
 export async function cliCommand(dir: string): Promise<{ args: string[]; note: string }> {
   // the plain modules and the bundle bin/weightkit.js runs (scripts/bundle-cli.mjs), both as new as the sources
-  const built = [join(ROOT, 'dist', 'cli', 'main.js'), join(ROOT, 'dist', 'cli', 'main.bundle.mjs')];
+  const built = [join(ROOT, 'dist', 'cli', 'main.js'), join(ROOT, 'dist', 'cli', 'main.bundle.cjs')];
   const fresh = (): boolean => built.every((f) => existsSync(f) && statSync(f).mtimeMs >= newestMtime(join(ROOT, 'src')));
   if (!fresh()) {
     spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'ignore', cwd: ROOT });

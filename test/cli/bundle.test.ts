@@ -19,8 +19,8 @@ const ROOT = resolve(__dirname, '..', '..');
 const OUT = join(ROOT, '.cache', `bundle-test-${process.pid}`);
 
 /** Run the bundled CLI the way bin/weightkit.js does (prewarm bundle first, then main), in a child process. */
-function runBundled(args: string[], cwd: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(OUT, 'run.mjs'), ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+function runBundled(args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(OUT, 'run.mjs'), ...args], { cwd, env, encoding: 'utf8', timeout: 120_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -34,7 +34,8 @@ describe('bundled CLI', () => {
     const url = (f: string): string => JSON.stringify(pathToFileURL(join(OUT, f)).href);
     await writeFile(
       join(OUT, 'run.mjs'),
-      `const a = process.argv.slice(2);\n(await import(${url('prewarm.bundle.mjs')})).prewarmFor(a);\nprocess.exitCode = await (await import(${url('main.bundle.mjs')})).main(a);\n` +
+      `const a = process.argv.slice(2);\nconst p = await import(${url('prewarm.bundle.mjs')});\np.prewarmFor(a);\nconst { exports, cacheRejected } = p.loadBundle(${JSON.stringify(join(OUT, 'main.bundle.cjs'))});\n` +
+        "if (process.env.WK_CACHE_CHECK) process.stderr.write('cache rejected ' + cacheRejected + '\\n');\nprocess.exitCode = await exports.main(a);\n" +
         // how many prewarmed workers no pool took (the main bundle's pool must see the prewarm bundle's)
         "process.stderr.write('prewarmed left ' + (globalThis[Symbol.for('weightkit.prewarmedWorkers')]?.length ?? 'none') + '\\n');\n",
     );
@@ -56,7 +57,7 @@ describe('bundled CLI', () => {
   });
 
   it("builds string-width's segmenters and emoji expression on first use, not at load (yargs loads them on every start)", async () => {
-    const src = await readFile(join(OUT, 'main.bundle.mjs'), 'utf8');
+    const src = await readFile(join(OUT, 'main.bundle.cjs'), 'utf8');
     expect(src).not.toMatch(/^var \w+ = new Intl\.Segmenter\(/m);
     expect(src).not.toMatch(/^var \w+ = new RegExp\("\^\\\\p\{RGI_Emoji\}/m);
     expect(src).toMatch(/\?\?= new Intl\.Segmenter\(\)/);
@@ -65,7 +66,8 @@ describe('bundled CLI', () => {
     await writeFile(
       probe,
       'let n = 0;\nconst S = Intl.Segmenter;\nIntl.Segmenter = class extends S { constructor(...a) { super(...a); n++; } };\n' +
-        `const { main } = await import(${JSON.stringify(pathToFileURL(join(OUT, 'main.bundle.mjs')).href)});\n` +
+        `const { loadBundle } = await import(${JSON.stringify(pathToFileURL(join(OUT, 'prewarm.bundle.mjs')).href)});\n` +
+        `const { main } = loadBundle(${JSON.stringify(join(OUT, 'main.bundle.cjs'))}).exports;\n` +
         "const atLoad = n;\nawait main(['--help'], { stdout: () => undefined, stderr: () => undefined, isTTY: false });\nprocess.stdout.write(`${atLoad} ${n}`);\n",
     );
     const r = spawnSync(process.execPath, [probe], { encoding: 'utf8', timeout: 60_000 });
@@ -96,5 +98,23 @@ describe('bundled CLI', () => {
     await merge(recipe, { out: join(root, 'lib'), threads: 1 });
     const [a, b] = await Promise.all([readFile(join(root, 'cli', 'model.safetensors')), readFile(join(root, 'lib', 'model.safetensors'))]);
     expect(a.equals(b)).toBe(true);
+  });
+
+  it('the command line compiles from its code cache; a damaged one is refused and only costs the compile', async () => {
+    const env = { ...process.env, WK_CACHE_CHECK: '1' };
+    const ok = runBundled(['--version'], ROOT, env);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stderr).toContain('cache rejected false');
+    const cache = join(OUT, 'main.bundle.cjs.cache');
+    const good = await readFile(cache);
+    try {
+      await writeFile(cache, Buffer.alloc(good.length, 7));
+      const bad = runBundled(['--version'], ROOT, env);
+      expect(bad.status, bad.stderr).toBe(0);
+      expect(bad.stdout.trim()).toBe(WEIGHTKIT_VERSION);
+      expect(bad.stderr).toContain('cache rejected true');
+    } finally {
+      await writeFile(cache, good);
+    }
   });
 });

@@ -51,6 +51,7 @@ export interface SafetensorsReader extends CheckpointReader {
   readonly header: SafetensorsHeader;
   /** Bytes currently held in scratch chunks (diagnostic: bounded by the chunk size and the file's data size). */
   readonly scratchByteLength: number;
+  knownHeaders(): readonly KnownHeader[];
 }
 
 /** Open and validate one safetensors file. Throws CKPT_NOT_FOUND, IO_ERROR or a FormatError with an ST_* code. */

@@ -242,7 +242,7 @@ class ShardedReader implements CheckpointReader {
   }
 
   knownHeaders(): readonly KnownHeader[] {
-    return this.readers.flatMap((r) => r.knownHeaders?.() ?? []);
+    return this.readers.flatMap((r) => r.knownHeaders());
   }
 
   readBytes(name: string, options?: ReadBytesOptions): Promise<Uint8Array> {
