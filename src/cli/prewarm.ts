@@ -60,9 +60,13 @@ export function loadBundle(file: string): { exports: Record<string, unknown>; ca
   return { exports: runBundle(script, file), cacheRejected: cachedData !== undefined && script.cachedDataRejected === true };
 }
 
-/** The code cache of the bundle at `file` after its top level ran once (what loadBundle reads). */
-export function makeBundleCache(file: string): Buffer {
+/**
+ * The code cache of the bundle at `file` (what loadBundle reads) after its top level ran once and then `warm` with its
+ * exports (e.g. a merge's dry run: the functions it compiles on the way are cached too).
+ */
+export async function makeBundleCache(file: string, warm?: (exports: Record<string, unknown>) => Promise<void>): Promise<Buffer> {
   const script = bundleScript(file);
-  runBundle(script, file);
+  const exports = runBundle(script, file);
+  if (warm) await warm(exports);
   return script.createCachedData();
 }
