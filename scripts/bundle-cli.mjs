@@ -43,21 +43,21 @@ const common = {
   plugins: [lazyStringWidth],
   logLevel: 'warning',
 };
-// the worker and the prewarming: ES modules (a Worker starts from a file URL)
+// the prewarming: an ES module (it loads the others)
 await build({
   ...common,
-  entryPoints: { 'worker.bundle': join(root, 'src', 'plan', 'worker.ts'), 'prewarm.bundle': join(root, 'src', 'cli', 'prewarm.ts') },
+  entryPoints: { 'prewarm.bundle': join(root, 'src', 'cli', 'prewarm.ts') },
   outExtension: { '.js': '.mjs' },
   format: 'esm',
   // CommonJS dependencies bundled into an ES module still call require()
   banner: { js: "import { createRequire as weightkitRequire } from 'node:module'; const require = weightkitRequire(import.meta.url);" },
 });
-// the command line: a CommonJS script, so that it can be compiled from a V8 code cache (loadBundle in
-// src/cli/prewarm.ts; Node 20 has none for ES modules): import.meta.url is the bundle's own URL, and the packages it
-// loads on demand (onnxruntime-node) are required
+// the command line and the merge worker: CommonJS scripts, so that they can be compiled from a V8 code cache
+// (loadBundle in src/cli/prewarm.ts; Node 20 has none for ES modules): import.meta.url is the bundle's own URL, and the
+// packages they load on demand (onnxruntime-node) are required
 await build({
   ...common,
-  entryPoints: { 'main.bundle': join(root, 'src', 'cli', 'main.ts') },
+  entryPoints: { 'main.bundle': join(root, 'src', 'cli', 'main.ts'), 'worker.bundle': join(root, 'src', 'plan', 'worker.ts') },
   outExtension: { '.js': '.cjs' },
   format: 'cjs',
   define: { 'import.meta.url': 'weightkitImportMetaUrl' },
@@ -69,7 +69,8 @@ await build({
 // cache of everything compiled so far. A start-up compiles the 1.7 MB bundle in ~9 ms from it instead of ~25 ms, and
 // the dry run takes 31 ms instead of 42 ms (measured). A cache V8 rejects (another Node, other flags) only costs that.
 const mainFile = join(outdir, 'main.bundle.cjs');
-rmSync(join(outdir, 'main.bundle.mjs'), { force: true }); // the ES module bundle of older builds
+// the ES module bundles of older builds
+for (const old of ['main.bundle.mjs', 'worker.bundle.mjs']) rmSync(join(outdir, old), { force: true });
 const { makeBundleCache } = await import(pathToFileURL(join(outdir, 'prewarm.bundle.mjs')).href);
 let cache;
 let family;
@@ -90,6 +91,16 @@ try {
 }
 writeFileSync(`${mainFile}.cache.tmp`, cache);
 renameSync(`${mainFile}.cache.tmp`, `${mainFile}.cache`);
+
+// the worker's: its top level (outside a worker thread it only defines); a Worker starts from the small ES module
+// entry, which runs the bundle from it (src/plan/pool.ts)
+const workerFile = join(outdir, 'worker.bundle.cjs');
+writeFileSync(`${workerFile}.cache.tmp`, await makeBundleCache(workerFile));
+renameSync(`${workerFile}.cache.tmp`, `${workerFile}.cache`);
+writeFileSync(
+  join(outdir, 'worker.entry.mjs'),
+  "import { fileURLToPath } from 'node:url';\nimport { loadBundle } from './prewarm.bundle.mjs';\n\nloadBundle(fileURLToPath(new URL('./worker.bundle.cjs', import.meta.url)));\n",
+);
 
 /** A base and two fine-tunes of two small BF16 tensors (zeros) and a ties recipe over them; returns the recipe. */
 function writeTinyFamily(dir) {

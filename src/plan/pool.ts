@@ -66,8 +66,9 @@ function spawnNew(): Worker {
     const url = new URL('./worker.ts', here).href;
     return new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
   }
-  // the bundled CLI (dist/cli/main.bundle.cjs, prewarm.bundle.mjs) runs the bundled worker beside it
-  return new Worker(new URL(/\.bundle\.[cm]js$/.test(here) ? './worker.bundle.mjs' : './worker.js', here));
+  // the bundled CLI (dist/cli/main.bundle.cjs, prewarm.bundle.mjs) runs the bundled worker beside it, through its
+  // entry (which compiles worker.bundle.cjs from its code cache, see scripts/bundle-cli.mjs)
+  return new Worker(new URL(/\.bundle\.[cm]js$/.test(here) ? './worker.entry.mjs' : './worker.js', here));
 }
 
 /**

@@ -100,11 +100,22 @@ describe('bundled CLI', () => {
     expect(a.equals(b)).toBe(true);
   });
 
-  it('the command line compiles from its code cache; a damaged one is refused and only costs the compile', async () => {
+  it('the command line and the worker compile from their code caches; a damaged one is refused and only costs the compile', async () => {
     const env = { ...process.env, WK_CACHE_CHECK: '1' };
     const ok = runBundled(['--version'], ROOT, env);
     expect(ok.status, ok.stderr).toBe(0);
     expect(ok.stderr).toContain('cache rejected false');
+    // the worker's too (outside a worker thread its bundle only defines); the workers start from its entry
+    const probe = join(OUT, 'probe-worker.mjs');
+    await writeFile(
+      probe,
+      `const { loadBundle } = await import(${JSON.stringify(pathToFileURL(join(OUT, 'prewarm.bundle.mjs')).href)});\n` +
+        `process.stdout.write(String(loadBundle(${JSON.stringify(join(OUT, 'worker.bundle.cjs'))}).cacheRejected));\n`,
+    );
+    const w = spawnSync(process.execPath, [probe], { encoding: 'utf8', timeout: 60_000 });
+    expect(w.status, w.stderr).toBe(0);
+    expect(w.stdout).toBe('false');
+    expect(await readFile(join(OUT, 'worker.entry.mjs'), 'utf8')).toContain('worker.bundle.cjs');
     const cache = join(OUT, 'main.bundle.cjs.cache');
     const good = await readFile(cache);
     try {
