@@ -459,8 +459,8 @@ inline __mmask16 aboveMask(__m512i a, __m512i lo1, __m512i span) { return _mm512
 
 
 // The masks tiesLean takes: every model's a top-k (LEAN_TOP), a DARE draw (LEAN_RAND) or a breadcrumbs band
-// (LEAN_BAND).
-constexpr int LEAN_TOP = 0, LEAN_RAND = 1, LEAN_BAND = 2;
+// (LEAN_BAND); or a top-k while some tie budget lasts (LEAN_TIES: the first deltas at the threshold are kept too).
+constexpr int LEAN_TOP = 0, LEAN_RAND = 1, LEAN_BAND = 2, LEAN_TIES = 3;
 
 // tiesFast's steady state for BF16 in and out, and tiesFused's for DARE and breadcrumbs: every model's mask a top-k
 // with threshold bits >= 0 (so every kept delta is nonzero and not NaN) and no tie budget left (aboveMask), or every
@@ -470,10 +470,14 @@ constexpr int LEAN_TOP = 0, LEAN_RAND = 1, LEAN_BAND = 2;
 // elements a step with no per-step branches: each input's 64 bytes widened by unpacking against zero (lanes in the
 // unpack order, the same for every input; the draws are taken for the elements of those lanes) and the output packed
 // back into element order; an agreeing delta is a kept one whose sign bit differs from the vote's >= 0. Returns where
-// it stopped (fewer than 32 left); kept counts in cnt. start: the element index of x[0] (the draws').
+// it stopped (fewer than 32 left); kept counts in cnt. start: the element index of x[0] (the draws'). LEAN_TIES
+// (tiesFast's start, while tie budgets last; thresholds >= 0): a top-k that also keeps the first `ties[i]` deltas
+// whose |d| bits equal the threshold, in element order (topMask's rule over the step's 32 elements: the same as its
+// two 16-element blocks in turn), the budgets updated; such a delta may be zero (a threshold of 0), so only the nonzero
+// kept ones may agree; it stops as soon as no budget is left.
 template <int M, bool Unit, bool Divide, bool Lam, int Kind>
 int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t* o, const MaskParams* mp, __m512i* cnt, const double* sc, const double* w,
-             double lambda, uint32_t start) {
+             double lambda, uint32_t start, int32_t* ties) {
   const __m512d lam = _mm512_set1_pd(lambda), zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
   const __m512i absv = _mm512_set1_epi32(ABS), onei = _mm512_set1_epi32(1), zi = _mm512_setzero_si512();
   // the elements of the unpack order's lanes within a step: 0-3, 8-11, 16-19, 24-27 (low), 4 more (high)
@@ -481,7 +485,7 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
                             _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31)};
   const uint16_t* xp[M];
   __m512d S[M], W[M];
-  __m512i L1[M], SP[M], c[M], K0[M], THR[M], L2[M], SP2[M];
+  __m512i L1[M], SP[M], c[M], K0[M], THR[M], L2[M], SP2[M], T[M];
   __mmask16 inAll[M], dropOn[M];
   const auto lowBound = [](int32_t bits) { return _mm512_set1_epi32(bits + 1); };
   const auto span = [](int32_t bits) { return _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(INF_BITS) - static_cast<uint32_t>(bits))); };
@@ -499,9 +503,18 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
     dropOn[i] = mp[i].dropNone ? 0 : 0xffff;
     K0[i] = _mm512_set1_epi32(static_cast<int32_t>(mp[i].dr.k0));
     THR[i] = _mm512_set1_epi32(static_cast<int32_t>(mp[i].dr.thr));
+    T[i] = _mm512_set1_epi32(mp[i].bits);
     c[i] = cnt[i];
   }
   for (; j + 32 <= n; j += 32) {
+    // the tie budgets' picks of this step (element order: a step's low unpack lanes hold elements 8g..8g+3, its high
+    // ones 8g+4..8g+7, g = 0..3)
+    __mmask16 tied[2][M];
+    if constexpr (Kind == LEAN_TIES) {
+      bool left = false;
+      for (int i = 0; i < M; i++) left = left || ties[i] > 0;
+      if (!left) break;
+    }
     const __m512i braw = _mm512_loadu_si512(b + j);
     const __m512 bq[2] = {_mm512_castsi512_ps(_mm512_unpacklo_epi16(zi, braw)), _mm512_castsi512_ps(_mm512_unpackhi_epi16(zi, braw))};
     __m512 dq[2][M];
@@ -509,6 +522,22 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
       const __m512i xr = _mm512_loadu_si512(xp[i] + j);
       dq[0][i] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zi, xr)), bq[0]);
       dq[1][i] = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zi, xr)), bq[1]);
+    }
+    if constexpr (Kind == LEAN_TIES) {
+      for (int i = 0; i < M; i++) {
+        tied[0][i] = tied[1][i] = 0;
+        if (ties[i] <= 0) continue;
+        const uint32_t e0 = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(dq[0][i]), absv), T[i]);
+        const uint32_t e1 = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(dq[1][i]), absv), T[i]);
+        const uint32_t eq = _pdep_u32(e0, 0x0F0F0F0Fu) | _pdep_u32(e1, 0xF0F0F0F0u);
+        if (eq == 0) continue;
+        const int32_t have = __builtin_popcount(eq);
+        const int32_t take = have < ties[i] ? have : ties[i];
+        const uint32_t pick = take >= 32 ? eq : _pdep_u32((1u << take) - 1u, eq);
+        ties[i] -= take;
+        tied[0][i] = static_cast<__mmask16>(_pext_u32(pick, 0x0F0F0F0Fu));
+        tied[1][i] = static_cast<__mmask16>(_pext_u32(pick, 0xF0F0F0F0u));
+      }
     }
     __m512i bits[2];
     for (int q = 0; q < 2; q++) {
@@ -524,6 +553,9 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
           keep[i] = in & aboveMask(a, nz1, nzSpan);
         } else if constexpr (Kind == LEAN_BAND) {
           in = static_cast<__mmask16>((aboveMask(a, L1[i], SP[i]) | inAll[i]) & ~(aboveMask(a, L2[i], SP2[i]) & dropOn[i]));
+          keep[i] = in & aboveMask(a, nz1, nzSpan);
+        } else if constexpr (Kind == LEAN_TIES) {
+          in = aboveMask(a, L1[i], SP[i]) | tied[q][i];
           keep[i] = in & aboveMask(a, nz1, nzSpan);
         } else {
           in = keep[i] = aboveMask(a, L1[i], SP[i]);
@@ -569,7 +601,7 @@ int tiesLean(const uint16_t* const* x, const uint16_t* b, int j, int n, uint16_t
 }
 
 using LeanFn = int (*)(const uint16_t* const*, const uint16_t*, int, int, uint16_t*, const MaskParams*, __m512i*, const double*, const double*, double,
-                       uint32_t);
+                       uint32_t, int32_t*);
 
 template <int M, bool Unit, int Kind = LEAN_TOP>
 LeanFn leanFor(int divide, bool lam) {
@@ -666,8 +698,10 @@ void tiesFast(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
         }
         return false;
       };
+      // while tie budgets last: 32 elements a step with the budgets' picks, then (fewer than 32 left) 16 a step
+      if (ties()) j = leanFor<M, Unit, LEAN_TIES>(divide, !lamOne)(x, b, j, n, o, mp, cnt, sc, w, lambda, start, t);
       for (; j + 16 <= n && ties(); j += 16) step(j);
-      j = leanFor<M, Unit>(divide, !lamOne)(x, b, j, n, o, mp, cnt, sc, w, lambda, start);
+      j = leanFor<M, Unit>(divide, !lamOne)(x, b, j, n, o, mp, cnt, sc, w, lambda, start, nullptr);
     }
   }
   for (; j + 16 <= n; j += 16) step(j);
@@ -708,7 +742,7 @@ void maskLean(const uint16_t* const* x, const uint16_t* b, int n, uint16_t* o, M
   }
   __m512i cnt[M];
   for (int i = 0; i < M; i++) cnt[i] = _mm512_setzero_si512();
-  j = leanFor<M, Unit, Kind>(divide, lambda != 1.0)(x, b, j, n, o, mp, cnt, sc, w, lambda, start);
+  j = leanFor<M, Unit, Kind>(divide, lambda != 1.0)(x, b, j, n, o, mp, cnt, sc, w, lambda, start, nullptr);
   for (int i = 0; i < M; i++) kept[i] += _mm512_reduce_add_epi32(cnt[i]);
   if (j < n) fused(j, n - j);
 }
