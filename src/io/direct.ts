@@ -19,6 +19,8 @@ const DIRECT_MIN_BYTES = 1 << 20;
 /** Size of each bounce buffer (WebAssembly memories: their data starts on a page boundary). */
 const BOUNCE_BYTES = 8 << 20;
 const BOUNCE_BUFFERS = 2;
+/** Pages in writeBlock's arena (the blocks in flight at once). */
+const BLOCK_PAGES = 16;
 
 function alignedBuffer(bytes: number): Uint8Array {
   const pages = Math.ceil(bytes / 65536);
@@ -44,6 +46,10 @@ function refused(e: unknown): boolean {
 
 export class DirectWriter {
   private readonly free: Uint8Array[] = [];
+  /** page-aligned 4 KiB pages for writeBlock, and who waits for one */
+  private readonly pages: Uint8Array[] = [];
+  private readonly pageWaiting: ((p: Uint8Array) => void)[] = [];
+  private pagesMade = 0;
   /** set when a direct write was refused: everything goes through the buffered handle from then on */
   private refused = false;
   private readonly waiting: ((b: Uint8Array) => void)[] = [];
@@ -81,21 +87,29 @@ export class DirectWriter {
   }
 
   /**
-   * Write src at `position`: the unaligned head and tail through `buffered` (a handle on the same file), the aligned
-   * middle directly. Disjoint ranges may be written concurrently: a 4 KiB block is either inside one range's middle
-   * (direct) or holds an edge (buffered), never both.
+   * Write src at `position`: the aligned middle directly, the unaligned head and tail through `buffered` (a handle on
+   * the same file), or, given `edge`, handed to it instead (copied: a BlockAssembler puts the blocks that ranges share
+   * together and writes them directly too). Disjoint ranges may be written concurrently: a 4 KiB block is either inside
+   * one range's middle (direct) or holds an edge, never both. Without `edge`, a range whose middle is under 1 MiB goes
+   * through `buffered` whole.
    */
-  async write(buffered: FileHandle, src: Uint8Array, position: number): Promise<void> {
+  async write(buffered: FileHandle, src: Uint8Array, position: number, edge?: (position: number, bytes: Uint8Array) => void): Promise<void> {
     const end = position + src.byteLength;
     const a = Math.ceil(position / ALIGN) * ALIGN;
     const b = Math.floor(end / ALIGN) * ALIGN;
-    if (b - a < DIRECT_MIN_BYTES || this.refused) {
-      await writeExactlyAt(buffered, src, position, this.file);
+    if (this.refused || (edge === undefined ? b - a < DIRECT_MIN_BYTES : b <= a)) {
+      if (edge !== undefined && !this.refused) edge(position, src.slice());
+      else await writeExactlyAt(buffered, src, position, this.file);
       return;
     }
     const edges: Promise<void>[] = [];
-    if (a > position) edges.push(writeExactlyAt(buffered, src.subarray(0, a - position), position, this.file));
-    if (end > b) edges.push(writeExactlyAt(buffered, src.subarray(b - position), b, this.file));
+    if (edge !== undefined) {
+      if (a > position) edge(position, src.slice(0, a - position));
+      if (end > b) edge(b, src.slice(b - position));
+    } else {
+      if (a > position) edges.push(writeExactlyAt(buffered, src.subarray(0, a - position), position, this.file));
+      if (end > b) edges.push(writeExactlyAt(buffered, src.subarray(b - position), b, this.file));
+    }
     try {
       if (workspaceOf(src.buffer) !== undefined && (src.byteOffset + a - position) % ALIGN === 0) {
         // the middle already sits on a page boundary of a WebAssembly memory (whose data starts on one): written from
@@ -126,6 +140,31 @@ export class DirectWriter {
   }
 
   /**
+   * One whole 4 KiB block at an aligned position (a BlockAssembler's), written directly from a page-aligned copy (a
+   * small arena of such pages, not the 8 MiB bounce buffers).
+   */
+  async writeBlock(buffered: FileHandle, src: Uint8Array, at: number): Promise<void> {
+    if (this.refused) {
+      await writeExactlyAt(buffered, src, at, this.file);
+      return;
+    }
+    if (this.pages.length === 0 && this.pagesMade === 0) {
+      const arena = alignedBuffer(BLOCK_PAGES * ALIGN);
+      for (let i = 0; i < BLOCK_PAGES; i++) this.pages.push(arena.subarray(i * ALIGN, (i + 1) * ALIGN));
+      this.pagesMade = BLOCK_PAGES;
+    }
+    const page = this.pages.pop() ?? (await new Promise<Uint8Array>((resolve) => this.pageWaiting.push(resolve)));
+    try {
+      page.set(src);
+      await this.directOr(buffered, page, src, at);
+    } finally {
+      const w = this.pageWaiting.shift();
+      if (w !== undefined) w(page);
+      else this.pages.push(page);
+    }
+  }
+
+  /**
    * `aligned` (page-aligned memory) written directly at `at`; where the file system refuses direct writes after all
    * (some FUSE and network ones take O_DIRECT at open()), `same` (the same bytes) goes through `buffered`, and every
    * later write too. Other errors (a full disk) are the caller's.
@@ -142,5 +181,72 @@ export class DirectWriter {
 
   async close(): Promise<void> {
     await this.fh.close();
+  }
+}
+
+/**
+ * The 4 KiB blocks that several writes share (a range's unaligned head or tail: tensors and ranges rarely start on a
+ * block boundary), put together from their parts and written directly once complete, so that no part of the output goes
+ * through the page cache. Its buffered writes used to leave a 4 KiB page at every tensor boundary cached, and reading
+ * the file afterwards then got small page-cache folios around each (readahead fills the gaps around cached pages):
+ * 68% of a 1.1B family written so mapped as 2 MiB folios against 98% read afresh, and a merge of it took 1.29-1.50 s
+ * against 1.19-1.36 s (sys 0.50-0.88 against 0.34-0.64 s). The file's last block, when partial, is written through the
+ * buffered handle; so is anything left incomplete at flush (a part whose writer fell back to buffered writes).
+ */
+export class BlockAssembler {
+  private readonly blocks = new Map<number, { bytes: Uint8Array; runs: [number, number][]; have: number }>();
+  private readonly pending = new Set<Promise<void>>();
+  private failure: unknown;
+
+  constructor(
+    private readonly fileByteLength: number,
+    /** a complete block of 4096 bytes at an aligned position (written directly) */
+    private readonly writeBlock: (bytes: Uint8Array, position: number) => Promise<void>,
+    /** bytes at a position through the page cache */
+    private readonly writeBuffered: (bytes: Uint8Array, position: number) => Promise<void>,
+  ) {}
+
+  /** Parts of blocks: bytes at position (not overlapping anything added before). */
+  add(position: number, bytes: Uint8Array): void {
+    let at = position;
+    let from = 0;
+    while (from < bytes.byteLength) {
+      const index = Math.floor(at / ALIGN);
+      const start = index * ALIGN;
+      const n = Math.min(bytes.byteLength - from, start + ALIGN - at);
+      let block = this.blocks.get(index);
+      if (block === undefined) {
+        block = { bytes: new Uint8Array(ALIGN), runs: [], have: 0 };
+        this.blocks.set(index, block);
+      }
+      block.bytes.set(bytes.subarray(from, from + n), at - start);
+      block.runs.push([at - start, n]);
+      block.have += n;
+      const size = Math.min(ALIGN, this.fileByteLength - start);
+      if (block.have === size) {
+        this.blocks.delete(index);
+        this.track(size === ALIGN ? this.writeBlock(block.bytes, start) : this.writeBuffered(block.bytes.subarray(0, size), start));
+      }
+      at += n;
+      from += n;
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    const t = p.catch((e: unknown) => {
+      this.failure ??= e;
+    });
+    this.pending.add(t);
+    void t.finally(() => this.pending.delete(t));
+  }
+
+  /** Wait for the block writes; write what is left of incomplete blocks through the page cache. Throws a write's error. */
+  async flush(): Promise<void> {
+    for (const [index, block] of this.blocks) {
+      for (const [off, n] of block.runs) this.track(this.writeBuffered(block.bytes.subarray(off, off + n), index * ALIGN + off));
+    }
+    this.blocks.clear();
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+    if (this.failure !== undefined) throw this.failure;
   }
 }

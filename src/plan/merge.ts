@@ -303,8 +303,8 @@ export async function executePlan(
         },
         jobs,
         threads,
-        (job, n) => {
-          writer.markWritten(job.tensor.name);
+        (job, n, edges) => {
+          writer.markWritten(job.tensor.name, edges);
           report(job.tensor.name, n);
         },
         options.signal,

@@ -4,6 +4,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { EvalError, FormatError, IoError, PlanError, RecipeError, UsageError, WeightkitError, type ErrorCode, type Where } from '../errors.js';
+import type { WrittenEdge } from '../io/safetensors/writer.js';
 import type { PlanTensor } from './plan.js';
 import type { WorkerInit, WorkerReply, WorkerTask } from './worker.js';
 
@@ -90,7 +91,8 @@ export async function runPool(
   init: Omit<WorkerInit, 'type'>,
   jobs: readonly PoolJob[],
   threads: number,
-  onDone: (job: PoolJob, bytes: number) => void,
+  /** `edges`: bytes of the tensor the worker left to the main thread's writer (see WorkerReply) */
+  onDone: (job: PoolJob, bytes: number, edges: readonly WrittenEdge[]) => void,
   signal?: AbortSignal,
 ): Promise<void> {
   const queue = [...jobs].sort((a, b) => b.tensor.byteLength - a.tensor.byteLength || a.index - b.index);
@@ -120,7 +122,7 @@ export async function runPool(
                 const job = inflight.get(m.index)!;
                 inflight.delete(m.index);
                 try {
-                  onDone(job, m.bytes);
+                  onDone(job, m.bytes, m.edges ?? []);
                 } catch (e) {
                   failure ??= e as Error;
                 }

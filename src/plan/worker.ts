@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { isWeightkitError } from '../errors.js';
 import { DirectWriter } from '../io/direct.js';
 import { openCheckpointPath } from '../io/open.js';
+import type { WrittenEdge } from '../io/safetensors/writer.js';
 import type { CheckpointReader, KnownHeader } from '../io/types.js';
 import { getMethod } from '../merge/registry.js';
 import { laneScratch, runTensor, type Scratch, type TensorSink } from './execute.js';
@@ -42,7 +43,8 @@ export interface WorkerTask {
 export type WorkerRequest = WorkerInit | WorkerTask | { type: 'close' };
 
 export type WorkerReply =
-  | { type: 'done'; index: number; bytes: number }
+  /** `edges`: the parts of 4 KiB blocks the tensor shares with its neighbours, for the main thread's writer to write */
+  | { type: 'done'; index: number; bytes: number; edges?: WrittenEdge[] }
   | { type: 'error'; index: number; error: { name: string; code?: string; message: string; where?: object } }
   | { type: 'closed' };
 
@@ -85,7 +87,7 @@ if (port) {
     return fh;
   };
 
-  const run = async (task: WorkerTask, scratch: Scratch): Promise<number> => {
+  const run = async (task: WorkerTask, scratch: Scratch, edges: WrittenEdge[]): Promise<number> => {
     const t = task.tensor;
     const ids = [...(t.base ? [t.base.model] : []), ...t.inputs.map((i) => i.model)];
     const map = new Map<number, CheckpointReader>();
@@ -97,7 +99,8 @@ if (port) {
       position: (_name, byteOffset) => task.offset + byteOffset,
       async writeRange(_name, byteOffset, bytes) {
         if (dw !== undefined) {
-          await dw.write(fh, bytes, task.offset + byteOffset);
+          // the blocks shared with the neighbours go back to the main thread (see BlockAssembler)
+          await dw.write(fh, bytes, task.offset + byteOffset, (position, part) => edges.push({ position, bytes: part }));
           return;
         }
         let done = 0;
@@ -145,8 +148,9 @@ if (port) {
     const task = (async () => {
       const scratch = freeScratch.pop() ?? laneScratch(init!.outputElements ?? 0);
       try {
-        const bytes = await run(msg, scratch);
-        port.postMessage({ type: 'done', index: msg.index, bytes } satisfies WorkerReply);
+        const edges: WrittenEdge[] = [];
+        const bytes = await run(msg, scratch, edges);
+        port.postMessage({ type: 'done', index: msg.index, bytes, ...(edges.length > 0 ? { edges } : {}) } satisfies WorkerReply);
       } catch (e) {
         const err = isWeightkitError(e)
           ? { name: e.name, code: e.code, message: e.message, where: e.where }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { DirectWriter } from '../../src/io/direct.js';
+import { BlockAssembler, DirectWriter } from '../../src/io/direct.js';
 import { merge } from '../../src/plan/merge.js';
 import { Scratch, laneScratch, largestOutputStep, wholeOutputStep } from '../../src/plan/execute.js';
 import type { PlanTensor } from '../../src/plan/plan.js';
@@ -48,6 +48,74 @@ async function tiesFamily(root: string, shapes: Record<string, number[]>, dtype:
   await writeFile(recipe, `merge_method: ties\nbase_model: base\nmodels:\n${models}dtype: ${dtype === 'F32' ? 'float32' : 'bfloat16'}\n`);
   return recipe;
 }
+
+describe('BlockAssembler', () => {
+  it('puts shared blocks together from their parts in any order: whole ones written directly, the last partial one and leftovers buffered', async () => {
+    const r = new SeededRandom(5);
+    for (const size of [3 * 4096, 5 * 4096 + 123, 4000, 70_001]) {
+      const data = Uint8Array.from({ length: size }, () => r.int(256));
+      // cut the file at random points into parts, added in a random order; some parts held back (left incomplete)
+      const cuts = [0, size, ...Array.from({ length: 12 }, () => r.int(size))].sort((x, y) => x - y);
+      const parts = cuts.slice(1).map((c, i) => [cuts[i]!, c] as const).filter(([x, y]) => y > x);
+      for (let i = parts.length - 1; i > 0; i--) {
+        const j = r.int(i + 1);
+        [parts[i], parts[j]] = [parts[j]!, parts[i]!];
+      }
+      const held = parts.length > 3 ? parts.pop()! : undefined;
+      const out = new Uint8Array(size);
+      const direct: number[] = [];
+      const buffered: number[] = [];
+      const blocks = new BlockAssembler(
+        size,
+        async (bytes, at) => {
+          expect(bytes.byteLength).toBe(4096);
+          expect(at % 4096).toBe(0);
+          direct.push(at);
+          out.set(bytes, at);
+        },
+        async (bytes, at) => {
+          buffered.push(at);
+          out.set(bytes, at);
+        },
+      );
+      for (const [x, y] of parts) blocks.add(x, data.slice(x, y));
+      // every whole block without a held-back byte is out already
+      const full = Math.floor(size / 4096);
+      const heldBlocks = held ? new Set(Array.from({ length: Math.ceil(held[1] / 4096) - Math.floor(held[0] / 4096) }, (_, k) => Math.floor(held[0] / 4096) + k)) : new Set<number>();
+      await Promise.resolve();
+      for (let k = 0; k < full; k++) expect(direct.includes(k * 4096), `block ${k}`).toBe(!heldBlocks.has(k));
+      if (held) {
+        // the held part goes through the page cache at flush, with what its blocks hold of the others
+        await blocks.flush();
+        out.set(data.subarray(held[0], held[1]), held[0]);
+      } else await blocks.flush();
+      expect(Buffer.from(out).equals(Buffer.from(data))).toBe(true);
+      expect(new Set(direct).size).toBe(direct.length); // each block once
+      if (!held && size % 4096 !== 0) expect(buffered).toEqual([full * 4096]); // the last, partial block
+    }
+  });
+
+  it('a merge hands every range\'s unaligned edges to the block assembler, which writes the shared blocks directly: the same bytes as buffered writes', async () => {
+    const root = await tempDir('weightkit-direct-blocks-');
+    // unaligned tensor boundaries, a tensor smaller than a block, one spanning a few blocks
+    const recipe = await tiesFamily(root, { 'model.layers.0.mlp.up_proj.weight': [300, 1000], 'model.norm.weight': [1000], 'model.layers.0.q.weight': [7, 1001] }, 'BF16', 40);
+    const write = vi.spyOn(DirectWriter.prototype, 'write');
+    const block = vi.spyOn(DirectWriter.prototype, 'writeBlock');
+    await merge(recipe, { out: join(root, 'out'), threads: 1 });
+    const edges = write.mock.calls.filter((c) => c[3] !== undefined).length;
+    const blocks = block.mock.calls.length;
+    vi.restoreAllMocks();
+    for (const threads of [2]) await merge(recipe, { out: join(root, `pool-${threads}`), threads, pool: 'always' });
+    process.env['WEIGHTKIT_DIRECT_IO'] = '0';
+    await merge(recipe, { out: join(root, 'buffered'), threads: 1 });
+    const ref = await readFile(join(root, 'buffered', 'model.safetensors'));
+    expect((await readFile(join(root, 'out', 'model.safetensors'))).equals(ref)).toBe(true);
+    expect((await readFile(join(root, 'pool-2', 'model.safetensors'))).equals(ref)).toBe(true);
+    if (write.mock.calls.length === 0) return; // no direct writes on this file system
+    expect(edges).toBe(write.mock.calls.length); // every range hands its edges over
+    expect(blocks).toBeGreaterThanOrEqual(2); // the header's last block and the tensors' shared ones, written directly
+  });
+});
 
 describe('DirectWriter', () => {
   it('writes any ranges (unaligned edges, aligned middles, past the bounce buffers) to exactly their bytes', async () => {

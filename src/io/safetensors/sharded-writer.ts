@@ -10,7 +10,7 @@ import { UsageError, wrapIoError } from '../../errors.js';
 import type { TensorData } from '../../tensor/dtype.js';
 import { createTempFile, publish, removeIfExists, writeExactlyAt } from '../file.js';
 import type { TensorDecl } from '../types.js';
-import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata, type TensorLocation } from './writer.js';
+import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata, type TensorLocation, type WrittenEdge } from './writer.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -49,8 +49,8 @@ export interface ShardedWriter {
   writeRange(name: string, byteOffset: number, data: Uint8Array | TensorData): Promise<void>;
   /** The temp shard file and absolute offset of tensor `name`, for writers in other threads (then markWritten). */
   locate(name: string): TensorLocation;
-  /** Record that every byte of `name` was written at locate(name) by someone else. */
-  markWritten(name: string): void;
+  /** Record that every byte of `name` was written at locate(name) by someone else, but for `edges` (handed in). */
+  markWritten(name: string, edges?: readonly WrittenEdge[]): void;
   /** Check everything was written, rename every shard, then write and rename the index. */
   close(): Promise<void>;
   /** Delete this writer's temp files. A no-op after a successful close(). */
@@ -149,12 +149,12 @@ class ShardedFileWriter implements ShardedWriter {
     return this.writers[this.shardIndex(name)]!.locate(name);
   }
 
-  markWritten(name: string): void {
+  markWritten(name: string, edges?: readonly WrittenEdge[]): void {
     if (this.state !== 'open') {
       throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where: { file: this.dir, tensor: name } });
     }
     const i = this.shardIndex(name);
-    this.writers[i]!.markWritten(name);
+    this.writers[i]!.markWritten(name, edges);
     this.noteWritten(i, name);
   }
 

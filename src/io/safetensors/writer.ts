@@ -4,7 +4,7 @@
 // place only when every byte was written exactly once. Must not import src/plan, src/merge, src/cli or onnxruntime.
 
 import type { FileHandle } from 'node:fs/promises';
-import { DirectWriter } from '../direct.js';
+import { BlockAssembler, DirectWriter } from '../direct.js';
 
 import { IoError, UsageError, WeightkitError, wrapIoError } from '../../errors.js';
 import { isDType, type DType, type TensorData } from '../../tensor/dtype.js';
@@ -51,6 +51,12 @@ export interface TensorLocation {
   readonly offset: number;
 }
 
+/** Bytes at an absolute position of the file that another thread left to the writer (markWritten). */
+export interface WrittenEdge {
+  readonly position: number;
+  readonly bytes: Uint8Array;
+}
+
 export interface SafetensorsWriter {
   /** The final path, which exists only after a successful close(). */
   readonly path: string;
@@ -73,8 +79,11 @@ export interface SafetensorsWriter {
    * Write its bytes there, then call markWritten(name).
    */
   locate(name: string): TensorLocation;
-  /** Record that every byte of `name` was written at locate(name) by someone else (e.g. a worker thread). */
-  markWritten(name: string): void;
+  /**
+   * Record that every byte of `name` was written at locate(name) by someone else (e.g. a worker thread), but for
+   * `edges`: the parts of 4 KiB blocks it shares with its neighbours, handed here to be written (see BlockAssembler).
+   */
+  markWritten(name: string, edges?: readonly WrittenEdge[]): void;
   /** Check every tensor was written, close the temp file and rename it to `path`. Idempotent once it succeeds. */
   close(): Promise<void>;
   /** Close and delete the temp file. Idempotent; a no-op after a successful close(). */
@@ -267,6 +276,8 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     private readonly fh: FileHandle,
     /** a page-cache-bypassing handle for the aligned middle of large writes (src/io/direct.ts), where allowed */
     private readonly direct: DirectWriter | undefined,
+    /** with it, the blocks writes share, put together and written directly too */
+    private readonly blocks: BlockAssembler | undefined,
   ) {
     for (const t of layout.tensors) this.slots.set(t.name, { plan: t, ranges: [], claimed: 0, touched: false, inflight: 0 });
   }
@@ -276,15 +287,28 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     const layout = planSafetensors(decls, options, path);
     const { fh, tmpPath } = await createTempFile(path);
     let direct: DirectWriter | undefined;
+    let blocks: BlockAssembler | undefined;
     try {
-      await writeExactlyAt(fh, layout.headerBytes, 0, tmpPath);
       direct = options.direct === false ? undefined : await DirectWriter.open(tmpPath);
+      if (direct !== undefined) {
+        const d = direct;
+        blocks = new BlockAssembler(
+          layout.fileByteLength,
+          (bytes, at) => d.writeBlock(fh, bytes, at),
+          (bytes, at) => writeExactlyAt(fh, bytes, at, tmpPath),
+        );
+        // the header's blocks too (the last one waits for the first tensor's head)
+        blocks.add(0, layout.headerBytes);
+      } else {
+        await writeExactlyAt(fh, layout.headerBytes, 0, tmpPath);
+      }
     } catch (e) {
+      await direct?.close().catch(() => undefined);
       await fh.close().catch(() => undefined);
       await removeIfExists(tmpPath).catch(() => undefined);
       throw e;
     }
-    return new SafetensorsFileWriter(path, tmpPath, layout, fh, direct);
+    return new SafetensorsFileWriter(path, tmpPath, layout, fh, direct, blocks);
   }
 
   private static done(s: Slot): boolean {
@@ -320,15 +344,34 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     return { file: this.tmpPath, offset: this.layout.dataStart + slot.plan.begin };
   }
 
-  markWritten(name: string): void {
+  markWritten(name: string, edges: readonly WrittenEdge[] = []): void {
     const slot = this.slots.get(name);
     const where = { file: this.path, tensor: name };
     if (slot === undefined) throw new UsageError('TENSOR_NOT_FOUND', `tensor ${JSON.stringify(name)} was not declared for this file`, { where });
     if (slot.touched) throw new UsageError('OUT_WRITTEN_TWICE', `tensor ${JSON.stringify(name)} was already written`, { where });
     if (this.state !== 'open') throw new UsageError('OUT_INVALID', `cannot write: the writer is ${this.state}`, { where });
+    const start = this.layout.dataStart + slot.plan.begin;
+    for (const e of edges) {
+      if (!(e.position >= start && e.position + e.bytes.byteLength <= start + slot.plan.byteLength)) {
+        throw new UsageError('OUT_INVALID', `tensor ${JSON.stringify(name)}: bytes at ${e.position} handed in lie outside it`, { where });
+      }
+    }
     claim(slot.ranges, 0, slot.plan.byteLength);
     slot.claimed = slot.plan.byteLength;
     slot.touched = true;
+    for (const e of edges) {
+      if (this.blocks !== undefined) this.blocks.add(e.position, e.bytes);
+      else this.track(writeExactlyAt(this.fh, e.bytes, e.position, this.path));
+    }
+  }
+
+  /** A write in flight: waited for by finish(), its error kept as the writer's failure. */
+  private track(p: Promise<void>): void {
+    const tracked = p.catch((e: unknown) => {
+      this.failure ??= e;
+    });
+    this.inflight.add(tracked);
+    void tracked.finally(() => this.inflight.delete(tracked));
   }
 
   private put(name: string, byteOffset: number, data: Uint8Array | TensorData, whole: boolean): Promise<void> {
@@ -365,7 +408,9 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     slot.inflight += 1;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, len);
     const at = this.layout.dataStart + plan.begin + byteOffset;
-    const p = (this.direct !== undefined ? this.direct.write(this.fh, bytes, at) : writeExactlyAt(this.fh, bytes, at, this.path)).then(
+    const blocks = this.blocks;
+    const edge = blocks !== undefined ? (position: number, part: Uint8Array) => blocks.add(position, part) : undefined;
+    const p = (this.direct !== undefined ? this.direct.write(this.fh, bytes, at, edge) : writeExactlyAt(this.fh, bytes, at, this.path)).then(
       () => {
         slot.inflight -= 1;
       },
@@ -395,6 +440,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     this.state = 'finishing';
     try {
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+      if (this.failure === undefined) await this.blocks?.flush().catch((e: unknown) => void (this.failure ??= e));
       if (this.failure !== undefined) {
         throw this.failure instanceof WeightkitError ? this.failure : wrapIoError(this.failure, this.path, 'writing');
       }
