@@ -2,7 +2,8 @@
 // of each written range goes straight to the device, from where it lies when that is a page boundary of a
 // WebAssembly memory (the executor places its output buffers so: no copy, one write per range; measured on the 1.1B
 // ties merge: 2.25 -> 1.75 s, the bounce buffers had serialised the writes), else through an aligned bounce buffer;
-// the unaligned edges through the ordinary (buffered) handle. On this VM the page cache is the expensive part of
+// the unaligned edges through the ordinary (buffered) handle, or to a BlockAssembler that writes the blocks they share
+// directly once complete (the safetensors writer's way). On this VM the page cache is the expensive part of
 // writing: a buffered 2.2 GB write into fresh page-cache pages took 5.1 s (dd), the same with O_DIRECT 1.1 s, almost
 // no CPU, overlapping the merge's work.
 // Off (buffered only) with WEIGHTKIT_DIRECT_IO=0, off Linux, and where opening with O_DIRECT fails (tmpfs).
