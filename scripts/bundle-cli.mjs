@@ -1,6 +1,7 @@
-// Bundles the command line, the merge worker and the worker prewarming into one module each (dist/cli/main.bundle.cjs
-// with its code cache main.bundle.cjs.cache, worker.bundle.mjs, prewarm.bundle.mjs) for bin/weightkit.js: Node's module loader then reads two files instead of ~160 (the
-// CLI's start 0.13-0.15 s -> ~0.06 s, measured). Run by `npm run build` and the prepare script after tsc; the
+// Bundles the command line, the merge worker and the worker prewarming into one file each (dist/cli/main.bundle.cjs and
+// worker.bundle.cjs with their V8 code caches, *.cache; prewarm.bundle.mjs; worker.entry.mjs starts a worker) for
+// bin/weightkit.js: Node's module loader then reads two files instead of ~160 (the CLI's start 0.13-0.15 s -> ~0.06 s,
+// measured). Run by `npm run build` and the prepare script after tsc; the
 // unbundled dist/ stays for the library API. Usage: node scripts/bundle-cli.mjs [outdir] (default dist/cli). The output
 // folder must sit two levels below the package root: the native addon is found at ../../native/build from there.
 
@@ -76,7 +77,7 @@ let cache;
 let family;
 try {
   family = mkdtempSync(join(tmpdir(), 'weightkit-bundle-'));
-  const recipe = writeTinyFamily(family);
+  const recipe = await writeTinyFamily(family);
   const quiet = { stdout: () => undefined, stderr: () => undefined, isTTY: false };
   cache = await makeBundleCache(mainFile, async ({ main }) => {
     const code = await main(['merge', recipe, '--out', join(family, 'out'), '--dry-run'], quiet);
@@ -102,24 +103,14 @@ writeFileSync(
   "import { fileURLToPath } from 'node:url';\nimport { loadBundle } from './prewarm.bundle.mjs';\n\nloadBundle(fileURLToPath(new URL('./worker.bundle.cjs', import.meta.url)));\n",
 );
 
-/** A base and two fine-tunes of two small BF16 tensors (zeros) and a ties recipe over them; returns the recipe. */
-function writeTinyFamily(dir) {
-  const tensors = { 'model.layers.0.mlp.up_proj.weight': [8, 16], 'model.norm.weight': [16] };
-  let offset = 0;
-  const header = {};
-  for (const [name, shape] of Object.entries(tensors)) {
-    const bytes = 2 * shape.reduce((a, b) => a * b, 1);
-    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const file = Buffer.alloc(8 + json.length + offset);
-  file.writeBigUInt64LE(BigInt(json.length), 0);
-  file.write(json, 8, 'utf8');
+/** A base and two fine-tunes of two small BF16 tensors (zeros; the compiled writer of dist/) and a ties recipe. */
+async function writeTinyFamily(dir) {
+  const { writeSafetensors } = await import(pathToFileURL(join(root, 'dist', 'io', 'safetensors', 'writer.js')).href);
+  const { makeTensor } = await import(pathToFileURL(join(root, 'dist', 'tensor', 'tensor.js')).href);
+  const tensors = { 'model.layers.0.mlp.up_proj.weight': makeTensor('BF16', [8, 16]), 'model.norm.weight': makeTensor('BF16', [16]) };
   for (const m of ['base', 'a', 'b']) {
     mkdirSync(join(dir, m));
-    writeFileSync(join(dir, m, 'model.safetensors'), file);
+    await writeSafetensors(join(dir, m, 'model.safetensors'), tensors);
   }
   const recipe = join(dir, 'ties.yaml');
   writeFileSync(recipe, 'merge_method: ties\nbase_model: ./base\nmodels:\n  - {model: ./a, parameters: {weight: 1, density: 0.5}}\n  - {model: ./b, parameters: {weight: 1, density: 0.5}}\ndtype: bfloat16\n');

@@ -45,21 +45,46 @@ function refused(e: unknown): boolean {
   return typeof code === 'string' && REFUSED.has(code);
 }
 
-export class DirectWriter {
+/** Page-aligned buffers, made on demand up to `count`; take() waits while all are out. */
+class AlignedPool {
   private readonly free: Uint8Array[] = [];
-  /** page-aligned 4 KiB pages for writeBlock, and who waits for one */
-  private readonly pages: Uint8Array[] = [];
-  private readonly pageWaiting: ((p: Uint8Array) => void)[] = [];
-  private pagesMade = 0;
-  /** set when a direct write was refused: everything goes through the buffered handle from then on */
-  private refused = false;
   private readonly waiting: ((b: Uint8Array) => void)[] = [];
   private made = 0;
+
+  constructor(
+    private readonly count: number,
+    private readonly make: (index: number) => Uint8Array,
+  ) {}
+
+  take(): Promise<Uint8Array> {
+    const b = this.free.pop();
+    if (b !== undefined) return Promise.resolve(b);
+    if (this.made < this.count) return Promise.resolve(this.make(this.made++));
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  give(b: Uint8Array): void {
+    const w = this.waiting.shift();
+    if (w !== undefined) w(b);
+    else this.free.push(b);
+  }
+}
+
+export class DirectWriter {
+  /** the bounce buffers of writes from memory that is not page-aligned */
+  private readonly bounce = new AlignedPool(BOUNCE_BUFFERS, () => alignedBuffer(BOUNCE_BYTES));
+  /** 4 KiB pages for writeBlock, carved from one memory */
+  private readonly pages: AlignedPool;
+  /** set when a direct write was refused: everything goes through the buffered handle from then on */
+  private refused = false;
 
   private constructor(
     private readonly fh: FileHandle,
     readonly file: string,
-  ) {}
+  ) {
+    let arena: Uint8Array | undefined;
+    this.pages = new AlignedPool(BLOCK_PAGES, (i) => (arena ??= alignedBuffer(BLOCK_PAGES * ALIGN)).subarray(i * ALIGN, (i + 1) * ALIGN));
+  }
 
   /** A direct handle on `file` (which must exist), or undefined where direct writes are off or refused. */
   static async open(file: string): Promise<DirectWriter | undefined> {
@@ -71,20 +96,12 @@ export class DirectWriter {
     }
   }
 
-  private async take(): Promise<Uint8Array> {
-    const b = this.free.pop();
-    if (b !== undefined) return b;
-    if (this.made < BOUNCE_BUFFERS) {
-      this.made++;
-      return alignedBuffer(BOUNCE_BYTES);
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
+  private take(): Promise<Uint8Array> {
+    return this.bounce.take();
   }
 
   private give(b: Uint8Array): void {
-    const w = this.waiting.shift();
-    if (w !== undefined) w(b);
-    else this.free.push(b);
+    this.bounce.give(b);
   }
 
   /**
@@ -98,9 +115,12 @@ export class DirectWriter {
     const end = position + src.byteLength;
     const a = Math.ceil(position / ALIGN) * ALIGN;
     const b = Math.floor(end / ALIGN) * ALIGN;
-    if (this.refused || (edge === undefined ? b - a < DIRECT_MIN_BYTES : b <= a)) {
-      if (edge !== undefined && !this.refused) edge(position, src.slice());
-      else await writeExactlyAt(buffered, src, position, this.file);
+    if (this.refused || (edge === undefined && b - a < DIRECT_MIN_BYTES)) {
+      await writeExactlyAt(buffered, src, position, this.file);
+      return;
+    }
+    if (b <= a) {
+      edge!(position, src.slice()); // no whole block: all of it shared with neighbours
       return;
     }
     const edges: Promise<void>[] = [];
@@ -149,19 +169,12 @@ export class DirectWriter {
       await writeExactlyAt(buffered, src, at, this.file);
       return;
     }
-    if (this.pages.length === 0 && this.pagesMade === 0) {
-      const arena = alignedBuffer(BLOCK_PAGES * ALIGN);
-      for (let i = 0; i < BLOCK_PAGES; i++) this.pages.push(arena.subarray(i * ALIGN, (i + 1) * ALIGN));
-      this.pagesMade = BLOCK_PAGES;
-    }
-    const page = this.pages.pop() ?? (await new Promise<Uint8Array>((resolve) => this.pageWaiting.push(resolve)));
+    const page = await this.pages.take();
     try {
       page.set(src);
       await this.directOr(buffered, page, src, at);
     } finally {
-      const w = this.pageWaiting.shift();
-      if (w !== undefined) w(page);
-      else this.pages.push(page);
+      this.pages.give(page);
     }
   }
 

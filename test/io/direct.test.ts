@@ -95,6 +95,21 @@ describe('BlockAssembler', () => {
     }
   });
 
+  it('a failed block write is the flush\'s error (the other blocks still written)', async () => {
+    const written: number[] = [];
+    const blocks = new BlockAssembler(
+      3 * 4096,
+      async (_bytes, at) => {
+        if (at === 4096) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        written.push(at);
+      },
+      async () => undefined,
+    );
+    blocks.add(0, new Uint8Array(3 * 4096));
+    await expect(blocks.flush()).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(written).toEqual([0, 8192]);
+  });
+
   it('a merge hands every range\'s unaligned edges to the block assembler, which writes the shared blocks directly: the same bytes as buffered writes', async () => {
     const root = await tempDir('weightkit-direct-blocks-');
     // unaligned tensor boundaries, a tensor smaller than a block, one spanning a few blocks

@@ -222,6 +222,32 @@ describe('external writers (locate + markWritten)', () => {
     expect(Array.from(await r.readF32('c'))).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('markWritten takes the bytes another thread left (edges) and writes them; edges outside the tensor are refused', async () => {
+    const dir = await tempDir();
+    const decls = [
+      { name: 'a', dtype: 'U8' as const, shape: [5000] },
+      { name: 'b', dtype: 'U8' as const, shape: [3000] },
+    ];
+    const w = await openShardedWriter(dir, decls);
+    const a = w.locate('a');
+    const b = w.locate('b');
+    // another handle writes each tensor but its first 100 bytes, which it hands in
+    const other = await open(a.file, 'r+');
+    const bytes = (n: number, k: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * k + 1) & 0xff);
+    const [ba, bb] = [bytes(5000, 7), bytes(3000, 11)];
+    await other.write(ba, 100, 4900, a.offset + 100);
+    await other.write(bb, 100, 2900, b.offset + 100);
+    await other.close();
+    const outside = [{ position: b.offset - 1, bytes: Uint8Array.of(1) }];
+    expect(brief(await errorOf(() => w.markWritten('b', outside)))).toMatchObject({ code: 'OUT_INVALID', tensor: 'b', file: join(dir, 'model.safetensors') });
+    w.markWritten('a', [{ position: a.offset, bytes: ba.slice(0, 100) }]);
+    w.markWritten('b', [{ position: b.offset, bytes: bb.slice(0, 100) }]);
+    await w.close();
+    await using r = await openCheckpointPath(dir);
+    expect(Buffer.from(await r.readBytes('a')).equals(Buffer.from(ba))).toBe(true);
+    expect(Buffer.from(await r.readBytes('b')).equals(Buffer.from(bb))).toBe(true);
+  });
+
   it('markWritten without the bytes is caught at close by the size check', async () => {
     const dir = await tempDir();
     const w = await openSafetensorsWriter(join(dir, 'x.safetensors'), [{ name: 'a', dtype: 'U8', shape: [4] }]);
