@@ -1520,9 +1520,9 @@ template <int C>
 void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, MaskParams* mp, double* before, double* after,
                   const Dropper& drop) {
   const bool f16 = inF16;
-  alignas(64) double a[C][16], am[C][16];
-  double bs[C], as[C];
-  for (int q = 0; q < C; q++) bs[q] = as[q] = 0;
+  // lanes 0-7 (elements 16 q + 0..7) and 8-15 (16 q + 8..15) of each sum
+  __m512d bl[C], bh[C], al[C], ah[C];
+  for (int q = 0; q < C; q++) bl[q] = bh[q] = al[q] = ah[q] = _mm512_setzero_pd();
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512 bf = widen16F(f16, b + j);
@@ -1532,39 +1532,46 @@ void randomNormsC(const uint16_t* const* xs, const uint16_t* b, int64_t n, const
       const __mmask16 keep = maskOf(dv, mp[i], static_cast<uint32_t>(j));
       const __m512 d = _mm512_abs_ps(dv);
       const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d)), hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
-      _mm512_store_pd(a[q], lo);
-      _mm512_store_pd(a[q] + 8, hi);
+      bl[q] = _mm512_add_pd(bl[q], lo);
+      bh[q] = _mm512_add_pd(bh[q], hi);
       // a dropped element adds +0 (its |d| bits masked off, as the WebAssembly kernel)
-      _mm512_store_pd(am[q], _mm512_maskz_mov_pd(static_cast<__mmask8>(keep), lo));
-      _mm512_store_pd(am[q] + 8, _mm512_maskz_mov_pd(static_cast<__mmask8>(keep >> 8), hi));
-    }
-    for (int l = 0; l < 16; l++) {
-      for (int q = 0; q < C; q++) {
-        bs[q] = bs[q] + a[q][l];
-        as[q] = as[q] + am[q][l];
-      }
+      al[q] = _mm512_add_pd(al[q], _mm512_maskz_mov_pd(static_cast<__mmask8>(keep), lo));
+      ah[q] = _mm512_add_pd(ah[q], _mm512_maskz_mov_pd(static_cast<__mmask8>(keep >> 8), hi));
     }
     if (((j + 16) & (REGION_ELEMENTS - 1)) == 0) drop.upTo(j + 16);
+  }
+  alignas(64) double bs[C][16], as[C][16];
+  for (int q = 0; q < C; q++) {
+    _mm512_store_pd(bs[q], bl[q]);
+    _mm512_store_pd(bs[q] + 8, bh[q]);
+    _mm512_store_pd(as[q], al[q]);
+    _mm512_store_pd(as[q] + 8, ah[q]);
   }
   for (; j < n; j++) {
     for (int q = 0; q < C; q++) {
       const int i = idx[q];
       const float dv = widenF(f16, xs[i][j]) - widenF(f16, b[j]);
       const double v = static_cast<double>(fabsf(dv));
-      bs[q] = bs[q] + v;
-      as[q] = as[q] + (maskOf1(dv, mp[i], static_cast<uint32_t>(j)) ? v : 0.0);
+      bs[q][j & 15] = bs[q][j & 15] + v;
+      as[q][j & 15] = as[q][j & 15] + (maskOf1(dv, mp[i], static_cast<uint32_t>(j)) ? v : 0.0);
     }
   }
+  // the lanes' totals in lane order (laneTotal)
   for (int q = 0; q < C; q++) {
-    before[q] = bs[q];
-    after[q] = as[q];
+    double tb = bs[q][0], ta = as[q][0];
+    for (int l = 1; l < 16; l++) {
+      tb = tb + bs[q][l];
+      ta = ta + as[q][l];
+    }
+    before[q] = tb;
+    after[q] = ta;
   }
 }
 
 // The L1 norms of the rescaled DARE and DELLA models idx[0..cnt) over the whole tensor (l1_random, l1Of):
-// before_i = sum of f64(|d|), after_i = the same over the kept elements (dropped ones add +0), each summed in element
-// order (the WebAssembly and JS kernels' order: the sums are sequential, so up to four models' chains are interleaved
-// for speed, never split).
+// before_i = sum of f64(|d|), after_i = the same over the kept elements (dropped ones add +0), each summed in
+// sixteen lanes (element j in lane j & 15, each lane in element order) and the lanes then in lane order (the
+// WebAssembly and JS kernels' order, gta-kernels.ts l1Lanes): up to four models at a time, 16 elements a step.
 void randomNorms(const uint16_t* const* xs, const uint16_t* b, int64_t n, const int* idx, int cnt, MaskParams* r, double* before, double* after,
                  const Dropper& drop) {
   for (int q = 0; q < cnt; q += 4) {
@@ -2297,7 +2304,7 @@ napi_value adviseHuge(napi_env env, napi_callback_info info) {
 
 // The layout version of the arguments above: src/tensor/native-kernels.ts NATIVE_ABI must equal it, so that a stale
 // build is never used with a newer caller.
-constexpr int32_t WK_ABI = 15;
+constexpr int32_t WK_ABI = 16;
 
 // native/dense.cc: the dense f32 kernels of the SVD merges.
 void registerDense(napi_env env, napi_value exports);

@@ -5,7 +5,7 @@
 import type { DenseKernels } from './linalg/backend.js';
 
 /** The argument-layout version this code speaks (native/gta.cc WK_ABI): an addon with another one is not used. */
-export const NATIVE_ABI = 15;
+export const NATIVE_ABI = 16;
 
 /** A BF16 input of a native kernel: in memory, or at a byte position of an open file. */
 export type NativeInput = Uint16Array | { readonly fd: number; readonly position: number };

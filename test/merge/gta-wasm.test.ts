@@ -155,12 +155,24 @@ describe('GTA wasm kernels', () => {
           K.scaleAddOut(jsD[1]!, M, base, out, n, sc[1]!, 1.7, 0.9);
           w.sumOut(2, n, 1.7, 0.9, false);
           expect(bits32(w.out.subarray(0, n))).toEqual(bits32(out));
-          // the rescale's L1 norms, continuing running sums
-          const l1b = K.deltaL1Into(xs[2]!, base, new Float32Array(n), n, 0.125);
-          const l1a = K.l1Of(jd, n, 0.5);
+          // the rescale's L1 norms, continuing running lanes (element start + j in lane (start + j) & 15)
+          const l1b = Float64Array.from({ length: 16 }, (_, l) => 0.125 * l);
+          const l1a = Float64Array.from({ length: 16 }, (_, l) => 0.5 + l);
+          const wb = Float64Array.from(l1b);
+          const wa = Float64Array.from(l1a);
+          K.deltaL1Into(xs[2]!, base, new Float32Array(n), n, start, l1b);
+          K.l1Of(jd, n, start, l1a);
           w.model(0).set(xs[2]!);
-          const sums = w.l1Random(0, n, start, key, density, 0.125, 0.5);
-          expect([sums[0], sums[1]]).toEqual([l1b, l1a]);
+          w.l1Random(0, n, start, key, density, wb, wa);
+          expect(Array.from(wb)).toEqual(Array.from(l1b));
+          expect(Array.from(wa)).toEqual(Array.from(l1a));
+          // each lane got its own elements: lane (start + j) & 15 of element j
+          if (n >= 16) {
+            const one = Float64Array.from({ length: 16 }, (_, l) => 0.125 * l);
+            const d = new Float32Array(1);
+            for (let j = 0; j < n; j++) K.deltaL1Into(xs[2]!.subarray(j, j + 1), base.subarray(j, j + 1), d, 1, start + j, one);
+            expect(Array.from(one)).toEqual(Array.from(l1b));
+          }
         }
         // boundary-bucket candidates of a delta, in element order
         w.model(0).set(xs[1]!);

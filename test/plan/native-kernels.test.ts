@@ -16,6 +16,7 @@ import { openCheckpointPath } from '../../src/io/open.js';
 import type { TensorLocation } from '../../src/io/types.js';
 import { fromF32, toF32 } from '../../src/tensor/convert.js';
 import { randomU32, SeededRandom } from '../../src/tensor/rng.js';
+import { deltaL1Into, l1Lanes, laneTotal } from '../../src/merge/methods/gta-kernels.js';
 import { MagnitudeSelector } from '../../src/tensor/select.js';
 import { Workspace } from '../../src/tensor/wasm/workspace.js';
 import { runCli } from '../helpers/cli.js';
@@ -415,6 +416,44 @@ describe('native TIES kernels', () => {
       k.tiesTensor(x, [], out, a);
       const ref = fromF32('F16', Float32Array.from(xf, (v) => (0 + v * w) / 1)) as Uint16Array;
       expect(Buffer.from(out.buffer).equals(Buffer.from(ref.buffer)), `weight ${w}`).toBe(true);
+    }
+  });
+
+  it("DARE's L1 norms: the JS kernels' sixteen lanes and lane-order total, bit for bit (tails, BF16 and F16)", () => {
+    const k = loadNativeKernels();
+    if (!k) return;
+    const rng = new SeededRandom(91);
+    for (const [n, f16] of [[100_003, false], [37, false], [4099, true]] as const) {
+      const fmt = f16 ? 'F16' : 'BF16';
+      const bf = Float32Array.from({ length: n }, () => rng.normal() * 0.02);
+      const b = fromF32(fmt, bf) as Uint16Array;
+      const xs = [0, 1, 2].map((i) => fromF32(fmt, Float32Array.from(toF32(fmt, b) as Float32Array, (v) => v + rng.normal() * 0.001 * (i + 1))) as Uint16Array);
+      const a = new Float64Array(152);
+      a[0] = 3;
+      a[3] = 16; // the first phase only: the norms
+      a[144] = f16 ? 1 : 0;
+      a[145] = f16 ? 1 : 0;
+      a[74] = n;
+      a[75] = 0;
+      const keys = [0, 1, 2].map((i) => ({ k0: 0x9e3779b9 * (i + 1) >>> 0, k1: (0x85ebca6b ^ i) >>> 0, thr: Math.ceil([0.3, 0.5, 0.9][i]! * 4294967296) - 1 }));
+      keys.forEach((key, i) => {
+        a[8 + 8 * i] = 4;
+        a[8 + 8 * i + 2] = 1;
+        a[8 + 8 * i + 3] = 1;
+        a.set([key.k0, key.k1, key.thr, 1], 80 + 8 * i);
+      });
+      k.tiesTensor(b, xs, new Uint16Array(0), a);
+      const base = toF32(fmt, b) as Float32Array;
+      xs.forEach((x, i) => {
+        const before = l1Lanes();
+        const d = new Float32Array(n);
+        deltaL1Into(toF32(fmt, x) as Float32Array, base, d, n, 0, before);
+        const after = l1Lanes();
+        for (let j = 0; j < n; j++) if (randomU32(keys[i]!, j) <= keys[i]!.thr) after[j & 15] += Math.abs(d[j]!);
+        expect(a[80 + 8 * i + 4], `${fmt} n=${n} model ${i}: before`).toBe(laneTotal(before));
+        expect(a[80 + 8 * i + 5], `${fmt} n=${n} model ${i}: after`).toBe(laneTotal(after));
+        expect(a[80 + 8 * i + 6]).toBe(laneTotal(before) / laneTotal(after));
+      });
     }
   });
 

@@ -30,6 +30,8 @@ import {
   deltaSum2Out,
   deltaSum3Out,
   l1Of,
+  l1Lanes,
+  laneTotal,
   mergeWasm,
   mergeWasmFor,
   meanOut,
@@ -96,8 +98,9 @@ class ModelPlan {
   minBits = 0;
   key: StreamKey = { k0: 0, k1: 0 };
   rescale = false;
-  l1Before = 0;
-  l1After = 0;
+  /** the L1 norms' lanes (see l1Lanes), before and after masking */
+  readonly l1Before = l1Lanes();
+  readonly l1After = l1Lanes();
   factor = 1;
   kept = 0;
   constructor(
@@ -570,8 +573,8 @@ class GtaMerger implements TensorMerger {
       }
     } else if (stage === NORM) {
       for (const p of this.plans) {
-        p.l1Before = 0;
-        p.l1After = 0;
+        p.l1Before.fill(0);
+        p.l1After.fill(0);
         p.factor = 1;
         p.resetBudgets();
       }
@@ -625,7 +628,9 @@ class GtaMerger implements TensorMerger {
     } else if (stage === NORM) {
       for (const p of this.plans) {
         // mergekit's rescaled_masked_tensor: match the L1 norm unless either norm is below 1e-7
-        if (p.rescale && p.l1Before >= 1e-7 && p.l1After >= 1e-7) p.factor = p.l1Before / p.l1After;
+        const before = laneTotal(p.l1Before);
+        const after = laneTotal(p.l1After);
+        if (p.rescale && before >= 1e-7 && after >= 1e-7) p.factor = before / after;
       }
     }
   }
@@ -678,17 +683,15 @@ class GtaMerger implements TensorMerger {
         if (!p.rescale) continue;
         const w = p.mode === RANDOM && len <= WASM_MAX_CHUNK ? mergeWasmFor(base) : undefined;
         if (w !== undefined) {
-          // both norms in one sequential pass on the SIMD module (the DARE mask drawn there)
+          // both norms in one pass on the SIMD module (the DARE mask drawn there)
           const bp = w.place(base, len, w.base);
           const xp = w.place(x, len, w.model(0));
-          const sums = w.l1Random(0, len, chunk.offset, p.key, p.density, p.l1Before, p.l1After, xp, bp);
-          p.l1Before = sums[0]!;
-          p.l1After = sums[1]!;
+          w.l1Random(0, len, chunk.offset, p.key, p.density, p.l1Before, p.l1After, xp, bp);
           continue;
         }
-        p.l1Before = deltaL1Into(x, base, d, len, p.l1Before);
+        deltaL1Into(x, base, d, len, chunk.offset, p.l1Before);
         this.maskedDelta(p, chunk.offset, x, base, d, s.deltaU, len);
-        p.l1After = l1Of(d, len, p.l1After);
+        l1Of(d, len, chunk.offset, p.l1After);
       }
     }
   }

@@ -31,19 +31,39 @@ export function deltaInto(x: Float32Array, b: Float32Array, d: Float32Array, n: 
   for (let j = 0; j < n; j++) d[j] = x[j]! - b[j]!;
 }
 
-/** d = f32(x - b); returns acc + Σ|d| in element order (the L1 norm before masking). */
-export function deltaL1Into(x: Float32Array, b: Float32Array, d: Float32Array, n: number, acc: number): number {
-  for (let j = 0; j < n; j++) {
-    const v = (d[j] = x[j]! - b[j]!);
-    acc += Math.abs(v);
-  }
-  return acc;
+// ---- L1 norms (DARE's and DELLA's rescale) ----
+//
+// A norm is summed in sixteen f64 lanes: element g of the tensor (g = the chunk's offset + j) is added to lane g & 15,
+// each lane in element order from +0, and the total is ((l0 + l1) + l2) + ... + l15 (laneTotal). The order depends
+// on nothing but the tensor, so any chunking gives the same bits, and the native and WebAssembly kernels sum in the
+// same lanes with vector adds instead of one latency-bound chain (native/gta.cc randomNormsC, l1_random in
+// merge-kernels.wat). Lanes are never -0: they start at +0 and only add |d| >= +0.
+
+/** A sum's sixteen lanes, zeroed. */
+export function l1Lanes(): Float64Array {
+  return new Float64Array(16);
 }
 
-/** acc + Σ|d| in element order */
-export function l1Of(d: Float32Array, n: number, acc: number): number {
-  for (let j = 0; j < n; j++) acc += Math.abs(d[j]!);
-  return acc;
+/** The total of a sum's sixteen lanes: ((l0 + l1) + l2) + ... + l15. */
+export function laneTotal(lanes: Float64Array): number {
+  let s = lanes[0]!;
+  for (let l = 1; l < 16; l++) s += lanes[l]!;
+  return s;
+}
+
+/** d = f32(x - b); lanes[(offset + j) & 15] += |d| (the L1 norm before masking). */
+export function deltaL1Into(x: Float32Array, b: Float32Array, d: Float32Array, n: number, offset: number, lanes: Float64Array): void {
+  for (let j = 0; j < n; j++) {
+    // the f32 difference (an assignment's value would be the unrounded one)
+    const v = Math.fround(x[j]! - b[j]!);
+    d[j] = v;
+    lanes[(offset + j) & 15] += Math.abs(v);
+  }
+}
+
+/** lanes[(offset + j) & 15] += |d[j]| */
+export function l1Of(d: Float32Array, n: number, offset: number, lanes: Float64Array): void {
+  for (let j = 0; j < n; j++) lanes[(offset + j) & 15] += Math.abs(d[j]!);
 }
 
 // ---- sparsifying masks fused with the delta; `du` is a Uint32Array view of `d`'s memory ----
@@ -429,7 +449,7 @@ interface MergeExports {
   hist_high(d: number, n: number, h: number): void;
   delta_hist_high(x: number, b: number, n: number, h: number, bf: number): void;
   delta_hist_inexact(x: number, b: number, n: number, h: number): void;
-  l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number, before: number, after: number): void;
+  l1_random(x: number, b: number, n: number, start: number, k0: number, k1: number, thr: number): void;
 }
 
 /**
@@ -446,7 +466,7 @@ export class MergeWasm implements HighCountHolder {
   private models!: Float32Array[];
   private modelsU!: Uint32Array[];
   private params!: Float64Array;
-  private sums!: Float64Array;
+  private lanes!: Float64Array;
   private nargs!: Int32Array;
   /** the selectors queued by nativeWindow, by model */
   private readonly windowSel: (MagnitudeSelector | undefined)[] = new Array<MagnitudeSelector | undefined>(WASM_MAX_MODELS).fill(undefined);
@@ -478,7 +498,7 @@ export class MergeWasm implements HighCountHolder {
     this.models = Array.from({ length: WASM_MAX_MODELS }, (_, i) => new Float32Array(buf, MODEL_PTR + i * REGION, WASM_MAX_CHUNK));
     this.modelsU = this.models.map((m) => new Uint32Array(m.buffer, m.byteOffset, WASM_MAX_CHUNK));
     this.params = new Float64Array(buf, PARAM_PTR, 4 * WASM_MAX_MODELS);
-    this.sums = new Float64Array(buf, PARAM_PTR + 512, 2);
+    this.lanes = new Float64Array(buf, PARAM_PTR + 512, 32);
     this.nargs = new Int32Array(buf, NATIVE_ARGS_PTR, 16 + 8 * WASM_MAX_MODELS);
     this.nlambda = new Float64Array(buf, NATIVE_ARGS_PTR + 32, 1);
     this.table = new Int32Array(buf, TABLE_PTR, WASM_MAX_MODELS);
@@ -622,13 +642,16 @@ export class MergeWasm implements HighCountHolder {
   }
 
   /**
-   * DARE's L1 norms over the input at x: [before + Σ|d|, after + Σ|d kept|] with d = f32(x - b) and
-   * deltaRandom's mask, summed in element order (nothing is written). The pair is reused by the next call.
+   * DARE's L1 norms over the input at x, added into their lanes (see l1Lanes): before[(start + j) & 15] += |d_j|,
+   * after[...] += |d_j| if kept (else +0), with d = f32(x - b) and deltaRandom's mask (nothing else is written).
    */
-  l1Random(i: number, n: number, start: number, key: StreamKey, density: number, before: number, after: number, x = this.modelPtr(i), b = BASE_PTR): Float64Array {
+  l1Random(i: number, n: number, start: number, key: StreamKey, density: number, before: Float64Array, after: Float64Array, x = this.modelPtr(i), b = BASE_PTR): void {
     const thr = Math.ceil(density * 4294967296) - 1;
-    this.ex.l1_random(x, b, n, start, key.k0, key.k1, thr, before, after);
-    return this.sums;
+    this.lanes.set(before, 0);
+    this.lanes.set(after, 16);
+    this.ex.l1_random(x, b, n, start, key.k0, key.k1, thr);
+    before.set(this.lanes.subarray(0, 16));
+    after.set(this.lanes.subarray(16, 32));
   }
 
   /** ranks[0..n) := MagnitudeRanker ranks of x[0..n) (n <= WASM_MAX_CHUNK); returns the `ranks` view */

@@ -12,7 +12,7 @@
 ;;   [64K, 128K)              out (f32)
 ;;   [128K + i*64K, ...)      model i (f32), i < 8: the input x_i, or its (masked) delta d_i
 ;;   [640K, 640K + 8*32)      per model i: sc_i as f64x2 at +0, w_i as f64x2 at +16
-;;   [640K + 512, +16)        l1_random's two sums (f64)
+;;   [640K + 512, +256)       l1_random's lanes: 16 f64 of the norm before masking, then 16 of the norm after
 ;;   [640K + 1024, +32)       sum_out's input pointers (i32 per model)
 ;;   [640K + 1088, +16)       ties_out / sum_out: the last partial group of four outputs
 ;;   [768K, 1088K)            rank_into: keys, keys2, perm, tmp (u32/i32 each), four digit histograms (4 KiB)
@@ -523,19 +523,20 @@
       (i32.add (i32x4.extract_lane 0 (local.get $acc)) (i32x4.extract_lane 1 (local.get $acc)))
       (i32.add (i32x4.extract_lane 2 (local.get $acc)) (i32x4.extract_lane 3 (local.get $acc)))))
 
-  ;; DARE's L1 norms for the rescale, over the input x at $x (not modified) and the base at $b: with
-  ;; d = f32(x - b) and the keep test of delta_random, returns via memory at 655872 (f64 pair)
-  ;;   before = $before + |d_0| + |d_1| + ...,  after = $after + |d_0 kept| + ... (dropped terms add +0),
-  ;; both summed one element at a time in element order, exactly as the JS loops.
+  ;; DARE's L1 norms for the rescale, over the input x at $x (not modified) and the base at $b: with d = f32(x - b)
+  ;; and the keep test of delta_random, element g = $start + j adds |d| to lane g & 15 of the norm before masking
+  ;; (f64 at 655872 + 8 lane) and |d| or +0 (dropped) to the same lane of the norm after (at 656000 + 8 lane): each
+  ;; lane in element order, exactly as the JS loops (gta-kernels.ts l1Lanes). Sixteen chains instead of one.
   (func (export "l1_random") (param $x i32) (param $b i32) (param $n i32) (param $start i32) (param $k0 i32)
-    (param $k1 i32) (param $thr i32) (param $before f64) (param $after f64)
-    (local $end i32) (local $u i32) (local $a f64)
+    (param $k1 i32) (param $thr i32)
+    (local $end i32) (local $u i32) (local $a f64) (local $p i32)
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
         (local.set $a (f64.promote_f32 (f32.abs (f32.sub (f32.load (local.get $x)) (f32.load (local.get $b))))))
-        (local.set $before (f64.add (local.get $before) (local.get $a)))
+        (local.set $p (i32.add (i32.const 655872) (i32.shl (i32.and (local.get $start) (i32.const 15)) (i32.const 3))))
+        (f64.store (local.get $p) (f64.add (f64.load (local.get $p)) (local.get $a)))
         (local.set $u (i32.xor (local.get $start) (local.get $k0)))
         (local.set $u (i32.xor (local.get $u) (i32.shr_u (local.get $u) (i32.const 16))))
         (local.set $u (i32.mul (local.get $u) (i32.const 0x7feb352d)))
@@ -549,15 +550,14 @@
         (local.set $u (i32.mul (local.get $u) (i32.const 0x846ca68b)))
         (local.set $u (i32.xor (local.get $u) (i32.shr_u (local.get $u) (i32.const 16))))
         ;; branch-free: |d| or +0 by masking its bits with 0 - keep (all ones or zero)
-        (local.set $after (f64.add (local.get $after)
+        (local.set $p (i32.add (local.get $p) (i32.const 128)))
+        (f64.store (local.get $p) (f64.add (f64.load (local.get $p))
           (f64.reinterpret_i64 (i64.and (i64.reinterpret_f64 (local.get $a))
             (i64.extend_i32_s (i32.sub (i32.const 0) (i32.le_u (local.get $u) (local.get $thr))))))))
         (local.set $start (i32.add (local.get $start) (i32.const 1)))
         (local.set $x (i32.add (local.get $x) (i32.const 4)))
         (local.set $b (i32.add (local.get $b) (i32.const 4)))
-        (br $next)))
-    (f64.store (i32.const 655872) (local.get $before))
-    (f64.store (i32.const 655880) (local.get $after)))
+        (br $next))))
 
 ;; The high-bits histogram of a top-k magnitude selection (tensor/select.ts): for each of the n f32 d at $d,
   ;; counts[|d| bits >>> 16] += 1 in the u32 histogram at $h (32768 bins; the caller folds bins 0..0x7f80 into its
