@@ -77,6 +77,7 @@ export const ERROR_CODES = [
   'RECIPE_UNSUPPORTED', // a mergekit feature weightkit does not support yet
   'RECIPE_LAYER_RANGE',
   'RECIPE_WEIGHT_SUM_ZERO',
+  'RECIPE_TOKENIZER', // a tokenizer_source with no tokenizer files to copy
   'RECIPE_DUPLICATE_NAME', // two documents of a multi-document recipe with the same name
   'RECIPE_CYCLE', // multi-document stages that depend on each other
   // stored vectors (task, time, robustness vectors and signatures)

@@ -27,7 +27,7 @@ function locationLine(e: WeightkitError): string | undefined {
   }
   const extra: string[] = [];
   if (w.tensor !== undefined) extra.push(`tensor '${w.tensor}'`);
-  if (w.path !== undefined) extra.push(w.path);
+  if (w.path !== undefined && w.path !== '') extra.push(w.path);
   if (w.byteOffset !== undefined) extra.push(`byte ${w.byteOffset}`);
   if (parts.length === 0 && extra.length === 0) return undefined;
   return `  --> ${[...parts, extra.length > 0 ? `(${extra.join(', ')})` : ''].filter(Boolean).join(' ')}`;

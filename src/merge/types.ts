@@ -2,11 +2,11 @@
 // factory for a per-tensor TensorMerger that sees f32 chunks of the inputs, possibly over several statistics
 // passes, and writes f32 output. Methods never see paths, readers, YAML or ORT.
 
-import type { MethodSpec, ParamValue } from '../recipe/spec.js';
+import type { MethodSpec, Params } from '../recipe/spec.js';
 import type { MatMulBackend } from '../tensor/linalg/backend.js';
 import type { StreamKey } from '../tensor/rng.js';
 
-export type Params = Readonly<Record<string, ParamValue>>;
+export type { Params };
 
 /** Everything a method knows about the tensor it merges; parameter defaults are already filled in. */
 export interface TensorContext {

@@ -21,7 +21,7 @@ import { WEIGHTKIT_VERSION } from '../version.js';
 import { laneScratch, largestOutputStep, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
 import { LANES, runPool } from './pool.js';
-import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, type MergePlan, type StageOutput } from './plan.js';
+import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, openProblems, type MergePlan, type StageOutput } from './plan.js';
 import { plannedCheckpoint } from './virtual.js';
 
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
@@ -119,7 +119,15 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
       if (p && !sink.problems.some((q) => q.where.line === p.where.line && q.where.col === p.where.col)) sink.problems.push(p);
     }
   }
-  if (sink.problems.length > 0) throw new RecipeProblems(path, sortProblems(sink.problems));
+  if (sink.problems.length > 0) {
+    // the models that cannot be opened too, in the same report (otherwise found only once the rest is fixed)
+    for (const d of recipe.docs) {
+      for (const p of await openProblems(d, openCheckpointPath, (name) => named.has(name))) {
+        if (!sink.problems.some((q) => q.where.line === p.where.line && q.where.col === p.where.col)) sink.problems.push(p);
+      }
+    }
+    throw new RecipeProblems(path, sortProblems(sink.problems));
+  }
   const order: RecipeDoc[] = [];
   const state = new Map<RecipeDoc, 'visiting' | 'done'>();
   const visit = (d: RecipeDoc): void => {

@@ -7,7 +7,8 @@ import { copyIfExists, DONOR_FILES, isDirectory as isDir, TOKENIZER_FILES } from
 import { basename, join } from 'node:path';
 import type { DType } from '../tensor/dtype.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
-import type { MergePlan } from './plan.js';
+import { isEmbeddingName } from './layout.js';
+import { mergedModels, type MergePlan } from './plan.js';
 
 export { TOKENIZER_FILES, DONOR_FILES } from '../io/companions.js';
 export const RECIPE_FILE = 'weightkit_recipe.yaml';
@@ -45,6 +46,14 @@ export async function writeCompanionFiles(plan: MergePlan, dir: string, recipeTe
           else cfg['torch_dtype'] = TORCH_DTYPE[d];
         }
         if (typeof cfg['num_hidden_layers'] === 'number' && plan.numLayers > 0) cfg['num_hidden_layers'] = plan.numLayers;
+        // an embedding cut to a common vocabulary (or the base's): the config says the rows it has
+        const embed = plan.tensors.find((t) => isEmbeddingName(t.name) && !/lm_head|embed_out/.test(t.name) && t.shape.length === 2);
+        if (embed && typeof cfg['vocab_size'] === 'number' && cfg['vocab_size'] !== embed.shape[0]) {
+          warnings.push(`config.json: vocab_size ${cfg['vocab_size']} -> ${embed.shape[0]} (the rows of the merged '${embed.name}')`);
+          cfg['vocab_size'] = embed.shape[0];
+        }
+        // an lm_head of its own would be ignored by a loader that ties it to the embeddings
+        if (plan.untied?.includes('lm_head.weight') && cfg['tie_word_embeddings'] !== false) cfg['tie_word_embeddings'] = false;
         out = JSON.stringify(cfg, null, 2) + '\n';
       } catch {
         warnings.push(`${cfgPath} is not valid JSON: copied unchanged`);
@@ -67,7 +76,8 @@ export async function writeCompanionFiles(plan: MergePlan, dir: string, recipeTe
 
 export function modelCard(plan: MergePlan, recipeText: string): string {
   const base = plan.base !== undefined ? plan.models[plan.base] : undefined;
-  const others = plan.models.filter((m) => m.id !== plan.base);
+  const others = mergedModels(plan);
+  const tok = plan.models[plan.tokenizerDonor]!;
   const yamlList = (xs: string[]): string => xs.map((x) => `  - ${JSON.stringify(x)}`).join('\n');
   const front = [
     '---',
@@ -87,6 +97,7 @@ export function modelCard(plan: MergePlan, recipeText: string): string {
     '',
     ...(base ? [`- base: \`${base.ref}\``] : []),
     ...others.map((m) => `- \`${m.ref}\``),
+    ...(tok.id !== plan.base && !others.includes(tok) ? [`- tokenizer: \`${tok.ref}\``] : []),
     '',
     `${plan.tensors.length} tensors, ${plan.outputBytes} bytes; recipe sha256 \`${plan.recipe.sha256}\`${plan.seed ? `, seed ${plan.seed}` : ''}.`,
     '',

@@ -3,9 +3,10 @@
 // inputs, shapes, parameter values (precedence, gradients, filters), dtypes, and a peak-memory estimate.
 
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { PlanError, RecipeError, RecipeProblems, type WeightkitError } from '../errors.js';
+import { TOKENIZER_FILES } from '../io/companions.js';
 import type { CheckpointFormat, CheckpointReader, TensorInfo } from '../io/types.js';
 import type { MergeMethod, Params } from '../merge/types.js';
 import { lookupParam, layerT } from '../recipe/params.js';
@@ -99,6 +100,8 @@ export interface MergePlan {
   /** bytes read from inputs for one pass over every merged tensor */
   readonly inputBytes: number;
   readonly numLayers: number;
+  /** the output has a tied name's own tensor (lm_head.weight) that the config donor ties: its config must untie it */
+  readonly untied?: readonly string[];
   readonly memory: MemoryEstimate;
   readonly warnings: readonly string[];
 }
@@ -332,6 +335,31 @@ export async function openModels(
   return { models, readers, byRef };
 }
 
+/**
+ * The problems of opening a document's plain models (local paths that exist; not stages, vectors or LoRA models),
+ * each at its reference (as openModels reports them): for a recipe that has other problems already, so that one
+ * report lists these too. Every reader is closed again.
+ */
+export async function openProblems(doc: RecipeDoc, open: (path: string) => Promise<CheckpointReader>, isStage: (name: string) => boolean): Promise<RecipeError[]> {
+  const seen = new Set<string>();
+  const out: RecipeError[] = [];
+  await Promise.all(
+    modelRefsOf(doc).map(async (r) => {
+      if (r.lora || r.vector || isStage(r.ref) || missingModelProblem(doc, r)) return;
+      const path = modelPath(doc, r);
+      if (seen.has(path)) return;
+      seen.add(path);
+      try {
+        await (await open(path)).close();
+      } catch (e) {
+        const we = e as WeightkitError;
+        out.push(new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot open model '${r.ref}': ${(e as Error).message}`, { where: posWhere(r.pos), cause: e }));
+      }
+    }),
+  );
+  return out;
+}
+
 function posWhere(pos: Pos): { file: string; line: number; col: number; path: string } {
   return { file: pos.file, line: pos.line, col: pos.col, path: pos.path };
 }
@@ -440,6 +468,22 @@ export function buildPlanFromModels(
     return l;
   };
   const refLayout = layoutOf(reference);
+  // a layer_range past a model's last layer would plan layers it does not have (mergekit: a required tensor missing)
+  for (const s of doc.slices ?? []) {
+    for (const src of s.sources) {
+      const range = src.layerRange;
+      if (range === undefined) continue;
+      const layout = layoutOf(id(src.model));
+      if (layout.prefix !== undefined && range.value[1] > layout.numLayers) {
+        problems.push(
+          new RecipeError('RECIPE_LAYER_RANGE', `layer_range [${range.value.join(', ')}] goes past the last layer of '${src.model.ref}', which has ${layout.numLayers} layers (0 to ${layout.numLayers - 1})`, {
+            where: posWhere(range.pos),
+          }),
+        );
+      }
+    }
+  }
+  if (problems.length > 0) throw new RecipeProblems(doc.file, problems as RecipeError[]);
   const globalSpecs = method.params;
   const modelSpecs = method.modelParams;
   const outDtypeOverride = options.outDtype ?? doc.outDtype?.value ?? options.dtype ?? doc.dtype?.value;
@@ -448,10 +492,11 @@ export function buildPlanFromModels(
   const seen = new Set<string>();
 
   /** Resolve every declared parameter for one tensor (defaults filled, values checked); `owner` names the model. */
-  const resolve = (specs: readonly ParamSpec[], levels: readonly ParamsNode[], name: string, t: number, where: Pos, owner: string): Params => {
+  const resolve = (specs: readonly ParamSpec[], levels: readonly ParamsNode[], name: string, t: number, where: Pos, owner: string, at?: Map<string, Pos>): Params => {
     const out: Record<string, ParamValue> = {};
     for (const s of specs) {
       const r = lookupParam(levels, s.name, name, t);
+      if (r !== undefined) at?.set(s.name, r.pos);
       if (r === undefined) {
         if (s.required) {
           problems.push(new PlanError('RECIPE_PARAM_REQUIRED', `no value of '${s.name}'${owner} applies to tensor '${name}'`, { where: { ...posWhere(where), tensor: name } }));
@@ -464,9 +509,12 @@ export function buildPlanFromModels(
     }
     return out;
   };
-  const resolveGlobal = (levels: ParamsNode[], name: string, t: number, where: Pos): Params => resolve(globalSpecs, levels, name, t, where, '');
-  const resolveModel = (src: Source, name: string, t: number): Params =>
-    resolve(modelSpecs, src.levels, name, t, src.pos, ` for model '${models[src.model]!.ref}'`);
+  const resolveGlobal = (levels: ParamsNode[], name: string, t: number, where: Pos, at?: Map<string, Pos>): Params => resolve(globalSpecs, levels, name, t, where, '', at);
+  const resolveModel = (src: Source, name: string, t: number, at?: Map<string, Pos>): Params =>
+    resolve(modelSpecs, src.levels, name, t, src.pos, ` for model '${models[src.model]!.ref}'`, at);
+  // the method's own checks across parameters (MethodSpec.checkParams), each problem reported once per recipe position
+  const checkState = new Map<string, unknown>();
+  const checked = new Set<string>();
 
   const addTensor = (outName: string, slice: SliceSpec, inNames: (m: number) => string, t: number): void => {
     if (seen.has(outName)) return;
@@ -524,7 +572,7 @@ export function buildPlanFromModels(
     if (embed && allShapes.some((s) => !shapesEqual(s, refInfo.shape))) {
       let rows: number;
       let cols: number;
-      if (base) {
+      if (base && method.vocabToBase) {
         rows = base.shape[0]!;
         cols = base.shape[1]!;
         const smaller = inputs.find((i) => i.shape[0]! < rows || i.shape[1]! < cols);
@@ -562,12 +610,28 @@ export function buildPlanFromModels(
       problems.push(new PlanError('TENSOR_NOT_FOUND', `tensor '${outName}' is present in ${inputs.length} model(s); ${method.name} needs ${method.minModels}`, { where: { tensor: outName } }));
       return;
     }
-    const params = resolveGlobal([slice.sliceParams, doc.parameters], outName, t, doc.mergeMethod.pos);
-    const modelParams = kept.map((src) => resolveModel(src, inNames(src.model), t));
+    const globalAt = new Map<string, Pos>();
+    const modelAt = kept.map(() => new Map<string, Pos>());
+    const params = resolveGlobal([slice.sliceParams, doc.parameters], outName, t, doc.mergeMethod.pos, globalAt);
+    const modelParams = kept.map((src, i) => resolveModel(src, inNames(src.model), t, modelAt[i]));
+    for (const p of method.checkParams?.({ tensor: outName, params, modelParams, models: kept.map((s) => s.model) }, checkState) ?? []) {
+      const pos = p.model === undefined ? (globalAt.get(p.param) ?? doc.mergeMethod.pos) : (modelAt[p.model]!.get(p.param) ?? kept[p.model]!.pos);
+      const key = `${p.param} ${p.model === undefined ? '' : kept[p.model]!.model} ${pos.line}:${pos.col}`;
+      if (checked.has(key)) continue;
+      checked.add(key);
+      const owner = p.model === undefined ? '' : ` for model '${models[kept[p.model]!.model]!.ref}'`;
+      problems.push(new PlanError(p.code ?? 'RECIPE_PARAM_RANGE', `${method.name}: ${p.message}${owner} (tensor '${outName}')`, { where: { ...posWhere(pos), tensor: outName } }));
+    }
     if (params['normalize'] === true && modelParams.length > 0 && modelParams.every((p) => typeof p['weight'] === 'number') && method.base !== 'required') {
       const sum = modelParams.reduce((a, p) => a + (p['weight'] as number), 0);
       if (Math.abs(sum) < 1e-12) {
-        problems.push(new PlanError('RECIPE_WEIGHT_SUM_ZERO', `the weights for tensor '${outName}' sum to 0 and normalize is on`, { where: { ...posWhere(slice.pos), tensor: outName } }));
+        // at the first weight the recipe sets (else the normalize setting, else the slice), once per position
+        const at = modelAt.find((m) => m.has('weight'))?.get('weight') ?? globalAt.get('normalize') ?? slice.pos;
+        const key = `weight sum ${at.line}:${at.col}`;
+        if (!checked.has(key)) {
+          checked.add(key);
+          problems.push(new PlanError('RECIPE_WEIGHT_SUM_ZERO', `the weights for tensor '${outName}' sum to 0 (${modelParams.map((p) => p['weight']).join(' + ')}) and normalize is on`, { where: { ...posWhere(at), tensor: outName } }));
+        }
       }
     }
     const passthroughCopy = method.name === 'passthrough' && inputs.length === 1 && modelParams[0]?.['scale'] === undefined && inputs[0]!.dtype === outDtype && !inputs[0]!.block;
@@ -585,6 +649,22 @@ export function buildPlanFromModels(
     });
   };
 
+  // mergekit plans an optional tied weight (lm_head.weight) when any input has it under its own name; the inputs that
+  // tie it give the tensor it is tied to (findInput). The reference model decides the other tensors.
+  const untied: string[] = [];
+  const addTiedOwn = (slice: SliceSpec): void => {
+    for (const [own, tiedTo] of TIED) {
+      if (seen.has(own) || !refReader.has(tiedTo)) continue;
+      const holders = [...(slice.base !== undefined ? [slice.base] : []), ...slice.sources.map((x) => x.model)].filter((m) => readers.get(m)!.has(own));
+      if (holders.length === 0) continue;
+      addTensor(own, slice, () => own, 0);
+      untied.push(own);
+      warnings.push(
+        `'${own}': ${holders.map((m) => `'${models[m]!.ref}'`).join(', ')} ${holders.length === 1 ? 'has' : 'have'} its own, '${models[reference]!.ref}' ties it to '${tiedTo}' (which it contributes); the output has '${own}' and its config unties it`,
+      );
+    }
+  };
+
   const sliceMode = doc.slices !== undefined;
   let numLayers = refLayout.numLayers;
   if (!sliceMode || refLayout.prefix === undefined) {
@@ -595,9 +675,10 @@ export function buildPlanFromModels(
       const t = l && info.name.startsWith(refLayout.prefix!) ? layerT(Number(l[1]), refLayout.numLayers) : 0;
       addTensor(info.name, s, () => info.name, t);
     }
+    addTiedOwn(s);
     // tensors other inputs have but the reference lacks are not in the output: say so
     for (const src of s.sources) {
-      const extra = readers.get(src.model)!.tensors().filter((x) => !refReader.has(x.name) && !TIED.some(([a, b]) => b === x.name && refReader.has(a)));
+      const extra = readers.get(src.model)!.tensors().filter((x) => !refReader.has(x.name) && !seen.has(x.name) && !TIED.some(([a, b]) => b === x.name && refReader.has(a)));
       if (extra.length > 0) {
         warnings.push(
           `model '${models[src.model]!.ref}' has ${extra.length} tensor(s) that '${models[reference]!.ref}' lacks (e.g. '${extra[0]!.name}'); they are not in the output`,
@@ -630,6 +711,7 @@ export function buildPlanFromModels(
     }
     numLayers = outLayer;
     for (const name of refLayout.post) addTensor(name, lastSlice, () => name, 0);
+    addTiedOwn(lastSlice);
   }
   // a model that holds none of the tensors it is asked for is a different architecture (or a wrong path), not a
   // model with a few missing tensors: merging would silently return the others
@@ -642,6 +724,19 @@ export function buildPlanFromModels(
         { where: posWhere(use.pos) },
       ),
     );
+  }
+  // an explicit tokenizer_source must have a tokenizer to copy (mergekit fails to load it otherwise)
+  const tokSource = doc.tokenizerSource;
+  if (tokSource !== undefined) {
+    const m = models[tokSource.value.kind === 'model' ? byRef.get(refKey(tokSource.value.model))! : (docBase ?? reference)]!;
+    const dir = m.stage === undefined && statSync(m.path, { throwIfNoEntry: false })?.isDirectory() ? m.path : undefined;
+    if (m.stage === undefined && !(dir !== undefined && TOKENIZER_FILES.some((f) => existsSync(join(dir, f))))) {
+      problems.push(
+        new RecipeError('RECIPE_TOKENIZER', `tokenizer_source '${tokSource.value.kind === 'model' ? tokSource.value.model.ref : 'base'}': ${dir === undefined ? `'${m.ref}' is not a folder` : `'${m.ref}' holds no tokenizer file`} (looked for ${TOKENIZER_FILES.join(', ')})`, {
+          where: posWhere(tokSource.pos),
+        }),
+      );
+    }
   }
   if (problems.length > 0) throw new RecipeProblems(doc.file, problems as RecipeError[]);
 
@@ -681,9 +776,17 @@ export function buildPlanFromModels(
     outputBytes,
     inputBytes,
     numLayers,
+    ...(untied.length > 0 ? { untied } : {}),
     memory,
     warnings: [...new Set(warnings)],
   };
+}
+
+/** The models a plan merges (inputs of some tensor), the base excluded: not one that only gives the tokenizer. */
+export function mergedModels(plan: MergePlan): PlanModel[] {
+  const used = new Set<number>();
+  for (const t of plan.tensors) for (const i of t.inputs) used.add(i.model);
+  return plan.models.filter((m) => m.id !== plan.base && used.has(m.id));
 }
 
 export function estimateMemory(

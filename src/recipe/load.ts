@@ -102,12 +102,26 @@ class DocReader {
     return node as YamlNode;
   }
 
-  /** key/value pairs of a mapping node, reporting non-string keys and unknown keys */
-  entries(map: YAMLMap, path: string, allowed: readonly string[] | null): Map<string, { node: YamlNode | null; keyPos: Pos }> {
+  /**
+   * key/value pairs of a mapping node, reporting non-string keys and unknown keys. YAML 1.1 merge keys (`<<: *anchor`
+   * or `<<: [*a, *b]`, which mergekit's PyYAML loader honours) bring in the named mappings' pairs, the mapping's own
+   * keys first, then each merged mapping's in the order given.
+   */
+  entries(map: YAMLMap, path: string, allowed: readonly string[] | null, depth = 0): Map<string, { node: YamlNode | null; keyPos: Pos }> {
     const out = new Map<string, { node: YamlNode | null; keyPos: Pos }>();
+    const merged: YAMLMap[] = [];
     for (const pair of map.items) {
       const keyNode = pair.key as YamlNode | null;
       const key = isScalar(keyNode) ? keyNode.value : undefined;
+      if (key === '<<' && isScalar(keyNode) && keyNode.type === 'PLAIN') {
+        const v = this.deref(pair.value);
+        const targets = isSeq(v) ? v.items.map((i) => this.deref(i)) : [v];
+        for (const t of targets) {
+          if (isMap(t) && depth < 16) merged.push(t);
+          else this.sink.add('RECIPE_TYPE', `a merge key (<<) takes a mapping or a list of mappings (got ${describe(t)})`, this.pos(t, path, this.pos(keyNode, path)));
+        }
+        continue;
+      }
       const keyPath = typeof key === 'string' ? (path ? `${path}.${key}` : key) : path;
       const keyPos = this.pos(keyNode, keyPath, this.pos(map, path));
       if (typeof key !== 'string') {
@@ -119,6 +133,9 @@ class DocReader {
         continue;
       }
       out.set(key, { node: this.deref(pair.value), keyPos });
+    }
+    for (const m of merged) {
+      for (const [k, v] of this.entries(m, path, allowed, depth + 1)) if (!out.has(k)) out.set(k, v);
     }
     return out;
   }
@@ -216,12 +233,16 @@ class DocReader {
     const pos = this.pos(node, path, keyPos);
     if (isSeq(node)) {
       const values: ParamValue[] = [];
+      const valuePos: Pos[] = [];
       node.items.forEach((item, i) => {
         const it = this.deref(item);
         const v = this.scalarValue(it);
         if (v === undefined) {
           this.sink.add('RECIPE_TYPE', `gradient entries must be numbers (got ${describe(it)})`, this.pos(it, `${path}[${i}]`, pos));
-        } else values.push(v);
+        } else {
+          values.push(v);
+          valuePos.push(this.pos(it, `${path}[${i}]`, pos));
+        }
       });
       if (values.length === 0) {
         this.sink.add('RECIPE_TYPE', 'a gradient list needs at least one value', pos);
@@ -232,7 +253,7 @@ class DocReader {
         this.sink.add('RECIPE_TYPE', 'a gradient list must not mix numbers with other values', pos);
         return undefined;
       }
-      return { kind: 'gradient', values, pos };
+      return { kind: 'gradient', values, pos, valuePos };
     }
     const v = this.scalarValue(node);
     if (v === undefined) {

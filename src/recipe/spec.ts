@@ -4,6 +4,9 @@
 
 export type ParamValue = number | boolean | string;
 
+/** Resolved parameter values by name. */
+export type Params = Readonly<Record<string, ParamValue>>;
+
 export interface ParamSpec {
   readonly name: string;
   readonly type: 'number' | 'boolean' | 'string';
@@ -42,4 +45,35 @@ export interface MethodSpec {
   readonly differences?: string;
   /** randomness: uses the recipe seed */
   readonly random?: boolean;
+  /**
+   * An embedding whose vocabulary differs is cut to the base's shape (mergekit's task-vector family: the deltas are
+   * taken against the base); other methods cut every input to the common top-left block.
+   */
+  readonly vocabToBase?: boolean;
+  /**
+   * Plan-time checks that involve several parameters of one tensor, or one parameter across the tensors (before any
+   * tensor data is read): each problem names the parameter whose recipe position is reported (of model `model`, or a
+   * tensor-level one). `state` lives for one plan, across its tensors.
+   */
+  readonly checkParams?: (tensor: TensorParams, state: Map<string, unknown>) => readonly ParamProblem[];
+}
+
+/** One tensor's resolved parameters, as MethodSpec.checkParams sees them. */
+export interface TensorParams {
+  readonly tensor: string;
+  readonly params: Params;
+  /** per non-base input of the tensor */
+  readonly modelParams: readonly Params[];
+  /** each input's model (an index into the plan's models: the same model across tensors) */
+  readonly models: readonly number[];
+}
+
+/** A problem found by MethodSpec.checkParams. */
+export interface ParamProblem {
+  readonly param: string;
+  /** the input's index in TensorParams.modelParams; undefined: a tensor-level parameter */
+  readonly model?: number;
+  readonly message: string;
+  /** RECIPE_PARAM_RANGE unless said */
+  readonly code?: 'RECIPE_PARAM_RANGE' | 'RECIPE_PARAM_SCOPE';
 }

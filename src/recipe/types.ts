@@ -44,7 +44,7 @@ export interface NameFilter {
 
 export type ScalarOrGradient =
   | { readonly kind: 'scalar'; readonly value: ParamValue; readonly pos: Pos }
-  | { readonly kind: 'gradient'; readonly values: readonly ParamValue[]; readonly pos: Pos };
+  | { readonly kind: 'gradient'; readonly values: readonly ParamValue[]; readonly pos: Pos; /** each value's position */ readonly valuePos?: readonly Pos[] };
 
 export interface Condition {
   readonly filter: NameFilter;

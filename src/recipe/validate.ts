@@ -38,7 +38,7 @@ export function checkParamValue(spec: ParamSpec, v: ParamValue): { code: 'RECIPE
 
 function values(node: ParamNode): { v: ParamValue; pos: Pos }[] {
   const of = (s: ScalarOrGradient): { v: ParamValue; pos: Pos }[] =>
-    s.kind === 'scalar' ? [{ v: s.value, pos: s.pos }] : s.values.map((v) => ({ v, pos: s.pos }));
+    s.kind === 'scalar' ? [{ v: s.value, pos: s.pos }] : s.values.map((v, i) => ({ v, pos: s.valuePos?.[i] ?? s.pos }));
   return node.kind === 'conditional' ? node.conds.flatMap((c) => of(c.value)) : of(node);
 }
 
@@ -136,6 +136,13 @@ export function validateDoc(doc: RecipeDoc, catalog: MethodCatalog, sink: Proble
   checkLevel(sink, doc.parameters, method, 'any');
   for (const m of doc.models ?? []) checkLevel(sink, m.parameters, method, 'model');
   for (const s of doc.slices ?? []) {
+    // a slice of a method that uses the base lists it among its sources (its layer range says which layers)
+    const sliceBase = s.baseModel ?? doc.baseModel;
+    if ((method.base === 'required' || method.base === 'optional') && sliceBase !== undefined && s.sources.length > 0) {
+      if (!s.sources.some((src) => !src.model.vector && src.model.ref === sliceBase.ref)) {
+        sink.add('RECIPE_BASE_REQUIRED', `the slice does not list its base model '${sliceBase.ref}' among its sources`, s.pos);
+      }
+    }
     checkLevel(sink, s.parameters, method, 'any');
     for (const src of s.sources) checkLevel(sink, src.parameters, method, 'model');
     const lengths = s.sources.filter((x) => x.layerRange).map((x) => x.layerRange!.value[1] - x.layerRange!.value[0]);
@@ -154,6 +161,8 @@ export function validateDoc(doc: RecipeDoc, catalog: MethodCatalog, sink: Proble
   }
   // model counts and per-model required parameters
   for (const group of inputsOf(doc)) {
+    // a slice without sources is reported where it is read
+    if (group.length === 0 && doc.slices !== undefined) continue;
     const nonBase = group.filter((g) => !g.isBase || method.base === 'input' || method.base === 'none');
     const count = nonBase.length;
     const where = group[0]?.pos ?? doc.pos;
@@ -171,8 +180,10 @@ export function validateDoc(doc: RecipeDoc, catalog: MethodCatalog, sink: Proble
     const normSpec = method.params.find((p) => p.name === 'normalize');
     const hasWeight = method.modelParams.some((p) => p.name === 'weight');
     if (normSpec && hasWeight) {
-      const nodeNorm = doc.parameters.get('normalize')?.node;
-      const normalize = nodeNorm === undefined ? normSpec.default === true : nodeNorm.kind === 'scalar' && nodeNorm.value === true;
+      // normalize is a tensor-level parameter: the slice's setting, else the top level's (a model's own levels do
+      // not apply to it)
+      const normNode = (group[0]?.levels.slice(1) ?? [doc.parameters]).map((l) => l.get('normalize')).find((e) => e !== undefined)?.node;
+      const normalize = normNode === undefined ? normSpec.default === true : normNode.kind === 'scalar' && normNode.value === true;
       if (normalize) {
         const ws = nonBase.map((g) => scalarOf(g.levels, 'weight'));
         if (ws.length > 0 && ws.every((w) => typeof w === 'number')) {
@@ -219,6 +230,8 @@ export function validateRecipeInto(recipe: Recipe, catalog: MethodCatalog, sink:
     }
   });
   const seen = new Set(recipe.warnings);
-  for (const w of sink.warnings) if (!seen.has(w)) (recipe.warnings as { code: string; message: string; pos: Pos }[]).push(w);
+  const warnings = recipe.warnings as { code: string; message: string; pos: Pos }[];
+  for (const w of sink.warnings) if (!seen.has(w)) warnings.push(w);
+  warnings.sort((a, b) => a.pos.line - b.pos.line || a.pos.col - b.pos.col);
   return out;
 }

@@ -7,7 +7,7 @@ import { METHODS } from '../../merge/registry.js';
 import type { MergeMethod } from '../../merge/types.js';
 import { mergeWithOrt } from '../../eval/merge-with-ort.js';
 import { buildPlan, loadRecipe, type MergeOptions } from '../../plan/merge.js';
-import type { MergePlan } from '../../plan/plan.js';
+import { mergedModels, type MergePlan } from '../../plan/plan.js';
 import type { ParamSpec } from '../../recipe/spec.js';
 import { formatShape } from '../../tensor/tensor.js';
 import { parseDTypeOption, parseSize } from '../args.js';
@@ -76,7 +76,8 @@ export function renderPlan(plan: MergePlan, verbose: boolean): string {
     ['recipe', `${plan.recipe.file}${plan.recipe.name ? ` (stage '${plan.recipe.name}')` : ''}`],
     ['method', plan.method],
     ['base', base ? `${base.ref} (${base.format})` : '-'],
-    ['models', plan.models.filter((m) => m.id !== plan.base).map((m) => m.ref).join(', ')],
+    ['models', mergedModels(plan).map((m) => m.ref).join(', ')],
+    ...(plan.tokenizerDonor !== plan.base && !mergedModels(plan).some((m) => m.id === plan.tokenizerDonor) ? [['tokenizer', plan.models[plan.tokenizerDonor]!.ref] as [string, string]] : []),
     ['tensors', `${formatCount(plan.tensors.length)} (${formatCount(plan.tensors.filter((t) => t.op === 'copy').length)} copied)`],
     ['output', `${formatBytes(plan.outputBytes)}${plan.numLayers ? `, ${plan.numLayers} layers` : ''}`],
     ['reads', `${formatBytes(plan.inputBytes)} per pass`],
@@ -177,12 +178,12 @@ export function methodsJson(methods: readonly MergeMethod[]): object[] {
 export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
   return y
     .command(
-      'merge <recipe> [out]',
+      'merge <recipe> [dir]',
       'merge models as a (mergekit-format) YAML recipe says',
       (b) =>
         b
           .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe YAML (one or more documents)' })
-          .positional('out', { type: 'string', describe: 'output folder, also given as --out <dir>' })
+          .positional('dir', { type: 'string', describe: 'output folder (mergekit\'s form; the same as --out <dir>)' })
           .option('out', { type: 'string', describe: 'output folder (must not exist or be empty unless --overwrite)' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan (tensors, parameters, memory, kernels; for SVD methods their flops) and stop' })
           .option('threads', { type: 'number', describe: 'worker threads (default: number of cores)' })
@@ -203,8 +204,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
       async (argv) => {
         const a = argv as unknown as Record<string, unknown>;
         const recipe = String(argv.recipe);
-        const posOut = typeof argv.out === 'string' ? argv.out : undefined;
-        const out = posOut;
+        const out = typeof argv.dir === 'string' ? argv.dir : typeof argv.out === 'string' ? argv.out : undefined;
         const opts = mergeOptions(a);
         if (argv['dry-run']) {
           const plans = await buildPlan(recipe, { ...opts, ...(out ? { out } : {}) });
@@ -246,8 +246,10 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
     )
     .check((argv) => {
       // mergekit's positional form and --out name the same thing; refuse two different values
-      const a = argv as unknown as { _: unknown[]; out?: unknown };
-      if (Array.isArray(a.out)) throw new UsageError('USAGE', 'give the output folder once (positional or --out)');
+      const a = argv as unknown as { _: unknown[]; out?: unknown; dir?: unknown };
+      if (Array.isArray(a.out) || Array.isArray(a.dir) || (a.dir !== undefined && a.out !== undefined)) {
+        throw new UsageError('USAGE', 'give the output folder once (positional or --out)');
+      }
       return true;
     })
     .command(

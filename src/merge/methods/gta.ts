@@ -3,7 +3,7 @@
 // every method of this part of the catalog (sce, ram, ramplus_tl, linear, passthrough, nearswap, negmerge).
 // Declarations only: names, parameters and defaults exactly as mergekit; no I/O.
 
-import type { ParamSpec } from '../../recipe/spec.js';
+import type { ParamProblem, ParamSpec, TensorParams } from '../../recipe/spec.js';
 import type { MergeMethod } from '../types.js';
 import { createGtaMerger, gtaModelStats, type GtaConfig, type Sparsifier } from './gta-core.js';
 import { RAM_METHODS } from './ram.js';
@@ -106,6 +106,33 @@ interface GtaDecl {
   readonly differences: string;
 }
 
+/**
+ * Plan-time checks (MethodSpec.checkParams): DELLA's keep probabilities density ± epsilon must lie strictly inside
+ * (0, 1); with trim_scope: model each model's density must be one value over the whole model (the pre-pass trims each
+ * model's whole task vector at one density). The merge checks both again per tensor.
+ */
+function gtaCheckParams(sparsifier: GtaDecl['sparsifier'], t: TensorParams, state: Map<string, unknown>): ParamProblem[] {
+  const problems: ParamProblem[] = [];
+  t.modelParams.forEach((mp, i) => {
+    const d = mp['density'];
+    if (typeof d !== 'number') return;
+    if (sparsifier === 'della') {
+      const e = mp['epsilon'];
+      if (typeof e === 'number' && d > 0 && d < 1 && !(d - e > 0 && d + e < 1)) {
+        problems.push({ param: 'epsilon', model: i, message: `density ${d} ± epsilon ${e} must lie strictly inside (0, 1)` });
+      }
+    } else if (t.params['trim_scope'] === 'model') {
+      const key = `trim_scope density ${t.models[i]}`;
+      const first = state.get(key) as { d: number; tensor: string } | undefined;
+      if (first === undefined) state.set(key, { d, tensor: t.tensor });
+      else if (first.d !== d) {
+        problems.push({ param: 'density', model: i, code: 'RECIPE_PARAM_SCOPE', message: `with trim_scope: model a model's density must be one value for the whole model (${d} here, ${first.d} for tensor '${first.tensor}')` });
+      }
+    }
+  });
+  return problems;
+}
+
 function gtaMethod(d: GtaDecl): MergeMethod {
   const cfg: GtaConfig = {
     name: d.name,
@@ -135,8 +162,10 @@ function gtaMethod(d: GtaDecl): MergeMethod {
     reference: `${d.reference}; ${MERGEKIT_GTA}`,
     differences,
     ...(random ? { random: true } : {}),
+    vocabToBase: true,
     create: (ctx) => createGtaMerger(cfg, ctx),
     ...(trimScope ? { modelStats: (params, modelParams) => gtaModelStats(cfg, params, modelParams) } : {}),
+    ...(trimScope || d.sparsifier === 'della' ? { checkParams: (t, state) => gtaCheckParams(d.sparsifier, t, state) } : {}),
     // f32 delta + f64 random/sum (+ f64 vote and divisor, and one f32 masked delta per model, counted for 4 models)
     scratchBytesPerElement: d.consensus ? 4 + 16 + 16 + 4 * 4 : 4 + 16,
   };

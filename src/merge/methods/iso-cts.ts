@@ -205,6 +205,7 @@ function isoCtsCost(shape: readonly number[], T: number, params: Params): WholeT
 export const ISO_CTS: MergeMethod = {
   name: 'iso_cts',
   base: 'required',
+  vocabToBase: true,
   minModels: 1,
   params: [
     ALPHA,

@@ -675,6 +675,7 @@ const KNOTS_PARAMS: readonly ParamSpec[] = [
 export const KNOTS: MergeMethod = {
   name: 'knots',
   base: 'required',
+  vocabToBase: true,
   minModels: 1,
   params: KNOTS_PARAMS,
   modelParams: [

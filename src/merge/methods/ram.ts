@@ -129,6 +129,7 @@ export const RAM_METHODS: readonly MergeMethod[] = [
   {
     name: 'ram',
     base: 'required',
+    vocabToBase: true,
     minModels: 1,
     params: [{ name: 'epsilon', type: 'number', default: 1e-5, min: 0, description: 'an entry is active in a model when |X_i − B| > epsilon' }],
     modelParams: [],
@@ -143,6 +144,7 @@ export const RAM_METHODS: readonly MergeMethod[] = [
   {
     name: 'ramplus_tl',
     base: 'required',
+    vocabToBase: true,
     minModels: 1,
     params: [
       { name: 'r', type: 'number', default: 0.1, min: 0, description: 'boost strength for unique entries' },

@@ -195,6 +195,7 @@ class SceMerger implements TensorMerger {
 export const SCE_METHOD: MergeMethod = {
   name: 'sce',
   base: 'required',
+  vocabToBase: true,
   minModels: 1,
   params: [
     {

@@ -206,6 +206,7 @@ export const SIMPLE_METHODS: readonly MergeMethod[] = [
   {
     name: 'negmerge',
     base: 'required',
+    vocabToBase: true,
     minModels: 1,
     params: [{ name: 'lambda', type: 'number', default: 1, description: 'forgetting strength: result = base − lambda·τ_NM' }],
     modelParams: [],

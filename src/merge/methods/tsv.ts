@@ -688,6 +688,7 @@ const TSV_COST =
 export const TSV: MergeMethod = {
   name: 'tsv',
   base: 'required',
+  vocabToBase: true,
   minModels: 1,
   params: TSV_PARAMS,
   modelParams: [WEIGHT],
@@ -717,6 +718,7 @@ export const TSV: MergeMethod = {
 export const RTSVM: MergeMethod = {
   name: 'rtsvm',
   base: 'required',
+  vocabToBase: true,
   minModels: 1,
   params: [
     ...TSV_PARAMS,
@@ -763,6 +765,7 @@ export const RTSVM: MergeMethod = {
 export const ISO_C: MergeMethod = {
   name: 'iso_c',
   base: 'required',
+  vocabToBase: true,
   minModels: 1,
   params: [
     { ...ALPHA, description: 'scale of the isotropic task vector: θ = base + alpha·τ_iso (FusionBench config 1.0; its reported results use 1.5)' },
