@@ -186,12 +186,14 @@ export function missingModelProblem(doc: RecipeDoc, ref: ModelRef, isStage: (nam
   if (ref.vector) {
     return new RecipeError('RECIPE_MODEL_NOT_FOUND', `vector '${ref.ref}' not found (looked for ${path})`, { where: posWhere(ref.pos) });
   }
-  const hf = HF_ID_RE.test(ref.ref) && !ref.ref.startsWith('.');
+  const hf = (HF_ID_RE.test(ref.ref) && !ref.ref.startsWith('.')) || /^(hf|https?):\/\//.test(ref.ref);
+  // a bare name (gpt2) may be a hub id too: say both
+  const bare = /^[A-Za-z0-9][\w.-]*$/.test(ref.ref);
   return new RecipeError(
     hf ? 'RECIPE_REMOTE_MODEL' : 'RECIPE_MODEL_NOT_FOUND',
     hf
       ? `'${ref.ref}' is not a local path; weightkit does not download models (download it first and give its folder)`
-      : `model '${ref.ref}' not found (looked for ${path})`,
+      : `model '${ref.ref}' not found (looked for ${path})${bare ? '; if it is a Hugging Face id: weightkit does not download models (download it first and give its folder)' : ''}`,
     { where: posWhere(ref.pos) },
   );
 }

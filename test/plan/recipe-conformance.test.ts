@@ -158,6 +158,16 @@ describe('where problems are reported', () => {
   });
 });
 
+describe('model references that are not local', () => {
+  it('a bare name that is no local folder may be a hub id: the error says both; hf:// and URLs are remote', async () => {
+    const p = await recipe('remote.yaml', 'merge_method: linear\nmodels:\n  - model: gpt2\n    parameters: {weight: 1}\n  - model: hf://org/model\n    parameters: {weight: 1}\n');
+    const r = await runCli('validate', p);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/RECIPE_MODEL_NOT_FOUND\]: model 'gpt2' not found \(looked for [^)]+\); if it is a Hugging Face id: weightkit does not download/);
+    expect(r.stderr).toMatch(/RECIPE_REMOTE_MODEL\]: 'hf:\/\/org\/model' is not a local path/);
+  });
+});
+
 describe('tensors as mergekit plans them', () => {
   it('an lm_head of its own beside a tied base is merged against the base embedding, and the output config unties it', async () => {
     const p = await recipe('tied.yaml', 'merge_method: task_arithmetic\nbase_model: tied\nmodels:\n  - model: a\n    parameters: {weight: 0.5}\n');
