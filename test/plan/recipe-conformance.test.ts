@@ -194,6 +194,9 @@ describe('tensors as mergekit plans them', () => {
     expect(r.info('model.embed_tokens.weight').shape).toEqual([6, 4]);
     await r.close();
     expect(JSON.parse(await readFile(join(out, 'config.json'), 'utf8')).vocab_size).toBe(6);
+    const v = await runCli('validate', slerp);
+    expect(v.code).toBe(0);
+    expect(v.stderr).toContain("warning: embedding 'model.embed_tokens.weight': vocabulary sizes differ ([8, 4] vs [6, 4]); cut to [6, 4]");
     const ta = await recipe('vocab-ta.yaml', 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: small\n    parameters: {weight: 1}\n');
     expect((await problems(ta)).map((x) => x[0])).toContain('TENSOR_SHAPE_MISMATCH');
   });

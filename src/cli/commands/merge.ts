@@ -263,11 +263,16 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
       async (argv) => {
         const plans = await buildPlan(String(argv.recipe), { lenient: Boolean(argv.lenient) });
         const { recipe } = await loadRecipe(String(argv.recipe), { lenient: Boolean(argv.lenient) });
+        // the plans' own warnings (missing tensors, vocabulary cuts, ...) as the merge would print them
+        const planWarnings = [...new Set(plans.flatMap((p) => p.warnings))];
         if (argv.json) {
-          ctx.io.stdout(JSON.stringify({ ok: true, stages: plans.length, tensors: plans.map((p) => p.tensors.length), warnings: recipe.warnings.map((w) => ({ code: w.code, message: w.message, line: w.pos.line, col: w.pos.col })) }, null, 2) + '\n');
+          ctx.io.stdout(
+            JSON.stringify({ ok: true, stages: plans.length, tensors: plans.map((p) => p.tensors.length), warnings: recipe.warnings.map((w) => ({ code: w.code, message: w.message, line: w.pos.line, col: w.pos.col })), planWarnings }, null, 2) + '\n',
+          );
           return;
         }
         for (const w of recipe.warnings) ctx.io.stderr(`warning[${w.code}]: ${w.message}\n  --> ${w.pos.file}:${w.pos.line}:${w.pos.col}\n`);
+        for (const w of planWarnings) ctx.io.stderr(`warning: ${w}\n`);
         ctx.io.stdout(`${String(argv.recipe)}: ok (${plans.length} stage(s), ${plans.map((p) => `${p.tensors.length} tensors with ${p.method}`).join('; ')})\n`);
       },
     )
