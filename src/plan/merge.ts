@@ -154,8 +154,13 @@ export async function loadRecipe(path: string, options: { lenient?: boolean } = 
   return { recipe, stages: order.map((doc) => ({ doc, method: getMethod(methods.get(doc)!.name) })) };
 }
 
-function docText(recipe: Recipe, doc: RecipeDoc): string {
-  return recipe.docs.length === 1 ? recipe.text : doc.text;
+/**
+ * The recipe text a stage records (its hash, the output's weightkit_recipe.yaml and model card): the whole file for
+ * the final stage (a multi-document recipe's final output keeps every stage it was made from), an intermediate
+ * stage's own document.
+ */
+function docText(recipe: Recipe, doc: RecipeDoc, last: boolean): string {
+  return recipe.docs.length === 1 || last ? recipe.text : doc.text;
 }
 
 /** Plan every stage without reading tensor data (later stages see earlier ones as planned checkpoints). */
@@ -168,7 +173,7 @@ export async function buildPlan(recipePath: string, options: Omit<MergeOptions, 
     for (const { doc, method } of stages) {
       const resolved = await openModels(doc, openCheckpointPath, stageOutputs);
       for (const [, r] of resolved.readers) if (![...stageOutputs.values()].some((s) => s.reader === r)) opened.push(r);
-      const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc), planOptions(options));
+      const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc, doc === stages.at(-1)!.doc), planOptions(options));
       plans.push(plan);
       if (doc.name) {
         const path = join(options.intermediateDir ?? join(resolve(options.out ?? '.'), '.stages'), doc.name.value);
@@ -215,7 +220,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
       if (!last) await mkdir(dir, { recursive: true });
       const resolved = await openModels(doc, openCheckpointPath, stageOutputs);
       try {
-        const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc), planOptions(options));
+        const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc, last), planOptions(options));
         plans.push(plan);
         warnings.push(...plan.warnings);
         const r = await executePlan(
@@ -228,7 +233,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
           last, // an intermediate stage is read again at once: keep it in the page cache
         );
         bytesWritten += r.bytes;
-        const companions = await writeCompanionFiles(plan, dir, docText(recipe, doc), warnings);
+        const companions = await writeCompanionFiles(plan, dir, docText(recipe, doc, last), warnings);
         files = [...r.files, ...companions];
         const onnxBase = plan.models[plan.base ?? plan.donor]!;
         if (onnxBase.format === 'onnx') {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -290,6 +291,11 @@ models:
     const g = got.get('model.norm.weight')!;
     for (let i = 0; i < g.length; i++) expect(g[i]).toBeCloseTo(base[i]! + 2 * ((a[i]! + b[i]!) / 2 - base[i]!), 5);
     expect((await readdir(root)).filter((f) => f.startsWith('.weightkit-stages'))).toEqual([]);
+    // the output records the whole recipe (every stage it was made from), its hash that of the file
+    const text = await readFile(r, 'utf8');
+    expect(await readFile(join(out, 'weightkit_recipe.yaml'), 'utf8')).toBe(text);
+    expect(plans[1]!.recipe.sha256).toBe(createHash('sha256').update(text).digest('hex'));
+    expect(plans[0]!.recipe.sha256).not.toBe(plans[1]!.recipe.sha256);
   });
 
   it('ties with trim_scope: model trims each task vector over the whole model (pre-pass), at any budget', async () => {
