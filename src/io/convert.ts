@@ -72,7 +72,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     const single = out.endsWith('.safetensors');
     if (single) {
       await checkOutputFile(out, { overwrite: options.overwrite, inputs: [input] });
-      const writer = await openSafetensorsWriter(out, decls, { metadata });
+      const writer = await openSafetensorsWriter(out, decls, { metadata, replace: options.overwrite === true });
       try {
         const bytes = await copyTensors(reader, decls, writer.write.bind(writer), options.onProgress);
         await writer.close();

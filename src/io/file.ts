@@ -103,11 +103,36 @@ export async function removeIfExists(file: string): Promise<void> {
   }
 }
 
-/** Rename a finished temp file to its final name (replacing an existing file: overwrite policy is the caller's). */
-export async function publish(tmpPath: string, finalPath: string): Promise<void> {
+/**
+ * Rename a finished temp file to its final name. `replace` (default): an existing file is replaced (the caller asked
+ * for it). Otherwise the final name must still be free: hard-linked into place, which fails if a file appeared there
+ * while the output was written (OUT_EXISTS; that file is left as it is and the temp file stays for the caller to
+ * remove), then the temp name unlinked; where hard links are not supported, checked and renamed.
+ */
+export async function publish(tmpPath: string, finalPath: string, replace = true): Promise<void> {
+  const appeared = (e?: unknown): IoError =>
+    new IoError('OUT_EXISTS', `${finalPath} appeared while the output was being written; it was left as it is (pass --overwrite to replace it)`, {
+      where: { file: finalPath },
+      ...(e !== undefined ? { cause: e } : {}),
+    });
   try {
-    await fsp.rename(tmpPath, finalPath);
+    if (replace) {
+      await fsp.rename(tmpPath, finalPath);
+      return;
+    }
+    try {
+      await fsp.link(tmpPath, finalPath);
+    } catch (e) {
+      const code = (e as { code?: unknown })?.code;
+      if (code === 'EEXIST') throw appeared(e);
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
+      if ((await statOrUndefined(finalPath)) !== undefined) throw appeared();
+      await fsp.rename(tmpPath, finalPath);
+      return;
+    }
+    await fsp.unlink(tmpPath);
   } catch (e) {
+    if (e instanceof IoError) throw e;
     throw wrapIoError(e, finalPath, `renaming ${path.basename(tmpPath)} to its final name`);
   }
 }

@@ -92,18 +92,27 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
     staging,
     async commit() {
       if (done) return;
-      done = true;
       try {
         const now = await existing(out);
-        if (now) {
+        if (now && options.overwrite) {
           const old = tempSibling(out, 'old');
           await rename(out, old);
           await rename(staging, out);
           await rm(old, { recursive: true, force: true });
         } else {
+          // without --overwrite, never replace what is there now: a folder or file that appeared while the output
+          // was written makes the rename fail (an empty folder is replaced, as the checks allow one)
           await rename(staging, out);
         }
+        done = true;
       } catch (e) {
+        const code = (e as { code?: unknown })?.code;
+        if (!options.overwrite && (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR')) {
+          throw new PlanError('OUT_EXISTS', `output ${out} appeared while the output was being written; it was left as it is (pass --overwrite to replace it)`, {
+            where: { file: out },
+            cause: e,
+          });
+        }
         throw wrapIoError(e, out, 'moving finished output into place');
       }
     },

@@ -84,7 +84,7 @@ export async function openCheckpointSink(out: string, decls: readonly TensorDecl
     const target = donor === undefined ? out : tmpPathFor(out) + '.safetensors';
     // an .onnx output's safetensors file is read again at once (spliced into the graph): through the page cache
     const direct = options.direct !== false && donor === undefined;
-    const w: SafetensorsWriter = await openSafetensorsWriter(target, decls, { metadata, ...(direct ? {} : { direct: false }) });
+    const w: SafetensorsWriter = await openSafetensorsWriter(target, decls, { metadata, replace: donor !== undefined || options.overwrite === true, ...(direct ? {} : { direct: false }) });
     return {
       kind,
       out,

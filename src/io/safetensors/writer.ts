@@ -21,6 +21,11 @@ export interface SafetensorsWriterOptions {
    * then not in the page cache. False for files read again at once (a multi-document recipe's intermediate stages).
    */
   direct?: boolean;
+  /**
+   * Replace a file that exists at the path when publishing (default true). False: publishing fails with OUT_EXISTS
+   * if one appeared after the caller checked the path (an output is never replaced without --overwrite).
+   */
+  replace?: boolean;
 }
 
 /** Where one declared tensor goes. */
@@ -278,6 +283,8 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
     private readonly direct: DirectWriter | undefined,
     /** with it, the blocks writes share, put together and written directly too */
     private readonly blocks: BlockAssembler | undefined,
+    /** publish over a file that exists at `path` (SafetensorsWriterOptions.replace) */
+    private readonly replace: boolean,
   ) {
     for (const t of layout.tensors) this.slots.set(t.name, { plan: t, ranges: [], claimed: 0, touched: false, inflight: 0 });
   }
@@ -308,7 +315,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
       await removeIfExists(tmpPath).catch(() => undefined);
       throw e;
     }
-    return new SafetensorsFileWriter(path, tmpPath, layout, fh, direct, blocks);
+    return new SafetensorsFileWriter(path, tmpPath, layout, fh, direct, blocks, options.replace !== false);
   }
 
   private static done(s: Slot): boolean {
@@ -474,7 +481,7 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
   async publish(): Promise<void> {
     if (this.state === 'published') return;
     if (this.state !== 'finished') throw new UsageError('OUT_INVALID', `cannot publish: the writer is ${this.state}`, { where: { file: this.path } });
-    await publish(this.tmpPath, this.path);
+    await publish(this.tmpPath, this.path, this.replace);
     this.state = 'published';
   }
 

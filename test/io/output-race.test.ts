@@ -1,0 +1,82 @@
+// An output that appears while weightkit writes the same path is never replaced without --overwrite: staged
+// folders are renamed into place only onto nothing (or an empty folder), single files are hard-linked into place.
+
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { WeightkitError } from '../../src/errors.js';
+import { stageOutputDir } from '../../src/io/output.js';
+import { openSafetensorsWriter } from '../../src/io/safetensors/writer.js';
+import { openCheckpointPath } from '../../src/io/open.js';
+import { tempDir } from '../plan/helpers.js';
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as WeightkitError).code;
+  }
+  return undefined;
+}
+
+describe('outputs that appear while writing', () => {
+  it('a staged folder does not replace a folder that appeared meanwhile; with --overwrite it does', async () => {
+    const root = await tempDir('weightkit-race-');
+    const out = join(root, 'out');
+    const staged = await stageOutputDir(out);
+    await writeFile(join(staged.staging, 'model.safetensors'), 'merged');
+    await mkdir(out);
+    await writeFile(join(out, 'important.txt'), 'precious');
+    expect(await code(staged.commit())).toBe('OUT_EXISTS');
+    await staged.abort();
+    expect(await readFile(join(out, 'important.txt'), 'utf8')).toBe('precious');
+    expect((await readdir(root)).filter((f) => f.startsWith('.'))).toEqual([]); // the staging folder is gone
+    // a file that appeared at the folder's path
+    const out2 = join(root, 'out2');
+    const s2 = await stageOutputDir(out2);
+    await writeFile(out2, 'a file');
+    expect(await code(s2.commit())).toBe('OUT_EXISTS');
+    await s2.abort();
+    expect(await readFile(out2, 'utf8')).toBe('a file');
+    // an empty folder that appeared is taken (as the checks allow one)
+    const out3 = join(root, 'out3');
+    const s3 = await stageOutputDir(out3);
+    await writeFile(join(s3.staging, 'x'), 'merged');
+    await mkdir(out3);
+    await s3.commit();
+    expect(await readFile(join(out3, 'x'), 'utf8')).toBe('merged');
+    // --overwrite replaces what appeared
+    const s4 = await stageOutputDir(out, { overwrite: true });
+    await writeFile(join(s4.staging, 'x'), 'merged');
+    await s4.commit();
+    expect(await readdir(out)).toEqual(['x']);
+  });
+
+  it('a single safetensors file does not replace a file that appeared meanwhile (replace: false); replace: true does', async () => {
+    const root = await tempDir('weightkit-race-');
+    const out = join(root, 'm.safetensors');
+    const decls = [{ name: 'w', dtype: 'F32' as const, shape: [2] }];
+    const w = await openSafetensorsWriter(out, decls, { replace: false });
+    await w.write('w', new Uint8Array(8));
+    await writeFile(out, 'precious');
+    expect(await code(w.close())).toBe('OUT_EXISTS');
+    await w.abort();
+    expect(await readFile(out, 'utf8')).toBe('precious');
+    expect((await readdir(dirname(out))).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // nothing there: published under its name, no temp file left
+    const out2 = join(root, 'n.safetensors');
+    const w2 = await openSafetensorsWriter(out2, decls, { replace: false });
+    await w2.write('w', new Uint8Array(8));
+    await w2.close();
+    const r = await openCheckpointPath(out2);
+    expect(r.tensors().map((t) => t.name)).toEqual(['w']);
+    await r.close();
+    expect((await readdir(root)).sort()).toEqual(['m.safetensors', 'n.safetensors']);
+    // the default replaces
+    const w3 = await openSafetensorsWriter(out, decls);
+    await w3.write('w', new Uint8Array(8));
+    await w3.close();
+    expect(existsSync(out) && (await readFile(out)).length > 8).toBe(true);
+  });
+});
