@@ -15,6 +15,7 @@ import { sweepCommands } from './commands/sweep.js';
 import { vectorCommands } from './commands/vector.js';
 import { interpolateCommand, soupCommand } from './commands/vector-interpolate.js';
 import { EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
+import { installSignalCleanup } from './signals.js';
 
 /** Where a command writes; tests pass collectors, the binary passes process streams. */
 export interface CliIo {
@@ -71,6 +72,7 @@ export function buildParser(args: readonly string[], ctx: CommandContext): Argv 
 
 /** Run the CLI with the given arguments; returns the process exit code. Never throws. */
 export async function main(args: readonly string[], io: CliIo = processIo): Promise<number> {
+  if (io === processIo) installSignalCleanup(io.stderr);
   const ctx: CommandContext = { io };
   const wantsJson = args.includes('--json');
   try {

@@ -7,6 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
 import { IoError, wrapIoError } from '../errors.js';
+import { trackTemp, untrackTemp } from './temps.js';
 
 /** Chunk size for large reads and writes: 16 MiB measured fastest here (platform-measurements 6.3). */
 export const IO_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -81,7 +82,9 @@ export async function createTempFile(finalPath: string): Promise<{ fh: FileHandl
   for (let attempt = 0; ; attempt++) {
     const tmpPath = tmpPathFor(finalPath);
     try {
-      return { fh: await fsp.open(tmpPath, 'wx'), tmpPath };
+      const fh = await fsp.open(tmpPath, 'wx');
+      trackTemp(tmpPath);
+      return { fh, tmpPath };
     } catch (e) {
       const code = (e as { code?: unknown })?.code;
       if (code === 'EEXIST' && attempt < 100) continue;
@@ -98,9 +101,13 @@ export async function removeIfExists(file: string): Promise<void> {
   try {
     await fsp.unlink(file);
   } catch (e) {
-    if ((e as { code?: unknown })?.code === 'ENOENT') return;
+    if ((e as { code?: unknown })?.code === 'ENOENT') {
+      untrackTemp(file);
+      return;
+    }
     throw wrapIoError(e, file, 'removing a temporary file');
   }
+  untrackTemp(file);
 }
 
 /**
@@ -118,6 +125,7 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
   try {
     if (replace) {
       await fsp.rename(tmpPath, finalPath);
+      untrackTemp(tmpPath);
       return;
     }
     try {
@@ -128,9 +136,11 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
       if ((await statOrUndefined(finalPath)) !== undefined) throw appeared();
       await fsp.rename(tmpPath, finalPath);
+      untrackTemp(tmpPath);
       return;
     }
     await fsp.unlink(tmpPath);
+    untrackTemp(tmpPath);
   } catch (e) {
     if (e instanceof IoError) throw e;
     throw wrapIoError(e, finalPath, `renaming ${path.basename(tmpPath)} to its final name`);

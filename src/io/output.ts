@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PlanError, wrapIoError } from '../errors.js';
+import { trackTemp, untrackTemp } from './temps.js';
 
 export interface OutputCheckOptions {
   overwrite?: boolean;
@@ -83,6 +84,7 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
   try {
     await mkdir(dirname(staging), { recursive: true });
     await mkdir(staging);
+    trackTemp(staging);
   } catch (e) {
     throw wrapIoError(e, out, 'creating output folder');
   }
@@ -105,6 +107,7 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
           await rename(staging, out);
         }
         done = true;
+        untrackTemp(staging);
       } catch (e) {
         const code = (e as { code?: unknown })?.code;
         if (!options.overwrite && (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR')) {
@@ -120,6 +123,7 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
       if (done) return;
       done = true;
       await rm(staging, { recursive: true, force: true });
+      untrackTemp(staging);
     },
   };
 }

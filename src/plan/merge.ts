@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { RecipeError, RecipeProblems, UsageError } from '../errors.js';
 import { openCheckpointPath } from '../io/open.js';
+import { trackTemp, untrackTemp } from '../io/temps.js';
 import { stageOutputDir } from '../io/output.js';
 import { openShardedWriter } from '../io/safetensors/sharded-writer.js';
 import type { CheckpointReader } from '../io/types.js';
@@ -209,6 +210,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
   const staged = await stageOutputDir(options.out, { overwrite: options.overwrite, inputs: inputPaths });
   const ownIntermediate = options.intermediateDir === undefined;
   const interRoot = options.intermediateDir ?? (stages.length > 1 ? await mkdtemp(join(dirname(resolve(options.out)), '.weightkit-stages-')) : '');
+  if (ownIntermediate && interRoot) trackTemp(interRoot);
   const stageOutputs = new Map<string, StageOutput>();
   const plans: MergePlan[] = [];
   let bytesWritten = 0;
@@ -258,7 +260,10 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
     throw e;
   } finally {
     for (const s of stageOutputs.values()) await s.reader.close();
-    if (ownIntermediate && interRoot) await rm(interRoot, { recursive: true, force: true });
+    if (ownIntermediate && interRoot) {
+      await rm(interRoot, { recursive: true, force: true });
+      untrackTemp(interRoot);
+    }
   }
   return { out: options.out, plans, files, bytesWritten, seconds: (performance.now() - t0) / 1000, warnings: [...new Set(warnings)] };
 }

@@ -10,6 +10,7 @@ import { FormatError, PlanError, UsageError, WeightkitError, wrapIoError } from 
 import { castTensor } from '../../tensor/convert.js';
 import { formatShape, shapesEqual, tensorBytes, type Tensor } from '../../tensor/tensor.js';
 import type { TensorInfo } from '../types.js';
+import { trackTemp, untrackTemp } from '../temps.js';
 import { openOnnx, type OnnxInitializer, type OnnxReader } from './reader.js';
 import { TENSOR_DATA_FIELDS, concatBytes, encodeVarint, lenPrefix, readExactly, varintLength } from './wire.js';
 
@@ -359,9 +360,11 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
       try {
         outFh = await open(tmpModel, 'wx');
         temps.push(tmpModel);
+        trackTemp(tmpModel);
         if (writesData) {
           dataFh = await open(tmpData, 'wx');
           temps.push(tmpData);
+          trackTemp(tmpData);
         }
       } catch (e) {
         throw wrapIoError(e, outDir, 'creating ONNX output');
@@ -449,8 +452,10 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
       if (writesData) {
         await rename(tmpData, dataPath);
         temps.splice(temps.indexOf(tmpData), 1);
+        untrackTemp(tmpData);
       }
       await rename(tmpModel, out);
+      untrackTemp(tmpModel);
       temps.length = 0;
     } catch (e) {
       throw wrapIoError(e, out, 'renaming ONNX output');
@@ -473,7 +478,10 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
   } finally {
     await src?.close().catch(() => undefined);
     await reader.close();
-    for (const t of temps) await unlink(t).catch(() => undefined);
+    for (const t of temps) {
+      await unlink(t).catch(() => undefined);
+      untrackTemp(t);
+    }
   }
 }
 
