@@ -180,3 +180,17 @@ export function wrapIoError(e: unknown, file: string, action: string): Weightkit
   const detail = e instanceof Error ? e.message : String(e);
   return new IoError('IO_ERROR', `${action}: ${detail}`, { where: { file }, cause: e });
 }
+
+/**
+ * A JS allocation that failed for its size (a typed array longer than V8 allows, an ArrayBuffer the heap cannot
+ * give) as TENSOR_TOO_LARGE at `where` (the tensor and file being processed); undefined for any other error.
+ */
+export function allocationError(e: unknown, where: Where): WeightkitError | undefined {
+  if (!(e instanceof Error) || e.name !== 'RangeError' || !/Invalid typed array length|Array buffer allocation failed|Invalid array buffer length|Invalid array length/.test(e.message)) return undefined;
+  const what = where.tensor !== undefined ? `tensor '${where.tensor}'` : 'a tensor';
+  return new PlanError('TENSOR_TOO_LARGE', `${what} needs a buffer larger than this runtime can allocate (${e.message})`, {
+    where,
+    hint: 'weightkit streams tensors in rows along their first dimension; a single row (or, for the methods that hold a 2-D tensor whole, the whole tensor) must fit one typed array of at most 2^31 - 1 elements',
+    cause: e,
+  });
+}

@@ -3,7 +3,7 @@
 // to the user as a stack trace.
 
 import yargs, { type Argv } from 'yargs';
-import { UsageError } from '../errors.js';
+import { UsageError, allocationError } from '../errors.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { analyzeCommands } from './commands/analyze.js';
 import { convertCommand } from './commands/convert.js';
@@ -83,8 +83,11 @@ export async function main(args: readonly string[], io: CliIo = processIo): Prom
     });
     if (output) io.stdout(output.endsWith('\n') ? output : output + '\n');
     return ctx.exitCode ?? EXIT_OK;
-  } catch (e) {
-    if (process.env.WEIGHTKIT_DEBUG && e instanceof Error && e.stack) io.stderr(e.stack + '\n');
+  } catch (caught) {
+    if (process.env.WEIGHTKIT_DEBUG && caught instanceof Error && caught.stack) io.stderr(caught.stack + '\n');
+    // an allocation too large for the runtime is a property of the input, not a bug (paths that know the tensor
+    // say which; see allocationError)
+    const e = allocationError(caught, {}) ?? caught;
     if (wantsJson) io.stderr(JSON.stringify(errorJson(e)) + '\n');
     else io.stderr(renderError(e));
     return exitCodeFor(e);

@@ -8,7 +8,7 @@ import { bf16ToF32, f16ToF32, fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
-import { IoError, PlanError } from '../errors.js';
+import { IoError, PlanError, allocationError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
 import { installNativeKernels, loadNativeKernels } from './native.js';
@@ -569,6 +569,14 @@ function mapInputs(): boolean {
 
 /** Run one plan tensor through the method and the sink. Returns the bytes written. */
 export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
+  try {
+    return await runTensorInner(ctx, t);
+  } catch (e) {
+    throw allocationError(e, { tensor: t.name }) ?? e;
+  }
+}
+
+async function runTensorInner(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
   if (t.op === 'copy') return copyTensor(ctx, t);
   installNativeKernels(); // this thread's merges use the native kernels when built (same bits), else WebAssembly
   const { method } = ctx;

@@ -382,6 +382,9 @@ interface SliceSpec {
   pos: Pos;
 }
 
+/** The most elements one executor buffer holds (its workspace views; far beyond any memory budget anyway). */
+const MAX_TYPED_ELEMENTS = 2 ** 31 - 1;
+
 /** Tied names: a model without the first may provide the second (mergekit's tied_names). */
 const TIED: ReadonlyArray<readonly [string, string]> = [
   ['lm_head.weight', 'model.embed_tokens.weight'],
@@ -726,6 +729,24 @@ export function buildPlanFromModels(
         { where: posWhere(use.pos) },
       ),
     );
+  }
+  // every buffer the executor allocates holds at least one row along dim 0 (or, for the methods that hold a 2-D
+  // tensor whole, the tensor): it must fit one typed array
+  for (const t of tensors) {
+    if (t.op === 'copy') continue;
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    const whole = method.wholeTensorCost?.(t.shape, t.inputs.length, t.params, []) !== undefined;
+    const need = whole ? numel : t.shape.length <= 1 ? 1 : numel / Math.max(1, t.shape[0]!);
+    if (need > MAX_TYPED_ELEMENTS) {
+      const from = models[t.inputs[0]?.model ?? reference]!;
+      problems.push(
+        new PlanError(
+          'TENSOR_TOO_LARGE',
+          `tensor '${t.name}' ${formatShape(t.shape)}: ${whole ? `${method.name} holds it whole, ${need} elements` : `one row along its first dimension has ${need} elements`}, more than one buffer of the executor holds (${MAX_TYPED_ELEMENTS})`,
+          { where: { file: from.path, tensor: t.name } },
+        ),
+      );
+    }
   }
   // an explicit tokenizer_source must have a tokenizer to copy (mergekit fails to load it otherwise)
   const tokSource = doc.tokenizerSource;

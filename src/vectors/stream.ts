@@ -4,7 +4,7 @@
 // statistics passes sees every chunk once per pass before emitting (the tensor is read once when it fits, re-read
 // per pass otherwise). Buffers are reused across jobs; nothing holds a whole checkpoint.
 
-import { UsageError } from '../errors.js';
+import { UsageError, allocationError } from '../errors.js';
 import { fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, isFloatDType, viewData, type DType, type TensorData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
@@ -141,7 +141,11 @@ export async function runStream(jobs: readonly StreamJob[], options: StreamOptio
       const j = state.next++;
       if (j >= jobs.length) return;
       const job = jobs[j]!;
-      await runJob(job, bufs, budget, count, state, options);
+      try {
+        await runJob(job, bufs, budget, count, state, options);
+      } catch (e) {
+        throw allocationError(e, { tensor: job.name }) ?? e;
+      }
       state.done++;
       options.onProgress?.({ tensor: job.name, index: state.done, count: jobs.length, bytesRead: count.bytesRead, bytesWritten: count.bytesWritten });
     }

@@ -4,10 +4,10 @@
 // lm_head beside a tied base, vocabulary cuts by method family, and the CLI's output-folder argument.
 
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { RecipeProblems } from '../../src/errors.js';
+import { RecipeProblems, allocationError } from '../../src/errors.js';
 import { openCheckpointPath } from '../../src/io/open.js';
 import { buildPlan, merge } from '../../src/plan/merge.js';
 import { closest, editDistance } from '../../src/recipe/suggest.js';
@@ -219,5 +219,43 @@ describe('the merge command line', () => {
     expect(editDistance('abc', 'abc')).toBe(0);
     expect(editDistance('ca', 'abc')).toBe(3);
     expect(closest('modles', ['models', 'modules', 'slices'])).toBe('models');
+  });
+});
+
+describe('tensors too large for one buffer', () => {
+  /** A sparse safetensors file with an honest header: one F32 tensor of `shape` (its data is a hole). */
+  async function sparseModel(dir: string, shape: number[]): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    const header = Buffer.from(JSON.stringify({ 'model.layers.0.mlp.up_proj.weight': { dtype: 'F32', shape, data_offsets: [0, bytes] } }));
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    const file = join(dir, 'model.safetensors');
+    await writeFile(file, Buffer.concat([prefix, header]));
+    await truncate(file, 8 + header.length + bytes);
+  }
+
+  it('a row longer than a typed array is TENSOR_TOO_LARGE when planning (not an internal error at run time)', async () => {
+    await sparseModel(join(root, 'huge-a'), [1, 2 ** 31]);
+    await sparseModel(join(root, 'huge-b'), [1, 2 ** 31]);
+    const p = await recipe('huge.yaml', 'merge_method: linear\nmodels:\n  - model: huge-a\n    parameters: {weight: 0.5}\n  - model: huge-b\n    parameters: {weight: 0.5}\n');
+    const r = await runCli('merge', p, '--out', join(root, 'out-huge'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("error[TENSOR_TOO_LARGE]: tensor 'model.layers.0.mlp.up_proj.weight' [1, 2147483648]: one row along its first dimension has 2147483648 elements");
+    expect(existsSync(join(root, 'out-huge'))).toBe(false);
+  });
+
+  it('a failed allocation becomes TENSOR_TOO_LARGE naming the tensor', () => {
+    let caught: unknown;
+    try {
+      new Float32Array(2 ** 33);
+    } catch (e) {
+      caught = e;
+    }
+    const e = allocationError(caught, { tensor: 'w' });
+    expect(e?.code).toBe('TENSOR_TOO_LARGE');
+    expect(e?.message).toContain("tensor 'w' needs a buffer larger");
+    expect(allocationError(new RangeError('Maximum call stack size exceeded'), {})).toBeUndefined();
+    expect(allocationError(new Error('Invalid typed array length'), {})).toBeUndefined();
   });
 });
