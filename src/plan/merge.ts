@@ -60,6 +60,8 @@ export interface MergeOptions {
   /** where intermediate stages of a multi-document recipe go (default: a temporary folder, removed after) */
   intermediateDir?: string;
   onProgress?: (p: MergeProgress) => void;
+  /** Each warning as soon as it is known (a stage's plan warnings before it runs); MergeResult.warnings lists all. */
+  onWarning?: (warning: string) => void;
   /** worker threads: 'auto' uses them only for outputs over 32 MB (start-up costs more below); 'always' forces them */
   pool?: 'auto' | 'always';
   /** stops the merge between tensors; the staged output is removed and an INTERRUPTED error thrown */
@@ -224,6 +226,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
       try {
         const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc, last), planOptions(options));
         plans.push(plan);
+        for (const w of plan.warnings) if (!warnings.includes(w)) options.onWarning?.(w);
         warnings.push(...plan.warnings);
         const r = await executePlan(
           plan,

@@ -189,7 +189,11 @@ describe('tensors as mergekit plans them', () => {
   it('a vocabulary mismatch: slerp cuts every input to the common block, task-vector methods to the base (a smaller model is an error)', async () => {
     const slerp = await recipe('vocab-slerp.yaml', 'merge_method: slerp\nbase_model: base\nmodels:\n  - model: small\nparameters:\n  t: 0.4\n');
     const out = join(root, 'out-vocab');
-    await merge(slerp, { out });
+    // the plan's warnings are told before any tensor is merged
+    const events: string[] = [];
+    await merge(slerp, { out, onWarning: (w) => events.push(`warning ${w.slice(0, 9)}`), onProgress: () => events.push('progress') });
+    expect(events.slice(0, 2)).toEqual(['warning embedding', 'warning embedding']); // embed_tokens and lm_head
+    expect(events.filter((e) => e.startsWith('warning'))).toHaveLength(2);
     const r = await openCheckpointPath(out);
     expect(r.info('model.embed_tokens.weight').shape).toEqual([6, 4]);
     await r.close();

@@ -217,6 +217,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
         // Ctrl-C stops between tensors (SVD methods: between matrix products); the staged output is removed before
         // the command exits (code 130)
         const stop = new AbortController();
+        const shown = new Set<string>();
         const onSigint = (): void => stop.abort();
         process.once('SIGINT', onSigint);
         try {
@@ -225,6 +226,12 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
             ...opts,
             out,
             signal: stop.signal,
+            // a plan's warnings (a working set above the budget, vocabulary cuts, ...) before the work starts
+            onWarning: (w) => {
+              if (argv.quiet || argv.json) return;
+              shown.add(w);
+              ctx.io.stderr(`warning: ${w}\n`);
+            },
             onProgress: (p) =>
               progress.update({ done: p.tensorsDone, total: p.tensorsTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, elapsedMs: p.elapsedMs }),
           });
@@ -232,7 +239,7 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
           if (argv.json) {
             ctx.io.stdout(JSON.stringify({ out: r.out, files: r.files, bytesWritten: r.bytesWritten, seconds: r.seconds, warnings: r.warnings, tensors: r.plans.at(-1)?.tensors.length ?? 0 }, null, 2) + '\n');
           } else if (!argv.quiet) {
-            for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
+            for (const w of r.warnings) if (!shown.has(w)) ctx.io.stderr(`warning: ${w}\n`);
             const plan = r.plans.at(-1)!;
             ctx.io.stdout(
               `merged ${formatCount(plan.tensors.length)} tensors with ${plan.method} -> ${r.out} (${formatBytes(r.bytesWritten)} in ${r.seconds.toFixed(2)} s, ${formatBytes(r.bytesWritten / Math.max(r.seconds, 1e-9))}/s)\n`,
