@@ -57,6 +57,7 @@ export const ERROR_CODES = [
   // recipes (YAML syntax, schema, parameters; every problem carries file:line:col)
   'RECIPE_INVALID', // aggregate: the recipe has one or more problems (listed in `problems`)
   'RECIPE_NOT_FOUND',
+  'RECIPE_TOO_LARGE', // a recipe file beyond MAX_RECIPE_BYTES
   'RECIPE_YAML', // YAML syntax error
   'RECIPE_NOT_MAPPING', // a document that is not a key/value mapping
   'RECIPE_UNKNOWN_KEY',

@@ -14,7 +14,7 @@ import { mergeCommands } from './commands/merge.js';
 import { sweepCommands } from './commands/sweep.js';
 import { vectorCommands } from './commands/vector.js';
 import { interpolateCommand, soupCommand } from './commands/vector-interpolate.js';
-import { EXIT_OK, errorJson, exitCodeFor, renderError } from './render.js';
+import { EXIT_OK, errorJson, exitCodeFor, renderError, terminalSafe } from './render.js';
 import { installSignalCleanup } from './signals.js';
 
 /** Where a command writes; tests pass collectors, the binary passes process streams. */
@@ -26,8 +26,9 @@ export interface CliIo {
 }
 
 export const processIo: CliIo = {
-  stdout: (s) => void process.stdout.write(s),
-  stderr: (s) => void process.stderr.write(s),
+  // names and texts from checkpoints and recipes are printed: never a terminal control sequence (terminalSafe)
+  stdout: (s) => void process.stdout.write(terminalSafe(s)),
+  stderr: (s) => void process.stderr.write(terminalSafe(s)),
   isTTY: Boolean(process.stderr.isTTY),
 };
 

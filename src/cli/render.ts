@@ -35,6 +35,20 @@ function locationLine(e: WeightkitError): string | undefined {
 
 const sourceCache = new Map<string, string[] | undefined>();
 
+/** At most this many of a recipe's problems are printed (all are counted); a snippet shows this many characters. */
+export const MAX_SHOWN_PROBLEMS = 50;
+const SNIPPET_WIDTH = 120;
+
+/**
+ * Text that is safe to print on a terminal: control characters (ESC, BEL, ... but not newline and tab) and Unicode
+ * direction overrides from file names, tensor names, metadata or recipes are shown as \u.... escapes, so a checkpoint
+ * cannot retitle, clear or hide the terminal's output. (In JSON output such characters only occur inside strings,
+ * where \u.... is the same character: the JSON stays valid and equal.)
+ */
+export function terminalSafe(s: string): string {
+  return s.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** The recipe line an error points at, with a caret under the column (rustc style). */
 function sourceSnippet(e: WeightkitError): string[] {
   const { file, line, col } = e.where;
@@ -50,10 +64,17 @@ function sourceSnippet(e: WeightkitError): string[] {
   if (text === undefined) return [];
   const num = String(line);
   const pad = ' '.repeat(num.length);
-  const c = Math.max(1, col ?? 1);
+  let c = Math.max(1, col ?? 1);
   const rest = text.slice(c - 1);
-  const width = Math.max(1, (/^[^\s:,\]}]+/.exec(rest)?.[0].length ?? 1));
-  return [`${pad} |`, `${num} | ${text}`, `${pad} | ${' '.repeat(c - 1)}${'^'.repeat(width)}`];
+  const width = Math.min(SNIPPET_WIDTH, Math.max(1, (/^[^\s:,\]}]+/.exec(rest)?.[0].length ?? 1)));
+  // a long line is shown around the column only
+  let shown = text;
+  if (text.length > SNIPPET_WIDTH) {
+    const from = Math.max(0, Math.min(c - 1 - 40, text.length - SNIPPET_WIDTH));
+    shown = `${from > 0 ? '…' : ''}${text.slice(from, from + SNIPPET_WIDTH)}${from + SNIPPET_WIDTH < text.length ? '…' : ''}`;
+    c = c - from + (from > 0 ? 1 : 0);
+  }
+  return [`${pad} |`, `${num} | ${shown}`, `${pad} | ${' '.repeat(c - 1)}${'^'.repeat(width)}`];
 }
 
 function renderOne(e: WeightkitError): string[] {
@@ -68,9 +89,10 @@ function renderOne(e: WeightkitError): string[] {
 /** Human-readable text for an error; unknown errors are reported as internal bugs without a stack trace. */
 export function renderError(e: unknown): string {
   if (e instanceof RecipeProblems) {
-    const blocks = e.problems.map((p) => renderOne(p).join('\n'));
+    const blocks = e.problems.slice(0, MAX_SHOWN_PROBLEMS).map((p) => renderOne(p).join('\n'));
     const n = e.problems.length;
-    return `${blocks.join('\n\n')}\n\n${n} problem${n === 1 ? '' : 's'} in ${e.where.file ?? 'the recipe'}\n`;
+    const more = n > MAX_SHOWN_PROBLEMS ? ` (the first ${MAX_SHOWN_PROBLEMS} shown)` : '';
+    return `${blocks.join('\n\n')}\n\n${n} problem${n === 1 ? '' : 's'} in ${e.where.file ?? 'the recipe'}${more}\n`;
   }
   if (isWeightkitError(e)) return renderOne(e).join('\n') + '\n';
   const msg = e instanceof Error ? e.message : String(e);

@@ -3,11 +3,11 @@
 // RecipeProblems), plus the scorer that evaluates a set of weights on every dataset through ORT.
 // Guarantees: paths resolve against the config's folder; sessions are closed on every path. No src/cli.
 
-import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode, type YAMLMap } from 'yaml';
 import { EvalError, RecipeError, RecipeProblems, UsageError, type ErrorCode } from '../errors.js';
 import type { CheckpointReader } from '../io/types.js';
+import { readRecipeText } from '../recipe/load.js';
 import { didYouMean } from '../recipe/suggest.js';
 import { rowNumel } from '../tensor/tensor.js';
 import { assertLabelsInRange, checkDatasetInput, openDataset, staticClassCount, type Dataset } from './dataset.js';
@@ -164,13 +164,8 @@ export function parseEvalConfig(text: string, file: string): EvalConfig {
 
 /** Read and parse an eval.yaml (RECIPE_NOT_FOUND when it cannot be read). */
 export async function loadEvalConfig(path: string): Promise<EvalConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new RecipeError('RECIPE_NOT_FOUND', `cannot read eval config: ${(e as Error).message}`, { where: { file: path }, cause: e });
-  }
-  return parseEvalConfig(text, path);
+  // a regular file of bounded size, as recipes (readRecipeText)
+  return parseEvalConfig(await readRecipeText(path, 'eval config'), path);
 }
 
 /** Accuracy per dataset name. */

@@ -2,7 +2,7 @@
 // strictly (unknown keys with did-you-mean, value types, conflicting keys). Collects every problem of the file
 // and throws them together as RecipeProblems. Method-specific checks live in validate.ts.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import {
   LineCounter,
   isAlias,
@@ -549,7 +549,8 @@ export function parseRecipeInto(text: string, file: string, sink: ProblemSink): 
       syntaxOk = false;
       const lp = err.linePos?.[0] ?? lc.linePos(err.pos[0]);
       const code: ErrorCode = err.code === 'DUPLICATE_KEY' ? 'RECIPE_UNKNOWN_KEY' : 'RECIPE_YAML';
-      const msg = err.code === 'DUPLICATE_KEY' ? 'duplicate key in mapping' : `YAML syntax: ${err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`;
+      const first = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      const msg = err.code === 'DUPLICATE_KEY' ? 'duplicate key in mapping' : `YAML syntax: ${/Maximum call stack/.test(first) ? 'the nesting is too deep' : first}`;
       sink.add(code, msg, { file, line: lp.line, col: lp.col, path: '' });
     }
     if (!syntaxOk) continue;
@@ -566,13 +567,30 @@ export function sortProblems(ps: RecipeError[]): RecipeError[] {
 }
 
 /** Read a recipe file's text (RECIPE_NOT_FOUND when it cannot be read). */
-export async function readRecipeText(path: string): Promise<string> {
+export async function readRecipeText(path: string, what = 'recipe'): Promise<string> {
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new RecipeError('RECIPE_NOT_FOUND', `cannot read ${what}: ${path} is not a regular file`, { where: { file: path } });
+    size = st.size;
+  } catch (e) {
+    if (e instanceof RecipeError) throw e;
+    throw new RecipeError('RECIPE_NOT_FOUND', `cannot read ${what}: ${(e as Error).message}`, { where: { file: path }, cause: e });
+  }
+  // parsing holds about 150x the text in memory: a recipe is a few kB (one with a filter per tensor of a 70B model,
+  // ~100 kB)
+  if (size > MAX_RECIPE_BYTES) {
+    throw new RecipeError('RECIPE_TOO_LARGE', `the ${what} is ${size} bytes; files of more than ${MAX_RECIPE_BYTES} bytes are refused`, { where: { file: path } });
+  }
   try {
     return await readFile(path, 'utf8');
   } catch (e) {
-    throw new RecipeError('RECIPE_NOT_FOUND', `cannot read recipe: ${(e as Error).message}`, { where: { file: path }, cause: e });
+    throw new RecipeError('RECIPE_NOT_FOUND', `cannot read ${what}: ${(e as Error).message}`, { where: { file: path }, cause: e });
   }
 }
+
+/** The largest recipe file read (bytes). */
+export const MAX_RECIPE_BYTES = 2 ** 20;
 
 /** Read and parse a recipe file. */
 export async function readRecipeFile(path: string, options: LoadOptions = {}): Promise<Recipe> {
