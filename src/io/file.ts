@@ -3,6 +3,7 @@
 // the file; nothing here knows a checkpoint format. Imports only node:fs/promises, node:path and ../errors.js.
 
 import type { FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -150,8 +151,19 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
 /** Open a file for reading, mapping ENOENT to CKPT_NOT_FOUND and other failures to IO_ERROR. */
 export async function openForRead(file: string): Promise<FileHandle> {
   try {
-    return await fsp.open(file, 'r');
+    // O_NONBLOCK: opening a FIFO for reading would wait for a writer (a regular file ignores the flag); what is not a
+    // regular file is refused once open
+    const fh = await fsp.open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    let regular = false;
+    try {
+      regular = (await fh.stat()).isFile();
+    } finally {
+      if (!regular) await fh.close().catch(() => undefined);
+    }
+    if (!regular) throw new IoError('CKPT_UNKNOWN_FORMAT', 'expected a regular file, found a folder or special file (FIFO, device, socket)', { where: { file } });
+    return fh;
   } catch (e) {
+    if (e instanceof IoError) throw e;
     throw wrapIoError(e, file, 'opening for reading');
   }
 }

@@ -12,6 +12,7 @@ import { formatShape, shapesEqual, tensorBytes, type Tensor } from '../../tensor
 import type { TensorInfo } from '../types.js';
 import { trackTemp, untrackTemp } from '../temps.js';
 import { openOnnx, type OnnxInitializer, type OnnxReader } from './reader.js';
+import { openForRead } from '../file.js';
 import { TENSOR_DATA_FIELDS, concatBytes, encodeVarint, lenPrefix, readExactly, varintLength } from './wire.js';
 
 /** Inline models above this many initializer bytes are written with external data when `external: 'auto'`. */
@@ -259,11 +260,7 @@ export async function patchOnnx(options: PatchOnnxOptions): Promise<PatchOnnxRes
     }
     const minExternal = options.externalMinTensorBytes ?? EXTERNAL_MIN_TENSOR_BYTES;
 
-    try {
-      src = await open(model, 'r');
-    } catch (e) {
-      throw wrapIoError(e, model, 'opening ONNX model');
-    }
+    src = await openForRead(model);
     const keptFields = async (init: OnnxInitializer): Promise<Uint8Array> => {
       const parts: Uint8Array[] = [];
       for (const f of init.entry.fields) {

@@ -3,7 +3,8 @@
 // dtypes, lengths, external paths and sizes) without reading tensor payloads; reads fetch exactly the bytes asked
 // for. Malformed input only ever yields WeightkitError. Must not import onnxruntime-node.
 
-import { open, realpath, type FileHandle } from 'node:fs/promises';
+import { realpath, type FileHandle } from 'node:fs/promises';
+import { openForRead } from '../file.js';
 import * as path from 'node:path';
 import { fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import {
@@ -177,12 +178,8 @@ export class OnnxReader implements CheckpointReader {
 
   /** @internal */
   static async open(file: string): Promise<OnnxReader> {
-    let fh: FileHandle;
-    try {
-      fh = await open(file, 'r');
-    } catch (e) {
-      throw wrapIoError(e, file, 'opening ONNX model');
-    }
+    // a regular file only (a FIFO would block the open; see openForRead)
+    const fh: FileHandle = await openForRead(file);
     try {
       let size: number;
       try {
@@ -563,9 +560,9 @@ export class OnnxReader implements CheckpointReader {
   private externalHandle(file: string): Promise<FileHandle> {
     let h = this.extHandles.get(file);
     if (h === undefined) {
-      h = open(file, 'r').catch((e: unknown) => {
+      h = openForRead(file).catch((e: unknown) => {
         this.extHandles.delete(file);
-        throw wrapIoError(e, file, 'opening external data');
+        throw e instanceof WeightkitError ? e : wrapIoError(e, file, 'opening external data');
       });
       this.extHandles.set(file, h);
     }

@@ -1,0 +1,39 @@
+// Inputs that are not regular files (a FIFO, a device) are refused at once, never waited on: opening a FIFO for
+// reading would block until some process writes to it.
+
+import { execFileSync } from 'node:child_process';
+import { mkdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openCheckpointPath } from '../../src/io/open.js';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../plan/helpers.js';
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('special files', () => {
+  it('a FIFO as a .safetensors file, as a folder\'s model.safetensors or as an .onnx file is CKPT_UNKNOWN_FORMAT at once', async () => {
+    const dir = await tempDir('weightkit-special-');
+    execFileSync('mkfifo', [join(dir, 'f.safetensors')]);
+    await mkdir(join(dir, 'folder'));
+    execFileSync('mkfifo', [join(dir, 'folder', 'model.safetensors')]);
+    execFileSync('mkfifo', [join(dir, 'g.onnx')]);
+    await symlink('/dev/zero', join(dir, 'zero.safetensors'));
+    for (const p of ['f.safetensors', 'folder', 'g.onnx', 'zero.safetensors']) expect(await code(openCheckpointPath(join(dir, p))), p).toBe('CKPT_UNKNOWN_FORMAT');
+    const r = await runCli('inspect', join(dir, 'f.safetensors'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('found a folder or special file');
+    // a recipe that is a FIFO is not read either
+    execFileSync('mkfifo', [join(dir, 'recipe.yaml')]);
+    const v = await runCli('validate', join(dir, 'recipe.yaml'));
+    expect(v.code).toBe(2);
+    expect(v.stderr).toContain('is not a regular file');
+  }, 20_000);
+});
