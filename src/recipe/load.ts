@@ -257,7 +257,7 @@ class DocReader {
     }
     const v = this.scalarValue(node);
     if (v === undefined) {
-      this.sink.add('RECIPE_TYPE', `expected a number, boolean, string or gradient list (got ${describe(node)})`, pos);
+      this.sink.add('RECIPE_TYPE', `expected a finite number, boolean, string or gradient list (got ${describe(node)})`, pos);
       return undefined;
     }
     return { kind: 'scalar', value: v, pos };
@@ -314,6 +314,12 @@ class DocReader {
     for (const [k, { node: v, keyPos: kp }] of this.entries(node, path, null)) {
       const p = this.param(v, `${path}.${k}`, kp);
       if (p) out.set(k, { node: p, keyPos: kp });
+      else {
+        // reported already: not also "missing" to the required-parameter checks
+        let bad = invalidParams.get(out);
+        if (bad === undefined) invalidParams.set(out, (bad = new Set()));
+        bad.add(k);
+      }
     }
     return out;
   }
@@ -516,6 +522,9 @@ export function makeFilter(source: string, onError?: (message: string) => void):
   return { source, kind: 'substring', test: (name) => name.includes(source) };
 }
 
+/** Parameters a recipe sets to a value that was reported invalid, by the parameters mapping they belong to. */
+export const invalidParams = new WeakMap<ParamsNode, Set<string>>();
+
 function describe(node: unknown): string {
   if (node === null || node === undefined) return 'nothing';
   if (isMap(node)) return 'a mapping';
@@ -523,6 +532,7 @@ function describe(node: unknown): string {
   if (isScalar(node)) {
     const v = node.value;
     if (v === null) return 'null';
+    if (typeof v === 'number' && !Number.isFinite(v)) return `a number that is not finite (${String(v)})`;
     return `${typeof v} ${JSON.stringify(v)}`;
   }
   return 'an unsupported value';

@@ -3,7 +3,7 @@
 // normalize, equal slice lengths. Every problem carries its file:line:col; all are reported together.
 
 import { RecipeProblems } from '../errors.js';
-import { ProblemSink, parseRecipeInto, sortProblems } from './load.js';
+import { ProblemSink, invalidParams, parseRecipeInto, sortProblems } from './load.js';
 import type { MethodSpec, ParamSpec, ParamValue } from './spec.js';
 import { didYouMean } from './suggest.js';
 import type { ParamNode, ParamsNode, Pos, Recipe, RecipeDoc, ScalarOrGradient } from './types.js';
@@ -93,7 +93,7 @@ function inputsOf(doc: RecipeDoc): { ref: string; pos: Pos; levels: ParamsNode[]
 }
 
 function hasSetting(levels: readonly ParamsNode[], name: string): boolean {
-  return levels.some((l) => l.has(name));
+  return levels.some((l) => l.has(name) || invalidParams.get(l)?.has(name) === true);
 }
 
 function scalarOf(levels: readonly ParamsNode[], name: string): number | undefined | 'dynamic' {

@@ -37,3 +37,18 @@ describe('special files', () => {
     expect(v.stderr).toContain('is not a regular file');
   }, 20_000);
 });
+
+describe('folder layouts', () => {
+  it('a folder with both model.safetensors and an index opens model.safetensors, as transformers does', async () => {
+    const dir = await tempDir('weightkit-both-');
+    const { writeSafetensors } = await import('../../src/io/safetensors/writer.js');
+    const { makeTensor } = await import('../../src/tensor/tensor.js');
+    await writeSafetensors(join(dir, 'model.safetensors'), { single: makeTensor('F32', [1], new Float32Array([1])) });
+    await writeSafetensors(join(dir, 'model-00001-of-00001.safetensors'), { sharded: makeTensor('F32', [1], new Float32Array([2])) });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: { sharded: 'model-00001-of-00001.safetensors' } }));
+    const r = await openCheckpointPath(dir);
+    expect(r.tensors().map((t) => t.name)).toEqual(['single']);
+    await r.close();
+  });
+});

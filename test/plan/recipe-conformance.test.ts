@@ -137,6 +137,11 @@ describe('recipes as mergekit reads them', () => {
 });
 
 describe('where problems are reported', () => {
+  it('a value that is not a finite number (.nan, .inf, 1e400) is one type error, not also a missing parameter', async () => {
+    const p = await recipe('nan.yaml', 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: .nan}\n  - model: b\n    parameters: {weight: .inf}\nparameters: {lambda: 1e400}\n');
+    expect(await problems(p)).toEqual([['RECIPE_TYPE', 5, 26], ['RECIPE_TYPE', 7, 26], ['RECIPE_TYPE', 8, 22]]);
+  });
+
   it('a gradient value out of range at the value; a zero weight sum once, at the weight that sets it; no empty path in the location', async () => {
     const grad = await recipe('grad.yaml', 'merge_method: ties\nbase_model: base\nmodels:\n  - model: a\n    parameters:\n      weight: 1\n      density: [0.5, 1.2, 0.3]\n');
     expect(await problems(grad)).toEqual([['RECIPE_PARAM_RANGE', 7, 22]]);

@@ -113,8 +113,9 @@ export async function openShardedSafetensors(dir: string, options: SafetensorsOp
   }
   const indexPath = nodePath.join(dir, INDEX_FILE);
   const indexStat = await statOrUndefined(indexPath);
-  if (indexStat === undefined) {
-    const single = nodePath.join(dir, SINGLE_FILE);
+  // model.safetensors first, as transformers loads a folder that holds both it and an index
+  const single = nodePath.join(dir, SINGLE_FILE);
+  if (indexStat === undefined || (await statOrUndefined(single)) !== undefined) {
     if ((await statOrUndefined(single)) === undefined) {
       throw new FormatError('CKPT_UNKNOWN_FORMAT', `folder has neither ${INDEX_FILE} nor ${SINGLE_FILE}`, { where: { file: dir } });
     }
