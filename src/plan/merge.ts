@@ -203,6 +203,9 @@ function planOptions(o: Omit<MergeOptions, 'out'>): Parameters<typeof buildPlanF
 export async function merge(recipePath: string, options: MergeOptions): Promise<MergeResult> {
   const t0 = performance.now();
   const { recipe, stages } = await loadRecipe(recipePath, options);
+  // a multi-document recipe is planned whole first (later stages against the planned outputs of earlier ones), so a
+  // problem in its last stage is reported before the first stage runs
+  if (stages.length > 1) await buildPlan(recipePath, options);
   const warnings: string[] = [...recipe.warnings.map((w) => `${w.pos.file}:${w.pos.line}:${w.pos.col}: ${w.message}`)];
   // every model path the recipe names must differ from the output
   const inputPaths: string[] = [];

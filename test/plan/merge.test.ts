@@ -298,6 +298,18 @@ models:
     expect(plans[0]!.recipe.sha256).not.toBe(plans[1]!.recipe.sha256);
   });
 
+  it('a multi-document recipe whose last stage cannot be planned fails before its first stage runs', async () => {
+    const odd = tinyValues(4);
+    odd.set('model.layers.0.mlp.up_proj.weight', new Float32Array(4 * 4));
+    await writeModel(join(root, 'odd'), odd, { shapes: { 'model.layers.0.mlp.up_proj.weight': [4, 4] } });
+    const r = await recipe('multi-bad.yaml', 'name: soup\nmerge_method: linear\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n  - {model: ft-b, parameters: {weight: 1}}\n---\nmerge_method: linear\nmodels:\n  - {model: soup, parameters: {weight: 1}}\n  - {model: odd, parameters: {weight: 1}}\n');
+    let progressed = 0;
+    const e = await rejectionOf(() => merge(r, { out: join(root, 'out-multi-bad'), onProgress: () => progressed++ }));
+    expect((e as RecipeProblems).problems.map((p) => p.code)).toEqual(['TENSOR_SHAPE_MISMATCH']);
+    expect(progressed).toBe(0);
+    expect((await readdir(root)).filter((f) => f.startsWith('.weightkit-stages') || f.startsWith('out-multi-bad'))).toEqual([]);
+  });
+
   it('ties with trim_scope: model trims each task vector over the whole model (pre-pass), at any budget', async () => {
     const r = await recipe(
       'ties-model.yaml',
