@@ -33,13 +33,16 @@ export async function writeCompanionFiles(plan: MergePlan, dir: string, recipeTe
     let cfgText: string | undefined;
     try {
       cfgText = await readFile(cfgPath, 'utf8');
-    } catch {
+    } catch (e) {
       cfgText = undefined;
+      if ((e as { code?: unknown }).code !== 'ENOENT') warnings.push(`${cfgPath} cannot be read (${(e as Error).message}): the output has no config.json`);
     }
     if (cfgText !== undefined) {
       let out = cfgText;
       try {
-        const cfg = JSON.parse(cfgText) as Record<string, unknown>;
+        const parsed = JSON.parse(cfgText) as unknown;
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+        const cfg = parsed as Record<string, unknown>;
         const d = dominantDtype(plan);
         if (d && TORCH_DTYPE[d]) {
           if ('dtype' in cfg) cfg['dtype'] = TORCH_DTYPE[d];
@@ -56,7 +59,7 @@ export async function writeCompanionFiles(plan: MergePlan, dir: string, recipeTe
         if (plan.untied?.includes('lm_head.weight') && cfg['tie_word_embeddings'] !== false) cfg['tie_word_embeddings'] = false;
         out = JSON.stringify(cfg, null, 2) + '\n';
       } catch {
-        warnings.push(`${cfgPath} is not valid JSON: copied unchanged`);
+        warnings.push(`${cfgPath} is not a valid JSON object: copied unchanged`);
       }
       await writeFile(join(dir, 'config.json'), out);
       written.push('config.json');

@@ -173,6 +173,20 @@ describe('model references that are not local', () => {
   });
 });
 
+describe('companion files', () => {
+  it('a config.json that is a folder, or JSON but not an object, is reported, not silently dropped or passed', async () => {
+    await writeModel(join(root, 'cfg-dir'), tinyValues(0), { config: false });
+    await mkdir(join(root, 'cfg-dir', 'config.json'));
+    const p = await recipe('cfg-dir.yaml', 'merge_method: task_arithmetic\nbase_model: cfg-dir\nmodels:\n  - model: a\n    parameters: {weight: 1}\n');
+    const r = await merge(p, { out: join(root, 'out-cfg-dir') });
+    expect(r.warnings.some((w) => w.includes('config.json cannot be read'))).toBe(true);
+    await writeModel(join(root, 'cfg-list'), tinyValues(0), { config: [1, 2] });
+    const q = await recipe('cfg-list.yaml', 'merge_method: task_arithmetic\nbase_model: cfg-list\nmodels:\n  - model: a\n    parameters: {weight: 1}\n');
+    const r2 = await merge(q, { out: join(root, 'out-cfg-list') });
+    expect(r2.warnings.some((w) => w.includes('is not a valid JSON object: copied unchanged'))).toBe(true);
+  });
+});
+
 describe('tensors as mergekit plans them', () => {
   it('an lm_head of its own beside a tied base is merged against the base embedding, and the output config unties it', async () => {
     const p = await recipe('tied.yaml', 'merge_method: task_arithmetic\nbase_model: tied\nmodels:\n  - model: a\n    parameters: {weight: 0.5}\n');
