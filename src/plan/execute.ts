@@ -8,6 +8,7 @@ import { bf16ToF32, f16ToF32, fromF32 } from '../tensor/convert.js';
 import { DTYPE_INFO, viewData } from '../tensor/dtype.js';
 import type { CheckpointReader } from '../io/types.js';
 import { chunkElements, makeContext } from '../merge/run.js';
+import { fstatSync } from 'node:fs';
 import { IoError, PlanError, allocationError } from '../errors.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../merge/types.js';
 import { jsMatMul, type MatMulBackend } from '../tensor/linalg/backend.js';
@@ -503,8 +504,20 @@ async function mergeWholeBf16(
           writer.write(o, bits);
         } catch (e) {
           if ((e as { code?: unknown }).code !== 'WK_NATIVE_IO') throw e;
+          // the input that no longer holds the tensor's bytes (truncated meanwhile), else every input (a disk error)
+          const sizeOf = (fd: number): number => {
+            try {
+              return fstatSync(fd).size;
+            } catch {
+              return -1;
+            }
+          };
+          const short = located.map((l) => ({ ...l!, size: sizeOf(l!.fd) })).find((l) => l.size < l.position + 2 * n);
+          if (short !== undefined) {
+            throw new IoError('IO_ERROR', `reading tensor '${t.name}' failed: ${short.file} is now ${short.size} bytes, shorter than the tensor's end at byte ${short.position + 2 * n} (truncated while merging?)`, { where: { file: short.file, tensor: t.name }, cause: e });
+          }
           const files = [...new Set(located.map((l) => l!.file))].join(', ');
-          throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name } });
+          throw new IoError('IO_ERROR', `reading tensor '${t.name}' from ${files} failed: ${(e as Error).message}`, { where: { file: located[0]!.file, tensor: t.name }, cause: e });
         }
         await ctx.sink.writeRange(t.name, 2 * o, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
       }

@@ -4,7 +4,7 @@
 // machine that can build them (linux-x64, g++, AVX-512) they must be built, so this comparison cannot be skipped
 // silently there.
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, truncateSync } from 'node:fs';
 import { open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -590,6 +590,30 @@ describe('native TIES kernels', () => {
     } finally {
       await fh.close();
     }
+  });
+
+  it('an input truncated while its tensor is merged: IO_ERROR names that file, its size and the tensor', async () => {
+    const k = loadNativeKernels();
+    if (!k) return;
+    // a copy of the family (this test cuts a file short)
+    const dir = join(root, 'cut');
+    for (const [i, m] of MODELS.slice(0, 4).entries()) await writeModel(join(dir, m), values(i), { dtype: 'BF16', shapes: SHAPES, config: false, tokenizer: false });
+    const victim = join(dir, MODELS[2]!, 'model.safetensors');
+    const orig = k.tiesTensor.bind(k);
+    vi.spyOn(k, 'tiesTensor').mockImplementation((b, ms, o, a, masks) => {
+      truncateSync(victim, 64); // under the merge, before the inputs are mapped
+      orig(b, ms, o, a, masks);
+    });
+    const recipe = join(dir, 'ties.yaml');
+    await writeFile(recipe, `merge_method: ties\nbase_model: ${MODELS[0]}\nmodels:\n${MODELS.slice(1, 4).map((m) => `  - {model: ${m}, parameters: {weight: 1, density: 0.5}}`).join('\n')}\ndtype: bfloat16\n`);
+    let caught: unknown;
+    try {
+      await merge(recipe, { out: join(dir, 'out'), threads: 1 });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ code: 'IO_ERROR', where: { file: victim } });
+    expect((caught as Error).message).toMatch(/is now 64 bytes, shorter than the tensor's end at byte \d+ \(truncated while merging\?\)/);
   });
 
   it("kept inputs: a tensor's calls map its files once (flag 256 keeps, 512 gives back), a SIGBUS gives them back too", async () => {
