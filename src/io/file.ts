@@ -127,6 +127,7 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
     if (replace) {
       await fsp.rename(tmpPath, finalPath);
       untrackTemp(tmpPath);
+      await syncDir(path.dirname(finalPath));
       return;
     }
     try {
@@ -138,13 +139,31 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
       if ((await statOrUndefined(finalPath)) !== undefined) throw appeared();
       await fsp.rename(tmpPath, finalPath);
       untrackTemp(tmpPath);
+      await syncDir(path.dirname(finalPath));
       return;
     }
     await fsp.unlink(tmpPath);
     untrackTemp(tmpPath);
+    await syncDir(path.dirname(finalPath));
   } catch (e) {
     if (e instanceof IoError) throw e;
     throw wrapIoError(e, finalPath, `renaming ${path.basename(tmpPath)} to its final name`);
+  }
+}
+
+/**
+ * Make a folder's entries durable (after renaming a finished output into it): fsync on the folder. Best effort:
+ * file systems that cannot sync a folder are left as they are.
+ */
+export async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await fh.sync();
+  } catch {
+    // EINVAL / EISDIR / EACCES on some file systems: the rename itself stands
+  } finally {
+    await fh?.close().catch(() => undefined);
   }
 }
 

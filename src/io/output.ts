@@ -3,9 +3,10 @@
 // when complete, so an interrupted run never leaves something that looks finished. Node fs only.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PlanError, wrapIoError } from '../errors.js';
+import { syncDir } from './file.js';
 import { trackTemp, untrackTemp } from './temps.js';
 
 export interface OutputCheckOptions {
@@ -61,6 +62,23 @@ function tempSibling(p: string, tag: string): string {
   return join(dirname(abs), `.${basename(abs)}.weightkit-${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/** fdatasync every regular file under `dir`, then the folders themselves (best effort per folder, see syncDir). */
+async function syncTree(dir: string): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await syncTree(p);
+    else if (e.isFile()) {
+      const fh = await open(p, 'r');
+      try {
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+  await syncDir(dir);
+}
+
 /** A staged output folder: write into `staging`, then `commit()` moves it to `out` (or `abort()` removes it). */
 export interface StagedDir {
   readonly out: string;
@@ -95,6 +113,9 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
     async commit() {
       if (done) return;
       try {
+        // every file of the folder on the device before the folder gets its final name (shards are synced by their
+        // writers; config, tokenizer and card files here), and the folder's entries
+        await syncTree(staging);
         const now = await existing(out);
         if (now && options.overwrite) {
           const old = tempSibling(out, 'old');
@@ -108,6 +129,7 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
         }
         done = true;
         untrackTemp(staging);
+        await syncDir(dirname(resolve(out)));
       } catch (e) {
         const code = (e as { code?: unknown })?.code;
         if (!options.overwrite && (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR')) {

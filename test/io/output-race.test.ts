@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { open } from 'node:fs/promises';
+import { describe, expect, it, vi } from 'vitest';
 import { WeightkitError } from '../../src/errors.js';
 import { stageOutputDir } from '../../src/io/output.js';
 import { openSafetensorsWriter } from '../../src/io/safetensors/writer.js';
@@ -78,5 +79,28 @@ describe('outputs that appear while writing', () => {
     await w3.write('w', new Uint8Array(8));
     await w3.close();
     expect(existsSync(out) && (await readFile(out)).length > 8).toBe(true);
+  });
+
+  it('publishing syncs: every file of a staged folder and the folders, a single file and its folder', async () => {
+    const root = await tempDir('weightkit-sync-');
+    const probe = await open(join(root, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void>; sync: () => Promise<void> };
+    await probe.close();
+    const datasync = vi.spyOn(proto, 'datasync');
+    const sync = vi.spyOn(proto, 'sync');
+    const staged = await stageOutputDir(join(root, 'out'));
+    await writeFile(join(staged.staging, 'config.json'), '{}');
+    await writeFile(join(staged.staging, 'README.md'), '# x');
+    await staged.commit();
+    expect(datasync).toHaveBeenCalledTimes(2);
+    expect(sync.mock.calls.length).toBeGreaterThanOrEqual(2); // the staged folder, then the output's parent
+    datasync.mockClear();
+    sync.mockClear();
+    const w = await openSafetensorsWriter(join(root, 'one.safetensors'), [{ name: 'w', dtype: 'F32', shape: [2] }]);
+    await w.write('w', new Uint8Array(8));
+    await w.close();
+    expect(datasync).toHaveBeenCalledTimes(1);
+    expect(sync).toHaveBeenCalledTimes(1);
+    vi.restoreAllMocks();
   });
 });

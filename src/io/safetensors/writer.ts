@@ -468,6 +468,9 @@ export class SafetensorsFileWriter implements SafetensorsWriter {
         throw new IoError('IO_ERROR', `temporary file is ${st.size} bytes, expected ${this.layout.fileByteLength}`, { where: { file: this.tmpPath } });
       }
       await this.direct?.close();
+      // the bytes on the device before the file gets its final name: after a crash a published name never holds a
+      // short or empty file (O_DIRECT data is there already; this flushes the buffered edges and the device cache)
+      await this.fh.datasync();
       await this.fh.close();
     } catch (e) {
       this.failure ??= e;
