@@ -52,3 +52,20 @@ describe('folder layouts', () => {
     await r.close();
   });
 });
+
+describe('ONNX external data numbers', () => {
+  it('an offset too large for the file system is said to be too large, not malformed', async () => {
+    const { parseExternalData } = await import('../../src/io/onnx/external.js');
+    const err = (v: string): string => {
+      try {
+        parseExternalData([{ key: 'location', value: 'w.bin' }, { key: 'offset', value: v }], 'm.onnx', 'w');
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return '';
+    };
+    expect(err('4611686018427387904')).toBe("external_data 'offset' is too large: 4611686018427387904");
+    expect(err('abc')).toBe("external_data 'offset' must be a non-negative decimal integer, got 'abc'");
+    expect(err('-1')).toContain('must be a non-negative decimal integer');
+  });
+});

@@ -21,6 +21,7 @@ function invalid(message: string, file: string, tensor: string): FormatError {
 }
 
 function parseCount(key: string, value: string, file: string, tensor: string): number {
+  if (/^[0-9]{17,}$/.test(value)) throw invalid(`external_data '${key}' is too large: ${value.length > 40 ? `${value.slice(0, 40)}...` : value}`, file, tensor);
   if (!/^[0-9]{1,16}$/.test(value)) {
     throw invalid(`external_data '${key}' must be a non-negative decimal integer, got '${value}'`, file, tensor);
   }
