@@ -627,7 +627,7 @@ export function buildPlanFromModels(
       const owner = p.model === undefined ? '' : ` for model '${models[kept[p.model]!.model]!.ref}'`;
       problems.push(new PlanError(p.code ?? 'RECIPE_PARAM_RANGE', `${method.name}: ${p.message}${owner} (tensor '${outName}')`, { where: { ...posWhere(pos), tensor: outName } }));
     }
-    if (params['normalize'] === true && modelParams.length > 0 && modelParams.every((p) => typeof p['weight'] === 'number') && method.base !== 'required') {
+    if (params['normalize'] === true && modelParams.length > 0 && modelParams.every((p) => typeof p['weight'] === 'number')) {
       const sum = modelParams.reduce((a, p) => a + (p['weight'] as number), 0);
       if (Math.abs(sum) < 1e-12) {
         // at the first weight the recipe sets (else the normalize setting, else the slice), once per position

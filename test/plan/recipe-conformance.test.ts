@@ -147,6 +147,10 @@ describe('where problems are reported', () => {
     expect(await problems(grad)).toEqual([['RECIPE_PARAM_RANGE', 7, 22]]);
     const wz = await recipe('wz-filter.yaml', 'merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight:\n        - filter: mlp\n          value: -1\n        - value: 1\n  - model: b\n    parameters: {weight: 1}\n');
     expect(await problems(wz)).toEqual([['RECIPE_WEIGHT_SUM_ZERO', 7, 18]]);
+    // the same for a task-vector method, whether the weights are plain numbers or gradients
+    const ties = (w: string): string => `merge_method: ties\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: ${w}, density: 0.5}\n  - model: b\n    parameters: {weight: 1, density: 0.5}\n`;
+    expect((await problems(await recipe('wz-ties.yaml', ties('-1')))).map((x) => x[0])).toEqual(['RECIPE_WEIGHT_SUM_ZERO']);
+    expect((await problems(await recipe('wz-ties-grad.yaml', ties('[-1, -1]')))).map((x) => x[0])).toEqual(['RECIPE_WEIGHT_SUM_ZERO']);
     const r = await runCli('validate', wz);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('(-1 + 1)');
