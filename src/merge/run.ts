@@ -92,7 +92,7 @@ function asF32(x: Float32Array | Tensor): Float32Array {
 /** Build the per-tensor context a method sees. */
 export function makeContext(
   method: MergeMethod,
-  init: { name: string; shape: readonly number[]; hasBase: boolean; params: Params; modelParams: readonly Params[]; seed: number; modelStats?: unknown; linalg?: MatMulBackend },
+  init: { name: string; shape: readonly number[]; hasBase: boolean; params: Params; modelParams: readonly Params[]; seed: number; modelStats?: unknown; linalg?: MatMulBackend; warn?: (message: string) => void },
 ): TensorContext {
   const numel = init.shape.reduce((a, b) => a * b, 1);
   const rowLength = init.shape.length <= 1 ? 1 : init.shape.slice(1).reduce((a, b) => a * b, 1);
@@ -108,6 +108,7 @@ export function makeContext(
     rng: (i, purpose = method.name) => streamKey(init.seed, init.name, i, purpose),
     ...(init.modelStats !== undefined ? { modelStats: init.modelStats } : {}),
     ...(init.linalg !== undefined ? { linalg: init.linalg } : {}),
+    warn: init.warn ?? (() => undefined),
   };
 }
 

@@ -32,6 +32,8 @@ export interface TensorContext {
    * one, else undefined: the method falls back to jsMatMul). Injected by the caller of merge; methods never import ORT.
    */
   readonly linalg?: MatMulBackend;
+  /** Tell the user something about this tensor's result (e.g. it is all NaN because an input holds NaN or inf). */
+  warn?(message: string): void;
 }
 
 /** A contiguous range of elements [offset, offset + length) of every input, as f32. */

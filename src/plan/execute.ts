@@ -138,6 +138,8 @@ export interface RunTensorContext {
   modelStats?: unknown;
   /** matrix products of methods that declare `linalg` (default jsMatMul) */
   linalg?: MatMulBackend;
+  /** a method's warnings about a tensor's result (TensorContext.warn) */
+  warn?: (message: string) => void;
 }
 
 function rowLengthOf(shape: readonly number[]): number {
@@ -451,8 +453,9 @@ export async function runModelPrepass(
 }
 
 /** The context a method sees for plan tensor t (linalg methods get `linalg`, default jsMatMul). */
-function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelStats: unknown, linalg: MatMulBackend | undefined): TensorContext {
+function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelStats: unknown, linalg: MatMulBackend | undefined, warn?: (message: string) => void): TensorContext {
   return makeContext(method, {
+    ...(warn !== undefined ? { warn } : {}),
     name: t.name,
     shape: t.shape,
     hasBase: t.base !== undefined,
@@ -593,7 +596,7 @@ async function runTensorInner(ctx: RunTensorContext, t: PlanTensor): Promise<num
   if (t.op === 'copy') return copyTensor(ctx, t);
   installNativeKernels(); // this thread's merges use the native kernels when built (same bits), else WebAssembly
   const { method } = ctx;
-  const mctx = tensorContext(method, t, ctx.seed, ctx.modelStats, ctx.linalg);
+  const mctx = tensorContext(method, t, ctx.seed, ctx.modelStats, ctx.linalg, ctx.warn);
   const merger: TensorMerger = method.create(mctx);
   const numel = mctx.numel;
   const rowLen = mctx.rowLength;

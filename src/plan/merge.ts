@@ -241,6 +241,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
           last, // an intermediate stage is read again at once: keep it in the page cache
         );
         bytesWritten += r.bytes;
+        warnings.push(...r.warnings);
         const companions = await writeCompanionFiles(plan, dir, docText(recipe, doc, last), warnings);
         files = [...r.files, ...companions];
         const onnxBase = plan.models[plan.base ?? plan.donor]!;
@@ -284,8 +285,9 @@ export async function executePlan(
   onProgress?: (p: Omit<MergeProgress, 'stage' | 'stages'>) => void,
   /** write large ranges with O_DIRECT where allowed; false for an output read again at once (intermediate stages) */
   directWrites = true,
-): Promise<{ bytes: number; files: string[] }> {
+): Promise<{ bytes: number; files: string[]; warnings: string[] }> {
   const t0 = performance.now();
+  const said: string[] = [];
   const metadata: Record<string, string> = {
     format: 'pt',
     weightkit_version: WEIGHTKIT_VERSION,
@@ -300,6 +302,12 @@ export async function executePlan(
     const threads = Math.max(1, options.threads ?? defaultThreads());
     const budget = Math.floor((options.memoryBudget ?? DEFAULT_MEMORY_BUDGET) / threads);
     let done = 0;
+    // the methods' warnings about results (an all-NaN tensor, ...), told at once and returned
+    const warn = (w: string): void => {
+      if (said.includes(w)) return;
+      said.push(w);
+      options.onWarning?.(w);
+    };
     const report = (name: string, n: number): void => {
       checkAborted(options.signal);
       bytes += n;
@@ -327,8 +335,9 @@ export async function executePlan(
         },
         jobs,
         threads,
-        (job, n, edges) => {
+        (job, n, edges, said) => {
           writer.markWritten(job.tensor.name, edges);
+          for (const w of said) warn(w);
           report(job.tensor.name, n);
         },
         options.signal,
@@ -347,7 +356,7 @@ export async function executePlan(
           try {
             for (let t = queue.shift(); t && !failed; t = queue.shift()) {
               checkAborted(options.signal);
-              report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: laneBudget, scratch, ...stats }, t));
+              report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: laneBudget, scratch, warn, ...stats }, t));
             }
           } catch (e) {
             failed = true; // the other lane stops after its current tensor
@@ -363,5 +372,5 @@ export async function executePlan(
     await writer.abort();
     throw e;
   }
-  return { bytes, files: writer.files.map((f) => f.slice(dir.length + 1)) };
+  return { bytes, files: writer.files.map((f) => f.slice(dir.length + 1)), warnings: said };
 }

@@ -91,8 +91,8 @@ export async function runPool(
   init: Omit<WorkerInit, 'type'>,
   jobs: readonly PoolJob[],
   threads: number,
-  /** `edges`: bytes of the tensor the worker left to the main thread's writer (see WorkerReply) */
-  onDone: (job: PoolJob, bytes: number, edges: readonly WrittenEdge[]) => void,
+  /** `edges`: bytes of the tensor the worker left to the main thread's writer (see WorkerReply); `warnings`: the method's */
+  onDone: (job: PoolJob, bytes: number, edges: readonly WrittenEdge[], warnings: readonly string[]) => void,
   signal?: AbortSignal,
 ): Promise<void> {
   const queue = [...jobs].sort((a, b) => b.tensor.byteLength - a.tensor.byteLength || a.index - b.index);
@@ -122,7 +122,7 @@ export async function runPool(
                 const job = inflight.get(m.index)!;
                 inflight.delete(m.index);
                 try {
-                  onDone(job, m.bytes, m.edges ?? []);
+                  onDone(job, m.bytes, m.edges ?? [], m.warnings ?? []);
                 } catch (e) {
                   failure ??= e as Error;
                 }

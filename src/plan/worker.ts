@@ -44,7 +44,7 @@ export type WorkerRequest = WorkerInit | WorkerTask | { type: 'close' };
 
 export type WorkerReply =
   /** `edges`: the parts of 4 KiB blocks the tensor shares with its neighbours, for the main thread's writer to write */
-  | { type: 'done'; index: number; bytes: number; edges?: WrittenEdge[] }
+  | { type: 'done'; index: number; bytes: number; edges?: WrittenEdge[]; warnings?: string[] }
   | { type: 'error'; index: number; error: { name: string; code?: string; message: string; where?: object } }
   | { type: 'closed' };
 
@@ -87,7 +87,7 @@ if (port) {
     return fh;
   };
 
-  const run = async (task: WorkerTask, scratch: Scratch, edges: WrittenEdge[]): Promise<number> => {
+  const run = async (task: WorkerTask, scratch: Scratch, edges: WrittenEdge[], warnings: string[]): Promise<number> => {
     const t = task.tensor;
     const ids = [...(t.base ? [t.base.model] : []), ...t.inputs.map((i) => i.model)];
     const map = new Map<number, CheckpointReader>();
@@ -119,6 +119,7 @@ if (port) {
         seed: init!.seed,
         budgetBytes: init!.budgetBytes,
         scratch,
+        warn: (m) => warnings.push(m),
         ...(init!.modelStats !== undefined ? { modelStats: init!.modelStats } : {}),
       },
       t,
@@ -149,8 +150,9 @@ if (port) {
       const scratch = freeScratch.pop() ?? laneScratch(init!.outputElements ?? 0);
       try {
         const edges: WrittenEdge[] = [];
-        const bytes = await run(msg, scratch, edges);
-        port.postMessage({ type: 'done', index: msg.index, bytes, ...(edges.length > 0 ? { edges } : {}) } satisfies WorkerReply);
+        const warnings: string[] = [];
+        const bytes = await run(msg, scratch, edges, warnings);
+        port.postMessage({ type: 'done', index: msg.index, bytes, ...(edges.length > 0 ? { edges } : {}), ...(warnings.length > 0 ? { warnings } : {}) } satisfies WorkerReply);
       } catch (e) {
         const err = isWeightkitError(e)
           ? { name: e.name, code: e.code, message: e.message, where: e.where }

@@ -177,6 +177,31 @@ describe('model references that are not local', () => {
   });
 });
 
+describe('results that are all NaN', () => {
+  it('slerp, model_stock, karcher and sce tell when an input NaN makes the whole tensor NaN (on one thread and on workers)', async () => {
+    const nan = tinyValues(5);
+    nan.get('model.layers.0.self_attn.q_proj.weight')![3] = NaN;
+    await writeModel(join(root, 'nan'), nan);
+    const cases: [string, string, string][] = [
+      ['slerp', 'merge_method: slerp\nbase_model: base\nmodels:\n  - model: nan\nparameters:\n  t: 0.5\n', "slerp's angle"],
+      ['model_stock', 'merge_method: model_stock\nbase_model: base\nmodels:\n  - model: a\n  - model: nan\n', "model_stock's interpolation ratio t"],
+      ['karcher', 'merge_method: karcher\nmodels:\n  - model: a\n  - model: nan\n', "karcher's mean"],
+      ['sce', 'merge_method: sce\nbase_model: base\nmodels:\n  - model: a\n  - model: nan\n', "sce's model weights"],
+    ];
+    for (const [name, text, what] of cases) {
+      const p = await recipe(`nan-${name}.yaml`, text);
+      for (const threads of [1, 2]) {
+        const told: string[] = [];
+        const r = await merge(p, { out: join(root, `out-nan-${name}-${threads}`), threads, ...(threads > 1 ? { pool: 'always' as const } : {}), onWarning: (w) => told.push(w) });
+        const want = `tensor 'model.layers.0.self_attn.q_proj.weight': ${what} is not finite (an input holds NaN or infinite values), so every value of the merged tensor is NaN`;
+        expect(r.warnings, `${name}, ${threads} thread(s)`).toContain(want);
+        expect(told).toContain(want);
+        expect(r.warnings.filter((w) => w.includes('is not finite'))).toHaveLength(1); // only that tensor
+      }
+    }
+  });
+});
+
 describe('companion files', () => {
   it('a config.json that is a folder, or JSON but not an object, is reported, not silently dropped or passed', async () => {
     await writeModel(join(root, 'cfg-dir'), tinyValues(0), { config: false });

@@ -17,6 +17,14 @@ export function tensorError(ctx: TensorContext, message: string): UsageError {
   return new UsageError('USAGE', `tensor '${ctx.name}': ${message}`, { where: { tensor: ctx.name } });
 }
 
+/**
+ * Tell that a whole-tensor coefficient came out NaN or infinite (an input holds NaN or infinite values): the method
+ * goes on as mergekit does, and every value of the tensor's result is NaN.
+ */
+export function warnNotFinite(ctx: TensorContext, what: string): void {
+  ctx.warn?.(`tensor '${ctx.name}': ${what} is not finite (an input holds NaN or infinite values), so every value of the merged tensor is NaN`);
+}
+
 /** Merger that copies one input: mergekit returns a lone input tensor unchanged. */
 export function copyMerger(from: 'base' | number): TensorMerger {
   return {

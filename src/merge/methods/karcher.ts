@@ -3,7 +3,7 @@
 // fixed combination Σc_i x_i: identical bits at any chunking. Pure: no node: imports.
 
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
-import { EMPTY_MERGER, accumulateGram, combinationNorm, copyMerger, linearInto, symmetrize, tensorError } from './geo-util.js';
+import { EMPTY_MERGER, accumulateGram, combinationNorm, copyMerger, linearInto, symmetrize, tensorError, warnNotFinite } from './geo-util.js';
 
 /**
  * Coefficients c with result = Σ c_i x_i, from the Gram matrix G of the inputs, following mergekit's
@@ -93,6 +93,7 @@ function createKarcher(ctx: TensorContext): TensorMerger {
       }
       symmetrize(gram, n);
       ({ coef, iterations } = karcherCoefficients(gram, n, maxIter, tol));
+      if (coef.some((c) => !Number.isFinite(c))) warnNotFinite(ctx, "karcher's mean");
       return false;
     },
     observe(_pass, chunk: Chunk): void {

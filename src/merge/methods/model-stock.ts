@@ -4,7 +4,7 @@
 
 import { NATIVE_STOCK, nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Input, Chunk, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
-import { EMPTY_MERGER, accumulateGram, assertWholeVectors, copyMerger, lastAxisLength, nativeGramWhole, tensorError } from './geo-util.js';
+import { EMPTY_MERGER, accumulateGram, assertWholeVectors, copyMerger, lastAxisLength, nativeGramWhole, tensorError, warnNotFinite } from './geo-util.js';
 
 /**
  * t = N·c/(1+(N−1)·c) with c the mean over pairs i<j of ⟨d_i,d_j⟩/max(‖d_i‖‖d_j‖, 1e-6) clamped to [−1, 1], from
@@ -100,6 +100,7 @@ function createModelStock(ctx: TensorContext): TensorMerger {
       }
       ({ t, cos } = modelStockT(gram, n));
       checkT(ctx, n, cos, '');
+      if (!Number.isFinite(t)) warnNotFinite(ctx, "model_stock's interpolation ratio t");
       ready = true;
       return false;
     },

@@ -18,6 +18,7 @@ import {
   zeroWhereZero,
 } from './gta-kernels.js';
 import type { Chunk, MergeMethod, TensorContext, TensorMerger } from '../types.js';
+import { warnNotFinite } from './geo-util.js';
 
 const VAR_HIGH = 0;
 const VAR_LOW = 1;
@@ -83,6 +84,7 @@ class SceMerger implements TensorMerger {
       for (let i = 0; i < this.n; i++) {
         this.omega[i] = Math.abs(total) < 1e-6 ? 1 / this.n : this.energy[i]! / Math.max(1, this.ctx.numel) / total;
       }
+      if (this.omega.some((w) => !Number.isFinite(w))) warnNotFinite(this.ctx, "sce's model weights");
       this.stage = DONE;
     }
     if (this.stage === VAR_HIGH) {

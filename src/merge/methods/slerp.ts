@@ -4,7 +4,7 @@
 
 import { NATIVE_SLERP, nativeKernels } from '../../tensor/native-kernels.js';
 import type { Bf16Input, MergeMethod, TensorContext, TensorMerger, WholeBf16Writer } from '../types.js';
-import { EMPTY_MERGER, accumulateGram, copyMerger, linearInto, nativeGramWhole, tensorError } from './geo-util.js';
+import { EMPTY_MERGER, accumulateGram, copyMerger, linearInto, nativeGramWhole, tensorError, warnNotFinite } from './geo-util.js';
 
 /** mergekit's colinearity threshold on the cosine. */
 const DOT_THRESHOLD = 0.9995;
@@ -69,6 +69,7 @@ function createSlerp(ctx: TensorContext): TensorMerger {
         return true;
       }
       const c = slerpCoefficients(t, gram[0]!, gram[3]!, gram[1]!);
+      if (!Number.isFinite(c.s0) || !Number.isFinite(c.s1)) warnNotFinite(ctx, "slerp's angle");
       s0 = c.s0;
       coef[0] = c.s1;
       cos = c.dot;
