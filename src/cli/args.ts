@@ -5,7 +5,8 @@ import { parseDType, type DType } from '../tensor/dtype.js';
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
-  b: 1,
+  // mergekit's B is a billion (its parse_kmb takes the suffix in either case)
+  b: 1e9,
   k: 1e3,
   kb: 1e3,
   m: 1e6,
@@ -22,14 +23,14 @@ const SIZE_UNITS: Record<string, number> = {
 
 /**
  * A byte size: plain bytes (`5000000000`), decimal units (`5GB`, `500M`, `5G`), binary units (`512MiB`), or
- * mergekit's `5B` (billion bytes).
+ * mergekit's `5B` / `5b` (billion bytes), units in either case.
  */
 export function parseSize(value: unknown, option: string): number {
   const s = String(value).trim();
   const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(s);
   if (m) {
     const unitKey = m[2]!.toLowerCase();
-    const mult = unitKey === 'b' && m[2] === 'B' ? 1e9 : SIZE_UNITS[unitKey];
+    const mult = SIZE_UNITS[unitKey];
     if (mult !== undefined) {
       const bytes = Math.round(Number(m[1]) * mult);
       if (Number.isSafeInteger(bytes) && bytes > 0) return bytes;
