@@ -4,9 +4,10 @@
 // Guarantees: points run in grid order (first --vary outermost); the temp folder is removed on success, error and
 // interrupt; the same inputs and seed give the same table. No src/cli.
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { makeDirs } from '../io/file.js';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
 import { RecipeProblems, UsageError } from '../errors.js';
@@ -166,7 +167,7 @@ export async function openRecipeEditor(recipePath: string): Promise<RecipeEditor
 
 /** Merge a rewritten recipe text into `dir/out` (writing `dir/recipe.yaml`); returns the output folder. */
 export async function mergeText(text: string, dir: string, options: { seed?: number; threads?: number; signal?: AbortSignal; label: string }): Promise<string> {
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   const recipe = join(dir, 'recipe.yaml');
   await writeFile(recipe, text);
   try {

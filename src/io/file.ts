@@ -152,6 +152,30 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
 }
 
 /**
+ * mkdir -p without Node's recursive mkdir, which spins forever on some paths (under /proc: Node 20 loops on the
+ * ENOENT it gets there): each missing folder from the first existing ancestor down, one mkdir each. Errors are the
+ * file system's (ENOTDIR under a file, EACCES, ENOENT where nothing can be created).
+ */
+export async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let p = path.resolve(dir); ; ) {
+    const st = await statOrUndefined(p);
+    if (st !== undefined) break;
+    missing.push(p);
+    const parent = path.dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      await fsp.mkdir(d);
+    } catch (e) {
+      if ((e as { code?: unknown })?.code !== 'EEXIST') throw e;
+    }
+  }
+}
+
+/**
  * Make a folder's entries durable (after renaming a finished output into it): fsync on the folder. Best effort:
  * file systems that cannot sync a folder are left as they are.
  */

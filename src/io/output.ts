@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { PlanError, wrapIoError } from '../errors.js';
-import { syncDir } from './file.js';
+import { IoError, PlanError, WeightkitError, wrapIoError } from '../errors.js';
+import { makeDirs, syncDir } from './file.js';
 import { trackTemp, untrackTemp } from './temps.js';
 
 export interface OutputCheckOptions {
@@ -62,6 +62,13 @@ function tempSibling(p: string, tag: string): string {
   return join(dirname(abs), `.${basename(abs)}.weightkit-${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/** A failure to create an output's folders: OUT_INVALID with the file system's reason. */
+function outputError(e: unknown, out: string): WeightkitError {
+  if (e instanceof WeightkitError) return e;
+  const reason = (e as { code?: unknown })?.code === 'ENOENT' ? 'a folder on the way cannot be created there' : e instanceof Error ? e.message : String(e);
+  return new IoError('OUT_INVALID', `cannot create the output: ${reason}`, { where: { file: out }, cause: e });
+}
+
 /** fdatasync every regular file under `dir`, then the folders themselves (best effort per folder, see syncDir). */
 async function syncTree(dir: string): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -100,11 +107,11 @@ export async function stageOutputDir(out: string, options: OutputCheckOptions = 
   }
   const staging = tempSibling(out, 'tmp');
   try {
-    await mkdir(dirname(staging), { recursive: true });
+    await makeDirs(dirname(staging));
     await mkdir(staging);
     trackTemp(staging);
   } catch (e) {
-    throw wrapIoError(e, out, 'creating output folder');
+    throw outputError(e, out);
   }
   let done = false;
   return {
@@ -163,8 +170,8 @@ export async function checkOutputFile(out: string, options: OutputCheckOptions =
     });
   }
   try {
-    await mkdir(dirname(resolve(out)), { recursive: true });
+    await makeDirs(dirname(resolve(out)));
   } catch (e) {
-    throw wrapIoError(e, out, 'creating output folder');
+    throw outputError(e, out);
   }
 }

@@ -2,11 +2,12 @@
 // plan each stage, execute it tensor by tensor into a staged output folder (sharded safetensors + index, config,
 // tokenizer files, model card, recipe; a patched ONNX graph for ONNX inputs) and rename it into place.
 
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { RecipeError, RecipeProblems, UsageError } from '../errors.js';
 import { openCheckpointPath } from '../io/open.js';
+import { makeDirs } from '../io/file.js';
 import { trackTemp, untrackTemp } from '../io/temps.js';
 import { stageOutputDir } from '../io/output.js';
 import { openShardedWriter } from '../io/safetensors/sharded-writer.js';
@@ -224,7 +225,7 @@ export async function merge(recipePath: string, options: MergeOptions): Promise<
     for (const [si, { doc, method }] of stages.entries()) {
       const last = si === stages.length - 1;
       const dir = last ? staged.staging : join(interRoot, doc.name!.value);
-      if (!last) await mkdir(dir, { recursive: true });
+      if (!last) await makeDirs(dir);
       const resolved = await openModels(doc, openCheckpointPath, stageOutputs);
       try {
         const plan = buildPlanFromModels(doc, method, resolved, docText(recipe, doc, last), planOptions(options));

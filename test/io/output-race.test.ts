@@ -104,3 +104,23 @@ describe('outputs that appear while writing', () => {
     vi.restoreAllMocks();
   });
 });
+
+describe('creating output folders', () => {
+  it('a path where no folder can be created (under /proc) is OUT_INVALID at once (Node\'s recursive mkdir spins there)', async () => {
+    if (!existsSync('/proc/self')) return;
+    expect(await code(stageOutputDir('/proc/weightkit-no/out'))).toBe('OUT_INVALID');
+    expect(await code(openSafetensorsWriter('/proc/weightkit-no/x.safetensors', [{ name: 'w', dtype: 'F32', shape: [1] }]))).toBeDefined();
+    const { checkOutputFile } = await import('../../src/io/output.js');
+    expect(await code(checkOutputFile('/proc/weightkit-no/x.safetensors'))).toBe('OUT_INVALID');
+  }, 10_000);
+
+  it('makeDirs creates the missing folders from the first existing one down, and fails under a file', async () => {
+    const { makeDirs } = await import('../../src/io/file.js');
+    const root = await tempDir('weightkit-mk-');
+    await makeDirs(join(root, 'a', 'b', 'c'));
+    expect(existsSync(join(root, 'a', 'b', 'c'))).toBe(true);
+    await makeDirs(join(root, 'a', 'b', 'c')); // exists: nothing to do
+    await writeFile(join(root, 'f'), 'x');
+    expect(await code(makeDirs(join(root, 'f', 'sub')))).toBe('ENOTDIR');
+  });
+});

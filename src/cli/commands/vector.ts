@@ -1,8 +1,9 @@
 // `weightkit vector <extract|info|combine|apply|remove|interpolate|analogy|signature>`: task, time and robustness
 // vectors as stored objects. Every subcommand calls the library function of the same name in src/vectors.
 
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirs } from '../../io/file.js';
 import type { Argv } from 'yargs';
 import { PlanError, UsageError } from '../../errors.js';
 import { sinkKindOf } from '../../io/sink.js';
@@ -76,7 +77,7 @@ async function pointOutputs(out: string, base: string, labels: string[], overwri
   } catch (e) {
     if ((e as { code?: string }).code !== 'ENOENT') throw e;
   }
-  await mkdir(out, { recursive: true });
+  await makeDirs(out);
   const ext = base.endsWith('.onnx') ? '.onnx' : base.endsWith('.safetensors') ? '.safetensors' : '';
   return labels.map((l) => join(out, l + ext));
 }

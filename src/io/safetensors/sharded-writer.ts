@@ -8,7 +8,7 @@ import * as path from 'node:path';
 
 import { UsageError, wrapIoError } from '../../errors.js';
 import type { TensorData } from '../../tensor/dtype.js';
-import { createTempFile, publish, removeIfExists, writeExactlyAt } from '../file.js';
+import { createTempFile, makeDirs, publish, removeIfExists, writeExactlyAt } from '../file.js';
 import type { TensorDecl } from '../types.js';
 import { SafetensorsFileWriter, compareNames, validateDecls, validateMetadata, type TensorLocation, type WrittenEdge } from './writer.js';
 
@@ -247,7 +247,7 @@ export async function openShardedWriter(
   const meta = validateMetadata(options.metadata, outDir);
   const shardMetadata: Record<string, string> = Object.fromEntries([['format', 'pt'], ...meta]);
   try {
-    await fsp.mkdir(outDir, { recursive: true });
+    await makeDirs(outDir);
   } catch (e) {
     throw wrapIoError(e, outDir, 'creating the output folder');
   }
