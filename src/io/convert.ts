@@ -40,6 +40,8 @@ export interface ConvertResult {
   tensors: number;
   byteLength: number;
   files: string[];
+  /** tensors whose finite values overflowed the output dtype (F16 beyond ±65504 becomes ±inf) */
+  warnings: string[];
 }
 
 const CONVERTIBLE: readonly DType[] = ['F32', 'F16', 'BF16'];
@@ -74,9 +76,10 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       await checkOutputFile(out, { overwrite: options.overwrite, inputs: [input] });
       const writer = await openSafetensorsWriter(out, decls, { metadata, replace: options.overwrite === true });
       try {
-        const bytes = await copyTensors(reader, decls, writer.write.bind(writer), options.onProgress);
+        const warnings: string[] = [];
+        const bytes = await copyTensors(reader, decls, writer.write.bind(writer), options.onProgress, warnings);
         await writer.close();
-        return { out, tensors: decls.length, byteLength: bytes, files: [out] };
+        return { out, tensors: decls.length, byteLength: bytes, files: [out], warnings };
       } catch (e) {
         await writer.abort();
         throw e;
@@ -86,8 +89,9 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
     try {
       const writer = await openShardedWriter(staged.staging, decls, { shardSize, metadata });
       let bytes: number;
+      const warnings: string[] = [];
       try {
-        bytes = await copyTensors(reader, decls, writer.write.bind(writer), options.onProgress);
+        bytes = await copyTensors(reader, decls, writer.write.bind(writer), options.onProgress, warnings);
         await writer.close();
       } catch (e) {
         await writer.abort();
@@ -95,7 +99,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
       }
       const files = writer.files.map((f) => f.replace(staged.staging, out));
       await staged.commit();
-      return { out, tensors: decls.length, byteLength: bytes, files };
+      return { out, tensors: decls.length, byteLength: bytes, files, warnings };
     } catch (e) {
       await staged.abort();
       throw e;
@@ -107,12 +111,20 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<Conver
 
 type WriteFn = (name: string, data: Uint8Array) => Promise<void>;
 
+/** How many finite values of `src` became ±inf in their F16 bits `dst`. */
+export function f16Overflows(src: Float32Array, dst: Uint16Array): number {
+  let n = 0;
+  for (let i = 0; i < src.length; i++) if ((dst[i]! & 0x7fff) === 0x7c00 && Math.abs(src[i]!) !== Infinity) n++;
+  return n;
+}
+
 /** Stream every tensor from reader to writer, converting dtypes with two reused buffers. Returns bytes written. */
 async function copyTensors(
   reader: CheckpointReader,
   decls: readonly TensorDecl[],
   write: WriteFn,
-  onProgress?: (p: ConvertProgress) => void,
+  onProgress: ((p: ConvertProgress) => void) | undefined,
+  warnings: string[],
 ): Promise<number> {
   let maxIn = 0;
   let maxOut = 0;
@@ -139,6 +151,10 @@ async function copyTensors(
       const src = await reader.readF32(d.name, { into: f32.subarray(0, info.numel) });
       const dst = viewData(d.dtype, outBuf, 0, info.numel);
       fromF32(d.dtype, src, dst);
+      if (d.dtype === 'F16') {
+        const over = f16Overflows(src, dst as Uint16Array);
+        if (over > 0) warnings.push(`tensor '${d.name}': ${over} finite value(s) beyond the F16 range (±65504) became ±inf`);
+      }
       bytes = new Uint8Array(outBuf, 0, info.numel * DTYPE_INFO[d.dtype].bytes);
     }
     await write(d.name, bytes);

@@ -69,3 +69,23 @@ describe('ONNX external data numbers', () => {
     expect(err('-1')).toContain('must be a non-negative decimal integer');
   });
 });
+
+describe('narrowing to F16', () => {
+  it('convert says which tensors had finite values beyond the F16 range (they become ±inf)', async () => {
+    const dir = await tempDir('weightkit-f16-');
+    const { writeSafetensors } = await import('../../src/io/safetensors/writer.js');
+    const { makeTensor } = await import('../../src/tensor/tensor.js');
+    const src = join(dir, 'in.safetensors');
+    await writeSafetensors(src, {
+      big: makeTensor('F32', [5], new Float32Array([1e6, 70000, -7e4, 1, Infinity])),
+      ok: makeTensor('F32', [2], new Float32Array([65504, -1])),
+    });
+    const r = await runCli('convert', src, '--out', join(dir, 'out.safetensors'), '--dtype', 'f16');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("warning: tensor 'big': 3 finite value(s) beyond the F16 range (±65504) became ±inf");
+    expect(r.stderr).not.toContain("tensor 'ok'");
+    const { convertCheckpoint } = await import('../../src/io/convert.js');
+    const res = await convertCheckpoint({ input: src, out: join(dir, 'folder'), dtype: 'F16' });
+    expect(res.warnings).toEqual(["tensor 'big': 3 finite value(s) beyond the F16 range (±65504) became ±inf"]);
+  });
+});

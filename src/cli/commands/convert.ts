@@ -61,6 +61,7 @@ export function convertCommand(y: Argv, ctx: CommandContext): Argv {
       const r = await convertCheckpoint({ input, out, dtype, shardSize, overwrite: Boolean(argv.overwrite) });
       if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
       else if (!argv.quiet) {
+        for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
         ctx.io.stdout(
           `wrote ${formatCount(r.tensors)} tensors, ${formatBytes(r.byteLength)} in ${r.files.length} file(s) -> ${r.out}\n`,
         );
