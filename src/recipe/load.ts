@@ -224,6 +224,8 @@ class DocReader {
   scalarValue(node: YamlNode | null): ParamValue | undefined {
     if (!isScalar(node)) return undefined;
     const v = node.value;
+    // mergekit reads recipes with PyYAML (YAML 1.1): a plain yes/no/on/off is a boolean there
+    if (typeof v === 'string' && node.type === 'PLAIN' && YAML11_BOOL.test(v)) return /^(yes|on)$/i.test(v);
     if (typeof v === 'number') return Number.isFinite(v) ? v : undefined;
     if (typeof v === 'boolean' || typeof v === 'string') return v;
     return undefined;
@@ -521,6 +523,9 @@ export function makeFilter(source: string, onError?: (message: string) => void):
   }
   return { source, kind: 'substring', test: (name) => name.includes(source) };
 }
+
+/** PyYAML's YAML 1.1 booleans beyond true/false (which YAML 1.2 reads as strings). */
+const YAML11_BOOL = /^(yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$/;
 
 /** Parameters a recipe sets to a value that was reported invalid, by the parameters mapping they belong to. */
 export const invalidParams = new WeakMap<ParamsNode, Set<string>>();

@@ -73,6 +73,14 @@ describe('recipes as mergekit reads them', () => {
     expect(plan!.tensors[0]!.modelParams).toEqual([expect.objectContaining({ weight: 1, density: 0.5 }), expect.objectContaining({ weight: 2, density: 0.5 })]);
   });
 
+  it("PyYAML's plain yes/no/on/off are booleans; quoted they stay strings", async () => {
+    const p = await recipe('yes.yaml', 'merge_method: ties\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: 1, density: 0.5}\nparameters:\n  normalize: no\n  rescale: On\n');
+    const [plan] = await buildPlan(p);
+    expect(plan!.tensors[0]!.params).toMatchObject({ normalize: false, rescale: true });
+    const q = await recipe('yes-quoted.yaml', "merge_method: ties\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: 1, density: 0.5}\nparameters:\n  normalize: 'no'\n");
+    expect((await problems(q)).map((x) => x[0])).toEqual(['RECIPE_TYPE']);
+  });
+
   it('normalize: false at the slice level allows weights that sum to 0', async () => {
     const slice = (norm: string): string =>
       `merge_method: linear\nslices:\n  - sources:\n      - model: a\n        layer_range: [0, 3]\n        parameters: {weight: 1}\n      - model: b\n        layer_range: [0, 3]\n        parameters: {weight: -1}\n    parameters:\n      normalize: ${norm}\n`;
