@@ -428,9 +428,12 @@ describe('knots: recipes with base+adapter models', () => {
   it('trim_scope model needs one density per model: a tensor filter that changes it is an error naming the tensor', async () => {
     const r = await recipe('filtered.yaml', LORA_RECIPE('density: [{filter: up_proj, value: 0.5}, {value: 0.3}]'));
     const e = await merge(r, { out: join(root, 'never'), threads: 1 }).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(WeightkitError);
-    expect((e as WeightkitError).code).toBe('USAGE');
-    expect((e as WeightkitError).where.tensor).toMatch(/up_proj/);
+    // found when planning, at the density's recipe line, before any tensor is read
+    expect(e).toBeInstanceOf(RecipeProblems);
+    const [p] = (e as RecipeProblems).problems;
+    expect(p!.code).toBe('RECIPE_PARAM_SCOPE');
+    expect(p!.message).toMatch(/\(0\.[35] here, 0\.[35] for tensor '[^']+'\)/);
+    expect(p!.where.line).toBeGreaterThan(0);
     // per tensor it is fine
     await merge(await recipe('filtered-tensor.yaml', LORA_RECIPE('trim_scope: tensor, density: [{filter: up_proj, value: 0.5}, {value: 0.3}]')), { out: join(root, 'out-filtered'), threads: 1 });
   });

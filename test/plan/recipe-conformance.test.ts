@@ -122,6 +122,9 @@ describe('recipes as mergekit reads them', () => {
       'merge_method: ties\nbase_model: base\nmodels:\n  - model: a\n    parameters: {weight: 1, density: 0.3}\n  - model: b\n    parameters: {weight: 1, density: [0.6, 0.2]}\nparameters:\n  trim_scope: model\n',
     );
     expect(await problems(scope)).toEqual([['RECIPE_PARAM_SCOPE', 7, 38]]);
+    // knots trims over the whole model by default: the same check
+    const knots = await recipe('scope-knots.yaml', (await readFile(scope, 'utf8')).replace('merge_method: ties', 'merge_method: knots').replace('  trim_scope: model\n', ''));
+    expect(await problems(knots)).toEqual([['RECIPE_PARAM_SCOPE', 7, 38]]);
     // the same gradient with the per-tensor trim is fine
     expect(await problems(await recipe('scope-ok.yaml', (await readFile(scope, 'utf8')).replace('trim_scope: model', 'trim_scope: tensor')))).toEqual([]);
   });

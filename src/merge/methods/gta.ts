@@ -4,6 +4,7 @@
 // Declarations only: names, parameters and defaults exactly as mergekit; no I/O.
 
 import type { ParamProblem, ParamSpec, TensorParams } from '../../recipe/spec.js';
+import { oneDensityPerModel } from './param-checks.js';
 import type { MergeMethod } from '../types.js';
 import { createGtaMerger, gtaModelStats, type GtaConfig, type Sparsifier } from './gta-core.js';
 import { RAM_METHODS } from './ram.js';
@@ -122,16 +123,13 @@ function gtaCheckParams(sparsifier: GtaDecl['sparsifier'], t: TensorParams, stat
         problems.push({ param: 'epsilon', model: i, message: `density ${d} ± epsilon ${e} must lie strictly inside (0, 1)` });
       }
     } else if (t.params['trim_scope'] === 'model') {
-      const key = `trim_scope density ${t.models[i]}`;
-      const first = state.get(key) as { d: number; tensor: string } | undefined;
-      if (first === undefined) state.set(key, { d, tensor: t.tensor });
-      else if (first.d !== d) {
-        problems.push({ param: 'density', model: i, code: 'RECIPE_PARAM_SCOPE', message: `with trim_scope: model a model's density must be one value for the whole model (${d} here, ${first.d} for tensor '${first.tensor}')` });
-      }
+      const p = oneDensityPerModel(t, i, d, state);
+      if (p) problems.push(p);
     }
   });
   return problems;
 }
+
 
 function gtaMethod(d: GtaDecl): MergeMethod {
   const cfg: GtaConfig = {

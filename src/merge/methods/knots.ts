@@ -13,6 +13,7 @@ import { fillUniform, randomU32, SeededRandom, type StreamKey } from '../../tens
 import { MagnitudeSelector, topKMagnitude, type MagnitudeThreshold } from '../../tensor/select.js';
 import { UsageError } from '../../errors.js';
 import type { ParamSpec } from '../../recipe/spec.js';
+import { oneDensityPerModel } from './param-checks.js';
 import type { Chunk, MergeMethod, ModelStatsCollector, Params, TensorContext, TensorMerger, WholeTensorCost } from '../types.js';
 import { EMPTY_MERGER, tensorError } from './geo-util.js';
 import { checkInputs, EIGEN_JS_FLOPS, finiteTaskVectors, meanMerger, num, wholeTensor } from './tsv.js';
@@ -676,6 +677,15 @@ export const KNOTS: MergeMethod = {
   name: 'knots',
   base: 'required',
   vocabToBase: true,
+  // mask ties with trim_scope: model (the default) trims each task over the whole model at one density
+  checkParams: (t, state) =>
+    maskOf(t.params) === 'ties' && (t.params['trim_scope'] ?? 'model') === 'model'
+      ? t.modelParams.flatMap((mp, i) => {
+          const d = mp['density'];
+          const p = typeof d === 'number' ? oneDensityPerModel(t, i, d, state) : undefined;
+          return p ? [p] : [];
+        })
+      : [],
   minModels: 1,
   params: KNOTS_PARAMS,
   modelParams: [
