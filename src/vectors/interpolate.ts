@@ -58,6 +58,8 @@ export interface InterpolateResult {
   skipped: string[];
   /** tensors on one side only (allowMissing) */
   missing: string[];
+  /** tensors whose result is all NaN (slerp's angle is not finite: an input holds NaN or infinite values) */
+  warnings: string[];
 }
 
 export interface FisherAverageOptions {
@@ -240,8 +242,9 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
       checkFisher(fTo, pairing.shared);
     }
     const shared = new Set(pairing.shared.map((t) => t.name));
+    const warnings: string[] = [];
     const { decls, jobs } = modelJobs(from, shared, alphas.length, dtype, (t, out) =>
-      method === 'slerp' ? slerpJob(t, from, to, alphas, out) : interpolationJob(t, from, to, fFrom, fTo, alphas, floor, out),
+      method === 'slerp' ? slerpJob(t, from, to, alphas, out, warnings) : interpolationJob(t, from, to, fFrom, fTo, alphas, floor, out),
     );
     const detail = (alpha: number): object => ({
       from: options.from,
@@ -278,6 +281,7 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
       tensors: pairing.shared.length,
       skipped: pairing.skipped,
       missing: pairing.missing,
+      warnings,
     };
   } finally {
     await closeAllCheckpoints(readers);
@@ -285,7 +289,7 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
 }
 
 /** SLERP per tensor: a statistics pass for the Gram entries (f64, element order), then s0·from + s1·to per alpha. */
-function slerpJob(t: TensorInfo, from: CheckpointReader, to: CheckpointReader, alphas: readonly number[], dtype: DType): StreamJob {
+function slerpJob(t: TensorInfo, from: CheckpointReader, to: CheckpointReader, alphas: readonly number[], dtype: DType, warnings: string[]): StreamJob {
   let g00 = 0;
   let g11 = 0;
   let g01 = 0;
@@ -311,7 +315,12 @@ function slerpJob(t: TensorInfo, from: CheckpointReader, to: CheckpointReader, a
       }
     },
     emit(ins, outs, c) {
-      if (c.r0 === 0) coefs = alphas.map((al) => slerpCoefficients(al, g00, g11, g01));
+      if (c.r0 === 0) {
+        coefs = alphas.map((al) => slerpCoefficients(al, g00, g11, g01));
+        if (coefs.some((x, k) => alphas[k] !== 0 && alphas[k] !== 1 && !(Number.isFinite(x.s0) && Number.isFinite(x.s1)))) {
+          warnings.push(`tensor '${t.name}': slerp's angle is not finite (an input holds NaN or infinite values), so every value of the interpolated tensor is NaN`);
+        }
+      }
       const a = ins[0] as Float32Array;
       const b = ins[1] as Float32Array;
       for (let k = 0; k < alphas.length; k++) {

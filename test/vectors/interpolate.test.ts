@@ -82,7 +82,7 @@ describe('interpolateModels', () => {
     });
     const out = join(dir, 'out.safetensors');
     const r = await interpolateModels({ from, to, alphas: [0.25], out });
-    expect(r).toEqual({ outputs: [{ alpha: 0.25, path: out }], tensors: 1, skipped: ['pos'], missing: [] });
+    expect(r).toEqual({ outputs: [{ alpha: 0.25, path: out }], tensors: 1, skipped: ['pos'], missing: [], warnings: [] });
     const v = await readAllF32(out);
     expect(Array.from(v.get('w')!)).toEqual([1.5, 3, 2, 3]);
     expect(Array.from(v.get('pos')!)).toEqual([0, 1]);
@@ -395,5 +395,19 @@ describe('slerp interpolation', () => {
     await a.close();
     await b.close();
     await expect(interpolateModels({ from: j(root, 'a'), to: j(root, 'b'), alphas: [0.5], out: j(root, 'x'), method: 'slerp', fisherFrom: j(root, 'a'), fisherTo: j(root, 'b') })).rejects.toMatchObject({ code: 'USAGE' });
+  });
+});
+
+describe('interpolate slerp with a non-finite input', () => {
+  it('says which tensors come out all NaN (alphas 0 and 1 copy an input and are not affected)', async () => {
+    const dir = await tempDir('weightkit-slerp-nan-');
+    const nan = tinyValues(2);
+    nan.get('model.norm.weight')![1] = Infinity;
+    await writeModel(join(dir, 'from'), tinyValues(0));
+    await writeModel(join(dir, 'to'), nan);
+    const r = await interpolateModels({ from: join(dir, 'from'), to: join(dir, 'to'), alphas: [0.5], out: join(dir, 'out'), method: 'slerp' });
+    expect(r.warnings).toEqual(["tensor 'model.norm.weight': slerp's angle is not finite (an input holds NaN or infinite values), so every value of the interpolated tensor is NaN"]);
+    const ends = await interpolateModels({ from: join(dir, 'from'), to: join(dir, 'to'), alphas: [0, 1], out: join(dir, 'ends'), method: 'slerp' });
+    expect(ends.warnings).toEqual([]);
   });
 });

@@ -75,6 +75,7 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
       }
       if (argv.json) ctx.io.stdout(JSON.stringify(r, null, 2) + '\n');
       else if (!argv.quiet) {
+        for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
         const copied = r.skipped.length > 0 ? `, ${formatCount(r.skipped.length)} non-float copied from --from` : '';
         ctx.io.stdout(`interpolated ${formatCount(r.tensors)} tensors${copied}\n`);
         for (const o of r.outputs) ctx.io.stdout(`  alpha ${o.alpha} -> ${o.path}\n`);
