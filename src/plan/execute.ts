@@ -585,11 +585,35 @@ function mapInputs(): boolean {
 
 /** Run one plan tensor through the method and the sink. Returns the bytes written. */
 export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<number> {
+  // a merge into F16 counts the ±inf it writes (values beyond ±65504 overflow there; convert says the same)
+  let infs = 0;
+  const counted: RunTensorContext =
+    t.op === 'merge' && t.dtype === 'F16' && ctx.warn !== undefined
+      ? {
+          ...ctx,
+          sink: {
+            ...(ctx.sink.position !== undefined ? { position: ctx.sink.position.bind(ctx.sink) } : {}),
+            writeRange: (name, byteOffset, bytes) => {
+              infs += f16Infs(bytes);
+              return ctx.sink.writeRange(name, byteOffset, bytes);
+            },
+          },
+        }
+      : ctx;
   try {
-    return await runTensorInner(ctx, t);
+    const n = await runTensorInner(counted, t);
+    if (infs > 0) ctx.warn!(`tensor '${t.name}': ${infs} value(s) of the F16 output are ±inf (beyond ±65504, or infinite inputs)`);
+    return n;
   } catch (e) {
     throw allocationError(e, { tensor: t.name }) ?? e;
   }
+}
+
+/** ±inf among the F16 values of `bytes` (little-endian, 2-byte aligned ranges). */
+function f16Infs(bytes: Uint8Array): number {
+  let n = 0;
+  for (let i = 1; i < bytes.length; i += 2) if ((bytes[i]! & 0x7f) === 0x7c && bytes[i - 1] === 0) n++;
+  return n;
 }
 
 async function runTensorInner(ctx: RunTensorContext, t: PlanTensor): Promise<number> {

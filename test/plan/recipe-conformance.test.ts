@@ -213,6 +213,19 @@ describe('results that are all NaN', () => {
   });
 });
 
+describe('F16 outputs', () => {
+  it('a merge into F16 says which tensors hold ±inf (values beyond ±65504), on one thread and on workers', async () => {
+    const big = tinyValues(6);
+    big.get('model.norm.weight')![0] = 3e5; // the mean of the two: ~1.5e5
+    await writeModel(join(root, 'big-f16'), big);
+    const p = await recipe('f16.yaml', 'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 1}\n  - model: big-f16\n    parameters: {weight: 1}\ndtype: float16\n');
+    for (const threads of [1, 2]) {
+      const r = await merge(p, { out: join(root, `out-f16-${threads}`), threads, ...(threads > 1 ? { pool: 'always' as const } : {}) });
+      expect(r.warnings.filter((w) => w.includes('of the F16 output are ±inf'))).toEqual(["tensor 'model.norm.weight': 1 value(s) of the F16 output are ±inf (beyond ±65504, or infinite inputs)"]);
+    }
+  });
+});
+
 describe('companion files', () => {
   it('a config.json that is a folder, or JSON but not an object, is reported, not silently dropped or passed', async () => {
     await writeModel(join(root, 'cfg-dir'), tinyValues(0), { config: false });
