@@ -78,7 +78,10 @@ export { evalGradient } from './recipe/params.js';
 export { METHODS as methods, getMethod, methodCatalog } from './merge/registry.js';
 export { mergeTensors, mergeTensorsAsync, type MergeTensorsInputs, type MergeTensorsOptions } from './merge/run.js';
 export type { MergeMethod, TensorMerger, TensorContext, Chunk } from './merge/types.js';
-export { merge, buildPlan, loadRecipe, type MergeOptions, type MergeResult, type MergeProgress, type LoadedRecipe } from './plan/merge.js';
+// `merge` is the CLI's: the SVD methods' matrix products on ONNX Runtime (loaded only for recipes that need it), so the
+// API and `weightkit merge` write the same bytes
+export { buildPlan, loadRecipe, type MergeOptions, type MergeResult, type MergeProgress, type LoadedRecipe } from './plan/merge.js';
+export { mergeWithOrt as merge } from './eval/merge-with-ort.js';
 export type { MergePlan, PlanTensor, PlanModel } from './plan/plan.js';
 
 // task, time and robustness vectors; interpolation and soups

@@ -83,10 +83,12 @@ function checkAborted(signal: AbortSignal | undefined): void {
  * The backend with an abort check before every product: a linalg method holds one tensor for many seconds (a 4096²
  * TSV-M layer: about 300 products), so Ctrl-C stops between products instead of after the tensor.
  */
-function abortable(backend: MatMulBackend, signal: AbortSignal | undefined): MatMulBackend {
+export function abortable(backend: MatMulBackend, signal: AbortSignal | undefined): MatMulBackend {
   if (signal === undefined) return backend;
   return {
     name: backend.name,
+    // the backend's native dense kernels too: without them the SVD methods take other (slower) routes, other bits
+    ...(backend.dense !== undefined ? { dense: backend.dense } : {}),
     matmul(a, b, m, k, n, opts) {
       checkAborted(signal);
       return backend.matmul(a, b, m, k, n, opts);

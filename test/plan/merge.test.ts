@@ -456,3 +456,28 @@ describe('openModels', () => {
     }
   });
 });
+
+describe('the linear-algebra backend of a merge', () => {
+  it('an abort signal wraps the products but keeps the native dense kernels (the CLI always passes one)', async () => {
+    const { abortable } = await import('../../src/plan/merge.js');
+    const dense = { threads: 2 } as unknown as NonNullable<import('../../src/tensor/linalg/backend.js').MatMulBackend['dense']>;
+    const stop = new AbortController();
+    const b = abortable({ ...jsMatMul, dense }, stop.signal);
+    expect(b.dense).toBe(dense);
+    expect(b.name).toBe(jsMatMul.name);
+    stop.abort();
+    let code: string | undefined;
+    try {
+      await b.matmul(new Float32Array(1), new Float32Array(1), 1, 1, 1);
+    } catch (e) {
+      code = (e as WeightkitError).code;
+    }
+    expect(code).toBe('INTERRUPTED');
+  });
+
+  it("the package's merge is the CLI's (ONNX Runtime for the SVD methods), so both write the same bytes", async () => {
+    const api = await import('../../src/index.js');
+    const { mergeWithOrt } = await import('../../src/eval/merge-with-ort.js');
+    expect(api.merge).toBe(mergeWithOrt);
+  });
+});
