@@ -56,3 +56,45 @@ describe('public API', () => {
     expect(soup.tensors).toBeGreaterThan(0);
   });
 });
+
+describe('per-tensor API and merge options: typed errors for bad input', () => {
+  const code = async (f: () => unknown): Promise<string | undefined> => {
+    try {
+      await f();
+    } catch (e) {
+      return (e as { code?: string }).code;
+    }
+    return undefined;
+  };
+
+  it('mergeTensors takes a method or its name, checks parameters (finite, in range, known), inputs and options', async () => {
+    const api = await import('../src/index.js');
+    const base = new Float32Array([0, 0, 0, 0]);
+    const a = new Float32Array([1, -2, 3, -4]);
+    const b = new Float32Array([2, 2, -1, -1]);
+    const byName = api.mergeTensors('task_arithmetic', { base, models: [a, b] }, { modelParams: [{ weight: 1 }, { weight: 1 }] });
+    const byMethod = api.mergeTensors(api.getMethod('task_arithmetic'), { base, models: [a, b] }, { modelParams: [{ weight: 1 }, { weight: 1 }] });
+    expect(Array.from(byName)).toEqual(Array.from(byMethod));
+    expect(await code(() => api.mergeTensors('tie', { base, models: [a] }))).toBe('RECIPE_UNKNOWN_METHOD');
+    expect(await code(() => api.mergeTensors('slerp', { base, models: [a] }, { params: { t: NaN } }))).toBe('RECIPE_TYPE');
+    expect(await code(() => api.mergeTensors('task_arithmetic', { base, models: [a] }, { params: { lambda: Infinity }, modelParams: [{ weight: 1 }] }))).toBe('RECIPE_TYPE');
+    expect(await code(() => api.mergeTensors('ties', { base, models: [a] }, { modelParams: [{ weight: 1, density: 1.5 }] }))).toBe('RECIPE_PARAM_RANGE');
+    expect(await code(() => api.mergeTensors('ties', { base, models: [a] }, { modelParams: [{ weight: 1, densty: 0.5 }] }))).toBe('RECIPE_UNKNOWN_PARAM');
+    expect(await code(() => api.mergeTensors('ties', { base, models: [a] }, { modelParams: [{ weight: 1 }, { weight: 1 }] }))).toBe('USAGE');
+    expect(await code(() => api.mergeTensors('linear', { models: [a] }, { modelParams: [{ weight: 1 }], chunkElements: NaN }))).toBe('USAGE');
+    expect(await code(() => api.mergeTensors('ties', { models: [a] }))).toBe('RECIPE_BASE_REQUIRED');
+    expect(await code(() => api.mergeTensors('ties', { base, models: [new Float32Array(3)] }))).toBe('TENSOR_SHAPE_MISMATCH');
+    // Tensors carry their shapes: they must agree, and they reach the method (no explicit shape needed)
+    const t23 = api.makeTensor('F32', [2, 3], new Float32Array(6));
+    const t32 = api.makeTensor('F32', [3, 2], new Float32Array(6));
+    expect(await code(() => api.mergeTensors('linear', { models: [t23, t32] }, { modelParams: [{ weight: 1 }, { weight: 1 }] }))).toBe('TENSOR_SHAPE_MISMATCH');
+  });
+
+  it('merge and buildPlan refuse options the CLI would refuse', async () => {
+    const api = await import('../src/index.js');
+    for (const o of [{ threads: 0 }, { threads: 1.5 }, { threads: NaN }, { seed: -1 }, { seed: 1.5 }, { seed: 2 ** 60 }, { memoryBudget: 0 }, { memoryBudget: NaN }, { dtype: 'I8' as never }, { shardSize: -5 }]) {
+      expect(await code(() => api.buildPlan('/nonexistent/recipe.yaml', o)), JSON.stringify(o)).toBe('USAGE');
+      expect(await code(() => api.merge('/nonexistent/recipe.yaml', { out: '/nonexistent/out', ...o }))).toBe('USAGE');
+    }
+  });
+});

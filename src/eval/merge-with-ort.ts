@@ -2,7 +2,7 @@
 // iso_c): creates the backend only when a stage needs it and disposes it afterwards. Lives in src/eval (the only
 // importer of onnxruntime-node) so src/plan stays free of ORT.
 
-import { loadRecipe, merge, type MergeOptions, type MergeResult } from '../plan/merge.js';
+import { checkOptions, loadRecipe, merge, type MergeOptions, type MergeResult } from '../plan/merge.js';
 import type { OrtMatMulOptions } from './ort-matmul.js';
 
 /** Whether any stage of a recipe uses a method that declares `linalg`. */
@@ -17,6 +17,7 @@ export async function recipeNeedsLinalg(recipePath: string, options: { lenient?:
  */
 export async function mergeWithOrt(recipePath: string, options: MergeOptions & { ort?: OrtMatMulOptions }): Promise<MergeResult> {
   const { ort, ...rest } = options;
+  checkOptions(rest);
   if (rest.linalg !== undefined || !(await recipeNeedsLinalg(recipePath, rest))) return merge(recipePath, rest);
   // loaded here: the backend's graph builder pulls in the ONNX protobuf schema, which plain merges never need
   const { createOrtMatMul } = await import('./ort-matmul.js');

@@ -5,6 +5,8 @@
 import { UsageError } from '../errors.js';
 import type { ParamSpec, ParamValue } from '../recipe/spec.js';
 import { checkParamValue } from '../recipe/validate.js';
+import { didYouMean } from '../recipe/suggest.js';
+import { methodCatalog } from './registry.js';
 import { toF32 } from '../tensor/convert.js';
 import type { MatMulBackend } from '../tensor/linalg/backend.js';
 import { streamKey } from '../tensor/rng.js';
@@ -21,17 +23,18 @@ export function resolveParams(
   for (const s of specs) {
     const v = given[s.name];
     if (v === undefined) {
-      if (s.required) throw new UsageError('USAGE', `${where}: parameter '${s.name}' is required (${s.description})`);
+      if (s.required) throw new UsageError('RECIPE_PARAM_REQUIRED', `${where}: parameter '${s.name}' is required (${s.description})`, { where: { path: s.name } });
       if (s.default !== undefined) out[s.name] = s.default;
       continue;
     }
     const p = checkParamValue(s, v);
-    if (p) throw new UsageError('USAGE', `${where}: ${p.message}`);
+    if (p) throw new UsageError(p.code, `${where}: ${p.message}`, { where: { path: s.name } });
     out[s.name] = v;
   }
   for (const k of Object.keys(given)) {
     if (given[k] !== undefined && !specs.some((s) => s.name === k)) {
-      throw new UsageError('USAGE', `${where}: unknown parameter '${k}'`);
+      const names = specs.map((s) => s.name);
+      throw new UsageError('RECIPE_UNKNOWN_PARAM', `${where}: unknown parameter '${k}'${didYouMean(k, names)}`, { where: { path: k } });
     }
   }
   return out;
@@ -130,20 +133,39 @@ interface ResolvedInputs {
 }
 
 function resolveInputs(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): ResolvedInputs {
+  const name = options.name ?? 'tensor';
+  const where = { tensor: name };
+  // Tensors carry their shapes: every input's must agree (with options.shape too, when given)
+  const shapes = [...(inputs.base === undefined ? [] : [inputs.base]), ...inputs.models].filter((x): x is Tensor => !(x instanceof Float32Array)).map((t) => t.shape);
+  const tensorShape = options.shape ?? shapes[0];
+  for (const sh of shapes) {
+    if (tensorShape !== undefined && (sh.length !== tensorShape.length || sh.some((d, i) => d !== tensorShape[i]))) {
+      throw new UsageError('TENSOR_SHAPE_MISMATCH', `tensor '${name}': an input of shape [${sh.join(', ')}] where [${tensorShape.join(', ')}] was given`, { where });
+    }
+  }
   const models = inputs.models.map(asF32);
   const base = inputs.base === undefined ? undefined : asF32(inputs.base);
   const numel = (base ?? models[0])?.length ?? 0;
   for (const [i, m] of models.entries()) {
-    if (m.length !== numel) throw new UsageError('USAGE', `model ${i} has ${m.length} elements, expected ${numel}`);
+    if (m.length !== numel) throw new UsageError('TENSOR_SHAPE_MISMATCH', `tensor '${name}': model ${i} has ${m.length} elements, expected ${numel}`, { where });
   }
-  if (method.base === 'required' && !base) throw new UsageError('USAGE', `${method.name} needs a base tensor`);
+  if (options.modelParams !== undefined && options.modelParams.length !== models.length) {
+    throw new UsageError('USAGE', `${method.name}: ${options.modelParams.length} modelParams record(s) for ${models.length} model(s)`, { where });
+  }
+  if (options.chunkElements !== undefined && !(Number.isSafeInteger(options.chunkElements) && options.chunkElements > 0)) {
+    throw new UsageError('USAGE', `chunkElements must be a positive integer (got ${options.chunkElements})`, { where });
+  }
+  if (options.seed !== undefined && !(Number.isSafeInteger(options.seed) && options.seed >= 0)) {
+    throw new UsageError('USAGE', `seed must be a non-negative integer (got ${options.seed})`, { where });
+  }
+  if (method.base === 'required' && !base) throw new UsageError('RECIPE_BASE_REQUIRED', `${method.name} needs a base tensor`, { where });
   if ((method.base === 'none' || method.base === 'input') && base) {
-    throw new UsageError('USAGE', `${method.name} takes no base tensor (pass every input as a model)`);
+    throw new UsageError('RECIPE_BASE_NOT_ALLOWED', `${method.name} takes no base tensor (pass every input as a model)`, { where });
   }
-  const shape = options.shape ?? [numel];
-  if (shape.reduce((a, b) => a * b, 1) !== numel) throw new UsageError('USAGE', `shape [${shape.join(', ')}] does not hold ${numel} elements`);
+  const shape = tensorShape ?? [numel];
+  if (shape.reduce((a, b) => a * b, 1) !== numel) throw new UsageError('TENSOR_SHAPE_MISMATCH', `tensor '${name}': shape [${shape.join(', ')}] does not hold ${numel} elements`, { where });
   if (models.length < method.minModels || (method.maxModels !== undefined && models.length > method.maxModels)) {
-    throw new UsageError('USAGE', `${method.name} takes ${method.minModels}${method.maxModels === undefined ? '+' : `..${method.maxModels}`} models (got ${models.length})`);
+    throw new UsageError('RECIPE_MODEL_COUNT', `${method.name} takes ${method.minModels}${method.maxModels === undefined ? '+' : `..${method.maxModels}`} models (got ${models.length})`, { where });
   }
   const params = resolveParams(method.params, options.params ?? {}, method.name);
   const modelParams = models.map((_, i) => resolveParams(method.modelParams, options.modelParams?.[i] ?? {}, `${method.name} model ${i}`));
@@ -153,7 +175,7 @@ function resolveInputs(method: MergeMethod, inputs: MergeTensorsInputs, options:
     base: base?.subarray(o, o + len),
     models: models.map((m) => m.subarray(o, o + len)),
   });
-  return { numel, shape, name: options.name ?? 'tensor', hasBase: base !== undefined, params, modelParams, chunkAt };
+  return { numel, shape, name, hasBase: base !== undefined, params, modelParams, chunkAt };
 }
 
 function contextOf(method: MergeMethod, r: ResolvedInputs, options: MergeTensorsOptions, modelStats: unknown): TensorContext {
@@ -174,6 +196,14 @@ function finish(method: MergeMethod, r: ResolvedInputs, options: MergeTensorsOpt
   const merger = method.create(ctx);
   const step = chunkElements(merger, r.numel, ctx.rowLength, options.chunkElements ?? r.numel);
   return { merger, numel: r.numel, step, chunkAt: r.chunkAt };
+}
+
+/** A method, or its name (an unknown name is RECIPE_UNKNOWN_METHOD with a did-you-mean). */
+function methodOf(m: MergeMethod | string): MergeMethod {
+  if (typeof m !== 'string') return m;
+  const found = methodCatalog().get(m);
+  if (found === undefined) throw new UsageError('RECIPE_UNKNOWN_METHOD', `unknown merge method '${m}'${didYouMean(m, methodCatalog().keys())}`);
+  return found as MergeMethod;
 }
 
 function prepare(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions): PreparedMerge {
@@ -208,7 +238,8 @@ async function prepareAsync(method: MergeMethod, inputs: MergeTensorsInputs, opt
 }
 
 /** Merge in-memory tensors with a method (notebook-style API). Returns the merged values as f32. */
-export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Float32Array {
+export function mergeTensors(methodOrName: MergeMethod | string, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Float32Array {
+  const method = methodOf(methodOrName);
   const { merger, numel, step, chunkAt } = prepare(method, inputs, options);
   if (merger.compute) {
     throw new UsageError('USAGE', `${method.name} has an asynchronous linear-algebra step for tensor '${options.name ?? 'tensor'}': use mergeTensorsAsync`);
@@ -222,7 +253,8 @@ export function mergeTensors(method: MergeMethod, inputs: MergeTensorsInputs, op
  * Like mergeTensors, for every method including those with an async compute step (TSV-M, Iso-C): statistics
  * passes, then compute() on the whole tensor, then emit. `options.linalg` runs their matrix products (default jsMatMul).
  */
-export async function mergeTensorsAsync(method: MergeMethod, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Promise<Float32Array> {
+export async function mergeTensorsAsync(methodOrName: MergeMethod | string, inputs: MergeTensorsInputs, options: MergeTensorsOptions = {}): Promise<Float32Array> {
+  const method = methodOf(methodOrName);
   const { merger, numel, step, chunkAt } = await prepareAsync(method, inputs, options);
   const out = new Float32Array(numel);
   if (!merger.compute) {

@@ -111,6 +111,20 @@ export interface LoadedRecipe {
   stages: { doc: RecipeDoc; method: MergeMethod }[];
 }
 
+/** The options of merge/buildPlan as the CLI checks its flags (the API gets the same typed errors). */
+export function checkOptions(o: Omit<MergeOptions, 'out'>): void {
+  const bad = (what: string, v: unknown): never => {
+    throw new UsageError('USAGE', `${what} (got ${String(v)})`);
+  };
+  if (o.threads !== undefined && !(Number.isSafeInteger(o.threads) && o.threads >= 1)) bad('threads must be a positive integer', o.threads);
+  if (o.seed !== undefined && !(Number.isSafeInteger(o.seed) && o.seed >= 0)) bad('seed must be a non-negative integer', o.seed);
+  if (o.memoryBudget !== undefined && !(Number.isFinite(o.memoryBudget) && o.memoryBudget > 0)) bad('memoryBudget must be a positive number of bytes', o.memoryBudget);
+  if (o.shardSize !== undefined && !(Number.isSafeInteger(o.shardSize) && o.shardSize > 0)) bad('shardSize must be a positive integer number of bytes', o.shardSize);
+  for (const [k, d] of [['dtype', o.dtype], ['outDtype', o.outDtype]] as const) {
+    if (d !== undefined && d !== 'F32' && d !== 'F16' && d !== 'BF16') bad(`${k} must be F32, F16 or BF16`, d);
+  }
+}
+
 /** Read, parse and validate a recipe file; order multi-document stages. Throws RecipeProblems. */
 export async function loadRecipe(path: string, options: { lenient?: boolean } = {}): Promise<LoadedRecipe> {
   // syntax, schema, method and model-path problems are all collected before anything is reported
@@ -171,6 +185,7 @@ function docText(recipe: Recipe, doc: RecipeDoc, last: boolean): string {
 
 /** Plan every stage without reading tensor data (later stages see earlier ones as planned checkpoints). */
 export async function buildPlan(recipePath: string, options: Omit<MergeOptions, 'out'> & { out?: string } = {}): Promise<MergePlan[]> {
+  checkOptions(options);
   const { recipe, stages } = await loadRecipe(recipePath, options);
   const stageOutputs = new Map<string, StageOutput>();
   const plans: MergePlan[] = [];
@@ -204,6 +219,7 @@ function planOptions(o: Omit<MergeOptions, 'out'>): Parameters<typeof buildPlanF
 
 /** Run a recipe: every stage, into `options.out`, atomically. */
 export async function merge(recipePath: string, options: MergeOptions): Promise<MergeResult> {
+  checkOptions(options);
   const t0 = performance.now();
   const { recipe, stages } = await loadRecipe(recipePath, options);
   // a multi-document recipe is planned whole first (later stages against the planned outputs of earlier ones), so a

@@ -22,6 +22,7 @@ export function checkParamValue(spec: ParamSpec, v: ParamValue): { code: 'RECIPE
     };
   }
   if (typeof v === 'number') {
+    if (!Number.isFinite(v)) return { code: 'RECIPE_TYPE', message: `parameter '${spec.name}' must be a finite number (got ${v})` };
     if (spec.integer && !Number.isInteger(v)) return { code: 'RECIPE_PARAM_RANGE', message: `parameter '${spec.name}' must be an integer (got ${v})` };
     const lo = spec.min;
     const hi = spec.max;

@@ -195,7 +195,7 @@ describe('tsv', () => {
 
   it('needs a base', async () => {
     const { models } = family(4, 4, 2, 13);
-    await expect(mergeTensorsAsync(TSV, { models }, { shape: [4, 4] })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(mergeTensorsAsync(TSV, { models }, { shape: [4, 4] })).rejects.toMatchObject({ code: 'RECIPE_BASE_REQUIRED' });
   });
 });
 
