@@ -312,6 +312,8 @@ export async function executePlan(
     weightkit_version: WEIGHTKIT_VERSION,
     weightkit_method: plan.method,
     weightkit_recipe_sha256: plan.recipe.sha256,
+    weightkit_seed: String(plan.seed),
+    ...(plan.overrides !== undefined ? { weightkit_overrides: JSON.stringify(plan.overrides) } : {}),
   };
   const decls = plan.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape }));
   const writer = await openShardedWriter(dir, decls, { shardSize: options.shardSize ?? DEFAULT_SHARD_SIZE, metadata, ...(directWrites ? {} : { direct: false }) });

@@ -77,6 +77,15 @@ export async function writeCompanionFiles(plan: MergePlan, dir: string, recipeTe
   return written;
 }
 
+/** `--seed 7, --dtype bf16` */
+export function overridesText(o: NonNullable<MergePlan['overrides']>): string {
+  return [
+    ...(o.seed !== undefined ? [`--seed ${o.seed}`] : []),
+    ...(o.dtype !== undefined ? [`--dtype ${o.dtype.toLowerCase()}`] : []),
+    ...(o.outDtype !== undefined ? [`--out-dtype ${o.outDtype.toLowerCase()}`] : []),
+  ].join(', ');
+}
+
 export function modelCard(plan: MergePlan, recipeText: string): string {
   const base = plan.base !== undefined ? plan.models[plan.base] : undefined;
   const others = mergedModels(plan);
@@ -102,7 +111,8 @@ export function modelCard(plan: MergePlan, recipeText: string): string {
     ...others.map((m) => `- \`${m.ref}\``),
     ...(tok.id !== plan.base && !others.includes(tok) ? [`- tokenizer: \`${tok.ref}\``] : []),
     '',
-    `${plan.tensors.length} tensors, ${plan.outputBytes} bytes; recipe sha256 \`${plan.recipe.sha256}\`${plan.seed ? `, seed ${plan.seed}` : ''}.`,
+    `${plan.tensors.length} tensors, ${plan.outputBytes} bytes; recipe sha256 \`${plan.recipe.sha256}\`, seed ${plan.seed}.`,
+    ...(plan.overrides !== undefined ? ['', `Options that override the recipe below: ${overridesText(plan.overrides)}.`] : []),
     '',
     '## Recipe',
     '',

@@ -100,6 +100,8 @@ export interface MergePlan {
   /** bytes read from inputs for one pass over every merged tensor */
   readonly inputBytes: number;
   readonly numLayers: number;
+  /** options that override the recipe (--seed, --dtype, --out-dtype), when any */
+  readonly overrides?: { readonly seed?: number; readonly dtype?: DType; readonly outDtype?: DType };
   /** the output has a tied name's own tensor (lm_head.weight) that the config donor ties: its config must untie it */
   readonly untied?: readonly string[];
   readonly memory: MemoryEstimate;
@@ -791,6 +793,16 @@ export function buildPlanFromModels(
     },
     method: method.name,
     seed: options.seed ?? doc.seed?.value ?? 0,
+    // what the command line changed against the recipe (recorded with the output: the recipe alone does not say)
+    ...(options.seed !== undefined || options.dtype !== undefined || options.outDtype !== undefined
+      ? {
+          overrides: {
+            ...(options.seed !== undefined ? { seed: options.seed } : {}),
+            ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
+            ...(options.outDtype !== undefined ? { outDtype: options.outDtype } : {}),
+          },
+        }
+      : {}),
     models,
     ...(usesBase && docBase !== undefined ? { base: docBase } : {}),
     donor,

@@ -481,3 +481,28 @@ describe('the linear-algebra backend of a merge', () => {
     expect(api.merge).toBe(mergeWithOrt);
   });
 });
+
+describe('provenance of overrides', () => {
+  it('--seed and --dtype given on top of the recipe are recorded in the metadata and the model card', async () => {
+    const r = await recipe('dare-seed.yaml', 'merge_method: dare_ties\nbase_model: base\nmodels:\n  - {model: ft-a, parameters: {weight: 1, density: 0.5}}\nseed: 42\n');
+    const plain = join(root, 'out-seed-plain');
+    await merge(r, { out: plain });
+    const over = join(root, 'out-seed-7');
+    await merge(r, { out: over, seed: 7, dtype: 'BF16' });
+    const meta = async (dir: string): Promise<Record<string, string>> => {
+      const rd = await openCheckpointPath(dir);
+      try {
+        return rd.metadata();
+      } finally {
+        await rd.close();
+      }
+    };
+    expect(await meta(plain)).toMatchObject({ weightkit_seed: '42' });
+    expect((await meta(plain))['weightkit_overrides']).toBeUndefined();
+    expect(await meta(over)).toMatchObject({ weightkit_seed: '7', weightkit_overrides: JSON.stringify({ seed: 7, dtype: 'BF16' }) });
+    const card = await readFile(join(over, 'README.md'), 'utf8');
+    expect(card).toContain('seed 7.');
+    expect(card).toContain('Options that override the recipe below: --seed 7, --dtype bf16.');
+    expect(await readFile(join(plain, 'README.md'), 'utf8')).not.toContain('Options that override');
+  });
+});
