@@ -29,26 +29,33 @@ function rate(s: ProgressState): string {
   return s.elapsedMs > 0 ? `${formatBytes((s.bytesDone / s.elapsedMs) * 1000)}/s` : '-';
 }
 
-export function createProgress(io: CliIo, options: { quiet: boolean; title: string; intervalMs?: number }): ProgressReporter {
+export function createProgress(io: CliIo, options: { quiet: boolean; title: string; intervalMs?: number; /** tests: the bar's stream */ stream?: NodeJS.WritableStream }): ProgressReporter {
   if (options.quiet) return { update: () => undefined, stop: () => undefined };
   if (io.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${options.title} |{bar}| {percentage}% {value}/{total} tensors | {bytes} | {rate} | ETA {etaText}`,
-        stream: process.stderr,
+        format: `${options.title}{stage} |{bar}| {percentage}% {value}/{total} tensors | {bytes} | {rate} | ETA {etaText}`,
+        stream: options.stream ?? process.stderr,
+        ...(options.stream !== undefined ? { noTTYOutput: true } : {}),
         hideCursor: true,
         clearOnComplete: false,
       },
       cliProgress.Presets.shades_classic,
     );
     let started = false;
+    let total = -1;
     return {
       update(s) {
-        const payload = { bytes: `${formatBytes(s.bytesDone)}/${formatBytes(s.bytesTotal)}`, rate: rate(s), etaText: eta(s) };
+        const payload = { stage: s.label ? ` (${s.label})` : '', bytes: `${formatBytes(s.bytesDone)}/${formatBytes(s.bytesTotal)}`, rate: rate(s), etaText: eta(s) };
         if (!started) {
           bar.start(s.total, s.done, payload);
           started = true;
-        } else bar.update(s.done, payload);
+        } else {
+          // a multi-document recipe's next stage has its own tensor count
+          if (s.total !== total) bar.setTotal(s.total);
+          bar.update(s.done, payload);
+        }
+        total = s.total;
       },
       stop() {
         if (started) bar.stop();
@@ -63,7 +70,7 @@ export function createProgress(io: CliIo, options: { quiet: boolean; title: stri
       if (!finished && s.elapsedMs - last < interval) return;
       last = s.elapsedMs;
       io.stderr(
-        `${options.title}: ${s.done}/${s.total} tensors, ${formatBytes(s.bytesDone)} of ${formatBytes(s.bytesTotal)}, ${rate(s)}, ETA ${eta(s)}\n`,
+        `${options.title}${s.label ? ` (${s.label})` : ''}: ${s.done}/${s.total} tensors, ${formatBytes(s.bytesDone)} of ${formatBytes(s.bytesTotal)}, ${rate(s)}, ETA ${eta(s)}\n`,
       );
     },
     stop: () => undefined,

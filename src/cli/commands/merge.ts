@@ -233,7 +233,14 @@ export function mergeCommands(y: Argv, ctx: CommandContext): Argv {
               ctx.io.stderr(`warning: ${w}\n`);
             },
             onProgress: (p) =>
-              progress.update({ done: p.tensorsDone, total: p.tensorsTotal, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, elapsedMs: p.elapsedMs }),
+              progress.update({
+                done: p.tensorsDone,
+                total: p.tensorsTotal,
+                bytesDone: p.bytesDone,
+                bytesTotal: p.bytesTotal,
+                elapsedMs: p.elapsedMs,
+                ...(p.stages > 1 ? { label: `stage ${p.stage}/${p.stages}` } : {}),
+              }),
           });
           progress.stop();
           if (argv.json) {
