@@ -95,7 +95,18 @@ function asF32(x: Float32Array | Tensor): Float32Array {
 /** Build the per-tensor context a method sees. */
 export function makeContext(
   method: MergeMethod,
-  init: { name: string; shape: readonly number[]; hasBase: boolean; params: Params; modelParams: readonly Params[]; seed: number; modelStats?: unknown; linalg?: MatMulBackend; warn?: (message: string) => void },
+  init: {
+    name: string;
+    shape: readonly number[];
+    hasBase: boolean;
+    params: Params;
+    modelParams: readonly Params[];
+    seed: number;
+    modelStats?: unknown;
+    linalg?: MatMulBackend;
+    warn?: (message: string) => void;
+    inputName?: (input: 'base' | number) => string;
+  },
 ): TensorContext {
   const numel = init.shape.reduce((a, b) => a * b, 1);
   const rowLength = init.shape.length <= 1 ? 1 : init.shape.slice(1).reduce((a, b) => a * b, 1);
@@ -112,6 +123,7 @@ export function makeContext(
     ...(init.modelStats !== undefined ? { modelStats: init.modelStats } : {}),
     ...(init.linalg !== undefined ? { linalg: init.linalg } : {}),
     warn: init.warn ?? (() => undefined),
+    inputName: init.inputName ?? ((i) => (i === 'base' ? 'the base model' : `model ${i + 1} (in recipe order)`)),
   };
 }
 

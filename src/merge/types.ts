@@ -34,6 +34,8 @@ export interface TensorContext {
   readonly linalg?: MatMulBackend;
   /** Tell the user something about this tensor's result (e.g. it is all NaN because an input holds NaN or inf). */
   warn?(message: string): void;
+  /** How messages name an input: 'base' or non-base model i, by its recipe reference when the caller knows it. */
+  inputName?(input: 'base' | number): string;
 }
 
 /** A contiguous range of elements [offset, offset + length) of every input, as f32. */

@@ -140,6 +140,8 @@ export interface RunTensorContext {
   linalg?: MatMulBackend;
   /** a method's warnings about a tensor's result (TensorContext.warn) */
   warn?: (message: string) => void;
+  /** a model's recipe reference by plan model id, for messages (TensorContext.inputName) */
+  modelRef?: (modelId: number) => string;
 }
 
 function rowLengthOf(shape: readonly number[]): number {
@@ -453,9 +455,20 @@ export async function runModelPrepass(
 }
 
 /** The context a method sees for plan tensor t (linalg methods get `linalg`, default jsMatMul). */
-function tensorContext(method: MergeMethod, t: PlanTensor, seed: number, modelStats: unknown, linalg: MatMulBackend | undefined, warn?: (message: string) => void): TensorContext {
+function tensorContext(
+  method: MergeMethod,
+  t: PlanTensor,
+  seed: number,
+  modelStats: unknown,
+  linalg: MatMulBackend | undefined,
+  warn?: (message: string) => void,
+  modelRef?: (modelId: number) => string,
+): TensorContext {
   return makeContext(method, {
     ...(warn !== undefined ? { warn } : {}),
+    ...(modelRef !== undefined
+      ? { inputName: (i: 'base' | number) => (i === 'base' ? `the base '${t.base ? modelRef(t.base.model) : '?'}'` : `model '${modelRef(t.inputs[i]!.model)}'`) }
+      : {}),
     name: t.name,
     shape: t.shape,
     hasBase: t.base !== undefined,
@@ -620,7 +633,7 @@ async function runTensorInner(ctx: RunTensorContext, t: PlanTensor): Promise<num
   if (t.op === 'copy') return copyTensor(ctx, t);
   installNativeKernels(); // this thread's merges use the native kernels when built (same bits), else WebAssembly
   const { method } = ctx;
-  const mctx = tensorContext(method, t, ctx.seed, ctx.modelStats, ctx.linalg, ctx.warn);
+  const mctx = tensorContext(method, t, ctx.seed, ctx.modelStats, ctx.linalg, ctx.warn, ctx.modelRef);
   const merger: TensorMerger = method.create(mctx);
   const numel = mctx.numel;
   const rowLen = mctx.rowLength;

@@ -345,7 +345,7 @@ export async function executePlan(
           models: plan.models.map((m) => {
             // the headers this thread parsed: the workers open the same files without parsing them again
             const known = readers.get(m.id)?.knownHeaders?.();
-            return { id: m.id, path: m.path, ...(m.vector ? { vectorBase: m.vector.base } : {}), ...(known && known.length > 0 ? { known } : {}) };
+            return { id: m.id, path: m.path, ref: m.ref, ...(m.vector ? { vectorBase: m.vector.base } : {}), ...(known && known.length > 0 ? { known } : {}) };
           }),
           method: method.name,
           seed: plan.seed,
@@ -377,7 +377,7 @@ export async function executePlan(
           try {
             for (let t = queue.shift(); t && !failed; t = queue.shift()) {
               checkAborted(options.signal);
-              report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: laneBudget, scratch, warn, ...stats }, t));
+              report(t.name, await runTensor({ method, readers, sink, seed: plan.seed, budgetBytes: laneBudget, scratch, warn, modelRef: (id) => plan.models[id]?.ref ?? String(id), ...stats }, t));
             }
           } catch (e) {
             failed = true; // the other lane stops after its current tensor

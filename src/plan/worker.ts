@@ -20,7 +20,7 @@ export interface WorkerInit {
    * `vectorBase`: the model is that model + the vector file at `path` (a recipe's `vector:` entry); `known`: the
    * headers of its safetensors files as the main thread validated them (opened without parsing while they match)
    */
-  models: { id: number; path: string; vectorBase?: number; known?: readonly KnownHeader[] }[];
+  models: { id: number; path: string; ref?: string; vectorBase?: number; known?: readonly KnownHeader[] }[];
   method: string;
   seed: number;
   budgetBytes: number;
@@ -120,6 +120,7 @@ if (port) {
         budgetBytes: init!.budgetBytes,
         scratch,
         warn: (m) => warnings.push(m),
+        modelRef: (id) => init!.models.find((x) => x.id === id)?.ref ?? String(id),
         ...(init!.modelStats !== undefined ? { modelStats: init!.modelStats } : {}),
       },
       t,

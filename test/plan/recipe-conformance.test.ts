@@ -213,6 +213,24 @@ describe('results that are all NaN', () => {
   });
 });
 
+describe('non-finite inputs of whole-matrix methods', () => {
+  it('tsv refuses them naming the model by its recipe reference (on one thread and on workers)', async () => {
+    const nan = tinyValues(5);
+    nan.get('model.layers.0.self_attn.q_proj.weight')![3] = NaN;
+    await writeModel(join(root, 'nan-tsv'), nan);
+    const p = await recipe('tsv-nan.yaml', 'merge_method: tsv\nbase_model: base\nmodels:\n  - model: a\n  - model: nan-tsv\n');
+    for (const threads of [1, 2]) {
+      let message = '';
+      try {
+        await merge(p, { out: join(root, `out-tsv-nan-${threads}`), threads, ...(threads > 1 ? { pool: 'always' as const } : {}) });
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toContain("tensor 'model.layers.0.self_attn.q_proj.weight': model 'nan-tsv' has a non-finite value (NaN) at element 3");
+    }
+  });
+});
+
 describe('F16 outputs', () => {
   it('a merge into F16 says which tensors hold ±inf (values beyond ±65504), on one thread and on workers', async () => {
     const big = tinyValues(6);

@@ -168,7 +168,7 @@ function createIsoCts(ctx: TensorContext): TensorMerger {
   const seedOf = (t: number): number => randomU32(ctx.rng(t, 'iso_cts'), 0);
   return wholeTensor(
     (chunk: Chunk) => {
-      return isoCtsMerge(finiteTaskVectors(ctx.name, 'iso_cts', chunk, c.weights), m, n, fraction, c, seedOf, rep);
+      return isoCtsMerge(finiteTaskVectors(ctx, 'iso_cts', chunk, c.weights), m, n, fraction, c, seedOf, rep);
     },
     c.alpha,
     () => ({ common: rep.common, per_task: rep.perTask, mean_sigma: rep.meanSigma, polar_iterations: rep.polarIterations, exact: c.exact ? 1 : 0 }),

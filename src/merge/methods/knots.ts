@@ -436,7 +436,7 @@ function exactPath(minDim: number, params: Params): boolean {
 /** The task vectors of a whole-tensor chunk (checked finite, weighted) and their decomposition. */
 async function decompose(ctx: TensorContext, chunk: Chunk): Promise<KnotsFactors> {
   const weights = Float64Array.from(ctx.modelParams, (p) => num(p['weight'], 1));
-  return knotsFactors(finiteTaskVectors(ctx.name, 'knots', chunk, weights), ctx.shape[0]!, ctx.shape[1]!, factorOptions(ctx));
+  return knotsFactors(finiteTaskVectors(ctx, 'knots', chunk, weights), ctx.shape[0]!, ctx.shape[1]!, factorOptions(ctx));
 }
 
 /** Largest representation bytes (all tasks, all tensors) the trim pre-pass keeps to skip a second decomposition. */

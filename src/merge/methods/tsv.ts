@@ -102,7 +102,7 @@ export function applyInto(out: Float32Array, base: Float32Array, v: ArrayLike<nu
  * Task vectors w_t·(x_t − base) in f32, checked finite in the same pass per model: a difference that is not finite
  * (an input NaN or infinity among them) sends the chunk through `checkInputsFinite`, which names the model and element.
  */
-export function finiteTaskVectors(name: string, method: string, chunk: Chunk, weights: Float64Array): Float32Array[] {
+export function finiteTaskVectors(ctx: TensorContext, method: string, chunk: Chunk, weights: Float64Array): Float32Array[] {
   const base = chunk.base!;
   let finite = true;
   const taus = chunk.models.map((x, t) => {
@@ -110,7 +110,7 @@ export function finiteTaskVectors(name: string, method: string, chunk: Chunk, we
     if (!weightedDifference(tau, x, base, weights[t]!)) finite = false;
     return tau;
   });
-  if (!finite) checkInputsFinite(name, method, chunk);
+  if (!finite) checkInputsFinite(ctx, method, chunk);
   return taus;
 }
 
@@ -118,11 +118,11 @@ export function finiteTaskVectors(name: string, method: string, chunk: Chunk, we
  * `finiteTaskVectors` one model at a time into one reused buffer: of(t) returns τ_t, valid until the next call (for
  * methods that decompose each task vector in turn: T - 1 fewer arrays of the tensor's size to allocate and fault in).
  */
-export function taskVectorStream(name: string, method: string, chunk: Chunk, weights: Float64Array): (t: number) => Float32Array {
+export function taskVectorStream(ctx: TensorContext, method: string, chunk: Chunk, weights: Float64Array): (t: number) => Float32Array {
   let buffer: Float32Array | undefined;
   return (t) => {
     buffer ??= new Float32Array(chunk.length);
-    if (!weightedDifference(buffer, chunk.models[t]!, chunk.base!, weights[t]!)) checkInputsFinite(name, method, chunk);
+    if (!weightedDifference(buffer, chunk.models[t]!, chunk.base!, weights[t]!)) checkInputsFinite(ctx, method, chunk);
     return buffer;
   };
 }
@@ -158,9 +158,10 @@ export function checkFinite(name: string, method: string, arrays: readonly Array
   }
 }
 
-/** Checks a chunk's base and models (named for the message: the base, then models in recipe order). */
-export function checkInputsFinite(name: string, method: string, chunk: Chunk): void {
-  checkFinite(name, method, [chunk.base!, ...chunk.models], (i) => (i === 0 ? 'the base model' : `model ${i} (in recipe order)`));
+/** Checks a chunk's base and models (named for the message as the context names them: TensorContext.inputName). */
+export function checkInputsFinite(ctx: TensorContext, method: string, chunk: Chunk): void {
+  const named = (i: number): string => ctx.inputName?.(i === 0 ? 'base' : i - 1) ?? (i === 0 ? 'the base model' : `model ${i} (in recipe order)`);
+  checkFinite(ctx.name, method, [chunk.base!, ...chunk.models], named);
 }
 
 /**
@@ -472,8 +473,8 @@ function createTsv(ctx: TensorContext, robust: RobustOptions | undefined, name: 
     async (chunk) => {
       const even = Array.from({ length: T }, () => Math.floor(r / T));
       // plain TSV-M decomposes each task vector in turn: made one at a time in one buffer
-      if (!robust) return tsvMerge(taskVectorStream(ctx.name, name, chunk, c.weights), m, n, even, c, seedOf, rep);
-      const taus = finiteTaskVectors(ctx.name, name, chunk, c.weights);
+      if (!robust) return tsvMerge(taskVectorStream(ctx, name, chunk, c.weights), m, n, even, c, seedOf, rep);
+      const taus = finiteTaskVectors(ctx, name, chunk, c.weights);
       let ranks = even;
       if (robust.adaptiveRank) {
         const rho = taus.map((t) => sparsity(t, robust.sparsityEps));
@@ -514,7 +515,7 @@ function createIsoC(ctx: TensorContext): TensorMerger {
   return wholeTensor(
     async (chunk) => {
       const base = chunk.base!;
-      checkInputsFinite(ctx.name, 'iso_c', chunk);
+      checkInputsFinite(ctx, 'iso_c', chunk);
       const sum = new Float64Array(chunk.length);
       for (const [t, x] of chunk.models.entries()) {
         const w = c.weights[t]!;
