@@ -750,7 +750,7 @@ describe('native TIES kernels', () => {
     const ta = join(root, 'dry-ta.yaml');
     await writeFile(ta, 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1}}\n');
     expect((await runCli('merge', ta, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(
-      loadNativeKernels() ? /kernels\s+native AVX-512 \(DARE draws and the weighted sum/ : /kernels\s+WebAssembly SIMD/,
+      loadNativeKernels() ? /kernels\s+native AVX-512 \(the weighted sum\) for every merged tensor/ : /kernels\s+WebAssembly SIMD/,
     );
     const slerp = join(root, 'dry-slerp.yaml');
     await writeFile(slerp, 'merge_method: slerp\nbase_model: base\nmodels:\n  - {model: base}\n  - {model: a}\nparameters: {t: 0.5}\n');
@@ -762,6 +762,15 @@ describe('native TIES kernels', () => {
     expect((await runCli('merge', stock, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(
       loadNativeKernels() ? /kernels\s+native AVX-512 \(the deltas' Gram sums/ : /kernels\s+WebAssembly SIMD/,
     );
+    // the kernels follow the tensors' dtypes: an F32 output takes the WebAssembly kernels
+    const f32 = join(root, 'dry-ties-f32.yaml');
+    await writeFile(f32, 'merge_method: ties\nbase_model: base\nmodels:\n  - {model: a, parameters: {weight: 1, density: 0.5}}\ndtype: float32\n');
+    expect((await runCli('merge', f32, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(
+      loadNativeKernels() ? /kernels\s+WebAssembly SIMD \(the native kernels take BF16\/F16 inputs and outputs; none of the \d+ merged tensors is\)/ : /kernels\s+WebAssembly SIMD/,
+    );
+    const tsv = join(root, 'dry-tsv.yaml');
+    await writeFile(tsv, 'merge_method: tsv\nbase_model: base\nmodels:\n  - {model: a}\n  - {model: b}\n');
+    expect((await runCli('merge', tsv, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(/kernels\s+ONNX Runtime matrix products/);
     const karcher = join(root, 'dry-karcher.yaml');
     await writeFile(karcher, 'merge_method: karcher\nmodels:\n  - {model: a}\n  - {model: b}\n');
     expect((await runCli('merge', karcher, '--out', join(root, 'dry-out'), '--dry-run')).stdout).toMatch(/kernels\s+WebAssembly SIMD/);

@@ -3,7 +3,7 @@
 
 import type { Argv } from 'yargs';
 import { UsageError } from '../../errors.js';
-import { METHODS } from '../../merge/registry.js';
+import { METHODS, getMethod } from '../../merge/registry.js';
 import type { MergeMethod } from '../../merge/types.js';
 import { mergeWithOrt } from '../../eval/merge-with-ort.js';
 import { buildPlan, loadRecipe, type MergeOptions } from '../../plan/merge.js';
@@ -51,19 +51,36 @@ function formatSeconds(s: number): string {
   return s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(1)} s`;
 }
 
-/** Which elementwise kernels the merge runs (native/gta.cc for ties when built, else WebAssembly SIMD). */
-function kernelsLine(method: string): string {
+/** Which kernels the merge runs: by method, and by the dtypes of the tensors it merges (the native ones take BF16/F16). */
+function kernelsLine(plan: MergePlan): string {
+  const method = plan.method;
+  if (getMethod(method).linalg) {
+    const dense = loadNativeKernels() !== undefined ? ' and the native dense kernels (AVX-512)' : '';
+    return `ONNX Runtime matrix products${dense} for the 2-D tensors merged whole; JS and WebAssembly SIMD for the rest`;
+  }
   if (loadNativeKernels() !== undefined) {
+    const merged = plan.tensors.filter((t) => t.op === 'merge');
+    const half = (d: string): boolean => d === 'BF16' || d === 'F16';
+    const native = merged.filter((t) => half(t.dtype) && [...(t.base ? [t.base] : []), ...t.inputs].every((i) => half(i.dtype)));
     const inputs = process.env['WEIGHTKIT_MMAP'] === '0' ? 'read (WEIGHTKIT_MMAP=0)' : 'mapped from their files';
-    if (method === 'model_stock') return `native AVX-512 (the deltas' Gram sums and the interpolation of BF16/F16 tensors, up to 8 models, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'slerp') return `native AVX-512 (the Gram sums and the interpolation of BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'linear') return `native AVX-512 (the weighted average of BF16/F16 tensors, up to 9 models, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'task_arithmetic' || method === 'dare_linear') return `native AVX-512 (DARE draws and the weighted sum of BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'dare_ties') return `native AVX-512 (DARE draws and norms, sign consensus; BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'breadcrumbs' || method === 'breadcrumbs_ties') return `native AVX-512 (two top-k selections per model, masks; BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method === 'della' || method === 'della_linear') return `native AVX-512 (ranks per row, draws, norms; BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
-    if (method !== 'ties') return 'WebAssembly SIMD (the native kernels serve linear, slerp, model_stock, task_arithmetic, ties, dare_*, breadcrumbs* and della*)';
-    return `native AVX-512 (masks, sign consensus, top-k counts; whole BF16/F16 tensors, inputs ${inputs}) + WebAssembly SIMD`;
+    const what: Record<string, string> = {
+      model_stock: "the deltas' Gram sums and the interpolation, up to 8 models",
+      slerp: 'the Gram sums and the interpolation',
+      linear: 'the weighted average, up to 9 models',
+      task_arithmetic: 'the weighted sum',
+      dare_linear: 'DARE draws and the weighted sum',
+      dare_ties: 'DARE draws and norms, sign consensus',
+      breadcrumbs: 'two top-k selections per model, masks',
+      breadcrumbs_ties: 'two top-k selections per model, masks, sign consensus',
+      della: 'ranks per row, draws, norms, sign consensus',
+      della_linear: 'ranks per row, draws, norms',
+      ties: 'masks, sign consensus, top-k counts',
+    };
+    const job = what[method];
+    if (job === undefined) return 'WebAssembly SIMD (the native kernels serve linear, slerp, model_stock, task_arithmetic, ties, dare_*, breadcrumbs* and della*)';
+    if (native.length === 0) return `WebAssembly SIMD (the native kernels take BF16/F16 inputs and outputs; none of the ${merged.length} merged tensors is)`;
+    const share = native.length === merged.length ? 'every merged tensor' : `${native.length} of ${merged.length} merged tensors (the BF16/F16 ones)`;
+    return `native AVX-512 (${job}) for ${share}, inputs ${inputs}; WebAssembly SIMD for the rest`;
   }
   if (process.env['WEIGHTKIT_NATIVE'] === '0') return 'WebAssembly SIMD (native kernels disabled by WEIGHTKIT_NATIVE=0)';
   return 'WebAssembly SIMD (no usable native kernels: npm run build:native needs linux-x64, g++ and AVX-512)';
@@ -88,7 +105,7 @@ export function renderPlan(plan: MergePlan, verbose: boolean): string {
           `${formatCount(plan.memory.wholeTensors.count)} tensor(s) merged whole: ~${formatFlops(plan.memory.wholeTensors.flops)} in matrix products + ~${formatFlops(plan.memory.wholeTensors.jsFlops)} in JS (~${formatSeconds(plan.memory.wholeTensors.flops / ORT_FLOPS_2_CORES + plan.memory.wholeTensors.jsFlops / JS_FLOPS)} at 300 and 2 GFLOP/s); largest working set ~${formatBytes(plan.memory.wholeTensors.largest.bytes)} (${plan.memory.wholeTensors.largest.name})`,
         ] as [string, string]]
       : []),
-    ['kernels', kernelsLine(plan.method)],
+    ['kernels', kernelsLine(plan)],
     ['seed', String(plan.seed)],
   ]);
   if (plan.warnings.length > 0) s += '\nwarnings\n' + plan.warnings.map((w) => `  - ${w}\n`).join('');
