@@ -23,7 +23,7 @@ import { WEIGHTKIT_VERSION } from '../version.js';
 import { laneScratch, largestOutputStep, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
 import { LANES, runPool } from './pool.js';
-import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, openProblems, type MergePlan, type StageOutput } from './plan.js';
+import { DEFAULT_MEMORY_BUDGET, POOL_MIN_BYTES, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, openProblems, type MergePlan, type StageOutput } from './plan.js';
 import { plannedCheckpoint } from './virtual.js';
 
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
@@ -32,8 +32,6 @@ export function defaultThreads(): number {
   return Math.max(1, availableParallelism());
 }
 
-/** Below this much output, worker start-up costs more than it saves: merge on the calling thread. */
-export const POOL_MIN_BYTES = 32_000_000;
 
 export interface MergeProgress {
   stage: number;

@@ -384,6 +384,9 @@ interface SliceSpec {
   pos: Pos;
 }
 
+/** Below this much output, worker start-up costs more than it saves: merge on the calling thread. */
+export const POOL_MIN_BYTES = 32_000_000;
+
 /** The most elements one executor buffer holds (its workspace views; far beyond any memory budget anyway). */
 const MAX_TYPED_ELEMENTS = 2 ** 31 - 1;
 
@@ -772,7 +775,10 @@ export function buildPlanFromModels(
     const ranks = models[i.model]!.updateRanks;
     return ranks === undefined ? undefined : (ranks[i.tensor] ?? 0);
   });
-  const memory = estimateMemory(tensors, method, threads, budget, ranksOf);
+  // the executor merges on worker threads only for outputs of POOL_MIN_BYTES and more (smaller ones on this thread)
+  const planOutputBytes = tensors.reduce((a, t) => a + t.byteLength, 0);
+  const lanes = !method.linalg && threads > 1 && tensors.length > 1 && planOutputBytes >= POOL_MIN_BYTES ? threads : 1;
+  const memory = estimateMemory(tensors, method, lanes, budget, ranksOf);
   const big = memory.wholeTensors?.largest;
   if (big !== undefined && big.bytes > budget) {
     const gb = (b: number): string => (b >= 1e8 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);

@@ -506,3 +506,14 @@ describe('provenance of overrides', () => {
     expect(await readFile(join(plain, 'README.md'), 'utf8')).not.toContain('Options that override');
   });
 });
+
+describe('the memory estimate follows how the merge runs', () => {
+  it('an output under POOL_MIN_BYTES merges on the calling thread: the plan estimates one lane, whatever --threads says', async () => {
+    const r = await recipe('small-threads.yaml', 'merge_method: linear\nmodels:\n  - {model: ft-a, parameters: {weight: 1}}\n  - {model: ft-b, parameters: {weight: 1}}\n');
+    const [two] = await buildPlan(r, { threads: 2 });
+    const [one] = await buildPlan(r, { threads: 1 });
+    expect(two!.outputBytes).toBeLessThan(32_000_000);
+    expect(two!.memory.threads).toBe(1);
+    expect(two!.memory.peakBytes).toBe(one!.memory.peakBytes);
+  });
+});
