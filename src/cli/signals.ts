@@ -16,6 +16,8 @@ export function installSignalCleanup(stderr: (s: string) => void): void {
   const exitOn = (name: keyof typeof SIGNALS): void => {
     const n = liveTemps();
     removeTempsSync();
+    // a progress bar hides the cursor while it draws: show it again (its own stop() does not run on this path)
+    if (process.stderr.isTTY) process.stderr.write('\u001b[?25h');
     stderr(`\nweightkit: stopped by ${name}${n > 0 ? `; removed ${n} unfinished output(s)` : ''}\n`);
     process.exit(128 + SIGNALS[name]);
   };
