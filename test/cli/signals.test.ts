@@ -70,4 +70,29 @@ describe('signals', () => {
     expect(await c.exit).toBe(130);
     expect(await temps(dir)).toEqual([]);
   }, 30_000);
+
+  it('on a terminal, a signal shows the cursor again (a progress bar hides it)', async () => {
+    if (!existsSync('/usr/bin/script')) return;
+    const dir = await tempDir('weightkit-sig-');
+    const c = join(dir, 'tty.mts');
+    await writeFile(
+      c,
+      `import { installSignalCleanup } from ${JSON.stringify(join(SRC, 'cli/signals.ts'))};
+import { writeFileSync } from 'node:fs';
+installSignalCleanup((s) => process.stderr.write(s));
+process.stderr.write('\\u001b[?25l');
+writeFileSync(${JSON.stringify(join(dir, 'ready'))}, '');
+setInterval(() => undefined, 1000);
+`,
+    );
+    const cmd = `${process.execPath} --import tsx ${c} & P=$!; while [ ! -e ${join(dir, 'ready')} ]; do sleep 0.05; done; kill -TERM $P; wait $P`;
+    const out = await new Promise<string>((res) => {
+      const p = spawn('/usr/bin/script', ['-qc', cmd, '/dev/null'], { cwd: resolve(SRC, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      p.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+      p.on('exit', () => res(text));
+    });
+    expect(out).toContain('\u001b[?25h');
+    expect(out).toContain('stopped by SIGTERM');
+  }, 30_000);
 });
