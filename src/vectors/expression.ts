@@ -23,6 +23,9 @@ const NUMBER_RE = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
 const SIGNED_NUMBER_RE = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
 /** A run that is a number up to its exponent marker: `1e` in `1e+5` (where '+' would otherwise end the run). */
 const EXPONENT_PREFIX_RE = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE]$/;
+/** Numbers joined by '-' or '/' with no space (`2-1`, `6/2`, `0.5-0.5`): arithmetic, not a file name. */
+const NUMBER_CHAIN_RE = /^(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)(?:[-/](?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?))+$/;
+const NUMBER_PREFIX_RE = /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?/;
 const WHITESPACE_RE = /\s/;
 const DIGIT_RE = /[0-9]/;
 
@@ -173,6 +176,25 @@ function lex(text: string, chars: string[]): Token[] {
       }
     }
     const run = chars.slice(i, j).join('');
+    if (NUMBER_CHAIN_RE.test(run)) {
+      // split into numbers and operators (each number's own exponent sign stays with it)
+      let k = 0;
+      while (k < run.length) {
+        const at = i + k + 1;
+        if (run[k] === '-' || run[k] === '/') {
+          tokens.push({ kind: 'op', op: run[k] as '-' | '/', text: run[k]!, col: at, end: at + 1 });
+          k++;
+          continue;
+        }
+        const num = NUMBER_PREFIX_RE.exec(run.slice(k))![0];
+        const value = Number(num);
+        if (!Number.isFinite(value)) fail(at, `number '${num}' at column ${at} is too large`);
+        tokens.push({ kind: 'num', value, text: num, col: at, end: at + num.length });
+        k += num.length;
+      }
+      i = j;
+      continue;
+    }
     if (NUMBER_RE.test(run)) {
       const value = Number(run);
       if (!Number.isFinite(value)) fail(col, `number '${run}' at column ${col} is too large`);

@@ -61,6 +61,18 @@ describe('parseVectorExpression: grammar', () => {
     expect(refs('c + (b - a)')).toEqual(['c', 'b', 'a']);
   });
 
+  it('numbers joined by - or / without spaces are arithmetic, not file names', () => {
+    expect(coefs('(2-1)*v1.safetensors')).toEqual({ 'v1.safetensors': 1 });
+    expect(coefs('6/2*v1.safetensors')).toEqual({ 'v1.safetensors': 3 });
+    expect(coefs('(1e-1-1e-1)*a + b')).toEqual({ b: 1 }); // exponents keep their own signs
+    expect(coefs('(4/2/2)*a')).toEqual({ a: 1 });
+    expect(fails(() => parseVectorExpression('a*(0.5-0.5)')).message).toContain('the expression is zero');
+    expect(fails(() => parseVectorExpression('1/0*a')).message).toContain('division by zero');
+    expect(fails(() => parseVectorExpression('a / (1-1)')).message).toContain('division by zero');
+    // a name with digits and dashes is still a file name
+    expect(refs('2-model.safetensors + runs/v-1.safetensors')).toEqual(['2-model.safetensors', 'runs/v-1.safetensors']);
+  });
+
   it('division by a number', () => {
     expect(coefs('a / 4')).toEqual({ a: 0.25 });
     expect(coefs('(a - b) / 2')).toEqual({ a: 0.5, b: -0.5 });
