@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +91,8 @@ describe('weightkit vector (CLI)', () => {
       [['vector', 'apply', '--base', base, '--vector', join(dir, 't1.safetensors'), '--scale', '1', '--scale', '2', '--scale', '3', '--out', join(dir, 'z')], /USAGE/],
       [['vector', 'remove', '--model', base, '--vector', join(dir, 't1.safetensors'), '--out', join(dir, 'z'), '--exact'], /VECTOR_UNDO_MISMATCH/],
       [['vector', 'interpolate', '--base', base, '--from', join(dir, 't1.safetensors'), '--to', join(dir, 't2.safetensors'), '--alphas', '1:0:0.1', '--out', join(dir, 'z')], /USAGE/],
+      // a coefficient given twice: refused before anything is written
+      [['vector', 'interpolate', '--base', base, '--from', join(dir, 't1.safetensors'), '--to', join(dir, 't2.safetensors'), '--alphas', '0.5,0.50', '--out', join(dir, 'twice')], /USAGE\]: two points would both be written to alpha-0.50/],
     ];
     for (const [args, code] of cases) {
       const r = await run(...args);
@@ -98,5 +101,6 @@ describe('weightkit vector (CLI)', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
     expect(await readFile(join(base, 'model.safetensors'))).toBeTruthy();
+    expect(existsSync(join(dir, 'twice', 'alpha-0.50'))).toBe(false);
   });
 });

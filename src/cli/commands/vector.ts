@@ -69,6 +69,12 @@ async function vectorTerms(paths: string[], scales: string[], compose: string | 
 /** Prepare the folder holding one output per grid point; returns the path of each point's output. */
 async function pointOutputs(out: string, base: string, labels: string[], overwrite: boolean): Promise<string[]> {
   if (sinkKindOf(out) !== 'folder') throw new UsageError('USAGE', `several outputs need --out to be a folder (got ${out})`);
+  // two points with one label would write one output twice: refused before anything is written
+  const seen = new Set<string>();
+  for (const l of labels) {
+    if (seen.has(l)) throw new UsageError('USAGE', `two points would both be written to ${l} (a coefficient given twice?)`);
+    seen.add(l);
+  }
   try {
     const existing = await readdir(out);
     if (existing.length > 0 && !overwrite) {
