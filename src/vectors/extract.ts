@@ -165,7 +165,7 @@ export async function extractVector(options: ExtractOptions): Promise<ExtractRes
   try {
     const ft = await openCheckpointPath(options.finetuned);
     try {
-      const pairing = pairTensors(base, ft, { allowMissing: options.allowMissing, roles: ['base', 'fine-tuned model'] });
+      const pairing = pairTensors(base, ft, { allowMissing: options.allowMissing, canAllowMissing: true, roles: ['base', 'fine-tuned model'] });
       const fingerprint = await fingerprintCheckpoint(base);
       const decls: TensorDecl[] = [];
       const jobs: StreamJob[] = [];

@@ -236,7 +236,7 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
   const readers = await openAllCheckpoints(inputPaths);
   try {
     const [from, to, fFrom, fTo] = readers as [CheckpointReader, CheckpointReader, CheckpointReader?, CheckpointReader?];
-    const pairing = pairTensors(from, to, { allowMissing: options.allowMissing, roles: ['from model', 'to model'] });
+    const pairing = pairTensors(from, to, { allowMissing: options.allowMissing, canAllowMissing: true, roles: ['from model', 'to model'] });
     if (fFrom !== undefined && fTo !== undefined) {
       checkFisher(fFrom, pairing.shared);
       checkFisher(fTo, pairing.shared);

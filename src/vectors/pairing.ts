@@ -18,6 +18,8 @@ export interface Pairing {
 
 export interface PairOptions {
   allowMissing?: boolean;
+  /** the caller takes --allow-missing: a missing tensor's error suggests it (not for commands without the flag) */
+  canAllowMissing?: boolean;
   /** how the two sides are called in messages, e.g. ['base', 'fine-tuned'] */
   roles?: readonly [string, string];
 }
@@ -33,7 +35,7 @@ export function pairTensors(a: CheckpointReader, b: CheckpointReader, options: P
       if (!options.allowMissing) {
         throw new PlanError('TENSOR_NOT_FOUND', `tensor '${t.name}' of the ${ra} (${a.path}) is not in the ${rb} (${b.path})`, {
           where: { file: b.path, tensor: t.name },
-          hint: 'pass --allow-missing to leave such tensors out',
+          ...(options.canAllowMissing ? { hint: 'pass --allow-missing to leave such tensors out' } : {}),
         });
       }
       missing.push(t.name);
@@ -58,7 +60,7 @@ export function pairTensors(a: CheckpointReader, b: CheckpointReader, options: P
     if (!options.allowMissing) {
       throw new PlanError('TENSOR_NOT_FOUND', `tensor '${u.name}' of the ${rb} (${b.path}) is not in the ${ra} (${a.path})`, {
         where: { file: a.path, tensor: u.name },
-        hint: 'pass --allow-missing to leave such tensors out',
+        ...(options.canAllowMissing ? { hint: 'pass --allow-missing to leave such tensors out' } : {}),
       });
     }
     missing.push(u.name);

@@ -104,3 +104,18 @@ describe('weightkit vector (CLI)', () => {
     expect(existsSync(join(dir, 'twice', 'alpha-0.50'))).toBe(false);
   });
 });
+
+describe('hints name only flags the command has', () => {
+  it('a tensor missing from one model: extract suggests --allow-missing, soup (which has no such flag) does not', async () => {
+    const v = tinyValues(1);
+    v.delete('model.norm.weight');
+    await writeModel(join(dir, 'lacks'), v);
+    const soup = await run('soup', base, join(dir, 'lacks'), '--out', join(dir, 'soup-lacks'));
+    expect(soup.code).toBe(2);
+    expect(soup.stderr).toContain('TENSOR_NOT_FOUND');
+    expect(soup.stderr).not.toContain('--allow-missing');
+    const ex = await run('vector', 'extract', '--base', base, '--finetuned', join(dir, 'lacks'), '--out', join(dir, 'lacks.safetensors'));
+    expect(ex.code).toBe(2);
+    expect(ex.stderr).toContain('pass --allow-missing');
+  });
+});
