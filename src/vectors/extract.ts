@@ -21,7 +21,7 @@ import {
   type VectorKind,
   type VectorMeta,
 } from './format.js';
-import { pairTensors } from './pairing.js';
+import { pairTensors, requireShared } from './pairing.js';
 import { differenceOf, quantJob, totalQuantError, type QuantizeSpec, type QuantStats } from './quantize.js';
 import { runStream, type JobInput, type StreamJob, type StreamProgress } from './stream.js';
 
@@ -166,6 +166,7 @@ export async function extractVector(options: ExtractOptions): Promise<ExtractRes
     const ft = await openCheckpointPath(options.finetuned);
     try {
       const pairing = pairTensors(base, ft, { allowMissing: options.allowMissing, canAllowMissing: true, roles: ['base', 'fine-tuned model'] });
+      requireShared(pairing.shared, 'the base and the fine-tuned model', options.finetuned);
       const fingerprint = await fingerprintCheckpoint(base);
       const decls: TensorDecl[] = [];
       const jobs: StreamJob[] = [];

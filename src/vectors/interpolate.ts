@@ -14,7 +14,7 @@ import { formatShape, shapesEqual } from '../tensor/tensor.js';
 import { WEIGHTKIT_VERSION } from '../version.js';
 import { formatAlpha } from './grid.js';
 import { slerpCoefficients } from '../merge/methods/slerp.js';
-import { pairTensors } from './pairing.js';
+import { pairTensors, requireShared } from './pairing.js';
 import { runStream, type StreamJob, type StreamProgress } from './stream.js';
 
 export const DEFAULT_FISHER_FLOOR = 1e-8;
@@ -237,6 +237,7 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
   try {
     const [from, to, fFrom, fTo] = readers as [CheckpointReader, CheckpointReader, CheckpointReader?, CheckpointReader?];
     const pairing = pairTensors(from, to, { allowMissing: options.allowMissing, canAllowMissing: true, roles: ['from model', 'to model'] });
+    requireShared(pairing.shared, 'the two models', options.to);
     if (fFrom !== undefined && fTo !== undefined) {
       checkFisher(fFrom, pairing.shared);
       checkFisher(fTo, pairing.shared);
@@ -398,6 +399,7 @@ export function pairAll(readers: readonly CheckpointReader[], role = 'model'): {
     if (!isFloatDType(t.dtype)) skipped.add(t.name);
     else if (!skipped.has(t.name)) shared.push(t);
   }
+  requireShared(shared, `the ${readers.length} ${role}s`, first.path);
   return { shared, skipped: first.tensors().filter((t) => skipped.has(t.name)).map((t) => t.name) };
 }
 

@@ -67,3 +67,8 @@ export function pairTensors(a: CheckpointReader, b: CheckpointReader, options: P
   }
   return { shared, skipped, missing };
 }
+
+/** Refuse a pairing with no float tensor in common: an output of nothing would look like a result. */
+export function requireShared(shared: readonly unknown[], what: string, file: string): void {
+  if (shared.length === 0) throw new PlanError('TENSOR_NOT_FOUND', `${what} share no float tensor: there is nothing to compute`, { where: { file } });
+}

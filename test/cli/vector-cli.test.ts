@@ -119,3 +119,20 @@ describe('hints name only flags the command has', () => {
     expect(ex.stderr).toContain('pass --allow-missing');
   });
 });
+
+describe('models with nothing in common', () => {
+  it('extract, soup and interpolate refuse models that share no float tensor (an empty output would look like a result)', async () => {
+    await writeModel(join(dir, 'empty'), new Map());
+    const cases = [
+      ['vector', 'extract', '--base', join(dir, 'empty'), '--finetuned', join(dir, 'empty'), '--out', join(dir, 'e.safetensors')],
+      ['soup', join(dir, 'empty'), join(dir, 'empty'), '--out', join(dir, 'soup-empty')],
+      ['interpolate', '--from', join(dir, 'empty'), '--to', join(dir, 'empty'), '--alpha', '0.5', '--out', join(dir, 'i-empty')],
+    ];
+    for (const args of cases) {
+      const r = await run(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain('share no float tensor');
+    }
+    expect(existsSync(join(dir, 'e.safetensors')) || existsSync(join(dir, 'soup-empty')) || existsSync(join(dir, 'i-empty'))).toBe(false);
+  });
+});
