@@ -99,6 +99,8 @@ export interface ApplyOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
+  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
+  onWarning?: (warning: string) => void;
 }
 
 export interface ApplyResult {
@@ -122,6 +124,8 @@ export interface RemoveOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
+  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
+  onWarning?: (warning: string) => void;
 }
 
 export interface RemoveResult {
@@ -468,7 +472,7 @@ export async function applyVectors(o: ApplyOptions): Promise<ApplyResult> {
             },
           };
         });
-        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
+        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
         let undoInfo: ApplyResult['undo'];
         if (spool !== undefined && undoPath !== undefined) {
           const meta: UndoMeta = {
@@ -629,7 +633,7 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
             },
           };
         });
-        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
+        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
         const files = await sink.close();
         let exact = false;
         if (undo !== undefined) {
@@ -674,6 +678,8 @@ export interface ApplyPathOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
+  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
+  onWarning?: (warning: string) => void;
 }
 
 export interface ApplyPathResult {
@@ -746,7 +752,7 @@ export async function applyVectorPath(o: ApplyPathOptions): Promise<ApplyPathRes
             },
           };
         });
-        await runStream(jobs, { sinks, budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
+        await runStream(jobs, { sinks, budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
         const outputs: ApplyPathResult['outputs'] = [];
         for (let k = 0; k < sinks.length; k++) outputs.push({ out: o.points[k]!.out, scales: [...o.points[k]!.scales], files: await sinks[k]!.close() });
         return { outputs, warnings };

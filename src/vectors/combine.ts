@@ -34,6 +34,8 @@ export interface CombineOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
+  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
+  onWarning?: (warning: string) => void;
 }
 
 export interface CombineResult {
@@ -155,7 +157,7 @@ export async function combineVectors(o: CombineOptions): Promise<CombineResult> 
       inputs: paths,
     });
     try {
-      await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
+      await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
       await sink.close();
     } catch (e) {
       await sink.abort();
