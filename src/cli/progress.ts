@@ -98,11 +98,7 @@ export interface StreamProgressLike {
 }
 
 /** Progress display plus Ctrl-C handling for one streaming command; stop() ends both (call it in a finally). */
-export function streamProgress(
-  io: CliIo,
-  argv: { quiet?: unknown; json?: unknown },
-  title: string,
-): { onProgress: (p: StreamProgressLike) => void; onWarning: (warning: string) => void; signal: AbortSignal; stop: () => void } {
+export function streamProgress(io: CliIo, argv: { quiet?: unknown; json?: unknown }, title: string): { onProgress: (p: StreamProgressLike) => void; signal: AbortSignal; stop: () => void } {
   const started = Date.now();
   const bar = createProgress(io, { quiet: Boolean(argv.quiet) || Boolean(argv.json), title });
   const irq = interruptible();
@@ -116,10 +112,6 @@ export function streamProgress(
         elapsedMs: Date.now() - started,
         label: p.tensor,
       }),
-    // a tensor written with NaN or ±inf values (the streaming engine counts them), at once
-    onWarning: (w) => {
-      if (!argv.quiet && !argv.json) io.stderr(`warning: ${w}\n`);
-    },
     signal: irq.signal,
     stop: () => {
       bar.stop();

@@ -99,8 +99,6 @@ export interface ApplyOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface ApplyResult {
@@ -124,8 +122,6 @@ export interface RemoveOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface RemoveResult {
@@ -472,7 +468,7 @@ export async function applyVectors(o: ApplyOptions): Promise<ApplyResult> {
             },
           };
         });
-        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
+        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
         let undoInfo: ApplyResult['undo'];
         if (spool !== undefined && undoPath !== undefined) {
           const meta: UndoMeta = {
@@ -633,7 +629,7 @@ export async function removeVectors(o: RemoveOptions): Promise<RemoveResult> {
             },
           };
         });
-        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
+        await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
         const files = await sink.close();
         let exact = false;
         if (undo !== undefined) {
@@ -678,8 +674,6 @@ export interface ApplyPathOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface ApplyPathResult {
@@ -752,7 +746,7 @@ export async function applyVectorPath(o: ApplyPathOptions): Promise<ApplyPathRes
             },
           };
         });
-        await runStream(jobs, { sinks, budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
+        await runStream(jobs, { sinks, budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
         const outputs: ApplyPathResult['outputs'] = [];
         for (let k = 0; k < sinks.length; k++) outputs.push({ out: o.points[k]!.out, scales: [...o.points[k]!.scales], files: await sinks[k]!.close() });
         return { outputs, warnings };

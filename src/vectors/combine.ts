@@ -34,8 +34,6 @@ export interface CombineOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface CombineResult {
@@ -157,7 +155,7 @@ export async function combineVectors(o: CombineOptions): Promise<CombineResult> 
       inputs: paths,
     });
     try {
-      await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress, onWarning: o.onWarning });
+      await runStream(jobs, { sinks: [sink], budgetBytes: o.budgetBytes, signal: o.signal, onProgress: o.onProgress });
       await sink.close();
     } catch (e) {
       await sink.abort();

@@ -45,8 +45,6 @@ export interface ExtractOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface ExtractResult {
@@ -215,7 +213,7 @@ export async function extractVector(options: ExtractOptions): Promise<ExtractRes
         inputs: [options.base, options.finetuned],
       });
       try {
-        await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress, onWarning: options.onWarning });
+        await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress });
         // quantiser ranges are known once their tensor's job ran
         for (const r of ranges) await sink.write(r.name, r.range());
         await sink.close();

@@ -48,8 +48,6 @@ export interface InterpolateOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface InterpolateResult {
@@ -80,8 +78,6 @@ export interface FisherAverageOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface FisherAverageResult {
@@ -273,7 +269,7 @@ export async function interpolateModels(options: InterpolateOptions): Promise<In
           }),
         );
       }
-      await runStream(jobs, { sinks, budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress, onWarning: options.onWarning });
+      await runStream(jobs, { sinks, budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress });
       for (const s of sinks) await s.close();
       await staged?.commit();
     } catch (e) {
@@ -485,7 +481,7 @@ export async function fisherAverage(options: FisherAverageOptions): Promise<Fish
       });
       let files: string[];
       try {
-        await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress, onWarning: options.onWarning });
+        await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress });
         files = await sink.close();
       } catch (e) {
         await sink.abort();

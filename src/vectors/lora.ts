@@ -349,8 +349,6 @@ export interface LoraToVectorOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
   /** write with O_DIRECT where allowed (default true); false when the vector is read again at once (a recipe's cache) */
   direct?: boolean;
 }
@@ -457,7 +455,7 @@ export async function loraToVector(options: LoraToVectorOptions): Promise<LoraTo
         ...(options.direct === false ? { direct: false } : {}),
       });
       try {
-        await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress, onWarning: options.onWarning });
+        await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress });
         await sink.close();
       } catch (e) {
         await sink.abort();

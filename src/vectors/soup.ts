@@ -23,8 +23,6 @@ export interface UniformSoupOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor written with NaN or ±inf values (see StreamOptions.onWarning) */
-  onWarning?: (warning: string) => void;
 }
 
 export interface UniformSoupResult {
@@ -208,7 +206,7 @@ export async function uniformSoup(options: UniformSoupOptions): Promise<UniformS
     });
     let files: string[];
     try {
-      await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress, onWarning: options.onWarning });
+      await runStream(jobs, { sinks: [sink], budgetBytes: options.budgetBytes, signal: options.signal, onProgress: options.onProgress });
       files = await sink.close();
     } catch (e) {
       await sink.abort();

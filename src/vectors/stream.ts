@@ -89,8 +89,6 @@ export interface StreamOptions {
   budgetBytes?: number;
   signal?: AbortSignal;
   onProgress?: (p: StreamProgress) => void;
-  /** a tensor whose written values hold NaN or ±inf (an input's, or an overflow) is told here, once per tensor */
-  onWarning?: (warning: string) => void;
 }
 
 export interface StreamResult {
@@ -143,13 +141,11 @@ export async function runStream(jobs: readonly StreamJob[], options: StreamOptio
       const j = state.next++;
       if (j >= jobs.length) return;
       const job = jobs[j]!;
-      const bad = { n: 0 };
       try {
-        await runJob(job, bufs, budget, count, state, options, bad);
+        await runJob(job, bufs, budget, count, state, options);
       } catch (e) {
         throw allocationError(e, { tensor: job.name }) ?? e;
       }
-      if (bad.n > 0) options.onWarning?.(`tensor '${job.name}': ${bad.n} written value(s) are NaN or ±inf (an input holds such values, or a coefficient overflows the output dtype)`);
       state.done++;
       options.onProgress?.({ tensor: job.name, index: state.done, count: jobs.length, bytesRead: count.bytesRead, bytesWritten: count.bytesWritten });
     }
@@ -178,7 +174,6 @@ async function runJob(
   count: { bytesRead: number; bytesWritten: number },
   state: { failed: boolean },
   options: StreamOptions,
-  bad: { n: number } = { n: 0 },
 ): Promise<void> {
   const rows = rowCountOf(job.shape);
   const rowLength = rowLengthOf(job.shape);
@@ -267,7 +262,6 @@ async function runJob(
           let data: TensorData;
           if (outRaw[k] || o.dtype === 'F32') data = values;
           else data = fromF32(o.dtype, values as Float32Array, viewData(o.dtype, bufs.enc.get(k, len * bytes), 0, len));
-          if (options.onWarning !== undefined) bad.n += nonFinite(o.dtype, data);
           await options.sinks[o.sink]!.writeRange(o.tensor ?? job.name, at * bytes, data);
           count.bytesWritten += len * bytes;
         }),
@@ -276,17 +270,4 @@ async function runJob(
       if (rows === 0) break;
     }
   }
-}
-
-/** NaN and ±inf among float values (F32 as numbers, F16/BF16 by their bits); other dtypes have none. */
-function nonFinite(dtype: string, data: TensorData | Float32Array): number {
-  let n = 0;
-  if (data instanceof Float32Array) {
-    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) n++;
-  } else if (dtype === 'F16' && data instanceof Uint16Array) {
-    for (let i = 0; i < data.length; i++) if ((data[i]! & 0x7c00) === 0x7c00) n++;
-  } else if (dtype === 'BF16' && data instanceof Uint16Array) {
-    for (let i = 0; i < data.length; i++) if ((data[i]! & 0x7f80) === 0x7f80) n++;
-  }
-  return n;
 }

@@ -125,7 +125,6 @@ export function loraCommands(y: Argv, ctx: CommandContext): Argv {
             ...(argv.label !== undefined ? { label: String(argv.label) } : {}),
             overwrite: Boolean(argv.overwrite),
             onProgress: p.onProgress,
-            onWarning: p.onWarning,
             signal: p.signal,
           });
           p.stop();

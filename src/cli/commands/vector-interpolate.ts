@@ -51,7 +51,7 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
       const dtype = argv.dtype === undefined ? undefined : parseDTypeOption(argv.dtype, 'dtype', ['BF16', 'F16', 'F32']);
       const fisherFloor = argv['fisher-floor'] === undefined ? undefined : parseNumberOption(argv['fisher-floor'], 'fisher-floor');
       const budgetBytes = argv['memory-budget'] === undefined ? undefined : parseSize(argv['memory-budget'], 'memory-budget');
-      const { onProgress, onWarning, signal, stop } = streamProgress(ctx.io, argv, 'interpolate');
+      const { onProgress, signal, stop } = streamProgress(ctx.io, argv, 'interpolate');
       let r;
       try {
         r = await interpolateModels({
@@ -68,7 +68,6 @@ export function interpolateCommand(y: Argv, ctx: CommandContext): Argv {
           allowMissing: Boolean(argv['allow-missing']),
           overwrite: Boolean(argv.overwrite),
           onProgress,
-          onWarning,
           signal,
         });
       } finally {
@@ -113,7 +112,7 @@ export function soupCommand(y: Argv, ctx: CommandContext): Argv {
         await runGreedySoup(ctx, models, String(argv.eval), String(argv.out), { dtype, budgetBytes, overwrite: Boolean(argv.overwrite), json: Boolean(argv.json), quiet: Boolean(argv.quiet) });
         return;
       }
-      const { onProgress, onWarning, signal, stop } = streamProgress(ctx.io, argv, 'soup');
+      const { onProgress, signal, stop } = streamProgress(ctx.io, argv, 'soup');
       let r;
       try {
         r = await uniformSoup({
@@ -123,7 +122,6 @@ export function soupCommand(y: Argv, ctx: CommandContext): Argv {
           ...(budgetBytes !== undefined ? { budgetBytes } : {}),
           overwrite: Boolean(argv.overwrite),
           onProgress,
-          onWarning,
           signal,
         });
       } finally {

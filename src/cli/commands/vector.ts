@@ -105,7 +105,6 @@ async function runPath(ctx: CommandContext, argv: PathArgv, title: string, base:
     force: Boolean(argv.force),
     overwrite: Boolean(argv.overwrite),
     onProgress: p.onProgress,
-    onWarning: p.onWarning,
     signal: p.signal,
   }).finally(() => p.stop());
   for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
@@ -153,7 +152,6 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
             allowMissing: Boolean(argv['allow-missing']),
             overwrite: Boolean(argv.overwrite),
             onProgress: p.onProgress,
-            onWarning: p.onWarning,
             signal: p.signal,
           });
           p.stop();
@@ -237,7 +235,6 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
         const p = progressFor(ctx, argv, 'combine');
         const r = await combineVectors({
           onProgress: p.onProgress,
-          onWarning: p.onWarning,
           signal: p.signal,
           ...(argv.expression !== undefined ? { expression: String(argv.expression) } : { terms }),
           names,
@@ -287,7 +284,6 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
             undo: Boolean(argv.undo),
             overwrite: Boolean(argv.overwrite),
             onProgress: p.onProgress,
-            onWarning: p.onWarning,
             signal: p.signal,
           });
           p.stop();
@@ -322,7 +318,6 @@ export function vectorCommands(y: Argv, ctx: CommandContext): Argv {
           exact: Boolean(argv.exact),
           overwrite: Boolean(argv.overwrite),
           onProgress: p.onProgress,
-          onWarning: p.onWarning,
           signal: p.signal,
         }).finally(() => p.stop());
         for (const w of r.warnings) ctx.io.stderr(`warning: ${w}\n`);
