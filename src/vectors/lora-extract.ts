@@ -163,6 +163,9 @@ export async function extractLora(options: LoraExtractOptions): Promise<LoraExtr
         const run = await extractAll(pairing.shared, base, ft, options, { dtype, eps, backend, saveModules, include, exclude, scratch, scratchPath });
         const { modules, items } = run;
         const loraModules = modules.filter((m) => m.kind === 'lora' || m.kind === 'lora_embedding');
+        if (loraModules.length === 0 && include.length > 0) {
+          throw new UsageError('USAGE', `no changed 2-D weight matches --include ${include.map((r) => r.source).join(', ')}: the adapter would have no LoRA module`);
+        }
         if (loraModules.length === 0 && !modules.some((m) => m.kind === 'full')) {
           throw new UsageError('USAGE', `nothing to extract: the fine-tuned model equals the base on every 2-D weight (${options.finetuned})`);
         }

@@ -146,6 +146,9 @@ describe('lora extract', () => {
       await w.close();
     }
     await expect(extractLora({ base, finetuned: ft, out: join(dir, 'bad-re'), rank: 4, include: ['('] })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining("--include: '('") });
+    // a pattern that matches no changed weight: no adapter without a LoRA module
+    await expect(extractLora({ base, finetuned: ft, out: join(dir, 'no-match'), rank: 4, include: ['nomatch'] })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('no changed 2-D weight matches --include nomatch') });
+    expect(existsSync(join(dir, 'no-match'))).toBe(false);
   });
 
   it('a NaN in the fine-tune is VECTOR_NOT_FINITE naming the tensor and the model; nothing is written', async () => {
