@@ -124,25 +124,21 @@ export async function publish(tmpPath: string, finalPath: string, replace = true
       ...(e !== undefined ? { cause: e } : {}),
     });
   try {
-    if (replace) {
-      await fsp.rename(tmpPath, finalPath);
-      untrackTemp(tmpPath);
-      await syncDir(path.dirname(finalPath));
-      return;
+    if (replace) await fsp.rename(tmpPath, finalPath);
+    else {
+      let linked = true;
+      try {
+        await fsp.link(tmpPath, finalPath);
+      } catch (e) {
+        const code = (e as { code?: unknown })?.code;
+        if (code === 'EEXIST') throw appeared(e);
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
+        if ((await statOrUndefined(finalPath)) !== undefined) throw appeared();
+        await fsp.rename(tmpPath, finalPath);
+        linked = false;
+      }
+      if (linked) await fsp.unlink(tmpPath);
     }
-    try {
-      await fsp.link(tmpPath, finalPath);
-    } catch (e) {
-      const code = (e as { code?: unknown })?.code;
-      if (code === 'EEXIST') throw appeared(e);
-      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
-      if ((await statOrUndefined(finalPath)) !== undefined) throw appeared();
-      await fsp.rename(tmpPath, finalPath);
-      untrackTemp(tmpPath);
-      await syncDir(path.dirname(finalPath));
-      return;
-    }
-    await fsp.unlink(tmpPath);
     untrackTemp(tmpPath);
     await syncDir(path.dirname(finalPath));
   } catch (e) {

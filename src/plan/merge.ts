@@ -23,7 +23,7 @@ import { WEIGHTKIT_VERSION } from '../version.js';
 import { laneScratch, largestOutputStep, runModelPrepass, runTensor, type TensorSink } from './execute.js';
 import { writeCompanionFiles } from './outputs.js';
 import { LANES, runPool } from './pool.js';
-import { DEFAULT_MEMORY_BUDGET, POOL_MIN_BYTES, buildPlanFromModels, missingModelProblem, modelPath, modelRefsOf, openModels, openProblems, type MergePlan, type StageOutput } from './plan.js';
+import { DEFAULT_MEMORY_BUDGET, buildPlanFromModels, usesWorkers, missingModelProblem, modelPath, modelRefsOf, openModels, openProblems, type MergePlan, type StageOutput } from './plan.js';
 import { plannedCheckpoint } from './virtual.js';
 
 export const DEFAULT_SHARD_SIZE = 5_000_000_000;
@@ -184,7 +184,11 @@ function docText(recipe: Recipe, doc: RecipeDoc, last: boolean): string {
 /** Plan every stage without reading tensor data (later stages see earlier ones as planned checkpoints). */
 export async function buildPlan(recipePath: string, options: Omit<MergeOptions, 'out'> & { out?: string } = {}): Promise<MergePlan[]> {
   checkOptions(options);
-  const { recipe, stages } = await loadRecipe(recipePath, options);
+  return planStages(await loadRecipe(recipePath, options), options);
+}
+
+/** Plan the stages of a loaded recipe (later stages against the planned outputs of earlier ones). */
+async function planStages({ recipe, stages }: LoadedRecipe, options: Omit<MergeOptions, 'out'> & { out?: string }): Promise<MergePlan[]> {
   const stageOutputs = new Map<string, StageOutput>();
   const plans: MergePlan[] = [];
   const opened: CheckpointReader[] = [];
@@ -219,10 +223,11 @@ function planOptions(o: Omit<MergeOptions, 'out'>): Parameters<typeof buildPlanF
 export async function merge(recipePath: string, options: MergeOptions): Promise<MergeResult> {
   checkOptions(options);
   const t0 = performance.now();
-  const { recipe, stages } = await loadRecipe(recipePath, options);
+  const loaded = await loadRecipe(recipePath, options);
+  const { recipe, stages } = loaded;
   // a multi-document recipe is planned whole first (later stages against the planned outputs of earlier ones), so a
   // problem in its last stage is reported before the first stage runs
-  if (stages.length > 1) await buildPlan(recipePath, options);
+  if (stages.length > 1) await planStages(loaded, options);
   const warnings: string[] = [...recipe.warnings.map((w) => `${w.pos.file}:${w.pos.line}:${w.pos.col}: ${w.message}`)];
   // every model path the recipe names must differ from the output
   const inputPaths: string[] = [];
@@ -336,7 +341,7 @@ export async function executePlan(
     const linalg = method.linalg ? abortable(options.linalg ?? jsMatMul, options.signal) : undefined;
     const modelStats = await runModelPrepass(method, plan.tensors, readers, budget * threads, { seed: plan.seed, ...(linalg ? { linalg } : {}) });
     const stats = { ...(modelStats !== undefined ? { modelStats } : {}), ...(linalg ? { linalg } : {}) };
-    if (!method.linalg && threads > 1 && plan.tensors.length > 1 && (options.pool === 'always' || plan.outputBytes >= POOL_MIN_BYTES)) {
+    if (usesWorkers(method, threads, plan.tensors.length, plan.outputBytes, options.pool)) {
       const jobs = plan.tensors.map((tensor, index) => ({ index, tensor, ...writer.locate(tensor.name) }));
       await runPool(
         {

@@ -303,14 +303,7 @@ export async function openModels(
           reader = await take(path);
         }
       } catch (e) {
-        const we = e as WeightkitError;
-        problems.push(
-          new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : r.lora ? 'use LoRA model' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
-            where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
-            ...(we.hint !== undefined ? { hint: we.hint } : {}),
-            cause: e,
-          }),
-        );
+        problems.push(openProblem(r, e));
         continue;
       }
       const id = models.length;
@@ -356,12 +349,21 @@ export async function openProblems(doc: RecipeDoc, open: (path: string) => Promi
       try {
         await (await open(path)).close();
       } catch (e) {
-        const we = e as WeightkitError;
-        out.push(new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot open model '${r.ref}': ${(e as Error).message}`, { where: posWhere(r.pos), cause: e }));
+        out.push(openProblem(r, e));
       }
     }),
   );
   return out;
+}
+
+/** A model reference that could not be opened, at its recipe position (the reader's code, tensor and hint kept). */
+function openProblem(r: ModelRef, e: unknown): RecipeError {
+  const we = e as WeightkitError;
+  return new RecipeError(we.code ?? 'RECIPE_MODEL_NOT_FOUND', `cannot ${r.vector ? 'use vector' : r.lora ? 'use LoRA model' : 'open model'} '${r.ref}': ${(e as Error).message}`, {
+    where: { ...posWhere(r.pos), ...(we.where?.tensor ? { tensor: we.where.tensor } : {}) },
+    ...(we.hint !== undefined ? { hint: we.hint } : {}),
+    cause: e,
+  });
 }
 
 function posWhere(pos: Pos): { file: string; line: number; col: number; path: string } {
@@ -386,6 +388,14 @@ interface SliceSpec {
 
 /** Below this much output, worker start-up costs more than it saves: merge on the calling thread. */
 export const POOL_MIN_BYTES = 32_000_000;
+
+/**
+ * Whether a merge runs on worker threads (else on the calling thread): never for linalg methods (their backend is
+ * multi-threaded) or a single tensor; with 'always' whenever there are threads; else for outputs of POOL_MIN_BYTES on.
+ */
+export function usesWorkers(method: Pick<MergeMethod, 'linalg'>, threads: number, tensorCount: number, outputBytes: number, pool: 'auto' | 'always' = 'auto'): boolean {
+  return !method.linalg && threads > 1 && tensorCount > 1 && (pool === 'always' || outputBytes >= POOL_MIN_BYTES);
+}
 
 /** The most elements one executor buffer holds (its workspace views; far beyond any memory budget anyway). */
 const MAX_TYPED_ELEMENTS = 2 ** 31 - 1;
@@ -775,16 +785,14 @@ export function buildPlanFromModels(
     const ranks = models[i.model]!.updateRanks;
     return ranks === undefined ? undefined : (ranks[i.tensor] ?? 0);
   });
-  // the executor merges on worker threads only for outputs of POOL_MIN_BYTES and more (smaller ones on this thread)
-  const planOutputBytes = tensors.reduce((a, t) => a + t.byteLength, 0);
-  const lanes = !method.linalg && threads > 1 && tensors.length > 1 && planOutputBytes >= POOL_MIN_BYTES ? threads : 1;
-  const memory = estimateMemory(tensors, method, lanes, budget, ranksOf);
+  const outputBytes = tensors.reduce((a, t) => a + t.byteLength, 0);
+  // the lanes the executor will use (small outputs merge on the calling thread)
+  const memory = estimateMemory(tensors, method, usesWorkers(method, threads, tensors.length, outputBytes) ? threads : 1, budget, ranksOf);
   const big = memory.wholeTensors?.largest;
   if (big !== undefined && big.bytes > budget) {
     const gb = (b: number): string => (b >= 1e8 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(1)} MB`);
     warnings.push(`${method.name} merges 2-D tensors whole: '${big.name}' needs about ${gb(big.bytes)} of working memory, above the ${gb(budget)} budget (set decompose: false for it through a filter to average it instead)`);
   }
-  const outputBytes = tensors.reduce((a, t) => a + t.byteLength, 0);
   const inputBytes = tensors.reduce((a, t) => a + [...(t.base ? [t.base] : []), ...t.inputs].reduce((b, i) => b + i.shape.reduce((x, y) => x * y, 1) * DTYPE_INFO[i.dtype].bytes, 0), 0);
   const tokenizer = doc.tokenizerSource?.value;
   const donor = docBase ?? reference;

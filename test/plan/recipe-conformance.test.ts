@@ -71,6 +71,9 @@ describe('recipes as mergekit reads them', () => {
     );
     const [plan] = await buildPlan(p);
     expect(plan!.tensors[0]!.modelParams).toEqual([expect.objectContaining({ weight: 1, density: 0.5 }), expect.objectContaining({ weight: 2, density: 0.5 })]);
+    // a merge key that names no mapping is an error at the value
+    const bad = await recipe('anchor-bad.yaml', 'merge_method: ties\nbase_model: base\nmodels:\n  - model: a\n    parameters:\n      <<: 3\n      weight: 1\n      density: 0.5\n');
+    expect(await problems(bad)).toEqual([['RECIPE_TYPE', 6, 11]]);
   });
 
   it("PyYAML's plain yes/no/on/off are booleans; quoted they stay strings", async () => {
