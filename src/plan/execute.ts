@@ -618,7 +618,8 @@ export async function runTensor(ctx: RunTensorContext, t: PlanTensor): Promise<n
     if (infs > 0) ctx.warn!(`tensor '${t.name}': ${infs} value(s) of the F16 output are ±inf (beyond ±65504, or infinite inputs)`);
     return n;
   } catch (e) {
-    throw allocationError(e, { tensor: t.name }) ?? e;
+    const file = ctx.readers.get((t.base ?? t.inputs[0])?.model ?? -1)?.path;
+    throw allocationError(e, { tensor: t.name, ...(file !== undefined ? { file } : {}) }) ?? e;
   }
 }
 

@@ -144,7 +144,8 @@ export async function runStream(jobs: readonly StreamJob[], options: StreamOptio
       try {
         await runJob(job, bufs, budget, count, state, options);
       } catch (e) {
-        throw allocationError(e, { tensor: job.name }) ?? e;
+        const file = job.inputs.find((x) => x !== undefined)?.reader.path;
+        throw allocationError(e, { tensor: job.name, ...(file !== undefined ? { file } : {}) }) ?? e;
       }
       state.done++;
       options.onProgress?.({ tensor: job.name, index: state.done, count: jobs.length, bytesRead: count.bytesRead, bytesWritten: count.bytesWritten });

@@ -136,3 +136,28 @@ describe('models with nothing in common', () => {
     expect(existsSync(join(dir, 'e.safetensors')) || existsSync(join(dir, 'soup-empty')) || existsSync(join(dir, 'i-empty'))).toBe(false);
   });
 });
+
+describe('a tensor too large for one buffer', () => {
+  it('vector extract reports TENSOR_TOO_LARGE naming the tensor and a file, not an internal error', async () => {
+    const { truncate, mkdir, writeFile } = await import('node:fs/promises');
+    const sparse = async (name: string): Promise<string> => {
+      const d = join(dir, name);
+      await mkdir(d, { recursive: true });
+      const bytes = 2 ** 33; // [1, 2^31] F32: one row of 8 GB (a sparse file: nothing is written)
+      const header = Buffer.from(JSON.stringify({ w: { dtype: 'F32', shape: [1, 2 ** 31], data_offsets: [0, bytes] } }));
+      const prefix = Buffer.alloc(8);
+      prefix.writeBigUInt64LE(BigInt(header.length));
+      const f = join(d, 'model.safetensors');
+      await writeFile(f, Buffer.concat([prefix, header]));
+      await truncate(f, 8 + header.length + bytes);
+      return d;
+    };
+    const b = await sparse('huge-b');
+    const f = await sparse('huge-f');
+    const r = await run('vector', 'extract', '--base', b, '--finetuned', f, '--out', join(dir, 'huge.safetensors'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/error\[TENSOR_TOO_LARGE\]: tensor 'w' needs a buffer larger/);
+    expect(r.stderr).toMatch(/--> .*huge-[bf].*\(tensor 'w'\)/);
+    expect(existsSync(join(dir, 'huge.safetensors'))).toBe(false);
+  }, 30_000);
+});
